@@ -1,0 +1,1 @@
+//! oxpmd-dma: Memory a device may touch: hugepage regions, IOVA allocation, packets, mempools, rings.

@@ -1,0 +1,1 @@
+//! `DmaMap` over a VFIO container (the IOMMU path), so that vfio and dma stay independent.

@@ -1,0 +1,3 @@
+//! oxpmd-pmd: ports, queues and poll-mode drivers.
+
+pub mod iommu;

@@ -1,0 +1,37 @@
+//! Project tasks, run as `cargo xtask <task> ...`.
+//!
+//! - `vm ...`: the test VM (setup, run, test, dpdk); see `docs/testvm.md`.
+//! - `bench ...`: benchmark comparisons against DPDK in the same invocation.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod vm;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <vm|bench> ...\n  \
+    cargo xtask vm help      the test VM (setup, run, test, dpdk)\n  \
+    cargo xtask bench help   comparisons against DPDK (ring, mempool, ...)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match task {
+        "vm" => vm::main(rest),
+        "bench" => bench::main(rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("xtask: unknown task `{other}`\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
