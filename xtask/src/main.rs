@@ -1,15 +1,18 @@
 //! Project tasks, run as `cargo xtask <task> ...`.
 //!
+//! - `test [--no-vm]`: the whole test suite (the README's test command).
 //! - `vm ...`: the test VM (setup, run, test, dpdk); see `docs/testvm.md`.
 //! - `bench ...`: benchmark comparisons against DPDK in the same invocation.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod test;
 mod vm;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <vm|bench> ...\n  \
+const USAGE: &str = "usage: cargo xtask <test|vm|bench> ...\n  \
+    cargo xtask test         every test: unit, loom model, and VM tests\n  \
     cargo xtask vm help      the test VM (setup, run, test, dpdk)\n  \
     cargo xtask bench help   comparisons against DPDK (ring, mempool, ...)";
 
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
     match task {
         "vm" => vm::main(rest),
         "bench" => bench::main(rest),
+        "test" => test::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
