@@ -1,0 +1,137 @@
+//! `cargo xtask bench mempool`: benches/mempool_perf.rs against DPDK's mempool_perf_autotest.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::{BenchError, Better, Figures, Options, build_ours, dpdk, keep_best, mega, run_ours};
+
+/// DPDK's fixed window per case, in milliseconds.
+const DPDK_WINDOW_MS: u64 = 5000;
+const CORES: [u32; 2] = [1, 2];
+const BULKS: [u32; 3] = [1, 4, 32];
+const KEEPS: [u32; 2] = [32, 128];
+
+/// Case ids compared: with cache (512), n_get_bulk == n_put_bulk, sizes not compile-time constants.
+fn cases() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for cores in CORES {
+        for bulk in BULKS {
+            for keep in KEEPS {
+                v.push((
+                    format!("{cores}core/bulk{bulk}/put{bulk}/keep{keep}/const0"),
+                    format!(
+                        "{cores} core{} get/put bulk {bulk:>2} n_keep {keep:>3}",
+                        if cores > 1 { "s" } else { " " }
+                    ),
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// Runs both sides `opts.runs` times, alternately, and prints the comparison.
+pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        return Err(BenchError::Command {
+            what: "benchmarking the mempool".into(),
+            detail: format!("needs CPUs {:?}; this process may use {cpus}", dpdk::CPUS),
+        });
+    }
+    // DPDK's window can only be shortened by an integer divisor; both sides use the resulting window.
+    let div = (DPDK_WINDOW_MS as f64 / opts.window_ms as f64).round().max(1.0) as u64;
+    let window_us = DPDK_WINDOW_MS * 1000 / div;
+    let cases = cases();
+    let wanted: BTreeSet<String> = cases.iter().map(|(c, _)| c.clone()).collect();
+
+    let dpdk_test = dpdk::locate(opts.install)?;
+    build_ours("mempool_perf")?;
+    let harness_args = vec![
+        "--cpus".to_string(),
+        dpdk::CPUS.map(|c| c.to_string()).join(","),
+        "--window-us".to_string(),
+        window_us.to_string(),
+    ];
+    let (mut ours, mut theirs) = (Figures::new(), Figures::new());
+    for i in 1..=opts.runs {
+        eprintln!("run {i}/{}: ours (benches/mempool_perf.rs) ...", opts.runs);
+        keep_best(
+            &mut ours,
+            &run_ours("mempool_perf", "mempool", &harness_args)?,
+            Better::Higher,
+        );
+        eprintln!(
+            "run {i}/{}: DPDK (dpdk-test mempool_perf_autotest, {} ms windows, about a minute) ...",
+            opts.runs,
+            window_us / 1000
+        );
+        keep_best(
+            &mut theirs,
+            &dpdk_test.mempool_perf(div, &wanted)?,
+            Better::Higher,
+        );
+    }
+
+    println!(
+        "mempool: oxpmd-dma Mempool vs DPDK {} rte_mempool (ring_mp_mc, cache 512, 2047 objects of 2048 B); \
+         CPUs {:?}; {} ms per case; best of {} runs each; objects got+put per second, higher is better",
+        dpdk_test.version,
+        dpdk::CPUS,
+        window_us as f64 / 1000.0,
+        opts.runs
+    );
+    println!("{:<40} {:>10} {:>10} {:>10}", "case", "ours", "DPDK", "DPDK/ours");
+    let mut worst: Option<f64> = None;
+    let mut missing = Vec::new();
+    for (case, label) in &cases {
+        let o = ours.get(case).copied();
+        let t = theirs.get(case).copied();
+        let ratio = match (o, t) {
+            (Some(o), Some(t)) if o > 0.0 => Some(t / o),
+            _ => None,
+        };
+        match ratio {
+            Some(r) => worst = Some(worst.map_or(r, |w| w.max(r))),
+            None => missing.push(case.clone()),
+        }
+        println!(
+            "{:<40} {:>10} {:>10} {:>10}",
+            label,
+            o.map_or_else(|| "-".into(), mega),
+            t.map_or_else(|| "-".into(), mega),
+            ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}"))
+        );
+    }
+    println!("runtime: {:.0} s", started.elapsed().as_secs_f64());
+    if !missing.is_empty() {
+        return Err(BenchError::Parse {
+            what: "the mempool figures".into(),
+            detail: format!("no figure on one side for {missing:?}, so no worst ratio"),
+        });
+    }
+    match worst {
+        Some(w) => {
+            println!("worst ratio: {w:.2}");
+            Ok(())
+        }
+        None => Err(BenchError::Parse {
+            what: "the mempool figures".into(),
+            detail: "no comparable row".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twelve_cases_with_matching_ids() {
+        let c = cases();
+        assert_eq!(c.len(), 12);
+        assert!(c.iter().any(|(id, _)| id == "2core/bulk32/put32/keep128/const0"));
+        assert!(c.iter().any(|(id, _)| id == "1core/bulk1/put1/keep32/const0"));
+    }
+}
