@@ -1,0 +1,476 @@
+//! Booting the test VM and running one command in it.
+//!
+//! The host writes the command to `cmd.sh` in a per-run directory under target/testvm/runs/, which the
+//! guest sees through the read-only root share and, writable, through a second 9p share mounted at the
+//! same path. The guest init prints `oxpmd-vm:<nonce>:start` before the command and
+//! `oxpmd-vm:<nonce>:exit=<code>` after it; the host streams the console between the two markers.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::topology::Topology;
+use super::{GuestOptions, GuestOutput, Paths};
+
+/// PCI slot of the read-only 9p share of the host root.
+pub const ROOT_SHARE_SLOT: u8 = 0x04;
+/// PCI slot of the writable 9p share of the run directory.
+pub const RUN_SHARE_SLOT: u8 = 0x05;
+/// PCI slot of the writable 9p share given with `--results`.
+pub const RESULTS_SHARE_SLOT: u8 = 0x07;
+
+/// How long QEMU may take to exit after the guest reported the command's exit status.
+const POWEROFF_GRACE: Duration = Duration::from_secs(20);
+/// Guest memory in MiB.
+const MEMORY_MIB: u32 = 2048;
+/// Guest CPUs.
+const CPUS: u32 = 2;
+/// Host environment variables passed to the guest command (plus every `OXPMD_*` the host sets that the
+/// topology does not define).
+const PASS_ENV: &[&str] = &[
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "RUST_TEST_THREADS",
+    "RUST_MIN_STACK",
+    "LANG",
+];
+
+/// Single-quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn unique_run_dir(paths: &Paths, label: &str) -> Result<(PathBuf, String), String> {
+    let runs = paths.testvm.join("runs");
+    fs::create_dir_all(&runs).map_err(|e| format!("create {}: {e}", runs.display()))?;
+    prune_runs(&runs);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let nonce = format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff);
+    let safe: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = runs.join(format!("{safe}-{nonce}"));
+    fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok((dir, nonce))
+}
+
+/// Removes run directories older than a day.
+fn prune_runs(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else { return };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Writes the guest script: a clean environment, the topology variables, the working directory, the command.
+fn write_cmd_script(
+    dir: &Path,
+    topology: &Topology,
+    cmd: &[String],
+    opts: &GuestOptions,
+) -> Result<(), String> {
+    let cwd = match &opts.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+    };
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ),
+        ("HOME".into(), "/tmp".into()),
+        ("USER".into(), "root".into()),
+        ("TERM".into(), "dumb".into()),
+        ("OXPMD_VM_MODPROBE".into(), "/run/oxpmd-vm/modprobe".into()),
+        ("OXPMD_VM_RUN_DIR".into(), dir.display().to_string()),
+    ];
+    if let Some(r) = &opts.results {
+        env.push(("OXPMD_VM_RESULTS".into(), r.display().to_string()));
+    }
+    let topo_env = topology.env();
+    for key in PASS_ENV {
+        if let Ok(v) = std::env::var(key) {
+            env.push(((*key).into(), v));
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if k.starts_with("OXPMD_")
+            && !topo_env.iter().any(|(t, _)| *t == k)
+            && !env.iter().any(|(e, _)| *e == k)
+        {
+            env.push((k, v));
+        }
+    }
+    env.extend(topo_env);
+    env.extend(opts.env.iter().cloned());
+    let mut s = String::from("# written by cargo xtask vm: the command run in the test VM\n");
+    for (k, v) in &env {
+        if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {
+            return Err(format!("invalid environment variable name {k:?}"));
+        }
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    s.push_str(&format!(
+        "cd {} || {{ echo \"oxpmd-vm: cannot enter {}\"; exit 125; }}\n",
+        shell_quote(&cwd.display().to_string()),
+        cwd.display()
+    ));
+    if opts.shell {
+        let script = cmd.join(" ");
+        s.push_str(&format!("exec /bin/sh -c {}\n", shell_quote(&script)));
+    } else {
+        let words: Vec<String> = cmd.iter().map(|w| shell_quote(w)).collect();
+        s.push_str(&format!("exec {}\n", words.join(" ")));
+    }
+    let path = dir.join("cmd.sh");
+    fs::write(&path, s).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+enum Event {
+    Console(String),
+    ConsoleClosed,
+}
+
+fn qemu_args(
+    paths: &Paths,
+    topology: &Topology,
+    run_dir: &Path,
+    nonce: &str,
+    results: Option<&Path>,
+) -> Vec<String> {
+    let mut append = format!(
+        "console=ttyS0 intel_iommu=on panic=-1 quiet oxpmd.run={} oxpmd.nonce={nonce} oxpmd.msize=524288",
+        run_dir.display()
+    );
+    if let Some(r) = results {
+        append.push_str(&format!(" oxpmd.results={}", r.display()));
+    }
+    let release = topology.ports_to_release();
+    if !release.is_empty() {
+        append.push_str(&format!(" oxpmd.release={}", release.join(",")));
+    }
+    let mut a: Vec<String> = [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-accel",
+        "tcg,thread=multi",
+        "-M",
+        "q35",
+        "-cpu",
+        "max",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend([
+        "-m".into(),
+        MEMORY_MIB.to_string(),
+        "-smp".into(),
+        CPUS.to_string(),
+    ]);
+    a.extend(["-device".into(), "intel-iommu,intremap=on,caching-mode=on".into()]);
+    a.extend(["-chardev".into(), "stdio,id=console,signal=off".into()]);
+    a.extend(["-serial".into(), "chardev:console".into()]);
+    a.extend(["-kernel".into(), paths.kernel().display().to_string()]);
+    a.extend(["-initrd".into(), paths.initramfs().display().to_string()]);
+    a.extend(["-append".into(), append]);
+    a.extend([
+        "-fsdev".into(),
+        "local,id=hostroot,path=/,security_model=none,readonly=on".into(),
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev=hostroot,mount_tag=host,addr={ROOT_SHARE_SLOT:02x}.0"),
+    ]);
+    a.extend([
+        "-fsdev".into(),
+        format!("local,id=run,path={},security_model=none", run_dir.display()),
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev=run,mount_tag=run,addr={RUN_SHARE_SLOT:02x}.0"),
+    ]);
+    if let Some(r) = results {
+        a.extend([
+            "-fsdev".into(),
+            format!("local,id=results,path={},security_model=none", r.display()),
+            "-device".into(),
+            format!("virtio-9p-pci,fsdev=results,mount_tag=results,addr={RESULTS_SHARE_SLOT:02x}.0"),
+        ]);
+    }
+    a.extend(topology.qemu_args());
+    a
+}
+
+/// Boots the VM, runs `cmd`, streams or captures its output. See [`super::run_in_guest`].
+pub fn run(
+    paths: &Paths,
+    topology: &Topology,
+    cmd: &[String],
+    opts: &GuestOptions,
+) -> Result<GuestOutput, String> {
+    if cmd.is_empty() {
+        return Err("no command to run in the guest".into());
+    }
+    for (what, p) in [("run directory", &paths.testvm)]
+        .into_iter()
+        .chain(opts.results.as_ref().map(|r| ("results directory", r)))
+    {
+        let s = p.display().to_string();
+        if s.contains(|c: char| c.is_whitespace() || c == ',') {
+            return Err(format!(
+                "the {what} path {s:?} contains a space or comma, which the kernel command line cannot carry"
+            ));
+        }
+    }
+    let results = match &opts.results {
+        Some(r) => {
+            fs::create_dir_all(r).map_err(|e| format!("create results directory {}: {e}", r.display()))?;
+            Some(fs::canonicalize(r).map_err(|e| format!("resolve {}: {e}", r.display()))?)
+        }
+        None => None,
+    };
+    let (run_dir, nonce) = unique_run_dir(paths, &opts.label)?;
+    let run_dir = fs::canonicalize(&run_dir).map_err(|e| format!("resolve {}: {e}", run_dir.display()))?;
+    write_cmd_script(&run_dir, topology, cmd, opts)?;
+    let args = qemu_args(paths, topology, &run_dir, &nonce, results.as_deref());
+    fs::write(run_dir.join("qemu-args.txt"), args.join("\n") + "\n")
+        .map_err(|e| format!("write qemu-args.txt: {e}"))?;
+
+    let start = Instant::now();
+    let mut child: Child = Command::new("qemu-system-x86_64")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start qemu-system-x86_64: {e}: QEMU >= 8.1 with -device igb needed: run `cargo xtask vm setup`"))?;
+    let stdout = child.stdout.take().ok_or("qemu: no stdout pipe")?;
+    let stderr = child.stderr.take().ok_or("qemu: no stderr pipe")?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    let console_thread = thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
+                    if tx.send(Event::Console(line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::ConsoleClosed);
+    });
+    let echo_stderr = opts.echo;
+    let stderr_thread = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        if echo_stderr {
+            // Each link is a hub with no host network on purpose: QEMU's warning about it is noise.
+            for line in text
+                .lines()
+                .filter(|l| !l.contains("is not connected to host network"))
+            {
+                eprintln!("qemu: {line}");
+            }
+        }
+        text
+    });
+
+    let start_marker = format!("oxpmd-vm:{nonce}:start");
+    let exit_prefix = format!("oxpmd-vm:{nonce}:exit=");
+    let mut console_log =
+        fs::File::create(run_dir.join("console.log")).map_err(|e| format!("create console.log: {e}"))?;
+    let mut deadline = start + opts.timeout;
+    let mut started: Option<Duration> = None;
+    let mut exit_code: Option<i32> = None;
+    let mut output = String::new();
+    let mut timed_out = false;
+    let mut tail: Vec<String> = Vec::new();
+    loop {
+        let now = Instant::now();
+        if exit_code.is_some() {
+            deadline = deadline.min(now + POWEROFF_GRACE);
+        }
+        if now >= deadline {
+            timed_out = exit_code.is_none();
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(Event::Console(line)) => {
+                let _ = writeln!(console_log, "{line}");
+                if started.is_none() {
+                    if line.ends_with(&start_marker) {
+                        started = Some(start.elapsed());
+                        if opts.echo && opts.verbose {
+                            println!(
+                                "vm: command started {:.1} s after boot",
+                                start.elapsed().as_secs_f64()
+                            );
+                        }
+                        continue;
+                    }
+                    if opts.verbose {
+                        println!("{line}");
+                    }
+                    tail.push(line.clone());
+                    if tail.len() > 60 {
+                        tail.remove(0);
+                    }
+                    if let Some(code) = line.strip_prefix(&exit_prefix) {
+                        exit_code = code.trim().parse().ok();
+                    }
+                    continue;
+                }
+                if exit_code.is_none() {
+                    if let Some(pos) = line.find(&exit_prefix) {
+                        let before = &line[..pos];
+                        if !before.is_empty() {
+                            emit(opts, &mut output, before);
+                        }
+                        exit_code = line[pos + exit_prefix.len()..].trim().parse().ok();
+                        continue;
+                    }
+                    emit(opts, &mut output, &line);
+                } else if opts.verbose {
+                    println!("{line}");
+                }
+            }
+            Ok(Event::ConsoleClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A guest that reported its exit status but did not power off is simply stopped.
+                timed_out = exit_code.is_none();
+                break;
+            }
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+    }
+    // After the exit marker the guest powers off; give QEMU a moment, then stop it.
+    let status = wait_or_kill(&mut child, POWEROFF_GRACE);
+    let _ = console_thread.join();
+    let qemu_stderr = stderr_thread.join().unwrap_or_default();
+    let total = start.elapsed();
+    let dmesg_path = run_dir.join("dmesg.txt");
+    let boot_to_command = started.unwrap_or_default();
+    if timed_out {
+        let phase = if started.is_some() {
+            "the command did not finish"
+        } else {
+            "the guest did not reach the command"
+        };
+        return Err(format!(
+            "guest timed out after {} s ({phase}); QEMU killed. Console log: {}{}",
+            opts.timeout.as_secs(),
+            run_dir.join("console.log").display(),
+            if started.is_none() {
+                format!("\nlast console lines:\n{}", tail.join("\n"))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let qemu_failed = match &status {
+        Some(s) => !s.success(),
+        None => true,
+    };
+    match exit_code {
+        Some(code) if started.is_some() => {
+            if qemu_failed && !qemu_stderr.trim().is_empty() && !opts.echo {
+                eprintln!("qemu: {}", qemu_stderr.trim());
+            }
+            Ok(GuestOutput {
+                exit_code: code,
+                output,
+                boot_to_command,
+                total,
+                run_dir: run_dir.clone(),
+                dmesg: fs::read_to_string(&dmesg_path).ok(),
+            })
+        }
+        Some(code) => Err(format!(
+            "the guest init failed before running the command (code {code}):\n{}\nconsole log: {}",
+            tail.join("\n"),
+            run_dir.join("console.log").display()
+        )),
+        None => Err(format!(
+            "QEMU exited ({}) without the command's exit status{}{}\nconsole log: {}",
+            status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
+            if qemu_stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!("\nQEMU said: {}", qemu_stderr.trim())
+            },
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\nlast console lines:\n{}", tail.join("\n"))
+            },
+            run_dir.join("console.log").display()
+        )),
+    }
+}
+
+fn emit(opts: &GuestOptions, output: &mut String, line: &str) {
+    if opts.echo {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+    output.push_str(line);
+    output.push('\n');
+}
+
+/// Waits for the child up to `grace`, then kills it. Returns its status if it exited by itself.
+fn wait_or_kill(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < end => thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,324 @@
+//! `cargo xtask vm test`: builds the workspace's `vm_*` integration tests and runs each binary in its own VM.
+//!
+//! Convention (docs/testvm.md): a VM test is an integration test file `tests/vm_*.rs` whose tests are all
+//! `#[ignore = "needs the test VM: cargo xtask vm test"]`; its first lines may declare the topology with
+//! `//! vm-topology: NAME` (default `pair`). Each binary runs with `--ignored --test-threads=1`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use super::topology::Topology;
+use super::{Args, GuestOptions, Paths, guest, parse_secs, setup, split_eq};
+
+/// The default topology of a VM test file.
+const DEFAULT_TOPOLOGY: &str = "pair";
+
+/// One VM test binary.
+#[derive(Debug)]
+struct VmTestBinary {
+    /// Target name, e.g. `vm_harness`.
+    name: String,
+    /// Package that owns it.
+    package: String,
+    /// The built executable.
+    executable: PathBuf,
+    /// Its source file.
+    src_path: PathBuf,
+    /// The package directory (cargo runs tests there).
+    package_dir: PathBuf,
+}
+
+/// Reads `//! vm-topology: NAME` from the first 40 lines of a test file.
+fn declared_topology(src: &str) -> Option<String> {
+    src.lines().take(40).find_map(|l| {
+        let l = l.trim_start();
+        let rest = l.strip_prefix("//!").or_else(|| l.strip_prefix("//"))?;
+        let value = rest.trim().strip_prefix("vm-topology:")?;
+        Some(value.trim().to_string())
+    })
+}
+
+/// Picks the `vm_*` test executables from `cargo test --no-run --message-format=json` output.
+fn parse_cargo_messages(text: &str) -> Result<Vec<VmTestBinary>, String> {
+    let mut found = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("cargo message is not JSON ({e}): {line}"))?;
+        if v["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let target = &v["target"];
+        let is_test = target["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        let name = target["name"].as_str().unwrap_or_default();
+        let (Some(exe), Some(src), Some(manifest)) = (
+            v["executable"].as_str(),
+            target["src_path"].as_str(),
+            v["manifest_path"].as_str(),
+        ) else {
+            continue;
+        };
+        if !is_test || !name.starts_with("vm_") {
+            continue;
+        }
+        let package = v["package_id"].as_str().unwrap_or_default();
+        // package_id is "path+file:///dir#name@version" (or an older "name version (...)" form).
+        let package = package
+            .rsplit_once('#')
+            .map(|(_, t)| t.split('@').next().unwrap_or(t))
+            .or_else(|| package.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        found.push(VmTestBinary {
+            name: name.to_string(),
+            package,
+            executable: PathBuf::from(exe),
+            src_path: PathBuf::from(src),
+            package_dir: Path::new(manifest)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        });
+    }
+    found.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+    found.dedup_by(|a, b| a.executable == b.executable);
+    Ok(found)
+}
+
+/// Counts from libtest's `test result: ok. N passed; M failed; ...` lines.
+fn libtest_counts(output: &str) -> Option<(u32, u32)> {
+    let mut total: Option<(u32, u32)> = None;
+    for line in output.lines() {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            continue;
+        };
+        let num = |word: &str| {
+            rest.split(';')
+                .find_map(|part| part.trim().strip_suffix(word).map(str::trim))
+                .map(|n| n.rsplit(' ').next().unwrap_or(n))
+                .and_then(|n| n.parse::<u32>().ok())
+        };
+        let (p, f) = (num("passed")?, num("failed")?);
+        let t = total.get_or_insert((0, 0));
+        t.0 += p;
+        t.1 += f;
+    }
+    total
+}
+
+/// Number of ignored tests in a binary that match the filter, listed on the host (nothing runs).
+fn count_listed(bin: &VmTestBinary, filter: Option<&str>) -> Result<usize, String> {
+    let mut cmd = Command::new(&bin.executable);
+    cmd.args(["--list", "--ignored", "--format", "terse"]);
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    let out = cmd
+        .current_dir(&bin.package_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{} --list: {e}", bin.executable.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} --list failed: {}",
+            bin.executable.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count())
+}
+
+/// `cargo xtask vm test [--topology NAME] [-p PKG]... [--timeout SECS] [FILTER]`.
+pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
+    let mut args = Args { rest };
+    let mut topology_override: Option<String> = None;
+    let mut packages: Vec<String> = Vec::new();
+    let mut timeout = Duration::from_secs(900);
+    let mut verbose = false;
+    while let Some(raw) = args.next_opt() {
+        let (opt, inline) = split_eq(raw);
+        match opt {
+            "--topology" => topology_override = Some(args.value_or(opt, inline)?),
+            "-p" | "--package" => packages.push(args.value_or(opt, inline)?),
+            "--timeout" => timeout = parse_secs(opt, &args.value_or(opt, inline)?)?,
+            "--verbose" | "-v" => verbose = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let filter = match args.trailing() {
+        [] => None,
+        [f] => Some(f.as_str()),
+        more => return Err(format!("one FILTER at most, got {more:?}")),
+    };
+    if let Some(t) = &topology_override {
+        Topology::by_name(t)?;
+    }
+    let all_start = Instant::now();
+    let paths = Paths::new();
+    setup::check_ready(&paths)?;
+
+    println!("vm test: building the VM tests on the host");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["test", "--no-run", "--message-format=json"])
+        .current_dir(&paths.workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if packages.is_empty() {
+        cargo.arg("--workspace");
+    }
+    for p in &packages {
+        cargo.args(["-p", p]);
+    }
+    let out = cargo.output().map_err(|e| format!("cargo test --no-run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo test --no-run failed ({})", out.status));
+    }
+    let binaries = parse_cargo_messages(&String::from_utf8_lossy(&out.stdout))?;
+    if binaries.is_empty() {
+        return Err("no vm_* integration test found (convention: tests/vm_*.rs, see docs/testvm.md)".into());
+    }
+
+    let mut passed = 0u32;
+    let mut failed = 0u32;
+    let mut rows = Vec::new();
+    for bin in &binaries {
+        let listed = count_listed(bin, filter)?;
+        if listed == 0 {
+            println!(
+                "vm test: {} ({}): no test matches, skipped",
+                bin.name, bin.package
+            );
+            continue;
+        }
+        let src =
+            fs::read_to_string(&bin.src_path).map_err(|e| format!("read {}: {e}", bin.src_path.display()))?;
+        let declared = declared_topology(&src);
+        let topo_name = topology_override
+            .clone()
+            .or(declared)
+            .unwrap_or_else(|| DEFAULT_TOPOLOGY.to_string());
+        let topo = Topology::by_name(&topo_name).map_err(|e| format!("{}: {e}", bin.src_path.display()))?;
+        println!(
+            "\n==== vm test: {} ({}), topology {}, {} test(s) ====",
+            bin.name, bin.package, topo.name, listed
+        );
+        let mut cmd = vec![
+            bin.executable.display().to_string(),
+            "--ignored".to_string(),
+            "--test-threads=1".to_string(),
+        ];
+        if let Some(f) = filter {
+            cmd.push(f.to_string());
+        }
+        let opts = GuestOptions {
+            timeout,
+            cwd: Some(bin.package_dir.clone()),
+            echo: true,
+            verbose,
+            label: format!("test-{}", bin.name),
+            ..GuestOptions::default()
+        };
+        let started = Instant::now();
+        let (status, p, f, boot) = match guest::run(&paths, &topo, &cmd, &opts) {
+            Ok(out) => {
+                let counts = libtest_counts(&out.output);
+                let (p, f) = match counts {
+                    Some((p, f)) if out.exit_code == 0 || f > 0 => (p, f),
+                    // A crash or a missing summary counts as one failure.
+                    Some((p, f)) => (p, f + 1),
+                    None => (0, 1),
+                };
+                let status = if out.exit_code == 0 && f == 0 {
+                    "ok"
+                } else {
+                    "FAILED"
+                };
+                if status != "ok" {
+                    println!(
+                        "vm test: {}: exit code {}; logs in {}",
+                        bin.name,
+                        out.exit_code,
+                        out.run_dir.display()
+                    );
+                }
+                (status, p, f, Some(out.boot_to_command))
+            }
+            Err(e) => {
+                println!("vm test: {}: {e}", bin.name);
+                ("ERROR", 0, 1, None)
+            }
+        };
+        passed += p;
+        failed += f;
+        rows.push(format!(
+            "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed  boot-to-command {}  total {:.1} s",
+            bin.name,
+            topo.name,
+            status,
+            p,
+            f,
+            boot.map(|b| format!("{:.1} s", b.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    println!(
+        "\nvm test summary ({:.1} min):",
+        all_start.elapsed().as_secs_f64() / 60.0
+    );
+    for r in &rows {
+        println!("{r}");
+    }
+    println!("vm tests: {passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn topology_declaration() {
+        assert_eq!(
+            declared_topology("//! vm-topology: quad\n//! more\n").as_deref(),
+            Some("quad")
+        );
+        assert_eq!(
+            declared_topology("//! Smoke test.\n//!\n//! vm-topology:  virtio \n").as_deref(),
+            Some("virtio")
+        );
+        assert_eq!(declared_topology("//! nothing here\nfn main() {}\n"), None);
+    }
+
+    #[test]
+    fn libtest_summary_is_counted() {
+        let out = "running 3 tests\ntest a ... ok\n\ntest result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 4 filtered out; finished in 0.01s\n";
+        assert_eq!(libtest_counts(out), Some((2, 1)));
+        assert_eq!(libtest_counts("no summary"), None);
+    }
+
+    #[test]
+    fn cargo_messages_select_vm_tests() {
+        let msgs = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/main#oxpmd@0.1.0","manifest_path":"/w/main/Cargo.toml","target":{"kind":["test"],"name":"vm_harness","src_path":"/w/main/tests/vm_harness.rs"},"executable":"/w/main/target/debug/deps/vm_harness-1"}
+{"reason":"compiler-artifact","package_id":"path+file:///w/main#oxpmd@0.1.0","manifest_path":"/w/main/Cargo.toml","target":{"kind":["test"],"name":"ring","src_path":"/w/main/tests/ring.rs"},"executable":"/w/main/target/debug/deps/ring-1"}
+{"reason":"compiler-artifact","package_id":"path+file:///w/main#oxpmd@0.1.0","manifest_path":"/w/main/Cargo.toml","target":{"kind":["lib"],"name":"vm_lib","src_path":"/w/main/src/lib.rs"},"executable":null}
+{"reason":"build-finished","success":true}"#;
+        let found = parse_cargo_messages(msgs).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "vm_harness");
+        assert_eq!(found[0].package, "oxpmd");
+        assert_eq!(found[0].package_dir, PathBuf::from("/w/main"));
+    }
+}
