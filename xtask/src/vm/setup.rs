@@ -382,10 +382,10 @@ fn resolve_kernel_package() -> Result<(String, String), String> {
             .output()
             .map_err(|e| format!("apt-cache depends {KERNEL_META}: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(pkg) = kernel_package_from_depends(&text) {
-            if let Some(version) = apt_candidate(&pkg) {
-                return Ok((pkg, version));
-            }
+        if let Some(pkg) = kernel_package_from_depends(&text)
+            && let Some(version) = apt_candidate(&pkg)
+        {
+            return Ok((pkg, version));
         }
         if attempt == 0 {
             if !is_root() {
@@ -584,10 +584,10 @@ fn index_modules(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>, String
                 .map_err(|e| format!("stat {}: {e}", path.display()))?;
             if ft.is_dir() {
                 stack.push(path);
-            } else if let Some(file) = path.file_name().and_then(|f| f.to_str()) {
-                if let Some(stem) = file.find(".ko").map(|i| &file[..i]) {
-                    index.insert(norm(stem), path.clone());
-                }
+            } else if let Some(file) = path.file_name().and_then(|f| f.to_str())
+                && let Some(stem) = file.find(".ko").map(|i| &file[..i])
+            {
+                index.insert(norm(stem), path.clone());
             }
         }
     }
@@ -599,11 +599,13 @@ fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String
     let (pkg, version) = resolve_kernel_package()?;
     let package = format!("{pkg} {version}");
     let kdir = paths.testvm.join("kernel");
-    if let Ok(info) = read_kernel_info(paths) {
-        if info.package == package && paths.kernel().is_file() && kdir.join("modules").is_dir() {
-            println!("vm setup: guest kernel {} up to date", info.release);
-            return Ok(info);
-        }
+    if let Ok(info) = read_kernel_info(paths)
+        && info.package == package
+        && paths.kernel().is_file()
+        && kdir.join("modules").is_dir()
+    {
+        println!("vm setup: guest kernel {} up to date", info.release);
+        return Ok(info);
     }
     *changed = true;
     let work = paths.testvm.join("download");
