@@ -1,3 +1,33 @@
 //! oxpmd-pmd: ports, queues and poll-mode drivers.
+//!
+//! - [`Port`]: open a device by PCI address or virtual-port name ([`DeviceSpec`]), configure it
+//!   ([`PortConfig`]), start it, then take its [`RxQueue`] / [`TxQueue`] values (each `Send`, owned
+//!   by one thread, no lock per burst) and move packets in [`Burst`]s.
+//! - [`Driver`]: what a device driver implements (igb, igbvf, virtio-net); [`drivers::REGISTRY`]
+//!   maps PCI ids to drivers.
+//! - [`adv_ring`]: the 16-byte advanced descriptor ring shared by igb / igbvf / ixgbe, testable
+//!   against a fake device ([`adv_ring::fake`]).
+//! - [`vport`]: virtual ports `null` and `ring`.
+//! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd.rs` and its tests.
 
+pub mod adv_ring;
+pub mod burst;
+pub mod driver;
+pub mod drivers;
+pub mod error;
+pub mod forward;
 pub mod iommu;
+pub mod mac;
+pub mod port;
+pub mod stats;
+pub mod vport;
+
+pub use burst::{Burst, BurstCapacityError, DEFAULT_BURST, MAX_BURST};
+pub use driver::{
+    DeviceInfo, DeviceSpec, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
+    TxQueueSetup,
+};
+pub use error::{PortError, Result};
+pub use mac::MacAddr;
+pub use port::{Port, PortConfig, RxQueue, TxQueue};
+pub use stats::{DeviceCounters, PortStats, QueueCounters};

@@ -1,0 +1,343 @@
+//! TX side of the advanced descriptor ring.
+
+use std::sync::atomic::{Ordering, fence};
+
+use oxpmd_dma::{OffloadFlags, Packet, RawBuffer};
+
+use super::desc::{self, tx};
+use super::{QueueRegs, RingMemory, check_ring_size};
+use crate::burst::Burst;
+use crate::stats::QueueCounters;
+
+/// RS is requested on (at least) every this many descriptors; cleanup frees this many at a time.
+pub const TX_RS_THRESH: usize = 32;
+
+/// Why a TX ring could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TxRingError {
+    /// Ring size refused.
+    #[error("tx ring: {0}")]
+    Size(String),
+    /// Descriptor memory too small or misaligned.
+    #[error(
+        "tx ring: descriptor memory of {len} bytes at {ptr:#x} cannot hold {descs} descriptors aligned to 128"
+    )]
+    Memory {
+        /// Bytes available.
+        len: usize,
+        /// CPU address.
+        ptr: usize,
+        /// Descriptors asked for.
+        descs: usize,
+    },
+}
+
+/// Offload context currently loaded in the device's context slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TxContext {
+    vlan_macip_lens: u32,
+    type_tucmd: u32,
+}
+
+/// TX advanced descriptor ring: see the [module documentation](super).
+pub struct AdvTxRing<R: QueueRegs, M: RingMemory> {
+    base: *mut u8,
+    mask: usize,
+    /// Next descriptor to write.
+    tail: usize,
+    /// Oldest descriptor not yet cleaned.
+    clean: usize,
+    /// Descriptors written since the last RS.
+    since_rs: usize,
+    /// FIFO of descriptor indices that carry RS: `rs_marks[rs_head..rs_tail]` (mod count).
+    rs_marks: Box<[u32]>,
+    rs_head: usize,
+    rs_tail: usize,
+    /// Context index used in data and context descriptors (0 on 82576; per-queue on 82575).
+    ctx_idx: u32,
+    ctx: Option<TxContext>,
+    /// Buffer of each data descriptor until cleaned; NULL for context / empty slots.
+    slots: Box<[RawBuffer]>,
+    regs: R,
+    mem: M,
+}
+
+// SAFETY: `base` points into `mem`, owned by the ring, and the raw buffers are owned by the ring;
+// moving the ring moves all of it.
+unsafe impl<R: QueueRegs, M: RingMemory> Send for AdvTxRing<R, M> {}
+
+impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
+    /// Builds an empty ring of `count` descriptors in `mem` (zeroed here). Program the base
+    /// ([`AdvTxRing::iova`]) and length ([`AdvTxRing::len_bytes`]), TDH = TDT = 0, then enable.
+    pub fn new(mem: M, regs: R, count: usize) -> Result<Self, TxRingError> {
+        check_ring_size(count).map_err(TxRingError::Size)?;
+        let ptr = mem.as_ptr();
+        if mem.len() < count * desc::DESC_SIZE || (ptr as usize) % desc::RING_ALIGN != 0 {
+            return Err(TxRingError::Memory {
+                len: mem.len(),
+                ptr: ptr as usize,
+                descs: count,
+            });
+        }
+        for i in 0..count {
+            // SAFETY: i < count: inside the ring; the device does not own it yet.
+            unsafe {
+                desc::write_u64(ptr, i, 0, 0);
+                desc::write_u64(ptr, i, 8, 0);
+            }
+        }
+        Ok(AdvTxRing {
+            base: ptr,
+            mask: count - 1,
+            tail: 0,
+            clean: 0,
+            since_rs: 0,
+            rs_marks: vec![0; count].into_boxed_slice(),
+            rs_head: 0,
+            rs_tail: 0,
+            ctx_idx: 0,
+            ctx: None,
+            slots: vec![RawBuffer::NULL; count].into_boxed_slice(),
+            regs,
+            mem,
+        })
+    }
+
+    /// Sets the context slot index written into descriptors (82575 needs a unique one per queue).
+    pub fn set_context_index(&mut self, idx: u32) {
+        self.ctx_idx = idx & 0x7;
+        self.ctx = None;
+    }
+
+    /// Device address of the descriptor ring (TDBAL / TDBAH).
+    pub fn iova(&self) -> u64 {
+        self.mem.iova()
+    }
+
+    /// Ring length in bytes (TDLEN).
+    pub fn len_bytes(&self) -> u32 {
+        ((self.mask + 1) * desc::DESC_SIZE) as u32
+    }
+
+    /// Descriptors in the ring.
+    pub fn size(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Descriptors free for new packets.
+    #[inline(always)]
+    pub fn free_descs(&self) -> usize {
+        self.mask - ((self.tail.wrapping_sub(self.clean)) & self.mask)
+    }
+
+    /// Packets (data descriptors) the device may still be sending or that await cleanup.
+    pub fn in_flight(&self) -> usize {
+        (self.tail.wrapping_sub(self.clean)) & self.mask
+    }
+
+    /// Frees the packets of every batch whose RS descriptor the device marked done; returns how
+    /// many descriptors were reclaimed.
+    #[inline]
+    pub fn cleanup(&mut self) -> usize {
+        let mut reclaimed = 0;
+        while self.rs_head != self.rs_tail {
+            let rs = self.rs_marks[self.rs_head & self.mask] as usize;
+            // SAFETY: rs < count: inside the ring.
+            let st = unsafe { desc::read_u32(self.base, rs, tx::OLINFO_STATUS) };
+            if st & tx::STA_DD == 0 {
+                break;
+            }
+            // Invariant 2: DD first, then anything else the device wrote.
+            fence(Ordering::Acquire);
+            let mut i = self.clean;
+            loop {
+                let b = std::mem::replace(&mut self.slots[i], RawBuffer::NULL);
+                if !b.is_null() {
+                    // SAFETY: a buffer this ring posted; DD on the batch's RS descriptor means the
+                    // device finished every descriptor up to it (in order).
+                    drop(unsafe { Packet::from_raw(b) });
+                }
+                reclaimed += 1;
+                if i == rs {
+                    break;
+                }
+                i = (i + 1) & self.mask;
+            }
+            self.clean = (rs + 1) & self.mask;
+            self.rs_head += 1;
+        }
+        reclaimed
+    }
+
+    /// Transmits packets from the front of `pkts`; what does not fit in the ring stays in `pkts`,
+    /// in order. Returns how many were taken. Counts packets, bytes and refused packets into `c`.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        let n = pkts.len();
+        if n == 0 {
+            return 0;
+        }
+        if self.free_descs() < n.max(TX_RS_THRESH) {
+            self.cleanup();
+        }
+        let base = self.base;
+        let mask = self.mask;
+        let mut tail = self.tail;
+        let mut free = self.free_descs();
+        let mut taken = 0usize;
+        let mut bytes = 0u64;
+        let mut any_ctx = false;
+        let v = pkts.vec_mut();
+        for pkt in v.iter() {
+            let flags = pkt.flags();
+            let len = pkt.len();
+            let offload = flags.bits()
+                & (OffloadFlags::TX_IP_CKSUM
+                    | OffloadFlags::TX_TCP_CKSUM
+                    | OffloadFlags::TX_UDP_CKSUM
+                    | OffloadFlags::TX_VLAN_INSERT)
+                    .bits()
+                != 0;
+            let (ctx, popts, vle) = if offload {
+                offload_context(pkt, flags)
+            } else {
+                (None, 0, 0)
+            };
+            let need_ctx = ctx.is_some() && ctx != self.ctx;
+            if free < 1 + usize::from(need_ctx) {
+                break;
+            }
+            if need_ctx {
+                let cx = ctx.unwrap_or(TxContext {
+                    vlan_macip_lens: 0,
+                    type_tucmd: 0,
+                });
+                // SAFETY: tail <= mask: inside the ring; free > 0 so the CPU owns it.
+                unsafe {
+                    desc::write_u32(base, tail, tx::CTX_VLAN_MACIP_LENS, cx.vlan_macip_lens);
+                    desc::write_u32(base, tail, tx::CTX_SEQNUM_SEED, 0);
+                    desc::write_u32(base, tail, tx::CTX_TYPE_TUCMD_MLHL, cx.type_tucmd);
+                    desc::write_u32(base, tail, tx::CTX_MSS_L4LEN_IDX, self.ctx_idx << tx::IDX_SHIFT);
+                }
+                self.ctx = ctx;
+                any_ctx = true;
+                tail = (tail + 1) & mask;
+                free -= 1;
+                self.since_rs += 1;
+            }
+            let mut cmd = len as u32 | tx::DTYP_DATA | tx::CMD_DEXT | tx::CMD_IFCS | tx::CMD_EOP | vle;
+            self.since_rs += 1;
+            if self.since_rs >= TX_RS_THRESH {
+                cmd |= tx::CMD_RS;
+                self.since_rs = 0;
+                self.rs_marks[self.rs_tail & mask] = tail as u32;
+                self.rs_tail += 1;
+            }
+            let olinfo = ((len as u32) << tx::PAYLEN_SHIFT) | popts | (self.ctx_idx << tx::IDX_SHIFT);
+            // SAFETY: tail inside the ring and owned by the CPU (free > 0).
+            unsafe {
+                desc::write_u64(base, tail, tx::BUFFER_ADDR, pkt.data_iova());
+                desc::write_u32(base, tail, tx::CMD_TYPE_LEN, cmd);
+                desc::write_u32(base, tail, tx::OLINFO_STATUS, olinfo);
+            }
+            tail = (tail + 1) & mask;
+            free -= 1;
+            taken += 1;
+            bytes += len as u64;
+        }
+        if taken == 0 {
+            return 0;
+        }
+        // Slots are filled after the loop so that the borrow of `v` above stays shared.
+        let mut i = self.tail;
+        for pkt in v.drain(..taken) {
+            if any_ctx {
+                // Skip a context descriptor's slot (it stays NULL). The CPU still owns these
+                // descriptors: the tail has not been written yet.
+                // SAFETY: i inside the ring.
+                let cmd = unsafe { desc::read_u32(base, i, tx::CMD_TYPE_LEN) };
+                if cmd & tx::DTYP_DATA != tx::DTYP_DATA {
+                    i = (i + 1) & mask;
+                }
+            }
+            self.slots[i] = pkt.into_raw();
+            i = (i + 1) & mask;
+        }
+        debug_assert_eq!(i, tail);
+        self.tail = tail;
+        // Invariant 2: descriptors, release fence, then the tail register. One write per burst.
+        fence(Ordering::Release);
+        self.regs.write_tail(tail as u32);
+        c.packets += taken as u64;
+        c.bytes += bytes;
+        taken
+    }
+}
+
+/// The offload context a packet needs (parsed from its headers) and its olinfo / cmd bits.
+fn offload_context(pkt: &Packet, flags: OffloadFlags) -> (Option<TxContext>, u32, u32) {
+    let d = pkt.data();
+    if d.len() < 14 {
+        return (None, 0, 0);
+    }
+    let mut l2 = 14usize;
+    let mut ethertype = u16::from_be_bytes([d[12], d[13]]);
+    if ethertype == 0x8100 && d.len() >= 18 {
+        l2 = 18;
+        ethertype = u16::from_be_bytes([d[16], d[17]]);
+    }
+    let (l3, ipv4, proto) = match ethertype {
+        0x0800 if d.len() >= l2 + 20 => (usize::from(d[l2] & 0xF) * 4, true, d[l2 + 9]),
+        0x86DD if d.len() >= l2 + 40 => (40, false, d[l2 + 6]),
+        _ => (0, false, 0),
+    };
+    let mut popts = 0;
+    let mut tucmd = tx::DTYP_CTXT | tx::CMD_DEXT;
+    if ipv4 {
+        tucmd |= tx::TUCMD_IPV4;
+        if flags.contains(OffloadFlags::TX_IP_CKSUM) {
+            popts |= tx::POPTS_IXSM;
+        }
+    }
+    if l3 > 0 {
+        if flags.contains(OffloadFlags::TX_TCP_CKSUM) && proto == 6 {
+            tucmd |= tx::TUCMD_L4T_TCP;
+            popts |= tx::POPTS_TXSM;
+        } else if flags.contains(OffloadFlags::TX_UDP_CKSUM) && proto == 17 {
+            tucmd |= tx::TUCMD_L4T_UDP;
+            popts |= tx::POPTS_TXSM;
+        }
+    }
+    let (vle, vlan) = if flags.contains(OffloadFlags::TX_VLAN_INSERT) {
+        (tx::CMD_VLE, u32::from(pkt.vlan_tci()) << tx::CTX_VLAN_SHIFT)
+    } else {
+        (0, 0)
+    };
+    if popts == 0 && vle == 0 {
+        return (None, 0, 0);
+    }
+    let lens = vlan | ((l2 as u32) << tx::CTX_MACLEN_SHIFT) | (l3 as u32 & 0x1FF);
+    (
+        Some(TxContext {
+            vlan_macip_lens: lens,
+            type_tucmd: tucmd,
+        }),
+        popts,
+        vle,
+    )
+}
+
+impl<R: QueueRegs, M: RingMemory> Drop for AdvTxRing<R, M> {
+    fn drop(&mut self) {
+        // Invariant 3: the queue is off before buffers go back and the memory is freed.
+        self.regs.disable();
+        fence(Ordering::SeqCst);
+        for b in self.slots.iter_mut() {
+            let b = std::mem::replace(b, RawBuffer::NULL);
+            if !b.is_null() {
+                // SAFETY: a buffer posted by this ring; the queue is disabled, the device is done.
+                drop(unsafe { Packet::from_raw(b) });
+            }
+        }
+    }
+}

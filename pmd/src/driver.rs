@@ -1,0 +1,339 @@
+//! The driver interface ([`Driver`], [`RxQueueOps`], [`TxQueueOps`]) and device naming
+//! ([`DeviceSpec`]).
+//!
+//! Dynamic dispatch stays out of the per-packet path: a queue is a `Box<dyn RxQueueOps>` called
+//! once per burst; everything per packet happens inside the driver's own (monomorphic) code.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
+
+use oxpmd_dma::Mempool;
+use oxpmd_vfio::PciAddress;
+
+use crate::burst::Burst;
+use crate::error::{PortError, Result};
+use crate::mac::MacAddr;
+use crate::port::PortConfig;
+use crate::stats::{DeviceCounters, QueueCounters};
+
+/// What a driver supports; the port validates a [`PortConfig`] against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Driver name ("igb", "null", ...).
+    pub driver: &'static str,
+    /// Most RX queues.
+    pub max_rx_queues: u16,
+    /// Most TX queues.
+    pub max_tx_queues: u16,
+    /// Smallest ring (descriptors).
+    pub min_ring_size: usize,
+    /// Largest ring (descriptors).
+    pub max_ring_size: usize,
+    /// Smallest mempool data room an RX queue accepts (bytes).
+    pub min_rx_buffer: usize,
+}
+
+/// Link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkStatus {
+    /// Link up.
+    pub up: bool,
+    /// Speed in Mbit/s (0 if unknown or down).
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+impl fmt::Display for LinkStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.up {
+            let d = if self.full_duplex { "full" } else { "half" };
+            write!(f, "up {} Mbit/s {d}-duplex", self.speed_mbps)
+        } else {
+            write!(f, "down")
+        }
+    }
+}
+
+/// Everything a driver needs to build one RX queue.
+#[derive(Debug)]
+pub struct RxQueueSetup<'a> {
+    /// Queue index.
+    pub queue: u16,
+    /// Descriptors (validated: power of two within the driver's range).
+    pub ring_size: usize,
+    /// Pool the queue takes buffers from.
+    pub pool: &'a Mempool,
+    /// Port id written into received packets.
+    pub port_id: u16,
+}
+
+/// Everything a driver needs to build one TX queue.
+#[derive(Debug, Clone, Copy)]
+pub struct TxQueueSetup<'a> {
+    /// Queue index.
+    pub queue: u16,
+    /// Descriptors (validated).
+    pub ring_size: usize,
+    /// Port id.
+    pub port_id: u16,
+    /// The port's mempool: a queue may keep a cache of it to free sent packets in bulk (packets
+    /// of other pools must still be accepted).
+    pub pool: &'a Mempool,
+}
+
+/// One RX queue of a driver, owned by one thread.
+pub trait RxQueueOps: Send {
+    /// Appends up to `out.room()` received packets to `out`, returns how many. Counts packets,
+    /// bytes, rx_nombuf, errors into `c` (the queue's owner publishes them).
+    fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize;
+}
+
+/// One TX queue of a driver, owned by one thread.
+pub trait TxQueueOps: Send {
+    /// Takes packets from the front of `pkts` for transmission; what it did not take stays in
+    /// `pkts`, in order. Returns how many it took. Counts packets and bytes into `c`.
+    fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize;
+
+    /// Frees the buffers of packets the device has finished sending; returns how many
+    /// descriptors were reclaimed. Optional: `tx_burst` reclaims by itself when it needs room.
+    fn reclaim(&mut self) -> usize {
+        0
+    }
+}
+
+/// A device driver (igb, igbvf, virtio-net, the virtual ports).
+///
+/// Life cycle, driven by [`Port`](crate::Port): `configure` (device-wide settings) → one
+/// `setup_rx_queue` / `setup_tx_queue` per queue → `start` → ... → `stop` → drop.
+///
+/// Teardown contract (design invariant 3): a queue returned by `setup_*_queue` owns its
+/// descriptor memory and buffers and may outlive the port (it lives in a worker thread). Its
+/// `Drop` must first disable the hardware queue (e.g. RXDCTL.ENABLE = 0, polled) and only then
+/// free memory, so it must hold what it needs for that (e.g. an `Arc` of the BAR mapping).
+/// The driver's own `Drop` turns the device off (stop, then bus mastering off) before its
+/// register mapping goes away.
+pub trait Driver: Send {
+    /// Device name for messages: the PCI address or the virtual-port name.
+    fn device_name(&self) -> &str;
+
+    /// Capabilities used to validate the configuration.
+    fn info(&self) -> DeviceInfo;
+
+    /// Applies device-wide settings of `config` (queue counts for RSS / VMDq, max frame, ...),
+    /// before the queues are set up. `config` is already validated against [`Driver::info`].
+    fn configure(&mut self, config: &PortConfig) -> Result<()>;
+
+    /// Builds RX queue `setup.queue`: ring memory, buffers posted, hardware queue programmed and
+    /// enabled (or enabled at `start`).
+    fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>>;
+
+    /// Builds TX queue `setup.queue`.
+    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>>;
+
+    /// Starts reception and transmission (RCTL.EN / TCTL.EN, ...).
+    fn start(&mut self) -> Result<()>;
+
+    /// Stops reception and transmission device-wide. Queue memory stays owned by the queues.
+    fn stop(&mut self) -> Result<()>;
+
+    /// Current link state (non-blocking).
+    fn link(&mut self) -> Result<LinkStatus>;
+
+    /// The port's MAC address.
+    fn mac_addr(&self) -> MacAddr;
+
+    /// Sets the port's MAC address (the caller has checked it is a valid unicast address).
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()>;
+
+    /// Receives every unicast frame (RCTL.UPE) or not.
+    fn set_promiscuous(&mut self, on: bool) -> Result<()>;
+
+    /// Receives every multicast frame (RCTL.MPE) or not.
+    fn set_all_multicast(&mut self, on: bool) -> Result<()>;
+
+    /// Counters the device keeps (missed frames, errors); drivers without any return zeros.
+    fn device_counters(&mut self) -> Result<DeviceCounters> {
+        Ok(DeviceCounters::default())
+    }
+}
+
+/// Options for opening a device.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Port id written into received packets (l2fwd's port index).
+    pub port_id: u16,
+    /// VF token (UUID) for opening an SR-IOV VF whose PF is driven from userspace.
+    pub vf_token: Option<String>,
+}
+
+/// Smallest frame a `null` port may produce.
+pub const NULL_MIN_SIZE: usize = 60;
+/// Default frame size of a `null` port (like DPDK's net_null).
+pub const NULL_DEFAULT_SIZE: usize = 64;
+/// Longest ring-port name.
+pub const RING_NAME_MAX: usize = 32;
+
+/// How a device is named on a command line.
+///
+/// - a PCI address: `0000:00:02.0` or `00:02.0` (domain 0); the driver is chosen from the
+///   vendor:device id in sysfs ([`drivers::REGISTRY`](crate::drivers::REGISTRY));
+/// - `nullN` or `net_nullN` (DPDK's name), optionally `,size=BYTES` (60..=9000, default 64): RX
+///   produces fresh packets of that length from the mempool, TX frees what it is given;
+/// - `ring:NAME` or `net_ring:NAME` (NAME: 1..=32 of `[A-Za-z0-9_-]`): the first port opened with
+///   a name and the second one form a pair; what one transmits the other receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// A PCI function.
+    Pci(PciAddress),
+    /// A null port.
+    Null {
+        /// The N of `nullN`.
+        index: u32,
+        /// Frame length RX produces.
+        size: usize,
+    },
+    /// One end of an in-process ring pair.
+    Ring {
+        /// Pair name.
+        name: String,
+    },
+}
+
+impl DeviceSpec {
+    /// Parses a device string (see the type documentation); bad input is an error, never a panic.
+    pub fn parse(spec: &str) -> Result<DeviceSpec> {
+        let bad = || PortError::BadDeviceSpec {
+            spec: spec.to_string(),
+        };
+        let s = spec.trim();
+        if s.is_empty() || s.len() > 128 {
+            return Err(bad());
+        }
+        let (head, opts) = match s.split_once(',') {
+            Some((h, o)) => (h, Some(o)),
+            None => (s, None),
+        };
+        if let Some(n) = head
+            .strip_prefix("net_null")
+            .or_else(|| head.strip_prefix("null"))
+        {
+            if n.is_empty() || n.len() > 4 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let index: u32 = n.parse().map_err(|_| bad())?;
+            let mut size = NULL_DEFAULT_SIZE;
+            if let Some(opts) = opts {
+                for kv in opts.split(',') {
+                    match kv.split_once('=') {
+                        Some(("size", v)) => {
+                            size = v.parse().map_err(|_| bad())?;
+                            if !(NULL_MIN_SIZE..=9000).contains(&size) {
+                                return Err(bad());
+                            }
+                        }
+                        // DPDK's net_null option; our null port never copies (copy=0).
+                        Some(("copy", "0")) => {}
+                        _ => return Err(bad()),
+                    }
+                }
+            }
+            return Ok(DeviceSpec::Null { index, size });
+        }
+        if opts.is_some() {
+            return Err(bad());
+        }
+        if let Some(name) = head
+            .strip_prefix("net_ring:")
+            .or_else(|| head.strip_prefix("ring:"))
+        {
+            let ok = !name.is_empty()
+                && name.len() <= RING_NAME_MAX
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            return if ok {
+                Ok(DeviceSpec::Ring {
+                    name: name.to_string(),
+                })
+            } else {
+                Err(bad())
+            };
+        }
+        PciAddress::parse(head).map(DeviceSpec::Pci).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Pci(a) => write!(f, "{a}"),
+            DeviceSpec::Null { index, .. } => write!(f, "null{index}"),
+            DeviceSpec::Ring { name } => write!(f, "ring:{name}"),
+        }
+    }
+}
+
+/// How long [`Port::wait_link_up`](crate::Port::wait_link_up) sleeps between polls.
+pub const LINK_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form() {
+        assert_eq!(
+            DeviceSpec::parse("null0").unwrap(),
+            DeviceSpec::Null { index: 0, size: 64 }
+        );
+        assert_eq!(
+            DeviceSpec::parse("net_null1").unwrap(),
+            DeviceSpec::Null { index: 1, size: 64 }
+        );
+        assert_eq!(
+            DeviceSpec::parse("null2,size=128").unwrap(),
+            DeviceSpec::Null { index: 2, size: 128 }
+        );
+        assert_eq!(
+            DeviceSpec::parse("net_null0,copy=0").unwrap(),
+            DeviceSpec::Null { index: 0, size: 64 }
+        );
+        assert_eq!(
+            DeviceSpec::parse("ring:ab_1").unwrap(),
+            DeviceSpec::Ring { name: "ab_1".into() }
+        );
+        assert_eq!(
+            DeviceSpec::parse("net_ring:x").unwrap(),
+            DeviceSpec::Ring { name: "x".into() }
+        );
+        let pci = DeviceSpec::parse("0000:00:02.0").unwrap();
+        assert_eq!(pci.to_string(), "0000:00:02.0");
+        assert_eq!(DeviceSpec::parse("00:02.0").unwrap(), pci);
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        for bad in [
+            "",
+            "null",
+            "nullx",
+            "null0,size=10",
+            "null0,size=99999",
+            "null0,foo=1",
+            "ring:",
+            "ring:a/b",
+            "ring:x,size=1",
+            "eth0",
+            "0000:00:02",
+            "0000:00:99.0",
+            &format!("ring:{}", "a".repeat(33)),
+        ] {
+            assert!(
+                matches!(DeviceSpec::parse(bad), Err(PortError::BadDeviceSpec { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+}

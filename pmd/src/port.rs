@@ -1,0 +1,548 @@
+//! [`Port`]: open, configure, start / stop, link, MAC, filters, stats; and the per-thread queue
+//! handles [`RxQueue`] / [`TxQueue`].
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::Mempool;
+
+use crate::burst::{Burst, DEFAULT_BURST};
+use crate::driver::{
+    DeviceInfo, DeviceSpec, Driver, LINK_POLL_INTERVAL, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup,
+    TxQueueOps, TxQueueSetup,
+};
+use crate::error::{PortError, Result};
+use crate::mac::MacAddr;
+use crate::stats::{PortStats, QueueCounters, SharedQueueStats};
+
+/// Default ring size (DPDK l2fwd: 1024 RX and TX descriptors).
+pub const DEFAULT_RING_SIZE: usize = 1024;
+
+/// Configuration of a port: queue counts, ring sizes and the mempool RX buffers come from.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    /// RX queues (`1..=max_rx_queues`).
+    pub rx_queues: u16,
+    /// TX queues (`1..=max_tx_queues`).
+    pub tx_queues: u16,
+    /// Descriptors per RX ring (power of two in the driver's range).
+    pub rx_ring_size: usize,
+    /// Descriptors per TX ring (power of two in the driver's range).
+    pub tx_ring_size: usize,
+    /// Pool for RX buffers (all RX queues share it; each queue keeps its own cache).
+    pub mempool: Mempool,
+}
+
+impl PortConfig {
+    /// One RX and one TX queue of [`DEFAULT_RING_SIZE`] descriptors, buffers from `mempool`.
+    pub fn new(mempool: Mempool) -> Self {
+        PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_ring_size: DEFAULT_RING_SIZE,
+            tx_ring_size: DEFAULT_RING_SIZE,
+            mempool,
+        }
+    }
+
+    /// Sets the queue counts.
+    pub fn queues(mut self, rx: u16, tx: u16) -> Self {
+        self.rx_queues = rx;
+        self.tx_queues = tx;
+        self
+    }
+
+    /// Sets the ring sizes.
+    pub fn ring_sizes(mut self, rx: usize, tx: usize) -> Self {
+        self.rx_ring_size = rx;
+        self.tx_ring_size = tx;
+        self
+    }
+
+    /// Checks the configuration against what the device supports (invariant 5: bad input is an
+    /// error naming the accepted range, never a panic).
+    pub fn validate(&self, device: &str, info: &DeviceInfo) -> Result<()> {
+        let bad = |reason: String| PortError::InvalidConfig {
+            device: device.to_string(),
+            op: "configure",
+            reason,
+        };
+        if self.rx_queues == 0 || self.rx_queues > info.max_rx_queues {
+            return Err(bad(format!(
+                "{} RX queues requested: {} supports 1..={}",
+                self.rx_queues, info.driver, info.max_rx_queues
+            )));
+        }
+        if self.tx_queues == 0 || self.tx_queues > info.max_tx_queues {
+            return Err(bad(format!(
+                "{} TX queues requested: {} supports 1..={}",
+                self.tx_queues, info.driver, info.max_tx_queues
+            )));
+        }
+        for (what, n) in [("RX", self.rx_ring_size), ("TX", self.tx_ring_size)] {
+            if !n.is_power_of_two() || n < info.min_ring_size || n > info.max_ring_size {
+                return Err(bad(format!(
+                    "{what} ring size {n}: expected a power of two in {}..={}",
+                    info.min_ring_size, info.max_ring_size
+                )));
+            }
+        }
+        if self.mempool.data_room() < info.min_rx_buffer {
+            return Err(bad(format!(
+                "mempool `{}` has {} bytes of data room per buffer; {} needs at least {}",
+                self.mempool.name(),
+                self.mempool.data_room(),
+                info.driver,
+                info.min_rx_buffer
+            )));
+        }
+        let needed = usize::from(self.rx_queues) * (self.rx_ring_size + DEFAULT_BURST);
+        if self.mempool.capacity() < needed {
+            return Err(PortError::PoolTooSmall {
+                device: device.to_string(),
+                op: "configure",
+                available: self.mempool.capacity(),
+                needed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where a port is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// Opened, not configured.
+    Opened,
+    /// Configured: queues built.
+    Configured,
+    /// Started: moving packets.
+    Started,
+    /// Stopped after a start.
+    Stopped,
+}
+
+impl PortState {
+    fn name(self) -> &'static str {
+        match self {
+            PortState::Opened => "not configured",
+            PortState::Configured => "configured",
+            PortState::Started => "started",
+            PortState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A network port. Control operations take `&mut self`; the datapath runs on the queues taken
+/// with [`Port::take_queues`], each owned by one thread.
+///
+/// Drop order (invariant 3): the device is stopped, the queues still held here are dropped (each
+/// disables its hardware queue before freeing its ring and buffers), then the driver (device off).
+pub struct Port {
+    port_id: u16,
+    name: String,
+    state: PortState,
+    promiscuous: bool,
+    all_multicast: bool,
+    rx_queues: Vec<RxQueue>,
+    tx_queues: Vec<TxQueue>,
+    rx_stats: Vec<Arc<SharedQueueStats>>,
+    tx_stats: Vec<Arc<SharedQueueStats>>,
+    queues_taken: bool,
+    /// Declared last: dropped after the queues.
+    driver: Box<dyn Driver>,
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Port")
+            .field("port_id", &self.port_id)
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Port {
+    /// Opens the device named by `spec` (see [`DeviceSpec`]) as port `port_id`.
+    pub fn open(spec: &str, port_id: u16) -> Result<Port> {
+        Self::open_spec(
+            &DeviceSpec::parse(spec)?,
+            &OpenOptions {
+                port_id,
+                ..OpenOptions::default()
+            },
+        )
+    }
+
+    /// Opens a parsed device spec with options.
+    pub fn open_spec(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Port> {
+        let driver: Box<dyn Driver> = match spec {
+            DeviceSpec::Pci(addr) => crate::drivers::open_pci(*addr, opts)?,
+            DeviceSpec::Null { index, size } => Box::new(crate::vport::null::NullDriver::new(*index, *size)),
+            DeviceSpec::Ring { name } => Box::new(crate::vport::ring::RingDriver::open(name)?),
+        };
+        Ok(Self::with_driver(driver, opts.port_id))
+    }
+
+    /// Wraps an already opened driver (tests, out-of-tree drivers).
+    pub fn with_driver(driver: Box<dyn Driver>, port_id: u16) -> Port {
+        Port {
+            port_id,
+            name: driver.device_name().to_string(),
+            state: PortState::Opened,
+            promiscuous: false,
+            all_multicast: false,
+            rx_queues: Vec::new(),
+            tx_queues: Vec::new(),
+            rx_stats: Vec::new(),
+            tx_stats: Vec::new(),
+            queues_taken: false,
+            driver,
+        }
+    }
+
+    /// Port id (written into received packets).
+    pub fn id(&self) -> u16 {
+        self.port_id
+    }
+
+    /// Device name (PCI address or virtual-port name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Driver capabilities.
+    pub fn info(&self) -> DeviceInfo {
+        self.driver.info()
+    }
+
+    /// Life-cycle state.
+    pub fn state(&self) -> PortState {
+        self.state
+    }
+
+    fn wrong_state(&self, op: &'static str, hint: &'static str) -> PortError {
+        PortError::WrongState {
+            device: self.name.clone(),
+            op,
+            state: self.state.name(),
+            hint,
+        }
+    }
+
+    /// Validates `config`, applies it and builds every queue. Only once, before `start`.
+    pub fn configure(&mut self, config: &PortConfig) -> Result<()> {
+        if self.state != PortState::Opened {
+            return Err(self.wrong_state("configure", "configure a port once, right after opening it"));
+        }
+        let info = self.driver.info();
+        config.validate(&self.name, &info)?;
+        self.driver.configure(config)?;
+        let device: Arc<str> = Arc::from(self.name.as_str());
+        let mut rxq = Vec::with_capacity(usize::from(config.rx_queues));
+        for q in 0..config.rx_queues {
+            let setup = RxQueueSetup {
+                queue: q,
+                ring_size: config.rx_ring_size,
+                pool: &config.mempool,
+                port_id: self.port_id,
+            };
+            let ops = self.driver.setup_rx_queue(&setup)?;
+            rxq.push(RxQueue::new(ops, self.port_id, q, device.clone()));
+        }
+        let mut txq = Vec::with_capacity(usize::from(config.tx_queues));
+        for q in 0..config.tx_queues {
+            let setup = TxQueueSetup {
+                queue: q,
+                ring_size: config.tx_ring_size,
+                port_id: self.port_id,
+                pool: &config.mempool,
+            };
+            let ops = self.driver.setup_tx_queue(&setup)?;
+            txq.push(TxQueue::new(ops, self.port_id, q, device.clone()));
+        }
+        self.rx_stats = rxq.iter().map(|q| q.shared.clone()).collect();
+        self.tx_stats = txq.iter().map(|q| q.shared.clone()).collect();
+        self.rx_queues = rxq;
+        self.tx_queues = txq;
+        self.state = PortState::Configured;
+        Ok(())
+    }
+
+    /// Starts the port (after `configure`, or again after `stop`).
+    pub fn start(&mut self) -> Result<()> {
+        match self.state {
+            PortState::Configured | PortState::Stopped => {
+                self.driver.start()?;
+                self.state = PortState::Started;
+                Ok(())
+            }
+            PortState::Started => Ok(()),
+            PortState::Opened => Err(self.wrong_state("start", "call configure first")),
+        }
+    }
+
+    /// Stops reception and transmission. Queues keep their buffers until they are dropped.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.state == PortState::Started {
+            self.driver.stop()?;
+            self.state = PortState::Stopped;
+        }
+        Ok(())
+    }
+
+    /// Hands out every queue (once): send each to the thread that polls it.
+    pub fn take_queues(&mut self) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+        if self.state == PortState::Opened {
+            return Err(self.wrong_state("take queues", "call configure first"));
+        }
+        if self.queues_taken {
+            return Err(self.wrong_state("take queues", "the queues were already taken"));
+        }
+        self.queues_taken = true;
+        Ok((
+            std::mem::take(&mut self.rx_queues),
+            std::mem::take(&mut self.tx_queues),
+        ))
+    }
+
+    /// Current link state.
+    pub fn link_status(&mut self) -> Result<LinkStatus> {
+        self.driver.link()
+    }
+
+    /// Polls the link until it is up or `timeout` has passed ([`PortError::LinkTimeout`]).
+    pub fn wait_link_up(&mut self, timeout: Duration) -> Result<LinkStatus> {
+        let start = Instant::now();
+        loop {
+            let l = self.driver.link()?;
+            if l.up {
+                return Ok(l);
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(PortError::LinkTimeout {
+                    device: self.name.clone(),
+                    waited,
+                });
+            }
+            std::thread::sleep(LINK_POLL_INTERVAL.min(timeout - waited));
+        }
+    }
+
+    /// The port's MAC address.
+    pub fn mac_addr(&self) -> MacAddr {
+        self.driver.mac_addr()
+    }
+
+    /// Sets the MAC address; multicast and zero addresses are refused.
+    pub fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+        if !mac.is_valid_unicast() {
+            return Err(PortError::InvalidConfig {
+                device: self.name.clone(),
+                op: "set MAC address",
+                reason: format!("{mac} is not a unicast address (zero or multicast bit set)"),
+            });
+        }
+        self.driver.set_mac_addr(mac)
+    }
+
+    /// Enables or disables promiscuous mode.
+    pub fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.driver.set_promiscuous(on)?;
+        self.promiscuous = on;
+        Ok(())
+    }
+
+    /// Whether promiscuous mode is on.
+    pub fn promiscuous(&self) -> bool {
+        self.promiscuous
+    }
+
+    /// Enables or disables all-multicast mode.
+    pub fn set_all_multicast(&mut self, on: bool) -> Result<()> {
+        self.driver.set_all_multicast(on)?;
+        self.all_multicast = on;
+        Ok(())
+    }
+
+    /// Whether all-multicast mode is on.
+    pub fn all_multicast(&self) -> bool {
+        self.all_multicast
+    }
+
+    /// Port statistics: queue counters (published by the queues' threads) plus device counters.
+    /// Reading never disturbs the datapath beyond sharing the counters' cache lines.
+    pub fn stats(&mut self) -> Result<PortStats> {
+        let dev = self.driver.device_counters()?;
+        let rx: Vec<QueueCounters> = self.rx_stats.iter().map(|s| s.snapshot()).collect();
+        let tx: Vec<QueueCounters> = self.tx_stats.iter().map(|s| s.snapshot()).collect();
+        let mut st = PortStats {
+            imissed: dev.imissed,
+            ierrors: dev.ierrors,
+            oerrors: dev.oerrors,
+            ..Default::default()
+        };
+        for q in &rx {
+            st.ipackets += q.packets;
+            st.ibytes += q.bytes;
+            st.rx_nombuf += q.rx_nombuf;
+            st.ierrors += q.ierrors;
+            st.rx_multiseg_dropped += q.rx_multiseg_dropped;
+        }
+        for q in &tx {
+            st.opackets += q.packets;
+            st.obytes += q.bytes;
+            st.oerrors += q.ierrors;
+        }
+        st.rx_queues = rx;
+        st.tx_queues = tx;
+        Ok(st)
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        if self.state == PortState::Started {
+            if let Err(e) = self.driver.stop() {
+                log::warn!("{}: stop at drop: {e}", self.name);
+            }
+        }
+        // Queues still held here are dropped before the driver (field order is not relied upon).
+        self.rx_queues.clear();
+        self.tx_queues.clear();
+    }
+}
+
+/// An RX queue: owned by one thread, `Send`, no lock per burst.
+pub struct RxQueue {
+    ops: Box<dyn RxQueueOps>,
+    counters: QueueCounters,
+    shared: Arc<SharedQueueStats>,
+    port_id: u16,
+    queue: u16,
+    device: Arc<str>,
+}
+
+impl std::fmt::Debug for RxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxQueue")
+            .field("device", &self.device)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl RxQueue {
+    /// Wraps a driver queue (done by [`Port::configure`]).
+    pub fn new(ops: Box<dyn RxQueueOps>, port_id: u16, queue: u16, device: Arc<str>) -> RxQueue {
+        RxQueue {
+            ops,
+            counters: QueueCounters::default(),
+            shared: Arc::default(),
+            port_id,
+            queue,
+            device,
+        }
+    }
+
+    /// Appends up to `out.room()` received packets to `out`; returns how many.
+    #[inline]
+    pub fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        let n = self.ops.rx_burst(out, &mut self.counters);
+        self.shared.publish(&self.counters);
+        n
+    }
+
+    /// Port id.
+    pub fn port_id(&self) -> u16 {
+        self.port_id
+    }
+
+    /// Queue index.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Device name.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// This queue's counters (as the owner sees them).
+    pub fn counters(&self) -> QueueCounters {
+        self.counters
+    }
+}
+
+/// A TX queue: owned by one thread, `Send`, no lock per burst.
+pub struct TxQueue {
+    ops: Box<dyn TxQueueOps>,
+    counters: QueueCounters,
+    shared: Arc<SharedQueueStats>,
+    port_id: u16,
+    queue: u16,
+    device: Arc<str>,
+}
+
+impl std::fmt::Debug for TxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxQueue")
+            .field("device", &self.device)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl TxQueue {
+    /// Wraps a driver queue (done by [`Port::configure`]).
+    pub fn new(ops: Box<dyn TxQueueOps>, port_id: u16, queue: u16, device: Arc<str>) -> TxQueue {
+        TxQueue {
+            ops,
+            counters: QueueCounters::default(),
+            shared: Arc::default(),
+            port_id,
+            queue,
+            device,
+        }
+    }
+
+    /// Sends packets from the front of `pkts`; what was not taken stays in `pkts`, in order.
+    /// Returns how many were taken.
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
+        if pkts.is_empty() {
+            return 0;
+        }
+        let n = self.ops.tx_burst(pkts, &mut self.counters);
+        self.shared.publish(&self.counters);
+        n
+    }
+
+    /// Frees buffers of packets the device has finished sending.
+    pub fn reclaim(&mut self) -> usize {
+        self.ops.reclaim()
+    }
+
+    /// Port id.
+    pub fn port_id(&self) -> u16 {
+        self.port_id
+    }
+
+    /// Queue index.
+    pub fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    /// Device name.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// This queue's counters (as the owner sees them).
+    pub fn counters(&self) -> QueueCounters {
+        self.counters
+    }
+}

@@ -1,0 +1,159 @@
+//! The `null` port: RX hands out fresh packets of a fixed length from the mempool, TX frees what it
+//! is given. Like DPDK's `net_null` with `copy=0`: packet metadata is written (length, port,
+//! offsets: a reset), packet data is never touched.
+
+use oxpmd_dma::{MempoolCache, Packet, RawBuffer};
+
+use crate::burst::{Burst, MAX_BURST};
+use crate::driver::{DeviceInfo, Driver, LinkStatus, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup};
+use crate::error::Result;
+use crate::mac::MacAddr;
+use crate::port::PortConfig;
+use crate::stats::QueueCounters;
+
+/// Most queues a null port offers.
+pub const NULL_MAX_QUEUES: u16 = 16;
+
+/// Driver of a `null` port.
+#[derive(Debug)]
+pub struct NullDriver {
+    name: String,
+    size: usize,
+    mac: MacAddr,
+}
+
+impl NullDriver {
+    /// A null port `null<index>` producing frames of `size` bytes.
+    pub fn new(index: u32, size: usize) -> NullDriver {
+        NullDriver {
+            name: format!("null{index}"),
+            size,
+            mac: MacAddr::local(0x0100 | (index as u16 & 0xFF)),
+        }
+    }
+}
+
+impl Driver for NullDriver {
+    fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            driver: "null",
+            max_rx_queues: NULL_MAX_QUEUES,
+            max_tx_queues: NULL_MAX_QUEUES,
+            min_ring_size: crate::adv_ring::MIN_RING_SIZE,
+            max_ring_size: crate::adv_ring::MAX_RING_SIZE,
+            min_rx_buffer: self.size,
+        }
+    }
+
+    fn configure(&mut self, _config: &PortConfig) -> Result<()> {
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
+        Ok(Box::new(NullRxQueue {
+            cache: setup.pool.cache(),
+            raw: Box::new([RawBuffer::NULL; MAX_BURST]),
+            size: self.size,
+            port_id: setup.port_id,
+            queue: setup.queue,
+        }))
+    }
+
+    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+        Ok(Box::new(NullTxQueue {
+            cache: setup.pool.cache(),
+            scratch: Box::new([RawBuffer::NULL; MAX_BURST]),
+        }))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn link(&mut self) -> Result<LinkStatus> {
+        Ok(LinkStatus {
+            up: true,
+            speed_mbps: 10_000,
+            full_duplex: true,
+        })
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+        self.mac = mac;
+        Ok(())
+    }
+
+    fn set_promiscuous(&mut self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+
+    fn set_all_multicast(&mut self, _on: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// RX queue of a null port.
+struct NullRxQueue {
+    cache: MempoolCache,
+    raw: Box<[RawBuffer; MAX_BURST]>,
+    size: usize,
+    port_id: u16,
+    queue: u16,
+}
+
+impl RxQueueOps for NullRxQueue {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
+        let n = out.room();
+        if n == 0 {
+            return 0;
+        }
+        let raw = &mut self.raw[..n];
+        if self.cache.get_bulk(raw).is_err() {
+            c.rx_nombuf += n as u64;
+            return 0;
+        }
+        let v = out.vec_mut();
+        for &b in raw.iter() {
+            // SAFETY: a buffer just taken from the pool, owned by us; no device involved.
+            let mut p = unsafe { Packet::from_raw(b) };
+            p.reset();
+            // The pool's data room was checked against `size` at configure time.
+            let _ = p.set_len(self.size);
+            p.set_port(self.port_id);
+            p.set_queue(self.queue);
+            v.push(p);
+        }
+        c.packets += n as u64;
+        c.bytes += (n * self.size) as u64;
+        n
+    }
+}
+
+/// TX queue of a null port: frees every packet (in bulk when they are all of the port's pool).
+struct NullTxQueue {
+    cache: MempoolCache,
+    scratch: Box<[RawBuffer; MAX_BURST]>,
+}
+
+impl TxQueueOps for NullTxQueue {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        let n = pkts.len();
+        c.bytes += super::free_burst(&mut self.cache, &mut self.scratch, pkts);
+        c.packets += n as u64;
+        n
+    }
+}
