@@ -175,3 +175,42 @@ impl<'a> IntoIterator for &'a mut Burst {
         self.pkts.iter_mut()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vport::virtual_pool;
+
+    #[test]
+    fn capacity_is_bounded() {
+        assert_eq!(Burst::new().capacity(), DEFAULT_BURST);
+        assert!(Burst::with_capacity(0).is_err());
+        assert!(Burst::with_capacity(MAX_BURST + 1).is_err());
+        assert_eq!(Burst::with_capacity(MAX_BURST).unwrap().capacity(), MAX_BURST);
+    }
+
+    #[test]
+    fn push_refuses_beyond_capacity_and_drain_front_keeps_order() {
+        let pool = virtual_pool("burst-test", 64, 8).unwrap();
+        let mut b = Burst::with_capacity(4).unwrap();
+        for i in 0..4u64 {
+            let mut p = pool.alloc().unwrap();
+            p.set_user(i);
+            b.push(p).unwrap();
+        }
+        assert!(b.is_full());
+        assert_eq!(b.room(), 0);
+        let extra = pool.alloc().unwrap();
+        let back = b.push(extra).unwrap_err();
+        assert_eq!(back.user(), 0);
+        drop(back);
+        let first: Vec<u64> = b.drain_front(3).map(|p| p.user()).collect();
+        assert_eq!(first, [0, 1, 2]);
+        assert_eq!(b.iter().map(|p| p.user()).collect::<Vec<_>>(), [3]);
+        assert_eq!(b.room(), 3);
+        b.clear();
+        assert!(b.is_empty());
+        oxpmd_dma::flush_thread_caches();
+        assert_eq!(pool.available(), pool.capacity(), "dropping packets returns them");
+    }
+}

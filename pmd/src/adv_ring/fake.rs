@@ -49,6 +49,8 @@ pub struct FakeState {
     pub missed: usize,
     /// RX: buffer size the device assumes (SRRCTL.BSIZEPKT), bytes.
     pub rx_buf_size: usize,
+    /// RX: write this length into the write-back instead of the real one (a faulty device).
+    pub force_len: Option<u16>,
     /// Violations of the ring protocol seen by the device (must stay empty).
     pub violations: Vec<String>,
 }
@@ -159,7 +161,8 @@ impl FakeDevice {
                     desc::write_u32(base, i, rx_wb::RSS_HASH, h);
                     desc::field::<u16>(base, i, rx_wb::PKT_INFO).write_volatile(1u16.to_le());
                 }
-                desc::field::<u16>(base, i, rx_wb::LENGTH).write_volatile((chunk.len() as u16).to_le());
+                let len = st.force_len.unwrap_or(chunk.len() as u16);
+                desc::field::<u16>(base, i, rx_wb::LENGTH).write_volatile(len.to_le());
                 std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
                 desc::write_u32(base, i, rx_wb::STATUS_ERROR, status);
             }

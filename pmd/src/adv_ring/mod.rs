@@ -125,3 +125,6 @@ pub fn check_ring_size(n: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

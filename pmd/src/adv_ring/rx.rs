@@ -79,7 +79,7 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
     pub fn new(
         mem: M,
         regs: R,
-        pool: Mempool,
+        pool: &Mempool,
         count: usize,
         port: u16,
         queue: u16,

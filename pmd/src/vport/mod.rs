@@ -36,3 +36,22 @@ pub(crate) fn free_burst(
     }
     bytes
 }
+
+/// A mempool for virtual ports (and tests): IOVA = virtual address ([`oxpmd_dma::IdentityMap`]),
+/// 2 MiB hugepages when reserved, else 4 KiB pages. Not for real devices (they need the IOMMU
+/// or physical addresses).
+pub fn virtual_pool(
+    name: &str,
+    capacity: usize,
+    cache_size: usize,
+) -> Result<oxpmd_dma::Mempool, oxpmd_dma::MempoolError> {
+    let cfg = oxpmd_dma::MempoolConfig {
+        cache_size,
+        region: oxpmd_dma::RegionOptions {
+            page_size: oxpmd_dma::PageSize::Huge2M,
+            allow_4k_fallback: true,
+        },
+        ..oxpmd_dma::MempoolConfig::new(name, capacity)
+    };
+    oxpmd_dma::Mempool::new(&cfg, std::sync::Arc::new(oxpmd_dma::IdentityMap))
+}

@@ -1,0 +1,414 @@
+//! The ring against the fake device: RX wrap-around, nombuf, multi-descriptor frames, errors and
+//! offload flags, TX RS batching and cleanup, checksum-offload contexts, teardown order, no leaks.
+
+use std::sync::Arc;
+
+use oxpmd_dma::{IdentityMap, Mempool, MempoolConfig, OffloadFlags, Packet, PageSize, RegionOptions};
+
+use super::fake::FakeDevice;
+use super::{AdvRxRing, AdvTxRing, HeapRingMemory, RingMemory, TX_RS_THRESH, desc};
+use crate::burst::Burst;
+use crate::stats::QueueCounters;
+
+fn pool(name: &str, capacity: usize) -> Mempool {
+    let cfg = MempoolConfig {
+        cache_size: 32.min(capacity / 2),
+        region: RegionOptions {
+            page_size: PageSize::Base4K,
+            allow_4k_fallback: true,
+        },
+        ..MempoolConfig::new(name, capacity)
+    };
+    Mempool::new(&cfg, Arc::new(IdentityMap)).expect("test pool")
+}
+
+fn frame(seq: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14..18].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+fn seq_of(p: &Packet) -> u32 {
+    u32::from_be_bytes(p.data()[14..18].try_into().unwrap())
+}
+
+type TestRx = AdvRxRing<super::fake::FakeRegs, HeapRingMemory>;
+type TestTx = AdvTxRing<super::fake::FakeRegs, HeapRingMemory>;
+
+fn rx_ring(pool: &Mempool, count: usize) -> (TestRx, FakeDevice) {
+    let mem = HeapRingMemory::new(count);
+    let dev = FakeDevice::new(mem.as_ptr(), count);
+    let mut ring = AdvRxRing::new(mem, dev.rx_regs(), pool, count, 7, 0).unwrap();
+    ring.arm();
+    (ring, dev)
+}
+
+fn tx_ring(count: usize) -> (TestTx, FakeDevice) {
+    let mem = HeapRingMemory::new(count);
+    let dev = FakeDevice::new(mem.as_ptr(), count);
+    let ring = AdvTxRing::new(mem, dev.tx_regs(), count).unwrap();
+    (ring, dev)
+}
+
+fn leak_free(pool: &Mempool) -> bool {
+    oxpmd_dma::flush_thread_caches();
+    pool.available() == pool.capacity()
+}
+
+#[test]
+fn rx_delivers_frames_in_order_with_metadata_and_one_tail_write_per_burst() {
+    let p = pool("rx-basic", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    assert_eq!(dev.owned(), 63, "arm gives count - 1 descriptors");
+    assert!(dev.receive(&frame(1, 64), 0, Some(0xabcd)));
+    assert!(dev.receive(
+        &frame(2, 128),
+        desc::rx_status::IPCS | desc::rx_status::L4CS,
+        None
+    ));
+    assert!(dev.receive(&frame(3, 60), desc::rx_status::IPCS | desc::rx_error::IPE, None));
+    let writes = dev.state().tail_writes;
+    let mut b = Burst::new();
+    let mut c = QueueCounters::default();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 3);
+    assert_eq!(dev.state().tail_writes, writes + 1, "one tail write per burst");
+    assert_eq!(dev.state().tail, 2, "tail = last recycled descriptor");
+    let v: Vec<_> = b.iter().map(|p| (seq_of(p), p.len(), p.port())).collect();
+    assert_eq!(v, [(1, 64, 7), (2, 128, 7), (3, 60, 7)]);
+    assert!(b.as_slice()[0].flags().contains(OffloadFlags::RX_RSS_HASH));
+    assert_eq!(b.as_slice()[0].rss_hash(), 0xabcd);
+    assert!(
+        b.as_slice()[1]
+            .flags()
+            .contains(OffloadFlags::RX_IP_CKSUM_GOOD | OffloadFlags::RX_L4_CKSUM_GOOD)
+    );
+    assert!(b.as_slice()[2].flags().contains(OffloadFlags::RX_IP_CKSUM_BAD));
+    assert_eq!((c.packets, c.bytes), (3, 252));
+    // Nothing more: no DD, no packet, no tail write.
+    b.clear();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 0);
+    assert_eq!(dev.state().tail_writes, writes + 1);
+    assert!(dev.state().violations.is_empty(), "{:?}", dev.state().violations);
+}
+
+#[test]
+fn rx_wraps_around_many_times_without_loss_or_leak() {
+    let p = pool("rx-wrap", 512);
+    {
+        let (mut ring, dev) = rx_ring(&p, 64);
+        let mut b = Burst::new();
+        let mut c = QueueCounters::default();
+        let mut next_expected = 0u32;
+        let mut seq = 0u32;
+        for round in 0..50 {
+            let n = 20 + (round % 25);
+            for _ in 0..n {
+                assert!(
+                    dev.receive(&frame(seq, 64), 0, None),
+                    "device ran out of descriptors"
+                );
+                seq += 1;
+            }
+            while ring.rx_burst(&mut b, &mut c) > 0 {
+                for pkt in b.drain() {
+                    assert_eq!(seq_of(&pkt), next_expected);
+                    next_expected += 1;
+                }
+            }
+        }
+        assert_eq!(next_expected, seq);
+        assert_eq!(c.packets, u64::from(seq));
+        assert_eq!(dev.state().missed, 0);
+        assert_eq!(dev.owned(), 63, "every descriptor given back");
+        assert!(dev.state().violations.is_empty());
+    }
+    assert!(leak_free(&p), "pool not full after the ring was dropped: {p:?}");
+}
+
+#[test]
+fn rx_never_hands_out_a_posted_buffer() {
+    let p = pool("rx-posted", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    let mut held = Vec::new();
+    let mut c = QueueCounters::default();
+    for round in 0..6 {
+        for k in 0..20 {
+            assert!(dev.receive(&frame(round * 100 + k, 64), 0, None));
+        }
+        let mut b = Burst::new();
+        ring.rx_burst(&mut b, &mut c);
+        held.extend(b.drain());
+        let posted = dev.posted_addrs();
+        // Invariant 1: a buffer the CPU holds is never one the device may write.
+        for pkt in &held {
+            assert!(
+                !posted.contains(&pkt.buf_iova()),
+                "packet buffer still posted to the device"
+            );
+            assert!(
+                !posted.contains(&pkt.data_iova()),
+                "packet buffer still posted to the device"
+            );
+        }
+        // Payloads unchanged since reception (the device never wrote a held buffer).
+        for (i, pkt) in held.iter().enumerate() {
+            let r = i as u32 / 20;
+            assert_eq!(seq_of(pkt), r * 100 + (i as u32 % 20));
+        }
+    }
+}
+
+#[test]
+fn rx_nombuf_keeps_the_slot_buffer_and_counts() {
+    // Pool: 64 for the ring + 32 spares + 4 extra.
+    let p = pool("rx-nombuf", 100);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    let mut c = QueueCounters::default();
+    // Drain the pool completely.
+    let mut hoard = Vec::new();
+    while let Some(x) = p.alloc() {
+        hoard.push(x);
+    }
+    let mut got = 0;
+    let mut b = Burst::with_capacity(64).unwrap();
+    for s in 0..60 {
+        assert!(dev.receive(&frame(s, 64), 0, None));
+    }
+    got += ring.rx_burst(&mut b, &mut c);
+    // The spares allow some packets; the rest are dropped for lack of buffers.
+    assert!(got < 60, "got {got}");
+    assert_eq!(c.rx_nombuf as usize, 60 - got);
+    let in_use_before = p.in_use();
+    // Slots kept their buffers: the device can receive into all of them again.
+    assert_eq!(dev.owned(), 63);
+    drop(hoard);
+    oxpmd_dma::flush_thread_caches();
+    b.clear();
+    for s in 0..10 {
+        assert!(dev.receive(&frame(1000 + s, 64), 0, None));
+    }
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 10);
+    assert_eq!(seq_of(&b.as_slice()[0]), 1000);
+    assert!(in_use_before > 0);
+    drop(b);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn rx_drops_and_counts_frames_spanning_descriptors_and_error_frames() {
+    let p = pool("rx-multi", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    let mut c = QueueCounters::default();
+    assert!(dev.receive(&frame(1, 3000), 0, None)); // two descriptors, EOP on the second
+    assert!(dev.receive(&frame(2, 100), 0, None));
+    assert!(dev.receive(&frame(3, 5000), 0, None)); // three descriptors
+    assert!(dev.receive(&frame(4, 100), desc::rx_error::RXE, None)); // CRC / frame error
+    assert!(dev.receive(&frame(5, 100), 0, None));
+    let mut b = Burst::new();
+    let in_use = p.in_use() + b.capacity(); // the ring keeps one burst of spare buffers
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 2);
+    assert_eq!(b.iter().map(seq_of).collect::<Vec<_>>(), [2, 5]);
+    assert_eq!(c.rx_multiseg_dropped, 2);
+    assert_eq!(c.ierrors, 1);
+    assert_eq!(dev.owned(), 63, "dropped frames' descriptors were recycled");
+    assert_eq!(p.in_use(), in_use, "no buffer lost");
+}
+
+#[test]
+fn rx_bounds_a_device_length_larger_than_the_buffer() {
+    let p = pool("rx-len", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    let mut c = QueueCounters::default();
+    // A device that claims more than the buffer holds (buffer size misconfigured).
+    dev.state().force_len = Some(60_000);
+    assert!(dev.receive(&frame(1, 100), 0, None));
+    let mut b = Burst::new();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 0);
+    assert_eq!(c.ierrors, 1);
+}
+
+#[test]
+fn rx_teardown_disables_the_queue_before_returning_buffers() {
+    let p = pool("rx-drop", 512);
+    let (ring, dev) = rx_ring(&p, 64);
+    let probe_pool = p.clone();
+    dev.set_probe(Box::new(move || probe_pool.available()));
+    drop(ring);
+    let st = dev.state();
+    assert!(st.disabled);
+    let at_disable = st.probe_at_disable.unwrap();
+    assert!(
+        at_disable <= p.capacity() - 64,
+        "buffers were back before the queue was disabled"
+    );
+    drop(st);
+    assert!(leak_free(&p));
+}
+
+fn tx_packet(p: &Mempool, seq: u32, len: usize) -> Packet {
+    let mut pkt = p.alloc().unwrap();
+    pkt.extend_from_slice(&frame(seq, len)).unwrap();
+    pkt
+}
+
+#[test]
+fn tx_sends_in_order_with_rs_every_thresh_descriptors() {
+    let p = pool("tx-basic", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut sent = 0u32;
+    for _ in 0..10 {
+        let mut b = Burst::new();
+        for _ in 0..32 {
+            b.push(tx_packet(&p, sent, 64 + (sent as usize % 7))).unwrap();
+            sent += 1;
+        }
+        let writes = dev.state().tail_writes;
+        assert_eq!(ring.tx_burst(&mut b, &mut c), 32);
+        assert!(b.is_empty());
+        assert_eq!(dev.state().tail_writes, writes + 1, "one tail write per burst");
+    }
+    let st = dev.state();
+    assert_eq!(st.sent.len(), 320);
+    for (i, f) in st.sent.iter().enumerate() {
+        assert_eq!(u32::from_be_bytes(f.data[14..18].try_into().unwrap()), i as u32);
+        assert_eq!(f.data.len(), 64 + i % 7);
+        assert_eq!(f.rs, (i + 1) % TX_RS_THRESH == 0, "RS on descriptor {i}");
+    }
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    assert_eq!(c.packets, 320);
+    drop(st);
+    // Every batch completed: cleanup frees them all (tx_burst only cleans when it needs room).
+    assert!(ring.in_flight() >= TX_RS_THRESH);
+    ring.cleanup();
+    assert_eq!(ring.in_flight(), 0);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn tx_full_ring_keeps_the_rest_in_order_and_cleans_up_in_batches() {
+    let p = pool("tx-full", 512);
+    let (mut ring, dev) = tx_ring(64);
+    dev.state().hold_tx = true;
+    let mut c = QueueCounters::default();
+    let mut b = Burst::with_capacity(100).unwrap();
+    for s in 0..100 {
+        b.push(tx_packet(&p, s, 64)).unwrap();
+    }
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 63, "a ring of 64 holds 63");
+    assert_eq!(b.len(), 37);
+    assert_eq!(seq_of(&b.as_slice()[0]), 63, "the rest stays in order");
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 0, "nothing completed yet");
+    // The device sends everything; only the RS descriptors (31) get DD.
+    dev.tx_complete();
+    assert_eq!(dev.state().sent.len(), 63);
+    let in_use = p.in_use();
+    // Cleanup reclaims whole batches only (up to the last RS): 32 descriptors.
+    assert_eq!(ring.cleanup(), 32);
+    assert_eq!(p.in_use() + 32, in_use + 0, "batch freed in bulk");
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 32);
+    assert_eq!(seq_of(&b.as_slice()[0]), 95);
+    dev.tx_complete();
+    drop(b);
+    let st = dev.state();
+    let seqs: Vec<u32> = st
+        .sent
+        .iter()
+        .map(|f| u32::from_be_bytes(f.data[14..18].try_into().unwrap()))
+        .collect();
+    assert_eq!(seqs, (0..95).collect::<Vec<_>>());
+    drop(st);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn tx_checksum_offload_loads_a_context_once_per_header_layout() {
+    let p = pool("tx-csum", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    for s in 0..3 {
+        let mut pkt = tx_packet(&p, s, 80);
+        {
+            let d = pkt.data_mut();
+            d[14] = 0x45; // IPv4, IHL 5
+            d[14 + 9] = 17; // UDP
+        }
+        pkt.set_flags(OffloadFlags::TX_IP_CKSUM | OffloadFlags::TX_UDP_CKSUM);
+        b.push(pkt).unwrap();
+    }
+    b.push(tx_packet(&p, 9, 64)).unwrap(); // no offload
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 4);
+    let st = dev.state();
+    assert_eq!(st.sent.len(), 4);
+    let lens = (14u32 << desc::tx::CTX_MACLEN_SHIFT) | 20;
+    for f in &st.sent[..3] {
+        assert_eq!(f.popts, desc::tx::POPTS_IXSM | desc::tx::POPTS_TXSM);
+        let (l, tucmd) = f.context.unwrap();
+        assert_eq!(l, lens);
+        assert_eq!(tucmd & desc::tx::TUCMD_IPV4, desc::tx::TUCMD_IPV4);
+        assert_eq!(tucmd & desc::tx::TUCMD_L4T_TCP, 0, "UDP");
+    }
+    assert_eq!(st.sent[3].popts, 0);
+    // One context descriptor + 4 data descriptors.
+    assert_eq!(st.head, 5);
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    drop(st);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn tx_teardown_disables_first_and_frees_packets_in_flight() {
+    let p = pool("tx-drop", 512);
+    let (mut ring, dev) = tx_ring(64);
+    dev.state().hold_tx = true;
+    let probe_pool = p.clone();
+    dev.set_probe(Box::new(move || probe_pool.available()));
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    for s in 0..20 {
+        b.push(tx_packet(&p, s, 64)).unwrap();
+    }
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 20);
+    drop(ring);
+    let st = dev.state();
+    assert!(st.disabled);
+    assert!(
+        st.probe_at_disable.unwrap() <= p.capacity() - 20,
+        "packets freed before disable"
+    );
+    drop(st);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn ring_setup_refuses_bad_sizes_and_memory() {
+    let p = pool("setup", 512);
+    for bad in [0usize, 3, 32, 100, 8192] {
+        let mem = HeapRingMemory::new(bad.max(1));
+        let dev = FakeDevice::new(mem.as_ptr(), bad.max(1));
+        assert!(
+            AdvRxRing::new(mem, dev.rx_regs(), &p, bad, 0, 0).is_err(),
+            "rx size {bad}"
+        );
+        let mem = HeapRingMemory::new(bad.max(1));
+        assert!(AdvTxRing::new(mem, dev.tx_regs(), bad).is_err(), "tx size {bad}");
+    }
+    // Memory too small for the ring.
+    let mem = HeapRingMemory::new(64);
+    let dev = FakeDevice::new(mem.as_ptr(), 128);
+    assert!(AdvRxRing::new(mem, dev.rx_regs(), &p, 128, 0, 0).is_err());
+    // Pool too small to fill the ring.
+    let small = pool("setup-small", 16);
+    let mem = HeapRingMemory::new(64);
+    let dev = FakeDevice::new(mem.as_ptr(), 64);
+    assert!(AdvRxRing::new(mem, dev.rx_regs(), &small, 64, 0, 0).is_err());
+    assert!(leak_free(&small));
+}
