@@ -42,6 +42,8 @@ pub const BIND_VFIO_SH: &str = r#"bind_vfio() {
 /// Per-port figures from testpmd's output.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PortStats {
+    /// The MAC address testpmd printed for the port at start (`Port 0: 52:54:00:00:01:00`).
+    pub mac: Option<String>,
     /// Final forward statistics: packets received.
     pub rx_packets: u64,
     /// Final forward statistics: packets sent.
@@ -129,6 +131,16 @@ pub fn parse_testpmd_stats(output: &str) -> BTreeMap<u32, PortStats> {
             port = p;
             continue;
         }
+        // testpmd numbers ports in PCI scan order, not in `-a` order: its MAC line tells which is which.
+        if let Some((p, mac)) = l
+            .strip_prefix("Port ")
+            .and_then(|r| r.split_once(": "))
+            .filter(|(_, mac)| mac.len() == 17 && mac.bytes().filter(|&b| b == b':').count() == 5)
+            .and_then(|(p, mac)| p.parse::<u32>().ok().map(|p| (p, mac)))
+        {
+            stats.entry(p).or_default().mac = Some(mac.to_ascii_lowercase());
+            continue;
+        }
         if l.starts_with("+++") || l.starts_with("Accumulated forward statistics") {
             section = Section::None;
             continue;
@@ -159,8 +171,8 @@ pub fn parse_testpmd_stats(output: &str) -> BTreeMap<u32, PortStats> {
     stats
 }
 
-/// A one-paragraph report of the rates.
-pub fn rate_report(stats: &BTreeMap<u32, PortStats>) -> String {
+/// A one-paragraph report of the rates; with the topology, each testpmd port is named by its MAC.
+pub fn rate_report(stats: &BTreeMap<u32, PortStats>, topology: Option<&Topology>) -> String {
     if stats.is_empty() {
         return "testpmd printed no statistics".into();
     }
@@ -169,8 +181,13 @@ pub fn rate_report(stats: &BTreeMap<u32, PortStats>) -> String {
     for (port, p) in stats {
         let rx = p.steady_rx_pps();
         sum_rx += rx.unwrap_or(0);
+        let ours = topology
+            .zip(p.mac.as_deref())
+            .and_then(|(t, mac)| t.ports.iter().find(|q| q.mac() == mac))
+            .map(|q| format!(" (port {} {} {})", q.index, q.pci_addr(), q.model.name()))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "port {port}: RX {} packets, TX {} packets; steady Rx-pps {} Tx-pps {} ({} samples)\n",
+            "testpmd port {port}{ours}: RX {} packets, TX {} packets; steady Rx-pps {} Tx-pps {} ({} samples)\n",
             p.rx_packets,
             p.tx_packets,
             rx.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
@@ -273,7 +290,7 @@ pub fn cmd_dpdk(rest: &[String]) -> Result<ExitCode, String> {
         out.total.as_secs_f64(),
         out.run_dir.display()
     );
-    print!("{}", rate_report(&stats));
+    print!("{}", rate_report(&stats, Some(&topo)));
     if out.exit_code != 0 {
         println!("vm dpdk: testpmd exited with code {}", out.exit_code);
     }
@@ -329,7 +346,17 @@ Telling cores to stop...
         assert_eq!(s[&1].rx_packets, 4900);
         assert_eq!(s[&0].steady_rx_pps(), Some(300));
         assert_eq!(s[&1].steady_rx_pps(), Some(200));
-        assert!(rate_report(&s).contains("0.5 Kpps in total"));
+        assert!(rate_report(&s, None).contains("0.5 Kpps in total"));
+        let t = Topology::by_name("pair").unwrap();
+        let named = parse_testpmd_stats(&format!(
+            "Port 0: 52:54:00:00:01:01\nPort 1: 52:54:00:00:01:00\n{SAMPLE}"
+        ));
+        assert_eq!(named[&0].mac.as_deref(), Some("52:54:00:00:01:01"));
+        let report = rate_report(&named, Some(&t));
+        assert!(
+            report.contains("testpmd port 0 (port 1 0000:00:06.0 igb)"),
+            "{report}"
+        );
     }
 
     #[test]

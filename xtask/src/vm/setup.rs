@@ -12,6 +12,10 @@ use super::{Paths, run_checked};
 
 /// The Debian meta package naming the current 6.12 kernel.
 const KERNEL_META: &str = "linux-image-6.12-amd64";
+/// Fallback meta package, accepted only while it points at a 6.12 kernel (e.g. on Debian 13).
+const KERNEL_META_FALLBACK: &str = "linux-image-amd64";
+/// The kernel series the harness is written for (module set, VFIO behaviour).
+const KERNEL_SERIES: &str = "linux-image-6.12.";
 /// Lowest QEMU with `-device igb`.
 const QEMU_MIN: (u32, u32) = (8, 1);
 /// The init script of the initramfs.
@@ -342,22 +346,14 @@ fn read_kernel_info(paths: &Paths) -> Result<KernelInfo, String> {
     }
 }
 
-/// Parses `apt-cache depends` output for the versioned linux-image package a meta package names.
+/// Parses `apt-cache depends` output for the versioned 6.12 linux-image package a meta package names.
 fn kernel_package_from_depends(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim().trim_start_matches('|');
             l.strip_prefix("Depends:").map(str::trim)
         })
-        .find(|p| {
-            p.starts_with("linux-image-")
-                && p.ends_with("-amd64")
-                && *p != KERNEL_META
-                && p.chars()
-                    .nth("linux-image-".len())
-                    .is_some_and(|c| c.is_ascii_digit())
-                && !p.contains('<')
-        })
+        .find(|p| p.starts_with(KERNEL_SERIES) && p.ends_with("-amd64") && !p.contains('<'))
         .map(str::to_string)
 }
 
@@ -376,16 +372,18 @@ fn apt_candidate(pkg: &str) -> Option<String> {
 /// Resolves the current versioned kernel package, updating the apt lists once if needed.
 fn resolve_kernel_package() -> Result<(String, String), String> {
     for attempt in 0..2 {
-        let out = Command::new("apt-cache")
-            .args(["depends", KERNEL_META])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("apt-cache depends {KERNEL_META}: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(pkg) = kernel_package_from_depends(&text)
-            && let Some(version) = apt_candidate(&pkg)
-        {
-            return Ok((pkg, version));
+        for meta in [KERNEL_META, KERNEL_META_FALLBACK] {
+            let out = Command::new("apt-cache")
+                .args(["depends", meta])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("apt-cache depends {meta}: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some(pkg) = kernel_package_from_depends(&text)
+                && let Some(version) = apt_candidate(&pkg)
+            {
+                return Ok((pkg, version));
+            }
         }
         if attempt == 0 {
             if !is_root() {
@@ -740,7 +738,8 @@ fn ensure_initramfs(paths: &Paths, kernel: &KernelInfo) -> Result<bool, String> 
     })?;
     let order: BTreeMap<&str, &str> = order_text.lines().filter_map(|l| l.split_once(": ")).collect();
 
-    let stage = paths.testvm.join("initramfs.d");
+    // Per-process names: two harness runs may rebuild at once; the final rename is atomic.
+    let stage = paths.testvm.join(format!("initramfs.d.{}", std::process::id()));
     let _ = fs::remove_dir_all(&stage);
     let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("create {}: {e}", p.display()));
     for d in [
@@ -789,7 +788,9 @@ fn ensure_initramfs(paths: &Paths, kernel: &KernelInfo) -> Result<bool, String> 
         .lines()
         .collect();
     names.sort_unstable();
-    let tmp = paths.testvm.join("initramfs.cpio.tmp");
+    let tmp = paths
+        .testvm
+        .join(format!("initramfs.cpio.{}.tmp", std::process::id()));
     let out = fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
     let mut child = Command::new("cpio")
         .args(["--quiet", "-o", "-H", "newc", "--reproducible"])
@@ -857,6 +858,8 @@ mod tests {
             Some("linux-image-6.12.9-amd64")
         );
         assert_eq!(kernel_package_from_depends("linux-image-6.12-amd64\n"), None);
+        let other = "linux-image-amd64\n  Depends: linux-image-6.1.0-40-amd64\n";
+        assert_eq!(kernel_package_from_depends(other), None, "only the 6.12 series");
     }
 
     #[test]

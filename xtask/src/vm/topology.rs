@@ -131,7 +131,8 @@ impl Topology {
             args.push(format!("hubport,id=port{},hubid={hub}", p.index));
             args.push("-device".into());
             args.push(format!(
-                "{},netdev=port{},mac={},addr={:02x}.0",
+                // No option ROM: the kernel is booted directly, and the firmware has less to run.
+                "{},netdev=port{},mac={},addr={:02x}.0,romfile=",
                 p.model.qemu_device(),
                 p.index,
                 p.mac(),
