@@ -1,0 +1,187 @@
+//! Our `Mempool` measured the way DPDK 22.11's `mempool_perf_autotest` measures `rte_mempool` with a
+//! per-lcore cache, so that `cargo xtask bench mempool` can put the rates side by side (method:
+//! docs/benchmarks.md).
+//!
+//! One pool of 2047 buffers (DPDK: lcores x (512 kept + 512 cached) - 1 with two lcores) and a cache of
+//! 512 per thread. Each thread, for a fixed window, repeats: take `n_keep` buffers in bulks of
+//! `n_get_bulk`, then give them back in bulks of `n_put_bulk`, 65536 buffers per round; the rate is the
+//! buffers taken and given back by all threads divided by the window. Cases: bulk 1, 4 and 32 (get and
+//! put alike, not compile-time constants), n_keep 32 and 128, on one thread (first CPU) and on two
+//! (one per CPU).
+//!
+//! Machine-readable lines: `oxpmd-bench mempool <case> <objects per second>`; run it with
+//! `cargo bench --bench mempool_perf [-- --cpus 0,1 --window-us 100000]`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{IdentityMap, Mempool, MempoolCache, MempoolConfig, PageSize, RawBuffer, RegionOptions};
+
+/// Buffers per round between two clock reads (DPDK: N).
+const ROUND: u64 = 65536;
+/// Per-thread cache size (DPDK: RTE_MEMPOOL_CACHE_MAX_SIZE).
+const CACHE_SIZE: usize = 512;
+/// Largest n_keep of DPDK's matrix (MAX_KEEP); sizes the pool.
+const MAX_KEEP: usize = 512;
+/// Threads the pool is sized for (DPDK sizes it by its lcore count, 2 here).
+const LCORES: usize = 2;
+const BULKS: [usize; 3] = [1, 4, 32];
+const KEEPS: [usize; 2] = [32, 128];
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("mempool_perf: {msg}");
+    std::process::exit(1);
+}
+
+fn pin(cpu: usize) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        eprintln!("mempool_perf: cannot pin a thread to CPU {cpu}; figures will be unreliable");
+    }
+}
+
+/// One thread's share of a case: rounds until `window` has passed; returns buffers moved.
+fn per_thread(pool: &Mempool, keep: usize, get_bulk: usize, put_bulk: usize, window: Duration) -> u64 {
+    let mut cache: MempoolCache = pool.cache();
+    let mut table = [RawBuffer::NULL; MAX_KEEP];
+    let mut moved = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < window {
+        for _ in 0..ROUND / keep as u64 {
+            let (keep, get_bulk, put_bulk) = (black_box(keep), black_box(get_bulk), black_box(put_bulk));
+            let mut idx = 0;
+            while idx < keep {
+                if cache.get_bulk(&mut table[idx..idx + get_bulk]).is_err() {
+                    fail(format_args!(
+                        "get of {get_bulk} failed: pool exhausted (n_keep {keep})"
+                    ));
+                }
+                idx += get_bulk;
+            }
+            idx = 0;
+            while idx < keep {
+                // SAFETY: these buffers were just taken from this pool through this cache, are
+                // owned by this thread only, and no device has ever seen them.
+                if let Err(e) = unsafe { cache.put_bulk(&table[idx..idx + put_bulk]) } {
+                    fail(e);
+                }
+                idx += put_bulk;
+            }
+        }
+        moved += ROUND;
+    }
+    moved
+}
+
+/// Runs one case on `threads` threads (1 or 2) and returns the rate in buffers per second.
+fn run_case(
+    pool: &Mempool,
+    cpus: [usize; 2],
+    threads: usize,
+    bulk: usize,
+    keep: usize,
+    window: Duration,
+) -> f64 {
+    let go = AtomicBool::new(false);
+    let total = std::thread::scope(|s| {
+        let worker = (threads > 1).then(|| {
+            let (pool, go) = (pool.clone(), &go);
+            s.spawn(move || {
+                pin(cpus[1]);
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                per_thread(&pool, keep, bulk, bulk, window)
+            })
+        });
+        go.store(true, Ordering::Release);
+        let mine = per_thread(pool, keep, bulk, bulk, window);
+        mine + worker.map_or(0, |w| w.join().unwrap_or_else(|_| fail("worker thread panicked")))
+    });
+    total as f64 / window.as_secs_f64()
+}
+
+fn parse_args(args: &[String]) -> Result<([usize; 2], Duration), String> {
+    let (mut cpus, mut window) = ([0, 1], Duration::from_millis(100));
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cpus" => {
+                let v = it.next().ok_or("--cpus needs a value such as 0,1")?;
+                let parsed: Vec<usize> = v.split(',').filter_map(|c| c.trim().parse().ok()).collect();
+                match parsed[..] {
+                    [a, b] if a != b => cpus = [a, b],
+                    _ => {
+                        return Err(format!(
+                            "--cpus `{v}`: give two different CPU numbers such as 0,1"
+                        ));
+                    }
+                }
+            }
+            "--window-us" => {
+                let v = it.next().ok_or("--window-us needs a value")?;
+                match v.parse::<u64>() {
+                    Ok(us) if (1000..=10_000_000).contains(&us) => window = Duration::from_micros(us),
+                    _ => return Err(format!("--window-us `{v}`: give 1000 to 10000000 microseconds")),
+                }
+            }
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}` (accepted: --cpus A,B --window-us N)"
+                ));
+            }
+        }
+    }
+    Ok((cpus, window))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cpus, window) = parse_args(&args).unwrap_or_else(|e| {
+        eprintln!("mempool_perf: {e}");
+        std::process::exit(2);
+    });
+    let started = Instant::now();
+    pin(cpus[0]);
+    let config = MempoolConfig {
+        cache_size: CACHE_SIZE,
+        headroom: 0,
+        data_room: 2048,
+        // No hugepages, as DPDK runs with --no-huge; the buffers' memory is not touched by the test.
+        region: RegionOptions {
+            page_size: PageSize::Base4K,
+            allow_4k_fallback: true,
+        },
+        ..MempoolConfig::new("mempool_perf", LCORES * (MAX_KEEP + CACHE_SIZE) - 1)
+    };
+    let pool = Mempool::new(&config, Arc::new(IdentityMap)).unwrap_or_else(|e| fail(e));
+    println!(
+        "# oxpmd mempool_perf: DPDK mempool_perf_autotest method, {} buffers of {} B, cache {CACHE_SIZE}, \
+         {:.1} ms per case, CPUs {cpus:?}",
+        pool.capacity(),
+        pool.element_size(),
+        window.as_secs_f64() * 1e3
+    );
+    for threads in [1, 2] {
+        for bulk in BULKS {
+            for keep in KEEPS {
+                let rate = run_case(&pool, cpus, threads, bulk, keep, window);
+                if pool.available() != pool.capacity() {
+                    fail(format_args!(
+                        "{} of {} buffers not back after a case",
+                        pool.in_use(),
+                        pool.capacity()
+                    ));
+                }
+                println!(
+                    "oxpmd-bench mempool {threads}core/bulk{bulk}/put{bulk}/keep{keep}/const0 {rate:.0}    \
+                     # buffers got+put per second, {threads} thread(s)"
+                );
+            }
+        }
+    }
+    println!("# done in {:.1} s", started.elapsed().as_secs_f64());
+}
