@@ -6,7 +6,7 @@
 //! `oxpmd-vm:<nonce>:exit=<code>` after it; the host streams the console between the two markers.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -289,16 +289,19 @@ pub fn run(
     });
     let echo_stderr = opts.echo;
     let stderr_thread = thread::spawn(move || {
+        // Streamed as it comes (IOMMU faults show next to the output that caused them), and kept.
         let mut text = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut text);
-        if echo_stderr {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
             // Each link is a hub with no host network on purpose: QEMU's warning about it is noise.
-            for line in text
-                .lines()
-                .filter(|l| !l.contains("is not connected to host network"))
-            {
+            if line.contains("is not connected to host network") {
+                continue;
+            }
+            if echo_stderr {
                 eprintln!("qemu: {line}");
             }
+            text.push_str(&line);
+            text.push('\n');
         }
         text
     });
