@@ -25,7 +25,9 @@ impl Tally {
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(';') {
                 let mut words = part.split_whitespace().rev();
-                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
                 let Ok(n) = n.parse::<u64>() else { continue };
                 match what {
                     "passed" => self.passed += n,
@@ -104,7 +106,11 @@ pub fn main(args: &[String]) -> ExitCode {
         "tests: {} passed, {} failed, {} skipped",
         tally.passed, tally.failed, tally.ignored
     );
-    if ok && tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok && tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +120,9 @@ mod tests {
     #[test]
     fn adds_libtest_summaries() {
         let mut t = Tally::default();
-        t.add_line("test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line(
+            "test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        );
         t.add_line("test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
         t.add_line("running 3 tests");
         assert_eq!((t.passed, t.failed, t.ignored), (13, 2, 3));
