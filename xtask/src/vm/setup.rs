@@ -592,10 +592,24 @@ fn index_modules(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>, String
     Ok(index)
 }
 
+/// `apt-get download` of exactly `pkg` into `dir` (a glob would fetch every matching package).
+fn download_package(dir: &Path, pkg: &str) -> Result<(), String> {
+    run_checked(
+        apt_env(Command::new("apt-get").current_dir(dir).args([
+            "-q",
+            "-o",
+            "APT::Sandbox::User=root",
+            "download",
+            pkg,
+        ])),
+        &format!("apt-get download {pkg}"),
+    )
+}
+
 /// Downloads and unpacks the guest kernel if the cached one is not the current package.
 fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String> {
-    let (pkg, version) = resolve_kernel_package()?;
-    let package = format!("{pkg} {version}");
+    let (mut pkg, mut version) = resolve_kernel_package()?;
+    let mut package = format!("{pkg} {version}");
     let kdir = paths.testvm.join("kernel");
     if let Ok(info) = read_kernel_info(paths)
         && info.package == package
@@ -610,17 +624,17 @@ fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
     println!("vm setup: downloading {pkg} {version}");
-    // The exact package name: a glob would fetch every matching package.
-    run_checked(
-        apt_env(Command::new("apt-get").current_dir(&work).args([
-            "-q",
-            "-o",
-            "APT::Sandbox::User=root",
-            "download",
-            &pkg,
-        ])),
-        &format!("apt-get download {pkg}"),
-    )?;
+    if let Err(e) = download_package(&work, &pkg) {
+        // Stale package lists name a file the archive no longer has: refresh them, resolve again, retry.
+        if !is_root() {
+            return Err(e);
+        }
+        println!("vm setup: {e}; refreshing the package lists and retrying");
+        apt_update()?;
+        (pkg, version) = resolve_kernel_package()?;
+        package = format!("{pkg} {version}");
+        download_package(&work, &pkg)?;
+    }
     let deb = fs::read_dir(&work)
         .map_err(|e| format!("read {}: {e}", work.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
