@@ -233,26 +233,31 @@ pub fn run(
     if cmd.is_empty() {
         return Err("no command to run in the guest".into());
     }
-    for (what, p) in [("run directory", &paths.testvm)]
-        .into_iter()
-        .chain(opts.results.as_ref().map(|r| ("results directory", r)))
-    {
-        let s = p.display().to_string();
-        if s.contains(|c: char| c.is_whitespace() || c == ',') {
-            return Err(format!(
-                "the {what} path {s:?} contains a space or comma, which the kernel command line cannot carry"
-            ));
-        }
-    }
     let results = match &opts.results {
         Some(r) => {
             fs::create_dir_all(r).map_err(|e| format!("create results directory {}: {e}", r.display()))?;
-            Some(fs::canonicalize(r).map_err(|e| format!("resolve {}: {e}", r.display()))?)
+            let r = fs::canonicalize(r).map_err(|e| format!("resolve {}: {e}", r.display()))?;
+            if r == Path::new("/") {
+                return Err("--results cannot be / (it would hide the read-only host root)".into());
+            }
+            Some(r)
         }
         None => None,
     };
     let (run_dir, nonce) = unique_run_dir(paths, &opts.label)?;
     let run_dir = fs::canonicalize(&run_dir).map_err(|e| format!("resolve {}: {e}", run_dir.display()))?;
+    for (what, p) in [("run directory", &run_dir)]
+        .into_iter()
+        .chain(results.as_ref().map(|r| ("results directory", r)))
+    {
+        let s = p.display().to_string();
+        if s.contains(|c: char| c.is_whitespace() || c == ',') {
+            return Err(format!(
+                "the {what} path {s:?} contains a space or comma, which the kernel command line and QEMU's \
+                 -fsdev option cannot carry"
+            ));
+        }
+    }
     write_cmd_script(&run_dir, topology, cmd, opts)?;
     let args = qemu_args(paths, topology, &run_dir, &nonce, results.as_deref());
     fs::write(run_dir.join("qemu-args.txt"), args.join("\n") + "\n")
