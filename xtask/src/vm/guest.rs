@@ -161,7 +161,7 @@ fn qemu_args(
     results: Option<&Path>,
 ) -> Vec<String> {
     let mut append = format!(
-        "console=ttyS0 intel_iommu=on panic=-1 quiet oxpmd.run={} oxpmd.nonce={nonce} oxpmd.msize=524288",
+        "console=ttyS0 intel_iommu=on panic=-1 quiet oxpmd.run={} oxpmd.nonce={nonce} oxpmd.msize=512000",
         run_dir.display()
     );
     if let Some(r) = results {
