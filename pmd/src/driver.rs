@@ -153,6 +153,13 @@ pub trait Driver: Send {
     /// Receives every multicast frame (RCTL.MPE) or not.
     fn set_all_multicast(&mut self, on: bool) -> Result<()>;
 
+    /// The DMA mapper of the device (its VFIO container / IOMMU domain, or physical addresses in
+    /// no-IOMMU mode), for creating mempools the device can reach. `None` for virtual ports: any
+    /// pool works (e.g. [`virtual_pool`](crate::vport::virtual_pool)).
+    fn dma_map(&self) -> Option<std::sync::Arc<dyn oxpmd_dma::DmaMap>> {
+        None
+    }
+
     /// Counters the device keeps (missed frames, errors); drivers without any return zeros.
     fn device_counters(&mut self) -> Result<DeviceCounters> {
         Ok(DeviceCounters::default())

@@ -218,6 +218,11 @@ impl Port {
         self.driver.info()
     }
 
+    /// The device's DMA mapper (see [`Driver::dma_map`]): create the RX mempool with it.
+    pub fn dma_map(&self) -> Option<Arc<dyn oxpmd_dma::DmaMap>> {
+        self.driver.dma_map()
+    }
+
     /// Life-cycle state.
     pub fn state(&self) -> PortState {
         self.state

@@ -72,9 +72,13 @@ pub struct FakeRegs {
 }
 
 impl FakeDevice {
-    /// A fake device over the ring at `base` of `count` descriptors (the ring memory must outlive
-    /// every call that touches descriptors; the ring owns it, so keep the ring alive meanwhile).
-    pub fn new(base: *mut u8, count: usize) -> FakeDevice {
+    /// A fake device over the ring at `base` of `count` descriptors.
+    ///
+    /// # Safety
+    /// `base` must point to `count` descriptors (16 bytes each, 16-byte aligned) that stay valid
+    /// for as long as this device (or a clone, or its registers) is used, and the buffers the
+    /// driver posts must be CPU addresses (IOVA = VA) of buffers large enough for the frames.
+    pub unsafe fn new(base: *mut u8, count: usize) -> FakeDevice {
         let st = FakeState {
             base: base as usize,
             count,
@@ -302,4 +306,47 @@ impl QueueRegs for BenchRegs {
     }
 
     fn disable(&mut self) {}
+}
+
+/// Writes device write-backs directly, for benchmarks: marks RX descriptors done and TX RS
+/// descriptors done, without any locking or copying.
+#[derive(Debug)]
+pub struct WritebackWriter {
+    base: *mut u8,
+    count: usize,
+}
+
+impl WritebackWriter {
+    /// A writer over the ring at `base` of `count` descriptors (a power of two).
+    ///
+    /// # Safety
+    /// As [`FakeDevice::new`]: `base` is valid for `count` descriptors while the writer is used.
+    pub unsafe fn new(base: *mut u8, count: usize) -> WritebackWriter {
+        assert!(count.is_power_of_two());
+        WritebackWriter { base, count }
+    }
+
+    /// RX: writes back descriptor `idx` (mod count) as a complete frame of `len` bytes (DD | EOP),
+    /// status last.
+    pub fn rx_done(&mut self, idx: usize, len: u16) {
+        let i = idx & (self.count - 1);
+        // SAFETY: i < count, inside the ring (constructor contract).
+        unsafe {
+            desc::field::<u16>(self.base, i, rx_wb::LENGTH).write_volatile(len.to_le());
+            desc::write_u32(self.base, i, rx_wb::STATUS_ERROR, rx_status::DD | rx_status::EOP);
+        }
+    }
+
+    /// TX: sets DD on every descriptor in `[from, to)` (mod count) that carries RS.
+    pub fn tx_done(&mut self, from: usize, to: usize) {
+        for idx in from..to {
+            let i = idx & (self.count - 1);
+            // SAFETY: i < count, inside the ring (constructor contract).
+            unsafe {
+                if desc::read_u32(self.base, i, tx::CMD_TYPE_LEN) & tx::CMD_RS != 0 {
+                    desc::write_u32(self.base, i, tx::OLINFO_STATUS, tx::STA_DD);
+                }
+            }
+        }
+    }
 }

@@ -40,7 +40,8 @@ type TestTx = AdvTxRing<super::fake::FakeRegs, HeapRingMemory>;
 
 fn rx_ring(pool: &Mempool, count: usize) -> (TestRx, FakeDevice) {
     let mem = HeapRingMemory::new(count);
-    let dev = FakeDevice::new(mem.as_ptr(), count);
+    // SAFETY: the ring memory lives in the ring, which the tests keep alive while they use `dev`.
+    let dev = unsafe { FakeDevice::new(mem.as_ptr(), count) };
     let mut ring = AdvRxRing::new(mem, dev.rx_regs(), pool, count, 7, 0).unwrap();
     ring.arm();
     (ring, dev)
@@ -48,7 +49,8 @@ fn rx_ring(pool: &Mempool, count: usize) -> (TestRx, FakeDevice) {
 
 fn tx_ring(count: usize) -> (TestTx, FakeDevice) {
     let mem = HeapRingMemory::new(count);
-    let dev = FakeDevice::new(mem.as_ptr(), count);
+    // SAFETY: the ring memory lives in the ring, which the tests keep alive while they use `dev`.
+    let dev = unsafe { FakeDevice::new(mem.as_ptr(), count) };
     let ring = AdvTxRing::new(mem, dev.tx_regs(), count).unwrap();
     (ring, dev)
 }
@@ -393,7 +395,8 @@ fn ring_setup_refuses_bad_sizes_and_memory() {
     let p = pool("setup", 512);
     for bad in [0usize, 3, 32, 100, 8192] {
         let mem = HeapRingMemory::new(bad.max(1));
-        let dev = FakeDevice::new(mem.as_ptr(), bad.max(1));
+        // SAFETY: `dev` only serves the (failing) constructor calls below; `mem` outlives them.
+        let dev = unsafe { FakeDevice::new(mem.as_ptr(), bad.max(1)) };
         assert!(
             AdvRxRing::new(mem, dev.rx_regs(), &p, bad, 0, 0).is_err(),
             "rx size {bad}"
@@ -403,12 +406,14 @@ fn ring_setup_refuses_bad_sizes_and_memory() {
     }
     // Memory too small for the ring.
     let mem = HeapRingMemory::new(64);
-    let dev = FakeDevice::new(mem.as_ptr(), 128);
+    // SAFETY: the device is never used to touch descriptors here.
+    let dev = unsafe { FakeDevice::new(mem.as_ptr(), 128) };
     assert!(AdvRxRing::new(mem, dev.rx_regs(), &p, 128, 0, 0).is_err());
     // Pool too small to fill the ring.
     let small = pool("setup-small", 16);
     let mem = HeapRingMemory::new(64);
-    let dev = FakeDevice::new(mem.as_ptr(), 64);
+    // SAFETY: the device is never used to touch descriptors here.
+    let dev = unsafe { FakeDevice::new(mem.as_ptr(), 64) };
     assert!(AdvRxRing::new(mem, dev.rx_regs(), &small, 64, 0, 0).is_err());
     assert!(leak_free(&small));
 }

@@ -1,0 +1,506 @@
+//! l2fwd: DPDK's `examples/l2fwd` on oxpmd.
+//!
+//! ```text
+//! cargo run --release --example l2fwd -- --port null0 --port null1 [-p PORTMASK] [-q N] [-T SECS]
+//!     [--no-mac-updating] [-P] [--cores LIST] [--duration SECS] [--burst N] [--ring-size N]
+//!     [--pool-size N]
+//! ```
+//! Ports are given by PCI address (`0000:00:02.0`) or virtual name (`null0`, `net_null1`,
+//! `ring:NAME`), and numbered 0, 1, ... in the order given. Enabled ports (PORTMASK, default all)
+//! are paired 0<->1, 2<->3; each worker (one per core, pinned) polls `-q` ports and forwards what
+//! they receive to their partners, rewriting MACs (src = TX port MAC, dst = 02:00:00:00:00:<txport>)
+//! unless `--no-mac-updating`. TX is buffered per port and drained every 100 us. Every `-T`
+//! seconds a stats table is printed; Ctrl-C (SIGINT / SIGTERM) or `--duration` stops it with final
+//! stats and a check that every buffer is back in the pool.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::pmd::forward::{Forwarder, FwdConfig, FwdCounters, FwdSnapshot, l2fwd_pairs};
+use oxpmd::pmd::vport::virtual_pool;
+use oxpmd::pmd::{DeviceSpec, MAX_BURST, OpenOptions, Port, PortConfig};
+
+const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
+  --port DEV          a PCI address (0000:00:02.0) or a virtual port (null0, net_null0, ring:NAME)
+  -p PORTMASK         hexadecimal mask of the ports to use (default: all)
+  -q N                ports polled per core (default 1)
+  -T SECS             stats period in seconds (default 10, 0 disables)
+  --no-mac-updating   forward frames unchanged
+  --mac-updating      rewrite MACs (the default)
+  -P                  promiscuous mode on every port
+  --cores LIST        cores for the workers, e.g. 1 or 0,2-3 (default: all, in order)
+  --duration SECS     stop after SECS seconds (default: run until Ctrl-C)
+  --burst N           RX burst and TX buffer size, 1..=512 (default 32)
+  --ring-size N       RX/TX descriptors per queue (default 1024)
+  --pool-size N       mempool buffers (default: as DPDK l2fwd computes it, at least 8192)
+  Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
+
+/// Set by SIGINT / SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() -> std::io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is a valid value; the handler only stores to an atomic, which
+        // is async-signal-safe; the old action is not needed (null).
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A minimal stderr logger (no extra crate).
+struct StderrLogger(log::LevelFilter);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.0
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn init_logger() {
+    let level = match std::env::var("OXPMD_LOG").as_deref() {
+        Ok("error") => log::LevelFilter::Error,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        Ok("off") => log::LevelFilter::Off,
+        _ => log::LevelFilter::Warn,
+    };
+    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    ports: Vec<String>,
+    portmask: Option<u64>,
+    per_core: usize,
+    period: u64,
+    mac_updating: bool,
+    promiscuous: bool,
+    cores: Option<Vec<usize>>,
+    duration: Option<u64>,
+    burst: usize,
+    ring_size: usize,
+    pool_size: Option<usize>,
+}
+
+fn parse_num<T: std::str::FromStr>(
+    opt: &str,
+    v: Option<&String>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = v.ok_or_else(|| format!("{opt}: missing value"))?;
+    let n: T = v.parse().map_err(|_| format!("{opt}: `{v}` is not a number"))?;
+    if !range.contains(&n) {
+        return Err(format!(
+            "{opt}: {n} out of range {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: usize = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("--cores: bad core `{part}`"))?;
+        let b: usize = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("--cores: bad core `{part}`"))?;
+        if a > b || b >= 4096 {
+            return Err(format!("--cores: bad range `{part}`"));
+        }
+        for c in a..=b {
+            if !v.contains(&c) {
+                v.push(c);
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        ports: Vec::new(),
+        portmask: None,
+        per_core: 1,
+        period: 10,
+        mac_updating: true,
+        promiscuous: false,
+        cores: None,
+        duration: None,
+        burst: 32,
+        ring_size: 1024,
+        pool_size: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" => o.ports.push(it.next().ok_or("--port: missing device")?.clone()),
+            "-p" => {
+                let v = it.next().ok_or("-p: missing mask")?;
+                let hex = v.trim_start_matches("0x").trim_start_matches("0X");
+                let m = u64::from_str_radix(hex, 16).map_err(|_| format!("-p: `{v}` is not a hex mask"))?;
+                if m == 0 {
+                    return Err("-p: the mask enables no port".into());
+                }
+                o.portmask = Some(m);
+            }
+            "-q" => o.per_core = parse_num("-q", it.next(), 1..=64)?,
+            "-T" => o.period = parse_num("-T", it.next(), 0..=86_400)?,
+            "--no-mac-updating" => o.mac_updating = false,
+            "--mac-updating" => o.mac_updating = true,
+            "-P" => o.promiscuous = true,
+            "--cores" => o.cores = Some(parse_cores(it.next().ok_or("--cores: missing list")?)?),
+            "--duration" => o.duration = Some(parse_num("--duration", it.next(), 1..=31_536_000)?),
+            "--burst" => o.burst = parse_num("--burst", it.next(), 1..=MAX_BURST)?,
+            "--ring-size" => o.ring_size = parse_num("--ring-size", it.next(), 64..=4096)?,
+            "--pool-size" => o.pool_size = Some(parse_num("--pool-size", it.next(), 1024..=1 << 24)?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if o.ports.is_empty() {
+        return Err("no port given (--port DEV)".into());
+    }
+    if o.ports.len() > 64 {
+        return Err("at most 64 ports".into());
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    init_logger();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("l2fwd: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("l2fwd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// One forwarding port: its id, device name and counters.
+struct PortInfo {
+    id: u16,
+    name: String,
+    counters: Arc<FwdCounters>,
+}
+
+fn run(opts: &Options) -> Result<bool, BoxError> {
+    install_signal_handlers()?;
+    // Enabled ports, by id (= position in the --port list).
+    let enabled: Vec<u16> = (0..opts.ports.len() as u16)
+        .filter(|i| opts.portmask.is_none_or(|m| m & (1u64 << i) != 0))
+        .collect();
+    if enabled.is_empty() {
+        return Err(format!(
+            "the port mask enables none of the {} ports given",
+            opts.ports.len()
+        )
+        .into());
+    }
+    if let Some(m) = opts.portmask {
+        if m >> opts.ports.len().min(63) != 0 && opts.ports.len() < 64 {
+            return Err(format!(
+                "port mask {m:#x} names ports beyond the {} given",
+                opts.ports.len()
+            )
+            .into());
+        }
+    }
+    let workers_needed = enabled.len().div_ceil(opts.per_core);
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cores = match &opts.cores {
+        Some(c) => {
+            if let Some(bad) = c.iter().find(|c| !available.contains(c)) {
+                return Err(format!("--cores: core {bad} is not available (have {available:?})").into());
+            }
+            c.clone()
+        }
+        None => available.clone(),
+    };
+    if cores.len() < workers_needed {
+        return Err(format!(
+            "{} ports at {} per core need {workers_needed} cores, {} given/available; raise -q or --cores",
+            enabled.len(),
+            opts.per_core,
+            cores.len()
+        )
+        .into());
+    }
+
+    // Open the ports.
+    let mut ports: Vec<Port> = Vec::new();
+    for &id in &enabled {
+        let spec = DeviceSpec::parse(&opts.ports[usize::from(id)])?;
+        ports.push(Port::open_spec(
+            &spec,
+            &OpenOptions {
+                port_id: id,
+                ..OpenOptions::default()
+            },
+        )?);
+    }
+    // One pool for all ports (DPDK l2fwd: nb_ports * (rxd + txd + burst + lcores * cache), >= 8192).
+    let cache = 256usize;
+    let pool_size = opts.pool_size.unwrap_or_else(|| {
+        (enabled.len() * (2 * opts.ring_size + opts.burst + workers_needed * cache)
+            + workers_needed * 2 * MAX_BURST)
+            .max(8192)
+    });
+    let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
+        Some(map) => Mempool::new(
+            &MempoolConfig {
+                cache_size: cache,
+                region: RegionOptions::default(),
+                ..MempoolConfig::new("l2fwd", pool_size)
+            },
+            map,
+        )?,
+        None => virtual_pool("l2fwd", pool_size, cache)?,
+    };
+    let cfg = PortConfig::new(pool.clone()).ring_sizes(opts.ring_size, opts.ring_size);
+    let mut infos = Vec::new();
+    for p in ports.iter_mut() {
+        p.configure(&cfg)?;
+        if opts.promiscuous {
+            p.set_promiscuous(true)?;
+        }
+        p.start()?;
+        infos.push(PortInfo {
+            id: p.id(),
+            name: p.name().to_string(),
+            counters: Arc::new(FwdCounters::default()),
+        });
+    }
+    for p in ports.iter_mut() {
+        match p.wait_link_up(Duration::from_secs(10)) {
+            Ok(l) => println!("port {} ({}): MAC {} link {l}", p.id(), p.name(), p.mac_addr()),
+            Err(e) => println!("port {} ({}): MAC {} {e}", p.id(), p.name(), p.mac_addr()),
+        }
+    }
+
+    // Hand the queues to the workers: worker w polls ports [w*q, (w+1)*q) and owns the TX queues
+    // of their partners.
+    let pairs = l2fwd_pairs(&enabled);
+    let dst_of = |id: u16| {
+        pairs
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map(|(_, d)| *d)
+            .unwrap_or(id)
+    };
+    let idx_of = |id: u16| enabled.iter().position(|&e| e == id).unwrap_or(0);
+    let mut rxq: Vec<Option<oxpmd::pmd::RxQueue>> = Vec::new();
+    let mut txq: Vec<Option<oxpmd::pmd::TxQueue>> = Vec::new();
+    let mut macs = Vec::new();
+    for p in ports.iter_mut() {
+        let (mut r, mut t) = p.take_queues()?;
+        rxq.push(Some(r.remove(0)));
+        txq.push(Some(t.remove(0)));
+        macs.push(p.mac_addr());
+    }
+    let fwd_cfg = FwdConfig {
+        mac_updating: opts.mac_updating,
+        burst: opts.burst,
+        ..FwdConfig::default()
+    };
+    let mut handles = Vec::new();
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    for (w, chunk) in enabled.chunks(opts.per_core).enumerate() {
+        let mut fwd = Forwarder::new(fwd_cfg.clone())?;
+        for &id in chunk {
+            let d = dst_of(id);
+            let di = idx_of(d);
+            if let Some(t) = txq[di].take() {
+                fwd.add_tx(t, macs[di], infos[di].counters.clone())?;
+            }
+        }
+        for &id in chunk {
+            let i = idx_of(id);
+            let r = rxq[i].take().ok_or("rx queue assigned twice")?;
+            fwd.add_rx(r, dst_of(id), infos[i].counters.clone())?;
+        }
+        let core = cores[w];
+        let list: Vec<String> = chunk.iter().map(|p| format!("{p}->{}", dst_of(*p))).collect();
+        println!("worker {w}: core {core}, ports {}", list.join(" "));
+        let stop = stop_workers.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("l2fwd-{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log::warn!("worker {w}: could not pin to core {core}");
+                    }
+                    fwd.run(&stop);
+                    drop(fwd); // queues dropped on their own thread
+                    oxpmd::dma::flush_thread_caches();
+                })?,
+        );
+    }
+    // Any TX queue no worker took (cannot happen with l2fwd pairing) is dropped here.
+    drop(txq);
+    drop(rxq);
+
+    println!(
+        "l2fwd: {} ports, {} workers, burst {}, MAC updating {}, stats every {} s",
+        enabled.len(),
+        handles.len(),
+        opts.burst,
+        if opts.mac_updating { "on" } else { "off" },
+        opts.period
+    );
+    let start = Instant::now();
+    let mut last_print = start;
+    let mut last: Vec<FwdSnapshot> = infos.iter().map(|_| FwdSnapshot::default()).collect();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let done = STOP.load(Ordering::Relaxed)
+            || opts
+                .duration
+                .is_some_and(|d| now.duration_since(start).as_secs() >= d);
+        if opts.period > 0 && now.duration_since(last_print).as_secs() >= opts.period {
+            print_stats(&infos, &mut last, now.duration_since(last_print));
+            last_print = now;
+        }
+        if done {
+            break;
+        }
+    }
+    stop_workers.store(true, Ordering::Relaxed);
+    for h in handles {
+        if h.join().is_err() {
+            eprintln!("l2fwd: a worker panicked");
+        }
+    }
+    let elapsed = start.elapsed();
+    println!("\nFinal statistics after {:.1} s:", elapsed.as_secs_f64());
+    let mut zero: Vec<FwdSnapshot> = infos.iter().map(|_| FwdSnapshot::default()).collect();
+    print_stats(&infos, &mut zero, elapsed);
+    // Teardown: queues are gone (workers), now the ports: stop, then drop (device off).
+    for p in ports.iter_mut() {
+        p.stop()?;
+    }
+    drop(ports);
+    drop(cfg);
+    oxpmd::dma::flush_thread_caches();
+    let (free, cap) = (pool.available(), pool.capacity());
+    if free == cap {
+        println!(
+            "buffer check: pool `{}`: {free}/{cap} buffers back: OK, no leak",
+            pool.name()
+        );
+        Ok(true)
+    } else {
+        println!(
+            "buffer check: pool `{}`: {free}/{cap} buffers back: LEAK of {}",
+            pool.name(),
+            cap - free
+        );
+        Ok(false)
+    }
+}
+
+fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {
+    let secs = dt.as_secs_f64().max(1e-9);
+    println!("\nPort statistics ===============================================================");
+    println!(
+        "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9} {:>9}",
+        "port", "device", "received", "sent", "dropped", "rx Mpps", "tx Mpps"
+    );
+    let (mut rx, mut tx, mut dr, mut drx, mut dtx) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for (info, prev) in infos.iter().zip(last.iter_mut()) {
+        let s = info.counters.snapshot();
+        let (d_rx, d_tx) = (s.rx - prev.rx, s.tx - prev.tx);
+        println!(
+            "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9.3} {:>9.3}",
+            info.id,
+            info.name,
+            s.rx,
+            s.tx,
+            s.dropped,
+            d_rx as f64 / secs / 1e6,
+            d_tx as f64 / secs / 1e6
+        );
+        rx += s.rx;
+        tx += s.tx;
+        dr += s.dropped;
+        drx += d_rx;
+        dtx += d_tx;
+        *prev = s;
+    }
+    println!(
+        "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9.3} {:>9.3}",
+        "all",
+        "total",
+        rx,
+        tx,
+        dr,
+        drx as f64 / secs / 1e6,
+        dtx as f64 / secs / 1e6
+    );
+    println!(
+        "rate: rx {:.3} Mpps tx {:.3} Mpps over {:.2} s",
+        drx as f64 / secs / 1e6,
+        dtx as f64 / secs / 1e6,
+        secs
+    );
+    println!("===============================================================================");
+}
