@@ -126,6 +126,10 @@ fn vf_token_lifecycle_and_kernel_driver_vf() {
     let vf_status = vf_bar0.read32(STATUS).unwrap();
     eprintln!("VF {vf0} STATUS {vf_status:#010x}");
     assert_ne!(vf_status, 0xffff_ffff);
+    // The VF's config space through VFIO (vfio-pci shows the VF's real ids, which the hardware
+    // reads as 0xffff).
+    assert_eq!(vf_dev.config_read16(0).unwrap(), 0x8086);
+    assert_eq!(vf_dev.config_read16(2).unwrap(), 0x10ca);
     assert!(
         !vf_dev.supports_vf_token().unwrap(),
         "a VF has no VF token feature"
