@@ -182,18 +182,21 @@ impl DpdkTest {
     /// Runs `mempool_perf_autotest` with a shortened window and returns the with-cache figures we compare.
     ///
     /// The test's window is a constant 5 s per case and its matrix has 720 cases (about an hour). A small
-    /// preloaded library divides the TSC frequency that the test program itself reads by `div` (EAL's own
-    /// calls see the true value), which shortens each window to `5000 / div` ms; the printed rates
-    /// (objects counted / 5) are multiplied back by `div`. The run is stopped as soon as the wanted
-    /// with-cache cases have been printed.
+    /// preloaded library divides the TSC frequency that the test program itself reads (EAL's own calls
+    /// see the true value): by `div` in the with-cache cases, which shortens their window to
+    /// `5000 / div` ms (the printed rates, objects counted / 5, are multiplied back by `div`), and by
+    /// 5000 (1 ms windows) in the no-cache cases that precede them and are not compared. The run is
+    /// stopped as soon as the wanted with-cache cases have been printed. The time between two
+    /// consecutive with-cache results is checked against the expected window, so a shim that did not
+    /// act cannot go unnoticed.
     pub(crate) fn mempool_perf(&self, div: u64, wanted: &BTreeSet<String>) -> Result<Figures, BenchError> {
         let shim = build_tsc_shim()?;
         let (mut cmd, runtime_dir) = self.command("mempool_perf_autotest");
         cmd.env("LD_PRELOAD", &shim)
             .env(SHIM_ENV, div.to_string())
+            .env(SHIM_ENV_UNCACHED, UNCACHED_DIV.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| BenchError::Command {
             what: format!("running {} (mempool_perf_autotest)", self.path.display()),
             detail: e.to_string(),
@@ -208,17 +211,16 @@ impl DpdkTest {
         let mut figures = Figures::new();
         let mut seen = Vec::new();
         let mut parser = MempoolParser::default();
-        let mut cases = 0u32;
+        // Arrival times of consecutive with-cache results.
+        let mut arrivals = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("rate_persec=") {
-                    cases += 1;
-                }
-                if let Some((case, printed)) = parser.feed(&line)
-                    && wanted.contains(&case)
-                {
-                    figures.insert(case, printed * div as f64);
+                if let Some((case, printed)) = parser.feed(&line) {
+                    arrivals.push(Instant::now());
+                    if wanted.contains(&case) {
+                        figures.insert(case, printed * div as f64);
+                    }
                 }
                 if seen.len() < 40 {
                     seen.push(line);
@@ -233,7 +235,6 @@ impl DpdkTest {
         let status = child.wait();
         let _ = std::fs::remove_dir(&runtime_dir);
         let err_text = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-        let elapsed = started.elapsed();
         let missing: Vec<&String> = wanted.iter().filter(|c| !figures.contains_key(*c)).collect();
         if !missing.is_empty() {
             return Err(BenchError::Parse {
@@ -254,20 +255,30 @@ impl DpdkTest {
                 ),
             });
         }
-        // Each case should have lasted about 5 s / div; a much longer run means the shim did not act.
-        let expected = Duration::from_secs_f64(5.0 / div as f64) * cases;
-        if elapsed > expected * 3 + Duration::from_secs(5) {
-            return Err(BenchError::Command {
-                what: "shortening mempool_perf_autotest's window".into(),
-                detail: format!(
-                    "{cases} cases took {:.1} s, expected about {:.1} s: the TSC frequency shim did not take effect",
-                    elapsed.as_secs_f64(),
-                    expected.as_secs_f64()
-                ),
-            });
-        }
+        check_windows(&arrivals, Duration::from_secs_f64(5.0 / div as f64))?;
         Ok(figures)
     }
+}
+
+/// Checks that with-cache cases lasted about `window` each (median gap between results).
+fn check_windows(arrivals: &[Instant], window: Duration) -> Result<(), BenchError> {
+    let mut gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1].duration_since(w[0])).collect();
+    gaps.sort();
+    let Some(&median) = gaps.get(gaps.len() / 2) else {
+        return Ok(());
+    };
+    if median < window / 2 || median > window * 3 {
+        return Err(BenchError::Command {
+            what: "shortening mempool_perf_autotest's window".into(),
+            detail: format!(
+                "cases lasted {:.0} ms each, expected about {:.0} ms: the TSC frequency shim did not act as \
+                 intended, so the rates cannot be trusted",
+                median.as_secs_f64() * 1e3,
+                window.as_secs_f64() * 1e3
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -399,6 +410,10 @@ impl MempoolParser {
 
 /// Environment variable the shim reads: the divisor applied to the TSC frequency.
 const SHIM_ENV: &str = "OXPMD_TSC_HZ_DIV";
+/// Environment variable for the divisor in cases without cache (not compared).
+const SHIM_ENV_UNCACHED: &str = "OXPMD_TSC_HZ_DIV_UNCACHED";
+/// Divisor for the no-cache cases: 1 ms windows.
+const UNCACHED_DIV: u64 = 5000;
 /// What the shim prints to stderr once, so a run can prove it was loaded.
 const SHIM_MARK: &str = "oxpmd tsc-hz shim active";
 
@@ -407,11 +422,55 @@ const SHIM_SOURCE: &str = r#"/* Generated by cargo xtask bench (oxpmd): see docs
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+extern int __vprintf_chk(int flag, const char *fmt, va_list ap);
 
 static uintptr_t text_lo, text_hi;
+/* Set while the case being run is on a pool without cache (not compared: shortest window). */
+static volatile int uncached_case;
+
+/* Line-buffered stdout, so that the harness sees each case as it ends. */
+__attribute__((constructor)) static void line_buffered_stdout(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+/* The test prints "mempool_autotest cache=%u ..." before it launches each case. */
+static void note_case(const char *fmt, va_list ap)
+{
+    static const char prefix[] = "mempool_autotest cache=";
+    if (strncmp(fmt, prefix, sizeof(prefix) - 1) == 0) {
+        va_list copy;
+        va_copy(copy, ap);
+        uncached_case = va_arg(copy, unsigned int) == 0;
+        va_end(copy);
+    }
+}
+
+int __printf_chk(int flag, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    note_case(fmt, ap);
+    int n = __vprintf_chk(flag, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+int printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    note_case(fmt, ap);
+    int n = vprintf(fmt, ap);
+    va_end(ap);
+    return n;
+}
 
 /* dl_iterate_phdr lists the main program first: remember its executable segment. */
 static int main_program_text(struct dl_phdr_info *info, size_t size, void *data)
@@ -428,22 +487,31 @@ static int main_program_text(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
+static uint64_t env_divisor(const char *name, uint64_t fallback)
+{
+    const char *d = getenv(name);
+    uint64_t v = d != NULL ? strtoull(d, NULL, 10) : 0;
+    return v > 0 ? v : fallback;
+}
+
+/* The test program (and only it: EAL's own calls are left alone) sees a slower TSC. */
 uint64_t rte_get_tsc_hz(void)
 {
     static uint64_t (*real_hz)(void);
-    static uint64_t divisor = 1;
+    static uint64_t divisor = 1, uncached_divisor = 1;
     if (real_hz == NULL) {
         real_hz = (uint64_t (*)(void))dlsym(RTLD_NEXT, "rte_get_tsc_hz");
         dl_iterate_phdr(main_program_text, NULL);
-        const char *d = getenv("OXPMD_TSC_HZ_DIV");
-        if (d != NULL && strtoull(d, NULL, 10) > 0)
-            divisor = strtoull(d, NULL, 10);
-        fprintf(stderr, "oxpmd tsc-hz shim active: test program sees TSC hz / %llu\n",
-                (unsigned long long)divisor);
+        divisor = env_divisor("OXPMD_TSC_HZ_DIV", 1);
+        uncached_divisor = env_divisor("OXPMD_TSC_HZ_DIV_UNCACHED", divisor);
+        fprintf(stderr, "oxpmd tsc-hz shim active: test program sees TSC hz / %llu (/ %llu without cache)\n",
+                (unsigned long long)divisor, (unsigned long long)uncached_divisor);
     }
     uintptr_t caller = (uintptr_t)__builtin_return_address(0);
     uint64_t hz = real_hz();
-    return (caller >= text_lo && caller < text_hi) ? hz / divisor : hz;
+    if (caller < text_lo || caller >= text_hi)
+        return hz;
+    return hz / (uncached_case ? uncached_divisor : divisor);
 }
 "#;
 
@@ -537,6 +605,19 @@ mod tests {
         assert_eq!(p.feed(&line(512, 2, 11)), None);
         assert!(p.done);
         assert_eq!(p.feed(&line(512, 1, 13)), None);
+    }
+
+    #[test]
+    fn windows_are_checked_against_the_expected_length() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ok = [at(0), at(100), at(205), at(300), at(410)];
+        assert!(check_windows(&ok, Duration::from_millis(100)).is_ok());
+        let slow = [at(0), at(5000), at(10000), at(15000)];
+        assert!(check_windows(&slow, Duration::from_millis(100)).is_err());
+        let fast = [at(0), at(1), at(2), at(3)];
+        assert!(check_windows(&fast, Duration::from_millis(100)).is_err());
+        assert!(check_windows(&[at(0)], Duration::from_millis(100)).is_ok());
     }
 
     #[test]

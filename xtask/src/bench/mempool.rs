@@ -63,7 +63,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
             Better::Higher,
         );
         eprintln!(
-            "run {i}/{}: DPDK (dpdk-test mempool_perf_autotest, {} ms windows, about a minute) ...",
+            "run {i}/{}: DPDK (dpdk-test mempool_perf_autotest, {} ms windows, about 15 s) ...",
             opts.runs,
             window_us / 1000
         );
