@@ -398,3 +398,38 @@ fn device_dma_goes_through_the_iommu() {
     drop(container);
     drop(mem);
 }
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn msix_interrupt_reaches_the_eventfd() {
+    // igb in MSI-X mode: EICR bit n raises vector n. Setting EICS bit 0 with EIMS bit 0 fires vector 0.
+    const GPIE: usize = 0x1514;
+    const EICS: usize = 0x1520;
+    const EIMS: usize = 0x1524;
+    const EIMC: usize = 0x1528;
+    let pf = port(0);
+    let _s = vfio_bound(pf);
+    let container = Container::open().unwrap();
+    let dev = container.open_device(pf, None).unwrap();
+    dev.enable_memory_and_bus_master().unwrap();
+    let bar0 = dev.map_bar(0).unwrap();
+    let irqs = dev.enable_irqs(IrqKind::Msix, 2).unwrap();
+    bar0.write32(EIMC, 0xffff_ffff).unwrap();
+    bar0.write32(GPIE, (1 << 4) | (1 << 31)).unwrap();
+    bar0.write32(EIMS, 1).unwrap();
+    bar0.write32(EICS, 1).unwrap();
+    let mut seen = 0;
+    for _ in 0..200 {
+        seen += irqs.take_count(0).unwrap();
+        if seen > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(seen >= 1, "no MSI-X interrupt on vector 0");
+    assert_eq!(irqs.take_count(1).unwrap(), 0, "vector 1 stays quiet");
+    assert!(irqs.take_count(2).is_err(), "only two vectors");
+    bar0.write32(EIMC, 0xffff_ffff).unwrap();
+    drop(irqs);
+    dev.disable_bus_master().unwrap();
+}
