@@ -36,6 +36,8 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --burst N           RX burst and TX buffer size, 1..=512 (default 32)
   --ring-size N       RX/TX descriptors per queue (default 1024)
   --pool-size N       mempool buffers (default: as DPDK l2fwd computes it, at least 8192)
+  --tx-first          each port first sends one burst of 64-byte frames (like testpmd's
+                      --tx-first): starts traffic on ring pairs (--port ring:x --port ring:x)
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
 /// Set by SIGINT / SIGTERM.
@@ -106,15 +108,12 @@ struct Options {
     burst: usize,
     ring_size: usize,
     pool_size: Option<usize>,
+    tx_first: bool,
 }
 
-fn parse_num<T: std::str::FromStr>(
-    opt: &str,
-    v: Option<&String>,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, String>
+fn parse_num<T>(opt: &str, v: Option<&String>, range: std::ops::RangeInclusive<T>) -> Result<T, String>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let v = v.ok_or_else(|| format!("{opt}: missing value"))?;
     let n: T = v.parse().map_err(|_| format!("{opt}: `{v}` is not a number"))?;
@@ -168,6 +167,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         burst: 32,
         ring_size: 1024,
         pool_size: None,
+        tx_first: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -192,6 +192,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--burst" => o.burst = parse_num("--burst", it.next(), 1..=MAX_BURST)?,
             "--ring-size" => o.ring_size = parse_num("--ring-size", it.next(), 64..=4096)?,
             "--pool-size" => o.pool_size = Some(parse_num("--pool-size", it.next(), 1024..=1 << 24)?),
+            "--tx-first" => o.tx_first = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -356,6 +357,14 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         txq.push(Some(t.remove(0)));
         macs.push(p.mac_addr());
     }
+    if opts.tx_first {
+        for (i, t) in txq.iter_mut().enumerate() {
+            if let Some(t) = t.as_mut() {
+                let sent = send_first_burst(t, &pool, macs[i], opts.burst)?;
+                println!("port {}: sent {sent} frames first", enabled[i]);
+            }
+        }
+    }
     let fwd_cfg = FwdConfig {
         mac_updating: opts.mac_updating,
         burst: opts.burst,
@@ -456,6 +465,27 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         );
         Ok(false)
     }
+}
+
+/// Sends one burst of 64-byte frames (dst = the l2fwd MAC of this port, src = its MAC).
+fn send_first_burst(
+    tx: &mut oxpmd::pmd::TxQueue,
+    pool: &Mempool,
+    src: oxpmd::pmd::MacAddr,
+    n: usize,
+) -> Result<usize, BoxError> {
+    let mut b = oxpmd::pmd::Burst::with_capacity(n)?;
+    let dst = oxpmd::pmd::forward::l2fwd_dst_mac(tx.port_id());
+    for _ in 0..n {
+        let mut p = pool.alloc().ok_or("mempool empty before forwarding started")?;
+        let mut f = [0u8; 64];
+        f[..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        p.extend_from_slice(&f)?;
+        let _ = b.push(p);
+    }
+    Ok(tx.tx_burst(&mut b))
 }
 
 fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {

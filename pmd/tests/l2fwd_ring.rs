@@ -1,4 +1,5 @@
 //! l2fwd's forwarding loop over ring ports: exact delivery, order, MAC rewrite, no leaks.
+#![allow(clippy::needless_range_loop)] // two sides indexed in parallel arrays
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

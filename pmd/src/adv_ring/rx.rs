@@ -216,10 +216,7 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
                 continue;
             }
             // A replacement buffer: from the bulk spares, else one more try at the pool.
-            let fresh = if self.spare_len > 0 {
-                self.spare_len -= 1;
-                self.spare[self.spare_len]
-            } else if self.refill_spares(1) {
+            let fresh = if self.spare_len > 0 || self.refill_spares(1) {
                 self.spare_len -= 1;
                 self.spare[self.spare_len]
             } else {

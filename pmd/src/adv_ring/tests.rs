@@ -312,7 +312,7 @@ fn tx_full_ring_keeps_the_rest_in_order_and_cleans_up_in_batches() {
     let in_use = p.in_use();
     // Cleanup reclaims whole batches only (up to the last RS): 32 descriptors.
     assert_eq!(ring.cleanup(), 32);
-    assert_eq!(p.in_use() + 32, in_use + 0, "batch freed in bulk");
+    assert_eq!(p.in_use() + 32, in_use, "batch freed in bulk");
     assert_eq!(ring.tx_burst(&mut b, &mut c), 32);
     assert_eq!(seq_of(&b.as_slice()[0]), 95);
     dev.tx_complete();
