@@ -14,38 +14,71 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op {
+    /// Opening the VFIO container /dev/vfio/vfio.
     OpenContainer,
+    /// VFIO_GET_API_VERSION.
     GetApiVersion,
+    /// VFIO_CHECK_EXTENSION.
     CheckExtension,
+    /// VFIO_SET_IOMMU.
     SetIommu,
+    /// VFIO_IOMMU_GET_INFO.
     IommuGetInfo,
+    /// VFIO_IOMMU_MAP_DMA.
     MapDma,
+    /// VFIO_IOMMU_UNMAP_DMA.
     UnmapDma,
+    /// Opening the VFIO group.
     OpenGroup,
+    /// VFIO_GROUP_GET_STATUS.
     GroupGetStatus,
+    /// VFIO_GROUP_SET_CONTAINER.
     GroupSetContainer,
+    /// Opening the device (VFIO_GROUP_GET_DEVICE_FD).
     OpenDevice,
+    /// VFIO_DEVICE_GET_INFO.
     DeviceGetInfo,
+    /// VFIO_DEVICE_GET_REGION_INFO.
     RegionInfo,
+    /// VFIO_DEVICE_GET_IRQ_INFO.
     IrqInfo,
+    /// VFIO_DEVICE_SET_IRQS.
     SetIrqs,
+    /// VFIO_DEVICE_RESET.
     Reset,
+    /// Probing the VF token feature (VFIO_DEVICE_FEATURE).
     ProbeVfToken,
+    /// Setting the VF token (VFIO_DEVICE_FEATURE).
     SetVfToken,
+    /// Reading PCI config space.
     ConfigRead,
+    /// Writing PCI config space.
     ConfigWrite,
+    /// Mapping a BAR.
     MapBar,
+    /// Creating an eventfd.
     CreateEventfd,
+    /// Reading an eventfd.
     ReadEventfd,
+    /// Listing PCI devices.
     ListPciDevices,
+    /// Listing IOMMU group members.
     ListGroupMembers,
+    /// Reading sysfs.
     ReadSysfs,
+    /// Unbinding the driver.
     Unbind,
+    /// Writing driver_override.
     DriverOverride,
+    /// Writing drivers_probe.
     DriversProbe,
+    /// Writing sriov_numvfs.
     SetNumVfs,
+    /// Saving the VF token.
     SaveToken,
+    /// Loading the VF token.
     LoadToken,
+    /// Reading /proc/self/pagemap.
     ReadPagemap,
 }
 
@@ -142,6 +175,9 @@ fn explanation(cause: &Option<String>, fix: &Option<String>) -> String {
 }
 
 fn members_list(m: &[GroupMember]) -> String {
+    if m.is_empty() {
+        return "(could not be listed: see /sys/kernel/iommu_groups/<group>/devices)".to_owned();
+    }
     m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
 }
 
@@ -258,9 +294,7 @@ pub enum Error {
 
     /// After driver_override and drivers_probe the device is not on the wanted driver.
     #[error(
-        "binding {address} to {driver}: after drivers_probe it is bound to {}. Cause: the driver is not loaded, \
-         or its probe failed (vfio-pci fails with -22 when the IOMMU is off). Fix: `modprobe {driver}` (for \
-         vfio-pci: `modprobe vfio-pci`), then check `dmesg`",
+        "binding {address} to {driver}: after drivers_probe it is bound to {}. Cause: {cause}. Fix: {fix}",
         .now.as_deref().unwrap_or("no driver")
     )]
     BindFailed {
@@ -270,6 +304,10 @@ pub enum Error {
         driver: String,
         /// The driver it is on now.
         now: Option<String>,
+        /// The likely cause.
+        cause: String,
+        /// What to do.
+        fix: String,
     },
 
     /// The device is not an SR-IOV physical function.

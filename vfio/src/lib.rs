@@ -14,6 +14,34 @@
 //! # let _ = status; Ok(()) }
 //! ```
 //!
+//! SR-IOV through vfio-pci (loaded with `enable_sriov=1`): the PF's owner sets a token, then creates
+//! the VFs; a VF user opens its VF with that token.
+//!
+//! ```no_run
+//! use oxpmd_vfio::{Container, PciAddress, Sysfs, VfToken};
+//! # fn main() -> oxpmd_vfio::Result<()> {
+//! let sys = Sysfs::new();
+//! let pf = PciAddress::parse("0000:00:02.0")?;
+//! sys.set_num_vfs(pf, 0)?;                        // vfio-pci binds no PF with VFs enabled
+//! sys.bind_vfio_pci(pf)?;
+//! let owner = Container::open()?;
+//! let pf_dev = owner.open_device(pf, None)?;
+//! let token = VfToken::generate();
+//! token.save("/run/oxpmd/pf.token".as_ref())?;    // 0600, never overwritten
+//! pf_dev.set_vf_token(&token)?;                   // VFIO_DEVICE_FEATURE (PCI_VF_TOKEN)
+//! sys.set_num_vfs(pf, 2)?;                        // vfio-pci captures the VFs (driver_override)
+//! let vf = sys.device(pf)?.virtfns[0];
+//! // In the VF user's process:
+//! let token = VfToken::load("/run/oxpmd/pf.token".as_ref())?;
+//! let vf_dev = Container::open()?.open_device(vf, Some(&token))?;
+//! # let _ = vf_dev; Ok(()) }
+//! ```
+//!
+//! No-IOMMU mode ([`noiommu`]) is refused unless the caller opts in with [`NoIommu::accept_unsafe`].
+//! Only the group path (`/dev/vfio/<group>`) is implemented; a device opened through the newer cdev
+//! path (`/dev/vfio/devices/vfioN` + iommufd, token in `VFIO_DEVICE_BIND_IOMMUFD`) would only need
+//! another way to obtain the device fd: everything on [`Device`] works on that fd.
+//!
 //! Several groups and devices share one [`Container`] (one IOMMU address space); DMA mappings are
 //! tracked and unmapped when the last handle to the container goes. The only `unsafe` is in the
 //! ioctl, eventfd and BAR access wrappers (`sys`, `container`, `device`, `bar`), each justified.

@@ -366,10 +366,26 @@ impl Sysfs {
         self.probe(addr)?;
         let now = self.driver(addr)?;
         if now.as_deref() != Some(driver) {
+            let vfs = self.device(addr).ok().and_then(|d| d.sriov_num_vfs).unwrap_or(0);
+            let (cause, fix) = if vfs > 0 && driver == VFIO_PCI_DRIVER {
+                (
+                    format!("vfio-pci refuses a PF with SR-IOV enabled ({vfs} VFs)"),
+                    "write 0 to sriov_numvfs (Sysfs::set_num_vfs(pf, 0)), bind, then enable the VFs"
+                        .to_owned(),
+                )
+            } else {
+                (
+                    "the driver is not loaded, or its probe failed (vfio-pci fails with -22 when the IOMMU is off)"
+                        .to_owned(),
+                    format!("`modprobe {driver}`, boot with intel_iommu=on / amd_iommu=on for vfio-pci, check `dmesg`"),
+                )
+            };
             return Err(Error::BindFailed {
                 address: addr.to_string(),
                 driver: driver.to_owned(),
                 now,
+                cause,
+                fix,
             });
         }
         Ok(())
@@ -408,7 +424,8 @@ impl Sysfs {
     }
 
     /// Sets the number of VFs of a PF, following the kernel's rules: a non-zero count goes back to 0
-    /// before it changes.
+    /// before it changes. With the PF on vfio-pci, removing VFs waits until every VF held open through
+    /// VFIO is closed (the kernel asks their users to release them): close them first.
     pub fn set_num_vfs(&self, pf: PciAddress, count: u16) -> Result<()> {
         let dir = self.existing_device_dir(pf)?;
         let subject = pf.to_string();
@@ -723,8 +740,10 @@ pub(crate) mod tests {
         let sys = Sysfs::with_root(r);
         // The fake kernel never rebinds: the result check must catch that.
         let err = sys.bind_vfio_pci(a("0000:00:02.0")).unwrap_err().to_string();
+        assert!(err.contains("0000:00:02.0") && err.contains("vfio-pci"), "{err}");
+        // The fake PF has 2 VFs enabled: that is the cause named.
         assert!(
-            err.contains("0000:00:02.0") && err.contains("vfio-pci") && err.contains("modprobe vfio-pci"),
+            err.contains("SR-IOV enabled (2 VFs)") && err.contains("sriov_numvfs"),
             "{err}"
         );
         let read = |p: &str| fs::read_to_string(r.join(p)).unwrap();
@@ -775,6 +794,8 @@ pub(crate) mod tests {
             .keep_vf_on_kernel_driver(a("0000:00:12.0"), "igbvf")
             .unwrap_err();
         assert!(matches!(e, Error::BindFailed { .. }));
+        let m = e.to_string();
+        assert!(m.contains("not loaded") && m.contains("`modprobe igbvf`"), "{m}");
         let r = t.path();
         assert_eq!(
             fs::read_to_string(r.join("devices/pci0000:00/0000:00:12.0/driver_override")).unwrap(),

@@ -2,7 +2,8 @@
 //!
 //! Every struct has the kernel's exact layout (checked by the tests below against the sizes and
 //! offsets the uapi header yields on x86-64). Every ioctl is `_IO(';', 100 + n)`: no size is
-//! encoded, each argument starts with `argsz`.
+//! encoded, each argument starts with `argsz`. Constants are named after the kernel's without the
+//! `VFIO_` prefix; struct fields carry the kernel's field names and meanings.
 #![forbid(unsafe_code)]
 
 /// `_IO(type, nr)`: direction none, size zero.
@@ -17,71 +18,117 @@ const VFIO_BASE: u8 = 100;
 pub const API_VERSION: i32 = 0;
 
 // Container ioctls.
+/// `VFIO_GET_API_VERSION`.
 pub const GET_API_VERSION: u64 = io(VFIO_TYPE, VFIO_BASE);
+/// `VFIO_CHECK_EXTENSION`.
 pub const CHECK_EXTENSION: u64 = io(VFIO_TYPE, VFIO_BASE + 1);
+/// `VFIO_SET_IOMMU`.
 pub const SET_IOMMU: u64 = io(VFIO_TYPE, VFIO_BASE + 2);
 // Group ioctls.
+/// `VFIO_GROUP_GET_STATUS`.
 pub const GROUP_GET_STATUS: u64 = io(VFIO_TYPE, VFIO_BASE + 3);
+/// `VFIO_GROUP_SET_CONTAINER`.
 pub const GROUP_SET_CONTAINER: u64 = io(VFIO_TYPE, VFIO_BASE + 4);
+/// `VFIO_GROUP_GET_DEVICE_FD`.
 pub const GROUP_GET_DEVICE_FD: u64 = io(VFIO_TYPE, VFIO_BASE + 6);
 // Device ioctls.
+/// `VFIO_DEVICE_GET_INFO`.
 pub const DEVICE_GET_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 7);
+/// `VFIO_DEVICE_GET_REGION_INFO`.
 pub const DEVICE_GET_REGION_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 8);
+/// `VFIO_DEVICE_GET_IRQ_INFO`.
 pub const DEVICE_GET_IRQ_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 9);
+/// `VFIO_DEVICE_SET_IRQS`.
 pub const DEVICE_SET_IRQS: u64 = io(VFIO_TYPE, VFIO_BASE + 10);
+/// `VFIO_DEVICE_RESET`.
 pub const DEVICE_RESET: u64 = io(VFIO_TYPE, VFIO_BASE + 11);
+/// `VFIO_DEVICE_FEATURE`.
 pub const DEVICE_FEATURE: u64 = io(VFIO_TYPE, VFIO_BASE + 17);
 // Type1 IOMMU ioctls (on the container).
+/// `VFIO_IOMMU_GET_INFO`.
 pub const IOMMU_GET_INFO: u64 = io(VFIO_TYPE, VFIO_BASE + 12);
+/// `VFIO_IOMMU_MAP_DMA`.
 pub const IOMMU_MAP_DMA: u64 = io(VFIO_TYPE, VFIO_BASE + 13);
+/// `VFIO_IOMMU_UNMAP_DMA`.
 pub const IOMMU_UNMAP_DMA: u64 = io(VFIO_TYPE, VFIO_BASE + 14);
 
 /// IOMMU types / extensions for `CHECK_EXTENSION` and `SET_IOMMU`.
 pub const TYPE1V2_IOMMU: u32 = 3;
+/// `VFIO_NOIOMMU_IOMMU`.
 pub const NOIOMMU_IOMMU: u32 = 8;
+/// `VFIO_UNMAP_ALL`.
 pub const UNMAP_ALL: u32 = 9;
 
+/// `VFIO_GROUP_FLAGS_VIABLE`.
 pub const GROUP_FLAGS_VIABLE: u32 = 1;
+/// `VFIO_GROUP_FLAGS_CONTAINER_SET`.
 pub const GROUP_FLAGS_CONTAINER_SET: u32 = 2;
 
+/// `VFIO_DEVICE_FLAGS_RESET`.
 pub const DEVICE_FLAGS_RESET: u32 = 1 << 0;
+/// `VFIO_DEVICE_FLAGS_PCI`.
 pub const DEVICE_FLAGS_PCI: u32 = 1 << 1;
 
+/// `VFIO_REGION_INFO_FLAG_READ`.
 pub const REGION_INFO_FLAG_READ: u32 = 1 << 0;
+/// `VFIO_REGION_INFO_FLAG_WRITE`.
 pub const REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
+/// `VFIO_REGION_INFO_FLAG_MMAP`.
 pub const REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+/// `VFIO_REGION_INFO_FLAG_CAPS`.
 pub const REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+/// `VFIO_REGION_INFO_CAP_SPARSE_MMAP`.
 pub const REGION_INFO_CAP_SPARSE_MMAP: u16 = 1;
+/// `VFIO_REGION_INFO_CAP_MSIX_MAPPABLE`.
 pub const REGION_INFO_CAP_MSIX_MAPPABLE: u16 = 3;
 
 /// PCI region indices.
 pub const PCI_BAR0_REGION_INDEX: u32 = 0;
+/// `VFIO_PCI_ROM_REGION_INDEX`.
 pub const PCI_ROM_REGION_INDEX: u32 = 6;
+/// `VFIO_PCI_CONFIG_REGION_INDEX`.
 pub const PCI_CONFIG_REGION_INDEX: u32 = 7;
 
 /// PCI IRQ indices.
 pub const PCI_INTX_IRQ_INDEX: u32 = 0;
+/// `VFIO_PCI_MSI_IRQ_INDEX`.
 pub const PCI_MSI_IRQ_INDEX: u32 = 1;
+/// `VFIO_PCI_MSIX_IRQ_INDEX`.
 pub const PCI_MSIX_IRQ_INDEX: u32 = 2;
 
+/// `VFIO_IRQ_INFO_EVENTFD`.
 pub const IRQ_INFO_EVENTFD: u32 = 1 << 0;
+/// `VFIO_IRQ_INFO_MASKABLE`.
 pub const IRQ_INFO_MASKABLE: u32 = 1 << 1;
+/// `VFIO_IRQ_INFO_AUTOMASKED`.
 pub const IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+/// `VFIO_IRQ_INFO_NORESIZE`.
 pub const IRQ_INFO_NORESIZE: u32 = 1 << 3;
 
+/// `VFIO_IRQ_SET_DATA_NONE`.
 pub const IRQ_SET_DATA_NONE: u32 = 1 << 0;
+/// `VFIO_IRQ_SET_DATA_EVENTFD`.
 pub const IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+/// `VFIO_IRQ_SET_ACTION_TRIGGER`.
 pub const IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
 
+/// `VFIO_DEVICE_FEATURE_SET`.
 pub const DEVICE_FEATURE_SET: u32 = 1 << 17;
+/// `VFIO_DEVICE_FEATURE_PROBE`.
 pub const DEVICE_FEATURE_PROBE: u32 = 1 << 18;
+/// `VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`.
 pub const DEVICE_FEATURE_PCI_VF_TOKEN: u32 = 0;
 
+/// `VFIO_IOMMU_INFO_CAPS`.
 pub const IOMMU_INFO_CAPS: u32 = 1 << 1;
+/// `VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE`.
 pub const IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: u16 = 1;
+/// `VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL`.
 pub const IOMMU_TYPE1_INFO_DMA_AVAIL: u16 = 3;
 
+/// `VFIO_DMA_MAP_FLAG_READ`.
 pub const DMA_MAP_FLAG_READ: u32 = 1 << 0;
+/// `VFIO_DMA_MAP_FLAG_WRITE`.
 pub const DMA_MAP_FLAG_WRITE: u32 = 1 << 1;
 
 /// `struct vfio_group_status`.
