@@ -320,7 +320,10 @@ pub fn run(
     let mut exit_code: Option<i32> = None;
     let mut output = String::new();
     let mut timed_out = false;
+    let mut stop_now = false;
     let mut tail: Vec<String> = Vec::new();
+    // The exit code after the marker; a damaged number still ends the run, as a failure.
+    let parse_code = |s: &str| s.trim().parse::<i32>().unwrap_or(1);
     loop {
         let now = Instant::now();
         if exit_code.is_some() {
@@ -328,14 +331,22 @@ pub fn run(
         }
         if now >= deadline {
             timed_out = exit_code.is_none();
+            stop_now = true;
             break;
         }
         match rx.recv_timeout(deadline - now) {
             Ok(Event::Console(line)) => {
                 let _ = writeln!(console_log, "{line}");
+                if exit_code.is_none() {
+                    tail.push(line.clone());
+                    if tail.len() > 60 {
+                        tail.remove(0);
+                    }
+                }
                 if started.is_none() {
                     if line.ends_with(&start_marker) {
                         started = Some(start.elapsed());
+                        tail.clear();
                         if opts.echo && opts.verbose {
                             println!(
                                 "vm: command started {:.1} s after boot",
@@ -347,12 +358,8 @@ pub fn run(
                     if opts.verbose {
                         println!("{line}");
                     }
-                    tail.push(line.clone());
-                    if tail.len() > 60 {
-                        tail.remove(0);
-                    }
-                    if let Some(code) = line.strip_prefix(&exit_prefix) {
-                        exit_code = code.trim().parse().ok();
+                    if let Some(pos) = line.find(&exit_prefix) {
+                        exit_code = Some(parse_code(&line[pos + exit_prefix.len()..]));
                     }
                     continue;
                 }
@@ -362,7 +369,7 @@ pub fn run(
                         if !before.is_empty() {
                             emit(opts, &mut output, before);
                         }
-                        exit_code = line[pos + exit_prefix.len()..].trim().parse().ok();
+                        exit_code = Some(parse_code(&line[pos + exit_prefix.len()..]));
                         continue;
                     }
                     emit(opts, &mut output, &line);
@@ -374,11 +381,12 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // A guest that reported its exit status but did not power off is simply stopped.
                 timed_out = exit_code.is_none();
+                stop_now = true;
                 break;
             }
         }
     }
-    if timed_out {
+    if stop_now {
         let _ = child.kill();
     }
     // After the exit marker the guest powers off; give QEMU a moment, then stop it.
@@ -398,7 +406,7 @@ pub fn run(
             "guest timed out after {} s ({phase}); QEMU killed. Console log: {}{}",
             opts.timeout.as_secs(),
             run_dir.join("console.log").display(),
-            if started.is_none() {
+            if started.is_none() || !opts.echo {
                 format!("\nlast console lines:\n{}", tail.join("\n"))
             } else {
                 String::new()
@@ -429,14 +437,15 @@ pub fn run(
             run_dir.join("console.log").display()
         )),
         None => Err(format!(
-            "QEMU exited ({}) without the command's exit status{}{}\nconsole log: {}",
+            "the guest stopped without reporting the command's exit status (a kernel panic or reboot? \
+             QEMU: {}){}{}\nconsole log: {}",
             status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
             if qemu_stderr.trim().is_empty() {
                 String::new()
             } else {
                 format!("\nQEMU said: {}", qemu_stderr.trim())
             },
-            if tail.is_empty() {
+            if tail.is_empty() || (started.is_some() && opts.echo) {
                 String::new()
             } else {
                 format!("\nlast console lines:\n{}", tail.join("\n"))
