@@ -160,42 +160,61 @@ fn cargo() -> String {
 /// Figures of one run of one side, keyed by case id.
 pub(crate) type Figures = BTreeMap<String, f64>;
 
-/// Builds our harness `bench` (a bench target of the root package) without running it.
-pub(crate) fn build_ours(bench: &str) -> Result<(), BenchError> {
+/// Builds our harness `bench` (a bench target of the root package, bench profile) and returns the path
+/// of its executable, which is then run directly: files other helpers edit meanwhile cannot trigger a
+/// rebuild (or a build failure) between runs.
+pub(crate) fn build_ours(bench: &str) -> Result<PathBuf, BenchError> {
     eprintln!("building benches/{bench}.rs (cargo bench --no-run) ...");
-    let status = Command::new(cargo())
+    let out = Command::new(cargo())
         .current_dir(workspace_root())
-        .args(["bench", "-p", "oxpmd", "--bench", bench, "--no-run", "--quiet"])
-        .status()
+        .args(["bench", "-p", "oxpmd", "--bench", bench, "--no-run"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
         .map_err(|e| BenchError::Command {
-            what: format!("running cargo bench --bench {bench}"),
+            what: format!("running cargo bench --bench {bench} --no-run"),
             detail: e.to_string(),
         })?;
-    if !status.success() {
+    if !out.status.success() {
         return Err(BenchError::Command {
             what: format!("building benches/{bench}.rs"),
-            detail: format!("cargo bench --no-run exited with {status}"),
+            detail: format!("cargo bench --no-run exited with {} (errors above)", out.status),
         });
     }
-    Ok(())
+    bench_executable(&String::from_utf8_lossy(&out.stdout), bench).ok_or_else(|| BenchError::Parse {
+        what: format!("cargo bench --bench {bench} --no-run --message-format json"),
+        detail: "no executable named for the bench target".into(),
+    })
+}
+
+/// Finds the executable of bench target `bench` in cargo's JSON messages.
+fn bench_executable(json_lines: &str, bench: &str) -> Option<PathBuf> {
+    let name = format!("\"name\":\"{bench}\"");
+    json_lines
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains(&name))
+        .filter_map(|l| {
+            let rest = &l[l.find("\"executable\":\"")? + "\"executable\":\"".len()..];
+            Some(PathBuf::from(&rest[..rest.find('"')?]))
+        })
+        .next_back()
 }
 
 /// Runs our harness once and collects its `oxpmd-bench <group> <case> <value>` lines.
-pub(crate) fn run_ours(bench: &str, group: &str, harness_args: &[String]) -> Result<Figures, BenchError> {
-    let out = Command::new(cargo())
+pub(crate) fn run_ours(exe: &Path, group: &str, harness_args: &[String]) -> Result<Figures, BenchError> {
+    let out = Command::new(exe)
         .current_dir(workspace_root())
-        .args(["bench", "-p", "oxpmd", "--bench", bench, "--quiet", "--"])
         .args(harness_args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| BenchError::Command {
-            what: format!("running cargo bench --bench {bench}"),
+            what: format!("running {}", exe.display()),
             detail: e.to_string(),
         })?;
     if !out.status.success() {
         return Err(BenchError::Command {
-            what: format!("running benches/{bench}.rs"),
+            what: format!("running {}", exe.display()),
             detail: format!("exited with {}", out.status),
         });
     }
@@ -203,7 +222,7 @@ pub(crate) fn run_ours(bench: &str, group: &str, harness_args: &[String]) -> Res
     let figures = parse_ours(&text, group);
     if figures.is_empty() {
         return Err(BenchError::Parse {
-            what: format!("benches/{bench}.rs"),
+            what: exe.display().to_string(),
             detail: format!("no `oxpmd-bench {group} ...` line in its output"),
         });
     }
@@ -265,6 +284,23 @@ mod tests {
         let f = parse_ours(text, "ring");
         assert_eq!(f.len(), 1);
         assert_eq!(f["ptr/1core/spsc/bulk/8"], 26.5);
+    }
+
+    #[test]
+    fn the_bench_executable_is_found_in_cargo_messages() {
+        let json = concat!(
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"oxpmd"},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"kind":["bench"],"name":"ring_perf"},"#,
+            r#""executable":"/w/target/release/deps/ring_perf-abc"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#
+        );
+        assert_eq!(
+            bench_executable(json, "ring_perf"),
+            Some(PathBuf::from("/w/target/release/deps/ring_perf-abc"))
+        );
+        assert_eq!(bench_executable(json, "mempool_perf"), None);
     }
 
     #[test]

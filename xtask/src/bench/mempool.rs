@@ -47,7 +47,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     let wanted: BTreeSet<String> = cases.iter().map(|(c, _)| c.clone()).collect();
 
     let dpdk_test = dpdk::locate(opts.install)?;
-    build_ours("mempool_perf")?;
+    let exe = build_ours("mempool_perf")?;
     let harness_args = vec![
         "--cpus".to_string(),
         dpdk::CPUS.map(|c| c.to_string()).join(","),
@@ -59,7 +59,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         eprintln!("run {i}/{}: ours (benches/mempool_perf.rs) ...", opts.runs);
         keep_best(
             &mut ours,
-            &run_ours("mempool_perf", "mempool", &harness_args)?,
+            &run_ours(&exe, "mempool", &harness_args)?,
             Better::Higher,
         );
         eprintln!(

@@ -127,17 +127,13 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         });
     }
     let dpdk_test = dpdk::locate(opts.install)?;
-    build_ours("ring_perf")?;
+    let exe = build_ours("ring_perf")?;
     let cpu_arg = dpdk::CPUS.map(|c| c.to_string()).join(",");
     let harness_args = vec!["--cpus".to_string(), cpu_arg];
     let (mut ours, mut theirs) = (Figures::new(), Figures::new());
     for i in 1..=opts.runs {
         eprintln!("run {i}/{}: ours (benches/ring_perf.rs) ...", opts.runs);
-        keep_best(
-            &mut ours,
-            &run_ours("ring_perf", "ring", &harness_args)?,
-            Better::Lower,
-        );
+        keep_best(&mut ours, &run_ours(&exe, "ring", &harness_args)?, Better::Lower);
         eprintln!("run {i}/{}: DPDK (dpdk-test ring_perf_autotest) ...", opts.runs);
         keep_best(&mut theirs, &dpdk_test.ring_perf()?, Better::Lower);
     }
