@@ -437,10 +437,15 @@ pub fn run(
             run_dir.join("console.log").display()
         )),
         None => Err(format!(
-            "the guest stopped without reporting the command's exit status (a kernel panic or reboot? \
-             QEMU: {}){}{}\nconsole log: {}",
-            status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
-            if qemu_stderr.trim().is_empty() {
+            "{}{}{}\nconsole log: {}",
+            match &status {
+                Some(s) if !s.success() => format!("QEMU failed ({s})"),
+                Some(_) => "the guest stopped without reporting the command's exit status \
+                            (a kernel panic or reboot?)"
+                    .to_string(),
+                None => "QEMU did not exit and was killed".to_string(),
+            },
+            if qemu_stderr.trim().is_empty() || opts.echo {
                 String::new()
             } else {
                 format!("\nQEMU said: {}", qemu_stderr.trim())
