@@ -212,3 +212,21 @@ fn pci_devices_without_a_driver_fail_clearly() {
         Ok(_) => panic!("opened a device that does not exist"),
     }
 }
+
+#[test]
+fn a_ring_name_is_free_again_when_the_first_end_goes_unpaired() {
+    let p = pool("ringalone", 4096);
+    let a = Port::open("ring:alone", 0).unwrap();
+    drop(a);
+    // A new pair, not the dead port's peer: the two new ends talk to each other.
+    let mut x = Port::open("ring:alone", 1).unwrap();
+    let mut y = Port::open("ring:alone", 2).unwrap();
+    x.configure(&PortConfig::new(p.clone())).unwrap();
+    y.configure(&PortConfig::new(p.clone())).unwrap();
+    let (_xr, mut xt) = x.take_queues().unwrap();
+    let (mut yr, _yt) = y.take_queues().unwrap();
+    let mut b = Burst::new();
+    b.push(p.alloc().unwrap()).unwrap();
+    assert_eq!(xt[0].tx_burst(&mut b), 1);
+    assert_eq!(yr[0].rx_burst(&mut b), 1);
+}

@@ -417,3 +417,25 @@ fn ring_setup_refuses_bad_sizes_and_memory() {
     assert!(AdvRxRing::new(mem, dev.rx_regs(), &small, 64, 0, 0).is_err());
     assert!(leak_free(&small));
 }
+
+#[test]
+fn tx_frees_and_counts_packets_the_device_cannot_send() {
+    let p = pool("tx-bad", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    b.push(tx_packet(&p, 1, 64)).unwrap();
+    b.push(p.alloc().unwrap()).unwrap(); // empty
+    b.push(tx_packet(&p, 2, 64)).unwrap();
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 2);
+    assert_eq!(c.ierrors, 1);
+    let seqs: Vec<u32> = dev
+        .state()
+        .sent
+        .iter()
+        .map(|f| u32::from_be_bytes(f.data[14..18].try_into().unwrap()))
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    drop(ring);
+    assert!(leak_free(&p));
+}

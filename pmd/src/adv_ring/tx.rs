@@ -12,6 +12,9 @@ use crate::stats::QueueCounters;
 /// RS is requested on (at least) every this many descriptors; cleanup frees this many at a time.
 pub const TX_RS_THRESH: usize = 32;
 
+/// Longest packet one data descriptor may carry (the 16-bit length field; 82576 limit).
+pub const MAX_TX_LEN: usize = 16_383;
+
 /// Why a TX ring could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TxRingError {
@@ -170,13 +173,21 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
     }
 
     /// Transmits packets from the front of `pkts`; what does not fit in the ring stays in `pkts`,
-    /// in order. Returns how many were taken. Counts packets, bytes and refused packets into `c`.
+    /// in order. Returns how many were taken. Packets of length 0 or above [`MAX_TX_LEN`] are
+    /// freed and counted in `c.ierrors` (TX errors), not sent. Counts packets and bytes into `c`.
     #[inline]
     pub fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
-        let n = pkts.len();
-        if n == 0 {
+        if pkts.is_empty() {
             return 0;
         }
+        // Invariant 5: a length the device cannot send (0, or beyond one descriptor) never
+        // reaches a descriptor; such packets are freed and counted.
+        if pkts.iter().any(|p| p.is_empty() || p.len() > MAX_TX_LEN) {
+            let before = pkts.len();
+            pkts.retain(|p| !p.is_empty() && p.len() <= MAX_TX_LEN);
+            c.ierrors += (before - pkts.len()) as u64;
+        }
+        let n = pkts.len();
         if self.free_descs() < n.max(TX_RS_THRESH) {
             self.cleanup();
         }

@@ -17,8 +17,8 @@ use crate::stats::QueueCounters;
 /// Packets each direction of a pair can hold.
 pub const RING_PORT_CAPACITY: usize = 4096;
 
-/// The ends of one pair: (TX producer, RX consumer).
-type End = (Producer<Packet>, Consumer<Packet>);
+/// The second end of a pair, waiting for its peer: (pair id, TX producer, RX consumer).
+type End = (u64, Producer<Packet>, Consumer<Packet>);
 
 /// Second ends waiting for their peer, by name.
 fn pending() -> &'static Mutex<HashMap<String, End>> {
@@ -26,9 +26,16 @@ fn pending() -> &'static Mutex<HashMap<String, End>> {
     PENDING.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+fn next_pair_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Driver of one end of a ring pair.
 pub struct RingDriver {
     name: String,
+    /// The pair name and id while end 1 waits for its opener (end 0 only).
+    waiting: Option<(String, u64)>,
     end: u8,
     mac: MacAddr,
     tx: Option<Producer<Packet>>,
@@ -49,9 +56,10 @@ impl RingDriver {
     pub fn open(name: &str) -> Result<RingDriver> {
         let device = format!("ring:{name}");
         let mut map = pending().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((tx, rx)) = map.remove(name) {
+        if let Some((_, tx, rx)) = map.remove(name) {
             return Ok(RingDriver {
                 name: device,
+                waiting: None,
                 end: 1,
                 mac: mac_of(name, 1),
                 tx: Some(tx),
@@ -69,14 +77,29 @@ impl RingDriver {
         let (p10, c10) = Ring::new(RING_PORT_CAPACITY)
             .map_err(err)?
             .split(SyncMode::Single, SyncMode::Single);
-        map.insert(name.to_string(), (p10, c01));
+        let id = next_pair_id();
+        map.insert(name.to_string(), (id, p10, c01));
         Ok(RingDriver {
             name: device,
+            waiting: Some((name.to_string(), id)),
             end: 0,
             mac: mac_of(name, 0),
             tx: Some(p01),
             rx: Some(c10),
         })
+    }
+}
+
+impl Drop for RingDriver {
+    fn drop(&mut self) {
+        // End 0 going away before anyone opened end 1: withdraw end 1 so the name is free again
+        // (a later open must not pair with a port that no longer exists).
+        if let Some((name, id)) = self.waiting.take() {
+            let mut map = pending().lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&name).is_some_and(|e| e.0 == id) {
+                map.remove(&name);
+            }
+        }
     }
 }
 
