@@ -66,3 +66,20 @@ pub use error::{BarError, BarErrorKind, Error, Op, Result};
 pub use noiommu::NoIommu;
 pub use pci::{GroupMember, PciAddress, PciDevice, PreviousBinding, Sysfs};
 pub use token::VfToken;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        send_sync::<crate::Container>();
+        send_sync::<crate::Group>();
+        send_sync::<crate::Device>();
+        send_sync::<crate::Bar>();
+        send_sync::<crate::Register>();
+        send_sync::<crate::Interrupts>();
+        send_sync::<crate::Error>();
+        send_sync::<crate::VfToken>();
+    }
+}

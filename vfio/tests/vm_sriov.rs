@@ -174,3 +174,27 @@ fn vf_token_lifecycle_and_kernel_driver_vf() {
     assert!(sys.device(pf).unwrap().virtfns.is_empty());
     std::fs::remove_file(&token_file).unwrap();
 }
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn pf_opened_with_a_token_sets_it() {
+    // Opening the PF as "<bdf> vf_token=<uuid>" while none of its VFs is open sets the token (the way
+    // DPDK does it), without VFIO_DEVICE_FEATURE.
+    let pf = port(1);
+    let sys = Sysfs::new();
+    pf_on_vfio(&sys, pf);
+    let token = VfToken::generate();
+    let owner = Container::open().unwrap();
+    let pf_dev = owner.open_device(pf, Some(&token)).unwrap();
+    sys.set_num_vfs(pf, 1).unwrap();
+    let vf = sys.device(pf).unwrap().virtfns[0];
+    let user = Container::open().unwrap();
+    let e = user.open_device(vf, Some(&VfToken::generate())).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::EACCES), "{e}");
+    let vf_dev = user.open_device(vf, Some(&token)).unwrap();
+    drop(vf_dev);
+    drop(user);
+    drop(pf_dev);
+    drop(owner);
+    sys.set_num_vfs(pf, 0).unwrap();
+}
