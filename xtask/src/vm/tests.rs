@@ -109,6 +109,18 @@ fn libtest_counts(output: &str) -> Option<(u32, u32)> {
     total
 }
 
+/// FILTER first selects binaries by name (`vm_sriov`: all of that binary's tests); when no binary name
+/// contains it, it is libtest's test-name filter for every binary.
+fn select(binaries: Vec<VmTestBinary>, filter: Option<&str>) -> (Vec<VmTestBinary>, Option<&str>) {
+    match filter {
+        Some(f) if binaries.iter().any(|b| b.name.contains(f)) => (
+            binaries.into_iter().filter(|b| b.name.contains(f)).collect(),
+            None,
+        ),
+        other => (binaries, other),
+    }
+}
+
 /// Number of ignored tests in a binary that match the filter, listed on the host (nothing runs).
 fn count_listed(bin: &VmTestBinary, filter: Option<&str>) -> Result<usize, String> {
     let mut cmd = Command::new(&bin.executable);
@@ -141,17 +153,30 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     let mut packages: Vec<String> = Vec::new();
     let mut timeout = Duration::from_secs(900);
     let mut verbose = false;
-    while let Some(raw) = args.next_opt() {
-        let (opt, inline) = split_eq(raw);
-        match opt {
-            "--topology" => topology_override = Some(args.value_or(opt, inline)?),
-            "-p" | "--package" => packages.push(args.value_or(opt, inline)?),
-            "--timeout" => timeout = parse_secs(opt, &args.value_or(opt, inline)?)?,
-            "--verbose" | "-v" => verbose = true,
-            other => return Err(format!("unknown option {other}")),
+    let mut positional: Vec<String> = Vec::new();
+    // Options may come before or after FILTER (`vm test vm_harness -p oxpmd`).
+    loop {
+        if let Some(raw) = args.next_opt() {
+            let (opt, inline) = split_eq(raw);
+            match opt {
+                "--topology" => topology_override = Some(args.value_or(opt, inline)?),
+                "-p" | "--package" => packages.push(args.value_or(opt, inline)?),
+                "--timeout" => timeout = parse_secs(opt, &args.value_or(opt, inline)?)?,
+                "--verbose" | "-v" => verbose = true,
+                other => return Err(format!("unknown option {other}")),
+            }
+        } else if let Some((first, rest)) = args.rest.split_first() {
+            if first == "--" {
+                positional.extend(rest.iter().cloned());
+                break;
+            }
+            positional.push(first.clone());
+            args.rest = rest;
+        } else {
+            break;
         }
     }
-    let filter = match args.trailing() {
+    let filter = match positional.as_slice() {
         [] => None,
         [f] => Some(f.as_str()),
         more => return Err(format!("one FILTER at most, got {more:?}")),
@@ -185,6 +210,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     if binaries.is_empty() {
         return Err("no vm_* integration test found (convention: tests/vm_*.rs, see docs/testvm.md)".into());
     }
+    let (binaries, filter) = select(binaries, filter);
 
     let mut passed = 0u32;
     let mut failed = 0u32;
@@ -210,6 +236,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
             "\n==== vm test: {} ({}), topology {}, {} test(s) ====",
             bin.name, bin.package, topo.name, listed
         );
+        print!("{}", topo.describe());
         let mut cmd = vec![
             bin.executable.display().to_string(),
             "--ignored".to_string(),
@@ -300,6 +327,23 @@ mod unit_tests {
             Some("virtio")
         );
         assert_eq!(declared_topology("//! nothing here\nfn main() {}\n"), None);
+    }
+
+    #[test]
+    fn filter_selects_binaries_then_tests() {
+        let bin = |name: &str| VmTestBinary {
+            name: name.into(),
+            package: "p".into(),
+            executable: PathBuf::from(name),
+            src_path: PathBuf::new(),
+            package_dir: PathBuf::new(),
+        };
+        let (b, f) = select(vec![bin("vm_harness"), bin("vm_sriov")], Some("sriov"));
+        assert_eq!((b.len(), b[0].name.as_str(), f), (1, "vm_sriov", None));
+        let (b, f) = select(vec![bin("vm_harness"), bin("vm_sriov")], Some("token"));
+        assert_eq!((b.len(), f), (2, Some("token")));
+        let (b, f) = select(vec![bin("vm_harness")], None);
+        assert_eq!((b.len(), f), (1, None));
     }
 
     #[test]
