@@ -109,6 +109,17 @@ fn write_cmd_script(
     if let Some(r) = &opts.results {
         env.push(("OXPMD_VM_RESULTS".into(), r.display().to_string()));
     }
+    // HOME is a tmpfs in the guest; the Rust toolchain stays reachable (read-only) where the host has it.
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        for (key, default) in [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")] {
+            let dir = std::env::var_os(key)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(default));
+            if dir.is_dir() {
+                env.push((key.into(), dir.display().to_string()));
+            }
+        }
+    }
     let topo_env = topology.env();
     for key in PASS_ENV {
         if let Ok(v) = std::env::var(key) {
