@@ -29,13 +29,17 @@ usage: cargo xtask vm <command> ...
       --results DIR              writable share, mounted at the same path in the guest
       --shell                    run CMD as a shell script (`sh -c \"CMD...\"`)
       --verbose                  show the boot console too
-  test [OPTIONS] [FILTER]        build the vm_* integration tests and run each binary in its own VM
+  test [OPTIONS] [FILTER]        build the vm_* integration tests and run each binary in its own VM;
+                                 FILTER picks binaries by name, else tests by name
       --topology NAME            override the topology the test files declare
       -p, --package PKG          only this package's tests (repeatable)
       --timeout SECS             per binary (default 900)
+      --verbose                  show the boot console too
   dpdk [OPTIONS] [-- ARGS]       dpdk-testpmd on the topology's ports (bound to vfio-pci)
       --topology NAME            default pair
       --duration SECS            stop testpmd with SIGINT after SECS (default 20)
+      --ports 0,1                port indices to give testpmd (default: all of the topology)
+      --timeout SECS             kill the VM after SECS (default: duration + 300)
       ARGS                       testpmd application arguments (default:
                                  --forward-mode=io --tx-first --auto-start --stats-period 5)
   topologies                     list the topologies and their ports";
