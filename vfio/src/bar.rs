@@ -1,4 +1,5 @@
-//! A mapped BAR: volatile 32-bit register access through raw pointers, bounds-checked.
+//! A mapped BAR: volatile register access through raw pointers, bounds-checked: 32-bit on the hot
+//! path, 8- and 16-bit for devices whose registers must be accessed with their natural width.
 //!
 //! No reference into device memory is ever created: every access is a `read_volatile` /
 //! `write_volatile` on a pointer computed from a checked offset.
@@ -28,7 +29,7 @@ struct BarInner {
 }
 
 // SAFETY: BarInner only holds MMIO mappings (MmapRaw is Send + Sync) and a pointer into the first of
-// them; all accesses are volatile 32-bit loads/stores, which the device serializes, so sharing the
+// them; all accesses are volatile 8-, 16- or 32-bit loads/stores, which the device serializes, so sharing the
 // mapping between threads creates no Rust-level aliasing.
 unsafe impl Send for BarInner {}
 // SAFETY: see Send; no method hands out references into the mapping.
@@ -172,6 +173,65 @@ impl Bar {
         Ok(())
     }
 
+    /// The pointer for a narrow (1- or 2-byte) access at `off`: bounds, natural alignment and
+    /// area checks. Off the hot path: used for device registers that must be accessed with their
+    /// own width (e.g. the 8- and 16-bit fields of virtio's common configuration, where a 32-bit
+    /// access would touch the neighbouring field too).
+    fn ptr_narrow(&self, off: usize, width: usize) -> Result<*mut u8, BarError> {
+        let i = &*self.inner;
+        let err = |kind| BarError {
+            bar: i.index,
+            offset: off,
+            kind,
+        };
+        if off % width != 0 {
+            return Err(err(BarErrorKind::Misaligned));
+        }
+        if off.checked_add(width).is_none_or(|end| end as u64 > i.size) {
+            return Err(err(BarErrorKind::OutOfBounds));
+        }
+        for a in &i.areas {
+            let rel = off.wrapping_sub(a.offset);
+            if rel < a.len && a.len - rel >= width {
+                // SAFETY: rel + width <= a.len: inside this mapping.
+                return Ok(unsafe { a.map.as_mut_ptr().add(rel) });
+            }
+        }
+        Err(err(BarErrorKind::NotMapped))
+    }
+
+    /// Volatile 8-bit read at byte offset `off`.
+    pub fn read8(&self, off: usize) -> Result<u8, BarError> {
+        let p = self.ptr_narrow(off, 1)?;
+        // SAFETY: p is inside a live MMIO mapping (checked by ptr_narrow); a byte needs no alignment.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    /// Volatile 8-bit write at byte offset `off`.
+    pub fn write8(&self, off: usize, value: u8) -> Result<(), BarError> {
+        let p = self.ptr_narrow(off, 1)?;
+        // SAFETY: p is inside a live MMIO mapping (checked by ptr_narrow).
+        unsafe { p.write_volatile(value) };
+        Ok(())
+    }
+
+    /// Volatile 16-bit read at byte offset `off` (2-byte aligned; a misaligned offset is refused
+    /// with [`BarErrorKind::Misaligned`]).
+    pub fn read16(&self, off: usize) -> Result<u16, BarError> {
+        let p = self.ptr_narrow(off, 2)?;
+        // SAFETY: p is 2-aligned (the mapping is page-aligned and off is even) and inside a live
+        // MMIO mapping (checked by ptr_narrow).
+        Ok(unsafe { p.cast::<u16>().read_volatile() })
+    }
+
+    /// Volatile 16-bit write at byte offset `off` (2-byte aligned).
+    pub fn write16(&self, off: usize, value: u16) -> Result<(), BarError> {
+        let p = self.ptr_narrow(off, 2)?;
+        // SAFETY: as in read16.
+        unsafe { p.cast::<u16>().write_volatile(value) };
+        Ok(())
+    }
+
     /// A pre-checked handle to the register at `off`, for the hot path (e.g. a tail register):
     /// its reads and writes need no further check. It keeps the mapping alive.
     pub fn register(&self, off: usize) -> Result<Register, BarError> {
@@ -276,6 +336,22 @@ mod tests {
         let bytes = std::fs::read(d.path().join("dev")).unwrap();
         assert_eq!(&bytes[0x2000..0x2004], &0xdead_beefu32.to_ne_bytes());
         assert_eq!(&bytes[0x2010..0x2014], &7u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn narrow_accesses_use_their_own_width() {
+        let (_d, bar) = file_bar(None);
+        bar.write32(0x14, 0x1122_3344).unwrap();
+        bar.write16(0x16, 0xabcd).unwrap();
+        bar.write8(0x14, 0x55).unwrap();
+        // Little-endian: only the addressed bytes changed.
+        assert_eq!(bar.read32(0x14).unwrap(), 0xabcd_3355);
+        assert_eq!(bar.read16(0x14).unwrap(), 0x3355);
+        assert_eq!(bar.read8(0x15).unwrap(), 0x33);
+        assert_eq!(bar.read16(0x15).unwrap_err().kind, BarErrorKind::Misaligned);
+        assert_eq!(bar.read16(0x3ffe).unwrap(), 0);
+        assert_eq!(bar.read16(0x4000).unwrap_err().kind, BarErrorKind::OutOfBounds);
+        assert_eq!(bar.write8(0x4000, 0).unwrap_err().kind, BarErrorKind::OutOfBounds);
     }
 
     #[test]
