@@ -3,7 +3,12 @@
 //! A driver lands by setting `open` of its entry to its constructor (and adding its module here,
 //! e.g. `pub mod igb;` for `pmd/src/drivers/igb/`). Until then, opening such a device fails with
 //! [`PortError::DriverNotBuilt`].
-#![forbid(unsafe_code)]
+//!
+//! Unsafe code is denied here; a driver module that needs it (to implement an `unsafe` trait such
+//! as `RingMemory`) allows it for itself and documents each block.
+#![deny(unsafe_code)]
+
+pub mod igb;
 
 use oxpmd_vfio::{PciAddress, Sysfs};
 
@@ -30,7 +35,7 @@ pub static REGISTRY: &[DriverEntry] = &[
     DriverEntry {
         name: "igb",
         ids: &[(0x8086, 0x10C9)],
-        open: None,
+        open: Some(igb::open),
     },
     // Intel 82576 VF.
     DriverEntry {

@@ -1,0 +1,915 @@
+//! Intel 82576 (igb) physical function driver, over VFIO.
+//!
+//! Bring-up (the order of the datasheet and of QEMU's own tests; see `docs/igb.md`):
+//! PCI COMMAND memory + bus master → mask interrupts → `CTRL.RST`, wait, mask again →
+//! `CTRL_EXT.DRV_LOAD` → `CTRL.SLU` and PHY autonegotiation restarted through MDIC (the link comes
+//! up asynchronously: [`Port::wait_link_up`](crate::Port::wait_link_up)) → MAC read from RAL0/RAH0
+//! and written back valid → multicast table cleared. `configure` programs RSS (MRQC, a redirection
+//! table spreading the RX queues, a random key; the hash goes into each packet's metadata) and RX
+//! checksum status (RXCSUM); queues are built on the shared [`adv_ring`](crate::adv_ring) and
+//! enabled; `start` sets RCTL.EN / TCTL.EN.
+//!
+//! DMA memory: every igb port of the process shares one VFIO container (one IOMMU address space),
+//! so a mempool made with one port's [`dma_map`](crate::Driver::dma_map) is valid for all of them.
+//! Descriptor rings live in one hugepage region per port mapped through that container; the RX
+//! pool given to `configure` is checked to be mapped there, and a TX queue checks once per pool
+//! that what it sends is mapped (design invariant 3).
+//!
+//! Teardown: a queue's `Drop` clears its RXDCTL/TXDCTL enable and polls it off before its buffers
+//! and ring go back; the driver's `Drop` clears RCTL.EN / TCTL.EN, disables every queue it set up,
+//! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
+
+pub mod regs;
+
+mod queue;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
+use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
+
+use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, RingSlice, disable_queue};
+use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
+use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use crate::driver::{
+    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+};
+use crate::error::{PortError, Result};
+use crate::iommu::VfioDmaMap;
+use crate::mac::MacAddr;
+use crate::port::PortConfig;
+use crate::stats::DeviceCounters;
+
+/// Driver name.
+pub const DRIVER_NAME: &str = "igb";
+/// Most RX / TX queues this driver uses (RSS over up to 8 queues, as Linux igb on the 82576).
+pub const MAX_QUEUES: u16 = 8;
+/// Smallest RX buffer data room (a full 1518-byte frame in one descriptor, as the ring requires).
+pub const MIN_RX_BUFFER: usize = 1518;
+/// How long the device may take to come out of `CTRL.RST`.
+const RESET_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one MDIC (PHY register) operation may take.
+const MDIC_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a queue enable may take to read back.
+const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Failures of the igb driver itself (wrapped in [`PortError::Driver`] with the device and the
+/// operation).
+#[derive(Debug, thiserror::Error)]
+pub enum IgbError {
+    /// The device is bound to a kernel driver.
+    #[error(
+        "bound to the kernel driver `{driver}`; unbind it first (echo {addr} > \
+         /sys/bus/pci/drivers/{driver}/unbind) or bind it to vfio-pci"
+    )]
+    KernelDriver {
+        /// PCI address.
+        addr: String,
+        /// The kernel driver.
+        driver: String,
+    },
+    /// A register access failed (outside the mapped BAR).
+    #[error("BAR0 access: {0}")]
+    Bar(#[from] BarError),
+    /// A VFIO operation failed.
+    #[error(transparent)]
+    Vfio(#[from] oxpmd_vfio::Error),
+    /// A DMA mapping failed.
+    #[error(transparent)]
+    DmaMap(#[from] oxpmd_dma::DmaMapError),
+    /// Descriptor ring memory could not be allocated.
+    #[error(transparent)]
+    Region(#[from] oxpmd_dma::RegionError),
+    /// The device did not leave reset.
+    #[error("CTRL.RST still set {0:?} after the reset; the device does not respond")]
+    ResetTimeout(Duration),
+    /// A PHY register access did not complete.
+    #[error("MDIC {op} of PHY register {reg} did not complete within {timeout:?}")]
+    MdicTimeout {
+        /// "read" or "write".
+        op: &'static str,
+        /// PHY register.
+        reg: u32,
+        /// Wait.
+        timeout: Duration,
+    },
+    /// A PHY register access failed.
+    #[error("MDIC {op} of PHY register {reg} failed (MDIC.ERROR set, MDIC = {mdic:#010x})")]
+    MdicError {
+        /// "read" or "write".
+        op: &'static str,
+        /// PHY register.
+        reg: u32,
+        /// MDIC value read back.
+        mdic: u32,
+    },
+    /// A queue did not report enabled.
+    #[error("{dir} queue {queue}: enable bit not set {timeout:?} after enabling")]
+    QueueEnableTimeout {
+        /// "RX" or "TX".
+        dir: &'static str,
+        /// Queue.
+        queue: u16,
+        /// Wait.
+        timeout: Duration,
+    },
+    /// The RX mempool is not mapped for this device.
+    #[error(
+        "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
+         Port::dma_map() of an igb port (all igb ports of a process share one container)"
+    )]
+    PoolNotMapped {
+        /// Pool name.
+        pool: String,
+    },
+    /// The ring memory was not usable.
+    #[error("descriptor ring: {0}")]
+    Ring(String),
+}
+
+fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError {
+    PortError::Driver {
+        device: device.to_string(),
+        op,
+        source: Box::new(e.into()),
+    }
+}
+
+/// The process-wide VFIO container of igb ports (one IOMMU domain): weak, so that it goes away
+/// with the last port and the last pool mapped through it.
+fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
+    MAP.get_or_init(|| Mutex::new(Weak::new()))
+}
+
+/// Hardware counters of one port, accumulated from the clear-on-read registers since the open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgbHwStats {
+    /// Good packets received (GPRC).
+    pub gprc: u64,
+    /// Good packets transmitted (GPTC).
+    pub gptc: u64,
+    /// Good octets received (GORC), FCS included.
+    pub gorc: u64,
+    /// Good octets transmitted (GOTC), FCS included.
+    pub gotc: u64,
+    /// Missed packets (MPC).
+    pub mpc: u64,
+    /// Receive-no-buffers events (RNBC).
+    pub rnbc: u64,
+    /// CRC errors (CRCERRS).
+    pub crcerrs: u64,
+    /// Alignment errors (ALGNERRC).
+    pub algnerrc: u64,
+    /// Symbol errors (RXERRC).
+    pub rxerrc: u64,
+    /// Length errors (RLEC).
+    pub rlec: u64,
+}
+
+/// What the driver and its queues share: the device, its BAR0 and the counters.
+pub(crate) struct IgbShared {
+    pub(crate) name: String,
+    pub(crate) bar: Bar,
+    device: Device,
+    stats: Mutex<IgbHwStats>,
+}
+
+impl IgbShared {
+    #[inline]
+    pub(crate) fn read(&self, r: Reg) -> std::result::Result<u32, BarError> {
+        self.bar.read32(r.off())
+    }
+
+    #[inline]
+    pub(crate) fn write(&self, r: Reg, v: u32) -> std::result::Result<(), BarError> {
+        self.bar.write32(r.off(), v)
+    }
+
+    fn modify(&self, r: Reg, set: u32, clear: u32) -> std::result::Result<u32, BarError> {
+        let v = (self.read(r)? & !clear) | set;
+        self.write(r, v)?;
+        Ok(v)
+    }
+
+    /// Reads every clear-on-read counter and adds it to the totals; returns the totals.
+    fn read_stats(&self) -> std::result::Result<IgbHwStats, BarError> {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let r = |reg: Reg| self.read(reg).map(u64::from);
+        // 64-bit pairs: low half first (reading the high half completes the pair).
+        let pair = |lo: Reg, hi: Reg| -> std::result::Result<u64, BarError> {
+            let l = r(lo)?;
+            let h = r(hi)?;
+            Ok((h << 32) | l)
+        };
+        s.gprc += r(stats::GPRC)?;
+        s.gptc += r(stats::GPTC)?;
+        s.gorc += pair(stats::GORCL, stats::GORCH)?;
+        s.gotc += pair(stats::GOTCL, stats::GOTCH)?;
+        s.mpc += r(stats::MPC)?;
+        s.rnbc += r(stats::RNBC)?;
+        s.crcerrs += r(stats::CRCERRS)?;
+        s.algnerrc += r(stats::ALGNERRC)?;
+        s.rxerrc += r(stats::RXERRC)?;
+        s.rlec += r(stats::RLEC)?;
+        Ok(*s)
+    }
+}
+
+/// A handle that reads a port's hardware counters ([`IgbHwStats`]) while the port is in use.
+#[derive(Clone)]
+pub struct IgbStatsReader {
+    shared: Arc<IgbShared>,
+}
+
+impl std::fmt::Debug for IgbStatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbStatsReader")
+            .field("device", &self.shared.name)
+            .finish()
+    }
+}
+
+impl IgbStatsReader {
+    /// Reads the clear-on-read counters and returns the totals since the device was opened.
+    pub fn read(&self) -> Result<IgbHwStats> {
+        self.shared
+            .read_stats()
+            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
+    }
+}
+
+/// Pools known to be mapped in the device's container, and the check for new ones.
+pub(crate) struct MappedPools {
+    device: Arc<str>,
+    container: Container,
+    known: [u64; 8],
+    next: usize,
+}
+
+impl MappedPools {
+    fn new(device: Arc<str>, container: Container, first: u64) -> Self {
+        MappedPools {
+            device,
+            container,
+            known: [first; 8],
+            next: 0,
+        }
+    }
+
+    pub(crate) fn device(&self) -> &str {
+        &self.device
+    }
+
+    #[inline(always)]
+    pub(crate) fn knows(&self, pool_id: u64) -> bool {
+        self.known.contains(&pool_id)
+    }
+
+    /// Whether `pkt`'s data lies in a container mapping at the address the device will be given.
+    /// A pool found mapped is remembered: while one of its packets exists the pool (and so its
+    /// mapping) stays alive, and pool ids are never reused.
+    pub(crate) fn check(&mut self, pkt: &Packet) -> bool {
+        if self.knows(pkt.pool_id()) {
+            return true;
+        }
+        let iova = pkt.data_iova();
+        let vaddr = pkt.data().as_ptr() as usize;
+        let len = pkt.len().max(1) as u64;
+        let ok = self.container.mappings().iter().any(|m| {
+            iova >= m.iova
+                && iova
+                    .checked_add(len)
+                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
+                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
+        });
+        if ok {
+            self.known[self.next % self.known.len()] = pkt.pool_id();
+            self.next += 1;
+        }
+        ok
+    }
+}
+
+/// Whether every byte of `pool`'s region is mapped in `container` at the region's IOVA.
+fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
+    let region = pool.region();
+    let Some(iova) = region.iova() else {
+        return false;
+    };
+    let vaddr = region.as_ptr() as usize;
+    container
+        .mappings()
+        .iter()
+        .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
+}
+
+/// 40 random bytes for the RSS key, from the standard library's per-process random hasher keys.
+fn random_rss_key() -> [u32; rss::RSSRK_LEN] {
+    let mut key = [0u32; rss::RSSRK_LEN];
+    for pair in key.chunks_mut(2) {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(pair.as_ptr() as u64);
+        let v = h.finish();
+        pair[0] = v as u32;
+        if pair.len() > 1 {
+            pair[1] = (v >> 32) as u32;
+        }
+    }
+    key
+}
+
+/// The RETA registers spreading `queues` RX queues round-robin over the 128 entries.
+pub fn reta_registers(queues: u16) -> [u32; rss::RETA_ENTRIES / 4] {
+    let q = u32::from(queues.max(1));
+    let mut regs = [0u32; rss::RETA_ENTRIES / 4];
+    for (i, r) in regs.iter_mut().enumerate() {
+        for b in 0..4u32 {
+            let entry = (i as u32 * 4 + b) % q;
+            *r |= (entry & 0xF) << (8 * b);
+        }
+    }
+    regs
+}
+
+/// An igb PF opened through VFIO.
+pub struct IgbDriver {
+    shared: Arc<IgbShared>,
+    dma: Arc<VfioDmaMap>,
+    mac: MacAddr,
+    /// UPE / MPE bits kept across start / stop.
+    filter_bits: u32,
+    rings: Option<Arc<DmaRegion>>,
+    rx_ring_size: usize,
+    tx_ring_size: usize,
+    rx_queues: u16,
+    /// Queues set up (disabled again at drop).
+    queues: Vec<(Dir, u16)>,
+    port_id: u16,
+    link_restarted: Instant,
+}
+
+impl std::fmt::Debug for IgbDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbDriver")
+            .field("device", &self.shared.name)
+            .field("mac", &self.mac)
+            .finish()
+    }
+}
+
+/// The registry's constructor ([`crate::drivers::OpenFn`]).
+pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<Box<dyn Driver>> {
+    Ok(Box::new(IgbDriver::open(addr, opts)?))
+}
+
+impl IgbDriver {
+    /// Opens the 82576 PF at `addr`: binds it to vfio-pci if it has no driver (a device on a kernel
+    /// driver is refused), attaches it to the process's igb container, resets it and starts link
+    /// autonegotiation. Does not wait for the link.
+    pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<IgbDriver> {
+        let name = addr.to_string();
+        let sys = Sysfs::new();
+        match sys
+            .driver(addr)
+            .map_err(|e| drv_err(&name, "read the bound driver", e))?
+        {
+            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
+            Some(d) => {
+                return Err(drv_err(
+                    &name,
+                    "open",
+                    IgbError::KernelDriver {
+                        addr: name.clone(),
+                        driver: d,
+                    },
+                ));
+            }
+            None => {
+                sys.bind_vfio_pci(addr)
+                    .map_err(|e| drv_err(&name, "bind to vfio-pci", e))?;
+                log::info!("{name}: had no driver, bound to vfio-pci");
+            }
+        }
+        let (device, dma) = {
+            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
+            match slot.upgrade() {
+                Some(dma) => {
+                    let dev = dma
+                        .container()
+                        .open_device(addr, None)
+                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
+                    (dev, dma)
+                }
+                None => {
+                    let container =
+                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", e))?;
+                    let dev = container
+                        .open_device(addr, None)
+                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
+                    let dma = Arc::new(
+                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
+                    );
+                    *slot = Arc::downgrade(&dma);
+                    (dev, dma)
+                }
+            }
+        };
+        let bar = device.map_bar(0).map_err(|e| drv_err(&name, "map BAR0", e))?;
+        let shared = Arc::new(IgbShared {
+            name: name.clone(),
+            bar,
+            device,
+            stats: Mutex::new(IgbHwStats::default()),
+        });
+        let mut drv = IgbDriver {
+            shared,
+            dma,
+            mac: MacAddr::ZERO,
+            filter_bits: 0,
+            rings: None,
+            rx_ring_size: 0,
+            tx_ring_size: 0,
+            rx_queues: 0,
+            queues: Vec::new(),
+            port_id: opts.port_id,
+            link_restarted: Instant::now(),
+        };
+        drv.bring_up()?;
+        Ok(drv)
+    }
+
+    /// A reader of the hardware counters that stays usable after the driver is boxed into a port.
+    pub fn stats_reader(&self) -> IgbStatsReader {
+        IgbStatsReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// When the PHY autonegotiation was last restarted (link-up time is measured from here).
+    pub fn link_restarted_at(&self) -> Instant {
+        self.link_restarted
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn reg_err(&self, op: &'static str) -> impl Fn(BarError) -> PortError + '_ {
+        move |e| drv_err(self.name(), op, e)
+    }
+
+    fn mask_interrupts(&self) -> std::result::Result<(), BarError> {
+        self.shared.write(interrupt::IMC, interrupt::ALL)?;
+        self.shared.write(interrupt::EIMC, interrupt::ALL)?;
+        self.shared.read(interrupt::ICR)?;
+        Ok(())
+    }
+
+    fn bring_up(&mut self) -> Result<()> {
+        let s = self.shared.clone();
+        s.device
+            .enable_memory_and_bus_master()
+            .map_err(|e| drv_err(&s.name, "enable memory space and bus mastering", e))?;
+        self.mask_interrupts().map_err(self.reg_err("mask interrupts"))?;
+        // Reset, wait at least 1 ms, poll until the bit clears.
+        s.modify(general::CTRL, general::CTRL_RST, 0)
+            .map_err(self.reg_err("reset"))?;
+        std::thread::sleep(Duration::from_millis(2));
+        let t = Instant::now();
+        while s.read(general::CTRL).map_err(self.reg_err("reset"))? & general::CTRL_RST != 0 {
+            if t.elapsed() > RESET_TIMEOUT {
+                return Err(drv_err(&s.name, "reset", IgbError::ResetTimeout(RESET_TIMEOUT)));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.mask_interrupts()
+            .map_err(self.reg_err("mask interrupts after reset"))?;
+        s.modify(general::CTRL_EXT, general::CTRL_EXT_DRV_LOAD, 0)
+            .map_err(self.reg_err("set CTRL_EXT.DRV_LOAD"))?;
+        // Receive and transmit stay off until start.
+        s.write(rx::RCTL, 0).map_err(self.reg_err("clear RCTL"))?;
+        s.write(tx::TCTL, 0).map_err(self.reg_err("clear TCTL"))?;
+        // MAC address from entry 0 of the receive address table, written back valid.
+        let lo = s.read(filter::RAL0).map_err(self.reg_err("read RAL0"))?;
+        let hi = s.read(filter::RAH0).map_err(self.reg_err("read RAH0"))?;
+        let l = lo.to_le_bytes();
+        let h = hi.to_le_bytes();
+        let mut mac = MacAddr([l[0], l[1], l[2], l[3], h[0], h[1]]);
+        if !mac.is_valid_unicast() {
+            let fallback = MacAddr::local(self.port_id);
+            log::warn!(
+                "{}: RAL0/RAH0 hold no valid MAC ({mac}); using {fallback}",
+                s.name
+            );
+            mac = fallback;
+        }
+        self.write_mac(mac)?;
+        for i in 0..filter::MTA_LEN {
+            s.write(Reg(filter::MTA.off() + 4 * i), 0)
+                .map_err(self.reg_err("clear MTA"))?;
+        }
+        // Link: let the MAC follow the PHY, restart autonegotiation.
+        s.modify(general::CTRL, general::CTRL_SLU, 0)
+            .map_err(self.reg_err("set CTRL.SLU"))?;
+        self.phy_write(
+            mdic::PHY_BMCR,
+            mdic::BMCR_AN_ENABLE | mdic::BMCR_RESTART_AN | mdic::BMCR_FULL_DUPLEX | mdic::BMCR_SPEED_1000,
+        )?;
+        self.link_restarted = Instant::now();
+        // Clear the counters the reset may have left.
+        s.read_stats().map_err(self.reg_err("clear statistics"))?;
+        *s.stats.lock().unwrap_or_else(|p| p.into_inner()) = IgbHwStats::default();
+        log::info!("{}: igb reset, MAC {mac}, autonegotiation restarted", s.name);
+        Ok(())
+    }
+
+    /// Writes PHY register `reg` through MDIC and waits for completion.
+    fn phy_write(&self, reg: u32, data: u32) -> Result<()> {
+        let s = &self.shared;
+        let cmd = (data & mdic::DATA_MASK)
+            | (reg << mdic::REG_SHIFT)
+            | (mdic::PHY_ADDR << mdic::PHY_SHIFT)
+            | mdic::OP_WRITE;
+        s.write(mdic::MDIC, cmd).map_err(self.reg_err("MDIC write"))?;
+        let t = Instant::now();
+        loop {
+            let v = s.read(mdic::MDIC).map_err(self.reg_err("MDIC write"))?;
+            if v & mdic::ERROR != 0 {
+                return Err(drv_err(
+                    &s.name,
+                    "PHY write",
+                    IgbError::MdicError {
+                        op: "write",
+                        reg,
+                        mdic: v,
+                    },
+                ));
+            }
+            if v & mdic::READY != 0 {
+                return Ok(());
+            }
+            if t.elapsed() > MDIC_TIMEOUT {
+                return Err(drv_err(
+                    &s.name,
+                    "PHY write",
+                    IgbError::MdicTimeout {
+                        op: "write",
+                        reg,
+                        timeout: MDIC_TIMEOUT,
+                    },
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    fn write_mac(&mut self, mac: MacAddr) -> Result<()> {
+        let m = mac.0;
+        let lo = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+        let hi = u32::from(u16::from_le_bytes([m[4], m[5]])) | filter::RAH_AV;
+        let s = &self.shared;
+        // Invalidate first so the filter never holds half an address.
+        s.write(filter::RAH0, 0).map_err(self.reg_err("write RAH0"))?;
+        s.write(filter::RAL0, lo).map_err(self.reg_err("write RAL0"))?;
+        s.write(filter::RAH0, hi).map_err(self.reg_err("write RAH0"))?;
+        self.mac = mac;
+        Ok(())
+    }
+
+    fn wait_enabled(&self, dir: Dir, q: u16) -> Result<()> {
+        let ctl = dir.reg(q, qregs::DCTL);
+        let t = Instant::now();
+        loop {
+            let v = self.shared.read(ctl).map_err(self.reg_err("enable queue"))?;
+            if v & qregs::DCTL_ENABLE != 0 {
+                return Ok(());
+            }
+            if t.elapsed() > QUEUE_ENABLE_TIMEOUT {
+                return Err(drv_err(
+                    self.name(),
+                    "enable queue",
+                    IgbError::QueueEnableTimeout {
+                        dir: dir.name(),
+                        queue: q,
+                        timeout: QUEUE_ENABLE_TIMEOUT,
+                    },
+                ));
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// The slice of the ring region for queue `q` of `dir`.
+    fn ring_slice(&self, dir: Dir, q: u16, descs: usize) -> Result<RingSlice> {
+        let region = self.rings.clone().ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up queue",
+                IgbError::Ring("configure was not called".into()),
+            )
+        })?;
+        let rx_bytes = usize::from(self.rx_queues) * self.rx_ring_size * desc::DESC_SIZE;
+        let offset = match dir {
+            Dir::Rx => usize::from(q) * self.rx_ring_size * desc::DESC_SIZE,
+            Dir::Tx => rx_bytes + usize::from(q) * self.tx_ring_size * desc::DESC_SIZE,
+        };
+        RingSlice::new(region, offset, descs * desc::DESC_SIZE).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up queue",
+                IgbError::Ring(format!("{} queue {q} does not fit the ring region", dir.name())),
+            )
+        })
+    }
+
+    fn program_ring(&self, dir: Dir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
+        let s = &self.shared;
+        s.write(dir.reg(q, qregs::DBAL), iova as u32)?;
+        s.write(dir.reg(q, qregs::DBAH), (iova >> 32) as u32)?;
+        s.write(dir.reg(q, qregs::DLEN), len)?;
+        s.write(dir.reg(q, qregs::DH), 0)?;
+        s.write(dir.reg(q, qregs::DT), 0)?;
+        Ok(())
+    }
+}
+
+impl Driver for IgbDriver {
+    fn device_name(&self) -> &str {
+        self.name()
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            driver: DRIVER_NAME,
+            max_rx_queues: MAX_QUEUES,
+            max_tx_queues: MAX_QUEUES,
+            min_ring_size: MIN_RING_SIZE,
+            max_ring_size: MAX_RING_SIZE,
+            min_rx_buffer: MIN_RX_BUFFER,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<()> {
+        let s = self.shared.clone();
+        if self.rings.is_some() {
+            return Err(drv_err(
+                &s.name,
+                "configure",
+                IgbError::Ring("already configured".into()),
+            ));
+        }
+        if !pool_is_mapped(self.dma.container(), &config.mempool) {
+            return Err(drv_err(
+                &s.name,
+                "configure",
+                IgbError::PoolNotMapped {
+                    pool: config.mempool.name().to_string(),
+                },
+            ));
+        }
+        // One region holds every ring of the port: RX rings first, then TX rings.
+        let bytes = (usize::from(config.rx_queues) * config.rx_ring_size
+            + usize::from(config.tx_queues) * config.tx_ring_size)
+            * desc::DESC_SIZE;
+        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
+            .map_err(|e| drv_err(&s.name, "allocate descriptor rings", e))?;
+        let map: Arc<dyn DmaMap> = self.dma.clone();
+        region
+            .map(map)
+            .map_err(|e| drv_err(&s.name, "map descriptor rings", e))?;
+        self.rings = Some(Arc::new(region));
+        self.rx_ring_size = config.rx_ring_size;
+        self.tx_ring_size = config.tx_ring_size;
+        self.rx_queues = config.rx_queues;
+
+        // RSS on every RX queue (the hash is reported even with one queue).
+        for (i, v) in reta_registers(config.rx_queues).iter().enumerate() {
+            s.write(Reg(rss::RETA.off() + 4 * i), *v)
+                .map_err(self.reg_err("write RETA"))?;
+        }
+        for (i, v) in random_rss_key().iter().enumerate() {
+            s.write(Reg(rss::RSSRK.off() + 4 * i), *v)
+                .map_err(self.reg_err("write RSS key"))?;
+        }
+        s.write(rss::MRQC, rss::MRQC_ENABLE_RSS | rss::MRQC_FIELDS)
+            .map_err(self.reg_err("write MRQC"))?;
+        // Checksum status in the write-back; PCSD: the write-back carries the RSS hash.
+        s.write(
+            rx::RXCSUM,
+            rx::RXCSUM_IPOFLD | rx::RXCSUM_TUOFLD | rx::RXCSUM_PCSD,
+        )
+        .map_err(self.reg_err("write RXCSUM"))?;
+        s.write(rx::RCTL, rx::RCTL_BAM | rx::RCTL_SECRC | self.filter_bits)
+            .map_err(self.reg_err("write RCTL"))?;
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
+        let q = setup.queue;
+        if !pool_is_mapped(self.dma.container(), setup.pool) {
+            return Err(drv_err(
+                self.name(),
+                "set up RX queue",
+                IgbError::PoolNotMapped {
+                    pool: setup.pool.name().to_string(),
+                },
+            ));
+        }
+        disable_queue(&self.shared, Dir::Rx, q);
+        let mem = self.ring_slice(Dir::Rx, q, setup.ring_size)?;
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q)
+            .map_err(self.reg_err("map RX tail register"))?;
+        let mut ring =
+            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
+                PortError::Driver {
+                    device: self.name().to_string(),
+                    op: "set up RX queue",
+                    source: Box::new(e),
+                }
+            })?;
+        let bsize = (setup.pool.data_room() / 1024).clamp(1, qregs::SRRCTL_BSIZEPKT_MASK as usize) as u32;
+        self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
+            .map_err(self.reg_err("program RX ring"))?;
+        self.shared
+            .write(
+                Dir::Rx.reg(q, qregs::SRRCTL),
+                bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
+            )
+            .map_err(self.reg_err("write SRRCTL"))?;
+        self.shared
+            .write(Dir::Rx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .map_err(self.reg_err("enable RX queue"))?;
+        self.queues.push((Dir::Rx, q));
+        self.wait_enabled(Dir::Rx, q)?;
+        ring.arm();
+        Ok(Box::new(IgbRxQueue { ring }))
+    }
+
+    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+        let q = setup.queue;
+        disable_queue(&self.shared, Dir::Tx, q);
+        let mem = self.ring_slice(Dir::Tx, q, setup.ring_size)?;
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q)
+            .map_err(self.reg_err("map TX tail register"))?;
+        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
+            device: self.name().to_string(),
+            op: "set up TX queue",
+            source: Box::new(e),
+        })?;
+        self.program_ring(Dir::Tx, q, ring.iova(), ring.len_bytes())
+            .map_err(self.reg_err("program TX ring"))?;
+        self.shared
+            .write(Dir::Tx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .map_err(self.reg_err("enable TX queue"))?;
+        self.queues.push((Dir::Tx, q));
+        self.wait_enabled(Dir::Tx, q)?;
+        let pools = MappedPools::new(
+            Arc::from(self.name()),
+            self.dma.container().clone(),
+            setup.pool.id(),
+        );
+        if !pool_is_mapped(self.dma.container(), setup.pool) {
+            log::warn!(
+                "{}: TX queue {q}: the port's mempool is not mapped for this device; its packets \
+                 will be refused",
+                self.name()
+            );
+        }
+        Ok(Box::new(IgbTxQueue { ring, pools }))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let s = &self.shared;
+        s.write(tx::TCTL, tx::TCTL_ON)
+            .map_err(self.reg_err("enable TX"))?;
+        s.modify(rx::RCTL, rx::RCTL_EN, 0)
+            .map_err(self.reg_err("enable RX"))?;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let s = &self.shared;
+        s.modify(rx::RCTL, 0, rx::RCTL_EN)
+            .map_err(self.reg_err("disable RX"))?;
+        s.modify(tx::TCTL, 0, tx::TCTL_EN)
+            .map_err(self.reg_err("disable TX"))?;
+        Ok(())
+    }
+
+    fn link(&mut self) -> Result<LinkStatus> {
+        let st = self
+            .shared
+            .read(general::STATUS)
+            .map_err(self.reg_err("read STATUS"))?;
+        let up = st & general::STATUS_LU != 0;
+        let speed_mbps = match (up, st & general::STATUS_SPEED_MASK) {
+            (false, _) => 0,
+            (true, 0) => 10,
+            (true, general::STATUS_SPEED_100) => 100,
+            (true, _) => 1000,
+        };
+        Ok(LinkStatus {
+            up,
+            speed_mbps,
+            full_duplex: up && st & general::STATUS_FD != 0,
+        })
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+        self.write_mac(mac)
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        let (set, clear) = if on { (rx::RCTL_UPE, 0) } else { (0, rx::RCTL_UPE) };
+        self.filter_bits = (self.filter_bits & !clear) | set;
+        self.shared
+            .modify(rx::RCTL, set, clear)
+            .map_err(self.reg_err("set promiscuous mode"))?;
+        Ok(())
+    }
+
+    fn set_all_multicast(&mut self, on: bool) -> Result<()> {
+        let (set, clear) = if on { (rx::RCTL_MPE, 0) } else { (0, rx::RCTL_MPE) };
+        self.filter_bits = (self.filter_bits & !clear) | set;
+        self.shared
+            .modify(rx::RCTL, set, clear)
+            .map_err(self.reg_err("set all-multicast mode"))?;
+        Ok(())
+    }
+
+    fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
+        Some(self.dma.clone())
+    }
+
+    fn device_counters(&mut self) -> Result<DeviceCounters> {
+        let st = self
+            .shared
+            .read_stats()
+            .map_err(self.reg_err("read statistics"))?;
+        Ok(DeviceCounters {
+            imissed: st.mpc,
+            ierrors: st.crcerrs + st.algnerrc + st.rxerrc + st.rlec,
+            oerrors: 0,
+        })
+    }
+}
+
+impl Drop for IgbDriver {
+    fn drop(&mut self) {
+        let s = &self.shared;
+        // Device off before any memory can go: receive and transmit off, every queue disabled
+        // (queues still alive elsewhere disable again at their own drop), then bus mastering off.
+        if let Err(e) = s
+            .modify(rx::RCTL, 0, rx::RCTL_EN)
+            .and_then(|_| s.modify(tx::TCTL, 0, tx::TCTL_EN))
+        {
+            log::error!("{}: teardown: RCTL/TCTL: {e}", s.name);
+        }
+        for &(dir, q) in &self.queues {
+            disable_queue(s, dir, q);
+        }
+        if let Err(e) = s.modify(general::CTRL_EXT, 0, general::CTRL_EXT_DRV_LOAD) {
+            log::warn!("{}: teardown: CTRL_EXT: {e}", s.name);
+        }
+        if let Err(e) = s.device.disable_bus_master() {
+            log::error!("{}: teardown: bus master off: {e}", s.name);
+        }
+        log::info!("{}: stopped, queues disabled, bus mastering off", s.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reta_spreads_queues_round_robin() {
+        let one = reta_registers(1);
+        assert!(one.iter().all(|&r| r == 0));
+        let four = reta_registers(4);
+        assert_eq!(four[0], 0x0302_0100);
+        assert!(four.iter().all(|&r| r == 0x0302_0100));
+        let three = reta_registers(3);
+        // Entries 0..8: 0 1 2 0 | 1 2 0 1
+        assert_eq!(three[0], 0x0002_0100);
+        assert_eq!(three[1], 0x0100_0201);
+        let eight = reta_registers(8);
+        assert_eq!(eight[1], 0x0706_0504);
+    }
+
+    #[test]
+    fn rss_keys_differ_between_calls() {
+        let a = random_rss_key();
+        let b = random_rss_key();
+        assert_ne!(a, b, "each configure gets a fresh random key");
+        assert!(a.iter().any(|&w| w != 0));
+    }
+}

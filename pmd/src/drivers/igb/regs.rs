@@ -1,0 +1,290 @@
+//! Intel 82576 PF register map: the registers this driver touches, grouped per block, with the
+//! offsets and bits of the 82576 datasheet (as QEMU's `igb` model implements them).
+#![forbid(unsafe_code)]
+#![allow(clippy::unreadable_literal)]
+
+/// A register: its byte offset in BAR0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reg(pub usize);
+
+impl Reg {
+    /// The byte offset.
+    pub const fn off(self) -> usize {
+        self.0
+    }
+}
+
+/// Device control and status.
+pub mod general {
+    use super::Reg;
+    /// Device control.
+    pub const CTRL: Reg = Reg(0x0000);
+    /// Device status (read-only).
+    pub const STATUS: Reg = Reg(0x0008);
+    /// Extended device control.
+    pub const CTRL_EXT: Reg = Reg(0x0018);
+
+    /// CTRL: set link up (lets the MAC follow the PHY's link).
+    pub const CTRL_SLU: u32 = 1 << 6;
+    /// CTRL: device reset (self-clearing).
+    pub const CTRL_RST: u32 = 1 << 26;
+
+    /// STATUS: full duplex.
+    pub const STATUS_FD: u32 = 1 << 0;
+    /// STATUS: link up.
+    pub const STATUS_LU: u32 = 1 << 1;
+    /// STATUS: speed field (bits 7:6): 00 = 10, 01 = 100, 1x = 1000 Mbit/s.
+    pub const STATUS_SPEED_MASK: u32 = 0b11 << 6;
+    /// STATUS speed field value for 100 Mbit/s.
+    pub const STATUS_SPEED_100: u32 = 0b01 << 6;
+
+    /// CTRL_EXT: PF reset done (releases the VFs from reset).
+    pub const CTRL_EXT_PFRSTD: u32 = 1 << 14;
+    /// CTRL_EXT: a driver has taken the device.
+    pub const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
+}
+
+/// Interrupt cause and mask registers (this poll-mode driver keeps every interrupt masked).
+pub mod interrupt {
+    use super::Reg;
+    /// Interrupt cause read (clear on read).
+    pub const ICR: Reg = Reg(0x00C0);
+    /// Interrupt mask clear.
+    pub const IMC: Reg = Reg(0x00D8);
+    /// Extended interrupt mask clear.
+    pub const EIMC: Reg = Reg(0x1528);
+    /// Every cause.
+    pub const ALL: u32 = 0xFFFF_FFFF;
+}
+
+/// MDI control: PHY register access.
+pub mod mdic {
+    use super::Reg;
+    /// MDI control register.
+    pub const MDIC: Reg = Reg(0x0020);
+    /// Shift of the PHY register number.
+    pub const REG_SHIFT: u32 = 16;
+    /// Shift of the PHY address.
+    pub const PHY_SHIFT: u32 = 21;
+    /// The internal PHY's address.
+    pub const PHY_ADDR: u32 = 1;
+    /// Operation: write.
+    pub const OP_WRITE: u32 = 1 << 26;
+    /// Operation: read.
+    pub const OP_READ: u32 = 2 << 26;
+    /// The operation has completed.
+    pub const READY: u32 = 1 << 28;
+    /// The operation failed.
+    pub const ERROR: u32 = 1 << 30;
+    /// Mask of the data field.
+    pub const DATA_MASK: u32 = 0xFFFF;
+
+    /// PHY register 0: basic mode control (MII BMCR).
+    pub const PHY_BMCR: u32 = 0;
+    /// BMCR: full duplex.
+    pub const BMCR_FULL_DUPLEX: u32 = 0x0100;
+    /// BMCR: restart autonegotiation.
+    pub const BMCR_RESTART_AN: u32 = 0x0200;
+    /// BMCR: autonegotiation enable.
+    pub const BMCR_AN_ENABLE: u32 = 0x1000;
+    /// BMCR: speed selection MSB (1000 Mbit/s with the LSB clear).
+    pub const BMCR_SPEED_1000: u32 = 0x0040;
+}
+
+/// Receive control and filters.
+pub mod rx {
+    use super::Reg;
+    /// Receive control.
+    pub const RCTL: Reg = Reg(0x0100);
+    /// Receive checksum control.
+    pub const RXCSUM: Reg = Reg(0x5000);
+
+    /// RCTL: receiver enable.
+    pub const RCTL_EN: u32 = 1 << 1;
+    /// RCTL: unicast promiscuous.
+    pub const RCTL_UPE: u32 = 1 << 3;
+    /// RCTL: multicast promiscuous.
+    pub const RCTL_MPE: u32 = 1 << 4;
+    /// RCTL: long packets (beyond 1522 bytes).
+    pub const RCTL_LPE: u32 = 1 << 5;
+    /// RCTL: loopback mode field (bits 7:6); 01 = MAC loopback.
+    pub const RCTL_LBM_MASK: u32 = 0b11 << 6;
+    /// RCTL: accept broadcast.
+    pub const RCTL_BAM: u32 = 1 << 15;
+    /// RCTL: strip the Ethernet CRC.
+    pub const RCTL_SECRC: u32 = 1 << 26;
+
+    /// RXCSUM: IPv4 header checksum offload.
+    pub const RXCSUM_IPOFLD: u32 = 1 << 8;
+    /// RXCSUM: TCP/UDP checksum offload.
+    pub const RXCSUM_TUOFLD: u32 = 1 << 9;
+    /// RXCSUM: packet checksum disable: the write-back carries the RSS hash (needed for RSS).
+    pub const RXCSUM_PCSD: u32 = 1 << 13;
+}
+
+/// Transmit control.
+pub mod tx {
+    use super::Reg;
+    /// Transmit control.
+    pub const TCTL: Reg = Reg(0x0400);
+    /// TCTL: transmitter enable.
+    pub const TCTL_EN: u32 = 1 << 1;
+    /// TCTL: pad short packets.
+    pub const TCTL_PSP: u32 = 1 << 3;
+    /// TCTL: collision threshold (bits 11:4).
+    pub const TCTL_CT_SHIFT: u32 = 4;
+    /// TCTL: collision distance (bits 21:12).
+    pub const TCTL_COLD_SHIFT: u32 = 12;
+    /// TCTL: retransmit on late collision.
+    pub const TCTL_RTLC: u32 = 1 << 24;
+    /// The TCTL value this driver uses when transmitting (the datasheet's defaults, full duplex).
+    pub const TCTL_ON: u32 =
+        TCTL_EN | TCTL_PSP | (0xF << TCTL_CT_SHIFT) | (0x3F << TCTL_COLD_SHIFT) | TCTL_RTLC;
+}
+
+/// Address filters: the receive address table and the multicast table.
+pub mod filter {
+    use super::Reg;
+    /// Multicast table array: 128 registers of 32 bits.
+    pub const MTA: Reg = Reg(0x5200);
+    /// Entries of the multicast table.
+    pub const MTA_LEN: usize = 128;
+    /// Receive address low of entry 0 (the port's MAC, bytes 0..4).
+    pub const RAL0: Reg = Reg(0x5400);
+    /// Receive address high of entry 0 (bytes 4..6, AV, pool select).
+    pub const RAH0: Reg = Reg(0x5404);
+    /// RAH: address valid.
+    pub const RAH_AV: u32 = 1 << 31;
+}
+
+/// Multiple receive queues and RSS.
+pub mod rss {
+    use super::Reg;
+    /// Multiple receive queues command.
+    pub const MRQC: Reg = Reg(0x5818);
+    /// Redirection table: 32 registers, 128 one-byte entries (queue index in the low 4 bits).
+    pub const RETA: Reg = Reg(0x5C00);
+    /// Entries of the redirection table.
+    pub const RETA_ENTRIES: usize = 128;
+    /// RSS random key: 10 registers (40 bytes).
+    pub const RSSRK: Reg = Reg(0x5C80);
+    /// Registers of the RSS key.
+    pub const RSSRK_LEN: usize = 10;
+
+    /// MRQC bits 1:0 = 2: RSS without VMDq.
+    pub const MRQC_ENABLE_RSS: u32 = 0x2;
+    /// Hash TCP over IPv4.
+    pub const MRQC_FIELD_IPV4_TCP: u32 = 1 << 16;
+    /// Hash IPv4 addresses.
+    pub const MRQC_FIELD_IPV4: u32 = 1 << 17;
+    /// Hash TCP over IPv6 with extension headers.
+    pub const MRQC_FIELD_IPV6_TCP_EX: u32 = 1 << 18;
+    /// Hash IPv6 with extension headers.
+    pub const MRQC_FIELD_IPV6_EX: u32 = 1 << 19;
+    /// Hash IPv6 addresses.
+    pub const MRQC_FIELD_IPV6: u32 = 1 << 20;
+    /// Hash TCP over IPv6.
+    pub const MRQC_FIELD_IPV6_TCP: u32 = 1 << 21;
+    /// Hash UDP over IPv4.
+    pub const MRQC_FIELD_IPV4_UDP: u32 = 1 << 22;
+    /// Hash UDP over IPv6.
+    pub const MRQC_FIELD_IPV6_UDP: u32 = 1 << 23;
+    /// Every hash field this driver enables.
+    pub const MRQC_FIELDS: u32 = MRQC_FIELD_IPV4_TCP
+        | MRQC_FIELD_IPV4
+        | MRQC_FIELD_IPV6_TCP_EX
+        | MRQC_FIELD_IPV6_EX
+        | MRQC_FIELD_IPV6
+        | MRQC_FIELD_IPV6_TCP
+        | MRQC_FIELD_IPV4_UDP
+        | MRQC_FIELD_IPV6_UDP;
+}
+
+/// Statistics: clear-on-read counters (read the low half of a 64-bit pair before the high half).
+pub mod stats {
+    use super::Reg;
+    /// CRC errors.
+    pub const CRCERRS: Reg = Reg(0x4000);
+    /// Alignment errors.
+    pub const ALGNERRC: Reg = Reg(0x4004);
+    /// Receive (symbol) errors.
+    pub const RXERRC: Reg = Reg(0x400C);
+    /// Missed packets (no room in the receive FIFO / no descriptors).
+    pub const MPC: Reg = Reg(0x4010);
+    /// Receive length errors.
+    pub const RLEC: Reg = Reg(0x4040);
+    /// Good packets received.
+    pub const GPRC: Reg = Reg(0x4074);
+    /// Good packets transmitted.
+    pub const GPTC: Reg = Reg(0x4080);
+    /// Good octets received, low.
+    pub const GORCL: Reg = Reg(0x4088);
+    /// Good octets received, high.
+    pub const GORCH: Reg = Reg(0x408C);
+    /// Good octets transmitted, low.
+    pub const GOTCL: Reg = Reg(0x4090);
+    /// Good octets transmitted, high.
+    pub const GOTCH: Reg = Reg(0x4094);
+    /// Receive no buffers (a frame waited for descriptors).
+    pub const RNBC: Reg = Reg(0x40A0);
+}
+
+/// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`.
+pub mod queue {
+    use super::Reg;
+    /// Queues of the 82576.
+    pub const NUM_QUEUES: u16 = 16;
+    const RX_BASE: usize = 0xC000;
+    const TX_BASE: usize = 0xE000;
+    const STRIDE: usize = 0x40;
+
+    /// Descriptor base address low (both directions).
+    pub const DBAL: usize = 0x00;
+    /// Descriptor base address high.
+    pub const DBAH: usize = 0x04;
+    /// Descriptor ring length in bytes (multiple of 128).
+    pub const DLEN: usize = 0x08;
+    /// RX: split and replication control.
+    pub const SRRCTL: usize = 0x0C;
+    /// Head.
+    pub const DH: usize = 0x10;
+    /// Tail.
+    pub const DT: usize = 0x18;
+    /// Queue control (RXDCTL / TXDCTL).
+    pub const DCTL: usize = 0x28;
+
+    /// RXDCTL / TXDCTL: queue enable.
+    pub const DCTL_ENABLE: u32 = 1 << 25;
+    /// SRRCTL: packet buffer size field (1 KiB units, bits 6:0).
+    pub const SRRCTL_BSIZEPKT_MASK: u32 = 0x7F;
+    /// SRRCTL: advanced one-buffer descriptors.
+    pub const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 0x0200_0000;
+    /// SRRCTL: drop frames when the queue has no descriptor (instead of stalling the port).
+    pub const SRRCTL_DROP_EN: u32 = 0x8000_0000;
+
+    /// Register `field` of RX queue `q`.
+    pub const fn rx(q: u16, field: usize) -> Reg {
+        Reg(RX_BASE + STRIDE * q as usize + field)
+    }
+
+    /// Register `field` of TX queue `q`.
+    pub const fn tx(q: u16, field: usize) -> Reg {
+        Reg(TX_BASE + STRIDE * q as usize + field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_blocks_follow_the_datasheet() {
+        assert_eq!(queue::rx(0, queue::DBAL).off(), 0xC000);
+        assert_eq!(queue::rx(1, queue::DT).off(), 0xC058);
+        assert_eq!(queue::rx(3, queue::DCTL).off(), 0xC0E8);
+        assert_eq!(queue::tx(0, queue::DT).off(), 0xE018);
+        assert_eq!(queue::tx(2, queue::DCTL).off(), 0xE0A8);
+        assert_eq!(tx::TCTL_ON, 0x0103_F0FA);
+        assert_eq!(rss::MRQC_FIELDS, 0x00FF_0000);
+    }
+}
