@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use oxpmd_dma::{Mempool, MempoolCache, OffloadFlags, Packet, RawBuffer};
+use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
 
 use super::desc::{self, rx_error, rx_read, rx_status, rx_wb};
 use super::{QueueRegs, RingMemory, check_ring_size};
@@ -55,11 +55,12 @@ pub struct AdvRxRing<R: QueueRegs, M: RingMemory> {
     queue: u16,
     /// Buffer posted in each slot (raw: the device may own it).
     slots: Box<[RawBuffer]>,
-    /// Replacement buffers for one burst, allocated in bulk; `spare[..spare_len]` are owned.
-    spare: Box<[RawBuffer]>,
+    /// Replacement buffers for one burst, allocated in bulk; `spare[..spare_len]` are `Some`.
+    spare: Box<[Option<Packet>]>,
     spare_len: usize,
-    /// This queue's own cache of the pool: bulk refill without a lookup.
-    cache: MempoolCache,
+    /// The pool, used through this thread's cache: the same cache that packets freed on this
+    /// thread (e.g. by TX cleanup) return to, so buffers are reused while still hot (LIFO).
+    pool: Mempool,
     regs: R,
     mem: M,
 }
@@ -100,11 +101,11 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
                 min: MIN_RX_BUFFER,
             });
         }
-        let mut cache = pool.cache();
-        let mut slots = vec![RawBuffer::NULL; count].into_boxed_slice();
-        if cache.get_bulk(&mut slots).is_err() {
+        let mut fill: Vec<Option<Packet>> = (0..count).map(|_| None).collect();
+        if pool.alloc_bulk(&mut fill).is_err() {
             return Err(RxRingError::Pool { needed: count });
         }
+        let slots: Box<[RawBuffer]> = fill.into_iter().flatten().map(Packet::into_raw).collect();
         let mut ring = AdvRxRing {
             base: ptr,
             mask: count - 1,
@@ -113,9 +114,9 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             port,
             queue,
             slots,
-            spare: vec![RawBuffer::NULL; crate::burst::MAX_BURST].into_boxed_slice(),
+            spare: (0..crate::burst::MAX_BURST).map(|_| None).collect(),
             spare_len: 0,
-            cache,
+            pool: pool.clone(),
             regs,
             mem,
         };
@@ -168,7 +169,11 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         if self.spare_len >= want {
             return true;
         }
-        if self.cache.get_bulk(&mut self.spare[self.spare_len..want]).is_ok() {
+        if self
+            .pool
+            .alloc_bulk(&mut self.spare[self.spare_len..want])
+            .is_ok()
+        {
             self.spare_len = want;
             return true;
         }
@@ -218,13 +223,17 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             // A replacement buffer: from the bulk spares, else one more try at the pool.
             let fresh = if self.spare_len > 0 || self.refill_spares(1) {
                 self.spare_len -= 1;
-                self.spare[self.spare_len]
+                self.spare[self.spare_len].take()
             } else {
+                None
+            };
+            let Some(fresh) = fresh else {
                 c.rx_nombuf += 1;
                 self.post(idx, slot_buf);
                 idx = (idx + 1) & mask;
                 continue;
             };
+            let fresh = fresh.into_raw();
             // SAFETY: idx inside the ring; DD observed, so the device is done with it.
             let (len, pkt_info, rss, vlan) = unsafe {
                 (
@@ -296,7 +305,7 @@ impl<R: QueueRegs, M: RingMemory> Drop for AdvRxRing<R, M> {
         // Invariant 3: the queue is off before any buffer goes back or the ring memory is freed.
         self.regs.disable();
         fence(Ordering::SeqCst);
-        for &b in self.slots.iter().chain(&self.spare[..self.spare_len]) {
+        for &b in self.slots.iter() {
             // SAFETY: each is a live buffer owned by this ring, and the device no longer accesses it
             // (queue disabled above).
             drop(unsafe { Packet::from_raw(b) });

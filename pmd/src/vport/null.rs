@@ -2,7 +2,7 @@
 //! is given. Like DPDK's `net_null` with `copy=0`: packet metadata is written (length, port,
 //! offsets: a reset), packet data is never touched.
 
-use oxpmd_dma::{MempoolCache, Packet, RawBuffer};
+use oxpmd_dma::{Mempool, Packet};
 
 use crate::burst::{Burst, MAX_BURST};
 use crate::driver::{DeviceInfo, Driver, LinkStatus, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup};
@@ -55,19 +55,16 @@ impl Driver for NullDriver {
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
         Ok(Box::new(NullRxQueue {
-            cache: setup.pool.cache(),
-            raw: Box::new([RawBuffer::NULL; MAX_BURST]),
+            pool: setup.pool.clone(),
+            fresh: (0..MAX_BURST).map(|_| None).collect(),
             size: self.size,
             port_id: setup.port_id,
             queue: setup.queue,
         }))
     }
 
-    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
-        Ok(Box::new(NullTxQueue {
-            cache: setup.pool.cache(),
-            scratch: Box::new([RawBuffer::NULL; MAX_BURST]),
-        }))
+    fn setup_tx_queue(&mut self, _setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+        Ok(Box::new(NullTxQueue))
     }
 
     fn start(&mut self) -> Result<()> {
@@ -106,8 +103,8 @@ impl Driver for NullDriver {
 
 /// RX queue of a null port.
 struct NullRxQueue {
-    cache: MempoolCache,
-    raw: Box<[RawBuffer; MAX_BURST]>,
+    pool: Mempool,
+    fresh: Box<[Option<Packet>]>,
     size: usize,
     port_id: u16,
     queue: u16,
@@ -120,17 +117,16 @@ impl RxQueueOps for NullRxQueue {
         if n == 0 {
             return 0;
         }
-        let raw = &mut self.raw[..n];
-        if self.cache.get_bulk(raw).is_err() {
+        let fresh = &mut self.fresh[..n];
+        if self.pool.alloc_bulk(fresh).is_err() {
             c.rx_nombuf += n as u64;
             return 0;
         }
         let v = out.vec_mut();
-        for &b in raw.iter() {
-            // SAFETY: a buffer just taken from the pool, owned by us; no device involved.
-            let mut p = unsafe { Packet::from_raw(b) };
-            p.reset();
-            // The pool's data room was checked against `size` at configure time.
+        for p in fresh.iter_mut() {
+            let Some(mut p) = p.take() else { continue };
+            // Metadata was reset by the pool; the data room was checked against `size` at
+            // configure time.
             let _ = p.set_len(self.size);
             p.set_port(self.port_id);
             p.set_queue(self.queue);
@@ -142,17 +138,16 @@ impl RxQueueOps for NullRxQueue {
     }
 }
 
-/// TX queue of a null port: frees every packet (in bulk when they are all of the port's pool).
-struct NullTxQueue {
-    cache: MempoolCache,
-    scratch: Box<[RawBuffer; MAX_BURST]>,
-}
+/// TX queue of a null port: frees every packet (through this thread's cache of its pool).
+struct NullTxQueue;
 
 impl TxQueueOps for NullTxQueue {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
         let n = pkts.len();
-        c.bytes += super::free_burst(&mut self.cache, &mut self.scratch, pkts);
+        let bytes: usize = pkts.iter().map(|p| p.len()).sum();
+        pkts.clear();
+        c.bytes += bytes as u64;
         c.packets += n as u64;
         n
     }
