@@ -23,7 +23,8 @@ usage: cargo xtask bench <ring|mempool|help> [options]
             (bulk 1/4/32, n_keep 32/128, 1 and 2 cores)
 
 options:
-  --runs N         alternate runs of each side, best figure kept per case (default 3)
+  --runs N         alternate runs of each side, best figure kept per case
+                   (default 5 for ring, 3 for mempool)
   --window-ms MS   mempool only: measuring window per case, both sides (default 100;
                    DPDK's own is 5000, which makes its full matrix last about an hour)
   --no-install     do not install the Debian dpdk/dpdk-dev packages when dpdk-test is missing
@@ -33,8 +34,8 @@ Needs two CPUs for the two-core rows; DPDK runs with --no-huge --no-pci on lcore
 /// Options shared by the bench commands.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
-    /// Alternate runs per side; the best figure per case is kept.
-    pub runs: u32,
+    /// Alternate runs per side (the best figure per case is kept); `None`: the command's default.
+    pub runs: Option<u32>,
     /// Mempool measuring window per case, in milliseconds.
     pub window_ms: u64,
     /// Install the Debian packages providing `dpdk-test` when it is missing.
@@ -101,7 +102,7 @@ pub fn main(args: &[String]) -> ExitCode {
 
 fn parse_options(args: &[String]) -> Result<Options, BenchError> {
     let mut opts = Options {
-        runs: 3,
+        runs: None,
         window_ms: 100,
         install: true,
     };
@@ -121,7 +122,7 @@ fn parse_options(args: &[String]) -> Result<Options, BenchError> {
                 if !(1..=20).contains(&n) {
                     return Err(BenchError::Usage("--runs must be between 1 and 20".into()));
                 }
-                opts.runs = n as u32;
+                opts.runs = Some(n as u32);
             }
             "--window-ms" => {
                 let ms = value("--window-ms")?;
@@ -268,6 +269,16 @@ pub(crate) fn keep_best(best: &mut Figures, run: &Figures, better: Better) {
     }
 }
 
+/// The 1-minute load average and the CPU count, for the report header (figures are noisy under load).
+pub(crate) fn machine_load() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{cpus} CPUs, load average {load} at the end of the runs (above ~1 the figures are noisy)")
+}
+
 /// Formats a number of objects per second in millions.
 pub(crate) fn mega(v: f64) -> String {
     format!("{:.1} M", v / 1e6)
@@ -322,7 +333,7 @@ mod tests {
     fn options_are_checked() {
         let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         let o = parse_options(&args(&["--runs", "2", "--window-ms", "50", "--no-install"])).unwrap();
-        assert_eq!((o.runs, o.window_ms, o.install), (2, 50, false));
+        assert_eq!((o.runs, o.window_ms, o.install), (Some(2), 50, false));
         assert!(parse_options(&args(&["--runs", "0"])).is_err());
         assert!(parse_options(&args(&["--runs"])).is_err());
         assert!(parse_options(&args(&["--window-ms", "x"])).is_err());

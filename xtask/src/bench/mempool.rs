@@ -33,6 +33,7 @@ fn cases() -> Vec<(String, String)> {
 /// Runs both sides `opts.runs` times, alternately, and prints the comparison.
 pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     let started = Instant::now();
+    let runs = opts.runs.unwrap_or(3);
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if cpus < 2 {
         return Err(BenchError::Command {
@@ -55,8 +56,8 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         window_us.to_string(),
     ];
     let (mut ours, mut theirs) = (Figures::new(), Figures::new());
-    for i in 1..=opts.runs {
-        eprintln!("run {i}/{}: ours (benches/mempool_perf.rs) ...", opts.runs);
+    for i in 1..=runs {
+        eprintln!("run {i}/{}: ours (benches/mempool_perf.rs) ...", runs);
         keep_best(
             &mut ours,
             &run_ours(&exe, "mempool", &harness_args)?,
@@ -64,7 +65,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         );
         eprintln!(
             "run {i}/{}: DPDK (dpdk-test mempool_perf_autotest, {} ms windows, about 15 s) ...",
-            opts.runs,
+            runs,
             window_us / 1000
         );
         keep_best(
@@ -80,8 +81,9 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         dpdk_test.version,
         dpdk::CPUS,
         window_us as f64 / 1000.0,
-        opts.runs
+        runs
     );
+    println!("machine: {}", super::machine_load());
     println!("{:<40} {:>10} {:>10} {:>10}", "case", "ours", "DPDK", "DPDK/ours");
     let mut worst: Option<f64> = None;
     let mut missing = Vec::new();

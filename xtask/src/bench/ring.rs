@@ -119,6 +119,7 @@ const REFERENCE: [(Row, &str); 4] = [
 /// Runs both sides `opts.runs` times, alternately, and prints the comparison.
 pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     let started = Instant::now();
+    let runs = opts.runs.unwrap_or(5);
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if cpus < 2 {
         return Err(BenchError::Command {
@@ -131,10 +132,10 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     let cpu_arg = dpdk::CPUS.map(|c| c.to_string()).join(",");
     let harness_args = vec!["--cpus".to_string(), cpu_arg];
     let (mut ours, mut theirs) = (Figures::new(), Figures::new());
-    for i in 1..=opts.runs {
-        eprintln!("run {i}/{}: ours (benches/ring_perf.rs) ...", opts.runs);
+    for i in 1..=runs {
+        eprintln!("run {i}/{}: ours (benches/ring_perf.rs) ...", runs);
         keep_best(&mut ours, &run_ours(&exe, "ring", &harness_args)?, Better::Lower);
-        eprintln!("run {i}/{}: DPDK (dpdk-test ring_perf_autotest) ...", opts.runs);
+        eprintln!("run {i}/{}: DPDK (dpdk-test ring_perf_autotest) ...", runs);
         keep_best(&mut theirs, &dpdk_test.ring_perf()?, Better::Lower);
     }
 
@@ -143,8 +144,9 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
          cycles (rdtsc), lower is better",
         dpdk_test.version,
         dpdk::CPUS,
-        opts.runs
+        runs
     );
+    println!("machine: {}", super::machine_load());
     println!("{:<48} {:>9} {:>9} {:>10}", "case", "ours", "DPDK", "ours/DPDK");
     let mut worst: Option<f64> = None;
     let mut missing = Vec::new();
