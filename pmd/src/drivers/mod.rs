@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod igb;
+pub mod virtio;
 
 use oxpmd_vfio::{PciAddress, Sysfs};
 
@@ -47,7 +48,7 @@ pub static REGISTRY: &[DriverEntry] = &[
     DriverEntry {
         name: "virtio-net",
         ids: &[(0x1AF4, 0x1041)],
-        open: None,
+        open: Some(virtio::open),
     },
 ];
 

@@ -1,0 +1,993 @@
+//! virtio-net (virtio 1.0 "modern" PCI) poll-mode driver, over VFIO and the IOMMU.
+//!
+//! Bring-up (virtio specification, "Device Initialization"; see `docs/virtio.md`):
+//! the device is bound to vfio-pci and opened in the process's container → the vendor
+//! capabilities (common, notify, ISR, device configuration) are found in config space and their
+//! BARs mapped → memory space and bus mastering on → reset (status 0, polled) → ACKNOWLEDGE →
+//! DRIVER → feature negotiation: `VERSION_1` and `ACCESS_PLATFORM` are **required** (a device
+//! without them is refused with [`VirtioError::MissingFeature`], naming the fix), `MAC`,
+//! `STATUS`, `MRG_RXBUF` and `CSUM` are taken when offered → FEATURES_OK, read back → MAC from the
+//! device configuration. `configure` allocates one DMA region for every ring of the port (mapped
+//! through the container); each queue is programmed (size, the three ring addresses, no MSI-X
+//! vector: the driver polls, notify offset) and enabled; `start` sets DRIVER_OK and kicks the RX
+//! queues.
+//!
+//! Queues: receiveq N is virtqueue 2N, transmitq N is 2N+1. Only one pair is used: multi-queue
+//! needs the control virtqueue (`VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`), not implemented yet.
+//!
+//! DMA memory: every virtio port of the process shares one VFIO container, so one mempool serves
+//! them all. (The igb driver keeps its own process-wide container: a pool made for an igb port is
+//! not mapped for a virtio port and vice versa; see `docs/virtio.md`.)
+//!
+//! Teardown: virtio 1.0 has no per-queue disable, so the device is reset (status 0, polled until
+//! it reads back 0: the device no longer touches any ring or buffer) by whichever comes first:
+//! a queue's `Drop`, or the driver's `Drop`; then bus mastering goes off. Memory is freed
+//! afterwards by its owners.
+#![allow(unsafe_code)]
+
+pub mod caps;
+pub mod queue;
+pub mod regs;
+pub mod split;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
+use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
+
+use self::caps::{CapError, VirtioCaps, find_virtio_caps};
+use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
+use self::regs::{common, feature, netcfg, status};
+use self::split::SplitLayout;
+use crate::adv_ring::RingMemory;
+use crate::burst::Burst;
+use crate::driver::{
+    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+};
+use crate::error::{PortError, Result};
+use crate::iommu::VfioDmaMap;
+use crate::mac::MacAddr;
+use crate::port::PortConfig;
+use crate::stats::QueueCounters;
+
+/// Driver name.
+pub const DRIVER_NAME: &str = "virtio-net";
+/// Smallest ring accepted from the configuration.
+pub const MIN_RING_SIZE: usize = 16;
+/// Largest ring accepted from the configuration; a ring larger than the device's queue is
+/// clamped to the device's size (as DPDK's virtio PMD does), and the queue is logged.
+pub const MAX_RING_SIZE: usize = 4096;
+/// Smallest RX buffer data room (a full 1518-byte frame in one buffer).
+pub const MIN_RX_BUFFER: usize = 1518;
+/// Features the driver requires.
+pub const REQUIRED_FEATURES: u64 = feature::VERSION_1 | feature::ACCESS_PLATFORM;
+/// Features the driver takes when the device offers them.
+pub const OPTIONAL_FEATURES: u64 =
+    feature::NET_MAC | feature::NET_STATUS | feature::NET_MRG_RXBUF | feature::NET_CSUM;
+/// How long a reset may take.
+const RESET_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The fix printed with a refused device.
+pub const MODERN_DEVICE_FIX: &str = "give the guest a modern virtio-net device behind the IOMMU: in QEMU \
+     `-device virtio-net-pci,disable-legacy=on,iommu_platform=on`; in a cloud VM, a virtio 1.0 device \
+     with ACCESS_PLATFORM (or use the kernel virtio-net driver)";
+
+/// Failures of the virtio-net driver (wrapped in [`PortError::Driver`] with the device and the
+/// operation).
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioError {
+    /// The device is bound to a kernel driver.
+    #[error(
+        "bound to the kernel driver `{driver}`; unbind it first (echo {addr} > \
+         /sys/bus/pci/drivers/{driver}/unbind) or bind it to vfio-pci"
+    )]
+    KernelDriver {
+        /// PCI address.
+        addr: String,
+        /// The kernel driver.
+        driver: String,
+    },
+    /// A required feature is not offered.
+    #[error(
+        "virtio device {device} does not offer {missing}, which this driver requires{why}; {MODERN_DEVICE_FIX}"
+    )]
+    MissingFeature {
+        /// PCI address.
+        device: String,
+        /// The missing feature(s), named.
+        missing: String,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// The device did not accept the negotiated features.
+    #[error("virtio device {device} cleared FEATURES_OK after the driver wrote features {features:#x}")]
+    FeaturesRefused {
+        /// PCI address.
+        device: String,
+        /// What the driver asked for.
+        features: u64,
+    },
+    /// Capability list problem.
+    #[error(transparent)]
+    Caps(#[from] CapError),
+    /// A register access failed (outside the mapped BAR).
+    #[error("register access: {0}")]
+    Bar(#[from] BarError),
+    /// A VFIO operation failed.
+    #[error(transparent)]
+    Vfio(#[from] oxpmd_vfio::Error),
+    /// A DMA mapping failed.
+    #[error(transparent)]
+    DmaMap(#[from] oxpmd_dma::DmaMapError),
+    /// Ring memory could not be allocated.
+    #[error(transparent)]
+    Region(#[from] oxpmd_dma::RegionError),
+    /// A queue could not be built.
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    /// The device did not finish its reset.
+    #[error("device status still {0:#04x} {RESET_TIMEOUT:?} after writing 0 (reset)")]
+    ResetTimeout(u8),
+    /// The device reports an error state.
+    #[error("device status {0:#04x}: DEVICE_NEEDS_RESET; reopen the port")]
+    NeedsReset(u8),
+    /// A virtqueue is not offered by the device.
+    #[error("virtqueue {index} is not available (queue_size 0; the device has {num_queues} queues)")]
+    NoQueue {
+        /// Virtqueue index.
+        index: u16,
+        /// num_queues of the device.
+        num_queues: u16,
+    },
+    /// The device's notify offset for a queue lies outside the notify structure.
+    #[error("virtqueue {index}: notify offset {offset:#x} outside the notification structure")]
+    NotifyOutOfRange {
+        /// Virtqueue index.
+        index: u16,
+        /// Byte offset.
+        offset: u64,
+    },
+    /// The RX mempool is not mapped for this device.
+    #[error(
+        "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
+         Port::dma_map() of a virtio port (all virtio ports of a process share one container)"
+    )]
+    PoolNotMapped {
+        /// Pool name.
+        pool: String,
+    },
+    /// Misuse of the life cycle.
+    #[error("{0}")]
+    State(&'static str),
+}
+
+fn drv_err(device: &str, op: &'static str, e: impl Into<VirtioError>) -> PortError {
+    PortError::Driver {
+        device: device.to_string(),
+        op,
+        source: Box::new(e.into()),
+    }
+}
+
+/// Chooses the driver features from what the device offers: the required ones must all be there
+/// (else [`VirtioError::MissingFeature`] naming each missing bit, the device and the fix), plus
+/// the optional ones offered.
+pub fn negotiate(device: &str, offered: u64) -> std::result::Result<u64, VirtioError> {
+    let missing = REQUIRED_FEATURES & !offered;
+    if missing != 0 {
+        let names: Vec<&str> = [feature::VERSION_1, feature::ACCESS_PLATFORM]
+            .into_iter()
+            .filter(|b| missing & b != 0)
+            .map(feature::name)
+            .collect();
+        let why = if missing & feature::VERSION_1 != 0 {
+            " (a legacy device cannot be driven through VFIO)"
+        } else {
+            " (without it the device bypasses the IOMMU and cannot reach memory mapped through VFIO)"
+        };
+        return Err(VirtioError::MissingFeature {
+            device: device.to_string(),
+            missing: names.join(" and "),
+            why,
+        });
+    }
+    Ok(REQUIRED_FEATURES | (offered & OPTIONAL_FEATURES))
+}
+
+/// The process-wide VFIO container of virtio ports: weak, so it goes with the last port and pool.
+fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
+    MAP.get_or_init(|| Mutex::new(Weak::new()))
+}
+
+/// What the driver, its queues and their doorbells share.
+pub(crate) struct VirtioShared {
+    name: String,
+    device: Device,
+    common: Bar,
+    common_off: usize,
+    notify: Bar,
+    device_cfg: Option<(Bar, usize, usize)>,
+    caps: VirtioCaps,
+    /// Set once the device has been reset after DRIVER_OK setup (teardown done).
+    stopped: AtomicBool,
+    /// Serializes resets between queues dropped on different threads.
+    reset_lock: Mutex<()>,
+}
+
+impl VirtioShared {
+    fn r8(&self, f: usize) -> std::result::Result<u8, BarError> {
+        self.common.read8(self.common_off + f)
+    }
+    fn w8(&self, f: usize, v: u8) -> std::result::Result<(), BarError> {
+        self.common.write8(self.common_off + f, v)
+    }
+    fn r16(&self, f: usize) -> std::result::Result<u16, BarError> {
+        self.common.read16(self.common_off + f)
+    }
+    fn w16(&self, f: usize, v: u16) -> std::result::Result<(), BarError> {
+        self.common.write16(self.common_off + f, v)
+    }
+    fn r32(&self, f: usize) -> std::result::Result<u32, BarError> {
+        self.common.read32(self.common_off + f)
+    }
+    fn w32(&self, f: usize, v: u32) -> std::result::Result<(), BarError> {
+        self.common.write32(self.common_off + f, v)
+    }
+    fn w64(&self, f: usize, v: u64) -> std::result::Result<(), BarError> {
+        self.w32(f, v as u32)?;
+        self.w32(f + 4, (v >> 32) as u32)
+    }
+
+    fn status(&self) -> std::result::Result<u8, BarError> {
+        self.r8(common::DEVICE_STATUS)
+    }
+
+    fn add_status(&self, bits: u8) -> std::result::Result<u8, BarError> {
+        let v = self.status()? | bits;
+        self.w8(common::DEVICE_STATUS, v)?;
+        Ok(v)
+    }
+
+    /// Writes status 0 and waits until the device reads back 0: from then on it does not access
+    /// any ring or buffer.
+    fn reset(&self) -> std::result::Result<(), VirtioError> {
+        let _g = self.reset_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.w8(common::DEVICE_STATUS, 0)?;
+        let t = Instant::now();
+        loop {
+            let s = self.status()?;
+            if s == 0 {
+                return Ok(());
+            }
+            if t.elapsed() > RESET_TIMEOUT {
+                return Err(VirtioError::ResetTimeout(s));
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// Stops the device's DMA once (queues and driver call it at drop).
+    fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.reset() {
+            log::error!("{}: teardown: device reset: {e}", self.name);
+            // Last resort: without bus mastering the device cannot DMA at all.
+            if let Err(e) = self.device.disable_bus_master() {
+                log::error!("{}: teardown: bus master off: {e}", self.name);
+            }
+        }
+    }
+
+    /// Reads `N` bytes of the device configuration at `off`, consistently (config_generation
+    /// unchanged across the read).
+    fn read_device_cfg<const N: usize>(&self, off: usize) -> std::result::Result<Option<[u8; N]>, BarError> {
+        let Some((bar, base, len)) = &self.device_cfg else {
+            return Ok(None);
+        };
+        if off + N > *len {
+            return Ok(None);
+        }
+        for _ in 0..16 {
+            let before = self.r8(common::CONFIG_GENERATION)?;
+            let mut out = [0u8; N];
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = bar.read8(base + off + i)?;
+            }
+            if self.r8(common::CONFIG_GENERATION)? == before {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Rings one virtqueue's doorbell; stops the device at queue teardown.
+struct VirtioDoorbell {
+    shared: Arc<VirtioShared>,
+    off: usize,
+    index: u16,
+}
+
+impl Doorbell for VirtioDoorbell {
+    #[inline]
+    fn notify(&mut self) {
+        // The offset was checked when the queue was set up; an error here cannot happen.
+        let _ = self.shared.notify.write16(self.off, self.index);
+    }
+
+    fn stop_device(&mut self) {
+        self.shared.stop();
+    }
+}
+
+/// A piece of a DMA region holding one virtqueue (its own copy of igb's ring slice: the two
+/// drivers were written at the same time).
+struct RegionSlice {
+    region: Arc<DmaRegion>,
+    offset: usize,
+    len: usize,
+    iova: u64,
+}
+
+impl RegionSlice {
+    fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<RegionSlice> {
+        let base = region.iova()?;
+        let end = offset.checked_add(len)?;
+        if end > region.len() || offset % 128 != 0 || len == 0 {
+            return None;
+        }
+        Some(RegionSlice {
+            iova: base + offset as u64,
+            region,
+            offset,
+            len,
+        })
+    }
+}
+
+// SAFETY: the slice lies inside the region (checked in `new`), 128-byte aligned (the region is
+// page-aligned), the device sees it at `iova` (the region is mapped through the device's container
+// and stays mapped while the `Arc` lives), and the memory lives as long as the `Arc` held here.
+unsafe impl RingMemory for RegionSlice {
+    fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr().wrapping_add(self.offset)
+    }
+    fn iova(&self) -> u64 {
+        self.iova
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Pools known to be mapped in the container (TX check of invariant 3).
+struct MappedPools {
+    device: String,
+    container: Container,
+    known: [u64; 8],
+    next: usize,
+}
+
+impl TxAddressCheck for MappedPools {
+    #[inline(always)]
+    fn knows(&self, pool_id: u64) -> bool {
+        self.known.contains(&pool_id)
+    }
+
+    fn check(&mut self, pkt: &Packet) -> bool {
+        if self.knows(pkt.pool_id()) {
+            return true;
+        }
+        let iova = pkt.data_iova();
+        let vaddr = pkt.data().as_ptr() as usize;
+        let len = pkt.len().max(1) as u64;
+        let ok = self.container.mappings().iter().any(|m| {
+            iova >= m.iova
+                && iova
+                    .checked_add(len)
+                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
+                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
+        });
+        if ok {
+            self.known[self.next % self.known.len()] = pkt.pool_id();
+            self.next += 1;
+        }
+        ok
+    }
+
+    fn device(&self) -> &str {
+        &self.device
+    }
+}
+
+fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
+    let region = pool.region();
+    let Some(iova) = region.iova() else {
+        return false;
+    };
+    let vaddr = region.as_ptr() as usize;
+    container
+        .mappings()
+        .iter()
+        .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
+}
+
+type RxQ = VirtioRxQueue<VirtioDoorbell, RegionSlice>;
+type TxQ = VirtioTxQueue<VirtioDoorbell, RegionSlice>;
+
+struct RxQueueBox(RxQ);
+struct TxQueueBox(TxQ);
+
+impl RxQueueOps for RxQueueBox {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
+        self.0.rx_burst(out, c)
+    }
+}
+
+impl TxQueueOps for TxQueueBox {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        self.0.tx_burst(pkts, c)
+    }
+
+    fn reclaim(&mut self) -> usize {
+        self.0.cleanup()
+    }
+}
+
+/// A virtio-net device opened through VFIO.
+pub struct VirtioDriver {
+    shared: Arc<VirtioShared>,
+    dma: Arc<VfioDmaMap>,
+    features: u64,
+    mac: MacAddr,
+    num_queues: u16,
+    rings: Option<Arc<DmaRegion>>,
+    ring_bytes: usize,
+    rx_ring_size: usize,
+    tx_ring_size: usize,
+    rx_queues: u16,
+    /// (virtqueue index, notify offset) of the RX queues set up, kicked at start.
+    rx_notify: Vec<(u16, usize)>,
+    driver_ok: bool,
+}
+
+impl std::fmt::Debug for VirtioDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtioDriver")
+            .field("device", &self.shared.name)
+            .field("features", &format_args!("{:#x}", self.features))
+            .field("mac", &self.mac)
+            .finish()
+    }
+}
+
+/// The registry's constructor ([`crate::drivers::OpenFn`]).
+pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<Box<dyn Driver>> {
+    Ok(Box::new(VirtioDriver::open(addr, opts)?))
+}
+
+impl VirtioDriver {
+    /// Opens the virtio-net function at `addr`: binds it to vfio-pci if it has no driver (a device
+    /// on a kernel driver is refused), attaches it to the process's virtio container, finds and
+    /// maps its virtio structures, resets it and negotiates features (refusing a device without
+    /// VERSION_1 or ACCESS_PLATFORM).
+    pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<VirtioDriver> {
+        let name = addr.to_string();
+        let sys = Sysfs::new();
+        match sys
+            .driver(addr)
+            .map_err(|e| drv_err(&name, "read the bound driver", e))?
+        {
+            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
+            Some(d) => {
+                return Err(drv_err(
+                    &name,
+                    "open",
+                    VirtioError::KernelDriver {
+                        addr: name.clone(),
+                        driver: d,
+                    },
+                ));
+            }
+            None => {
+                sys.bind_vfio_pci(addr)
+                    .map_err(|e| drv_err(&name, "bind to vfio-pci", e))?;
+                log::info!("{name}: had no driver, bound to vfio-pci");
+            }
+        }
+        let (device, dma) = {
+            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
+            match slot.upgrade() {
+                Some(dma) => {
+                    let dev = dma
+                        .container()
+                        .open_device(addr, None)
+                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
+                    (dev, dma)
+                }
+                None => {
+                    let container =
+                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", e))?;
+                    let dev = container
+                        .open_device(addr, None)
+                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
+                    let dma = Arc::new(
+                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
+                    );
+                    *slot = Arc::downgrade(&dma);
+                    (dev, dma)
+                }
+            }
+        };
+        let shared = Arc::new(Self::map_structures(&name, device)?);
+        let mut drv = VirtioDriver {
+            shared,
+            dma,
+            features: 0,
+            mac: MacAddr::ZERO,
+            num_queues: 0,
+            rings: None,
+            ring_bytes: 0,
+            rx_ring_size: 0,
+            tx_ring_size: 0,
+            rx_queues: 0,
+            rx_notify: Vec::new(),
+            driver_ok: false,
+        };
+        drv.initialize(opts.port_id)?;
+        Ok(drv)
+    }
+
+    /// Reads config space, finds the virtio structures and maps their BARs.
+    fn map_structures(name: &str, device: Device) -> Result<VirtioShared> {
+        let mut cfg = [0u8; 256];
+        device
+            .read_config(0, &mut cfg)
+            .map_err(|e| drv_err(name, "read PCI config space", e))?;
+        let mut bar_sizes = [0u64; 6];
+        for (i, s) in bar_sizes.iter_mut().enumerate() {
+            *s = device.region_info(i as u32).map(|r| r.size).unwrap_or(0);
+        }
+        let caps = find_virtio_caps(&cfg, &bar_sizes)
+            .map_err(|e| drv_err(name, "find the virtio capabilities", e))?;
+        let mut bars: Vec<(u8, Bar)> = Vec::new();
+        let mut bar = |idx: u8| -> Result<Bar> {
+            if let Some((_, b)) = bars.iter().find(|(i, _)| *i == idx) {
+                return Ok(b.clone());
+            }
+            let b = device
+                .map_bar(u32::from(idx))
+                .map_err(|e| drv_err(name, "map a virtio BAR", e))?;
+            bars.push((idx, b.clone()));
+            Ok(b)
+        };
+        let common = bar(caps.common.bar)?;
+        let notify = bar(caps.notify.bar)?;
+        let device_cfg = match caps.device {
+            Some(d) => Some((bar(d.bar)?, d.offset as usize, d.length as usize)),
+            None => None,
+        };
+        Ok(VirtioShared {
+            name: name.to_string(),
+            device,
+            common,
+            common_off: caps.common.offset as usize,
+            notify,
+            device_cfg,
+            caps,
+            stopped: AtomicBool::new(false),
+            reset_lock: Mutex::new(()),
+        })
+    }
+
+    fn reg_err(&self, op: &'static str) -> impl Fn(BarError) -> PortError + '_ {
+        move |e| drv_err(&self.shared.name, op, e)
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, MAC.
+    fn initialize(&mut self, port_id: u16) -> Result<()> {
+        let s = self.shared.clone();
+        s.device
+            .enable_memory_and_bus_master()
+            .map_err(|e| drv_err(&s.name, "enable memory space and bus mastering", e))?;
+        s.reset().map_err(|e| drv_err(&s.name, "reset", e))?;
+        s.add_status(status::ACKNOWLEDGE)
+            .map_err(self.reg_err("set ACKNOWLEDGE"))?;
+        s.add_status(status::DRIVER).map_err(self.reg_err("set DRIVER"))?;
+        let mut offered = 0u64;
+        for sel in 0..2u32 {
+            s.w32(common::DEVICE_FEATURE_SELECT, sel)
+                .map_err(self.reg_err("read device features"))?;
+            let v = s
+                .r32(common::DEVICE_FEATURE)
+                .map_err(self.reg_err("read device features"))?;
+            offered |= u64::from(v) << (32 * sel);
+        }
+        let features = match negotiate(&s.name, offered) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = s.add_status(status::FAILED);
+                return Err(drv_err(&s.name, "negotiate features", e));
+            }
+        };
+        for sel in 0..2u32 {
+            s.w32(common::DRIVER_FEATURE_SELECT, sel)
+                .map_err(self.reg_err("write driver features"))?;
+            s.w32(common::DRIVER_FEATURE, (features >> (32 * sel)) as u32)
+                .map_err(self.reg_err("write driver features"))?;
+        }
+        let st = s
+            .add_status(status::FEATURES_OK)
+            .map_err(self.reg_err("set FEATURES_OK"))?;
+        let back = s.status().map_err(self.reg_err("read status"))?;
+        if back & status::FEATURES_OK == 0 {
+            let _ = s.add_status(status::FAILED);
+            return Err(drv_err(
+                &s.name,
+                "negotiate features",
+                VirtioError::FeaturesRefused {
+                    device: s.name.clone(),
+                    features,
+                },
+            ));
+        }
+        debug_assert_eq!(st & status::FEATURES_OK, status::FEATURES_OK);
+        self.features = features;
+        self.num_queues = s
+            .r16(common::NUM_QUEUES)
+            .map_err(self.reg_err("read num_queues"))?;
+        let mut mac = if features & feature::NET_MAC != 0 {
+            s.read_device_cfg::<6>(netcfg::MAC)
+                .map_err(self.reg_err("read MAC"))?
+                .map(MacAddr)
+                .unwrap_or(MacAddr::ZERO)
+        } else {
+            MacAddr::ZERO
+        };
+        if !mac.is_valid_unicast() {
+            let fallback = MacAddr::local(port_id);
+            log::warn!("{}: device offers no valid MAC ({mac}); using {fallback}", s.name);
+            mac = fallback;
+        }
+        self.mac = mac;
+        log::info!(
+            "{}: virtio-net reset, features {features:#x} (offered {offered:#x}), {} virtqueues, MAC {mac}",
+            s.name,
+            self.num_queues
+        );
+        Ok(())
+    }
+
+    /// The negotiated feature bits.
+    pub fn features(&self) -> u64 {
+        self.features
+    }
+
+    /// The virtio structures found in config space.
+    pub fn capabilities(&self) -> VirtioCaps {
+        self.shared.caps
+    }
+
+    /// Device status register (for diagnostics).
+    pub fn device_status(&self) -> Result<u8> {
+        self.shared.status().map_err(self.reg_err("read status"))
+    }
+
+    /// Bytes of ring memory one queue of `size` entries takes (TX: with its header table),
+    /// rounded to 4 KiB.
+    fn queue_bytes(size: usize) -> usize {
+        let layout = SplitLayout::new(size).map(|l| l.bytes).unwrap_or(0);
+        (layout.next_multiple_of(16) + tx_header_table_bytes(size)).next_multiple_of(4096)
+    }
+
+    /// Programs virtqueue `index`: size (clamped to the device's), the ring addresses, no MSI-X
+    /// vector; returns the size used and the queue's notify offset in the notify BAR.
+    fn select_queue(&self, index: u16, want: usize) -> Result<(usize, usize)> {
+        let s = &self.shared;
+        s.w16(common::QUEUE_SELECT, index)
+            .map_err(self.reg_err("select queue"))?;
+        let max = s
+            .r16(common::QUEUE_SIZE)
+            .map_err(self.reg_err("read queue size"))?;
+        if max == 0 {
+            return Err(drv_err(
+                &s.name,
+                "set up queue",
+                VirtioError::NoQueue {
+                    index,
+                    num_queues: self.num_queues,
+                },
+            ));
+        }
+        let max = usize::from(max);
+        // Split queue sizes are powers of two.
+        let dev_max = if max.is_power_of_two() {
+            max
+        } else {
+            max.next_power_of_two() / 2
+        };
+        let size = want.min(dev_max);
+        if size < want {
+            log::info!(
+                "{}: virtqueue {index}: {want} entries asked, the device allows {max}: using {size}",
+                s.name
+            );
+        }
+        let off = s
+            .r16(common::QUEUE_NOTIFY_OFF)
+            .map_err(self.reg_err("read queue notify offset"))?;
+        let rel = u64::from(off) * u64::from(s.caps.notify_off_multiplier);
+        if rel + 2 > u64::from(s.caps.notify.length) {
+            return Err(drv_err(
+                &s.name,
+                "set up queue",
+                VirtioError::NotifyOutOfRange { index, offset: rel },
+            ));
+        }
+        Ok((size, s.caps.notify.offset as usize + rel as usize))
+    }
+
+    fn enable_queue(&self, index: u16, size: usize, desc: u64, driver: u64, device: u64) -> Result<()> {
+        let s = &self.shared;
+        let w = || -> std::result::Result<(), BarError> {
+            s.w16(common::QUEUE_SELECT, index)?;
+            s.w16(common::QUEUE_SIZE, size as u16)?;
+            s.w16(common::QUEUE_MSIX_VECTOR, common::NO_VECTOR)?;
+            s.w64(common::QUEUE_DESC, desc)?;
+            s.w64(common::QUEUE_DRIVER, driver)?;
+            s.w64(common::QUEUE_DEVICE, device)?;
+            s.w16(common::QUEUE_ENABLE, 1)
+        };
+        w().map_err(self.reg_err("program queue"))
+    }
+
+    fn ring_slice(&self, slot: usize) -> Result<RegionSlice> {
+        let region = self.rings.clone().ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up queue",
+                VirtioError::State("configure was not called"),
+            )
+        })?;
+        RegionSlice::new(region, slot * self.ring_bytes, self.ring_bytes).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up queue",
+                VirtioError::State("queue does not fit the ring region"),
+            )
+        })
+    }
+
+    fn check_state(&self) -> Result<()> {
+        let st = self.device_status()?;
+        if st & status::DEVICE_NEEDS_RESET != 0 {
+            return Err(drv_err(self.name(), "check device", VirtioError::NeedsReset(st)));
+        }
+        Ok(())
+    }
+}
+
+impl Driver for VirtioDriver {
+    fn device_name(&self) -> &str {
+        self.name()
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            driver: DRIVER_NAME,
+            max_rx_queues: 1,
+            max_tx_queues: 1,
+            min_ring_size: MIN_RING_SIZE,
+            max_ring_size: MAX_RING_SIZE,
+            min_rx_buffer: MIN_RX_BUFFER,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<()> {
+        if self.rings.is_some() {
+            return Err(drv_err(
+                self.name(),
+                "configure",
+                VirtioError::State("already configured"),
+            ));
+        }
+        if !pool_is_mapped(self.dma.container(), &config.mempool) {
+            return Err(drv_err(
+                self.name(),
+                "configure",
+                VirtioError::PoolNotMapped {
+                    pool: config.mempool.name().to_string(),
+                },
+            ));
+        }
+        let per = Self::queue_bytes(config.rx_ring_size.max(config.tx_ring_size));
+        let count = usize::from(config.rx_queues) + usize::from(config.tx_queues);
+        let mut region = DmaRegion::new(per * count, &RegionOptions::default())
+            .map_err(|e| drv_err(self.name(), "allocate virtqueues", e))?;
+        let map: Arc<dyn DmaMap> = self.dma.clone();
+        region
+            .map(map)
+            .map_err(|e| drv_err(self.name(), "map virtqueues", e))?;
+        self.rings = Some(Arc::new(region));
+        self.ring_bytes = per;
+        self.rx_ring_size = config.rx_ring_size;
+        self.tx_ring_size = config.tx_ring_size;
+        self.rx_queues = config.rx_queues;
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
+        let q = setup.queue;
+        if !pool_is_mapped(self.dma.container(), setup.pool) {
+            return Err(drv_err(
+                self.name(),
+                "set up RX queue",
+                VirtioError::PoolNotMapped {
+                    pool: setup.pool.name().to_string(),
+                },
+            ));
+        }
+        let index = 2 * q;
+        let (size, notify_off) = self.select_queue(index, setup.ring_size)?;
+        let mem = self.ring_slice(usize::from(q))?;
+        let bell = VirtioDoorbell {
+            shared: self.shared.clone(),
+            off: notify_off,
+            index,
+        };
+        let rxq = VirtioRxQueue::new(mem, bell, setup.pool, size, setup.port_id, q, false)
+            .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
+        let r = rxq.ring();
+        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+        self.rx_notify.push((index, notify_off));
+        Ok(Box::new(RxQueueBox(rxq)))
+    }
+
+    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+        let q = setup.queue;
+        let index = 2 * q + 1;
+        let (size, notify_off) = self.select_queue(index, setup.ring_size)?;
+        let mem = self.ring_slice(usize::from(self.rx_queues) + usize::from(q))?;
+        let bell = VirtioDoorbell {
+            shared: self.shared.clone(),
+            off: notify_off,
+            index,
+        };
+        let check = MappedPools {
+            device: self.name().to_string(),
+            container: self.dma.container().clone(),
+            known: [setup.pool.id(); 8],
+            next: 0,
+        };
+        if !pool_is_mapped(self.dma.container(), setup.pool) {
+            log::warn!(
+                "{}: TX queue {q}: the port's mempool is not mapped for this device; its packets \
+                 will be refused",
+                self.name()
+            );
+        }
+        let csum = self.features & feature::NET_CSUM != 0;
+        let txq = VirtioTxQueue::new(mem, bell, size, csum, Some(Box::new(check)))
+            .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
+        let r = txq.ring();
+        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+        Ok(Box::new(TxQueueBox(txq)))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(drv_err(
+                self.name(),
+                "start",
+                VirtioError::State("the device was reset by a queue teardown; reopen the port"),
+            ));
+        }
+        if !self.driver_ok {
+            self.shared
+                .add_status(status::DRIVER_OK)
+                .map_err(self.reg_err("set DRIVER_OK"))?;
+            self.driver_ok = true;
+        }
+        self.check_state()?;
+        for &(index, off) in &self.rx_notify {
+            self.shared
+                .notify
+                .write16(off, index)
+                .map_err(self.reg_err("notify RX queue"))?;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        // virtio 1.0 cannot pause a queue without a reset (which would lose the queues): the
+        // device keeps filling the posted RX buffers, and nothing is sent since nothing is posted.
+        Ok(())
+    }
+
+    fn link(&mut self) -> Result<LinkStatus> {
+        if self.features & feature::NET_STATUS == 0 {
+            return Ok(LinkStatus {
+                up: true,
+                speed_mbps: 0,
+                full_duplex: true,
+            });
+        }
+        let st = self
+            .shared
+            .read_device_cfg::<2>(netcfg::STATUS)
+            .map_err(self.reg_err("read link status"))?
+            .map(u16::from_le_bytes)
+            .unwrap_or(0);
+        let up = st & netcfg::STATUS_LINK_UP != 0;
+        Ok(LinkStatus {
+            up,
+            speed_mbps: 0,
+            full_duplex: up,
+        })
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_mac_addr(&mut self, _mac: MacAddr) -> Result<()> {
+        Err(PortError::Unsupported {
+            device: self.name().to_string(),
+            op: "set MAC address (needs the control virtqueue, not implemented)",
+            driver: DRIVER_NAME,
+        })
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        // Without VIRTIO_NET_F_CTRL_RX the device receives every frame (QEMU starts promiscuous).
+        if on {
+            return Ok(());
+        }
+        Err(PortError::Unsupported {
+            device: self.name().to_string(),
+            op: "leave promiscuous mode (needs the control virtqueue, not implemented)",
+            driver: DRIVER_NAME,
+        })
+    }
+
+    fn set_all_multicast(&mut self, on: bool) -> Result<()> {
+        if on {
+            return Ok(());
+        }
+        Err(PortError::Unsupported {
+            device: self.name().to_string(),
+            op: "leave all-multicast mode (needs the control virtqueue, not implemented)",
+            driver: DRIVER_NAME,
+        })
+    }
+
+    fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
+        Some(self.dma.clone())
+    }
+}
+
+impl Drop for VirtioDriver {
+    fn drop(&mut self) {
+        // Device off before any memory can go: reset (no ring or buffer access afterwards), then
+        // bus mastering off.
+        self.shared.stop();
+        if let Err(e) = self.shared.device.disable_bus_master() {
+            log::error!("{}: teardown: bus master off: {e}", self.shared.name);
+        }
+        log::info!("{}: reset, bus mastering off", self.shared.name);
+    }
+}
+
+#[cfg(test)]
+mod tests;

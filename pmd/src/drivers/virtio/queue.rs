@@ -1,0 +1,656 @@
+//! virtio-net RX and TX queues on a [`SplitRing`].
+//!
+//! - RX: every buffer is one device-writable descriptor starting [`nethdr::LEN`] bytes before the
+//!   buffer's data offset, so the device writes the 12-byte net header into the headroom and the
+//!   frame at the data offset: no copy. Frames the device merged over several buffers
+//!   (`num_buffers > 1`, only with frames larger than one buffer) are dropped and counted
+//!   (`rx_multiseg_dropped`), like the advanced descriptor ring does.
+//! - TX: the net header is prepended into the packet's headroom (one descriptor per packet); a
+//!   packet without 12 bytes of headroom gets a two-descriptor chain whose header lives in a
+//!   per-slot table in the ring memory. Checksum offload: `TX_TCP_CKSUM` / `TX_UDP_CKSUM` become
+//!   `NEEDS_CSUM` with `csum_start` / `csum_offset` (the application has put the pseudo-header
+//!   sum in the checksum field, as for the Intel NICs); `TX_IP_CKSUM` is computed here in
+//!   software (virtio has no IPv4 header checksum offload).
+//! - The doorbell is rung once per burst, and only when the device asks for it (used ring flag).
+//! - Teardown (invariant 3): a queue's `Drop` first calls [`Doorbell::stop_device`] (virtio 1.0
+//!   has no per-queue stop: the device is reset, which stops all its DMA), then frees its buffers.
+#![allow(unsafe_code)]
+
+use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
+
+use super::regs::nethdr;
+use super::split::{Seg, SplitRing, Used};
+use crate::adv_ring::RingMemory;
+use crate::burst::{Burst, MAX_BURST};
+use crate::stats::QueueCounters;
+
+/// Longest frame the TX path accepts (a standard frame with VLAN tags fits many times).
+pub const MAX_TX_LEN: usize = 9728;
+
+/// What a queue needs from the device besides its ring memory.
+pub trait Doorbell: Send {
+    /// Notifies the device that the queue has new available buffers (a 16-bit write of the queue
+    /// index to its notify address).
+    fn notify(&mut self);
+    /// Stops the device's DMA to this queue's ring and buffers and returns once it is stopped.
+    /// Called once by the queue's `Drop`, before any buffer is freed.
+    fn stop_device(&mut self);
+}
+
+/// Extra bytes of ring memory a TX queue of `size` entries needs after the ring (header table).
+pub fn tx_header_table_bytes(size: usize) -> usize {
+    16 * size
+}
+
+/// The RX queue.
+pub struct VirtioRxQueue<D: Doorbell, M: RingMemory> {
+    ring: SplitRing<M>,
+    /// Buffer of each chain head in flight; NULL otherwise.
+    bufs: Box<[RawBuffer]>,
+    spare: Box<[Option<Packet>]>,
+    spare_len: usize,
+    pool: Mempool,
+    port: u16,
+    queue: u16,
+    /// Remaining buffers of a merged frame being dropped.
+    discard: u32,
+    guest_csum: bool,
+    bad_ids: u64,
+    doorbell: D,
+}
+
+// SAFETY: the ring and the raw buffers it holds are owned by the queue; moving the queue moves all
+// of it (the Mempool handle is Send).
+unsafe impl<D: Doorbell, M: RingMemory> Send for VirtioRxQueue<D, M> {}
+
+/// Why a queue could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Ring layout refused.
+    #[error(transparent)]
+    Ring(#[from] super::split::SplitRingError),
+    /// The pool could not fill the ring.
+    #[error("mempool could not supply {needed} buffers to fill the RX ring; make the pool larger")]
+    Pool {
+        /// Buffers needed.
+        needed: usize,
+    },
+    /// The pool's buffers leave no room for the net header.
+    #[error(
+        "mempool buffers have {headroom} bytes of headroom; the virtio-net header needs {need} \
+         (use the default headroom of 128)"
+    )]
+    Headroom {
+        /// Headroom of the pool.
+        headroom: usize,
+        /// Needed.
+        need: usize,
+    },
+}
+
+#[inline(always)]
+fn rx_seg(b: RawBuffer) -> Seg {
+    // SAFETY: `b` is a live buffer owned by the queue (caller's context).
+    let (data, room) = unsafe { (b.rx_data_iova(), b.rx_room()) };
+    Seg {
+        addr: data - nethdr::LEN as u64,
+        len: (room + nethdr::LEN) as u32,
+        write: true,
+    }
+}
+
+impl<D: Doorbell, M: RingMemory> VirtioRxQueue<D, M> {
+    /// Builds the ring in `mem`, posts one buffer of `pool` per entry and publishes them (the
+    /// device is told when the driver sets DRIVER_OK and kicks). `guest_csum`: the device reports
+    /// validated checksums (VIRTIO_NET_F_GUEST_CSUM negotiated).
+    pub fn new(
+        mem: M,
+        doorbell: D,
+        pool: &Mempool,
+        size: usize,
+        port: u16,
+        queue: u16,
+        guest_csum: bool,
+    ) -> Result<Self, QueueError> {
+        if pool.headroom() < nethdr::LEN {
+            return Err(QueueError::Headroom {
+                headroom: pool.headroom(),
+                need: nethdr::LEN,
+            });
+        }
+        let ring = SplitRing::new(mem, size)?;
+        let mut fill: Vec<Option<Packet>> = (0..size).map(|_| None).collect();
+        pool.alloc_bulk(&mut fill)
+            .map_err(|_| QueueError::Pool { needed: size })?;
+        let mut q = VirtioRxQueue {
+            ring,
+            bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
+            spare: (0..MAX_BURST).map(|_| None).collect(),
+            spare_len: 0,
+            pool: pool.clone(),
+            port,
+            queue,
+            discard: 0,
+            guest_csum,
+            bad_ids: 0,
+            doorbell,
+        };
+        for p in fill.into_iter().flatten() {
+            let b = p.into_raw();
+            q.post(b);
+        }
+        q.ring.publish();
+        Ok(q)
+    }
+
+    /// The ring (addresses for the device).
+    pub fn ring(&self) -> &SplitRing<M> {
+        &self.ring
+    }
+
+    /// Rings the doorbell (after DRIVER_OK, so the device sees the posted buffers).
+    pub fn kick(&mut self) {
+        self.doorbell.notify();
+    }
+
+    /// Posts buffer `b` (owned by the queue) in a free descriptor.
+    #[inline(always)]
+    fn post(&mut self, b: RawBuffer) {
+        match self.ring.add(&[rx_seg(b)]) {
+            Some(head) => self.bufs[usize::from(head)] = b,
+            None => {
+                // Cannot happen (one descriptor comes back per buffer taken); never leak.
+                log::error!("virtio RX queue {}: no free descriptor for a buffer", self.queue);
+                // SAFETY: `b` is owned by the queue and not posted.
+                drop(unsafe { Packet::from_raw(b) });
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn refill_spares(&mut self, want: usize) -> bool {
+        if self.spare_len >= want {
+            return true;
+        }
+        if self
+            .pool
+            .alloc_bulk(&mut self.spare[self.spare_len..want])
+            .is_ok()
+        {
+            self.spare_len = want;
+            return true;
+        }
+        false
+    }
+
+    #[inline(always)]
+    fn take_spare(&mut self) -> Option<Packet> {
+        if self.spare_len > 0 || self.refill_spares(1) {
+            self.spare_len -= 1;
+            self.spare[self.spare_len].take()
+        } else {
+            None
+        }
+    }
+
+    /// Receives up to `out.room()` frames; see the [module documentation](self).
+    #[inline]
+    pub fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
+        let room = out.room();
+        if room == 0 || !self.ring.has_used() {
+            return 0;
+        }
+        let _ = self.refill_spares(room);
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        let mut consumed = false;
+        let v = out.vec_mut();
+        while got < room {
+            let Some(used) = self.ring.pop_used() else {
+                break;
+            };
+            consumed = true;
+            let (id, len) = match used {
+                Used::Chain { id, len } => (usize::from(id), len as usize),
+                Used::BadId(id) => {
+                    self.bad_ids += 1;
+                    c.ierrors += 1;
+                    if self.bad_ids == 1 {
+                        log::error!("virtio RX queue {}: device returned unknown id {id}", self.queue);
+                    }
+                    continue;
+                }
+            };
+            let b = std::mem::replace(&mut self.bufs[id], RawBuffer::NULL);
+            // SAFETY: the buffer was posted by this queue in chain `id`, which the device has
+            // returned (used entry seen after the acquire fence): it no longer accesses it.
+            let mut pkt = unsafe { Packet::from_raw(b) };
+            pkt.reset();
+            // Invariant 5: the device-written length is bounded by the buffer and the header.
+            let ok = len >= nethdr::LEN && pkt.prepend(nethdr::LEN).is_some() && pkt.set_len(len).is_ok();
+            if !ok {
+                c.ierrors += 1;
+                pkt.reset();
+                self.post(pkt.into_raw());
+                continue;
+            }
+            let (flags, num_buffers) = {
+                let h = pkt.data();
+                (
+                    h[nethdr::FLAGS],
+                    u16::from_le_bytes([h[nethdr::NUM_BUFFERS], h[nethdr::NUM_BUFFERS + 1]]),
+                )
+            };
+            if self.discard > 0 {
+                self.discard -= 1;
+                pkt.reset();
+                self.post(pkt.into_raw());
+                continue;
+            }
+            if num_buffers > 1 {
+                c.rx_multiseg_dropped += 1;
+                self.discard = u32::from(num_buffers) - 1;
+                pkt.reset();
+                self.post(pkt.into_raw());
+                continue;
+            }
+            let Some(fresh) = self.take_spare() else {
+                c.rx_nombuf += 1;
+                pkt.reset();
+                self.post(pkt.into_raw());
+                continue;
+            };
+            self.post(fresh.into_raw());
+            let _ = pkt.adjust(nethdr::LEN);
+            pkt.set_port(self.port);
+            pkt.set_queue(self.queue);
+            if self.guest_csum && flags & nethdr::F_DATA_VALID != 0 {
+                pkt.set_flags(OffloadFlags::RX_L4_CKSUM_GOOD);
+            }
+            bytes += pkt.len() as u64;
+            v.push(pkt);
+            got += 1;
+        }
+        if consumed && self.ring.publish() && self.ring.needs_notify() {
+            self.doorbell.notify();
+        }
+        c.packets += got as u64;
+        c.bytes += bytes;
+        got
+    }
+}
+
+impl<D: Doorbell, M: RingMemory> Drop for VirtioRxQueue<D, M> {
+    fn drop(&mut self) {
+        // Invariant 3: the device is stopped before any buffer goes back.
+        self.doorbell.stop_device();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        for b in self.bufs.iter_mut() {
+            let b = std::mem::replace(b, RawBuffer::NULL);
+            if !b.is_null() {
+                // SAFETY: a buffer owned by this queue; the device is stopped.
+                drop(unsafe { Packet::from_raw(b) });
+            }
+        }
+        self.spare_len = 0;
+    }
+}
+
+/// Checks that a packet's memory is mapped for the device (design invariant 3); `None` in tests.
+pub trait TxAddressCheck: Send {
+    /// Fast check: packets of this pool are known good.
+    fn knows(&self, pool_id: u64) -> bool;
+    /// Full check of one packet (remembers its pool when good).
+    fn check(&mut self, pkt: &Packet) -> bool;
+    /// Device name for messages.
+    fn device(&self) -> &str;
+}
+
+/// The TX queue.
+pub struct VirtioTxQueue<D: Doorbell, M: RingMemory> {
+    ring: SplitRing<M>,
+    bufs: Box<[RawBuffer]>,
+    /// Offset of the header table in the ring memory, and its CPU / device addresses.
+    hdr_ptr: *mut u8,
+    hdr_iova: u64,
+    csum: bool,
+    scratch: Box<[RawBuffer]>,
+    /// Heads of the chains added in the current burst, in packet order.
+    heads: Box<[u16]>,
+    check: Option<Box<dyn TxAddressCheck>>,
+    bad_ids: u64,
+    doorbell: D,
+}
+
+// SAFETY: the ring, the header table (inside the ring memory) and the raw buffers are owned by
+// the queue; moving it moves all of it.
+unsafe impl<D: Doorbell, M: RingMemory> Send for VirtioTxQueue<D, M> {}
+
+/// Where a packet's checksums go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsumLocation {
+    /// Offset of the L4 header (csum_start).
+    pub start: u16,
+    /// Offset of the checksum field inside the L4 header (csum_offset).
+    pub offset: u16,
+    /// IPv4 header: (offset, length).
+    pub ipv4: Option<(usize, usize)>,
+}
+
+/// Where the L4 checksum goes for a packet whose flags ask for TCP / UDP checksum offload;
+/// `None` when the headers are not IPv4/IPv6 + TCP/UDP (or truncated).
+pub fn l4_csum_location(d: &[u8], flags: OffloadFlags) -> Option<CsumLocation> {
+    let (l3, ethertype) = l3_of(d)?;
+    let (l4, proto, ipv4) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(*d.get(l3)? & 0xF) * 4;
+            if ihl < 20 || d.len() < l3 + ihl {
+                return None;
+            }
+            (l3 + ihl, d[l3 + 9], Some((l3, ihl)))
+        }
+        0x86DD => {
+            if d.len() < l3 + 40 {
+                return None;
+            }
+            (l3 + 40, d[l3 + 6], None)
+        }
+        _ => return None,
+    };
+    let off = match proto {
+        6 if flags.contains(OffloadFlags::TX_TCP_CKSUM) => 16,
+        17 if flags.contains(OffloadFlags::TX_UDP_CKSUM) => 6,
+        _ => return None,
+    };
+    if d.len() < l4 + off + 2 {
+        return None;
+    }
+    Some(CsumLocation {
+        start: l4 as u16,
+        offset: off as u16,
+        ipv4,
+    })
+}
+
+/// Offset and ethertype of the L3 header (one VLAN tag skipped).
+fn l3_of(d: &[u8]) -> Option<(usize, u16)> {
+    if d.len() < 14 {
+        return None;
+    }
+    let ethertype = u16::from_be_bytes([d[12], d[13]]);
+    if ethertype == 0x8100 {
+        if d.len() < 18 {
+            return None;
+        }
+        return Some((18, u16::from_be_bytes([d[16], d[17]])));
+    }
+    Some((14, ethertype))
+}
+
+/// The IPv4 header of a frame: (offset, length), if the frame is IPv4 and long enough.
+pub fn ipv4_header(d: &[u8]) -> Option<(usize, usize)> {
+    let (l3, ethertype) = l3_of(d)?;
+    if ethertype != 0x0800 {
+        return None;
+    }
+    let ihl = usize::from(*d.get(l3)? & 0xF) * 4;
+    (ihl >= 20 && d.len() >= l3 + ihl).then_some((l3, ihl))
+}
+
+/// Computes the IPv4 header checksum of `d[l3..l3 + ihl]` in place.
+pub fn ipv4_header_checksum(d: &mut [u8], l3: usize, ihl: usize) {
+    let Some(h) = d.get_mut(l3..l3 + ihl) else {
+        return;
+    };
+    h[10] = 0;
+    h[11] = 0;
+    let mut sum = 0u32;
+    for w in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// Completes a partial L4 checksum as a NEEDS_CSUM device does: the one's complement sum of
+/// `d[start..]` (the checksum field holds the pseudo-header sum) is stored, complemented, at
+/// `start + off`. A UDP checksum of 0 is sent as 0xFFFF.
+pub fn complete_l4_checksum(d: &mut [u8], start: usize, off: usize) {
+    if start + off + 2 > d.len() {
+        return;
+    }
+    let mut sum = 0u32;
+    for w in d[start..].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    let mut c = !(sum as u16);
+    if c == 0 && off == 6 {
+        c = 0xFFFF;
+    }
+    d[start + off..start + off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Fills a 12-byte net header for `pkt` (flags, csum fields), computing the IPv4 header
+/// checksum in software when asked.
+#[inline(always)]
+fn net_header(pkt: &mut Packet, csum: bool) -> [u8; nethdr::LEN] {
+    let mut h = [0u8; nethdr::LEN];
+    let flags = pkt.flags();
+    let wants = OffloadFlags(
+        flags.bits()
+            & (OffloadFlags::TX_IP_CKSUM | OffloadFlags::TX_TCP_CKSUM | OffloadFlags::TX_UDP_CKSUM).bits(),
+    );
+    if wants.is_empty() {
+        return h;
+    }
+    if flags.contains(OffloadFlags::TX_IP_CKSUM)
+        && let Some((l3, ihl)) = ipv4_header(pkt.data())
+    {
+        ipv4_header_checksum(pkt.data_mut(), l3, ihl);
+    }
+    if let Some(loc) = l4_csum_location(pkt.data(), flags) {
+        if csum {
+            h[nethdr::FLAGS] = nethdr::F_NEEDS_CSUM;
+            h[nethdr::CSUM_START..nethdr::CSUM_START + 2].copy_from_slice(&loc.start.to_le_bytes());
+            h[nethdr::CSUM_OFFSET..nethdr::CSUM_OFFSET + 2].copy_from_slice(&loc.offset.to_le_bytes());
+        } else {
+            // The device cannot: do what it would, in software.
+            complete_l4_checksum(pkt.data_mut(), usize::from(loc.start), usize::from(loc.offset));
+        }
+    }
+    h[nethdr::GSO_TYPE] = nethdr::GSO_NONE;
+    h
+}
+
+impl<D: Doorbell, M: RingMemory> VirtioTxQueue<D, M> {
+    /// Builds an empty TX ring in `mem`, which must have [`tx_header_table_bytes`] more bytes
+    /// than the ring layout (16-aligned after it). `csum`: VIRTIO_NET_F_CSUM negotiated.
+    pub fn new(
+        mem: M,
+        doorbell: D,
+        size: usize,
+        csum: bool,
+        check: Option<Box<dyn TxAddressCheck>>,
+    ) -> Result<Self, QueueError> {
+        let layout = super::split::SplitLayout::new(size).ok_or(super::split::SplitRingError::Size(size))?;
+        let hdr_off = layout.bytes.next_multiple_of(16);
+        let need = hdr_off + tx_header_table_bytes(size);
+        if mem.len() < need {
+            return Err(QueueError::Ring(super::split::SplitRingError::Memory {
+                len: mem.len(),
+                ptr: mem.as_ptr() as usize,
+                size,
+                need,
+            }));
+        }
+        let hdr_ptr = mem.as_ptr().wrapping_add(hdr_off);
+        let hdr_iova = mem.iova() + hdr_off as u64;
+        let ring = SplitRing::new(mem, size)?;
+        Ok(VirtioTxQueue {
+            ring,
+            bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
+            hdr_ptr,
+            hdr_iova,
+            csum,
+            scratch: vec![RawBuffer::NULL; size].into_boxed_slice(),
+            heads: vec![0; MAX_BURST.max(size)].into_boxed_slice(),
+            check,
+            bad_ids: 0,
+            doorbell,
+        })
+    }
+
+    /// The ring (addresses for the device).
+    pub fn ring(&self) -> &SplitRing<M> {
+        &self.ring
+    }
+
+    /// Frees the buffers of every chain the device has returned; returns how many.
+    #[inline]
+    pub fn cleanup(&mut self) -> usize {
+        let mut n = 0usize;
+        while let Some(used) = self.ring.pop_used() {
+            match used {
+                Used::Chain { id, .. } => {
+                    let b = std::mem::replace(&mut self.bufs[usize::from(id)], RawBuffer::NULL);
+                    if !b.is_null() {
+                        self.scratch[n] = b;
+                        n += 1;
+                    }
+                }
+                Used::BadId(id) => {
+                    self.bad_ids += 1;
+                    if self.bad_ids == 1 {
+                        log::error!("virtio TX: device returned unknown id {id}");
+                    }
+                }
+            }
+        }
+        for &b in &self.scratch[..n] {
+            // SAFETY: a buffer this queue posted; its chain came back from the device (used
+            // entry read after the acquire fence), so the device no longer reads it.
+            drop(unsafe { Packet::from_raw(b) });
+        }
+        n
+    }
+
+    /// Sends packets from the front of `pkts`; see the [module documentation](self).
+    #[inline]
+    pub fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        if pkts.is_empty() {
+            return 0;
+        }
+        let mut refused = 0usize;
+        // Invariant 5: lengths the device must not be given are freed and counted.
+        if pkts.iter().any(|p| p.is_empty() || p.len() > MAX_TX_LEN) {
+            let before = pkts.len();
+            pkts.retain(|p| !p.is_empty() && p.len() <= MAX_TX_LEN);
+            refused += before - pkts.len();
+        }
+        // Invariant 3: only memory mapped for the device.
+        if let Some(check) = self.check.as_mut()
+            && !pkts.iter().all(|p| check.knows(p.pool_id()))
+        {
+            let before = pkts.len();
+            pkts.retain(|p| check.check(p));
+            let n = before - pkts.len();
+            if n > 0 {
+                log::warn!(
+                    "{}: TX: {n} packet(s) refused: their memory is not mapped for this device \
+                     (create the mempool with Port::dma_map() of this port)",
+                    check.device()
+                );
+                refused += n;
+            }
+        }
+        c.ierrors += refused as u64;
+        if self.ring.num_free() < pkts.len().max(32) {
+            self.cleanup();
+        }
+        let mut taken = 0usize;
+        let mut bytes = 0u64;
+        for pkt in pkts.iter_mut() {
+            let free = self.ring.num_free();
+            if free == 0 {
+                break;
+            }
+            let h = net_header(pkt, self.csum);
+            let len = pkt.len();
+            let head = if let Some(room) = pkt.prepend(nethdr::LEN) {
+                room.copy_from_slice(&h);
+                let seg = Seg {
+                    addr: pkt.data_iova(),
+                    len: (len + nethdr::LEN) as u32,
+                    write: false,
+                };
+                self.ring.add(&[seg])
+            } else {
+                if free < 2 {
+                    break;
+                }
+                // The header table slot of the head this chain will get.
+                let Some(head) = self.next_head() else { break };
+                let slot = usize::from(head) * 16;
+                // SAFETY: slot < 16 * size: inside the header table of the ring memory, which the
+                // CPU owns (head is free, so the device does not read this slot).
+                unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), self.hdr_ptr.add(slot), h.len()) };
+                let segs = [
+                    Seg {
+                        addr: self.hdr_iova + slot as u64,
+                        len: nethdr::LEN as u32,
+                        write: false,
+                    },
+                    Seg {
+                        addr: pkt.data_iova(),
+                        len: len as u32,
+                        write: false,
+                    },
+                ];
+                self.ring.add(&segs)
+            };
+            let Some(head) = head else { break };
+            self.heads[taken] = head;
+            bytes += len as u64;
+            taken += 1;
+        }
+        // Move the taken packets out of the burst into their slots.
+        for (k, pkt) in pkts.drain_front(taken).enumerate() {
+            self.bufs[usize::from(self.heads[k])] = pkt.into_raw();
+        }
+        if taken > 0 {
+            self.ring.publish();
+            if self.ring.needs_notify() {
+                self.doorbell.notify();
+            }
+        }
+        c.packets += taken as u64;
+        c.bytes += bytes;
+        refused + taken
+    }
+
+    /// The head the next chain will get.
+    #[inline(always)]
+    fn next_head(&self) -> Option<u16> {
+        self.ring.next_free_head()
+    }
+}
+
+impl<D: Doorbell, M: RingMemory> Drop for VirtioTxQueue<D, M> {
+    fn drop(&mut self) {
+        // Invariant 3: the device is stopped before any buffer goes back.
+        self.doorbell.stop_device();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        for b in self.bufs.iter_mut() {
+            let b = std::mem::replace(b, RawBuffer::NULL);
+            if !b.is_null() {
+                // SAFETY: a buffer owned by this queue; the device is stopped.
+                drop(unsafe { Packet::from_raw(b) });
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The split virtqueue (virtio 1.x, section "Split Virtqueues"), driver side.
+//!
+//! Memory layout inside one [`RingMemory`] (device-visible, touched only through raw pointers):
+//!
+//! ```text
+//! 0                  descriptor table: size x 16 bytes {addr le64, len le32, flags le16, next le16}
+//! 16*size            available ring: flags le16, idx le16, ring[size] le16, used_event le16
+//! align 64           used ring:      flags le16, idx le16, ring[size] {id le32, len le32}, avail_event le16
+//! ```
+//!
+//! - Adding a buffer chain takes descriptors from a free list threaded through `next`, writes
+//!   them, and puts the head in the next available slot; [`SplitRing::publish`] then issues a
+//!   release fence and writes `avail.idx` once for the whole burst (design invariant 2).
+//! - [`SplitRing::needs_notify`] tells whether the device asked for notifications (used ring flag
+//!   `NO_NOTIFY` clear), after a full fence, so a polling driver only rings the doorbell when the
+//!   device sleeps.
+//! - The driver never wants interrupts: `avail.flags = NO_INTERRUPT` from the start.
+//! - [`SplitRing::pop_used`] reads `used.idx` (volatile), then an acquire fence, then the entry; the
+//!   entry's id is device input and is checked against the chains in flight (invariant 5): a bad
+//!   one is reported, never followed.
+//!
+//! The ring does not own buffers: its users keep a table of what each head carries and release it
+//! when the head comes back (invariant 1: the CPU touches a buffer only after its chain came back).
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{Ordering, fence};
+
+use crate::adv_ring::RingMemory;
+
+/// Descriptor flag: the chain continues in `next`.
+pub const DESC_F_NEXT: u16 = 1;
+/// Descriptor flag: the device writes this buffer (otherwise it reads it).
+pub const DESC_F_WRITE: u16 = 2;
+/// Available ring flag: the driver does not want interrupts.
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Used ring flag: the device does not want notifications.
+pub const USED_F_NO_NOTIFY: u16 = 1;
+/// Largest split queue (the specification's limit).
+pub const MAX_QUEUE_SIZE: usize = 32768;
+/// Alignment of the used ring inside the ring memory (the specification needs 4; a cache line
+/// keeps the device's writes off the driver's lines).
+const USED_ALIGN: usize = 64;
+
+/// Offsets of the three parts of a split ring of `size` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitLayout {
+    /// Entries.
+    pub size: usize,
+    /// Offset of the available ring.
+    pub avail: usize,
+    /// Offset of the used ring.
+    pub used: usize,
+    /// Total bytes.
+    pub bytes: usize,
+}
+
+impl SplitLayout {
+    /// The layout for `size` entries (a power of two, 1..=32768).
+    pub fn new(size: usize) -> Option<SplitLayout> {
+        if !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
+            return None;
+        }
+        let avail = 16 * size;
+        let used = (avail + 6 + 2 * size).next_multiple_of(USED_ALIGN);
+        let bytes = used + 6 + 8 * size;
+        Some(SplitLayout {
+            size,
+            avail,
+            used,
+            bytes,
+        })
+    }
+}
+
+/// Why a ring could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitRingError {
+    /// Size refused.
+    #[error("virtqueue size {0} invalid: expected a power of two in 1..=32768")]
+    Size(usize),
+    /// Memory too small or misaligned.
+    #[error(
+        "virtqueue memory of {len} bytes at {ptr:#x} cannot hold {size} entries ({need} bytes, 16-aligned)"
+    )]
+    Memory {
+        /// Bytes available.
+        len: usize,
+        /// CPU address.
+        ptr: usize,
+        /// Entries.
+        size: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+}
+
+/// One buffer of a chain: device address, length, and whether the device writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    /// Device (IO virtual) address.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// Device-writable (RX buffers, status bytes) or device-readable (TX data).
+    pub write: bool,
+}
+
+/// A used-ring entry the driver took back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    /// Chain `id` is back; the device wrote `len` bytes into its writable part.
+    Chain {
+        /// Head descriptor index.
+        id: u16,
+        /// Bytes written by the device.
+        len: u32,
+    },
+    /// The device returned an id that is not a chain in flight (a device bug): ignored.
+    BadId(u32),
+}
+
+/// The driver side of a split virtqueue in device-visible memory.
+pub struct SplitRing<M: RingMemory> {
+    base: *mut u8,
+    layout: SplitLayout,
+    mask: u16,
+    free_head: u16,
+    num_free: u16,
+    /// Shadow of `avail.idx`: entries added, published or not.
+    next_avail: u16,
+    /// Value of `avail.idx` last written.
+    published: u16,
+    /// Next used entry to read.
+    last_used: u16,
+    /// Descriptors in the chain headed at i; 0 when i is not the head of a chain in flight.
+    chain_len: Box<[u16]>,
+    mem: M,
+}
+
+// SAFETY: `base` points into `mem`, which the ring owns; moving the ring moves all of it.
+unsafe impl<M: RingMemory> Send for SplitRing<M> {}
+
+impl<M: RingMemory> SplitRing<M> {
+    /// Builds an empty ring of `size` entries in `mem`: zeroes it, threads the free list, and
+    /// sets `avail.flags = NO_INTERRUPT`. Give the device [`SplitRing::desc_iova`],
+    /// [`SplitRing::avail_iova`] and [`SplitRing::used_iova`].
+    pub fn new(mem: M, size: usize) -> Result<Self, SplitRingError> {
+        let layout = SplitLayout::new(size).ok_or(SplitRingError::Size(size))?;
+        let ptr = mem.as_ptr();
+        if mem.len() < layout.bytes || (ptr as usize) % 16 != 0 {
+            return Err(SplitRingError::Memory {
+                len: mem.len(),
+                ptr: ptr as usize,
+                size,
+                need: layout.bytes,
+            });
+        }
+        // SAFETY: `mem` is valid for `layout.bytes` bytes (checked) and the device does not own
+        // it yet (the queue is not enabled).
+        unsafe { std::ptr::write_bytes(ptr, 0, layout.bytes) };
+        let mut ring = SplitRing {
+            base: ptr,
+            layout,
+            mask: (size - 1) as u16,
+            free_head: 0,
+            num_free: size as u16,
+            next_avail: 0,
+            published: 0,
+            last_used: 0,
+            chain_len: vec![0; size].into_boxed_slice(),
+            mem,
+        };
+        for i in 0..size {
+            ring.write_desc_next(i as u16, ((i + 1) % size) as u16);
+        }
+        ring.write_u16(layout.avail, AVAIL_F_NO_INTERRUPT);
+        Ok(ring)
+    }
+
+    /// Entries (descriptors) in the ring.
+    pub fn size(&self) -> usize {
+        self.layout.size
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> SplitLayout {
+        self.layout
+    }
+
+    /// Device address of the descriptor table (queue_desc).
+    pub fn desc_iova(&self) -> u64 {
+        self.mem.iova()
+    }
+
+    /// Device address of the available ring (queue_driver).
+    pub fn avail_iova(&self) -> u64 {
+        self.mem.iova() + self.layout.avail as u64
+    }
+
+    /// Device address of the used ring (queue_device).
+    pub fn used_iova(&self) -> u64 {
+        self.mem.iova() + self.layout.used as u64
+    }
+
+    /// Free descriptors.
+    #[inline(always)]
+    pub fn num_free(&self) -> usize {
+        usize::from(self.num_free)
+    }
+
+    /// The head the next [`SplitRing::add`] will use, if a descriptor is free.
+    #[inline(always)]
+    pub fn next_free_head(&self) -> Option<u16> {
+        (self.num_free > 0).then_some(self.free_head)
+    }
+
+    /// Chains added and not yet taken back (published or not).
+    #[inline(always)]
+    pub fn in_flight(&self) -> usize {
+        usize::from(self.next_avail.wrapping_sub(self.last_used))
+    }
+
+    #[inline(always)]
+    fn write_u16(&mut self, off: usize, v: u16) {
+        debug_assert!(off + 2 <= self.layout.bytes);
+        // SAFETY: `off` is a field offset inside the ring memory (layout checked at new), 2-aligned
+        // (every field offset is even and the base is 16-aligned).
+        unsafe { self.base.add(off).cast::<u16>().write_volatile(v.to_le()) }
+    }
+
+    #[inline(always)]
+    fn read_u16(&self, off: usize) -> u16 {
+        debug_assert!(off + 2 <= self.layout.bytes);
+        // SAFETY: as in write_u16.
+        u16::from_le(unsafe { self.base.add(off).cast::<u16>().read_volatile() })
+    }
+
+    #[inline(always)]
+    fn read_u32(&self, off: usize) -> u32 {
+        debug_assert!(off + 4 <= self.layout.bytes);
+        // SAFETY: inside the ring memory, 4-aligned (used entries are 8-aligned).
+        u32::from_le(unsafe { self.base.add(off).cast::<u32>().read_volatile() })
+    }
+
+    #[inline(always)]
+    fn write_desc_next(&mut self, i: u16, next: u16) {
+        self.write_u16(16 * usize::from(i) + 14, next);
+    }
+
+    #[inline(always)]
+    fn desc_next(&self, i: u16) -> u16 {
+        self.read_u16(16 * usize::from(i) + 14)
+    }
+
+    #[inline(always)]
+    fn write_desc(&mut self, i: u16, seg: Seg, flags: u16) {
+        let off = 16 * usize::from(i);
+        // SAFETY: descriptor i < size lies in the table; the CPU owns it (it is on the free list).
+        // Fields: addr at 0 (8-aligned), len at 8, flags at 12; `next` (14) is kept.
+        unsafe {
+            let p = self.base.add(off);
+            p.cast::<u64>().write_volatile(seg.addr.to_le());
+            p.add(8).cast::<u32>().write_volatile(seg.len.to_le());
+            p.add(12).cast::<u16>().write_volatile(flags.to_le());
+        }
+    }
+
+    /// Adds a chain of `segs` (device-readable parts should come before writable ones) and puts
+    /// it in the next available slot, not yet published. Returns the head index, or `None` when
+    /// there are not enough free descriptors (nothing changed) or `segs` is empty.
+    #[inline]
+    pub fn add(&mut self, segs: &[Seg]) -> Option<u16> {
+        let n = segs.len();
+        if n == 0 || n > usize::from(self.num_free) {
+            return None;
+        }
+        let head = self.free_head;
+        let mut i = head;
+        for (k, seg) in segs.iter().enumerate() {
+            let mut flags = if seg.write { DESC_F_WRITE } else { 0 };
+            if k + 1 < n {
+                flags |= DESC_F_NEXT;
+            }
+            self.write_desc(i, *seg, flags);
+            if k + 1 < n {
+                i = self.desc_next(i);
+            }
+        }
+        self.free_head = self.desc_next(i);
+        self.num_free -= n as u16;
+        self.chain_len[usize::from(head)] = n as u16;
+        let slot = self.layout.avail + 4 + 2 * usize::from(self.next_avail & self.mask);
+        self.write_u16(slot, head);
+        self.next_avail = self.next_avail.wrapping_add(1);
+        Some(head)
+    }
+
+    /// Makes every chain added so far visible to the device: release fence, then `avail.idx`
+    /// (invariant 2). Returns whether anything new was published.
+    #[inline]
+    pub fn publish(&mut self) -> bool {
+        if self.published == self.next_avail {
+            return false;
+        }
+        fence(Ordering::Release);
+        self.write_u16(self.layout.avail + 2, self.next_avail);
+        self.published = self.next_avail;
+        true
+    }
+
+    /// Whether the device wants a notification for what was published: a full fence (the
+    /// `avail.idx` store must be visible before the flag is read), then `used.flags` NO_NOTIFY.
+    #[inline]
+    pub fn needs_notify(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.read_u16(self.layout.used) & USED_F_NO_NOTIFY == 0
+    }
+
+    /// Whether the device has returned a chain not yet taken back.
+    #[inline(always)]
+    pub fn has_used(&self) -> bool {
+        self.read_u16(self.layout.used + 2) != self.last_used
+    }
+
+    /// Takes back the next used chain, if any: reads `used.idx`, acquire fence, then the entry
+    /// (invariant 2). Its descriptors go back to the free list.
+    #[inline]
+    pub fn pop_used(&mut self) -> Option<Used> {
+        let used_idx = self.read_u16(self.layout.used + 2);
+        if used_idx == self.last_used {
+            return None;
+        }
+        fence(Ordering::Acquire);
+        let e = self.layout.used + 4 + 8 * usize::from(self.last_used & self.mask);
+        let id = self.read_u32(e);
+        let len = self.read_u32(e + 4);
+        self.last_used = self.last_used.wrapping_add(1);
+        // Invariant 5: the id is device input.
+        let n = match usize::try_from(id).ok().and_then(|i| self.chain_len.get(i)) {
+            Some(&n) if n > 0 => n,
+            _ => return Some(Used::BadId(id)),
+        };
+        let head = id as u16;
+        self.chain_len[usize::from(head)] = 0;
+        let mut tail = head;
+        for _ in 1..n {
+            tail = self.desc_next(tail);
+        }
+        self.write_desc_next(tail, self.free_head);
+        self.free_head = head;
+        self.num_free += n;
+        Some(Used::Chain { id: head, len })
+    }
+
+    /// Heads of the chains still in flight (for teardown: their buffers go back once the device
+    /// is stopped).
+    pub fn heads_in_flight(&self) -> impl Iterator<Item = u16> + '_ {
+        self.chain_len
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, _)| i as u16)
+    }
+
+    /// CPU address of the ring memory (for fake devices in tests).
+    #[cfg(test)]
+    pub(crate) fn base_ptr(&self) -> *mut u8 {
+        self.base
+    }
+}
