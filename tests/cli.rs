@@ -460,6 +460,9 @@ fn check_line<'a>(out: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} check:\n{out}"))
 }
 
+/// Breaks one thing in a fake host.
+type Breaker = dyn Fn(&Tree);
+
 #[test]
 fn doctor_verdicts_and_exit_status() {
     let t = host();
@@ -502,7 +505,7 @@ fn doctor_verdicts_and_exit_status() {
     }
 
     // Each broken piece fails with its fix, and the exit status says so.
-    let broken: &[(&str, &dyn Fn(&Tree), &str, &str)] = &[
+    let broken: &[(&str, &Breaker, &str, &str)] = &[
         (
             "IOMMU",
             &|t| fs::remove_dir(t.p("sys/class/iommu/dmar0")).unwrap(),
