@@ -489,7 +489,7 @@ fn doctor_verdicts_and_exit_status() {
         "{out}"
     );
     assert!(check_line(&out, "CPU isolation").starts_with("[WARN]"), "{out}");
-    assert!(out.trim_end().ends_with("1 warnings, 0 failed"), "{out}");
+    assert!(out.trim_end().ends_with("1 warning, 0 failed"), "{out}");
 
     // JSON: every check with name, status, detail, fix.
     let (code, json, _) = t.run(&["doctor", "--json", dev]);

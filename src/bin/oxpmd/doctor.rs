@@ -556,10 +556,11 @@ pub fn print(checks: &[Check]) -> usize {
     }
     let n = |s: Status| checks.iter().filter(|c| c.status == s).count();
     let failed = n(Status::Fail);
+    let warnings = n(Status::Warn);
     println!(
-        "doctor: {} passed, {} warnings, {failed} failed",
+        "doctor: {} passed, {warnings} warning{}, {failed} failed",
         n(Status::Pass),
-        n(Status::Warn)
+        if warnings == 1 { "" } else { "s" }
     );
     failed
 }

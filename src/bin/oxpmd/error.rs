@@ -38,7 +38,7 @@ pub enum CliError {
 
     /// Binding would leave the device's IOMMU group not viable.
     #[error(
-        "{address}: IOMMU group {group} would not be viable: {} still bound to a kernel driver ({}); VFIO \
+        "{address}: IOMMU group {group} would not be viable: {} still bound to a kernel driver: {}. VFIO \
          opens a group only when every member is on vfio-pci or on no driver. Refused. Fix: `oxpmd bind --group \
          {address}` binds the whole group (each member's driver is remembered for `oxpmd unbind --group`), or \
          unbind those devices first",
