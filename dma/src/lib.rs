@@ -1,1 +1,44 @@
-//! oxpmd-dma: Memory a device may touch: hugepage regions, IOVA allocation, packets, mempools, rings.
+//! oxpmd-dma: memory a device may touch — hugepage regions, IOVA allocation, the [`DmaMap`]
+//! trait, packet buffers ([`Packet`]), mempools with per-thread caches ([`Mempool`]) and bulk
+//! lock-free rings ([`Ring`]). It knows nothing of VFIO: `oxpmd-pmd` implements [`DmaMap`] over
+//! a VFIO container; virtual ports use [`IdentityMap`].
+//!
+//! # Memory model and invariants
+//! - **Device-shared memory is never Rust data while a device may write it** (design invariant
+//!   1). [`DmaRegion`] hands out raw pointers only. Packet bytes become `&[u8]`/`&mut [u8]` only
+//!   through a [`Packet`], and a `Packet` exists only while the CPU owns its buffer: a driver
+//!   gives it up with [`Packet::into_raw`] before posting the buffer's IOVA to a device and
+//!   takes it back with the `unsafe` [`Packet::from_raw`] only after it observed the device's
+//!   completion for it (DD). Buffer metadata lives in a 64-byte header in front of the buffer
+//!   that is never given to a device.
+//! - **Every address given to a device lies in a mapped region; nothing is unmapped or freed
+//!   while a device could still use it** (invariant 3). A region is mapped through
+//!   [`DmaRegion::map`], which keeps the [`DmaMap`] and unmaps before the memory is unmapped
+//!   from the process (if the unmap fails the memory is leaked, not reused). A mempool's region
+//!   is freed only when the pool's last handle is gone *and* every buffer is back in it; a
+//!   buffer posted to a device is not back, so the pool outlives the device's use of it as
+//!   long as drivers return buffers only after teardown (queues and bus mastering off).
+//! - **No buffer leaks** (invariant 4). Dropping a `Packet` returns its buffer; pools count
+//!   what is out ([`Mempool::in_use`], [`Mempool::available`], caches included) so tests can
+//!   check that everything came back. A buffer can only return to its own pool: caches check
+//!   the address range of every buffer given back and refuse others.
+//!
+//! # Speed
+//! The datapath (ring bulk/burst, cache get/put, packet alloc/free) allocates nothing, takes no
+//! lock and does no per-element reference counting; see [`ring`] and [`mempool`] for the
+//! algorithms and their orderings.
+pub mod map;
+pub mod mempool;
+pub mod packet;
+pub mod region;
+pub mod ring;
+mod sync;
+
+pub use map::{DmaMap, DmaMapError, IdentityMap, IovaAllocator, IovaError};
+pub use mempool::{
+    DEFAULT_CACHE_SIZE, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, Exhausted, ForeignBuffer, MAX_CACHE_SIZE,
+    Mempool, MempoolCache, MempoolConfig, MempoolError, flush_thread_caches,
+};
+pub use packet::{BUF_HEADER_SIZE, EthernetHeader, OffloadFlags, Packet, PacketError, RawBuffer};
+pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};
+pub use ring::{Consumer, Producer, QueueBehavior, RING_MAX_SIZE, Ring, RingError, SyncMode};

@@ -1,0 +1,923 @@
+//! Bounded lock-free ring of `T` with bulk (all or nothing) and burst (as many as fit)
+//! operations, single- or multi-producer / consumer, in the manner of DPDK's `rte_ring`.
+//!
+//! # Algorithm
+//! Producer and consumer each own a `head` (reservation) and a `tail` (publication) index,
+//! on separate cache lines. Indices run freely (wrapping `usize`); the slot of index `i` is
+//! `i & mask`. An enqueue of `n`:
+//! 1. reserves `[head, head + n)` after checking the free room against the consumer tail
+//!    (one CAS per bulk in multi-producer mode, a plain store in single-producer mode);
+//! 2. moves the elements in with at most two `copy_nonoverlapping` (wrap-around);
+//! 3. waits (multi-producer only) until earlier producers have published (`tail == head`),
+//!    then publishes with a release store of the tail.
+//!
+//! Dequeue is symmetrical. Orderings: a tail is stored with `Release` after the slot accesses
+//! and loaded with `Acquire` by the other side before its slot accesses. Head loads and head
+//! CASes are `Acquire` / `AcqRel` so that a thread that sees another's head also sees the
+//! opposite tail that thread saw (otherwise a stale tail could make the free-room computation
+//! wrap); on x86 these cost nothing extra. `tests/loom_ring.rs` model-checks the MP/MC paths.
+//!
+//! # Soundness of single-producer / single-consumer mode
+//! The single-producer path is only correct when no other producer runs at the same time, so
+//! it is reachable only through a [`Producer`] handle created by [`Ring::split`] with
+//! [`SyncMode::Single`]: such a handle cannot be cloned and its methods take `&mut self`.
+//! The methods on [`Ring`] itself (shared by `&self`) are always multi-producer /
+//! multi-consumer, and a split ring is no longer reachable as a `Ring`.
+
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicUsize, Ordering, Slot, read_slots, spin_wait, write_slots};
+
+/// Largest ring size accepted (2^31 slots).
+pub const RING_MAX_SIZE: usize = 1 << 31;
+
+/// Errors creating a ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// The requested size was zero.
+    #[error("ring create: size must not be zero (use a power of two such as 1024)")]
+    ZeroSize,
+    /// The requested size is not a power of two.
+    #[error("ring create: size {size} is not a power of two (use {suggestion})")]
+    NotPowerOfTwo {
+        /// Requested size.
+        size: usize,
+        /// Next power of two.
+        suggestion: usize,
+    },
+    /// The requested size is larger than [`RING_MAX_SIZE`].
+    #[error("ring create: size {size} exceeds the maximum of {max} slots")]
+    TooLarge {
+        /// Requested size.
+        size: usize,
+        /// Largest size accepted.
+        max: usize,
+    },
+    /// The slot array could not be allocated.
+    #[error("ring create: cannot allocate {size} slots of {elem_size} bytes")]
+    OutOfMemory {
+        /// Requested size.
+        size: usize,
+        /// Size of one element.
+        elem_size: usize,
+    },
+}
+
+/// Whether one or several threads may run an operation on one side of the ring at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// One thread at a time (the handle cannot be cloned): no CAS, no waiting.
+    Single,
+    /// Any number of threads (the handle can be cloned): one CAS per bulk reservation.
+    Multi,
+}
+
+/// How many elements an operation moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBehavior {
+    /// Bulk: exactly `n` or none.
+    Fixed,
+    /// Burst: as many as fit / are available, up to `n`.
+    Variable,
+}
+
+struct HeadTail {
+    head: AtomicUsize,
+    tail: AtomicUsize,
+}
+
+impl HeadTail {
+    fn new() -> Self {
+        HeadTail {
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Bounded MP/MC ring of `T`; see the [module documentation](self).
+///
+/// Elements are moved in and out (no `Clone`); elements left in the ring are dropped with it.
+pub struct Ring<T> {
+    /// Read-only after creation.
+    meta: CachePadded<Meta<T>>,
+    prod: CachePadded<HeadTail>,
+    cons: CachePadded<HeadTail>,
+}
+
+struct Meta<T> {
+    mask: usize,
+    slots: Box<[Slot<T>]>,
+}
+
+// SAFETY: the ring moves owned `T` values between threads (needs `T: Send`); slot accesses are
+// serialised by the head/tail protocol, so sharing `&Ring<T>` never gives two threads access to
+// the same slot at once, and no `&T` is ever handed out.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above; every `&self` method uses the multi-producer / multi-consumer protocol.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+impl<T> core::fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.capacity())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl<T> Ring<T> {
+    /// Creates a ring of `size` slots (a power of two, `1..=RING_MAX_SIZE`); all `size` slots are
+    /// usable.
+    pub fn new(size: usize) -> Result<Self, RingError> {
+        if size == 0 {
+            return Err(RingError::ZeroSize);
+        }
+        if size > RING_MAX_SIZE {
+            return Err(RingError::TooLarge {
+                size,
+                max: RING_MAX_SIZE,
+            });
+        }
+        if !size.is_power_of_two() {
+            return Err(RingError::NotPowerOfTwo {
+                size,
+                suggestion: size.next_power_of_two(),
+            });
+        }
+        let mut v: Vec<Slot<T>> = Vec::new();
+        v.try_reserve_exact(size).map_err(|_| RingError::OutOfMemory {
+            size,
+            elem_size: core::mem::size_of::<T>(),
+        })?;
+        v.extend((0..size).map(|_| Slot::new()));
+        Ok(Ring {
+            meta: CachePadded::new(Meta {
+                mask: size - 1,
+                slots: v.into_boxed_slice(),
+            }),
+            prod: CachePadded::new(HeadTail::new()),
+            cons: CachePadded::new(HeadTail::new()),
+        })
+    }
+
+    /// Number of slots.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.meta.mask + 1
+    }
+
+    /// Number of elements published and not yet taken (a snapshot under concurrency).
+    #[inline]
+    pub fn len(&self) -> usize {
+        // Acquire on the consumer tail: the consumer that stored it had seen a producer tail at
+        // least as large, so the producer tail read next is >= this one (no negative count).
+        let cons = self.cons.tail.load(Ordering::Acquire);
+        let prod = self.prod.tail.load(Ordering::Acquire);
+        prod.wrapping_sub(cons).min(self.capacity())
+    }
+
+    /// Free slots (a snapshot under concurrency).
+    #[inline]
+    pub fn free_count(&self) -> usize {
+        self.capacity() - self.len()
+    }
+
+    /// Whether the ring holds no element (snapshot).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken (snapshot).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Turns the ring into a producer and a consumer handle with the given modes
+    /// ([`SyncMode::Single`] selects the CAS-free path; such a handle cannot be cloned).
+    pub fn split(self, producer: SyncMode, consumer: SyncMode) -> (Producer<T>, Consumer<T>) {
+        let ring = Arc::new(self);
+        (
+            Producer {
+                ring: ring.clone(),
+                multi: producer == SyncMode::Multi,
+                _not_sync: PhantomData,
+            },
+            Consumer {
+                ring,
+                multi: consumer == SyncMode::Multi,
+                _not_sync: PhantomData,
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn amount(behavior: QueueBehavior, want: usize, have: usize) -> usize {
+        match behavior {
+            QueueBehavior::Fixed => {
+                if want > have {
+                    0
+                } else {
+                    want
+                }
+            }
+            QueueBehavior::Variable => want.min(have),
+        }
+    }
+
+    /// Reserves up to `n` slots for enqueue; returns (old head, count).
+    #[inline(always)]
+    fn move_prod_head(&self, n: usize, behavior: QueueBehavior, multi: bool) -> (usize, usize) {
+        let cap = self.capacity();
+        if !multi {
+            // Only this thread writes prod.head.
+            let old = self.prod.head.load(Ordering::Relaxed);
+            let cons_tail = self.cons.tail.load(Ordering::Acquire);
+            let free = cap.wrapping_add(cons_tail).wrapping_sub(old);
+            let n = Self::amount(behavior, n, free);
+            if n != 0 {
+                self.prod.head.store(old.wrapping_add(n), Ordering::Relaxed);
+            }
+            return (old, n);
+        }
+        let mut old = self.prod.head.load(Ordering::Acquire);
+        loop {
+            let cons_tail = self.cons.tail.load(Ordering::Acquire);
+            let free = cap.wrapping_add(cons_tail).wrapping_sub(old);
+            let n = Self::amount(behavior, n, free);
+            if n == 0 {
+                return (old, 0);
+            }
+            match self.prod.head.compare_exchange_weak(
+                old,
+                old.wrapping_add(n),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return (old, n),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Reserves up to `n` elements for dequeue; returns (old head, count).
+    #[inline(always)]
+    fn move_cons_head(&self, n: usize, behavior: QueueBehavior, multi: bool) -> (usize, usize) {
+        if !multi {
+            let old = self.cons.head.load(Ordering::Relaxed);
+            let prod_tail = self.prod.tail.load(Ordering::Acquire);
+            let entries = prod_tail.wrapping_sub(old);
+            let n = Self::amount(behavior, n, entries);
+            if n != 0 {
+                self.cons.head.store(old.wrapping_add(n), Ordering::Relaxed);
+            }
+            return (old, n);
+        }
+        let mut old = self.cons.head.load(Ordering::Acquire);
+        loop {
+            let prod_tail = self.prod.tail.load(Ordering::Acquire);
+            let entries = prod_tail.wrapping_sub(old);
+            let n = Self::amount(behavior, n, entries);
+            if n == 0 {
+                return (old, 0);
+            }
+            match self.cons.head.compare_exchange_weak(
+                old,
+                old.wrapping_add(n),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return (old, n),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn publish(ht: &HeadTail, old: usize, new: usize, multi: bool) {
+        if multi {
+            // Earlier reservations must publish first. Acquire: their slot accesses then happen
+            // before our release store, which the other side acquires.
+            while ht.tail.load(Ordering::Acquire) != old {
+                spin_wait();
+            }
+        }
+        ht.tail.store(new, Ordering::Release);
+    }
+
+    /// Core enqueue: moves up to `n` values from `src`; returns how many were moved.
+    ///
+    /// # Safety
+    /// `src` points to `n` initialised values. The first `k` (returned) are moved into the ring:
+    /// the caller must treat them as moved out (not drop or use them again). If `multi` is false,
+    /// no other enqueue may run concurrently on this ring.
+    #[inline(always)]
+    unsafe fn enqueue_impl(&self, src: *const T, n: usize, behavior: QueueBehavior, multi: bool) -> usize {
+        let (old, n) = self.move_prod_head(n, behavior, multi);
+        if n == 0 {
+            return 0;
+        }
+        let size = self.capacity();
+        let idx = old & self.meta.mask;
+        let first = n.min(size - idx);
+        // SAFETY: slots [old, old+n) are reserved for us by the head move and are free (the
+        // consumer tail acquired above is at least old + n - size); the two chunks are in bounds;
+        // `src` holds n values (caller contract).
+        unsafe {
+            write_slots(&self.meta.slots, idx, src, first);
+            if first < n {
+                write_slots(&self.meta.slots, 0, src.add(first), n - first);
+            }
+        }
+        Self::publish(&self.prod, old, old.wrapping_add(n), multi);
+        n
+    }
+
+    /// Core dequeue: moves up to `n` values into `dst`; returns how many were moved.
+    ///
+    /// # Safety
+    /// `dst` has room for `n` values (their old contents are overwritten without drop). If
+    /// `multi` is false, no other dequeue may run concurrently on this ring.
+    #[inline(always)]
+    unsafe fn dequeue_impl(&self, dst: *mut T, n: usize, behavior: QueueBehavior, multi: bool) -> usize {
+        let (old, n) = self.move_cons_head(n, behavior, multi);
+        if n == 0 {
+            return 0;
+        }
+        let size = self.capacity();
+        let idx = old & self.meta.mask;
+        let first = n.min(size - idx);
+        // SAFETY: slots [old, old+n) are reserved for us and published (prod tail acquired above
+        // is >= old + n); in bounds; `dst` has room for n values (caller contract).
+        unsafe {
+            read_slots(&self.meta.slots, idx, dst, first);
+            if first < n {
+                read_slots(&self.meta.slots, 0, dst.add(first), n - first);
+            }
+        }
+        Self::publish(&self.cons, old, old.wrapping_add(n), multi);
+        n
+    }
+
+    /// Multi-producer enqueue of up to `n` values read from `src`; returns how many were moved.
+    ///
+    /// # Safety
+    /// `src` points to `n` initialised values; the first `k` (the return value) now belong to
+    /// the ring and must not be used or dropped by the caller.
+    #[inline]
+    pub unsafe fn enqueue_raw(&self, src: *const T, n: usize, behavior: QueueBehavior) -> usize {
+        // SAFETY: forwarded caller contract; multi-producer path.
+        unsafe { self.enqueue_impl(src, n, behavior, true) }
+    }
+
+    /// Multi-consumer dequeue of up to `n` values written to `dst`; returns how many.
+    ///
+    /// # Safety
+    /// `dst` has room for `n` values; the first `k` (the return value) are initialised by the
+    /// call and owned by the caller; previous contents are overwritten without being dropped.
+    #[inline]
+    pub unsafe fn dequeue_raw(&self, dst: *mut T, n: usize, behavior: QueueBehavior) -> usize {
+        // SAFETY: forwarded caller contract; multi-consumer path.
+        unsafe { self.dequeue_impl(dst, n, behavior, true) }
+    }
+
+    /// Enqueues one value, or gives it back when the ring is full.
+    #[inline]
+    pub fn enqueue(&self, value: T) -> Result<(), T> {
+        let v = MaybeUninit::new(value);
+        // SAFETY: one initialised value; if it was moved in we forget our copy (MaybeUninit never
+        // drops), otherwise we take it back.
+        if unsafe { self.enqueue_impl(v.as_ptr(), 1, QueueBehavior::Fixed, true) } == 1 {
+            Ok(())
+        } else {
+            // SAFETY: not moved into the ring, still initialised and ours.
+            Err(unsafe { v.assume_init() })
+        }
+    }
+
+    /// Dequeues one value.
+    #[inline]
+    pub fn dequeue(&self) -> Option<T> {
+        let mut v = MaybeUninit::<T>::uninit();
+        // SAFETY: room for one value; initialised when the call returns 1.
+        if unsafe { self.dequeue_impl(v.as_mut_ptr(), 1, QueueBehavior::Fixed, true) } == 1 {
+            // SAFETY: initialised by the dequeue.
+            Some(unsafe { v.assume_init() })
+        } else {
+            None
+        }
+    }
+
+    /// Moves all of `items` in (bulk, all or nothing): returns `true` and leaves `items` empty,
+    /// or `false` and leaves it untouched. Never allocates.
+    #[inline]
+    pub fn enqueue_bulk_from_vec(&self, items: &mut Vec<T>) -> bool {
+        // SAFETY: see vec_enqueue.
+        (unsafe {
+            vec_enqueue(items, QueueBehavior::Fixed, |p, n, b| {
+                self.enqueue_impl(p, n, b, true)
+            }) != 0
+        }) || items.is_empty()
+    }
+
+    /// Moves as many of `items` in as fit (burst), from the front; the rest stay in `items` in
+    /// order. Returns the number moved. Never allocates.
+    #[inline]
+    pub fn enqueue_burst_from_vec(&self, items: &mut Vec<T>) -> usize {
+        // SAFETY: see vec_enqueue.
+        unsafe {
+            vec_enqueue(items, QueueBehavior::Variable, |p, n, b| {
+                self.enqueue_impl(p, n, b, true)
+            })
+        }
+    }
+
+    /// Appends exactly `n` dequeued values to `out` or none (bulk). `n` is limited by `out`'s
+    /// spare capacity: this never allocates (reserve beforehand). Returns whether it succeeded.
+    #[inline]
+    pub fn dequeue_bulk_into_vec(&self, out: &mut Vec<T>, n: usize) -> bool {
+        if n > out.capacity() - out.len() {
+            return false;
+        }
+        // SAFETY: see vec_dequeue.
+        unsafe {
+            vec_dequeue(out, n, QueueBehavior::Fixed, |p, n, b| {
+                self.dequeue_impl(p, n, b, true)
+            }) == n
+        }
+    }
+
+    /// Appends up to `max` dequeued values to `out` (burst), limited by `out`'s spare capacity
+    /// (never allocates). Returns the number appended.
+    #[inline]
+    pub fn dequeue_burst_into_vec(&self, out: &mut Vec<T>, max: usize) -> usize {
+        // SAFETY: see vec_dequeue.
+        unsafe {
+            vec_dequeue(out, max, QueueBehavior::Variable, |p, n, b| {
+                self.dequeue_impl(p, n, b, true)
+            })
+        }
+    }
+}
+
+impl<T: Copy> Ring<T> {
+    /// Multi-producer bulk enqueue of copies of `items`: all or nothing.
+    #[inline]
+    pub fn enqueue_bulk(&self, items: &[T]) -> bool {
+        // SAFETY: `T: Copy`, so the ring may own copies while `items` keeps its values.
+        (unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Fixed, true) != 0 })
+            || items.is_empty()
+    }
+
+    /// Multi-producer burst enqueue: copies as many leading `items` as fit; returns the count.
+    #[inline]
+    pub fn enqueue_burst(&self, items: &[T]) -> usize {
+        // SAFETY: as in enqueue_bulk.
+        unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Variable, true) }
+    }
+
+    /// Multi-consumer bulk dequeue filling all of `out`, or nothing (returns `false`).
+    #[inline]
+    pub fn dequeue_bulk(&self, out: &mut [T]) -> bool {
+        // SAFETY: `out` has room for out.len() values; `T: Copy` so overwriting needs no drop.
+        (unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Fixed, true) != 0 })
+            || out.is_empty()
+    }
+
+    /// Multi-consumer burst dequeue into the front of `out`; returns the count.
+    #[inline]
+    pub fn dequeue_burst(&self, out: &mut [T]) -> usize {
+        // SAFETY: as in dequeue_bulk.
+        unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Variable, true) }
+    }
+}
+
+/// Enqueues from the front of a Vec, then shifts the remainder down.
+///
+/// # Safety
+/// `f(ptr, n, behavior)` must behave like `Ring::enqueue_impl` (moves the first k values).
+#[inline(always)]
+unsafe fn vec_enqueue<T>(
+    items: &mut Vec<T>,
+    behavior: QueueBehavior,
+    f: impl FnOnce(*const T, usize, QueueBehavior) -> usize,
+) -> usize {
+    let len = items.len();
+    let k = f(items.as_ptr(), len, behavior);
+    if k != 0 {
+        // SAFETY: the first k values were moved into the ring; move the remaining len-k values
+        // to the front (overlapping copy) and shrink, so no value is dropped twice.
+        unsafe {
+            let p = items.as_mut_ptr();
+            core::ptr::copy(p.add(k), p, len - k);
+            items.set_len(len - k);
+        }
+    }
+    k
+}
+
+/// Dequeues into the spare capacity of a Vec.
+///
+/// # Safety
+/// `f(ptr, n, behavior)` must behave like `Ring::dequeue_impl`.
+#[inline(always)]
+unsafe fn vec_dequeue<T>(
+    out: &mut Vec<T>,
+    max: usize,
+    behavior: QueueBehavior,
+    f: impl FnOnce(*mut T, usize, QueueBehavior) -> usize,
+) -> usize {
+    let len = out.len();
+    let n = max.min(out.capacity() - len);
+    // SAFETY: the spare capacity has room for n values.
+    let k = f(unsafe { out.as_mut_ptr().add(len) }, n, behavior);
+    // SAFETY: k values were initialised after len.
+    unsafe { out.set_len(len + k) };
+    k
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        if !core::mem::needs_drop::<T>() {
+            return;
+        }
+        let mut cons = self.cons.tail.load(Ordering::Relaxed);
+        let prod = self.prod.tail.load(Ordering::Relaxed);
+        while cons != prod {
+            let mut v = MaybeUninit::<T>::uninit();
+            // SAFETY: exclusive access; slots between the tails are initialised and owned by
+            // the ring; each is moved out once and dropped.
+            unsafe {
+                read_slots(&self.meta.slots, cons & self.meta.mask, v.as_mut_ptr(), 1);
+                v.assume_init_drop();
+            }
+            cons = cons.wrapping_add(1);
+        }
+    }
+}
+
+/// Producer side of a split ring. A [`SyncMode::Single`] producer cannot be cloned; a
+/// [`SyncMode::Multi`] one can ([`Producer::try_clone`]), one clone per thread.
+pub struct Producer<T> {
+    ring: Arc<Ring<T>>,
+    multi: bool,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+/// Consumer side of a split ring; see [`Producer`].
+pub struct Consumer<T> {
+    ring: Arc<Ring<T>>,
+    multi: bool,
+    _not_sync: PhantomData<core::cell::Cell<()>>,
+}
+
+// SAFETY: a handle only moves owned T between threads (T: Send); it is not Sync (Cell marker)
+// and single-mode handles are not clonable, so at most one thread runs the single path.
+unsafe impl<T: Send> Send for Producer<T> {}
+// SAFETY: as for Producer.
+unsafe impl<T: Send> Send for Consumer<T> {}
+
+macro_rules! handle_common {
+    ($ty:ident) => {
+        impl<T> $ty<T> {
+            /// Another handle for the same side, only in [`SyncMode::Multi`] mode.
+            pub fn try_clone(&self) -> Option<Self> {
+                self.multi.then(|| $ty {
+                    ring: self.ring.clone(),
+                    multi: true,
+                    _not_sync: PhantomData,
+                })
+            }
+            /// The mode of this side.
+            pub fn mode(&self) -> SyncMode {
+                if self.multi {
+                    SyncMode::Multi
+                } else {
+                    SyncMode::Single
+                }
+            }
+            /// Number of slots.
+            #[inline]
+            pub fn capacity(&self) -> usize {
+                self.ring.capacity()
+            }
+            /// Elements in the ring (snapshot).
+            #[inline]
+            pub fn len(&self) -> usize {
+                self.ring.len()
+            }
+            /// Whether the ring is empty (snapshot).
+            #[inline]
+            pub fn is_empty(&self) -> bool {
+                self.ring.is_empty()
+            }
+        }
+        impl<T> core::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("mode", &self.mode())
+                    .field("ring", &self.ring)
+                    .finish()
+            }
+        }
+    };
+}
+handle_common!(Producer);
+handle_common!(Consumer);
+
+impl<T> Producer<T> {
+    /// Enqueues up to `n` values from `src` in this handle's mode; returns how many were moved.
+    ///
+    /// # Safety
+    /// As [`Ring::enqueue_raw`].
+    #[inline(always)]
+    pub unsafe fn enqueue_raw(&mut self, src: *const T, n: usize, behavior: QueueBehavior) -> usize {
+        // SAFETY: caller contract; single mode is exclusive because this handle is unique
+        // (not clonable, &mut self) and the ring is reachable only through the handles.
+        unsafe { self.ring.enqueue_impl(src, n, behavior, self.multi) }
+    }
+
+    /// Enqueues one value, or gives it back when the ring is full.
+    #[inline]
+    pub fn enqueue(&mut self, value: T) -> Result<(), T> {
+        let v = MaybeUninit::new(value);
+        // SAFETY: one initialised value, forgotten if moved in.
+        if unsafe { self.enqueue_raw(v.as_ptr(), 1, QueueBehavior::Fixed) } == 1 {
+            Ok(())
+        } else {
+            // SAFETY: not moved, still ours.
+            Err(unsafe { v.assume_init() })
+        }
+    }
+
+    /// Moves all of `items` in or none; see [`Ring::enqueue_bulk_from_vec`].
+    #[inline]
+    pub fn enqueue_bulk_from_vec(&mut self, items: &mut Vec<T>) -> bool {
+        let (ring, multi) = (&self.ring, self.multi);
+        // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
+        (unsafe {
+            vec_enqueue(items, QueueBehavior::Fixed, |p, n, b| {
+                ring.enqueue_impl(p, n, b, multi)
+            }) != 0
+        }) || items.is_empty()
+    }
+
+    /// Moves as many of `items` in as fit; see [`Ring::enqueue_burst_from_vec`].
+    #[inline]
+    pub fn enqueue_burst_from_vec(&mut self, items: &mut Vec<T>) -> usize {
+        let (ring, multi) = (&self.ring, self.multi);
+        // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
+        unsafe {
+            vec_enqueue(items, QueueBehavior::Variable, |p, n, b| {
+                ring.enqueue_impl(p, n, b, multi)
+            })
+        }
+    }
+}
+
+impl<T: Copy> Producer<T> {
+    /// Bulk enqueue of copies of `items`: all or nothing.
+    #[inline]
+    pub fn enqueue_bulk(&mut self, items: &[T]) -> bool {
+        // SAFETY: T: Copy; exclusivity as in enqueue_raw.
+        (unsafe { self.enqueue_raw(items.as_ptr(), items.len(), QueueBehavior::Fixed) != 0 })
+            || items.is_empty()
+    }
+
+    /// Burst enqueue of as many leading `items` as fit; returns the count.
+    #[inline]
+    pub fn enqueue_burst(&mut self, items: &[T]) -> usize {
+        // SAFETY: T: Copy; exclusivity as in enqueue_raw.
+        unsafe { self.enqueue_raw(items.as_ptr(), items.len(), QueueBehavior::Variable) }
+    }
+}
+
+impl<T> Consumer<T> {
+    /// Dequeues up to `n` values into `dst` in this handle's mode; returns how many.
+    ///
+    /// # Safety
+    /// As [`Ring::dequeue_raw`].
+    #[inline(always)]
+    pub unsafe fn dequeue_raw(&mut self, dst: *mut T, n: usize, behavior: QueueBehavior) -> usize {
+        // SAFETY: caller contract; exclusivity of single mode as in Producer::enqueue_raw.
+        unsafe { self.ring.dequeue_impl(dst, n, behavior, self.multi) }
+    }
+
+    /// Dequeues one value.
+    #[inline]
+    pub fn dequeue(&mut self) -> Option<T> {
+        let mut v = MaybeUninit::<T>::uninit();
+        // SAFETY: room for one value, initialised when 1 is returned.
+        if unsafe { self.dequeue_raw(v.as_mut_ptr(), 1, QueueBehavior::Fixed) } == 1 {
+            // SAFETY: initialised by the dequeue.
+            Some(unsafe { v.assume_init() })
+        } else {
+            None
+        }
+    }
+
+    /// Appends exactly `n` values to `out` or none; see [`Ring::dequeue_bulk_into_vec`].
+    #[inline]
+    pub fn dequeue_bulk_into_vec(&mut self, out: &mut Vec<T>, n: usize) -> bool {
+        if n > out.capacity() - out.len() {
+            return false;
+        }
+        let (ring, multi) = (&self.ring, self.multi);
+        // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
+        unsafe {
+            vec_dequeue(out, n, QueueBehavior::Fixed, |p, n, b| {
+                ring.dequeue_impl(p, n, b, multi)
+            }) == n
+        }
+    }
+
+    /// Appends up to `max` values to `out`; see [`Ring::dequeue_burst_into_vec`].
+    #[inline]
+    pub fn dequeue_burst_into_vec(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        let (ring, multi) = (&self.ring, self.multi);
+        // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
+        unsafe {
+            vec_dequeue(out, max, QueueBehavior::Variable, |p, n, b| {
+                ring.dequeue_impl(p, n, b, multi)
+            })
+        }
+    }
+}
+
+impl<T: Copy> Consumer<T> {
+    /// Bulk dequeue filling all of `out`, or nothing.
+    #[inline]
+    pub fn dequeue_bulk(&mut self, out: &mut [T]) -> bool {
+        // SAFETY: room for out.len() values; T: Copy.
+        (unsafe { self.dequeue_raw(out.as_mut_ptr(), out.len(), QueueBehavior::Fixed) != 0 })
+            || out.is_empty()
+    }
+
+    /// Burst dequeue into the front of `out`; returns the count.
+    #[inline]
+    pub fn dequeue_burst(&mut self, out: &mut [T]) -> usize {
+        // SAFETY: room for out.len() values; T: Copy.
+        unsafe { self.dequeue_raw(out.as_mut_ptr(), out.len(), QueueBehavior::Variable) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize as StdAtomic;
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert_eq!(Ring::<u32>::new(0).unwrap_err(), RingError::ZeroSize);
+        assert_eq!(
+            Ring::<u32>::new(1000).unwrap_err(),
+            RingError::NotPowerOfTwo {
+                size: 1000,
+                suggestion: 1024
+            }
+        );
+        assert!(matches!(
+            Ring::<u8>::new(RING_MAX_SIZE * 2),
+            Err(RingError::TooLarge { .. })
+        ));
+        assert!(Ring::<u32>::new(1).is_ok());
+    }
+
+    #[test]
+    fn bulk_is_all_or_nothing_burst_is_partial() {
+        let r = Ring::<u64>::new(8).unwrap();
+        assert!(r.enqueue_bulk(&[1, 2, 3, 4, 5]));
+        assert!(!r.enqueue_bulk(&[6, 7, 8, 9]));
+        assert_eq!(r.len(), 5);
+        assert_eq!(r.enqueue_burst(&[6, 7, 8, 9]), 3);
+        assert!(r.is_full());
+        let mut out = [0u64; 10];
+        assert!(!r.dequeue_bulk(&mut out));
+        assert!(r.dequeue_bulk(&mut out[..2]));
+        assert_eq!(&out[..2], &[1, 2]);
+        assert_eq!(r.dequeue_burst(&mut out), 6);
+        assert_eq!(&out[..6], &[3, 4, 5, 6, 7, 8]);
+        assert!(r.is_empty());
+        assert_eq!(r.dequeue(), None);
+    }
+
+    #[test]
+    fn wraparound_keeps_fifo_order() {
+        let (mut p, mut c) = Ring::<u32>::new(16)
+            .unwrap()
+            .split(SyncMode::Single, SyncMode::Single);
+        assert!(p.try_clone().is_none());
+        let mut next_in = 0u32;
+        let mut next_out = 0u32;
+        for round in 0..1000u32 {
+            let k = (round % 13 + 1) as usize;
+            let items: Vec<u32> = (next_in..next_in + k as u32).collect();
+            if p.enqueue_bulk(&items) {
+                next_in += k as u32;
+            }
+            let mut out = [0u32; 11];
+            let m = (round % 11 + 1) as usize;
+            let got = c.dequeue_burst(&mut out[..m]);
+            for v in &out[..got] {
+                assert_eq!(*v, next_out);
+                next_out += 1;
+            }
+        }
+        assert!(next_out > 1000);
+    }
+
+    struct Counted<'a>(u32, &'a StdAtomic);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn moves_without_clone_and_drop_drains() {
+        let drops = StdAtomic::new(0);
+        {
+            let r = Ring::new(4).unwrap();
+            let mut v: Vec<Counted> = (0..6).map(|i| Counted(i, &drops)).collect();
+            assert!(!r.enqueue_bulk_from_vec(&mut v));
+            assert_eq!(v.len(), 6);
+            assert_eq!(r.enqueue_burst_from_vec(&mut v), 4);
+            assert_eq!(v.iter().map(|c| c.0).collect::<Vec<_>>(), vec![4, 5]);
+            drop(v);
+            assert_eq!(drops.load(Ordering::Relaxed), 2);
+            let mut out = Vec::with_capacity(1);
+            assert!(!r.dequeue_bulk_into_vec(&mut out, 2), "spare capacity is 1");
+            assert!(r.dequeue_bulk_into_vec(&mut out, 1));
+            assert_eq!(out[0].0, 0);
+            assert_eq!(drops.load(Ordering::Relaxed), 2);
+            assert_eq!(r.dequeue().map(|c| c.0), Some(1));
+            assert_eq!(drops.load(Ordering::Relaxed), 3);
+            drop(out);
+            assert_eq!(drops.load(Ordering::Relaxed), 4);
+            // two remain in the ring
+        }
+        assert_eq!(drops.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn single_value_enqueue_gives_back_when_full() {
+        let r = Ring::new(1).unwrap();
+        assert!(r.enqueue(String::from("a")).is_ok());
+        assert_eq!(r.enqueue(String::from("b")), Err(String::from("b")));
+        assert_eq!(r.dequeue().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn mpmc_threads_lose_nothing() {
+        const PER: u64 = 20_000;
+        const PRODUCERS: u64 = 3;
+        let (p, c) = Ring::<u64>::new(64)
+            .unwrap()
+            .split(SyncMode::Multi, SyncMode::Multi);
+        let total = std::sync::Arc::new(StdAtomic::new(0));
+        let sum = std::sync::Arc::new(StdAtomic::new(0));
+        let mut hs = Vec::new();
+        for t in 0..PRODUCERS {
+            let mut p = p.try_clone().unwrap();
+            hs.push(std::thread::spawn(move || {
+                let mut i = 0;
+                while i < PER {
+                    let batch: Vec<u64> = (i..(i + 7).min(PER)).map(|x| t * PER + x + 1).collect();
+                    if p.enqueue_bulk(&batch) {
+                        i += batch.len() as u64;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let mut c = c.try_clone().unwrap();
+            let (total, sum) = (total.clone(), sum.clone());
+            hs.push(std::thread::spawn(move || {
+                let mut out = [0u64; 5];
+                while total.load(Ordering::Relaxed) < (PER * PRODUCERS) as usize {
+                    let n = c.dequeue_burst(&mut out);
+                    if n == 0 {
+                        std::thread::yield_now();
+                    }
+                    sum.fetch_add(out[..n].iter().sum::<u64>() as usize, Ordering::Relaxed);
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        let n = PER * PRODUCERS;
+        assert_eq!(total.load(Ordering::Relaxed) as u64, n);
+        assert_eq!(sum.load(Ordering::Relaxed) as u64, n * (n + 1) / 2);
+        assert!(c.is_empty());
+    }
+}

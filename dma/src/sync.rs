@@ -1,0 +1,85 @@
+//! Atomics and cells used by the ring, routed to `loom` under `cfg(loom)` so the
+//! multi-producer / multi-consumer paths can be model-checked (see `tests/loom_ring.rs`).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Busy-wait hint used while waiting for an earlier producer / consumer to publish.
+#[inline(always)]
+pub(crate) fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
+/// One ring slot. Under loom it tracks accesses so that a missing happens-before edge
+/// between a slot write and its read is reported as a data race.
+#[cfg(loom)]
+pub(crate) struct Slot<T>(loom::cell::UnsafeCell<core::mem::MaybeUninit<T>>);
+
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub(crate) struct Slot<T>(core::cell::UnsafeCell<core::mem::MaybeUninit<T>>);
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Self {
+        #[cfg(loom)]
+        return Slot(loom::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()));
+        #[cfg(not(loom))]
+        Slot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()))
+    }
+}
+
+/// Moves `n` values from `src` into `slots[start..start + n]` (no wrap inside).
+///
+/// # Safety
+/// `start + n <= slots.len()`, the slots are reserved for the caller (no one else reads or
+/// writes them), they are uninitialised (or their values were moved out), and `src` holds `n`
+/// initialised values whose ownership passes to the slots.
+#[inline(always)]
+pub(crate) unsafe fn write_slots<T>(slots: &[Slot<T>], start: usize, src: *const T, n: usize) {
+    debug_assert!(start + n <= slots.len());
+    #[cfg(not(loom))]
+    // SAFETY: Slot<T> is repr(transparent) over UnsafeCell<MaybeUninit<T>>, which has the layout
+    // of T, so the slots are a contiguous [T] region; the range is in bounds and reserved for
+    // the caller (function contract), and src does not overlap the ring storage.
+    unsafe {
+        let dst = slots.as_ptr().add(start) as *mut T;
+        core::ptr::copy_nonoverlapping(src, dst, n);
+    }
+    #[cfg(loom)]
+    for i in 0..n {
+        // SAFETY: in bounds and reserved for the caller (function contract).
+        slots[start + i]
+            .0
+            .with_mut(|p| unsafe { (*p).write(core::ptr::read(src.add(i))) });
+    }
+}
+
+/// Moves `n` values out of `slots[start..start + n]` into `dst`.
+///
+/// # Safety
+/// `start + n <= slots.len()`, the slots are reserved for the caller and initialised; their
+/// values are moved out (the slots count as uninitialised afterwards); `dst` has room for `n`
+/// values and does not overlap the ring storage.
+#[inline(always)]
+pub(crate) unsafe fn read_slots<T>(slots: &[Slot<T>], start: usize, dst: *mut T, n: usize) {
+    debug_assert!(start + n <= slots.len());
+    #[cfg(not(loom))]
+    // SAFETY: see write_slots; the slots are initialised and reserved for the caller.
+    unsafe {
+        let src = slots.as_ptr().add(start) as *const T;
+        core::ptr::copy_nonoverlapping(src, dst, n);
+    }
+    #[cfg(loom)]
+    for i in 0..n {
+        // SAFETY: in bounds, reserved for the caller and initialised (function contract).
+        slots[start + i]
+            .0
+            .with(|p| unsafe { dst.add(i).write((*p).assume_init_read()) });
+    }
+}
