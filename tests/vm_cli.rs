@@ -492,6 +492,14 @@ fn non_viable_group_is_refused_and_diagnosed() {
     for m in ["0000:00:1f.0", "0000:00:1f.2", "0000:00:1f.3"] {
         assert_eq!(driver(m).as_deref(), Some("vfio-pci"), "{m}");
     }
+    // The state remembers each member's driver (1f.0's kernel driver and override, 1f.2's none).
+    let state = fs::read_to_string("/run/oxpmd/bindings").unwrap();
+    assert!(
+        state.contains(&format!(
+            "{lpc} 8086:2918 driver={kernel_driver} override={kernel_driver}"
+        )),
+        "{state}"
+    );
     let (_, out, _) = oxpmd(&["doctor", smbus]);
     assert!(
         out.contains(&format!("[ OK ] {smbus} IOMMU group: group {g} is viable")),
@@ -503,4 +511,38 @@ fn non_viable_group_is_refused_and_diagnosed() {
     assert_eq!(driver("0000:00:1f.2"), None);
     assert_eq!(driver(smbus), None);
     release(lpc);
+}
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn sriov_on_the_kernel_pf_and_bind_refuses_a_pf_with_vfs() {
+    let p = port(1);
+    modprobe("igb").unwrap();
+    modprobe("igbvf").unwrap();
+    release(&p);
+    fs::write("/sys/bus/pci/drivers_probe", &p).unwrap();
+    assert_eq!(driver(&p).as_deref(), Some("igb"));
+    let (code, out, _) = oxpmd(&["sriov", &p, "--vfs", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("2 VFs enabled (was 0; PF driver igb)"), "{out}");
+    assert!(!out.contains("VF token"), "no token with a kernel PF: {out}");
+    // vfio-pci refuses a PF with VFs enabled: refused before anything changes, with the order to follow.
+    let (code, _, err) = oxpmd(&["bind", &p]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{p} has 2 VFs enabled")), "{err}");
+    assert!(
+        err.contains(&format!("`oxpmd sriov {p} --vfs 0`, `oxpmd bind {p}`")),
+        "{err}"
+    );
+    assert_eq!(driver(&p).as_deref(), Some("igb"));
+    // A count change goes through 0.
+    let (code, out, _) = oxpmd(&["sriov", &p, "--vfs", "3"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 VFs enabled (was 2"), "{out}");
+    assert_eq!(Sysfs::new().device(addr(&p)).unwrap().virtfns.len(), 3);
+    assert_eq!(oxpmd(&["sriov", &p, "--vfs", "0"]).0, 0);
+    assert_eq!(oxpmd(&["bind", &p]).0, 0);
+    assert_eq!(oxpmd(&["unbind", &p]).0, 0);
+    assert_eq!(driver(&p).as_deref(), Some("igb"));
+    release(&p);
 }

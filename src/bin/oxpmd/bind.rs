@@ -10,6 +10,9 @@ use crate::group;
 use crate::host::{Host, is_safe_name};
 use crate::state::{Bindings, Entry};
 
+/// Class code (without the programming interface) of a PCI-to-PCI bridge.
+const PCI_BRIDGE_CLASS: u32 = 0x0604;
+
 /// Options of `bind`.
 #[derive(Debug, Default)]
 pub struct BindOptions {
@@ -31,7 +34,17 @@ fn targets(host: &Host, addrs: &[PciAddress], whole_group: bool) -> Result<Vec<P
                 address: a.to_string(),
             })?;
             for m in sys.group_members(g)? {
-                if let Ok(ma) = PciAddress::parse(&m.address) {
+                let Ok(ma) = PciAddress::parse(&m.address) else {
+                    continue;
+                };
+                // Bridges and members on a driver that keeps the group viable (pcieport, pci-stub)
+                // stay where they are.
+                let bridge = sys.device(ma).is_ok_and(|d| d.class >> 8 == PCI_BRIDGE_CLASS);
+                let harmless = m
+                    .driver
+                    .as_deref()
+                    .is_some_and(|d| d != VFIO_PCI_DRIVER && !group::blocks(Some(d)));
+                if ma == a || !(bridge || harmless) {
                     set.insert(ma);
                 }
             }
@@ -144,7 +157,6 @@ pub struct UnbindOptions {
 
 /// Gives each device back to the driver it had before `oxpmd bind`.
 pub fn unbind(host: &Host, addrs: &[PciAddress], opts: &UnbindOptions) -> Result<(), CliError> {
-    let sys = host.sysfs();
     if let Some(d) = &opts.driver
         && d != "none"
         && !is_safe_name(d)
@@ -154,11 +166,10 @@ pub fn unbind(host: &Host, addrs: &[PciAddress], opts: &UnbindOptions) -> Result
     let mut state = Bindings::load(&host.state_dir)?;
     let mut list = targets(host, addrs, false)?;
     if opts.group {
-        // Only the members this tool bound (or that sit on vfio-pci): a group member on its kernel
-        // driver stays where it is.
+        // Only the members this tool bound: others (on vfio-pci for someone else, or on their
+        // kernel driver) stay where they are.
         for a in targets(host, addrs, true)? {
-            let on_vfio = sys.driver(a)?.as_deref() == Some(VFIO_PCI_DRIVER);
-            if !list.contains(&a) && (state.entries.contains_key(&a) || on_vfio) {
+            if !list.contains(&a) && state.entries.contains_key(&a) {
                 list.push(a);
             }
         }
