@@ -1,17 +1,20 @@
 //! Project tasks, run as `cargo xtask <task> ...`.
 //!
+//! - `l2fwd`: the README's main job: l2fwd in the test VM, driven by pktgen.
 //! - `test [--no-vm]`: the whole test suite (the README's test command).
 //! - `vm ...`: the test VM (setup, run, test, dpdk); see `docs/testvm.md`.
 //! - `bench ...`: benchmark comparisons against DPDK in the same invocation.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod l2fwd;
 mod test;
 mod vm;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <test|vm|bench> ...\n  \
+    cargo xtask l2fwd        l2fwd forwarding pktgen traffic in the test VM (the main job)\n  \
     cargo xtask test         every test: unit, loom model, and VM tests\n  \
     cargo xtask vm help      the test VM (setup, run, test, dpdk)\n  \
     cargo xtask bench help   comparisons against DPDK (ring, mempool, ...)";
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         "vm" => vm::main(rest),
         "bench" => bench::main(rest),
         "test" => test::main(rest),
+        "l2fwd" => l2fwd::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
