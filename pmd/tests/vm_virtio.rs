@@ -159,6 +159,17 @@ fn send_receive(from: &mut Side, to: &mut Side, frames: &[Vec<u8>]) -> Vec<Packe
 
 /// Every frame arrived once, unchanged, in order.
 fn check_exact(got: &[Packet], sent: &[Vec<u8>], what: &str) {
+    if got.len() != sent.len() {
+        let seqs: std::collections::BTreeSet<u32> = got.iter().map(|p| seq_of(p.data())).collect();
+        let missing: Vec<u32> = (0..sent.len() as u32)
+            .filter(|s| !seqs.contains(s))
+            .take(20)
+            .collect();
+        println!(
+            "{what}: missing (first 20) {missing:?}, {} distinct received",
+            seqs.len()
+        );
+    }
     assert_eq!(
         got.len(),
         sent.len(),
@@ -174,6 +185,22 @@ fn check_exact(got: &[Packet], sent: &[Vec<u8>], what: &str) {
 
 fn bytes(frames: &[Vec<u8>]) -> u64 {
     frames.iter().map(|f| f.len() as u64).sum()
+}
+
+/// Prints a figure and appends it to `$OXPMD_VM_RUN_DIR/vm_virtio-figures.txt` (kept on the host
+/// under target/testvm/runs/, since libtest hides the output of passing tests).
+fn report(line: &str) {
+    println!("{line}");
+    if let Ok(dir) = std::env::var("OXPMD_VM_RUN_DIR") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{dir}/vm_virtio-figures.txt"))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }
 
 fn stats(s: &mut Side) -> PortStats {
@@ -234,6 +261,11 @@ fn frames_cross_both_ways_unchanged_and_counters_agree() {
     // igb -> virtio.
     let to_vio = frames(vmac, imac, N);
     let got = send_receive(&mut igb, &mut vio, &to_vio);
+    println!(
+        "after igb -> virtio: igb {:?}\nvirtio {:?}",
+        stats(&mut igb),
+        stats(&mut vio)
+    );
     check_exact(&got, &to_vio, "igb -> virtio");
     drop(got);
     // virtio -> igb.
@@ -283,12 +315,22 @@ fn echo_through_the_virtio_port() {
     let mut vio = bring_up(v, "echo-port");
     let (vmac, imac) = (vio.port.mac_addr(), igb.port.mac_addr());
     let sent = frames(vmac, imac, 4 * N);
-    let mut got: Vec<Packet> = Vec::new();
+    let want: Vec<Vec<u8>> = sent
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            let (dst, src) = f.split_at_mut(6);
+            dst.swap_with_slice(&mut src[..6]);
+            f
+        })
+        .collect();
+    // Received frames are checked and freed at once (holding them would empty the pool).
+    let mut got = 0usize;
     let (mut b, mut vb, mut ib) = (Burst::new(), Burst::new(), Burst::new());
     let t = Instant::now();
     let mut next = 0;
-    while got.len() < sent.len() && t.elapsed() < DEADLINE {
-        while next < sent.len() && next < got.len() + RING / 2 && !b.is_full() {
+    while got < sent.len() && t.elapsed() < DEADLINE {
+        while next < sent.len() && next < got + RING / 2 && !b.is_full() {
             b.push(packet(&igb.pool, &sent[next])).unwrap();
             next += 1;
         }
@@ -302,30 +344,32 @@ fn echo_through_the_virtio_port() {
             flush(&mut vio.tx, &mut vb, t);
         }
         if igb.rx.rx_burst(&mut ib) > 0 {
-            got.extend(ib.drain());
+            for p in ib.drain() {
+                assert!(got < want.len(), "more frames than sent");
+                assert_eq!(seq_of(p.data()), got as u32, "echo: frame {got} out of order");
+                assert_eq!(p.data(), &want[got][..], "echo: frame {got} changed");
+                got += 1;
+            }
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    let want: Vec<Vec<u8>> = sent
-        .iter()
-        .map(|f| {
-            let mut f = f.clone();
-            let (dst, src) = f.split_at_mut(6);
-            dst.swap_with_slice(&mut src[..6]);
-            f
-        })
-        .collect();
-    check_exact(&got, &want, "echo");
-    let sv = stats(&mut vio);
+    let (si, sv) = (stats(&mut igb), stats(&mut vio));
+    assert_eq!(
+        got,
+        sent.len(),
+        "echo: {got} of {} frames back: igb {si:?}, virtio {sv:?}",
+        sent.len()
+    );
     assert_eq!(sv.ipackets, sent.len() as u64);
     assert_eq!(sv.opackets, sent.len() as u64);
-    println!(
+    assert_eq!((si.opackets, si.ipackets), (sv.ipackets, sv.opackets));
+    report(&format!(
         "virtio echo: {} frames ({} bytes) in {secs:.2} s: {:.0} frames/s echoed (window {})",
         sent.len(),
         bytes(&sent),
         sent.len() as f64 / secs,
         RING / 2
-    );
+    ));
 }
 
 /// Dropping the port resets the device; opening it again works and traffic flows again.
@@ -397,11 +441,11 @@ fn loop_forwarding_rate() {
             *bb as f64 / dt
         );
     }
-    println!(
+    report(&format!(
         "loop-forwarding: igb port {peer} {:.0} pps, virtio port {v} {:.0} pps ({} s, single thread)",
         fwd[0] as f64 / el,
         fwd[1] as f64 / el,
         secs
-    );
+    ));
     assert!(fwd[1] > 0, "the virtio port forwarded nothing");
 }
