@@ -230,3 +230,12 @@ fn a_ring_name_is_free_again_when_the_first_end_goes_unpaired() {
     assert_eq!(xt[0].tx_burst(&mut b), 1);
     assert_eq!(yr[0].rx_burst(&mut b), 1);
 }
+
+#[test]
+fn queues_and_ports_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<oxpmd_pmd::RxQueue>();
+    assert_send::<oxpmd_pmd::TxQueue>();
+    assert_send::<Port>();
+    assert_send::<Burst>();
+}

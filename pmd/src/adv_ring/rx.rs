@@ -248,7 +248,9 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             // SAFETY: the slot's buffer is a live pool buffer owned by this ring and the device
             // signalled DD for it: it no longer accesses it (invariant 1).
             let mut pkt = unsafe { Packet::from_raw(slot_buf) };
-            pkt.reset();
+            // No reset needed: every posted buffer came from `Mempool::alloc_bulk` (metadata
+            // reset, data at the default headroom, which is where `post` pointed the device) and
+            // nothing wrote its metadata since; the device only writes the data area.
             // Invariant 5: the device-written length is bounded by the buffer's room.
             let len = usize::from(len);
             if pkt.set_len(len).is_err() {

@@ -142,8 +142,15 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
     /// many descriptors were reclaimed.
     #[inline]
     pub fn cleanup(&mut self) -> usize {
+        self.cleanup_until(usize::MAX)
+    }
+
+    /// Like [`AdvTxRing::cleanup`] but stops once `want` descriptors are free: the cost of freeing
+    /// stays spread over the bursts (one batch of [`TX_RS_THRESH`] at a time, as DPDK does).
+    #[inline]
+    fn cleanup_until(&mut self, want: usize) -> usize {
         let mut reclaimed = 0;
-        while self.rs_head != self.rs_tail {
+        while self.rs_head != self.rs_tail && self.free_descs() < want {
             let rs = self.rs_marks[self.rs_head & self.mask] as usize;
             // SAFETY: rs < count: inside the ring.
             let st = unsafe { desc::read_u32(self.base, rs, tx::OLINFO_STATUS) };
@@ -189,7 +196,7 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
         }
         let n = pkts.len();
         if self.free_descs() < n.max(TX_RS_THRESH) {
-            self.cleanup();
+            self.cleanup_until(n.max(TX_RS_THRESH));
         }
         let base = self.base;
         let mask = self.mask;
