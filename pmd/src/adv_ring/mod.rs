@@ -28,8 +28,8 @@ mod tx;
 
 pub mod fake;
 
-pub use rx::AdvRxRing;
-pub use tx::{AdvTxRing, TX_RS_THRESH};
+pub use rx::{AdvRxRing, MIN_RX_BUFFER, RxRingError};
+pub use tx::{AdvTxRing, MAX_TX_LEN, TX_RS_THRESH, TxRingError};
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
