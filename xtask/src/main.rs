@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_l2fwd;
 mod l2fwd;
 mod test;
 mod vm;
@@ -30,7 +31,10 @@ fn main() -> ExitCode {
     };
     match task {
         "vm" => vm::main(rest),
-        "bench" => bench::main(rest),
+        "bench" => match rest.split_first() {
+            Some((sub, args)) if sub == "l2fwd-null" => bench_l2fwd::null(args),
+            _ => bench::main(rest),
+        },
         "test" => test::main(rest),
         "l2fwd" => l2fwd::main(rest),
         "help" | "-h" | "--help" => {
