@@ -19,6 +19,7 @@ pub mod forward;
 pub mod iommu;
 pub mod mac;
 pub mod port;
+pub mod sriov;
 pub mod stats;
 pub mod vport;
 
