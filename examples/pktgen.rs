@@ -45,6 +45,8 @@ const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --burst N            TX burst (default 32)
   --ring-size N        descriptors per queue (default 1024)
   --cores LIST         pin the TX and RX threads (e.g. 0 or 0,1)
+  --expect-rx-dst MAC  count received frames with another destination MAC as corrupted
+  --expect-rx-src MAC  same for the source MAC (e.g. behind l2fwd: its TX port's MAC)
   -T SECS              print rates every SECS seconds (default 0: only the summary)
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
@@ -182,6 +184,8 @@ struct Options {
     ring_size: usize,
     cores: Vec<usize>,
     period: u64,
+    expect_rx_dst: Option<MacAddr>,
+    expect_rx_src: Option<MacAddr>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -202,6 +206,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         ring_size: 1024,
         cores: Vec::new(),
         period: 0,
+        expect_rx_dst: None,
+        expect_rx_src: None,
     };
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
@@ -247,6 +253,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 for c in v.split(',') {
                     o.cores.push(num("--cores", c.trim(), 0usize, 4095)?);
                 }
+            }
+            "--expect-rx-dst" => {
+                o.expect_rx_dst = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
+            }
+            "--expect-rx-src" => {
+                o.expect_rx_src = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
             }
             "-T" => o.period = num(a, &val(&mut it, a)?, 0u64, 86_400)?,
             "-h" | "--help" => return Err(String::new()),
@@ -435,11 +447,15 @@ struct RxResult {
 struct Checker {
     streams: Vec<StreamRx>,
     r: RxResult,
+    dst: Option<MacAddr>,
+    src: Option<MacAddr>,
 }
 
 impl Checker {
-    fn new(streams: u16) -> Self {
+    fn new(streams: u16, dst: Option<MacAddr>, src: Option<MacAddr>) -> Self {
         Checker {
+            dst,
+            src,
             streams: (0..streams)
                 .map(|_| StreamRx {
                     max: None,
@@ -451,6 +467,28 @@ impl Checker {
                 ..RxResult::default()
             },
         }
+    }
+
+    /// Up to `limit` (stream, seq) pairs sent but not seen, given `sent` frames spread
+    /// round-robin over the streams (only within the tracked window of each stream).
+    fn missing(&self, sent: u64, limit: usize) -> Vec<(u16, u64)> {
+        let n = self.streams.len() as u64;
+        let mut out = Vec::new();
+        for (s, st) in self.streams.iter().enumerate() {
+            let count = sent / n + u64::from((s as u64) < sent % n);
+            let lo = st.max.map_or(0, |m| m.saturating_sub(WINDOW - 1));
+            for seq in lo..count {
+                let seen = st.max.is_some_and(|m| seq <= m)
+                    && st.seen[(seq % WINDOW / 64) as usize] & (1u64 << (seq % 64)) != 0;
+                if !seen {
+                    out.push((s as u16, seq));
+                    if out.len() >= limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn check(&mut self, pkt: &Packet, now_ns: u64) {
@@ -471,7 +509,13 @@ impl Checker {
         };
         self.r.received += 1;
         self.r.bytes += pkt.len() as u64 + 4;
-        if hw_bad {
+        if self.r.first_ns == 0 {
+            self.r.first_ns = now_ns;
+        }
+        self.r.last_ns = now_ns;
+        let d = pkt.data();
+        let mac_bad = self.dst.is_some_and(|m| d[0..6] != m.0) || self.src.is_some_and(|m| d[6..12] != m.0);
+        if hw_bad || mac_bad {
             self.r.corrupted += 1;
             return;
         }
@@ -479,10 +523,6 @@ impl Checker {
             self.r.corrupted += 1;
             return;
         };
-        if self.r.first_ns == 0 {
-            self.r.first_ns = now_ns;
-        }
-        self.r.last_ns = now_ns;
         let lat = now_ns.saturating_sub(f.ts);
         self.r.lat_min_ns = self.r.lat_min_ns.min(lat);
         self.r.lat_max_ns = self.r.lat_max_ns.max(lat);
@@ -654,7 +694,7 @@ fn tx_loop(
 
 fn rx_loop(mut qs: Vec<RxQueue>, opts: &Options, t0: Instant, live: &Live) -> RxResult {
     pin(&opts.cores, 1, "pktgen rx");
-    let mut checker = Checker::new(opts.streams);
+    let mut checker = Checker::new(opts.streams, opts.expect_rx_dst, opts.expect_rx_src);
     let mut burst = Burst::new();
     let mut tx_done_at: Option<Instant> = None;
     loop {
@@ -688,6 +728,11 @@ fn rx_loop(mut qs: Vec<RxQueue>, opts: &Options, t0: Instant, live: &Live) -> Rx
     }
     drop(qs);
     oxpmd::dma::flush_thread_caches();
+    let missing = checker.missing(live.sent.load(Ordering::Relaxed), 10);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(s, q)| format!("{s}:{q}")).collect();
+        println!("pktgen: first missing frames (stream:seq): {}", list.join(" "));
+    }
     checker.r
 }
 
@@ -839,6 +884,22 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     })?;
     for p in ports.iter_mut() {
         p.stop()?;
+        match p.stats() {
+            Ok(st) => println!(
+                "port {} ({}): ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {} \
+                 rx_multiseg_dropped {}",
+                p.id(),
+                p.name(),
+                st.ipackets,
+                st.opackets,
+                st.imissed,
+                st.ierrors,
+                st.oerrors,
+                st.rx_nombuf,
+                st.rx_multiseg_dropped
+            ),
+            Err(e) => println!("port {} ({}): statistics: {e}", p.id(), p.name()),
+        }
     }
     drop(ports);
     drop(cfg);

@@ -779,7 +779,17 @@ impl Driver for IgbDriver {
                 self.name()
             );
         }
-        Ok(Box::new(IgbTxQueue { ring, pools }))
+        let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
+        let mut txq = IgbTxQueue {
+            ring,
+            pools,
+            pool: setup.pool.clone(),
+            page_shift,
+            copied: 0,
+            reserve: Vec::with_capacity(queue::TX_COPY_RESERVE),
+        };
+        txq.refill_reserve();
+        Ok(Box::new(txq))
     }
 
     fn start(&mut self) -> Result<()> {
