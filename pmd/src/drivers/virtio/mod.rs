@@ -7,13 +7,15 @@
 //! DRIVER → feature negotiation: `VERSION_1` and `ACCESS_PLATFORM` are **required** (a device
 //! without them is refused with [`VirtioError::MissingFeature`], naming the fix), `MAC`,
 //! `STATUS`, `MRG_RXBUF` and `CSUM` are taken when offered → FEATURES_OK, read back → MAC from the
-//! device configuration. `configure` allocates one DMA region for every ring of the port (mapped
-//! through the container); each queue is programmed (size, the three ring addresses, no MSI-X
-//! vector: the driver polls, notify offset) and enabled; `start` sets DRIVER_OK and kicks the RX
-//! queues.
+//! device configuration; the control virtqueue (when offered) is set up at index
+//! 2 x max_virtqueue_pairs. `configure` allocates one DMA region for every ring of the port
+//! (mapped through the container); each queue is programmed (size, the three ring addresses, no
+//! MSI-X vector: the driver polls, notify offset) and enabled; `start` sets DRIVER_OK, sends the
+//! control commands (queue pairs with MQ, MAC, promiscuous / all-multicast; not promiscuous by
+//! default, like the other drivers) and kicks the RX queues.
 //!
-//! Queues: receiveq N is virtqueue 2N, transmitq N is 2N+1. Only one pair is used: multi-queue
-//! needs the control virtqueue (`VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`), not implemented yet.
+//! Queues: receiveq N is virtqueue 2N, transmitq N is 2N+1; with VIRTIO_NET_F_MQ (and the control
+//! queue) up to max_virtqueue_pairs pairs, told to the device with VQ_PAIRS_SET at start.
 //!
 //! DMA memory: every virtio port of the process shares one VFIO container, so one mempool serves
 //! them all. (The igb driver keeps its own process-wide container: a pool made for an igb port is
@@ -26,6 +28,7 @@
 #![allow(unsafe_code)]
 
 pub mod caps;
+pub mod ctrl;
 pub mod queue;
 pub mod regs;
 pub mod split;
@@ -38,8 +41,9 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
 
 use self::caps::{CapError, VirtioCaps, find_virtio_caps};
+use self::ctrl::{CtrlError, CtrlQueue};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
-use self::regs::{common, feature, netcfg, status};
+use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
 use self::split::SplitLayout;
 use crate::adv_ring::RingMemory;
 use crate::burst::Burst;
@@ -64,8 +68,16 @@ pub const MIN_RX_BUFFER: usize = 1518;
 /// Features the driver requires.
 pub const REQUIRED_FEATURES: u64 = feature::VERSION_1 | feature::ACCESS_PLATFORM;
 /// Features the driver takes when the device offers them.
-pub const OPTIONAL_FEATURES: u64 =
-    feature::NET_MAC | feature::NET_STATUS | feature::NET_MRG_RXBUF | feature::NET_CSUM;
+pub const OPTIONAL_FEATURES: u64 = feature::NET_MAC
+    | feature::NET_STATUS
+    | feature::NET_MRG_RXBUF
+    | feature::NET_CSUM
+    | feature::NET_CTRL_VQ
+    | CTRL_VQ_FEATURES;
+/// Features that need the control virtqueue (dropped when it is not offered).
+pub const CTRL_VQ_FEATURES: u64 = feature::NET_CTRL_RX | feature::NET_CTRL_MAC_ADDR | feature::NET_MQ;
+/// Entries of the control virtqueue (at most; clamped to the device's).
+const CTRL_QUEUE_SIZE: usize = 16;
 /// How long a reset may take.
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -149,6 +161,9 @@ pub enum VirtioError {
         /// Byte offset.
         offset: u64,
     },
+    /// A control virtqueue command failed.
+    #[error(transparent)]
+    Ctrl(#[from] CtrlError),
     /// The RX mempool is not mapped for this device.
     #[error(
         "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
@@ -193,7 +208,11 @@ pub fn negotiate(device: &str, offered: u64) -> std::result::Result<u64, VirtioE
             why,
         });
     }
-    Ok(REQUIRED_FEATURES | (offered & OPTIONAL_FEATURES))
+    let mut f = REQUIRED_FEATURES | (offered & OPTIONAL_FEATURES);
+    if f & feature::NET_CTRL_VQ == 0 {
+        f &= !CTRL_VQ_FEATURES;
+    }
+    Ok(f)
 }
 
 /// The process-wide VFIO container of virtio ports: weak, so it goes with the last port and pool.
@@ -418,6 +437,7 @@ fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
 }
 
 type RxQ = VirtioRxQueue<VirtioDoorbell, RegionSlice>;
+type CtrlQ = CtrlQueue<VirtioDoorbell, RegionSlice>;
 type TxQ = VirtioTxQueue<VirtioDoorbell, RegionSlice>;
 
 struct RxQueueBox(RxQ);
@@ -456,6 +476,16 @@ pub struct VirtioDriver {
     /// (virtqueue index, notify offset) of the RX queues set up, kicked at start.
     rx_notify: Vec<(u16, usize)>,
     driver_ok: bool,
+    /// Queue pairs the device has (max_virtqueue_pairs with MQ, else 1).
+    max_pairs: u16,
+    /// Queue pairs configured (told to the device at start with MQ).
+    pairs: u16,
+    /// The control virtqueue (with VIRTIO_NET_F_CTRL_VQ), and its memory.
+    ctrl: Option<CtrlQ>,
+    /// RX mode and MAC wanted (applied at start, or at once after it).
+    promiscuous: bool,
+    all_multicast: bool,
+    mac_changed: bool,
 }
 
 impl std::fmt::Debug for VirtioDriver {
@@ -540,6 +570,12 @@ impl VirtioDriver {
             rx_queues: 0,
             rx_notify: Vec::new(),
             driver_ok: false,
+            max_pairs: 1,
+            pairs: 1,
+            ctrl: None,
+            promiscuous: false,
+            all_multicast: false,
+            mac_changed: false,
         };
         drv.initialize(opts.port_id)?;
         Ok(drv)
@@ -661,11 +697,102 @@ impl VirtioDriver {
             mac = fallback;
         }
         self.mac = mac;
+        if features & feature::NET_MQ != 0 {
+            let pairs = s
+                .read_device_cfg::<2>(netcfg::MAX_VIRTQUEUE_PAIRS)
+                .map_err(self.reg_err("read max_virtqueue_pairs"))?
+                .map(u16::from_le_bytes)
+                .unwrap_or(1);
+            // The specification's range is 1..=0x8000; the queues must exist too.
+            self.max_pairs = pairs.clamp(1, (self.num_queues.saturating_sub(1) / 2).max(1));
+        }
+        if features & feature::NET_CTRL_VQ != 0 {
+            self.setup_ctrl_queue()?;
+        }
         log::info!(
             "{}: virtio-net reset, features {features:#x} (offered {offered:#x}), {} virtqueues, MAC {mac}",
             s.name,
             self.num_queues
         );
+        Ok(())
+    }
+
+    /// Builds and enables the control virtqueue (index 2 * max_pairs), before DRIVER_OK.
+    fn setup_ctrl_queue(&mut self) -> Result<()> {
+        let index = 2 * self.max_pairs;
+        let (size, notify_off) = self.select_queue(index, CTRL_QUEUE_SIZE)?;
+        let bytes = (SplitLayout::new(size)
+            .map(|l| l.bytes)
+            .unwrap_or(0)
+            .next_multiple_of(16)
+            + ctrl::BUFFER_BYTES)
+            .next_multiple_of(4096);
+        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
+            .map_err(|e| drv_err(self.name(), "allocate the control queue", e))?;
+        let map: Arc<dyn DmaMap> = self.dma.clone();
+        region
+            .map(map)
+            .map_err(|e| drv_err(self.name(), "map the control queue", e))?;
+        let mem = RegionSlice::new(Arc::new(region), 0, bytes).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up the control queue",
+                VirtioError::State("region not mapped"),
+            )
+        })?;
+        let bell = VirtioDoorbell {
+            shared: self.shared.clone(),
+            off: notify_off,
+            index,
+        };
+        let q = CtrlQueue::new(mem, bell, size).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up the control queue",
+                VirtioError::State("ring does not fit"),
+            )
+        })?;
+        let r = q.ring();
+        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+        self.ctrl = Some(q);
+        Ok(())
+    }
+
+    /// Sends a control command now (after DRIVER_OK).
+    fn command(&mut self, op: &'static str, class: u8, cmd: u8, data: &[u8]) -> Result<()> {
+        let name = self.shared.name.clone();
+        let q = self
+            .ctrl
+            .as_mut()
+            .ok_or_else(|| drv_err(&name, op, VirtioError::State("no control virtqueue")))?;
+        q.command(class, cmd, data).map_err(|e| drv_err(&name, op, e))
+    }
+
+    /// Applies the wanted RX mode, MAC and queue pairs through the control queue (after
+    /// DRIVER_OK). Without the features, nothing is sent: the device stays promiscuous.
+    fn apply_ctrl(&mut self) -> Result<()> {
+        if self.ctrl.is_none() {
+            return Ok(());
+        }
+        if self.features & feature::NET_MQ != 0 && self.pairs > 1 {
+            let p = self.pairs.to_le_bytes();
+            self.command("set queue pairs", ctrlcmd::CLASS_MQ, ctrlcmd::MQ_VQ_PAIRS_SET, &p)?;
+        }
+        if self.features & feature::NET_CTRL_MAC_ADDR != 0 && self.mac_changed {
+            let m = self.mac.0;
+            self.command("set MAC address", ctrlcmd::CLASS_MAC, ctrlcmd::MAC_ADDR_SET, &m)?;
+        }
+        if self.features & feature::NET_CTRL_RX != 0 {
+            let p = [u8::from(self.promiscuous)];
+            self.command("set promiscuous mode", ctrlcmd::CLASS_RX, ctrlcmd::RX_PROMISC, &p)?;
+            let a = [u8::from(self.all_multicast)];
+            self.command(
+                "set all-multicast mode",
+                ctrlcmd::CLASS_RX,
+                ctrlcmd::RX_ALLMULTI,
+                &a,
+            )?;
+        }
         Ok(())
     }
 
@@ -786,8 +913,8 @@ impl Driver for VirtioDriver {
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
             driver: DRIVER_NAME,
-            max_rx_queues: 1,
-            max_tx_queues: 1,
+            max_rx_queues: self.max_pairs,
+            max_tx_queues: self.max_pairs,
             min_ring_size: MIN_RING_SIZE,
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
@@ -824,6 +951,7 @@ impl Driver for VirtioDriver {
         self.rx_ring_size = config.rx_ring_size;
         self.tx_ring_size = config.tx_ring_size;
         self.rx_queues = config.rx_queues;
+        self.pairs = config.rx_queues.max(config.tx_queues);
         Ok(())
     }
 
@@ -898,6 +1026,7 @@ impl Driver for VirtioDriver {
                 .add_status(status::DRIVER_OK)
                 .map_err(self.reg_err("set DRIVER_OK"))?;
             self.driver_ok = true;
+            self.apply_ctrl()?;
         }
         self.check_state()?;
         for &(index, off) in &self.rx_notify {
@@ -941,35 +1070,72 @@ impl Driver for VirtioDriver {
         self.mac
     }
 
-    fn set_mac_addr(&mut self, _mac: MacAddr) -> Result<()> {
-        Err(PortError::Unsupported {
-            device: self.name().to_string(),
-            op: "set MAC address (needs the control virtqueue, not implemented)",
-            driver: DRIVER_NAME,
-        })
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+        if self.features & feature::NET_CTRL_MAC_ADDR == 0 {
+            return Err(PortError::Unsupported {
+                device: self.name().to_string(),
+                op: "set MAC address (the device offers no VIRTIO_NET_F_CTRL_MAC_ADDR)",
+                driver: DRIVER_NAME,
+            });
+        }
+        if self.driver_ok {
+            self.command(
+                "set MAC address",
+                ctrlcmd::CLASS_MAC,
+                ctrlcmd::MAC_ADDR_SET,
+                &mac.0,
+            )?;
+        }
+        self.mac = mac;
+        self.mac_changed = true;
+        Ok(())
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
-        // Without VIRTIO_NET_F_CTRL_RX the device receives every frame (QEMU starts promiscuous).
-        if on {
-            return Ok(());
+        if self.features & feature::NET_CTRL_RX == 0 {
+            // Without VIRTIO_NET_F_CTRL_RX the device receives every frame.
+            if on {
+                return Ok(());
+            }
+            return Err(PortError::Unsupported {
+                device: self.name().to_string(),
+                op: "leave promiscuous mode (the device offers no VIRTIO_NET_F_CTRL_RX control virtqueue)",
+                driver: DRIVER_NAME,
+            });
         }
-        Err(PortError::Unsupported {
-            device: self.name().to_string(),
-            op: "leave promiscuous mode (needs the control virtqueue, not implemented)",
-            driver: DRIVER_NAME,
-        })
+        if self.driver_ok {
+            self.command(
+                "set promiscuous mode",
+                ctrlcmd::CLASS_RX,
+                ctrlcmd::RX_PROMISC,
+                &[u8::from(on)],
+            )?;
+        }
+        self.promiscuous = on;
+        Ok(())
     }
 
     fn set_all_multicast(&mut self, on: bool) -> Result<()> {
-        if on {
-            return Ok(());
+        if self.features & feature::NET_CTRL_RX == 0 {
+            if on {
+                return Ok(());
+            }
+            return Err(PortError::Unsupported {
+                device: self.name().to_string(),
+                op: "leave all-multicast mode (the device offers no VIRTIO_NET_F_CTRL_RX control virtqueue)",
+                driver: DRIVER_NAME,
+            });
         }
-        Err(PortError::Unsupported {
-            device: self.name().to_string(),
-            op: "leave all-multicast mode (needs the control virtqueue, not implemented)",
-            driver: DRIVER_NAME,
-        })
+        if self.driver_ok {
+            self.command(
+                "set all-multicast mode",
+                ctrlcmd::CLASS_RX,
+                ctrlcmd::RX_ALLMULTI,
+                &[u8::from(on)],
+            )?;
+        }
+        self.all_multicast = on;
+        Ok(())
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, flush_thread_caches};
 
+use super::ctrl::{CtrlError, CtrlQueue};
 use super::queue::{
     Doorbell, VirtioRxQueue, VirtioTxQueue, complete_l4_checksum, ipv4_header_checksum, tx_header_table_bytes,
 };
@@ -43,11 +44,26 @@ fn negotiation_takes_required_and_offered_optional_features() {
     assert_ne!(f & feature::NET_MRG_RXBUF, 0);
     // Never more than offered, and nothing the driver does not implement.
     assert_eq!(f & !offered, 0);
-    assert_eq!(
-        f & (feature::RING_PACKED | feature::RING_EVENT_IDX | feature::NET_CTRL_VQ),
-        0
+    assert_eq!(f & (feature::RING_PACKED | feature::RING_EVENT_IDX), 0);
+    assert_ne!(
+        f & feature::NET_CTRL_VQ,
+        0,
+        "the control queue is used when offered"
     );
     assert_eq!(f & feature::NET_CSUM, 0, "CSUM not offered, not taken");
+}
+
+#[test]
+fn control_queue_features_need_the_control_queue() {
+    let base = feature::VERSION_1 | feature::ACCESS_PLATFORM;
+    let extra = feature::NET_CTRL_RX | feature::NET_MQ | feature::NET_CTRL_MAC_ADDR;
+    assert_eq!(
+        negotiate(DEV, base | extra).unwrap() & extra,
+        0,
+        "no CTRL_VQ: none of them"
+    );
+    let f = negotiate(DEV, base | extra | feature::NET_CTRL_VQ).unwrap();
+    assert_eq!(f & (extra | feature::NET_CTRL_VQ), extra | feature::NET_CTRL_VQ);
 }
 
 #[test]
@@ -747,4 +763,73 @@ fn tx_without_headroom_uses_a_header_descriptor() {
     q.cleanup();
     assert_eq!(q.ring().num_free(), 16);
     assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control queue.
+
+#[test]
+fn control_commands_are_three_descriptor_chains_and_acks_are_checked() {
+    let size = 16;
+    let mem =
+        HeapRingMemory::new((SplitLayout::new(size).unwrap().bytes.next_multiple_of(16) + 64).div_ceil(16));
+    let bell = FakeBell::default();
+    let mut q = CtrlQueue::new(mem, bell.clone(), size).unwrap();
+    let dev = Arc::new(Mutex::new(FakeDevice::new(q.ring())));
+    // The device: answers each command with ack = 0 for class 0, 1 otherwise, and records it.
+    type Seen = Vec<(u8, u8, Vec<u8>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let (dev, seen, stop) = (dev.clone(), seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut d = dev.lock().unwrap();
+                if let Some((head, chain)) = d.pop_avail() {
+                    assert_eq!(chain.len(), 3, "header, data, ack");
+                    assert_eq!(chain[0].1, 2);
+                    assert_eq!(chain[0].2 & DESC_F_WRITE, 0);
+                    assert_eq!(chain[1].2 & DESC_F_WRITE, 0);
+                    assert_eq!((chain[2].1, chain[2].2 & DESC_F_WRITE), (1, DESC_F_WRITE));
+                    // SAFETY: the driver posted these buffers (IOVA = VA in this test).
+                    let (class, cmd, data) = unsafe {
+                        let h = chain[0].0 as *const u8;
+                        (
+                            *h,
+                            *h.add(1),
+                            std::slice::from_raw_parts(chain[1].0 as *const u8, chain[1].1 as usize).to_vec(),
+                        )
+                    };
+                    // SAFETY: the ack byte is device-writable.
+                    unsafe { *(chain[2].0 as *mut u8) = u8::from(class != 0) };
+                    seen.lock().unwrap().push((class, cmd, data));
+                    d.push_used(u32::from(head), 1);
+                }
+                drop(d);
+                std::thread::yield_now();
+            }
+        })
+    };
+    q.command(0, 0, &[1]).unwrap();
+    q.command(0, 1, &[0]).unwrap();
+    let e = q.command(1, 1, &[2, 0, 0, 0, 0, 7]).unwrap_err();
+    assert_eq!(
+        e,
+        CtrlError::Refused {
+            class: 1,
+            cmd: 1,
+            ack: 1
+        }
+    );
+    assert!(matches!(q.command(0, 0, &[]), Err(CtrlError::Invalid { .. })));
+    assert!(matches!(q.command(0, 0, &[0; 9]), Err(CtrlError::Invalid { .. })));
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(0, 0, vec![1]), (0, 1, vec![0]), (1, 1, vec![2, 0, 0, 0, 0, 7])]
+    );
+    assert_eq!(bell.state.lock().unwrap().notifies, 3, "one doorbell per command");
+    assert_eq!(q.ring().num_free(), size);
+    assert!(dev.lock().unwrap().violations.is_empty());
 }
