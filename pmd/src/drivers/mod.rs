@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod igb;
+pub mod igbvf;
 pub mod virtio;
 
 use oxpmd_vfio::{PciAddress, Sysfs};
@@ -42,7 +43,7 @@ pub static REGISTRY: &[DriverEntry] = &[
     DriverEntry {
         name: "igbvf",
         ids: &[(0x8086, 0x10CA)],
-        open: None,
+        open: Some(igbvf::open),
     },
     // virtio-net, modern (virtio 1.0) PCI id.
     DriverEntry {

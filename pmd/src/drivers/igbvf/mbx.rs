@@ -1,0 +1,227 @@
+//! The VF side of the mailbox: lock, post, wait for the PF's ACK and reply, acknowledge.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use oxpmd_vfio::{Bar, BarError};
+
+use super::regs::{self, mbx};
+use crate::sriov::mailbox::MBX_WORDS;
+
+/// Register access of the VF's mailbox (BAR0, or a model in tests).
+pub trait VfMbxAccess {
+    /// Reads V2PMAILBOX (PFSTS, PFACK and RSTD clear on read).
+    fn read_ctl(&self) -> Result<u32, BarError>;
+    /// Writes V2PMAILBOX.
+    fn write_ctl(&self, v: u32) -> Result<(), BarError>;
+    /// Reads word `i` of the mailbox memory.
+    fn read_mem(&self, i: usize) -> Result<u32, BarError>;
+    /// Writes word `i` of the mailbox memory.
+    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError>;
+}
+
+impl VfMbxAccess for Bar {
+    fn read_ctl(&self) -> Result<u32, BarError> {
+        self.read32(regs::V2PMAILBOX)
+    }
+    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
+        self.write32(regs::V2PMAILBOX, v)
+    }
+    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
+        self.read32(regs::VMBMEM + 4 * (i % MBX_WORDS))
+    }
+    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
+        self.write32(regs::VMBMEM + 4 * (i % MBX_WORDS), v)
+    }
+}
+
+/// Mailbox failures.
+#[derive(Debug, thiserror::Error)]
+pub enum MbxError {
+    /// Register access failed.
+    #[error("mailbox register access: {0}")]
+    Bar(#[from] BarError),
+    /// The PF never released the buffer.
+    #[error("could not lock the mailbox within {0:?} (the PF holds it)")]
+    Lock(Duration),
+    /// No answer in time.
+    #[error(
+        "no {what} from the PF within {waited:?}: is the PF manager running and serving this VF \
+         (examples/sriov-pf)?"
+    )]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// Wait.
+        waited: Duration,
+    },
+    /// The PF reset while we talked.
+    #[error("the PF signalled a reset (RSTI) during the exchange")]
+    PfReset,
+}
+
+/// The VF's mailbox.
+#[derive(Debug)]
+pub struct VfMailbox<A: VfMbxAccess> {
+    access: A,
+    timeout: Duration,
+}
+
+impl<A: VfMbxAccess> VfMailbox<A> {
+    /// A mailbox over `access`, each wait bounded by `timeout`.
+    pub fn new(access: A, timeout: Duration) -> Self {
+        VfMailbox { access, timeout }
+    }
+
+    /// The register access.
+    pub fn access(&self) -> &A {
+        &self.access
+    }
+
+    fn lock(&self) -> Result<(), MbxError> {
+        let t = Instant::now();
+        loop {
+            self.access.write_ctl(mbx::VFU)?;
+            if self.access.read_ctl()? & mbx::VFU != 0 {
+                return Ok(());
+            }
+            if t.elapsed() > self.timeout {
+                return Err(MbxError::Lock(self.timeout));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Posts `msg` and returns the PF's reply (16 words; the caller looks at what it expects).
+    pub fn request(&self, msg: &[u32]) -> Result<[u32; MBX_WORDS], MbxError> {
+        self.lock()?;
+        for (i, w) in msg.iter().take(MBX_WORDS).enumerate() {
+            self.access.write_mem(i, *w)?;
+        }
+        // REQ without VFU: posts and releases the lock.
+        self.access.write_ctl(mbx::REQ)?;
+        let mut seen = 0u32;
+        let t = Instant::now();
+        // PFSTS and PFACK clear on read: remember every bit seen.
+        while seen & mbx::PFSTS == 0 {
+            let v = self.access.read_ctl()?;
+            if v & mbx::RSTI != 0 {
+                return Err(MbxError::PfReset);
+            }
+            seen |= v;
+            if seen & mbx::PFSTS != 0 {
+                break;
+            }
+            if t.elapsed() > self.timeout {
+                return Err(MbxError::Timeout {
+                    what: if seen & mbx::PFACK == 0 {
+                        "acknowledgement"
+                    } else {
+                        "reply"
+                    },
+                    waited: self.timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        self.lock()?;
+        let mut out = [0u32; MBX_WORDS];
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = self.access.read_mem(i)?;
+        }
+        // ACK without VFU: acknowledges and releases the lock.
+        self.access.write_ctl(mbx::ACK)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::mac::MacAddr;
+    use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
+    use crate::sriov::pf_host::PfHost;
+    use crate::sriov::pf_host::model::MailboxModel;
+    use crate::sriov::policy::{VfPolicy, VfTable};
+
+    struct ModelVf(Arc<MailboxModel>, usize);
+
+    impl VfMbxAccess for ModelVf {
+        fn read_ctl(&self) -> Result<u32, BarError> {
+            Ok(self.0.vf_read_mailbox(self.1))
+        }
+        fn write_ctl(&self, v: u32) -> Result<(), BarError> {
+            self.0.vf_write_mailbox(self.1, v);
+            Ok(())
+        }
+        fn read_mem(&self, i: usize) -> Result<u32, BarError> {
+            Ok(self.0.vf_read_mem(self.1, i))
+        }
+        fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
+            self.0.vf_write_mem(self.1, i, v);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vf_and_pf_host_talk_through_the_model() {
+        let m = Arc::new(MailboxModel::new());
+        let mac = MacAddr([2, 0, 0, 0, 0x20, 1]);
+        let t = VfTable::new(
+            vec![
+                VfPolicy::default(),
+                VfPolicy {
+                    mac: Some(mac),
+                    ..VfPolicy::default()
+                },
+            ],
+            MacAddr([0x52, 0x54, 0, 0, 1, 0]),
+            0,
+        )
+        .unwrap();
+        let mut host = PfHost::new(m.clone(), "model-pf", t).unwrap();
+        host.setup_vmdq().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let pf = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !s2.load(Ordering::Relaxed) {
+                host.poll(t0.elapsed().as_millis() as u64).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            host
+        });
+        let vf = VfMailbox::new(ModelVf(m.clone(), 1), Duration::from_secs(10));
+        let r = vf.request(&VfRequest::Reset.encode()[..1]).unwrap();
+        assert_eq!(r[0], MSG_ACK | 1);
+        assert_eq!(mailbox::mac_from_words(r[1], r[2]), mac);
+        let r = vf
+            .request(&VfRequest::SetLpe { max_frame: 1518 }.encode()[..2])
+            .unwrap();
+        assert_eq!(r[0], MSG_ACK | MSG_CTS | 5);
+        let r = vf
+            .request(&VfRequest::SetMac(MacAddr([2, 9, 9, 9, 9, 9])).encode()[..3])
+            .unwrap();
+        assert_eq!(r[0], MSG_NACK | MSG_CTS | 2);
+        assert_eq!(mailbox::reply_status(r[0], 2), ReplyStatus::Nack);
+        // VF 0 has no MAC: its reset is NACKed.
+        let vf0 = VfMailbox::new(ModelVf(m.clone(), 0), Duration::from_secs(10));
+        let r = vf0.request(&[1]).unwrap();
+        assert_eq!(r[0], MSG_NACK | 1);
+        stop.store(true, Ordering::Relaxed);
+        let host = pf.join().unwrap();
+        assert_eq!(host.counters()[1].acked, 2);
+        assert_eq!(host.counters()[1].nacked, 1);
+    }
+
+    #[test]
+    fn no_pf_is_a_timeout_naming_the_pf_manager() {
+        let m = Arc::new(MailboxModel::new());
+        let vf = VfMailbox::new(ModelVf(m, 0), Duration::from_millis(20));
+        let e = vf.request(&[1]).unwrap_err();
+        assert!(e.to_string().contains("PF manager"), "{e}");
+    }
+}

@@ -1,0 +1,748 @@
+//! Intel 82576 VF (igbvf) driver over VFIO, for a VF whose PF is served by our PF host
+//! (`examples/sriov-pf`) or by any igb-compatible PF.
+//!
+//! Open: the VF token comes from [`OpenOptions::vf_token`], else the environment
+//! (`OXPMD_VF_TOKEN`, or `OXPMD_VF_TOKEN_FILE` naming the PF manager's 0600 token file); without
+//! it vfio-pci refuses the VF and the error says so. Bring-up: memory + bus mastering, interrupts
+//! masked, `CTRL.RST`, wait until the PF released the VF (V2PMAILBOX.RSTI clear), then the reset
+//! handshake over the mailbox: RESET, the PF's ACK with our MAC (a NACK means the PF has no MAC
+//! for us: refused), then SET_LPE. Queues: one RX and one TX queue (the VF's queue 0) on the
+//! shared advanced ring; they are enabled at setup (a VF has no RCTL/TCTL: the PF gates the
+//! pool). Statistics: the VF's rolling counters (VFGPRC, VFGPTC, VFGORC, VFGOTC, VFMPRC).
+//!
+//! Teardown: queues disable themselves before their memory goes; the driver's `Drop` disables
+//! its queues, then bus mastering.
+
+pub mod mbx;
+pub mod regs;
+
+mod queue;
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
+use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs, VfToken};
+
+use self::mbx::{MbxError, VfMailbox};
+use self::queue::{VfDir, VfQueueRegs, VfRingSlice, VfRxQueue, VfTxQueue, disable_queue};
+use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use crate::driver::{
+    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+};
+use crate::drivers::igb::regs::queue as qregs;
+use crate::error::{PortError, Result};
+use crate::iommu::VfioDmaMap;
+use crate::mac::MacAddr;
+use crate::port::PortConfig;
+use crate::sriov::mailbox::{self, ReplyStatus, VfRequest, id};
+use crate::stats::DeviceCounters;
+
+/// Driver name.
+pub const DRIVER_NAME: &str = "igbvf";
+/// Environment variable holding the VF token (a UUID).
+pub const ENV_TOKEN: &str = "OXPMD_VF_TOKEN";
+/// Environment variable naming the PF manager's token file.
+pub const ENV_TOKEN_FILE: &str = "OXPMD_VF_TOKEN_FILE";
+/// Smallest RX buffer (a full frame in one descriptor).
+pub const MIN_RX_BUFFER: usize = 1518;
+/// Max frame asked from the PF at bring-up (1518 + a VLAN tag).
+pub const MAX_FRAME: u32 = 1522;
+/// How long the PF may take to release the VF from reset.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one mailbox exchange may take (the PF manager polls every few milliseconds).
+const MBX_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a queue enable may take to read back.
+const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Failures of the igbvf driver (inside [`PortError::Driver`]).
+#[derive(Debug, thiserror::Error)]
+pub enum IgbvfError {
+    /// A VFIO operation failed; for a token refusal, the hint says where the token comes from.
+    #[error("{source}{hint}")]
+    Vfio {
+        /// The VFIO error (names the kernel's reason).
+        source: Box<oxpmd_vfio::Error>,
+        /// Extra advice.
+        hint: &'static str,
+    },
+    /// The token in the environment is unusable.
+    #[error("VF token from {var}: {source}")]
+    Token {
+        /// Where it came from.
+        var: &'static str,
+        /// Why.
+        source: Box<oxpmd_vfio::Error>,
+    },
+    /// The VF is on a kernel driver.
+    #[error("bound to the kernel driver `{0}`; a VF used from userspace must be on vfio-pci")]
+    KernelDriver(String),
+    /// A register access failed.
+    #[error("BAR0 access: {0}")]
+    Bar(#[from] BarError),
+    /// A mailbox exchange failed.
+    #[error(transparent)]
+    Mailbox(#[from] MbxError),
+    /// The PF never released the VF from reset.
+    #[error(
+        "the PF did not release the VF from reset within {0:?} (V2PMAILBOX.RSTI stays set): start the \
+         PF manager (examples/sriov-pf) first"
+    )]
+    NotReleased(Duration),
+    /// The PF refused a request.
+    #[error("the PF refused {what} (NACK); its log names the reason")]
+    Refused {
+        /// The request.
+        what: &'static str,
+    },
+    /// The PF's reply did not belong to the request.
+    #[error("unexpected reply {word0:#010x} to {what}")]
+    Protocol {
+        /// The request.
+        what: &'static str,
+        /// Word 0 of the reply.
+        word0: u32,
+    },
+    /// DMA mapping.
+    #[error(transparent)]
+    DmaMap(#[from] oxpmd_dma::DmaMapError),
+    /// Ring memory.
+    #[error(transparent)]
+    Region(#[from] oxpmd_dma::RegionError),
+    /// Ring setup.
+    #[error("descriptor ring: {0}")]
+    Ring(String),
+    /// The pool is not mapped for this VF.
+    #[error(
+        "mempool `{0}` is not mapped in this VF's IOMMU container; create it with Port::dma_map() of \
+         this port"
+    )]
+    PoolNotMapped(String),
+    /// Queue did not enable.
+    #[error("{0} queue did not report enabled within {QUEUE_ENABLE_TIMEOUT:?}")]
+    QueueEnable(&'static str),
+}
+
+const TOKEN_HINT: &str = "; give the VF token: set OXPMD_VF_TOKEN_FILE to the token file the PF manager \
+                          printed (or OXPMD_VF_TOKEN to the token)";
+
+fn drv_err(device: &str, op: &'static str, e: impl Into<IgbvfError>) -> PortError {
+    PortError::Driver {
+        device: device.to_string(),
+        op,
+        source: Box::new(e.into()),
+    }
+}
+
+/// The VF token to open with: the options', else `OXPMD_VF_TOKEN`, else the file named by
+/// `OXPMD_VF_TOKEN_FILE`; `None` when none is given.
+pub fn token_from(opts: &OpenOptions) -> std::result::Result<Option<VfToken>, IgbvfError> {
+    if let Some(t) = &opts.vf_token {
+        return VfToken::parse(t).map(Some).map_err(|source| IgbvfError::Token {
+            var: "the open options",
+            source: Box::new(source),
+        });
+    }
+    if let Ok(t) = std::env::var(ENV_TOKEN) {
+        return VfToken::parse(t.trim())
+            .map(Some)
+            .map_err(|source| IgbvfError::Token {
+                var: ENV_TOKEN,
+                source: Box::new(source),
+            });
+    }
+    if let Ok(p) = std::env::var(ENV_TOKEN_FILE) {
+        return VfToken::load(std::path::Path::new(&p))
+            .map(Some)
+            .map_err(|source| IgbvfError::Token {
+                var: ENV_TOKEN_FILE,
+                source: Box::new(source),
+            });
+    }
+    Ok(None)
+}
+
+/// The process-wide VFIO container of igbvf ports.
+fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
+    MAP.get_or_init(|| Mutex::new(Weak::new()))
+}
+
+/// The VF's rolling counters (32-bit, wrapping) read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgbvfHwStats {
+    /// Good packets received.
+    pub gprc: u32,
+    /// Good packets transmitted.
+    pub gptc: u32,
+    /// Good octets received.
+    pub gorc: u32,
+    /// Good octets transmitted.
+    pub gotc: u32,
+    /// Multicast packets received.
+    pub mprc: u32,
+}
+
+/// What the driver and its queues share.
+pub(crate) struct VfShared {
+    pub(crate) name: String,
+    pub(crate) bar: Bar,
+    device: Device,
+}
+
+impl VfShared {
+    fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
+        Ok(IgbvfHwStats {
+            gprc: self.bar.read32(regs::stats::GPRC)?,
+            gptc: self.bar.read32(regs::stats::GPTC)?,
+            gorc: self.bar.read32(regs::stats::GORC)?,
+            gotc: self.bar.read32(regs::stats::GOTC)?,
+            mprc: self.bar.read32(regs::stats::MPRC)?,
+        })
+    }
+}
+
+/// Reads a VF's counters while the port is in use.
+#[derive(Clone)]
+pub struct IgbvfStatsReader {
+    shared: Arc<VfShared>,
+}
+
+impl std::fmt::Debug for IgbvfStatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbvfStatsReader")
+            .field("device", &self.shared.name)
+            .finish()
+    }
+}
+
+impl IgbvfStatsReader {
+    /// The VF's counters now.
+    pub fn read(&self) -> Result<IgbvfHwStats> {
+        self.shared
+            .hw_stats()
+            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
+    }
+}
+
+/// An 82576 VF opened through VFIO.
+pub struct IgbvfDriver {
+    shared: Arc<VfShared>,
+    dma: Arc<VfioDmaMap>,
+    mbx: VfMailbox<Bar>,
+    mac: MacAddr,
+    rings: Option<Arc<DmaRegion>>,
+    rx_ring_size: usize,
+    queues: Vec<(VfDir, u16)>,
+}
+
+impl std::fmt::Debug for IgbvfDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbvfDriver")
+            .field("device", &self.shared.name)
+            .field("mac", &self.mac)
+            .finish()
+    }
+}
+
+/// The registry's constructor.
+pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<Box<dyn Driver>> {
+    Ok(Box::new(IgbvfDriver::open(addr, opts)?))
+}
+
+impl IgbvfDriver {
+    /// Opens the VF at `addr` with the VF token (see the module documentation), resets it and
+    /// completes the reset handshake with the PF.
+    pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<IgbvfDriver> {
+        let name = addr.to_string();
+        let token = token_from(opts).map_err(|e| drv_err(&name, "get the VF token", e))?;
+        let sys = Sysfs::new();
+        match sys.driver(addr).map_err(|e| {
+            drv_err(
+                &name,
+                "read the bound driver",
+                IgbvfError::Vfio {
+                    source: Box::new(e),
+                    hint: "",
+                },
+            )
+        })? {
+            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
+            Some(d) => return Err(drv_err(&name, "open", IgbvfError::KernelDriver(d))),
+            None => {
+                sys.bind_vfio_pci(addr).map_err(|e| {
+                    drv_err(
+                        &name,
+                        "bind to vfio-pci",
+                        IgbvfError::Vfio {
+                            source: Box::new(e),
+                            hint: "",
+                        },
+                    )
+                })?;
+            }
+        }
+        let hint = if token.is_none() { TOKEN_HINT } else { "" };
+        let vfio = |e| IgbvfError::Vfio {
+            source: Box::new(e),
+            hint,
+        };
+        let (device, dma) = {
+            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
+            match slot.upgrade() {
+                Some(dma) => {
+                    let dev = dma
+                        .container()
+                        .open_device(addr, token.as_ref())
+                        .map_err(|e| drv_err(&name, "open the VF", vfio(e)))?;
+                    (dev, dma)
+                }
+                None => {
+                    let container =
+                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", vfio(e)))?;
+                    let dev = container
+                        .open_device(addr, token.as_ref())
+                        .map_err(|e| drv_err(&name, "open the VF", vfio(e)))?;
+                    let dma = Arc::new(
+                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
+                    );
+                    *slot = Arc::downgrade(&dma);
+                    (dev, dma)
+                }
+            }
+        };
+        let bar = device
+            .map_bar(0)
+            .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;
+        let shared = Arc::new(VfShared {
+            name: name.clone(),
+            bar: bar.clone(),
+            device,
+        });
+        let mut drv = IgbvfDriver {
+            shared,
+            dma,
+            mbx: VfMailbox::new(bar, MBX_TIMEOUT),
+            mac: MacAddr::ZERO,
+            rings: None,
+            rx_ring_size: 0,
+            queues: Vec::new(),
+        };
+        drv.reset()?;
+        Ok(drv)
+    }
+
+    /// A reader of the VF's counters.
+    pub fn stats_reader(&self) -> IgbvfStatsReader {
+        IgbvfStatsReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The VF's counters now.
+    pub fn hw_stats(&self) -> Result<IgbvfHwStats> {
+        self.stats_reader().read()
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Resets the VF and redoes the handshake with the PF (also after a PF restart).
+    pub fn reset(&mut self) -> Result<()> {
+        let s = self.shared.clone();
+        s.device.enable_memory_and_bus_master().map_err(|e| {
+            drv_err(
+                &s.name,
+                "enable bus mastering",
+                IgbvfError::Vfio {
+                    source: Box::new(e),
+                    hint: "",
+                },
+            )
+        })?;
+        let b = &s.bar;
+        let name = s.name.clone();
+        let e = |op: &'static str| {
+            let name = name.clone();
+            move |e: BarError| drv_err(&name, op, e)
+        };
+        b.write32(regs::EIMC, 0x7).map_err(e("mask interrupts"))?;
+        let ctrl = b.read32(regs::CTRL).map_err(e("reset"))?;
+        b.write32(regs::CTRL, ctrl | regs::CTRL_RST).map_err(e("reset"))?;
+        std::thread::sleep(Duration::from_millis(2));
+        // Wait until the PF released the VF (RSTI clear; RSTD clears on read).
+        let t = Instant::now();
+        loop {
+            let v = b.read32(regs::V2PMAILBOX).map_err(e("read V2PMAILBOX"))?;
+            if v & regs::mbx::RSTI == 0 {
+                break;
+            }
+            if t.elapsed() > RELEASE_TIMEOUT {
+                return Err(drv_err(
+                    &s.name,
+                    "reset",
+                    IgbvfError::NotReleased(RELEASE_TIMEOUT),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let r = self
+            .mbx
+            .request(&VfRequest::Reset.encode()[..1])
+            .map_err(|e| drv_err(&s.name, "reset handshake", e))?;
+        match mailbox::reply_status(r[0], id::RESET) {
+            ReplyStatus::Ack => {}
+            ReplyStatus::Nack => {
+                return Err(drv_err(
+                    &s.name,
+                    "reset handshake",
+                    IgbvfError::Refused {
+                        what: "the reset (the PF has no MAC for this VF)",
+                    },
+                ));
+            }
+            ReplyStatus::Unexpected => {
+                return Err(drv_err(
+                    &s.name,
+                    "reset handshake",
+                    IgbvfError::Protocol {
+                        what: "RESET",
+                        word0: r[0],
+                    },
+                ));
+            }
+        }
+        let mac = mailbox::mac_from_words(r[1], r[2]);
+        if !mac.is_valid_unicast() {
+            return Err(drv_err(
+                &s.name,
+                "reset handshake",
+                IgbvfError::Protocol {
+                    what: "RESET (the MAC is not unicast)",
+                    word0: r[0],
+                },
+            ));
+        }
+        self.mac = mac;
+        self.simple_request(VfRequest::SetLpe { max_frame: MAX_FRAME }, "SET_LPE")?;
+        log::info!("{}: igbvf reset handshake done, MAC {mac}", s.name);
+        Ok(())
+    }
+
+    /// Sends a request whose reply is a bare ACK / NACK.
+    fn simple_request(&self, req: VfRequest, what: &'static str) -> Result<()> {
+        let words = req.encode();
+        let r = self
+            .mbx
+            .request(&words)
+            .map_err(|e| drv_err(self.name(), "mailbox request", e))?;
+        match mailbox::reply_status(r[0], req.id()) {
+            ReplyStatus::Ack => Ok(()),
+            ReplyStatus::Nack => Err(drv_err(
+                self.name(),
+                "mailbox request",
+                IgbvfError::Refused { what },
+            )),
+            ReplyStatus::Unexpected => Err(drv_err(
+                self.name(),
+                "mailbox request",
+                IgbvfError::Protocol { what, word0: r[0] },
+            )),
+        }
+    }
+
+    /// Sends raw mailbox words and returns the PF's reply (for tests of the PF's defences).
+    pub fn raw_request(&self, words: &[u32]) -> Result<[u32; mailbox::MBX_WORDS]> {
+        self.mbx
+            .request(words)
+            .map_err(|e| drv_err(self.name(), "mailbox request", e))
+    }
+
+    fn wait_enabled(&self, dir: VfDir, q: u16) -> Result<()> {
+        let t = Instant::now();
+        loop {
+            let v = self
+                .shared
+                .bar
+                .read32(dir.reg(q, qregs::DCTL))
+                .map_err(|e| drv_err(self.name(), "enable queue", e))?;
+            if v & qregs::DCTL_ENABLE != 0 {
+                return Ok(());
+            }
+            if t.elapsed() > QUEUE_ENABLE_TIMEOUT {
+                return Err(drv_err(
+                    self.name(),
+                    "enable queue",
+                    IgbvfError::QueueEnable(dir.name()),
+                ));
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn program_ring(&self, dir: VfDir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
+        let b = &self.shared.bar;
+        b.write32(dir.reg(q, qregs::DBAL), iova as u32)?;
+        b.write32(dir.reg(q, qregs::DBAH), (iova >> 32) as u32)?;
+        b.write32(dir.reg(q, qregs::DLEN), len)?;
+        b.write32(dir.reg(q, qregs::DH), 0)?;
+        b.write32(dir.reg(q, qregs::DT), 0)?;
+        Ok(())
+    }
+
+    fn pool_mapped(&self, pool: &Mempool) -> bool {
+        let region = pool.region();
+        let Some(iova) = region.iova() else {
+            return false;
+        };
+        let vaddr = region.as_ptr() as usize;
+        self.dma
+            .container()
+            .mappings()
+            .iter()
+            .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
+    }
+}
+
+impl Driver for IgbvfDriver {
+    fn device_name(&self) -> &str {
+        self.name()
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            driver: DRIVER_NAME,
+            max_rx_queues: 1,
+            max_tx_queues: 1,
+            min_ring_size: MIN_RING_SIZE,
+            max_ring_size: MAX_RING_SIZE,
+            min_rx_buffer: MIN_RX_BUFFER,
+        }
+    }
+
+    fn configure(&mut self, config: &PortConfig) -> Result<()> {
+        if self.rings.is_some() {
+            return Err(drv_err(
+                self.name(),
+                "configure",
+                IgbvfError::Ring("already configured".into()),
+            ));
+        }
+        if !self.pool_mapped(&config.mempool) {
+            return Err(drv_err(
+                self.name(),
+                "configure",
+                IgbvfError::PoolNotMapped(config.mempool.name().to_string()),
+            ));
+        }
+        let bytes = (config.rx_ring_size + config.tx_ring_size) * desc::DESC_SIZE;
+        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
+            .map_err(|e| drv_err(self.name(), "allocate descriptor rings", e))?;
+        let map: Arc<dyn DmaMap> = self.dma.clone();
+        region
+            .map(map)
+            .map_err(|e| drv_err(self.name(), "map descriptor rings", e))?;
+        self.rings = Some(Arc::new(region));
+        self.rx_ring_size = config.rx_ring_size;
+        Ok(())
+    }
+
+    fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
+        let q = setup.queue;
+        if !self.pool_mapped(setup.pool) {
+            return Err(drv_err(
+                self.name(),
+                "set up RX queue",
+                IgbvfError::PoolNotMapped(setup.pool.name().to_string()),
+            ));
+        }
+        disable_queue(&self.shared, VfDir::Rx, q);
+        let region = self.rings.clone().ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up RX queue",
+                IgbvfError::Ring("not configured".into()),
+            )
+        })?;
+        let mem = VfRingSlice::new(region, 0, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up RX queue",
+                IgbvfError::Ring("ring does not fit".into()),
+            )
+        })?;
+        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Rx, q)
+            .map_err(|e| drv_err(self.name(), "map the RX tail", e))?;
+        let mut ring =
+            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
+                PortError::Driver {
+                    device: self.name().to_string(),
+                    op: "set up RX queue",
+                    source: Box::new(e),
+                }
+            })?;
+        let bsize = (setup.pool.data_room() / 1024).clamp(1, qregs::SRRCTL_BSIZEPKT_MASK as usize) as u32;
+        self.program_ring(VfDir::Rx, q, ring.iova(), ring.len_bytes())
+            .map_err(|e| drv_err(self.name(), "program the RX ring", e))?;
+        self.shared
+            .bar
+            .write32(
+                VfDir::Rx.reg(q, qregs::SRRCTL),
+                bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
+            )
+            .map_err(|e| drv_err(self.name(), "write SRRCTL", e))?;
+        self.shared
+            .bar
+            .write32(VfDir::Rx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .map_err(|e| drv_err(self.name(), "enable the RX queue", e))?;
+        self.queues.push((VfDir::Rx, q));
+        self.wait_enabled(VfDir::Rx, q)?;
+        ring.arm();
+        Ok(Box::new(VfRxQueue { ring }))
+    }
+
+    fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+        let q = setup.queue;
+        disable_queue(&self.shared, VfDir::Tx, q);
+        let region = self.rings.clone().ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up TX queue",
+                IgbvfError::Ring("not configured".into()),
+            )
+        })?;
+        let offset = self.rx_ring_size * desc::DESC_SIZE;
+        let mem = VfRingSlice::new(region, offset, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
+            drv_err(
+                self.name(),
+                "set up TX queue",
+                IgbvfError::Ring("ring does not fit".into()),
+            )
+        })?;
+        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Tx, q)
+            .map_err(|e| drv_err(self.name(), "map the TX tail", e))?;
+        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
+            device: self.name().to_string(),
+            op: "set up TX queue",
+            source: Box::new(e),
+        })?;
+        self.program_ring(VfDir::Tx, q, ring.iova(), ring.len_bytes())
+            .map_err(|e| drv_err(self.name(), "program the TX ring", e))?;
+        self.shared
+            .bar
+            .write32(VfDir::Tx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .map_err(|e| drv_err(self.name(), "enable the TX queue", e))?;
+        self.queues.push((VfDir::Tx, q));
+        self.wait_enabled(VfDir::Tx, q)?;
+        let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
+        Ok(Box::new(VfTxQueue {
+            ring,
+            container: self.dma.container().clone(),
+            device: Arc::from(self.name()),
+            known: [setup.pool.id(); 4],
+            pool: setup.pool.clone(),
+            page_shift,
+        }))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        // Queues are enabled at setup; the PF gates the pool (VFRE / VFTE).
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        for &(dir, q) in &self.queues {
+            disable_queue(&self.shared, dir, q);
+        }
+        Ok(())
+    }
+
+    fn link(&mut self) -> Result<LinkStatus> {
+        let st = self
+            .shared
+            .bar
+            .read32(regs::STATUS)
+            .map_err(|e| drv_err(self.name(), "read STATUS", e))?;
+        let up = st & regs::STATUS_LU != 0;
+        Ok(LinkStatus {
+            up,
+            speed_mbps: if up { 1000 } else { 0 },
+            full_duplex: up && st & regs::STATUS_FD != 0,
+        })
+    }
+
+    fn mac_addr(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+        self.simple_request(VfRequest::SetMac(mac), "SET_MAC_ADDR")?;
+        self.mac = mac;
+        Ok(())
+    }
+
+    fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+        self.simple_request(
+            VfRequest::SetPromisc {
+                unicast: on,
+                multicast: false,
+            },
+            "SET_PROMISC (unicast)",
+        )
+    }
+
+    fn set_all_multicast(&mut self, on: bool) -> Result<()> {
+        self.simple_request(
+            VfRequest::SetPromisc {
+                unicast: false,
+                multicast: on,
+            },
+            "SET_PROMISC (multicast)",
+        )
+    }
+
+    fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
+        Some(self.dma.clone())
+    }
+
+    fn device_counters(&mut self) -> Result<DeviceCounters> {
+        Ok(DeviceCounters::default())
+    }
+}
+
+impl Drop for IgbvfDriver {
+    fn drop(&mut self) {
+        for &(dir, q) in &self.queues {
+            disable_queue(&self.shared, dir, q);
+        }
+        if let Err(e) = self.shared.device.disable_bus_master() {
+            log::error!("{}: teardown: bus master off: {e}", self.shared.name);
+        }
+        log::info!(
+            "{}: igbvf stopped, queues disabled, bus mastering off",
+            self.shared.name
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_sources_in_order() {
+        let opts = OpenOptions {
+            vf_token: Some("not-a-uuid".into()),
+            ..OpenOptions::default()
+        };
+        let e = token_from(&opts).unwrap_err();
+        assert!(e.to_string().contains("open options"), "{e}");
+        let t = VfToken::generate();
+        let opts = OpenOptions {
+            vf_token: Some(t.expose()),
+            ..OpenOptions::default()
+        };
+        assert_eq!(token_from(&opts).unwrap().unwrap().as_bytes(), t.as_bytes());
+    }
+}

@@ -1,0 +1,262 @@
+//! igbvf queues on the shared advanced descriptor ring: ring memory (a slice of a DMA region
+//! mapped through the VF's VFIO container), the queue's tail / enable registers, and the
+//! [`RxQueueOps`] / [`TxQueueOps`] wrappers.
+//!
+//! The only unsafe code of the driver: the `RingMemory` implementation below.
+#![allow(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{DmaRegion, Mempool, Packet};
+use oxpmd_vfio::{Container, Register};
+
+use super::VfShared;
+use super::regs;
+use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs, RingMemory};
+use crate::burst::Burst;
+use crate::driver::{RxQueueOps, TxQueueOps};
+use crate::drivers::igb::regs::queue as qregs;
+use crate::stats::QueueCounters;
+
+/// How long a queue disable may take before it is reported.
+const QUEUE_DISABLE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// A piece of a mapped DMA region holding one descriptor ring.
+pub(crate) struct VfRingSlice {
+    region: Arc<DmaRegion>,
+    offset: usize,
+    len: usize,
+    iova: u64,
+}
+
+impl VfRingSlice {
+    /// `len` bytes at `offset` of a mapped `region`; `None` if unmapped, out of bounds or not
+    /// 128-byte aligned.
+    pub(crate) fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<Self> {
+        let base = region.iova()?;
+        let end = offset.checked_add(len)?;
+        if end > region.len() || offset % crate::adv_ring::desc::RING_ALIGN != 0 || len == 0 {
+            return None;
+        }
+        Some(VfRingSlice {
+            iova: base + offset as u64,
+            region,
+            offset,
+            len,
+        })
+    }
+}
+
+// SAFETY: the slice lies inside the region (checked in `new`); the region is page-aligned so the
+// slice is 128-byte aligned; the device sees it at `iova` (the region is mapped through the VF's
+// container until the last `Arc` goes) and the memory lives as long as the `Arc` held here.
+unsafe impl RingMemory for VfRingSlice {
+    fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr().wrapping_add(self.offset)
+    }
+    fn iova(&self) -> u64 {
+        self.iova
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// RX or TX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VfDir {
+    Rx,
+    Tx,
+}
+
+impl VfDir {
+    pub(crate) fn reg(self, q: u16, field: usize) -> usize {
+        match self {
+            VfDir::Rx => regs::rx(q, field),
+            VfDir::Tx => regs::tx(q, field),
+        }
+    }
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            VfDir::Rx => "RX",
+            VfDir::Tx => "TX",
+        }
+    }
+}
+
+/// Clears a queue's enable bit and waits until it reads back off.
+pub(crate) fn disable_queue(shared: &VfShared, dir: VfDir, q: u16) -> bool {
+    let ctl = dir.reg(q, qregs::DCTL);
+    let Ok(v) = shared.bar.read32(ctl) else {
+        return false;
+    };
+    if v & qregs::DCTL_ENABLE == 0 {
+        return true;
+    }
+    if shared.bar.write32(ctl, v & !qregs::DCTL_ENABLE).is_err() {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        match shared.bar.read32(ctl) {
+            Ok(v) if v & qregs::DCTL_ENABLE == 0 => return true,
+            Ok(_) if start.elapsed() < QUEUE_DISABLE_TIMEOUT => std::thread::yield_now(),
+            _ => {
+                log::error!(
+                    "{}: {} queue {q}: still enabled {QUEUE_DISABLE_TIMEOUT:?} after clearing it",
+                    shared.name,
+                    dir.name()
+                );
+                return false;
+            }
+        }
+    }
+}
+
+/// The tail and enable registers of one VF queue.
+pub(crate) struct VfQueueRegs {
+    shared: Arc<VfShared>,
+    tail: Register,
+    dir: VfDir,
+    queue: u16,
+}
+
+impl VfQueueRegs {
+    pub(crate) fn new(shared: Arc<VfShared>, dir: VfDir, queue: u16) -> Result<Self, oxpmd_vfio::BarError> {
+        let tail = shared.bar.register(dir.reg(queue, qregs::DT))?;
+        Ok(VfQueueRegs {
+            shared,
+            tail,
+            dir,
+            queue,
+        })
+    }
+}
+
+impl QueueRegs for VfQueueRegs {
+    #[inline(always)]
+    fn write_tail(&mut self, tail: u32) {
+        self.tail.write(tail);
+    }
+
+    fn disable(&mut self) {
+        disable_queue(&self.shared, self.dir, self.queue);
+    }
+}
+
+/// An igbvf RX queue.
+pub(crate) struct VfRxQueue {
+    pub(crate) ring: AdvRxRing<VfQueueRegs, VfRingSlice>,
+}
+
+impl RxQueueOps for VfRxQueue {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
+        self.ring.rx_burst(out, c)
+    }
+}
+
+/// Whether `len` bytes at `iova` cross a `1 << shift` boundary.
+#[inline(always)]
+fn straddles(iova: u64, len: usize, shift: u32) -> bool {
+    len > 1 && (iova >> shift) != ((iova + len as u64 - 1) >> shift)
+}
+
+/// An igbvf TX queue: packets must lie in memory mapped in the VF's container (checked once per
+/// pool, design invariant 3); a buffer crossing an IOMMU page boundary is copied first (QEMU's
+/// model drops such frames).
+pub(crate) struct VfTxQueue {
+    pub(crate) ring: AdvTxRing<VfQueueRegs, VfRingSlice>,
+    pub(crate) container: Container,
+    pub(crate) device: Arc<str>,
+    pub(crate) known: [u64; 4],
+    pub(crate) pool: Mempool,
+    pub(crate) page_shift: u32,
+}
+
+impl VfTxQueue {
+    fn mapped(&mut self, p: &Packet) -> bool {
+        if self.known.contains(&p.pool_id()) {
+            return true;
+        }
+        let iova = p.data_iova();
+        let vaddr = p.data().as_ptr() as usize;
+        let len = p.len().max(1) as u64;
+        let ok = self.container.mappings().iter().any(|m| {
+            iova >= m.iova
+                && iova
+                    .checked_add(len)
+                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
+                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
+        });
+        if ok {
+            self.known.rotate_right(1);
+            self.known[0] = p.pool_id();
+        }
+        ok
+    }
+
+    #[cold]
+    fn unstraddled_copy(&self, p: &Packet) -> Option<Packet> {
+        let mut rejected = Vec::new();
+        for _ in 0..4 {
+            let mut q = self.pool.alloc()?;
+            q.extend_from_slice(p.data()).ok()?;
+            if straddles(q.data_iova(), q.len(), self.page_shift) {
+                rejected.push(q);
+                continue;
+            }
+            q.set_flags(p.flags());
+            q.set_vlan_tci(p.vlan_tci());
+            q.set_port(p.port());
+            return Some(q);
+        }
+        None
+    }
+}
+
+impl TxQueueOps for VfTxQueue {
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        let mut refused = 0usize;
+        if !pkts.iter().all(|p| self.known.contains(&p.pool_id())) {
+            let mut keep = Vec::with_capacity(pkts.len());
+            for p in pkts.iter() {
+                keep.push(self.mapped(p));
+            }
+            let mut i = 0;
+            pkts.retain(|_| {
+                let k = keep[i];
+                i += 1;
+                if !k {
+                    refused += 1;
+                }
+                k
+            });
+            if refused > 0 {
+                log::warn!(
+                    "{}: TX: {refused} packet(s) refused: their memory is not mapped for this VF",
+                    self.device
+                );
+                c.ierrors += refused as u64;
+            }
+        }
+        let shift = self.page_shift;
+        if pkts.iter().any(|p| straddles(p.data_iova(), p.len(), shift)) {
+            for i in 0..pkts.len() {
+                let p = &pkts.as_slice()[i];
+                if straddles(p.data_iova(), p.len(), shift) {
+                    if let Some(q) = self.unstraddled_copy(p) {
+                        pkts.as_mut_slice()[i] = q;
+                    }
+                }
+            }
+        }
+        refused + self.ring.tx_burst(pkts, c)
+    }
+
+    fn reclaim(&mut self) -> usize {
+        self.ring.cleanup()
+    }
+}
