@@ -1,8 +1,8 @@
 //! The DPDK side: finding (or installing) `dpdk-test`, running its perf autotests, parsing what they print.
 //!
 //! `dpdk-test` (Debian package dpdk-dev, 22.11) runs the test named by the `DPDK_TEST` environment variable
-//! and exits. It runs with `--no-huge --no-pci --no-shconf` on lcores 0 and 1, so it needs no hugepages, no
-//! device and leaves no shared config behind.
+//! and exits. It runs with `--no-huge --no-pci --no-shconf --no-telemetry` on lcores 0 and 1, so it needs
+//! no hugepages, no device, and leaves no shared config or socket behind.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
@@ -135,13 +135,15 @@ impl DpdkTest {
                 "--no-huge",
                 "--no-pci",
                 "--no-shconf",
+                "--no-telemetry",
                 "--file-prefix",
                 &prefix,
                 "-l",
                 &lcores,
             ])
             .stdin(Stdio::null());
-        // EAL still creates an empty runtime directory named after the prefix; it is removed after the run.
+        // EAL still creates an empty runtime directory named after the prefix (no telemetry sockets, so it
+        // stays empty even when the run is killed); it is removed after the run.
         (cmd, Path::new("/var/run/dpdk").join(prefix))
     }
 
