@@ -384,6 +384,9 @@ unsafe impl RingMemory for RegionSlice {
     }
 }
 
+/// A pool id no pool has (ids count up from 1).
+const NO_POOL: u64 = u64::MAX;
+
 /// Pools known to be mapped in the container (TX check of invariant 3).
 struct MappedPools {
     device: String,
@@ -992,13 +995,16 @@ impl Driver for VirtioDriver {
             off: notify_off,
             index,
         };
+        let mapped = pool_is_mapped(self.dma.container(), setup.pool);
+        // Only a pool found mapped is trusted without a check.
+        let first = if mapped { setup.pool.id() } else { NO_POOL };
         let check = MappedPools {
             device: self.name().to_string(),
             container: self.dma.container().clone(),
-            known: [setup.pool.id(); 8],
+            known: [first; 8],
             next: 0,
         };
-        if !pool_is_mapped(self.dma.container(), setup.pool) {
+        if !mapped {
             log::warn!(
                 "{}: TX queue {q}: the port's mempool is not mapped for this device; its packets \
                  will be refused",
