@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::Doorbell;
 use super::regs::ctrl;
-use super::split::{Seg, SplitRing, Used};
+use super::split::{Seg, Used, Virtqueue};
 use crate::adv_ring::RingMemory;
 
 /// Most data bytes one command carries (a MAC address: 6).
@@ -58,44 +58,49 @@ pub enum CtrlError {
     },
 }
 
+/// Sends control commands (object-safe, so the driver holds either ring kind).
+pub trait CtrlCommand: Send {
+    /// Sends one command and waits for the device's answer.
+    fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), CtrlError>;
+}
+
 /// The control queue.
-pub struct CtrlQueue<D: Doorbell, M: RingMemory> {
-    ring: SplitRing<M>,
+pub struct CtrlQueue<D: Doorbell, Q: Virtqueue, B: RingMemory> {
+    ring: Q,
+    /// Memory of the command buffer (kept alive; accessed through `buf`).
+    _buf_mem: B,
     buf: *mut u8,
     buf_iova: u64,
     doorbell: D,
 }
 
-// SAFETY: the ring and its command buffer (inside the ring memory) are owned by the queue.
-unsafe impl<D: Doorbell, M: RingMemory> Send for CtrlQueue<D, M> {}
+// SAFETY: the ring and the command buffer memory are owned by the queue.
+unsafe impl<D: Doorbell, Q: Virtqueue, B: RingMemory> Send for CtrlQueue<D, Q, B> {}
 
-impl<D: Doorbell, M: RingMemory> CtrlQueue<D, M> {
-    /// Builds a ring of `size` entries in `mem`, which must hold the ring layout plus
-    /// [`BUFFER_BYTES`] (16-aligned after it). `None` when it does not fit.
-    pub fn new(mem: M, doorbell: D, size: usize) -> Option<Self> {
-        let layout = super::split::SplitLayout::new(size)?;
-        let off = layout.bytes.next_multiple_of(16);
-        if mem.len() < off + BUFFER_BYTES {
+impl<D: Doorbell, Q: Virtqueue, B: RingMemory> CtrlQueue<D, Q, B> {
+    /// Takes an empty `ring` and [`BUFFER_BYTES`] of DMA memory for the command buffer; `None`
+    /// when the memory is too small.
+    pub fn new(ring: Q, buf_mem: B, doorbell: D) -> Option<Self> {
+        if buf_mem.len() < BUFFER_BYTES {
             return None;
         }
-        let buf = mem.as_ptr().wrapping_add(off);
-        let buf_iova = mem.iova() + off as u64;
-        let ring = SplitRing::new(mem, size).ok()?;
         Some(CtrlQueue {
+            buf: buf_mem.as_ptr(),
+            buf_iova: buf_mem.iova(),
+            _buf_mem: buf_mem,
             ring,
-            buf,
-            buf_iova,
             doorbell,
         })
     }
 
     /// The ring (addresses for the device).
-    pub fn ring(&self) -> &SplitRing<M> {
+    pub fn ring(&self) -> &Q {
         &self.ring
     }
+}
 
-    /// Sends one command and waits for the device's answer.
-    pub fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), CtrlError> {
+impl<D: Doorbell, Q: Virtqueue, B: RingMemory> CtrlCommand for CtrlQueue<D, Q, B> {
+    fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), CtrlError> {
         let invalid = |reason| CtrlError::Invalid { class, cmd, reason };
         if data.is_empty() || data.len() > MAX_DATA {
             return Err(invalid("data must be 1..=8 bytes"));
@@ -103,8 +108,8 @@ impl<D: Doorbell, M: RingMemory> CtrlQueue<D, M> {
         if self.ring.in_flight() != 0 {
             return Err(invalid("a previous command never came back; reopen the port"));
         }
-        // SAFETY: the command buffer lies after the ring inside its memory (checked in `new`); no
-        // command is in flight, so the device does not access it now.
+        // SAFETY: the command buffer holds BUFFER_BYTES (checked in `new`); no command is in
+        // flight, so the device does not access it now.
         unsafe {
             self.buf.add(HDR).write_volatile(class);
             self.buf.add(HDR + 1).write_volatile(cmd);

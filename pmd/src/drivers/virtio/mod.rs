@@ -29,6 +29,7 @@
 
 pub mod caps;
 pub mod ctrl;
+pub mod packed;
 pub mod queue;
 pub mod regs;
 pub mod split;
@@ -41,10 +42,11 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
 
 use self::caps::{CapError, VirtioCaps, find_virtio_caps};
-use self::ctrl::{CtrlError, CtrlQueue};
+use self::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
+use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
-use self::split::SplitLayout;
+use self::split::{SplitLayout, SplitRing, Virtqueue};
 use crate::adv_ring::RingMemory;
 use crate::burst::Burst;
 use crate::driver::{
@@ -186,10 +188,18 @@ fn drv_err(device: &str, op: &'static str, e: impl Into<VirtioError>) -> PortErr
     }
 }
 
+/// Options of the virtio-net driver beyond [`OpenOptions`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VirtioOptions {
+    /// Use packed virtqueues when the device offers VIRTIO_F_RING_PACKED (split otherwise).
+    /// [`open`] (the registry's constructor) sets it from `OXPMD_VIRTIO_PACKED=1`.
+    pub packed: bool,
+}
+
 /// Chooses the driver features from what the device offers: the required ones must all be there
 /// (else [`VirtioError::MissingFeature`] naming each missing bit, the device and the fix), plus
-/// the optional ones offered.
-pub fn negotiate(device: &str, offered: u64) -> std::result::Result<u64, VirtioError> {
+/// the optional ones offered, plus RING_PACKED when offered and `want_packed`.
+pub fn negotiate(device: &str, offered: u64, want_packed: bool) -> std::result::Result<u64, VirtioError> {
     let missing = REQUIRED_FEATURES & !offered;
     if missing != 0 {
         let names: Vec<&str> = [feature::VERSION_1, feature::ACCESS_PLATFORM]
@@ -209,6 +219,9 @@ pub fn negotiate(device: &str, offered: u64) -> std::result::Result<u64, VirtioE
         });
     }
     let mut f = REQUIRED_FEATURES | (offered & OPTIONAL_FEATURES);
+    if want_packed {
+        f |= offered & feature::RING_PACKED;
+    }
     if f & feature::NET_CTRL_VQ == 0 {
         f &= !CTRL_VQ_FEATURES;
     }
@@ -439,21 +452,17 @@ fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
         .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
 }
 
-type RxQ = VirtioRxQueue<VirtioDoorbell, RegionSlice>;
-type CtrlQ = CtrlQueue<VirtioDoorbell, RegionSlice>;
-type TxQ = VirtioTxQueue<VirtioDoorbell, RegionSlice>;
+struct RxQueueBox<Q: Virtqueue>(VirtioRxQueue<VirtioDoorbell, Q>);
+struct TxQueueBox<Q: Virtqueue>(VirtioTxQueue<VirtioDoorbell, Q, RegionSlice>);
 
-struct RxQueueBox(RxQ);
-struct TxQueueBox(TxQ);
-
-impl RxQueueOps for RxQueueBox {
+impl<Q: Virtqueue> RxQueueOps for RxQueueBox<Q> {
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
         self.0.rx_burst(out, c)
     }
 }
 
-impl TxQueueOps for TxQueueBox {
+impl<Q: Virtqueue> TxQueueOps for TxQueueBox<Q> {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
         self.0.tx_burst(pkts, c)
@@ -472,7 +481,7 @@ pub struct VirtioDriver {
     mac: MacAddr,
     num_queues: u16,
     rings: Option<Arc<DmaRegion>>,
-    ring_bytes: usize,
+    slot_bytes: usize,
     rx_ring_size: usize,
     tx_ring_size: usize,
     rx_queues: u16,
@@ -484,7 +493,7 @@ pub struct VirtioDriver {
     /// Queue pairs configured (told to the device at start with MQ).
     pairs: u16,
     /// The control virtqueue (with VIRTIO_NET_F_CTRL_VQ), and its memory.
-    ctrl: Option<CtrlQ>,
+    ctrl: Option<Box<dyn CtrlCommand>>,
     /// RX mode and MAC wanted (applied at start, or at once after it).
     promiscuous: bool,
     all_multicast: bool,
@@ -501,17 +510,28 @@ impl std::fmt::Debug for VirtioDriver {
     }
 }
 
-/// The registry's constructor ([`crate::drivers::OpenFn`]).
+/// The registry's constructor ([`crate::drivers::OpenFn`]): split virtqueues, or packed ones
+/// when the environment has `OXPMD_VIRTIO_PACKED=1` and the device offers them.
 pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<Box<dyn Driver>> {
-    Ok(Box::new(VirtioDriver::open(addr, opts)?))
+    let packed = std::env::var("OXPMD_VIRTIO_PACKED").is_ok_and(|v| v == "1");
+    Ok(Box::new(VirtioDriver::open_with(
+        addr,
+        opts,
+        VirtioOptions { packed },
+    )?))
 }
 
 impl VirtioDriver {
     /// Opens the virtio-net function at `addr`: binds it to vfio-pci if it has no driver (a device
     /// on a kernel driver is refused), attaches it to the process's virtio container, finds and
     /// maps its virtio structures, resets it and negotiates features (refusing a device without
-    /// VERSION_1 or ACCESS_PLATFORM).
+    /// VERSION_1 or ACCESS_PLATFORM). Split virtqueues.
     pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<VirtioDriver> {
+        Self::open_with(addr, opts, VirtioOptions::default())
+    }
+
+    /// [`VirtioDriver::open`] with driver options (packed virtqueues).
+    pub fn open_with(addr: PciAddress, opts: &OpenOptions, vopts: VirtioOptions) -> Result<VirtioDriver> {
         let name = addr.to_string();
         let sys = Sysfs::new();
         match sys
@@ -567,7 +587,7 @@ impl VirtioDriver {
             mac: MacAddr::ZERO,
             num_queues: 0,
             rings: None,
-            ring_bytes: 0,
+            slot_bytes: 0,
             rx_ring_size: 0,
             tx_ring_size: 0,
             rx_queues: 0,
@@ -580,7 +600,7 @@ impl VirtioDriver {
             all_multicast: false,
             mac_changed: false,
         };
-        drv.initialize(opts.port_id)?;
+        drv.initialize(opts.port_id, vopts)?;
         Ok(drv)
     }
 
@@ -635,7 +655,7 @@ impl VirtioDriver {
     }
 
     /// Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, MAC.
-    fn initialize(&mut self, port_id: u16) -> Result<()> {
+    fn initialize(&mut self, port_id: u16, vopts: VirtioOptions) -> Result<()> {
         let s = self.shared.clone();
         s.device
             .enable_memory_and_bus_master()
@@ -653,7 +673,7 @@ impl VirtioDriver {
                 .map_err(self.reg_err("read device features"))?;
             offered |= u64::from(v) << (32 * sel);
         }
-        let features = match negotiate(&s.name, offered) {
+        let features = match negotiate(&s.name, offered, vopts.packed) {
             Ok(f) => f,
             Err(e) => {
                 let _ = s.add_status(status::FAILED);
@@ -720,43 +740,60 @@ impl VirtioDriver {
         Ok(())
     }
 
+    /// Whether the virtqueues are packed.
+    pub fn packed(&self) -> bool {
+        self.features & feature::RING_PACKED != 0
+    }
+
+    /// Bytes of one ring of `size` entries (split or packed, as negotiated).
+    fn ring_bytes(&self, size: usize) -> usize {
+        if self.packed() {
+            packed_bytes(size).unwrap_or(0)
+        } else {
+            SplitLayout::new(size).map(|l| l.bytes).unwrap_or(0)
+        }
+    }
+
     /// Builds and enables the control virtqueue (index 2 * max_pairs), before DRIVER_OK.
     fn setup_ctrl_queue(&mut self) -> Result<()> {
         let index = 2 * self.max_pairs;
         let (size, notify_off) = self.select_queue(index, CTRL_QUEUE_SIZE)?;
-        let bytes = (SplitLayout::new(size)
-            .map(|l| l.bytes)
-            .unwrap_or(0)
-            .next_multiple_of(16)
-            + ctrl::BUFFER_BYTES)
-            .next_multiple_of(4096);
+        let ring_part = self.ring_bytes(size).next_multiple_of(128);
+        let bytes = (ring_part + ctrl::BUFFER_BYTES).next_multiple_of(4096);
         let mut region = DmaRegion::new(bytes, &RegionOptions::default())
             .map_err(|e| drv_err(self.name(), "allocate the control queue", e))?;
         let map: Arc<dyn DmaMap> = self.dma.clone();
         region
             .map(map)
             .map_err(|e| drv_err(self.name(), "map the control queue", e))?;
-        let mem = RegionSlice::new(Arc::new(region), 0, bytes).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up the control queue",
-                VirtioError::State("region not mapped"),
-            )
-        })?;
+        let region = Arc::new(region);
+        let fail = |what| drv_err(self.name(), "set up the control queue", VirtioError::State(what));
+        let mem = RegionSlice::new(region.clone(), 0, ring_part).ok_or_else(|| fail("region not mapped"))?;
+        let buf = RegionSlice::new(region, ring_part, ctrl::BUFFER_BYTES)
+            .ok_or_else(|| fail("region not mapped"))?;
         let bell = VirtioDoorbell {
             shared: self.shared.clone(),
             off: notify_off,
             index,
         };
-        let q = CtrlQueue::new(mem, bell, size).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up the control queue",
-                VirtioError::State("ring does not fit"),
-            )
-        })?;
-        let r = q.ring();
-        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+        let (q, addrs): (Box<dyn CtrlCommand>, _) = if self.packed() {
+            let ring = PackedRing::new(mem, size).ok_or_else(|| fail("ring does not fit"))?;
+            let a = (ring.desc_iova(), ring.avail_iova(), ring.used_iova());
+            let q = CtrlQueue::new(ring, buf, bell).ok_or_else(|| fail("buffer does not fit"))?;
+            (Box::new(q), a)
+        } else {
+            let ring = SplitRing::new(mem, size).map_err(|e| {
+                drv_err(
+                    self.name(),
+                    "set up the control queue",
+                    queue::QueueError::Ring(e),
+                )
+            })?;
+            let a = (ring.desc_iova(), ring.avail_iova(), ring.used_iova());
+            let q = CtrlQueue::new(ring, buf, bell).ok_or_else(|| fail("buffer does not fit"))?;
+            (Box::new(q), a)
+        };
+        self.enable_queue(index, size, addrs.0, addrs.1, addrs.2)?;
         self.ctrl = Some(q);
         Ok(())
     }
@@ -814,11 +851,10 @@ impl VirtioDriver {
         self.shared.status().map_err(self.reg_err("read status"))
     }
 
-    /// Bytes of ring memory one queue of `size` entries takes (TX: with its header table),
-    /// rounded to 4 KiB.
-    fn queue_bytes(size: usize) -> usize {
-        let layout = SplitLayout::new(size).map(|l| l.bytes).unwrap_or(0);
-        (layout.next_multiple_of(16) + tx_header_table_bytes(size)).next_multiple_of(4096)
+    /// Bytes of ring memory one queue of `size` entries takes: the ring (rounded to 128), then
+    /// the TX header table; rounded to 4 KiB.
+    fn queue_bytes(&self, size: usize) -> usize {
+        (self.ring_bytes(size).next_multiple_of(128) + tx_header_table_bytes(size)).next_multiple_of(4096)
     }
 
     /// Programs virtqueue `index`: size (clamped to the device's), the ring addresses, no MSI-X
@@ -882,21 +918,21 @@ impl VirtioDriver {
         w().map_err(self.reg_err("program queue"))
     }
 
-    fn ring_slice(&self, slot: usize) -> Result<RegionSlice> {
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                VirtioError::State("configure was not called"),
-            )
-        })?;
-        RegionSlice::new(region, slot * self.ring_bytes, self.ring_bytes).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                VirtioError::State("queue does not fit the ring region"),
-            )
-        })
+    /// The memory of queue slot `slot` for a ring of `size` entries: the ring, and the TX header
+    /// table after it.
+    fn ring_slices(&self, slot: usize, size: usize) -> Result<(RegionSlice, RegionSlice)> {
+        let fail = |what| drv_err(self.name(), "set up queue", VirtioError::State(what));
+        let region = self
+            .rings
+            .clone()
+            .ok_or_else(|| fail("configure was not called"))?;
+        let ring_part = self.ring_bytes(size).next_multiple_of(128);
+        let base = slot * self.slot_bytes;
+        let ring = RegionSlice::new(region.clone(), base, ring_part)
+            .ok_or_else(|| fail("queue does not fit the ring region"))?;
+        let hdr = RegionSlice::new(region, base + ring_part, tx_header_table_bytes(size))
+            .ok_or_else(|| fail("queue does not fit the ring region"))?;
+        Ok((ring, hdr))
     }
 
     fn check_state(&self) -> Result<()> {
@@ -941,7 +977,7 @@ impl Driver for VirtioDriver {
                 },
             ));
         }
-        let per = Self::queue_bytes(config.rx_ring_size.max(config.tx_ring_size));
+        let per = self.queue_bytes(config.rx_ring_size.max(config.tx_ring_size));
         let count = usize::from(config.rx_queues) + usize::from(config.tx_queues);
         let mut region = DmaRegion::new(per * count, &RegionOptions::default())
             .map_err(|e| drv_err(self.name(), "allocate virtqueues", e))?;
@@ -950,7 +986,7 @@ impl Driver for VirtioDriver {
             .map(map)
             .map_err(|e| drv_err(self.name(), "map virtqueues", e))?;
         self.rings = Some(Arc::new(region));
-        self.ring_bytes = per;
+        self.slot_bytes = per;
         self.rx_ring_size = config.rx_ring_size;
         self.tx_ring_size = config.tx_ring_size;
         self.rx_queues = config.rx_queues;
@@ -971,25 +1007,43 @@ impl Driver for VirtioDriver {
         }
         let index = 2 * q;
         let (size, notify_off) = self.select_queue(index, setup.ring_size)?;
-        let mem = self.ring_slice(usize::from(q))?;
+        let (mem, _) = self.ring_slices(usize::from(q), size)?;
         let bell = VirtioDoorbell {
             shared: self.shared.clone(),
             off: notify_off,
             index,
         };
-        let rxq = VirtioRxQueue::new(mem, bell, setup.pool, size, setup.port_id, q, false)
-            .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
-        let r = rxq.ring();
-        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+        let ops: Box<dyn RxQueueOps> = if self.packed() {
+            let ring = PackedRing::new(mem, size).ok_or_else(|| {
+                drv_err(
+                    self.name(),
+                    "set up RX queue",
+                    VirtioError::State("ring does not fit"),
+                )
+            })?;
+            let rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
+                .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
+            let r = rxq.ring();
+            self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+            Box::new(RxQueueBox(rxq))
+        } else {
+            let ring = SplitRing::new(mem, size)
+                .map_err(|e| drv_err(self.name(), "set up RX queue", queue::QueueError::Ring(e)))?;
+            let rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
+                .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
+            let r = rxq.ring();
+            self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+            Box::new(RxQueueBox(rxq))
+        };
         self.rx_notify.push((index, notify_off));
-        Ok(Box::new(RxQueueBox(rxq)))
+        Ok(ops)
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let q = setup.queue;
         let index = 2 * q + 1;
         let (size, notify_off) = self.select_queue(index, setup.ring_size)?;
-        let mem = self.ring_slice(usize::from(self.rx_queues) + usize::from(q))?;
+        let (mem, hdr) = self.ring_slices(usize::from(self.rx_queues) + usize::from(q), size)?;
         let bell = VirtioDoorbell {
             shared: self.shared.clone(),
             off: notify_off,
@@ -1012,11 +1066,29 @@ impl Driver for VirtioDriver {
             );
         }
         let csum = self.features & feature::NET_CSUM != 0;
-        let txq = VirtioTxQueue::new(mem, bell, size, csum, Some(Box::new(check)))
-            .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
-        let r = txq.ring();
-        self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
-        Ok(Box::new(TxQueueBox(txq)))
+        let check: Option<Box<dyn TxAddressCheck>> = Some(Box::new(check));
+        if self.packed() {
+            let ring = PackedRing::new(mem, size).ok_or_else(|| {
+                drv_err(
+                    self.name(),
+                    "set up TX queue",
+                    VirtioError::State("ring does not fit"),
+                )
+            })?;
+            let txq = VirtioTxQueue::new(ring, hdr, bell, csum, check)
+                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
+            let r = txq.ring();
+            self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+            Ok(Box::new(TxQueueBox(txq)))
+        } else {
+            let ring = SplitRing::new(mem, size)
+                .map_err(|e| drv_err(self.name(), "set up TX queue", queue::QueueError::Ring(e)))?;
+            let txq = VirtioTxQueue::new(ring, hdr, bell, csum, check)
+                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
+            let r = txq.ring();
+            self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
+            Ok(Box::new(TxQueueBox(txq)))
+        }
     }
 
     fn start(&mut self) -> Result<()> {

@@ -1,4 +1,4 @@
-//! virtio-net RX and TX queues on a [`SplitRing`].
+//! virtio-net RX and TX queues on a [`Virtqueue`] (split or packed).
 //!
 //! - RX: every buffer is one device-writable descriptor starting [`nethdr::LEN`] bytes before the
 //!   buffer's data offset, so the device writes the 12-byte net header into the headroom and the
@@ -19,7 +19,7 @@
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
 
 use super::regs::nethdr;
-use super::split::{Seg, SplitRing, Used};
+use super::split::{Seg, Used, Virtqueue};
 use crate::adv_ring::RingMemory;
 use crate::burst::{Burst, MAX_BURST};
 use crate::stats::QueueCounters;
@@ -43,8 +43,8 @@ pub fn tx_header_table_bytes(size: usize) -> usize {
 }
 
 /// The RX queue.
-pub struct VirtioRxQueue<D: Doorbell, M: RingMemory> {
-    ring: SplitRing<M>,
+pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
+    ring: Q,
     /// Buffer of each chain head in flight; NULL otherwise.
     bufs: Box<[RawBuffer]>,
     spare: Box<[Option<Packet>]>,
@@ -61,7 +61,7 @@ pub struct VirtioRxQueue<D: Doorbell, M: RingMemory> {
 
 // SAFETY: the ring and the raw buffers it holds are owned by the queue; moving the queue moves all
 // of it (the Mempool handle is Send).
-unsafe impl<D: Doorbell, M: RingMemory> Send for VirtioRxQueue<D, M> {}
+unsafe impl<D: Doorbell, Q: Virtqueue> Send for VirtioRxQueue<D, Q> {}
 
 /// Why a queue could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -99,26 +99,25 @@ fn rx_seg(b: RawBuffer) -> Seg {
     }
 }
 
-impl<D: Doorbell, M: RingMemory> VirtioRxQueue<D, M> {
-    /// Builds the ring in `mem`, posts one buffer of `pool` per entry and publishes them (the
+impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
+    /// Takes an empty `ring`, posts one buffer of `pool` per entry and publishes them (the
     /// device is told when the driver sets DRIVER_OK and kicks). `guest_csum`: the device reports
     /// validated checksums (VIRTIO_NET_F_GUEST_CSUM negotiated).
     pub fn new(
-        mem: M,
+        ring: Q,
         doorbell: D,
         pool: &Mempool,
-        size: usize,
         port: u16,
         queue: u16,
         guest_csum: bool,
     ) -> Result<Self, QueueError> {
+        let size = ring.size();
         if pool.headroom() < nethdr::LEN {
             return Err(QueueError::Headroom {
                 headroom: pool.headroom(),
                 need: nethdr::LEN,
             });
         }
-        let ring = SplitRing::new(mem, size)?;
         let mut fill: Vec<Option<Packet>> = (0..size).map(|_| None).collect();
         pool.alloc_bulk(&mut fill)
             .map_err(|_| QueueError::Pool { needed: size })?;
@@ -144,7 +143,7 @@ impl<D: Doorbell, M: RingMemory> VirtioRxQueue<D, M> {
     }
 
     /// The ring (addresses for the device).
-    pub fn ring(&self) -> &SplitRing<M> {
+    pub fn ring(&self) -> &Q {
         &self.ring
     }
 
@@ -280,7 +279,7 @@ impl<D: Doorbell, M: RingMemory> VirtioRxQueue<D, M> {
     }
 }
 
-impl<D: Doorbell, M: RingMemory> Drop for VirtioRxQueue<D, M> {
+impl<D: Doorbell, Q: Virtqueue> Drop for VirtioRxQueue<D, Q> {
     fn drop(&mut self) {
         // Invariant 3: the device is stopped before any buffer goes back.
         self.doorbell.stop_device();
@@ -307,8 +306,10 @@ pub trait TxAddressCheck: Send {
 }
 
 /// The TX queue.
-pub struct VirtioTxQueue<D: Doorbell, M: RingMemory> {
-    ring: SplitRing<M>,
+pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
+    ring: Q,
+    /// Memory of the header table (kept alive; accessed through `hdr_ptr`).
+    _hdr_mem: H,
     bufs: Box<[RawBuffer]>,
     /// Offset of the header table in the ring memory, and its CPU / device addresses.
     hdr_ptr: *mut u8,
@@ -324,7 +325,7 @@ pub struct VirtioTxQueue<D: Doorbell, M: RingMemory> {
 
 // SAFETY: the ring, the header table (inside the ring memory) and the raw buffers are owned by
 // the queue; moving it moves all of it.
-unsafe impl<D: Doorbell, M: RingMemory> Send for VirtioTxQueue<D, M> {}
+unsafe impl<D: Doorbell, Q: Virtqueue, H: RingMemory> Send for VirtioTxQueue<D, Q, H> {}
 
 /// Where a packet's checksums go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,32 +468,31 @@ fn net_header(pkt: &mut Packet, csum: bool) -> [u8; nethdr::LEN] {
     h
 }
 
-impl<D: Doorbell, M: RingMemory> VirtioTxQueue<D, M> {
-    /// Builds an empty TX ring in `mem`, which must have [`tx_header_table_bytes`] more bytes
-    /// than the ring layout (16-aligned after it). `csum`: VIRTIO_NET_F_CSUM negotiated.
+impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
+    /// Takes an empty `ring` and `hdr_mem` for the header table ([`tx_header_table_bytes`] of
+    /// the ring's size). `csum`: VIRTIO_NET_F_CSUM negotiated.
     pub fn new(
-        mem: M,
+        ring: Q,
+        hdr_mem: H,
         doorbell: D,
-        size: usize,
         csum: bool,
         check: Option<Box<dyn TxAddressCheck>>,
     ) -> Result<Self, QueueError> {
-        let layout = super::split::SplitLayout::new(size).ok_or(super::split::SplitRingError::Size(size))?;
-        let hdr_off = layout.bytes.next_multiple_of(16);
-        let need = hdr_off + tx_header_table_bytes(size);
-        if mem.len() < need {
+        let size = ring.size();
+        let need = tx_header_table_bytes(size);
+        if hdr_mem.len() < need {
             return Err(QueueError::Ring(super::split::SplitRingError::Memory {
-                len: mem.len(),
-                ptr: mem.as_ptr() as usize,
+                len: hdr_mem.len(),
+                ptr: hdr_mem.as_ptr() as usize,
                 size,
                 need,
             }));
         }
-        let hdr_ptr = mem.as_ptr().wrapping_add(hdr_off);
-        let hdr_iova = mem.iova() + hdr_off as u64;
-        let ring = SplitRing::new(mem, size)?;
+        let hdr_ptr = hdr_mem.as_ptr();
+        let hdr_iova = hdr_mem.iova();
         Ok(VirtioTxQueue {
             ring,
+            _hdr_mem: hdr_mem,
             bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
             hdr_ptr,
             hdr_iova,
@@ -506,7 +506,7 @@ impl<D: Doorbell, M: RingMemory> VirtioTxQueue<D, M> {
     }
 
     /// The ring (addresses for the device).
-    pub fn ring(&self) -> &SplitRing<M> {
+    pub fn ring(&self) -> &Q {
         &self.ring
     }
 
@@ -636,11 +636,11 @@ impl<D: Doorbell, M: RingMemory> VirtioTxQueue<D, M> {
     /// The head the next chain will get.
     #[inline(always)]
     fn next_head(&self) -> Option<u16> {
-        self.ring.next_free_head()
+        self.ring.next_free_id()
     }
 }
 
-impl<D: Doorbell, M: RingMemory> Drop for VirtioTxQueue<D, M> {
+impl<D: Doorbell, Q: Virtqueue, H: RingMemory> Drop for VirtioTxQueue<D, Q, H> {
     fn drop(&mut self) {
         // Invariant 3: the device is stopped before any buffer goes back.
         self.doorbell.stop_device();

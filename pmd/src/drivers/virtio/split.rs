@@ -119,6 +119,83 @@ pub enum Used {
     BadId(u32),
 }
 
+/// The driver side of a virtqueue, split or packed: what the net queues and the control queue
+/// need. Ids returned by [`Virtqueue::add`] are below [`Virtqueue::size`] and come back in
+/// [`Used::Chain`].
+pub trait Virtqueue: Send {
+    /// Entries.
+    fn size(&self) -> usize;
+    /// Free descriptors.
+    fn num_free(&self) -> usize;
+    /// Chains added and not yet taken back.
+    fn in_flight(&self) -> usize;
+    /// The id the next [`Virtqueue::add`] will return, if a descriptor is free.
+    fn next_free_id(&self) -> Option<u16>;
+    /// Adds a chain (readable parts first); `None` when it does not fit (nothing changed).
+    fn add(&mut self, segs: &[Seg]) -> Option<u16>;
+    /// Makes what was added visible to the device (release fence first); whether anything was new.
+    fn publish(&mut self) -> bool;
+    /// Whether the device asked to be notified (after a full fence).
+    fn needs_notify(&self) -> bool;
+    /// Whether a used chain is waiting.
+    fn has_used(&self) -> bool;
+    /// Takes back the next used chain (acquire fence before reading it).
+    fn pop_used(&mut self) -> Option<Used>;
+    /// Device address of the descriptor area (queue_desc).
+    fn desc_iova(&self) -> u64;
+    /// Device address of the driver area (queue_driver).
+    fn avail_iova(&self) -> u64;
+    /// Device address of the device area (queue_device).
+    fn used_iova(&self) -> u64;
+}
+
+impl<M: RingMemory> Virtqueue for SplitRing<M> {
+    fn size(&self) -> usize {
+        SplitRing::size(self)
+    }
+    #[inline(always)]
+    fn num_free(&self) -> usize {
+        SplitRing::num_free(self)
+    }
+    #[inline(always)]
+    fn in_flight(&self) -> usize {
+        SplitRing::in_flight(self)
+    }
+    #[inline(always)]
+    fn next_free_id(&self) -> Option<u16> {
+        self.next_free_head()
+    }
+    #[inline(always)]
+    fn add(&mut self, segs: &[Seg]) -> Option<u16> {
+        SplitRing::add(self, segs)
+    }
+    #[inline(always)]
+    fn publish(&mut self) -> bool {
+        SplitRing::publish(self)
+    }
+    #[inline(always)]
+    fn needs_notify(&self) -> bool {
+        SplitRing::needs_notify(self)
+    }
+    #[inline(always)]
+    fn has_used(&self) -> bool {
+        SplitRing::has_used(self)
+    }
+    #[inline(always)]
+    fn pop_used(&mut self) -> Option<Used> {
+        SplitRing::pop_used(self)
+    }
+    fn desc_iova(&self) -> u64 {
+        SplitRing::desc_iova(self)
+    }
+    fn avail_iova(&self) -> u64 {
+        SplitRing::avail_iova(self)
+    }
+    fn used_iova(&self) -> u64 {
+        SplitRing::used_iova(self)
+    }
+}
+
 /// The driver side of a split virtqueue in device-visible memory.
 pub struct SplitRing<M: RingMemory> {
     base: *mut u8,

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, flush_thread_caches};
 
-use super::ctrl::{CtrlError, CtrlQueue};
+use super::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
+use super::packed::{self, PackedRing, packed_bytes};
 use super::queue::{
     Doorbell, VirtioRxQueue, VirtioTxQueue, complete_l4_checksum, ipv4_header_checksum, tx_header_table_bytes,
 };
 use super::regs::{feature, nethdr};
 use super::split::{
     AVAIL_F_NO_INTERRUPT, DESC_F_NEXT, DESC_F_WRITE, Seg, SplitLayout, SplitRing, USED_F_NO_NOTIFY, Used,
+    Virtqueue,
 };
 use super::{REQUIRED_FEATURES, VirtioError, negotiate};
 use crate::adv_ring::HeapRingMemory;
@@ -37,7 +39,7 @@ fn negotiation_takes_required_and_offered_optional_features() {
         | feature::RING_PACKED
         | feature::RING_EVENT_IDX
         | feature::NET_CTRL_VQ;
-    let f = negotiate(DEV, offered).unwrap();
+    let f = negotiate(DEV, offered, false).unwrap();
     assert_eq!(f & REQUIRED_FEATURES, REQUIRED_FEATURES);
     assert_ne!(f & feature::NET_MAC, 0);
     assert_ne!(f & feature::NET_STATUS, 0);
@@ -58,17 +60,17 @@ fn control_queue_features_need_the_control_queue() {
     let base = feature::VERSION_1 | feature::ACCESS_PLATFORM;
     let extra = feature::NET_CTRL_RX | feature::NET_MQ | feature::NET_CTRL_MAC_ADDR;
     assert_eq!(
-        negotiate(DEV, base | extra).unwrap() & extra,
+        negotiate(DEV, base | extra, false).unwrap() & extra,
         0,
         "no CTRL_VQ: none of them"
     );
-    let f = negotiate(DEV, base | extra | feature::NET_CTRL_VQ).unwrap();
+    let f = negotiate(DEV, base | extra | feature::NET_CTRL_VQ, false).unwrap();
     assert_eq!(f & (extra | feature::NET_CTRL_VQ), extra | feature::NET_CTRL_VQ);
 }
 
 #[test]
 fn device_without_version_1_is_refused_with_the_fix() {
-    let e = negotiate(DEV, feature::ACCESS_PLATFORM | feature::NET_MAC).unwrap_err();
+    let e = negotiate(DEV, feature::ACCESS_PLATFORM | feature::NET_MAC, false).unwrap_err();
     assert!(matches!(e, VirtioError::MissingFeature { .. }));
     let msg = e.to_string();
     assert!(msg.contains(DEV), "{msg}");
@@ -89,6 +91,7 @@ fn device_without_access_platform_is_refused_with_the_fix() {
     let e = negotiate(
         DEV,
         feature::VERSION_1 | feature::NET_MAC | feature::NET_MRG_RXBUF,
+        false,
     )
     .unwrap_err();
     let msg = e.to_string();
@@ -97,7 +100,7 @@ fn device_without_access_platform_is_refused_with_the_fix() {
     assert!(msg.contains("IOMMU"), "{msg}");
     assert!(msg.contains("iommu_platform=on"), "{msg}");
     // Both missing: both named.
-    let msg = negotiate(DEV, 0).unwrap_err().to_string();
+    let msg = negotiate(DEV, 0, false).unwrap_err().to_string();
     assert!(
         msg.contains("VIRTIO_F_VERSION_1") && msg.contains("VIRTIO_F_ACCESS_PLATFORM"),
         "{msg}"
@@ -211,6 +214,33 @@ impl FakeDevice {
         fence(Ordering::Release);
         self.w16(self.layout.used + 2, self.used_idx);
     }
+}
+
+impl Dev for FakeDevice {
+    fn pop_avail(&mut self) -> Option<(u16, Chain)> {
+        FakeDevice::pop_avail(self)
+    }
+    fn push_used(&mut self, id: u32, len: u32) {
+        FakeDevice::push_used(self, id, len)
+    }
+    fn set_no_notify(&self, on: bool) {
+        FakeDevice::set_no_notify(self, on)
+    }
+    fn violations(&mut self) -> &mut Vec<String> {
+        &mut self.violations
+    }
+}
+
+/// The device side of a ring, split or packed, for the queue tests.
+trait Dev {
+    /// Takes the next available chain: (id, [(addr, len, flags)]).
+    fn pop_avail(&mut self) -> Option<(u16, Chain)>;
+    /// Completes chain `id`, `len` bytes written.
+    fn push_used(&mut self, id: u32, len: u32);
+    /// Sets or clears "no notifications, please".
+    fn set_no_notify(&self, on: bool);
+    /// Protocol violations seen.
+    fn violations(&mut self) -> &mut Vec<String>;
 
     /// RX: writes `hdr` + `frame` into the next available buffer; false when none is posted.
     fn deliver(&mut self, hdr: [u8; 12], frame: &[u8]) -> bool {
@@ -219,7 +249,7 @@ impl FakeDevice {
         };
         let (addr, len, flags) = chain[0];
         if flags & DESC_F_WRITE == 0 || chain.len() != 1 {
-            self.violations.push(format!("RX chain {head}: {chain:?}"));
+            self.violations().push(format!("RX chain {head}: {chain:?}"));
         }
         let total = 12 + frame.len();
         assert!(total <= len as usize, "frame larger than the posted buffer");
@@ -239,7 +269,7 @@ impl FakeDevice {
             let mut bytes = Vec::new();
             for (addr, len, flags) in &chain {
                 if flags & DESC_F_WRITE != 0 {
-                    self.violations
+                    self.violations()
                         .push(format!("TX chain {head} has a writable buffer"));
                 }
                 // SAFETY: the driver posted [addr, addr + len) device-readable; IOVA = VA.
@@ -253,6 +283,267 @@ impl FakeDevice {
         }
         out
     }
+}
+
+/// The device side of one packed ring, over the ring's memory.
+struct FakePacked {
+    base: usize,
+    size: u16,
+    next: u16,
+    avail_wrap: bool,
+    used_slot: u16,
+    used_wrap: bool,
+    chain_len: std::collections::HashMap<u16, u16>,
+    violations: Vec<String>,
+}
+
+impl FakePacked {
+    fn new<M: crate::adv_ring::RingMemory>(ring: &PackedRing<M>) -> FakePacked {
+        FakePacked {
+            base: ring.base_ptr() as usize,
+            size: Virtqueue::size(ring) as u16,
+            next: 0,
+            avail_wrap: true,
+            used_slot: 0,
+            used_wrap: true,
+            chain_len: Default::default(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn p(&self, off: usize) -> *mut u8 {
+        assert!(off < packed_bytes(usize::from(self.size)).unwrap());
+        (self.base + off) as *mut u8
+    }
+
+    fn r16(&self, off: usize) -> u16 {
+        // SAFETY: inside the ring memory (asserted), 2-aligned.
+        u16::from_le(unsafe { self.p(off).cast::<u16>().read_volatile() })
+    }
+
+    fn w16(&self, off: usize, v: u16) {
+        // SAFETY: as r16.
+        unsafe { self.p(off).cast::<u16>().write_volatile(v.to_le()) }
+    }
+
+    fn driver_event_flags(&self) -> u16 {
+        self.r16(16 * usize::from(self.size) + 2)
+    }
+}
+
+impl Dev for FakePacked {
+    fn pop_avail(&mut self) -> Option<(u16, Chain)> {
+        let f = self.r16(16 * usize::from(self.next) + 14);
+        let avail = f & packed::F_AVAIL != 0;
+        let used = f & packed::F_USED != 0;
+        if avail != self.avail_wrap || used == self.avail_wrap {
+            return None;
+        }
+        fence(Ordering::Acquire);
+        let mut chain = Vec::new();
+        let mut id: u16;
+        loop {
+            let slot = 16 * usize::from(self.next);
+            // SAFETY: the descriptor lies in the ring; the driver made it available.
+            let (a, l, i) = unsafe {
+                let p = self.p(slot);
+                (
+                    u64::from_le(p.cast::<u64>().read_volatile()),
+                    u32::from_le(p.add(8).cast::<u32>().read_volatile()),
+                    u16::from_le(p.add(12).cast::<u16>().read_volatile()),
+                )
+            };
+            let f = self.r16(slot + 14);
+            if (f & packed::F_AVAIL != 0) != self.avail_wrap {
+                self.violations
+                    .push(format!("descriptor {} of a chain not available", self.next));
+            }
+            chain.push((a, l, f & (packed::F_NEXT | packed::F_WRITE)));
+            id = i;
+            self.next += 1;
+            if self.next == self.size {
+                self.next = 0;
+                self.avail_wrap = !self.avail_wrap;
+            }
+            if f & packed::F_NEXT == 0 || chain.len() > usize::from(self.size) {
+                break;
+            }
+        }
+        self.chain_len.insert(id, chain.len() as u16);
+        Some((id, chain))
+    }
+
+    fn push_used(&mut self, id: u32, len: u32) {
+        let n = self.chain_len.remove(&(id as u16)).unwrap_or(1);
+        let slot = 16 * usize::from(self.used_slot);
+        // SAFETY: the used descriptor lies in the ring.
+        unsafe {
+            let p = self.p(slot);
+            p.add(8).cast::<u32>().write_volatile(len.to_le());
+            p.add(12).cast::<u16>().write_volatile((id as u16).to_le());
+        }
+        fence(Ordering::Release);
+        let flags = if self.used_wrap {
+            packed::F_AVAIL | packed::F_USED
+        } else {
+            0
+        };
+        self.w16(slot + 14, flags);
+        self.used_slot += n;
+        if self.used_slot >= self.size {
+            self.used_slot -= self.size;
+            self.used_wrap = !self.used_wrap;
+        }
+    }
+
+    fn set_no_notify(&self, on: bool) {
+        let v = if on {
+            packed::EVENT_DISABLE
+        } else {
+            packed::EVENT_ENABLE
+        };
+        self.w16(16 * usize::from(self.size) + 4 + 2, v);
+    }
+
+    fn violations(&mut self) -> &mut Vec<String> {
+        &mut self.violations
+    }
+}
+
+/// A ring kind for the generic queue tests.
+trait Kind {
+    type Q: Virtqueue + 'static;
+    type D: Dev;
+    fn ring(size: usize) -> Self::Q;
+    fn dev(q: &Self::Q) -> Self::D;
+}
+
+struct Split;
+struct Packed;
+
+impl Kind for Split {
+    type Q = SplitRing<HeapRingMemory>;
+    type D = FakeDevice;
+    fn ring(size: usize) -> Self::Q {
+        SplitRing::new(ring_mem(size), size).unwrap()
+    }
+    fn dev(q: &Self::Q) -> FakeDevice {
+        FakeDevice::new(q)
+    }
+}
+
+impl Kind for Packed {
+    type Q = PackedRing<HeapRingMemory>;
+    type D = FakePacked;
+    fn ring(size: usize) -> Self::Q {
+        PackedRing::new(
+            HeapRingMemory::new(packed_bytes(size).unwrap().div_ceil(16)),
+            size,
+        )
+        .unwrap()
+    }
+    fn dev(q: &Self::Q) -> FakePacked {
+        FakePacked::new(q)
+    }
+}
+
+/// Runs a generic test for both ring kinds.
+macro_rules! both_kinds {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn split() {
+                    super::$name::<super::Split>();
+                }
+                #[test]
+                fn packed() {
+                    super::$name::<super::Packed>();
+                }
+            }
+        )*
+    };
+}
+
+both_kinds!(
+    rx_delivers_frames_unchanged_across_wrap_around,
+    rx_reports_validated_checksums_and_rings_only_when_asked,
+    rx_drops_merged_frames_bad_lengths_and_counts_empty_pools,
+    tx_sends_frames_unchanged_with_a_zero_header_and_frees_them,
+    tx_keeps_what_does_not_fit_in_order_and_refuses_bad_lengths,
+    tx_checksum_offload_fills_the_header_or_is_done_in_software,
+    tx_without_headroom_uses_a_header_descriptor,
+    chains_wrap_without_losing_descriptors,
+);
+
+/// 70,000 chains of 1..=3 descriptors through an 8-entry ring (the split ring's 16-bit indices
+/// and the packed ring's wrap counters wrap many times); every descriptor comes back.
+fn chains_wrap_without_losing_descriptors<K: Kind>() {
+    let size = 8;
+    let mut ring = K::ring(size);
+    let mut dev = K::dev(&ring);
+    let mut in_flight: Vec<(u16, usize, u64)> = Vec::new();
+    for n in 0..70_000u64 {
+        let len = 1 + (n % 3) as usize;
+        let segs: Vec<Seg> = (0..len)
+            .map(|k| Seg {
+                addr: n * 8 + k as u64,
+                len: 100 + k as u32,
+                write: k + 1 == len,
+            })
+            .collect();
+        while ring.num_free() < len {
+            let (id, chain) = dev.pop_avail().expect("published chains");
+            let (want_id, want_len, want_addr) = in_flight.remove(0);
+            assert_eq!((id, chain.len()), (want_id, want_len));
+            for (k, (addr, l, f)) in chain.iter().enumerate() {
+                assert_eq!(*addr, want_addr + k as u64, "descriptor {k} of chain {id}");
+                assert_eq!(*l, 100 + k as u32);
+                assert_eq!(f & DESC_F_NEXT != 0, k + 1 < chain.len());
+                assert_eq!(f & DESC_F_WRITE != 0, k + 1 == chain.len());
+            }
+            dev.push_used(u32::from(id), 7);
+            match ring.pop_used() {
+                Some(Used::Chain { id: got, len }) => assert_eq!((got, len), (id, 7)),
+                other => panic!("{other:?}"),
+            }
+        }
+        let id = ring.add(&segs).unwrap();
+        in_flight.push((id, len, n * 8));
+        ring.publish();
+    }
+    while let Some((id, _)) = dev.pop_avail() {
+        dev.push_used(u32::from(id), 0);
+    }
+    while ring.pop_used().is_some() {}
+    assert_eq!(ring.num_free(), size, "every descriptor is back");
+    assert_eq!(ring.in_flight(), 0);
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
+}
+
+#[test]
+fn packed_ring_event_suppression_and_bad_ids() {
+    let mut ring = Packed::ring(8);
+    let mut dev = Packed::dev(&ring);
+    assert_eq!(dev.driver_event_flags(), packed::EVENT_DISABLE, "no interrupts");
+    assert!(dev.pop_avail().is_none(), "a zeroed ring has nothing available");
+    let id = ring
+        .add(&[Seg {
+            addr: 0x1000,
+            len: 64,
+            write: true,
+        }])
+        .unwrap();
+    assert!(ring.publish());
+    assert!(ring.needs_notify());
+    dev.set_no_notify(true);
+    assert!(!ring.needs_notify());
+    assert_eq!(dev.pop_avail().unwrap().0, id);
+    let free = ring.num_free();
+    dev.chain_len.insert(5, 1);
+    dev.push_used(5, 10); // not in flight
+    assert_eq!(ring.pop_used(), Some(Used::BadId(5)));
+    assert_eq!(ring.num_free(), free, "nothing freed for a bad id");
 }
 
 /// A doorbell that counts notifications and records the pool's free count when the device is
@@ -345,7 +636,7 @@ fn chains_wrap_the_16_bit_indices_without_losing_descriptors() {
     assert_eq!(ring.num_free(), size, "every descriptor is back on the free list");
     assert_eq!(ring.in_flight(), 0);
     assert_eq!(ring.heads_in_flight().count(), 0);
-    assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
 }
 
 #[test]
@@ -432,17 +723,16 @@ fn hdr(num_buffers: u16, flags: u8) -> [u8; 12] {
     h
 }
 
-fn rx_queue(pool: &Mempool, size: usize, bell: &FakeBell) -> VirtioRxQueue<FakeBell, HeapRingMemory> {
+fn rx_queue<K: Kind>(pool: &Mempool, size: usize, bell: &FakeBell) -> VirtioRxQueue<FakeBell, K::Q> {
     bell.state.lock().unwrap().pool = Some(pool.clone());
-    VirtioRxQueue::new(ring_mem(size), bell.clone(), pool, size, 3, 0, true).unwrap()
+    VirtioRxQueue::new(K::ring(size), bell.clone(), pool, 3, 0, true).unwrap()
 }
 
-#[test]
-fn rx_delivers_frames_unchanged_across_wrap_around() {
+fn rx_delivers_frames_unchanged_across_wrap_around<K: Kind>() {
     let pool = virtual_pool("vio-rx", 512, 32).unwrap();
     let bell = FakeBell::default();
-    let mut q = rx_queue(&pool, 64, &bell);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = rx_queue::<K>(&pool, 64, &bell);
+    let mut dev = K::dev(q.ring());
     // Every buffer is posted device-writable, 12 bytes before the data offset.
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
@@ -473,7 +763,7 @@ fn rx_delivers_frames_unchanged_across_wrap_around() {
     let bytes: u64 = (0..total).map(|s| 60 + (s as u64 % 1400)).sum();
     assert_eq!(c.bytes, bytes);
     assert_eq!((c.ierrors, c.rx_nombuf, c.rx_multiseg_dropped), (0, 0, 0));
-    assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
     // The ring stays full: every buffer taken was replaced.
     assert_eq!(q.ring().num_free(), 0);
     drop(q);
@@ -487,12 +777,11 @@ fn rx_delivers_frames_unchanged_across_wrap_around() {
     assert_eq!(pool.available(), pool.capacity(), "no buffer leaked");
 }
 
-#[test]
-fn rx_reports_validated_checksums_and_rings_only_when_asked() {
+fn rx_reports_validated_checksums_and_rings_only_when_asked<K: Kind>() {
     let pool = virtual_pool("vio-rx-csum", 256, 0).unwrap();
     let bell = FakeBell::default();
-    let mut q = rx_queue(&pool, 16, &bell);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = rx_queue::<K>(&pool, 16, &bell);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     dev.set_no_notify(true);
@@ -517,12 +806,11 @@ fn rx_reports_validated_checksums_and_rings_only_when_asked() {
     assert_eq!(bell.state.lock().unwrap().notifies, 1);
 }
 
-#[test]
-fn rx_drops_merged_frames_bad_lengths_and_counts_empty_pools() {
+fn rx_drops_merged_frames_bad_lengths_and_counts_empty_pools<K: Kind>() {
     let pool = virtual_pool("vio-rx-bad", 64 + 8, 0).unwrap();
     let bell = FakeBell::default();
-    let mut q = rx_queue(&pool, 64, &bell);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = rx_queue::<K>(&pool, 64, &bell);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     // A frame merged over 3 buffers: all three dropped, counted once.
@@ -564,7 +852,7 @@ fn rx_drops_merged_frames_bad_lengths_and_counts_empty_pools() {
 fn rx_refuses_pools_without_room_for_the_header() {
     let pool = virtual_pool("vio-rx-pool", 16, 0).unwrap();
     let bell = FakeBell::default();
-    match VirtioRxQueue::new(ring_mem(32), bell, &pool, 32, 0, 0, false) {
+    match VirtioRxQueue::new(Split::ring(32), bell, &pool, 0, 0, false) {
         Err(e) => assert!(e.to_string().contains("32 buffers"), "{e}"),
         Ok(_) => panic!("a 16-buffer pool cannot fill 32 entries"),
     }
@@ -575,8 +863,12 @@ fn rx_refuses_pools_without_room_for_the_header() {
 // ---------------------------------------------------------------------------------------------
 // TX queue.
 
-fn tx_queue(size: usize, bell: &FakeBell, csum: bool) -> VirtioTxQueue<FakeBell, HeapRingMemory> {
-    VirtioTxQueue::new(ring_mem(size), bell.clone(), size, csum, None).unwrap()
+fn tx_queue<K: Kind>(
+    size: usize,
+    bell: &FakeBell,
+    csum: bool,
+) -> VirtioTxQueue<FakeBell, K::Q, HeapRingMemory> {
+    VirtioTxQueue::new(K::ring(size), HeapRingMemory::new(size), bell.clone(), csum, None).unwrap()
 }
 
 fn packet(pool: &Mempool, bytes: &[u8]) -> Packet {
@@ -585,12 +877,11 @@ fn packet(pool: &Mempool, bytes: &[u8]) -> Packet {
     p
 }
 
-#[test]
-fn tx_sends_frames_unchanged_with_a_zero_header_and_frees_them() {
+fn tx_sends_frames_unchanged_with_a_zero_header_and_frees_them<K: Kind>() {
     let pool = virtual_pool("vio-tx", 512, 32).unwrap();
     let bell = FakeBell::default();
-    let mut q = tx_queue(64, &bell, false);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = tx_queue::<K>(64, &bell, false);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     let mut sent = Vec::new();
@@ -615,7 +906,7 @@ fn tx_sends_frames_unchanged_with_a_zero_header_and_frees_them() {
         assert_eq!(f, &frame(i, 60 + ((i % 32) as usize * 37) % 1400), "frame {i}");
     }
     assert_eq!(c.packets, 40 * 32);
-    assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
     assert!(bell.state.lock().unwrap().notifies > 0);
     q.cleanup();
     flush_thread_caches();
@@ -626,12 +917,11 @@ fn tx_sends_frames_unchanged_with_a_zero_header_and_frees_them() {
     );
 }
 
-#[test]
-fn tx_keeps_what_does_not_fit_in_order_and_refuses_bad_lengths() {
+fn tx_keeps_what_does_not_fit_in_order_and_refuses_bad_lengths<K: Kind>() {
     let pool = virtual_pool("vio-tx-full", 256, 0).unwrap();
     let bell = FakeBell::default();
-    let mut q = tx_queue(16, &bell, false);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = tx_queue::<K>(16, &bell, false);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     let empty = pool.alloc().unwrap();
@@ -696,14 +986,13 @@ fn verify_sum(d: &[u8]) -> u16 {
     s as u16
 }
 
-#[test]
-fn tx_checksum_offload_fills_the_header_or_is_done_in_software() {
+fn tx_checksum_offload_fills_the_header_or_is_done_in_software<K: Kind>() {
     let pool = virtual_pool("vio-tx-csum", 64, 0).unwrap();
     let flags = OffloadFlags::TX_IP_CKSUM | OffloadFlags::TX_UDP_CKSUM;
     // Device with CSUM: NEEDS_CSUM, csum_start = 34, csum_offset = 6; IP checksum in software.
     let bell = FakeBell::default();
-    let mut q = tx_queue(16, &bell, true);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = tx_queue::<K>(16, &bell, true);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     let mut p = packet(&pool, &udp_frame_partial());
@@ -717,8 +1006,8 @@ fn tx_checksum_offload_fills_the_header_or_is_done_in_software() {
     assert_eq!(verify_sum(&f[14..34]), 0xFFFF, "IPv4 header checksum valid");
     assert_eq!(&f[40..42], &udp_frame_partial()[40..42], "L4 left to the device");
     // Device without CSUM: the driver completes the UDP checksum itself.
-    let mut q2 = tx_queue(16, &bell, false);
-    let mut dev2 = FakeDevice::new(q2.ring());
+    let mut q2 = tx_queue::<K>(16, &bell, false);
+    let mut dev2 = K::dev(q2.ring());
     let mut p = packet(&pool, &udp_frame_partial());
     p.set_flags(flags);
     burst.push(p).unwrap();
@@ -737,12 +1026,11 @@ fn tx_checksum_offload_fills_the_header_or_is_done_in_software() {
     complete_l4_checksum(&mut g, 500, 6); // out of range: ignored, no panic
 }
 
-#[test]
-fn tx_without_headroom_uses_a_header_descriptor() {
+fn tx_without_headroom_uses_a_header_descriptor<K: Kind>() {
     let pool = virtual_pool("vio-tx-chain", 64, 0).unwrap();
     let bell = FakeBell::default();
-    let mut q = tx_queue(16, &bell, false);
-    let mut dev = FakeDevice::new(q.ring());
+    let mut q = tx_queue::<K>(16, &bell, false);
+    let mut dev = K::dev(q.ring());
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     let mut p = pool.alloc().unwrap();
@@ -762,7 +1050,7 @@ fn tx_without_headroom_uses_a_header_descriptor() {
     assert_eq!(got, f);
     q.cleanup();
     assert_eq!(q.ring().num_free(), 16);
-    assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -771,10 +1059,8 @@ fn tx_without_headroom_uses_a_header_descriptor() {
 #[test]
 fn control_commands_are_three_descriptor_chains_and_acks_are_checked() {
     let size = 16;
-    let mem =
-        HeapRingMemory::new((SplitLayout::new(size).unwrap().bytes.next_multiple_of(16) + 64).div_ceil(16));
     let bell = FakeBell::default();
-    let mut q = CtrlQueue::new(mem, bell.clone(), size).unwrap();
+    let mut q = CtrlQueue::new(Split::ring(size), HeapRingMemory::new(4), bell.clone()).unwrap();
     let dev = Arc::new(Mutex::new(FakeDevice::new(q.ring())));
     // The device: answers each command with ack = 0 for class 0, 1 otherwise, and records it.
     type Seen = Vec<(u8, u8, Vec<u8>)>;
