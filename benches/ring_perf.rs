@@ -45,6 +45,14 @@ fn tsc() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Exits with an error when a timed loop did not move what it should have.
+fn expect_moved(test: &str, moved: u64, expected: u64) {
+    if moved != expected {
+        eprintln!("ring_perf: {test}: moved {moved} elements, expected {expected}: the ring is broken");
+        std::process::exit(1);
+    }
+}
+
 fn emit(case: &str, value: f64, what: &str) {
     println!("oxpmd-bench ring {case} {value:.2}    # {what}");
 }
@@ -81,12 +89,14 @@ fn mode_id(mode: SyncMode) -> &'static str {
 /// One element enqueued then dequeued, per iteration.
 fn single<T: Elem>(mode: SyncMode) {
     let (mut p, mut c) = split::<T>(mode);
+    let mut moved = 0u64;
     let start = tsc();
     for _ in 0..SINGLE_ITERS {
-        let _ = black_box(p.enqueue(T::default()));
-        black_box(c.dequeue());
+        moved += p.enqueue(T::default()).is_ok() as u64;
+        moved += c.dequeue().is_some() as u64;
     }
     let cycles = (tsc() - start) as f64 / SINGLE_ITERS as f64;
+    expect_moved("single", moved, 2 * SINGLE_ITERS);
     emit(
         &format!("{}/1core/{}/single/1", T::ID, mode_id(mode)),
         cycles,
@@ -99,19 +109,22 @@ fn bulk_or_burst<T: Elem>(mode: SyncMode, burst: bool) {
     let (mut p, mut c) = split::<T>(mode);
     let mut buf = [T::default(); MAX_BURST];
     for size in BULK_SIZES {
+        // Elements moved in and out, checked after the timed loop (a broken ring must not look fast).
+        let mut moved = 0u64;
         let start = tsc();
         for _ in 0..BULK_ITERS {
             let n = black_box(size);
             if burst {
-                black_box(p.enqueue_burst(&buf[..n]));
-                black_box(c.dequeue_burst(&mut buf[..n]));
+                moved += p.enqueue_burst(&buf[..n]) as u64;
+                moved += c.dequeue_burst(&mut buf[..n]) as u64;
             } else {
-                black_box(p.enqueue_bulk(&buf[..n]));
-                black_box(c.dequeue_bulk(&mut buf[..n]));
+                moved += p.enqueue_bulk(&buf[..n]) as u64 * n as u64;
+                moved += c.dequeue_bulk(&mut buf[..n]) as u64 * n as u64;
             }
         }
         let cycles = (tsc() - start) as f64 / BULK_ITERS as f64;
         let kind = if burst { "burst" } else { "bulk" };
+        expect_moved(kind, moved, 2 * BULK_ITERS * size as u64);
         emit(
             &format!("{}/1core/{}/{kind}/{size}", T::ID, mode_id(mode)),
             cycles,
@@ -124,11 +137,13 @@ fn bulk_or_burst<T: Elem>(mode: SyncMode, burst: bool) {
 fn empty_dequeue<T: Elem>(mode: SyncMode) {
     let (_p, mut c) = split::<T>(mode);
     let mut buf = [T::default(); MAX_BURST];
+    let mut moved = 0u64;
     let start = tsc();
     for _ in 0..EMPTY_ITERS {
-        black_box(c.dequeue_bulk(&mut buf[..black_box(BULK_SIZES[0])]));
+        moved += c.dequeue_bulk(&mut buf[..black_box(BULK_SIZES[0])]) as u64;
     }
     let cycles = (tsc() - start) as f64 / EMPTY_ITERS as f64;
+    expect_moved("empty dequeue", moved, 0);
     emit(
         &format!("{}/1core/{}/empty/{}", T::ID, mode_id(mode), BULK_SIZES[0]),
         cycles,
