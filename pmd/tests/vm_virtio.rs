@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, Mempool, MempoolConfig, Packet};
 use oxpmd_pmd::drivers::virtio::regs::feature;
-use oxpmd_pmd::drivers::virtio::{REQUIRED_FEATURES, VirtioDriver};
+use oxpmd_pmd::drivers::virtio::{REQUIRED_FEATURES, VirtioDriver, VirtioOptions};
 use oxpmd_pmd::{Burst, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue};
 use oxpmd_vfio::PciAddress;
 
@@ -71,8 +71,13 @@ struct Side {
 
 /// Opens port `n` through the registry (PCI id -> driver), one queue pair, started.
 fn bring_up(n: usize, name: &str) -> Side {
-    let mut port = Port::open(&env(&format!("OXPMD_PORT{n}")), n as u16)
+    let port = Port::open(&env(&format!("OXPMD_PORT{n}")), n as u16)
         .unwrap_or_else(|e| panic!("open port {n}: {e}"));
+    start_port(port, n, name)
+}
+
+/// Configures and starts an opened port: one queue pair, a pool from its DMA map, link up.
+fn start_port(mut port: Port, n: usize, name: &str) -> Side {
     let pool = pool_for(&port, name, 4096);
     port.configure(&PortConfig::new(pool.clone()).ring_sizes(RING, RING))
         .unwrap_or_else(|e| panic!("configure port {n}: {e}"));
@@ -530,4 +535,49 @@ fn loop_forwarding_rate() {
         secs
     ));
     assert!(fwd[1] > 0, "the virtio port forwarded nothing");
+}
+
+/// Packed virtqueues when asked for: used if the device offers VIRTIO_F_RING_PACKED (QEMU:
+/// `packed=on`), else the driver falls back to split rings. Either way frames cross both ways
+/// exactly. Prints which kind ran.
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn packed_option_uses_packed_rings_when_offered() {
+    let (v, peer) = ports();
+    let mut igb = bring_up(peer, "pk-peer");
+    let drv = VirtioDriver::open_with(
+        addr(v),
+        &OpenOptions {
+            port_id: v as u16,
+            ..OpenOptions::default()
+        },
+        VirtioOptions { packed: true },
+    )
+    .unwrap_or_else(|e| panic!("open virtio port {v}: {e}"));
+    let packed = drv.packed();
+    assert_eq!(packed, drv.features() & feature::RING_PACKED != 0);
+    report(&format!(
+        "virtio port {v}: packed option: {} virtqueues (features {:#x})",
+        if packed {
+            "packed"
+        } else {
+            "split (RING_PACKED not offered)"
+        },
+        drv.features()
+    ));
+    let mut vio = start_port(Port::with_driver(Box::new(drv), v as u16), v, "pk-port");
+    let (vmac, imac) = (vio.port.mac_addr(), igb.port.mac_addr());
+    let to_vio = frames(vmac, imac, N);
+    let got = send_receive(&mut igb, &mut vio, &to_vio);
+    check_exact(&got, &to_vio, "igb -> virtio");
+    drop(got);
+    let to_igb = frames(imac, vmac, N);
+    let got = send_receive(&mut vio, &mut igb, &to_igb);
+    check_exact(&got, &to_igb, "virtio -> igb");
+    drop(got);
+    let sv = stats(&mut vio);
+    assert_eq!((sv.ipackets, sv.opackets), (N as u64, N as u64));
+    let p = vio.pool.clone();
+    drop(vio);
+    assert!(pool_full(&p));
 }
