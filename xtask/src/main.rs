@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_l2fwd;
+mod bench_l2fwd_vm;
 mod l2fwd;
 mod test;
 mod vm;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         "vm" => vm::main(rest),
         "bench" => match rest.split_first() {
             Some((sub, args)) if sub == "l2fwd-null" => bench_l2fwd::null(args),
+            Some((sub, args)) if sub == "l2fwd-vm" => bench_l2fwd_vm::vm(args),
             _ => bench::main(rest),
         },
         "test" => test::main(rest),
