@@ -40,6 +40,7 @@ use crate::map::{DmaMap, DmaMapError};
 use crate::packet::{BUF_HEADER_SIZE, BufHeader, OffloadFlags, Packet, RawBuffer};
 use crate::region::{DmaRegion, RegionError, RegionOptions};
 use crate::ring::{QueueBehavior, RING_MAX_SIZE, Ring};
+use crate::sync::copy_elems;
 
 /// Default per-thread cache size (buffers), as in DPDK's l2fwd.
 pub const DEFAULT_CACHE_SIZE: usize = 256;
@@ -336,7 +337,7 @@ impl LocalCache {
         if n <= len {
             let start = len - n;
             // SAFETY: objs[start..len] are cached buffers; dst has room for n.
-            unsafe { core::ptr::copy_nonoverlapping(self.objs.as_ptr().add(start), dst, n) };
+            unsafe { copy_elems(self.objs.as_ptr().add(start), dst, n) };
             self.set_len(start);
             return true;
         }
@@ -368,7 +369,7 @@ impl LocalCache {
             return false;
         }
         // SAFETY: as in get().
-        unsafe { core::ptr::copy_nonoverlapping(self.objs.as_ptr().add(len - n), dst, n) };
+        unsafe { copy_elems(self.objs.as_ptr().add(len - n), dst, n) };
         self.set_len(len - n);
         true
     }
@@ -382,7 +383,7 @@ impl LocalCache {
         let len = self.len;
         if len + n <= self.flush {
             // SAFETY: len + n <= flush <= objs.len().
-            unsafe { core::ptr::copy_nonoverlapping(src, self.objs.as_mut_ptr().add(len), n) };
+            unsafe { copy_elems(src, self.objs.as_mut_ptr().add(len), n) };
             self.set_len(len + n);
             return;
         }
@@ -399,7 +400,7 @@ impl LocalCache {
             unsafe { PoolShared::ring_put(self.shared, src, n) };
         } else {
             // SAFETY: n <= flush <= objs.len().
-            unsafe { core::ptr::copy_nonoverlapping(src, self.objs.as_mut_ptr(), n) };
+            unsafe { copy_elems(src, self.objs.as_mut_ptr(), n) };
             self.set_len(n);
         }
     }

@@ -832,6 +832,25 @@ mod tests {
         assert!(next_out > 1000);
     }
 
+    #[test]
+    fn every_bulk_size_copies_exactly_with_wraparound() {
+        // Sizes 1..=40 cover every inline copy path (blocks of 8, 4, 2, 1); 300 covers the
+        // large-copy path; the odd start offset forces both wrap-around chunks.
+        let r = Ring::<u64>::new(512).unwrap();
+        let mut next = 0u64;
+        for n in (1..=40).chain([300, 511, 512]) {
+            assert!(r.enqueue_bulk(&[u64::MAX; 3]));
+            let mut skip = [0u64; 3];
+            assert!(r.dequeue_bulk(&mut skip));
+            let src: Vec<u64> = (next..next + n as u64).collect();
+            assert!(r.enqueue_bulk(&src));
+            let mut dst = vec![0u64; n];
+            assert!(r.dequeue_bulk(&mut dst));
+            assert_eq!(dst, src, "bulk of {n}");
+            next += n as u64;
+        }
+    }
+
     struct Counted<'a>(u32, &'a StdAtomic);
     impl Drop for Counted<'_> {
         fn drop(&mut self) {

@@ -78,7 +78,9 @@ fn two_consumers_race_for_elements() {
 fn producers_and_consumers_concurrently_with_wraparound() {
     model(|| {
         // Size 2 with 2 + 2 elements forces wrap-around and full-ring refusals.
-        let (p, c) = Ring::<u32>::new(2).unwrap().split(SyncMode::Multi, SyncMode::Multi);
+        let (p, c) = Ring::<u32>::new(2)
+            .unwrap()
+            .split(SyncMode::Multi, SyncMode::Multi);
         let mut hs = Vec::new();
         for id in 0..2u32 {
             let mut p = p.try_clone().unwrap();
