@@ -721,7 +721,7 @@ impl Driver for IgbDriver {
         }
         disable_queue(&self.shared, Dir::Rx, q);
         let mem = self.ring_slice(Dir::Rx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q)
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size)
             .map_err(self.reg_err("map RX tail register"))?;
         let mut ring =
             AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
@@ -753,7 +753,7 @@ impl Driver for IgbDriver {
         let q = setup.queue;
         disable_queue(&self.shared, Dir::Tx, q);
         let mem = self.ring_slice(Dir::Tx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q)
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size)
             .map_err(self.reg_err("map TX tail register"))?;
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
             device: self.name().to_string(),

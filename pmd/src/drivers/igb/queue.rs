@@ -116,22 +116,37 @@ pub(crate) fn disable_queue(shared: &IgbShared, dir: Dir, q: u16) -> bool {
     }
 }
 
+/// RX tail writes are batched: RDT is written once at least this many descriptors were
+/// returned since the last write (DPDK's igb does the same with rx_free_thresh = 32). Every tail
+/// write is a trap into the device model under emulation; on hardware it is a posted PCIe write.
+pub(crate) const RX_TAIL_THRESH: u32 = 32;
+
 /// The registers one ring drives: its tail, and its enable bit for the teardown.
 pub(crate) struct IgbQueueRegs {
     shared: Arc<IgbShared>,
     tail: Register,
     dir: Dir,
     queue: u16,
+    /// RX: the tail value last written and the ring size (for the batching).
+    last_tail: Option<u32>,
+    ring_size: u32,
 }
 
 impl IgbQueueRegs {
-    pub(crate) fn new(shared: Arc<IgbShared>, dir: Dir, queue: u16) -> Result<Self, oxpmd_vfio::BarError> {
+    pub(crate) fn new(
+        shared: Arc<IgbShared>,
+        dir: Dir,
+        queue: u16,
+        ring_size: usize,
+    ) -> Result<Self, oxpmd_vfio::BarError> {
         let tail = shared.bar.register(dir.reg(queue, queue::DT).off())?;
         Ok(IgbQueueRegs {
             shared,
             tail,
             dir,
             queue,
+            last_tail: None,
+            ring_size: ring_size as u32,
         })
     }
 }
@@ -139,6 +154,18 @@ impl IgbQueueRegs {
 impl QueueRegs for IgbQueueRegs {
     #[inline(always)]
     fn write_tail(&mut self, tail: u32) {
+        if self.dir == Dir::Rx {
+            // Hand descriptors back in batches: the device keeps all but at most
+            // RX_TAIL_THRESH - 1 of the free ones in view. TX tails are never delayed (QEMU
+            // transmits inside the TDT write; hardware starts on it).
+            if let Some(last) = self.last_tail {
+                let advanced = (tail + self.ring_size - last) % self.ring_size.max(1);
+                if advanced < RX_TAIL_THRESH.min(self.ring_size / 4) {
+                    return;
+                }
+            }
+            self.last_tail = Some(tail);
+        }
         self.tail.write(tail);
     }
 
