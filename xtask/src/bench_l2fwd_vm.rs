@@ -2,18 +2,21 @@
 //! emulated 82576 NICs of the test VM (`quad` topology), one after the other in the same VM.
 //!
 //! The traffic is identical for both, from the same generator: our `pktgen` (release build) sends
-//! 64-byte frames as fast as it can for `--duration` seconds from pktgen port A into DUT port 0;
-//! the DUT forwards them to DUT port 1, which is linked to pktgen port B, where pktgen counts what
-//! arrives. Each DUT forwards in io mode (no MAC rewrite: l2fwd `--no-mac-updating`, testpmd
+//! 64-byte UDP frames for `--duration` seconds from pktgen port A into DUT port 0, at each offered
+//! rate of `--rates` (frames per second, or `max`: as fast as the generator can); the DUT forwards
+//! them to DUT port 1, linked to pktgen port B, where pktgen counts and checks what arrives. Each
+//! DUT forwards in io mode (no MAC rewrite: l2fwd `--no-mac-updating`, testpmd
 //! `--forward-mode=io`) with bursts of 32 and 1024 RX / 1024 TX descriptors per port, one
-//! forwarding core polling both ports: vCPU 1 (l2fwd `-q 2 --cores 1`, testpmd `-l 0,1` whose
-//! forwarding lcore is 1); pktgen's TX and RX threads are pinned to vCPU 0 in both runs. The
-//! frames are addressed to DUT port 0's MAC, so neither DUT needs promiscuous mode to accept them
-//! (testpmd turns it on anyway; it costs nothing in QEMU's filter).
+//! forwarding core polling both ports: vCPU 1 (l2fwd `-q 2 --cores 1`; testpmd `-l 0,1`, whose
+//! forwarding lcore is 1); pktgen's TX and RX threads are pinned to vCPU 0 in both runs. The frames
+//! are addressed to DUT port 0's MAC, so neither DUT needs promiscuous mode to accept them
+//! (testpmd turns it on anyway). Each DUT is started afresh for each rate and stopped with SIGINT.
 //!
-//! The rate of a DUT is what pktgen received per second between the first and the last frame
-//! received (the emulation, not the driver, sets its order of magnitude: compare the ratio only).
-//! The last line is `ratio: X` (ours / DPDK).
+//! A DUT's rate is the number of frames it forwarded (its own final counters: l2fwd's total sent,
+//! testpmd's accumulated TX-packets) divided by the traffic time. Under TCG the emulation, not the
+//! driver, sets the order of magnitude, and a busy DUT also slows the generator (device emulation
+//! runs in the vCPU that touches the device): compare the ratio only. The last line is
+//! `ratio: X` (ours / DPDK) at the highest offered rate.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,13 +26,14 @@ use std::time::Duration;
 use crate::vm::{GuestOptions, Paths, run_in_guest};
 
 const USAGE: &str = "\
-usage: cargo xtask bench l2fwd-vm [--duration SECS] [--runs N] [--size BYTES] [--no-build]
+usage: cargo xtask bench l2fwd-vm [--duration SECS] [--rates LIST] [--runs N] [--size BYTES] [--no-build]
 
   our examples/l2fwd against dpdk-testpmd io forwarding between the DUT ports of the test VM's
   quad topology, both fed by examples/pktgen on the pktgen ports; prints both rates and
   `ratio: X` (ours / DPDK)
 
-  --duration SECS   traffic time of each run (default 20)
+  --duration SECS   traffic time of each run (default 10)
+  --rates LIST      offered rates, frames/s or `max`, comma-separated (default 50000,100000,max)
   --runs N          alternate runs per side in the same VM, best kept (default 1)
   --size BYTES      frame size with FCS, 64..=1518 (default 64)
   --no-build        use the release examples already built";
@@ -37,6 +41,7 @@ usage: cargo xtask bench l2fwd-vm [--duration SECS] [--runs N] [--size BYTES] [-
 #[derive(Debug, Clone, PartialEq)]
 struct Opts {
     duration: u64,
+    rates: Vec<Option<u64>>,
     runs: u32,
     size: u32,
     build: bool,
@@ -44,7 +49,8 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
-        duration: 20,
+        duration: 10,
+        rates: vec![Some(50_000), Some(100_000), None],
         runs: 1,
         size: 64,
         build: true,
@@ -64,6 +70,24 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--runs" => o.runs = num("--runs", 1, 10)? as u32,
             "--size" => o.size = num("--size", 64, 1518)? as u32,
             "--no-build" => o.build = false,
+            "--rates" => {
+                let v = it.next().ok_or("--rates: missing value")?;
+                o.rates = v
+                    .split(',')
+                    .map(|r| match r.trim() {
+                        "max" => Ok(None),
+                        n => n
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|&n| (1..=100_000_000).contains(&n))
+                            .map(Some)
+                            .ok_or_else(|| format!("--rates: `{n}` is not a rate (1..=100000000 or max)")),
+                    })
+                    .collect::<Result<_, _>>()?;
+                if o.rates.is_empty() {
+                    return Err("--rates: empty list".into());
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -71,13 +95,16 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-/// The guest script: bind nothing by hand (our drivers bind unbound ports to vfio-pci; testpmd
-/// finds them bound), then for each run: ours, then DPDK, each section's output between markers.
+/// The guest script: our drivers bind the unbound ports to vfio-pci themselves, testpmd finds
+/// them bound. For each run and rate: ours, then DPDK, each section between `=== SIDE RATE RUN`.
 fn guest_script(o: &Opts) -> String {
+    let rates: Vec<String> = o
+        .rates
+        .iter()
+        .map(|r| r.map_or("max".to_string(), |n| n.to_string()))
+        .collect();
     format!(
         r#"set -u
-ws="$1"
-cd "$ws"
 dur={dur}
 size={size}
 port_of_role() {{ i=0; while [ $i -lt "$OXPMD_NUM_PORTS" ]; do
@@ -86,53 +113,88 @@ set -- $(port_of_role dut); D0i=$1; D1i=$2
 eval D0=\$OXPMD_PORT$D0i; eval D1=\$OXPMD_PORT$D1i; eval D0MAC=\$OXPMD_PORT${{D0i}}_MAC
 eval P0i=\$OXPMD_PORT${{D0i}}_PEER; eval P1i=\$OXPMD_PORT${{D1i}}_PEER
 eval P0=\$OXPMD_PORT$P0i; eval P1=\$OXPMD_PORT$P1i
-echo "bench: pktgen $P0 -> DUT $D0 => DUT $D1 -> pktgen $P1, $size-byte frames, $dur s"
-PKTGEN="target/release/examples/pktgen --tx-port $P0 --rx-port $P1 --dst-mac $D0MAC -P --size $size --duration $dur --drain 2 --cores 0 -T 5"
+echo "bench: pktgen $P0 -> DUT $D0 => DUT $D1 -> pktgen $P1, $size-byte frames, $dur s per rate"
 wait_for() {{ n=0; while ! grep -q "$2" "$1" 2>/dev/null; do n=$((n+1)); [ $n -gt 900 ] && return 1; sleep 0.2; done; }}
+pktgen() {{
+    if [ "$1" = max ]; then r=""; else r="--rate $1"; fi
+    target/release/examples/pktgen --tx-port $P0 --rx-port $P1 --dst-mac $D0MAC -P --size $size \
+        --duration $dur --drain 2 --cores 0 $r
+}}
 run=1
 while [ $run -le {runs} ]; do
-    echo "=== ours run $run"
+  for rate in {rates}; do
+    echo "=== ours $rate $run"
     target/release/examples/l2fwd --port $D0 --port $D1 -q 2 --cores 1 -T 0 --no-mac-updating > /tmp/l2fwd.log 2>&1 &
     pid=$!
     wait_for /tmp/l2fwd.log "workers" || echo "bench: l2fwd did not start"
-    $PKTGEN
+    pktgen $rate
     kill -INT $pid; wait $pid; echo "l2fwd exit $?"
     cat /tmp/l2fwd.log
-    echo "=== dpdk run $run"
+    echo "=== dpdk $rate $run"
     dpdk-testpmd -l 0,1 -n 1 --in-memory -a $D0 -a $D1 -- --forward-mode=io --auto-start \
         --stats-period 5 --rxd=1024 --txd=1024 --burst=32 > /tmp/testpmd.log 2>&1 &
     pid=$!
     wait_for /tmp/testpmd.log "packet forwarding" || echo "bench: testpmd did not start"
     sleep 1
-    $PKTGEN
+    pktgen $rate
     kill -INT $pid; wait $pid; echo "testpmd exit $?"
-    grep -E "Forward statistics|RX-packets|TX-packets|Accumulated|io packet|Link|link" /tmp/testpmd.log | tail -20
-    run=$((run+1))
+    sed -n '/Accumulated forward statistics/,$p' /tmp/testpmd.log | grep -E "Accumulated|RX-packets|TX-packets" | head -3
+  done
+  run=$((run+1))
 done
 echo "=== end"
 "#,
         dur = o.duration,
         size = o.size,
         runs = o.runs,
+        rates = rates.join(" "),
     )
 }
 
-/// The `pktgen-result:` key/values of each run of `side` ("ours" / "dpdk"), in order.
-fn results(output: &str, side: &str) -> Vec<HashMap<String, String>> {
-    let mut out = Vec::new();
-    let mut cur: Option<&str> = None;
+/// One measured run of one side at one rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Sample {
+    /// pktgen's key/values.
+    pktgen: HashMap<String, String>,
+    /// Frames the DUT forwarded (its own counters).
+    forwarded: Option<u64>,
+}
+
+/// The samples of `side` ("ours" / "dpdk") at `rate` ("max" or a number), in order.
+fn samples(output: &str, side: &str, rate: &str) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    let mut cur = false;
+    let mut accumulated = false;
     for l in output.lines() {
         if let Some(rest) = l.strip_prefix("=== ") {
-            cur = rest.split_whitespace().next();
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            cur = w.len() >= 2 && w[0] == side && w[1] == rate;
+            accumulated = false;
+            if cur {
+                out.push(Sample::default());
+            }
             continue;
         }
-        if let (true, Some(kv)) = (cur == Some(side), l.strip_prefix("pktgen-result: ")) {
-            out.push(
-                kv.split_whitespace()
-                    .filter_map(|p| p.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
+        let Some(s) = out.last_mut().filter(|_| cur) else {
+            continue;
+        };
+        if let Some(kv) = l.strip_prefix("pktgen-result: ") {
+            s.pktgen = kv
+                .split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // l2fwd's final table: `all total RX TX DROPPED ...`.
+        if w.len() >= 4 && w[0] == "all" && w[1] == "total" {
+            s.forwarded = w[3].parse().ok();
+        }
+        if l.contains("Accumulated forward statistics") {
+            accumulated = true;
+        }
+        if let (true, Some(i)) = (accumulated, w.iter().position(|x| *x == "TX-packets:")) {
+            s.forwarded = w.get(i + 1).and_then(|v| v.parse().ok());
         }
     }
     out
@@ -142,10 +204,9 @@ fn field(r: &HashMap<String, String>, k: &str) -> f64 {
     r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
-/// The run with the highest forwarded rate.
-fn best(rs: &[HashMap<String, String>]) -> Option<&HashMap<String, String>> {
-    rs.iter()
-        .max_by(|a, b| field(a, "rx_mpps").total_cmp(&field(b, "rx_mpps")))
+/// The sample with the most frames forwarded.
+fn best(rs: &[Sample]) -> Option<&Sample> {
+    rs.iter().max_by_key(|s| s.forwarded.unwrap_or(0))
 }
 
 fn build(ws: &Path) -> Result<(), String> {
@@ -196,58 +257,67 @@ fn run(o: &Opts) -> Result<bool, String> {
             out.run_dir.display()
         ));
     }
-    let ours = results(&out.output, "ours");
-    let dpdk = results(&out.output, "dpdk");
-    let (Some(a), Some(b)) = (best(&ours), best(&dpdk)) else {
-        return Err(format!(
-            "a side printed no pktgen result ({} ours, {} DPDK); logs in {}",
-            ours.len(),
-            dpdk.len(),
-            out.run_dir.display()
-        ));
-    };
-    let loss = |r: &HashMap<String, String>| {
-        let sent = field(r, "sent");
-        if sent > 0.0 {
-            100.0 * field(r, "lost") / sent
-        } else {
-            0.0
-        }
-    };
     println!(
-        "\nl2fwd-vm: quad topology, {}-byte frames, {} s per run, {} run(s) per side (best kept); \
-         boot to command {:.1} s, logs in {}",
+        "\nl2fwd-vm: quad topology, {}-byte frames, {} s of traffic per rate, {} run(s) per side (best \
+         kept); boot to command {:.1} s, logs in {}",
         o.size,
         o.duration,
         o.runs,
         out.boot_to_command.as_secs_f64(),
         out.run_dir.display()
     );
-    println!("{:<34} {:>12} {:>12} {:>8}", "row", "ours", "DPDK", "ratio");
-    let rows = [
-        (
-            "forwarded, Mpps (pktgen RX)",
-            field(a, "rx_mpps"),
-            field(b, "rx_mpps"),
-        ),
-        (
-            "offered, Mpps (pktgen TX)",
-            field(a, "tx_mpps"),
-            field(b, "tx_mpps"),
-        ),
-        ("frames through the DUT", field(a, "unique"), field(b, "unique")),
-        ("frames lost, % of sent", loss(a), loss(b)),
-        ("latency avg, us", field(a, "lat_avg_us"), field(b, "lat_avg_us")),
-    ];
-    for (name, x, y) in rows {
-        let r = if y > 0.0 {
-            format!("{:.3}", x / y)
-        } else {
-            "-".into()
+    println!(
+        "{:<10} {:>12} {:>12} {:>8} {:>12} {:>12} {:>11} {:>11}",
+        "offered",
+        "ours Mpps",
+        "DPDK Mpps",
+        "ratio",
+        "ours rx Mpps",
+        "DPDK rx Mpps",
+        "ours loss%",
+        "DPDK loss%"
+    );
+    let secs = o.duration as f64;
+    let mut last_ratio = None;
+    for rate in &o.rates {
+        let name = rate.map_or("max".to_string(), |n| n.to_string());
+        let (a, b) = (
+            samples(&out.output, "ours", &name),
+            samples(&out.output, "dpdk", &name),
+        );
+        let (Some(a), Some(b)) = (best(&a), best(&b)) else {
+            println!("{name:<10} (a side has no sample; see the logs)");
+            continue;
         };
-        println!("{name:<34} {x:>12.4} {y:>12.4} {r:>8}");
+        let (Some(fa), Some(fb)) = (a.forwarded, b.forwarded) else {
+            println!("{name:<10} (a DUT printed no final counters; see the logs)");
+            continue;
+        };
+        let (ra, rb) = (fa as f64 / secs / 1e6, fb as f64 / secs / 1e6);
+        let ratio = ra / rb.max(1e-12);
+        let loss = |s: &Sample| {
+            let sent = field(&s.pktgen, "sent");
+            if sent > 0.0 {
+                100.0 * field(&s.pktgen, "lost") / sent
+            } else {
+                0.0
+            }
+        };
+        println!(
+            "{name:<10} {ra:>12.4} {rb:>12.4} {ratio:>8.3} {:>12.4} {:>12.4} {:>11.2} {:>11.2}",
+            field(&a.pktgen, "rx_mpps"),
+            field(&b.pktgen, "rx_mpps"),
+            loss(a),
+            loss(b)
+        );
+        last_ratio = Some(ratio);
     }
-    let ratio = field(a, "rx_mpps") / field(b, "rx_mpps").max(1e-12);
+    let Some(ratio) = last_ratio else {
+        return Err(format!(
+            "no rate was measured on both sides; logs in {}",
+            out.run_dir.display()
+        ));
+    };
     println!("ratio: {ratio:.3}");
     Ok(true)
 }
@@ -288,7 +358,8 @@ mod tests {
         assert_eq!(
             parse(&[]).unwrap(),
             Opts {
-                duration: 20,
+                duration: 10,
+                rates: vec![Some(50_000), Some(100_000), None],
                 runs: 1,
                 size: 64,
                 build: true
@@ -302,17 +373,27 @@ mod tests {
         assert_eq!((o.duration, o.runs, o.build), (5, 2, false));
         assert!(parse(&["--size".into(), "63".into()]).is_err());
         assert!(parse(&["--bogus".into()]).is_err());
+        let r = parse(&["--rates".into(), "1000,max".into()]).unwrap();
+        assert_eq!(r.rates, vec![Some(1000), None]);
+        assert!(parse(&["--rates".into(), "0".into()]).is_err());
     }
 
     #[test]
-    fn results_are_split_by_side_and_the_best_is_kept() {
-        let out = "=== ours run 1\npktgen-result: sent=10 rx_mpps=0.2 lost=0\n\
-                   === dpdk run 1\npktgen-result: sent=10 rx_mpps=0.25\n\
-                   === ours run 2\npktgen-result: sent=10 rx_mpps=0.3\n=== end\n";
-        let ours = results(out, "ours");
-        let dpdk = results(out, "dpdk");
-        assert_eq!((ours.len(), dpdk.len()), (2, 1));
-        assert_eq!(field(best(&ours).unwrap(), "rx_mpps"), 0.3);
-        assert!(guest_script(&parse(&[]).unwrap()).contains("--forward-mode=io"));
+    fn samples_are_split_by_side_and_rate() {
+        let out = "=== ours max 1\npktgen-result: sent=10 rx_mpps=0.2 lost=0\n all total 5 7 0 0.1 0.1\n\
+                   === dpdk max 1\npktgen-result: sent=10 rx_mpps=0.25\n\
+                   +++ Accumulated forward statistics for all ports+++\n\
+                   RX-packets: 9  RX-dropped: 0\nTX-packets: 8  TX-dropped: 0\n\
+                   === ours 5000 1\npktgen-result: sent=10 rx_mpps=0.3\n all total 1 1 0 0 0\n=== end\n";
+        let ours = samples(out, "ours", "max");
+        let dpdk = samples(out, "dpdk", "max");
+        assert_eq!((ours.len(), dpdk.len()), (1, 1));
+        assert_eq!(ours[0].forwarded, Some(7));
+        assert_eq!(dpdk[0].forwarded, Some(8));
+        assert_eq!(field(&ours[0].pktgen, "rx_mpps"), 0.2);
+        assert_eq!(samples(out, "ours", "5000")[0].forwarded, Some(1));
+        assert_eq!(best(&ours).unwrap().forwarded, Some(7));
+        let script = guest_script(&parse(&[]).unwrap());
+        assert!(script.contains("--forward-mode=io") && script.contains("for rate in 50000 100000 max"));
     }
 }
