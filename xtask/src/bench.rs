@@ -29,7 +29,8 @@ options:
                    DPDK's own is 5000, which makes its full matrix last about an hour)
   --no-install     do not install the Debian dpdk/dpdk-dev packages when dpdk-test is missing
 
-Needs two CPUs for the two-core rows; DPDK runs with --no-huge --no-pci on lcores 0 and 1.";
+Needs two CPUs for the two-core rows; DPDK runs with --no-huge --no-pci on lcores 0 and 1.
+Method and figures: docs/benchmarks.md. (`bench l2fwd-null` and `bench l2fwd-vm` are separate tasks.)";
 
 /// Options shared by the bench commands.
 #[derive(Debug, Clone)]
