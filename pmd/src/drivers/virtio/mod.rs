@@ -169,7 +169,9 @@ pub enum VirtioError {
     /// The RX mempool is not mapped for this device.
     #[error(
         "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of a virtio port (all virtio ports of a process share one container)"
+         Port::dma_map() of a virtio port (all virtio ports of a process share one container; \
+         a pool made for a port of another driver, e.g. igb, is in that driver's container, so \
+         such ports cannot share a pool with virtio ports yet: use one process per driver)"
     )]
     PoolNotMapped {
         /// Pool name.
