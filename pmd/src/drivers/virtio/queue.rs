@@ -588,7 +588,12 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                     len: (len + nethdr::LEN) as u32,
                     write: false,
                 };
-                self.ring.add(&[seg])
+                let head = self.ring.add(&[seg]);
+                if head.is_none() {
+                    // Not taken: the packet stays in the burst as it was.
+                    let _ = pkt.adjust(nethdr::LEN);
+                }
+                head
             } else {
                 if free < 2 {
                     break;
