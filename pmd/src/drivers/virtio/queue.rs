@@ -575,8 +575,10 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let mut taken = 0usize;
         let mut bytes = 0u64;
         for pkt in pkts.iter_mut() {
-            let free = self.ring.num_free();
-            if free == 0 {
+            // Room first: the header may change the packet (software checksums), which must
+            // happen only to a packet that is then taken.
+            let descs = if pkt.headroom() >= nethdr::LEN { 1 } else { 2 };
+            if self.ring.num_free() < descs {
                 break;
             }
             let h = net_header(pkt, self.csum);
@@ -595,9 +597,6 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                 }
                 head
             } else {
-                if free < 2 {
-                    break;
-                }
                 // The header table slot of the head this chain will get.
                 let Some(head) = self.next_head() else { break };
                 let slot = usize::from(head) * 16;

@@ -473,6 +473,7 @@ both_kinds!(
     tx_keeps_what_does_not_fit_in_order_and_refuses_bad_lengths,
     tx_checksum_offload_fills_the_header_or_is_done_in_software,
     tx_without_headroom_uses_a_header_descriptor,
+    tx_software_checksums_survive_a_full_ring,
     chains_wrap_without_losing_descriptors,
 );
 
@@ -1118,4 +1119,49 @@ fn control_commands_are_three_descriptor_chains_and_acks_are_checked() {
     assert_eq!(bell.state.lock().unwrap().notifies, 3, "one doorbell per command");
     assert_eq!(q.ring().num_free(), size);
     assert!(dev.lock().unwrap().violations.is_empty());
+}
+
+/// A packet left in the burst because the ring was full is changed only when it is finally taken:
+/// its software checksum is computed once, and valid.
+fn tx_software_checksums_survive_a_full_ring<K: Kind>() {
+    let pool = virtual_pool("vio-tx-retry", 64, 0).unwrap();
+    let bell = FakeBell::default();
+    let mut q = tx_queue::<K>(16, &bell, false);
+    let mut dev = K::dev(q.ring());
+    let mut c = QueueCounters::default();
+    let mut burst = Burst::new();
+    // One packet with headroom (1 descriptor), then packets without (2 descriptors each): the
+    // ring fills with one descriptor left, which the next packet cannot use.
+    for i in 0..12 {
+        let f = udp_frame_partial();
+        let mut p = pool.alloc().unwrap();
+        if i > 0 {
+            let room = p.headroom();
+            p.prepend(room - 4).unwrap();
+            p.set_len(0).unwrap();
+            p.append(f.len()).unwrap().copy_from_slice(&f);
+        } else {
+            p.extend_from_slice(&f).unwrap();
+        }
+        p.set_flags(OffloadFlags::TX_IP_CKSUM | OffloadFlags::TX_UDP_CKSUM);
+        burst.push(p).unwrap();
+    }
+    assert_eq!(
+        q.tx_burst(&mut burst, &mut c),
+        8,
+        "1 + 7 chains of 2: one descriptor left"
+    );
+    assert_eq!(q.ring().num_free(), 1);
+    assert_eq!(burst.len(), 4);
+    let mut sent = dev.transmit();
+    assert_eq!(q.tx_burst(&mut burst, &mut c), 4);
+    sent.extend(dev.transmit());
+    assert_eq!(sent.len(), 12);
+    let pseudo = [10u8, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, 46];
+    for (i, (_, f)) in sent.iter().enumerate() {
+        assert_eq!(verify_sum(&f[14..34]), 0xFFFF, "frame {i}: IPv4 checksum");
+        let mut seg = f[34..].to_vec();
+        seg.extend_from_slice(&pseudo);
+        assert_eq!(verify_sum(&seg), 0xFFFF, "frame {i}: UDP checksum");
+    }
 }
