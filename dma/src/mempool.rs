@@ -2,7 +2,7 @@
 //! [`Ring`] of free buffers and per-thread caches.
 //!
 //! # Caches
-//! Two kinds, same code ([`LocalCache`]):
+//! Two kinds, same code (`LocalCache`):
 //! - [`MempoolCache`]: an explicit handle owned by one queue / thread (DPDK's per-lcore cache):
 //!   `&mut self` operations, no lookup, the fastest path; drivers use it for RX refill and TX
 //!   completion ([`MempoolCache::get_bulk`] / [`MempoolCache::put_bulk`]).

@@ -85,6 +85,14 @@ pub enum QueueBehavior {
     Variable,
 }
 
+/// The protocol one operation uses: the CAS path, or the single-thread path, in which the
+/// (unique) handle caches the opposite side's tail so that it reads that shared cache line only
+/// when the cached value shows too little room / too few elements.
+enum Side<'a> {
+    Multi,
+    Single(&'a mut usize),
+}
+
 struct HeadTail {
     head: AtomicUsize,
     tail: AtomicUsize,
@@ -207,11 +215,13 @@ impl<T> Ring<T> {
             Producer {
                 ring: ring.clone(),
                 multi: producer == SyncMode::Multi,
+                cached: 0,
                 _not_sync: PhantomData,
             },
             Consumer {
                 ring,
                 multi: consumer == SyncMode::Multi,
+                cached: 0,
                 _not_sync: PhantomData,
             },
         )
@@ -233,13 +243,18 @@ impl<T> Ring<T> {
 
     /// Reserves up to `n` slots for enqueue; returns (old head, count).
     #[inline(always)]
-    fn move_prod_head(&self, n: usize, behavior: QueueBehavior, multi: bool) -> (usize, usize) {
+    fn move_prod_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
         let cap = self.capacity();
-        if !multi {
-            // Only this thread writes prod.head.
+        if let Side::Single(cons_tail) = side {
+            // Only this thread writes prod.head. `cons_tail` is a value of cons.tail loaded
+            // (Acquire) earlier: a lower bound of the current one, so `free` is never
+            // overestimated, and slots below it were released by the consumer before that load.
             let old = self.prod.head.load(Ordering::Relaxed);
-            let cons_tail = self.cons.tail.load(Ordering::Acquire);
-            let free = cap.wrapping_add(cons_tail).wrapping_sub(old);
+            let mut free = cap.wrapping_add(*cons_tail).wrapping_sub(old);
+            if free < n {
+                *cons_tail = self.cons.tail.load(Ordering::Acquire);
+                free = cap.wrapping_add(*cons_tail).wrapping_sub(old);
+            }
             let n = Self::amount(behavior, n, free);
             if n != 0 {
                 self.prod.head.store(old.wrapping_add(n), Ordering::Relaxed);
@@ -268,11 +283,15 @@ impl<T> Ring<T> {
 
     /// Reserves up to `n` elements for dequeue; returns (old head, count).
     #[inline(always)]
-    fn move_cons_head(&self, n: usize, behavior: QueueBehavior, multi: bool) -> (usize, usize) {
-        if !multi {
+    fn move_cons_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
+        if let Side::Single(prod_tail) = side {
+            // As in move_prod_head: a cached producer tail (Acquire-loaded) is a lower bound.
             let old = self.cons.head.load(Ordering::Relaxed);
-            let prod_tail = self.prod.tail.load(Ordering::Acquire);
-            let entries = prod_tail.wrapping_sub(old);
+            let mut entries = prod_tail.wrapping_sub(old);
+            if entries < n {
+                *prod_tail = self.prod.tail.load(Ordering::Acquire);
+                entries = prod_tail.wrapping_sub(old);
+            }
             let n = Self::amount(behavior, n, entries);
             if n != 0 {
                 self.cons.head.store(old.wrapping_add(n), Ordering::Relaxed);
@@ -315,11 +334,12 @@ impl<T> Ring<T> {
     ///
     /// # Safety
     /// `src` points to `n` initialised values. The first `k` (returned) are moved into the ring:
-    /// the caller must treat them as moved out (not drop or use them again). If `multi` is false,
-    /// no other enqueue may run concurrently on this ring.
+    /// the caller must treat them as moved out (not drop or use them again). With
+    /// `Side::Single`, no other enqueue may ever run on this ring (a unique producer handle).
     #[inline(always)]
-    unsafe fn enqueue_impl(&self, src: *const T, n: usize, behavior: QueueBehavior, multi: bool) -> usize {
-        let (old, n) = self.move_prod_head(n, behavior, multi);
+    unsafe fn enqueue_impl(&self, src: *const T, n: usize, behavior: QueueBehavior, side: Side<'_>) -> usize {
+        let multi = matches!(side, Side::Multi);
+        let (old, n) = self.move_prod_head(n, behavior, side);
         if n == 0 {
             return 0;
         }
@@ -342,11 +362,12 @@ impl<T> Ring<T> {
     /// Core dequeue: moves up to `n` values into `dst`; returns how many were moved.
     ///
     /// # Safety
-    /// `dst` has room for `n` values (their old contents are overwritten without drop). If
-    /// `multi` is false, no other dequeue may run concurrently on this ring.
+    /// `dst` has room for `n` values (their old contents are overwritten without drop). With
+    /// `Side::Single`, no other dequeue may ever run on this ring (a unique consumer handle).
     #[inline(always)]
-    unsafe fn dequeue_impl(&self, dst: *mut T, n: usize, behavior: QueueBehavior, multi: bool) -> usize {
-        let (old, n) = self.move_cons_head(n, behavior, multi);
+    unsafe fn dequeue_impl(&self, dst: *mut T, n: usize, behavior: QueueBehavior, side: Side<'_>) -> usize {
+        let multi = matches!(side, Side::Multi);
+        let (old, n) = self.move_cons_head(n, behavior, side);
         if n == 0 {
             return 0;
         }
@@ -373,7 +394,7 @@ impl<T> Ring<T> {
     #[inline]
     pub unsafe fn enqueue_raw(&self, src: *const T, n: usize, behavior: QueueBehavior) -> usize {
         // SAFETY: forwarded caller contract; multi-producer path.
-        unsafe { self.enqueue_impl(src, n, behavior, true) }
+        unsafe { self.enqueue_impl(src, n, behavior, Side::Multi) }
     }
 
     /// Multi-consumer dequeue of up to `n` values written to `dst`; returns how many.
@@ -384,7 +405,7 @@ impl<T> Ring<T> {
     #[inline]
     pub unsafe fn dequeue_raw(&self, dst: *mut T, n: usize, behavior: QueueBehavior) -> usize {
         // SAFETY: forwarded caller contract; multi-consumer path.
-        unsafe { self.dequeue_impl(dst, n, behavior, true) }
+        unsafe { self.dequeue_impl(dst, n, behavior, Side::Multi) }
     }
 
     /// Enqueues one value, or gives it back when the ring is full.
@@ -393,7 +414,7 @@ impl<T> Ring<T> {
         let v = MaybeUninit::new(value);
         // SAFETY: one initialised value; if it was moved in we forget our copy (MaybeUninit never
         // drops), otherwise we take it back.
-        if unsafe { self.enqueue_impl(v.as_ptr(), 1, QueueBehavior::Fixed, true) } == 1 {
+        if unsafe { self.enqueue_impl(v.as_ptr(), 1, QueueBehavior::Fixed, Side::Multi) } == 1 {
             Ok(())
         } else {
             // SAFETY: not moved into the ring, still initialised and ours.
@@ -406,7 +427,7 @@ impl<T> Ring<T> {
     pub fn dequeue(&self) -> Option<T> {
         let mut v = MaybeUninit::<T>::uninit();
         // SAFETY: room for one value; initialised when the call returns 1.
-        if unsafe { self.dequeue_impl(v.as_mut_ptr(), 1, QueueBehavior::Fixed, true) } == 1 {
+        if unsafe { self.dequeue_impl(v.as_mut_ptr(), 1, QueueBehavior::Fixed, Side::Multi) } == 1 {
             // SAFETY: initialised by the dequeue.
             Some(unsafe { v.assume_init() })
         } else {
@@ -421,7 +442,7 @@ impl<T> Ring<T> {
         // SAFETY: see vec_enqueue.
         (unsafe {
             vec_enqueue(items, QueueBehavior::Fixed, |p, n, b| {
-                self.enqueue_impl(p, n, b, true)
+                self.enqueue_impl(p, n, b, Side::Multi)
             }) != 0
         }) || items.is_empty()
     }
@@ -433,7 +454,7 @@ impl<T> Ring<T> {
         // SAFETY: see vec_enqueue.
         unsafe {
             vec_enqueue(items, QueueBehavior::Variable, |p, n, b| {
-                self.enqueue_impl(p, n, b, true)
+                self.enqueue_impl(p, n, b, Side::Multi)
             })
         }
     }
@@ -448,7 +469,7 @@ impl<T> Ring<T> {
         // SAFETY: see vec_dequeue.
         unsafe {
             vec_dequeue(out, n, QueueBehavior::Fixed, |p, n, b| {
-                self.dequeue_impl(p, n, b, true)
+                self.dequeue_impl(p, n, b, Side::Multi)
             }) == n
         }
     }
@@ -460,7 +481,7 @@ impl<T> Ring<T> {
         // SAFETY: see vec_dequeue.
         unsafe {
             vec_dequeue(out, max, QueueBehavior::Variable, |p, n, b| {
-                self.dequeue_impl(p, n, b, true)
+                self.dequeue_impl(p, n, b, Side::Multi)
             })
         }
     }
@@ -471,7 +492,7 @@ impl<T: Copy> Ring<T> {
     #[inline]
     pub fn enqueue_bulk(&self, items: &[T]) -> bool {
         // SAFETY: `T: Copy`, so the ring may own copies while `items` keeps its values.
-        (unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Fixed, true) != 0 })
+        (unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Fixed, Side::Multi) != 0 })
             || items.is_empty()
     }
 
@@ -479,14 +500,14 @@ impl<T: Copy> Ring<T> {
     #[inline]
     pub fn enqueue_burst(&self, items: &[T]) -> usize {
         // SAFETY: as in enqueue_bulk.
-        unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Variable, true) }
+        unsafe { self.enqueue_impl(items.as_ptr(), items.len(), QueueBehavior::Variable, Side::Multi) }
     }
 
     /// Multi-consumer bulk dequeue filling all of `out`, or nothing (returns `false`).
     #[inline]
     pub fn dequeue_bulk(&self, out: &mut [T]) -> bool {
         // SAFETY: `out` has room for out.len() values; `T: Copy` so overwriting needs no drop.
-        (unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Fixed, true) != 0 })
+        (unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Fixed, Side::Multi) != 0 })
             || out.is_empty()
     }
 
@@ -494,7 +515,7 @@ impl<T: Copy> Ring<T> {
     #[inline]
     pub fn dequeue_burst(&self, out: &mut [T]) -> usize {
         // SAFETY: as in dequeue_bulk.
-        unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Variable, true) }
+        unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Variable, Side::Multi) }
     }
 }
 
@@ -567,6 +588,8 @@ impl<T> Drop for Ring<T> {
 pub struct Producer<T> {
     ring: Arc<Ring<T>>,
     multi: bool,
+    /// Single mode: the consumer tail last read (see `Side`).
+    cached: usize,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
@@ -574,6 +597,8 @@ pub struct Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     multi: bool,
+    /// Single mode: the producer tail last read (see `Side`).
+    cached: usize,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
@@ -591,8 +616,19 @@ macro_rules! handle_common {
                 self.multi.then(|| $ty {
                     ring: self.ring.clone(),
                     multi: true,
+                    cached: 0,
                     _not_sync: PhantomData,
                 })
+            }
+            /// The ring and the protocol this handle uses.
+            #[inline(always)]
+            fn parts(&mut self) -> (&Ring<T>, Side<'_>) {
+                let side = if self.multi {
+                    Side::Multi
+                } else {
+                    Side::Single(&mut self.cached)
+                };
+                (&self.ring, side)
             }
             /// The mode of this side.
             pub fn mode(&self) -> SyncMode {
@@ -640,7 +676,9 @@ impl<T> Producer<T> {
     pub unsafe fn enqueue_raw(&mut self, src: *const T, n: usize, behavior: QueueBehavior) -> usize {
         // SAFETY: caller contract; single mode is exclusive because this handle is unique
         // (not clonable, &mut self) and the ring is reachable only through the handles.
-        unsafe { self.ring.enqueue_impl(src, n, behavior, self.multi) }
+        let (ring, side) = self.parts();
+        // SAFETY: as above.
+        unsafe { ring.enqueue_impl(src, n, behavior, side) }
     }
 
     /// Enqueues one value, or gives it back when the ring is full.
@@ -659,11 +697,11 @@ impl<T> Producer<T> {
     /// Moves all of `items` in or none; see [`Ring::enqueue_bulk_from_vec`].
     #[inline]
     pub fn enqueue_bulk_from_vec(&mut self, items: &mut Vec<T>) -> bool {
-        let (ring, multi) = (&self.ring, self.multi);
+        let (ring, side) = self.parts();
         // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
         (unsafe {
             vec_enqueue(items, QueueBehavior::Fixed, |p, n, b| {
-                ring.enqueue_impl(p, n, b, multi)
+                ring.enqueue_impl(p, n, b, side)
             }) != 0
         }) || items.is_empty()
     }
@@ -671,11 +709,11 @@ impl<T> Producer<T> {
     /// Moves as many of `items` in as fit; see [`Ring::enqueue_burst_from_vec`].
     #[inline]
     pub fn enqueue_burst_from_vec(&mut self, items: &mut Vec<T>) -> usize {
-        let (ring, multi) = (&self.ring, self.multi);
+        let (ring, side) = self.parts();
         // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
         unsafe {
             vec_enqueue(items, QueueBehavior::Variable, |p, n, b| {
-                ring.enqueue_impl(p, n, b, multi)
+                ring.enqueue_impl(p, n, b, side)
             })
         }
     }
@@ -706,7 +744,9 @@ impl<T> Consumer<T> {
     #[inline(always)]
     pub unsafe fn dequeue_raw(&mut self, dst: *mut T, n: usize, behavior: QueueBehavior) -> usize {
         // SAFETY: caller contract; exclusivity of single mode as in Producer::enqueue_raw.
-        unsafe { self.ring.dequeue_impl(dst, n, behavior, self.multi) }
+        let (ring, side) = self.parts();
+        // SAFETY: as above.
+        unsafe { ring.dequeue_impl(dst, n, behavior, side) }
     }
 
     /// Dequeues one value.
@@ -728,11 +768,11 @@ impl<T> Consumer<T> {
         if n > out.capacity() - out.len() {
             return false;
         }
-        let (ring, multi) = (&self.ring, self.multi);
+        let (ring, side) = self.parts();
         // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
         unsafe {
             vec_dequeue(out, n, QueueBehavior::Fixed, |p, n, b| {
-                ring.dequeue_impl(p, n, b, multi)
+                ring.dequeue_impl(p, n, b, side)
             }) == n
         }
     }
@@ -740,11 +780,11 @@ impl<T> Consumer<T> {
     /// Appends up to `max` values to `out`; see [`Ring::dequeue_burst_into_vec`].
     #[inline]
     pub fn dequeue_burst_into_vec(&mut self, out: &mut Vec<T>, max: usize) -> usize {
-        let (ring, multi) = (&self.ring, self.multi);
+        let (ring, side) = self.parts();
         // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
         unsafe {
             vec_dequeue(out, max, QueueBehavior::Variable, |p, n, b| {
-                ring.dequeue_impl(p, n, b, multi)
+                ring.dequeue_impl(p, n, b, side)
             })
         }
     }
@@ -890,6 +930,39 @@ mod tests {
         assert!(r.enqueue(String::from("a")).is_ok());
         assert_eq!(r.enqueue(String::from("b")), Err(String::from("b")));
         assert_eq!(r.dequeue().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn spsc_threads_keep_order() {
+        const N: u64 = 200_000;
+        let (mut p, mut c) = Ring::<u64>::new(32)
+            .unwrap()
+            .split(SyncMode::Single, SyncMode::Single);
+        let h = std::thread::spawn(move || {
+            let mut i = 0;
+            while i < N {
+                let batch: Vec<u64> = (i..(i + 5).min(N)).collect();
+                if p.enqueue_bulk(&batch) {
+                    i += batch.len() as u64;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let mut next = 0;
+        let mut out = [0u64; 7];
+        while next < N {
+            let n = c.dequeue_burst(&mut out);
+            for v in &out[..n] {
+                assert_eq!(*v, next);
+                next += 1;
+            }
+            if n == 0 {
+                std::thread::yield_now();
+            }
+        }
+        h.join().unwrap();
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -124,3 +124,37 @@ fn producers_and_consumers_concurrently_with_wraparound() {
         assert_eq!(got.len() as u32, sent.iter().sum::<u32>());
     });
 }
+
+#[test]
+fn single_producer_single_consumer_with_cached_tails() {
+    model(|| {
+        // The SP/SC handles cache the opposite tail; size 2 with 3 elements forces refreshes,
+        // refusals and wrap-around.
+        let (mut p, mut c) = Ring::<u32>::new(2)
+            .unwrap()
+            .split(SyncMode::Single, SyncMode::Single);
+        let producer = thread::spawn(move || {
+            let mut sent = 0;
+            for _ in 0..4 {
+                if sent < 3 && p.enqueue_bulk(&[sent]) {
+                    sent += 1;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            sent
+        });
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let mut out = [0u32; 2];
+            let n = c.dequeue_burst(&mut out);
+            got.extend_from_slice(&out[..n]);
+            thread::yield_now();
+        }
+        let sent = producer.join().unwrap();
+        while let Some(v) = c.dequeue() {
+            got.push(v);
+        }
+        assert_eq!(got, (0..sent).collect::<Vec<_>>());
+    });
+}
