@@ -201,6 +201,16 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     if let Some(i) = o.policies.keys().find(|i| **i >= o.vfs) {
         return Err(format!("--vf {i}: only {} VF(s) are created", o.vfs));
     }
+    // Bounds and MACs are checked before anything touches the device.
+    for (i, p) in &o.policies {
+        p.validate(*i).map_err(|e| format!("--vf {i}: {e}"))?;
+    }
+    let macs: Vec<_> = o.policies.values().filter_map(|p| p.mac).collect();
+    for (n, m) in macs.iter().enumerate() {
+        if macs[n + 1..].contains(m) {
+            return Err(format!("--vf: MAC {m} given to two VFs"));
+        }
+    }
     Ok(o)
 }
 
@@ -275,8 +285,17 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let sys = Sysfs::new();
     let t0 = Instant::now();
     let (pf, vf_addrs, table) = if o.restart {
-        let token = VfToken::load(&token_file)?;
-        let pf = PfDevice::open(o.pf, &token, true)?;
+        // Without the token file the PF is opened without a token: the kernel refuses it while a
+        // VF is open, and the error says so.
+        let token = match VfToken::load(&token_file) {
+            Ok(t) => Some(t),
+            Err(e) if !token_file.exists() => {
+                log::warn!("{e}: opening the PF without a VF token");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let pf = PfDevice::open(o.pf, token.as_ref(), true)?;
         let vf_addrs = sys.device(o.pf)?.virtfns;
         let saved = pf.load_state(&state_file, vf_addrs.len())?;
         if vf_addrs.len() != o.vfs {
@@ -310,7 +329,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         }
         let _ = std::fs::remove_file(&state_file);
         token.save(&token_file)?;
-        let pf = PfDevice::open(o.pf, &token, false)?;
+        let pf = PfDevice::open(o.pf, Some(&token), false)?;
         let mut policies: Vec<VfPolicy> = (0..o.vfs)
             .map(|i| o.policies.get(&i).cloned().unwrap_or_default())
             .collect();

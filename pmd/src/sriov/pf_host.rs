@@ -658,12 +658,13 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 impl PfDevice {
     /// Opens the 82576 PF at `addr` for SR-IOV.
     ///
-    /// - `fresh` (`restart_token` = None): VFs must be 0 (they are set to 0 if the PF had some
-    ///   and none is open), the PF is bound to vfio-pci if unbound, opened, reset, and the new
-    ///   `token` is set; the caller then enables VFs with [`PfDevice::enable_vfs`].
-    /// - restart (`restart_token` = Some): the PF stays bound with its VFs; it is opened with the
-    ///   token (the kernel refuses without it while a VF is open) and not reset.
-    pub fn open(addr: PciAddress, token: &VfToken, restart: bool) -> Result<PfDevice, PfHostError> {
+    /// - `restart == false` (fresh start): VFs go to 0 if the PF had some (none may be open), the
+    ///   PF is bound to vfio-pci if unbound, opened and reset, and `token` (required) is set; the
+    ///   caller then enables VFs with [`PfDevice::enable_vfs`].
+    /// - `restart == true`: the PF keeps its VFs; it is opened with `token` (the kernel refuses
+    ///   the PF without the current token while a VF is open: that refusal is returned as is)
+    ///   and not reset.
+    pub fn open(addr: PciAddress, token: Option<&VfToken>, restart: bool) -> Result<PfDevice, PfHostError> {
         let name = addr.to_string();
         let sys = Sysfs::new();
         let info = sys.device(addr)?;
@@ -695,7 +696,17 @@ impl PfDevice {
             sys.set_num_vfs(addr, 0)?;
         }
         let container = Container::open()?;
-        let device = container.open_device(addr, if restart { Some(token) } else { None })?;
+        let fresh_token = match (restart, token) {
+            (false, Some(t)) => Some(t),
+            (false, None) => {
+                return Err(PfHostError::Config {
+                    device: name,
+                    what: "a fresh start needs a new VF token".into(),
+                });
+            }
+            (true, _) => None,
+        };
+        let device = container.open_device(addr, if restart { token } else { None })?;
         device.enable_memory_and_bus_master()?;
         let bar = device.map_bar(0)?;
         let mut pf = PfDevice {
@@ -710,8 +721,8 @@ impl PfDevice {
             mac: MacAddr::ZERO,
             _container: container,
         };
-        if !restart {
-            pf.device.set_vf_token(token)?;
+        if let Some(t) = fresh_token {
+            pf.device.set_vf_token(t)?;
         }
         pf.bring_up(!restart)?;
         Ok(pf)

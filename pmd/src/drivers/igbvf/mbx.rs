@@ -42,8 +42,13 @@ pub enum MbxError {
     #[error("mailbox register access: {0}")]
     Bar(#[from] BarError),
     /// The PF never released the buffer.
-    #[error("could not lock the mailbox within {0:?} (the PF holds it)")]
-    Lock(Duration),
+    #[error("could not lock the mailbox within {waited:?} (V2PMAILBOX = {last:#x}: the PF holds it)")]
+    Lock {
+        /// Wait.
+        waited: Duration,
+        /// The last V2PMAILBOX value read.
+        last: u32,
+    },
     /// No answer in time.
     #[error(
         "no {what} from the PF within {waited:?}: is the PF manager running and serving this VF \
@@ -82,11 +87,15 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         let t = Instant::now();
         loop {
             self.access.write_ctl(mbx::VFU)?;
-            if self.access.read_ctl()? & mbx::VFU != 0 {
+            let v = self.access.read_ctl()?;
+            if v & mbx::VFU != 0 {
                 return Ok(());
             }
             if t.elapsed() > self.timeout {
-                return Err(MbxError::Lock(self.timeout));
+                return Err(MbxError::Lock {
+                    waited: self.timeout,
+                    last: v,
+                });
             }
             std::thread::sleep(Duration::from_micros(50));
         }

@@ -83,6 +83,13 @@ pub enum IgbvfError {
     /// A mailbox exchange failed.
     #[error(transparent)]
     Mailbox(#[from] MbxError),
+    /// Every VF register reads 0: the VF's BAR is not decoded by the device.
+    #[error(
+        "every VF register reads 0 (STATUS, V2PMAILBOX): the device does not decode the VF's BAR. \
+         Seen with QEMU 10.0's igb VFs; on real hardware check that the PF has VF MSE set \
+         (lspci -vvv: IOVCtl MSE+)"
+    )]
+    NotDecoded,
     /// The PF never released the VF from reset.
     #[error(
         "the PF did not release the VF from reset within {0:?} (V2PMAILBOX.RSTI stays set): start the \
@@ -227,6 +234,7 @@ impl IgbvfStatsReader {
 
 /// An 82576 VF opened through VFIO.
 pub struct IgbvfDriver {
+    addr: PciAddress,
     shared: Arc<VfShared>,
     dma: Arc<VfioDmaMap>,
     mbx: VfMailbox<Bar>,
@@ -320,6 +328,7 @@ impl IgbvfDriver {
             device,
         });
         let mut drv = IgbvfDriver {
+            addr,
             shared,
             dma,
             mbx: VfMailbox::new(bar, MBX_TIMEOUT),
@@ -348,9 +357,42 @@ impl IgbvfDriver {
         &self.shared.name
     }
 
+    /// QEMU's VF model decodes the VF's BARs only while the VF's own PCI COMMAND.MEMORY bit is
+    /// set, a bit the PCIe spec hardwires to 0 on VFs: vfio-pci therefore only virtualizes it,
+    /// and without this every VF register would read 0. The bit is set in the real config space
+    /// through sysfs (a no-op on real hardware, where the VF ignores it).
+    fn ensure_memory_decode(&self) {
+        use std::os::unix::fs::FileExt;
+        let path = Sysfs::new().device_dir(self.addr).join("config");
+        let f = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("{}: {}: {e}", self.shared.name, path.display());
+                return;
+            }
+        };
+        let mut cmd = [0u8; 2];
+        if f.read_exact_at(&mut cmd, 4).is_err() {
+            return;
+        }
+        let v = u16::from_le_bytes(cmd);
+        if v & 0x2 == 0 {
+            let nv = (v | 0x2).to_le_bytes();
+            match f.write_all_at(&nv, 4) {
+                Ok(()) => log::debug!(
+                    "{}: PCI COMMAND {v:#06x} -> {:#06x} in the real config space (VF BAR decode)",
+                    self.shared.name,
+                    v | 0x2
+                ),
+                Err(e) => log::warn!("{}: could not set PCI COMMAND.MEMORY: {e}", self.shared.name),
+            }
+        }
+    }
+
     /// Resets the VF and redoes the handshake with the PF (also after a PF restart).
     pub fn reset(&mut self) -> Result<()> {
         let s = self.shared.clone();
+        self.ensure_memory_decode();
         s.device.enable_memory_and_bus_master().map_err(|e| {
             drv_err(
                 &s.name,
@@ -367,6 +409,19 @@ impl IgbvfDriver {
             let name = name.clone();
             move |e: BarError| drv_err(&name, op, e)
         };
+        log::debug!(
+            "{}: before reset: STATUS {:#x} CTRL {:#x} V2PMAILBOX {:#x}",
+            s.name,
+            b.read32(regs::STATUS).unwrap_or(0),
+            b.read32(regs::CTRL).unwrap_or(0),
+            b.read32(regs::V2PMAILBOX).unwrap_or(0)
+        );
+        // STATUS mirrors the PF's (never 0 on an 82576: full duplex, speed, IOV mode bits).
+        if b.read32(regs::STATUS).map_err(e("read STATUS"))? == 0
+            && b.read32(regs::V2PMAILBOX).map_err(e("read V2PMAILBOX"))? == 0
+        {
+            return Err(drv_err(&s.name, "reset", IgbvfError::NotDecoded));
+        }
         b.write32(regs::EIMC, 0x7).map_err(e("mask interrupts"))?;
         let ctrl = b.read32(regs::CTRL).map_err(e("reset"))?;
         b.write32(regs::CTRL, ctrl | regs::CTRL_RST).map_err(e("reset"))?;
