@@ -11,14 +11,15 @@
 //! forwarding lcore is 1); pktgen's TX and RX threads are pinned to vCPU 0 in both runs. The frames
 //! are addressed to DUT port 0's MAC, so neither DUT needs promiscuous mode to accept them
 //! (testpmd turns it on anyway). Each DUT is started afresh for each rate and stopped with SIGINT;
-//! the runs alternate ours / DPDK (`--runs`, default 3) and each side keeps its best run, since
-//! other work on the shared host only ever slows a run down.
+//! the runs alternate ours / DPDK (`--runs`, default 3) so that both sides see the same changes of
+//! load on the shared host.
 //!
 //! A DUT's rate is the number of frames it forwarded (its own final counters: l2fwd's total sent,
-//! testpmd's accumulated TX-packets) divided by the traffic time. Under TCG the emulation, not the
+//! testpmd's accumulated TX-packets) divided by the traffic time; the table gives the median and
+//! the best of the runs, and the ratio of the medians. Under TCG the emulation, not the
 //! driver, sets the order of magnitude, and a busy DUT also slows the generator (device emulation
 //! runs in the vCPU that touches the device): compare the ratio only. The last line is
-//! `ratio: X` (ours / DPDK) at the highest offered rate.
+//! `ratio: X` (ours / DPDK, medians) at the highest offered rate.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,7 +37,7 @@ usage: cargo xtask bench l2fwd-vm [--duration SECS] [--rates LIST] [--runs N] [-
 
   --duration SECS   traffic time of each run (default 10)
   --rates LIST      offered rates, frames/s or `max`, comma-separated (default 50000,max)
-  --runs N          alternate runs per side in the same VM, best kept (default 3)
+  --runs N          alternate runs per side in the same VM; medians compared (default 3)
   --size BYTES      frame size with FCS, 64..=1518 (default 64)
   --no-build        use the release examples already built";
 
@@ -206,6 +207,18 @@ fn field(r: &HashMap<String, String>, k: &str) -> f64 {
     r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
+/// The median of sorted values (mean of the two middle ones for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
 /// The sample with the most frames forwarded.
 fn best(rs: &[Sample]) -> Option<&Sample> {
     rs.iter().max_by_key(|s| s.forwarded.unwrap_or(0))
@@ -260,8 +273,8 @@ fn run(o: &Opts) -> Result<bool, String> {
         ));
     }
     println!(
-        "\nl2fwd-vm: quad topology, {}-byte frames, {} s of traffic per rate, {} run(s) per side (best \
-         kept); boot to command {:.1} s, logs in {}",
+        "\nl2fwd-vm: quad topology, {}-byte frames, {} s of traffic per rate, {} alternating run(s) per \
+         side; boot to command {:.1} s, logs in {}",
         o.size,
         o.duration,
         o.runs,
@@ -269,15 +282,18 @@ fn run(o: &Opts) -> Result<bool, String> {
         out.run_dir.display()
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>8} {:>12} {:>12} {:>11} {:>11}",
+        "{:<9} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>9} {:>8} {:>8}",
         "offered",
-        "ours Mpps",
-        "DPDK Mpps",
+        "ours med",
+        "DPDK med",
         "ratio",
-        "ours rx Mpps",
-        "DPDK rx Mpps",
-        "ours loss%",
-        "DPDK loss%"
+        "ours best",
+        "DPDK best",
+        "ratio",
+        "ours rx",
+        "DPDK rx",
+        "ours %l",
+        "DPDK %l"
     );
     let secs = o.duration as f64;
     let mut last_ratio = None;
@@ -287,16 +303,26 @@ fn run(o: &Opts) -> Result<bool, String> {
             samples(&out.output, "ours", &name),
             samples(&out.output, "dpdk", &name),
         );
-        let (Some(a), Some(b)) = (best(&a), best(&b)) else {
-            println!("{name:<10} (a side has no sample; see the logs)");
+        let rates = |v: &[Sample]| -> Vec<f64> {
+            let mut r: Vec<f64> = v
+                .iter()
+                .filter_map(|s| s.forwarded)
+                .map(|f| f as f64 / secs / 1e6)
+                .collect();
+            r.sort_by(f64::total_cmp);
+            r
+        };
+        let (ra, rb) = (rates(&a), rates(&b));
+        let (Some(ba), Some(bb)) = (best(&a), best(&b)) else {
+            println!("{name:<9} (a side has no sample; see the logs)");
             continue;
         };
-        let (Some(fa), Some(fb)) = (a.forwarded, b.forwarded) else {
-            println!("{name:<10} (a DUT printed no final counters; see the logs)");
+        if ra.is_empty() || rb.is_empty() {
+            println!("{name:<9} (a DUT printed no final counters; see the logs)");
             continue;
-        };
-        let (ra, rb) = (fa as f64 / secs / 1e6, fb as f64 / secs / 1e6);
-        let ratio = ra / rb.max(1e-12);
+        }
+        let (ma, mb) = (median(&ra), median(&rb));
+        let (xa, xb) = (ra[ra.len() - 1], rb[rb.len() - 1]);
         let loss = |s: &Sample| {
             let sent = field(&s.pktgen, "sent");
             if sent > 0.0 {
@@ -305,15 +331,21 @@ fn run(o: &Opts) -> Result<bool, String> {
                 0.0
             }
         };
+        let ratio = ma / mb.max(1e-12);
         println!(
-            "{name:<10} {ra:>12.4} {rb:>12.4} {ratio:>8.3} {:>12.4} {:>12.4} {:>11.2} {:>11.2}",
-            field(&a.pktgen, "rx_mpps"),
-            field(&b.pktgen, "rx_mpps"),
-            loss(a),
-            loss(b)
+            "{name:<9} {ma:>10.4} {mb:>10.4} {ratio:>7.3} {xa:>10.4} {xb:>10.4} {:>7.3} {:>9.4} {:>9.4} {:>8.2} {:>8.2}",
+            xa / xb.max(1e-12),
+            field(&ba.pktgen, "rx_mpps"),
+            field(&bb.pktgen, "rx_mpps"),
+            loss(ba),
+            loss(bb)
         );
         last_ratio = Some(ratio);
     }
+    println!(
+        "(Mpps forwarded by each DUT, by its own counters; med = median of the runs, best = the best \
+         run; rx / %l: pktgen's receive rate and loss in the best run)"
+    );
     let Some(ratio) = last_ratio else {
         return Err(format!(
             "no rate was measured on both sides; logs in {}",
@@ -395,6 +427,8 @@ mod tests {
         assert_eq!(field(&ours[0].pktgen, "rx_mpps"), 0.2);
         assert_eq!(samples(out, "ours", "5000")[0].forwarded, Some(1));
         assert_eq!(best(&ours).unwrap().forwarded, Some(7));
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&[1.0, 3.0]), 2.0);
         let script = guest_script(&parse(&[]).unwrap());
         assert!(script.contains("--forward-mode=io") && script.contains("for rate in 50000 max"));
     }
