@@ -1,6 +1,6 @@
 //! Criterion benches of `oxpmd_dma::Mempool` (regression tracking; the DPDK comparison is
 //! `benches/mempool_perf.rs`): raw get/put bulk of 1 / 4 / 32 through an explicit
-//! `MempoolCache` (cache 256), the same through the per-thread cache path used by
+//! `MempoolCache` (cache 256; put with and without the pool check), packets the same through the per-thread cache path used by
 //! `Mempool::alloc_bulk` and `Drop for Packet`, and single packet alloc + drop.
 //!
 //! The pool uses 4 KiB pages when no hugepage is free (a warning is logged), so the bench runs
@@ -37,6 +37,13 @@ fn cache_get_put(c: &mut Criterion) {
                 cache.get_bulk(black_box(&mut table)).unwrap();
                 // SAFETY: taken from this pool through this cache just above, given back once.
                 unsafe { cache.put_bulk(black_box(&table)) }.unwrap();
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("raw_unchecked_put", n), &n, |b, _| {
+            b.iter(|| {
+                cache.get_bulk(black_box(&mut table)).unwrap();
+                // SAFETY: taken from this pool through this cache just above, given back once.
+                unsafe { cache.put_bulk_unchecked(black_box(&table)) };
             })
         });
         let mut slots: Vec<Option<Packet>> = (0..n).map(|_| None).collect();

@@ -180,7 +180,10 @@ pub(crate) struct PoolShared {
     pub(crate) id: u64,
     handles: AtomicUsize,
     base: usize,
-    span: usize,
+    /// The region starts at `base`, a multiple of `1 << shift`, and owns the address space up
+    /// to `base + (1 << shift)` (see `DmaRegion::new_aligned`): an address `a` is this pool's
+    /// iff `(a ^ base) >> shift == 0`.
+    shift: u32,
     elt_size: usize,
     capacity: usize,
     cache_size: usize,
@@ -253,8 +256,8 @@ impl PoolShared {
     }
 
     #[inline(always)]
-    fn owns(base: usize, span: usize, hdr: *const BufHeader) -> bool {
-        (hdr as usize).wrapping_sub(base) < span
+    fn owns(base: usize, shift: u32, hdr: *const BufHeader) -> bool {
+        ((hdr as usize) ^ base) >> shift == 0
     }
 
     fn available(&self) -> usize {
@@ -284,7 +287,7 @@ impl Drop for PoolShared {
 pub(crate) struct LocalCache {
     shared: NonNull<PoolShared>,
     base: usize,
-    span: usize,
+    shift: u32,
     len: usize,
     size: usize,
     flush: usize,
@@ -307,7 +310,7 @@ impl LocalCache {
         LocalCache {
             shared,
             base: s.base,
-            span: s.span,
+            shift: s.shift,
             len: 0,
             size: s.cache_size,
             flush: s.cache_size * 3 / 2,
@@ -324,7 +327,7 @@ impl LocalCache {
 
     #[inline(always)]
     fn owns(&self, hdr: *const BufHeader) -> bool {
-        PoolShared::owns(self.base, self.span, hdr)
+        PoolShared::owns(self.base, self.shift, hdr)
     }
 
     /// Takes `n` buffers into `dst`, all or nothing.
@@ -609,10 +612,11 @@ impl Mempool {
                 capacity: config.capacity,
                 max: usize::MAX / elt_size,
             })?;
-        let mut region = DmaRegion::new(total, &config.region).map_err(|source| MempoolError::Region {
-            name: name.clone(),
-            source,
-        })?;
+        let mut region =
+            DmaRegion::new_aligned(total, &config.region).map_err(|source| MempoolError::Region {
+                name: name.clone(),
+                source,
+            })?;
         let iova = region.map(dma).map_err(|source| MempoolError::Map {
             name: name.clone(),
             source,
@@ -624,7 +628,7 @@ impl Mempool {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             handles: AtomicUsize::new(1),
             base,
-            span: total,
+            shift: region.reservation_shift(),
             elt_size,
             capacity: config.capacity,
             cache_size: config.cache_size,
@@ -727,7 +731,7 @@ impl Mempool {
     #[inline]
     pub fn owns(&self, pkt: &Packet) -> bool {
         let s = self.shared();
-        PoolShared::owns(s.base, s.span, pkt.header_ptr().as_ptr())
+        PoolShared::owns(s.base, s.shift, pkt.header_ptr().as_ptr())
     }
 
     /// An explicit cache for one queue / thread (see the [module documentation](self)).
@@ -900,10 +904,10 @@ impl MempoolCache {
     #[inline]
     pub fn free_bulk(&mut self, pkts: &mut [Option<Packet>]) -> usize {
         let n = pkts.len();
-        if pkts.iter().all(|s| {
-            s.as_ref()
-                .is_some_and(|p| self.cache.owns(p.header_ptr().as_ptr()))
-        }) {
+        let (base, shift) = (self.cache.base, self.cache.shift);
+        // All Some and ours, branch-free: a None reads as address 0, which is never ours.
+        let bits = |s: &Option<Packet>| s.as_ref().map_or(0, |p| p.header_ptr().as_ptr() as usize);
+        if pkts.iter().fold(0, |acc, s| acc | (bits(s) ^ base)) >> shift == 0 {
             // SAFETY: all Some and ours; Option<Packet> has the layout of RawBuffer (see
             // alloc_bulk). Ownership passes to the cache, then the slots are overwritten with
             // None without running Drop.
@@ -949,8 +953,13 @@ impl MempoolCache {
     /// not owned by a [`Packet`]) and no device accesses it any more.
     #[inline]
     pub unsafe fn put_bulk(&mut self, bufs: &[RawBuffer]) -> Result<(), ForeignBuffer> {
-        let (base, span) = (self.cache.base, self.cache.span);
-        if let Some(index) = bufs.iter().position(|b| !PoolShared::owns(base, span, b.0)) {
+        let (base, shift) = (self.cache.base, self.cache.shift);
+        // One XOR and OR per buffer, no branch (vectorises); the position only on error.
+        if bufs.iter().fold(0, |acc, b| acc | (b.0 as usize ^ base)) >> shift != 0 {
+            let index = bufs
+                .iter()
+                .position(|b| !PoolShared::owns(base, shift, b.0))
+                .unwrap_or(0);
             return Err(ForeignBuffer { index });
         }
         // SAFETY: ours (checked); the caller gives them up (contract).
