@@ -1,7 +1,8 @@
 //! Criterion benches of `oxpmd_dma::Mempool` (regression tracking; the DPDK comparison is
 //! `benches/mempool_perf.rs`): raw get/put bulk of 1 / 4 / 32 through an explicit
-//! `MempoolCache` (cache 256; put with and without the pool check), packets the same through the per-thread cache path used by
-//! `Mempool::alloc_bulk` and `Drop for Packet`, and single packet alloc + drop.
+//! `MempoolCache` (cache 256; put with and without the pool check), packets the same through
+//! the per-thread cache path used by `Mempool::alloc_bulk` and `Drop for Packet`, and single
+//! packet alloc + drop.
 //!
 //! The pool uses 4 KiB pages when no hugepage is free (a warning is logged), so the bench runs
 //! anywhere; buffers are never touched by a device here.

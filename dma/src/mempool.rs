@@ -955,7 +955,14 @@ impl MempoolCache {
     pub unsafe fn put_bulk(&mut self, bufs: &[RawBuffer]) -> Result<(), ForeignBuffer> {
         let (base, shift) = (self.cache.base, self.cache.shift);
         // One XOR and OR per buffer, no branch (vectorises); the position only on error.
-        if bufs.iter().fold(0, |acc, b| acc | (b.0 as usize ^ base)) >> shift != 0 {
+        // Short bulks: a predictable branch per buffer. Long ones: one XOR and OR per buffer,
+        // branch-free (vectorises). The position of a foreign buffer is found on error only.
+        let foreign = if bufs.len() < 8 {
+            bufs.iter().any(|b| !PoolShared::owns(base, shift, b.0))
+        } else {
+            bufs.iter().fold(0, |acc, b| acc | (b.0 as usize ^ base)) >> shift != 0
+        };
+        if foreign {
             let index = bufs
                 .iter()
                 .position(|b| !PoolShared::owns(base, shift, b.0))
