@@ -7,7 +7,8 @@
 //! `n_get_bulk`, then give them back in bulks of `n_put_bulk`, 65536 buffers per round; the rate is the
 //! buffers taken and given back by all threads divided by the window. Cases: bulk 1, 4 and 32 (get and
 //! put alike, not compile-time constants), n_keep 32 and 128, on one thread (first CPU) and on two
-//! (one per CPU).
+//! (one per CPU); buffers given back with `put_bulk_unchecked` (no pool check, as DPDK's
+//! `rte_mempool_generic_put`), then the same cases with the checked `put_bulk` (ids end in `-checked`).
 //!
 //! Machine-readable lines: `oxpmd-bench mempool <case> <objects per second>`; run it with
 //! `cargo bench --bench mempool_perf [-- --cpus 0,1 --window-us 100000]`.
@@ -42,7 +43,16 @@ fn pin(cpu: usize) {
 }
 
 /// One thread's share of a case: rounds until `window` has passed; returns buffers moved.
-fn per_thread(pool: &Mempool, keep: usize, get_bulk: usize, put_bulk: usize, window: Duration) -> u64 {
+///
+/// `CHECKED`: give back with `put_bulk` (checks every buffer's pool) instead of `put_bulk_unchecked`
+/// (no check, like DPDK's `rte_mempool_generic_put`).
+fn per_thread<const CHECKED: bool>(
+    pool: &Mempool,
+    keep: usize,
+    get_bulk: usize,
+    put_bulk: usize,
+    window: Duration,
+) -> u64 {
     let mut cache: MempoolCache = pool.cache();
     let mut table = [RawBuffer::NULL; MAX_KEEP];
     let mut moved = 0u64;
@@ -61,10 +71,17 @@ fn per_thread(pool: &Mempool, keep: usize, get_bulk: usize, put_bulk: usize, win
             }
             idx = 0;
             while idx < keep {
-                // SAFETY: these buffers were just taken from this pool through this cache, are
-                // owned by this thread only, and no device has ever seen them.
-                if let Err(e) = unsafe { cache.put_bulk(&table[idx..idx + put_bulk]) } {
-                    fail(e);
+                let bufs = &table[idx..idx + put_bulk];
+                if CHECKED {
+                    // SAFETY: these buffers were just taken from this pool through this cache, are
+                    // owned by this thread only, and no device has ever seen them.
+                    if let Err(e) = unsafe { cache.put_bulk(bufs) } {
+                        fail(e);
+                    }
+                } else {
+                    // SAFETY: as above; they were taken from this very cache, so they belong to
+                    // this pool.
+                    unsafe { cache.put_bulk_unchecked(bufs) };
                 }
                 idx += put_bulk;
             }
@@ -75,7 +92,7 @@ fn per_thread(pool: &Mempool, keep: usize, get_bulk: usize, put_bulk: usize, win
 }
 
 /// Runs one case on `threads` threads (1 or 2) and returns the rate in buffers per second.
-fn run_case(
+fn run_case<const CHECKED: bool>(
     pool: &Mempool,
     cpus: [usize; 2],
     threads: usize,
@@ -92,11 +109,11 @@ fn run_case(
                 while !go.load(Ordering::Acquire) {
                     std::hint::spin_loop();
                 }
-                per_thread(&pool, keep, bulk, bulk, window)
+                per_thread::<CHECKED>(&pool, keep, bulk, bulk, window)
             })
         });
         go.store(true, Ordering::Release);
-        let mine = per_thread(pool, keep, bulk, bulk, window);
+        let mine = per_thread::<CHECKED>(pool, keep, bulk, bulk, window);
         mine + worker.map_or(0, |w| w.join().unwrap_or_else(|_| fail("worker thread panicked")))
     });
     total as f64 / window.as_secs_f64()
@@ -165,21 +182,32 @@ fn main() {
         pool.element_size(),
         window.as_secs_f64() * 1e3
     );
-    for threads in [1, 2] {
-        for bulk in BULKS {
-            for keep in KEEPS {
-                let rate = run_case(&pool, cpus, threads, bulk, keep, window);
-                if pool.available() != pool.capacity() {
-                    fail(format_args!(
-                        "{} of {} buffers not back after a case",
-                        pool.in_use(),
-                        pool.capacity()
-                    ));
+    for checked in [false, true] {
+        for threads in [1, 2] {
+            for bulk in BULKS {
+                for keep in KEEPS {
+                    let rate = if checked {
+                        run_case::<true>(&pool, cpus, threads, bulk, keep, window)
+                    } else {
+                        run_case::<false>(&pool, cpus, threads, bulk, keep, window)
+                    };
+                    if pool.available() != pool.capacity() {
+                        fail(format_args!(
+                            "{} of {} buffers not back after a case",
+                            pool.in_use(),
+                            pool.capacity()
+                        ));
+                    }
+                    let (suffix, put) = if checked {
+                        ("-checked", "put_bulk")
+                    } else {
+                        ("", "put_bulk_unchecked")
+                    };
+                    println!(
+                        "oxpmd-bench mempool {threads}core/bulk{bulk}/put{bulk}/keep{keep}/const0{suffix} {rate:.0}    \
+                         # buffers got+put per second, {threads} thread(s), {put}"
+                    );
                 }
-                println!(
-                    "oxpmd-bench mempool {threads}core/bulk{bulk}/put{bulk}/keep{keep}/const0 {rate:.0}    \
-                     # buffers got+put per second, {threads} thread(s)"
-                );
             }
         }
     }
