@@ -30,9 +30,10 @@ use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oxpmd::pmd::MacAddr;
+use oxpmd::dma::{Mempool, MempoolConfig};
 use oxpmd::pmd::sriov::pf_host::{PfDevice, PfHost, VfEvent};
 use oxpmd::pmd::sriov::{SavedState, VfPolicy, VfTable};
+use oxpmd::pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
 use oxpmd::vfio::{PciAddress, Sysfs, VfToken};
 
 const USAGE: &str = "usage: sriov-pf --pf ADDR --vfs N [options]
@@ -49,6 +50,8 @@ const USAGE: &str = "usage: sriov-pf --pf ADDR --vfs N [options]
   --duration SECS      stop after SECS seconds
   --stats SECS         print VF counters every SECS seconds (default 10; 0: never)
   --remove-vfs         on exit, set the VF count back to 0 (fails while a VF is open elsewhere)
+  --pf-echo            the PF's own pool forwards its traffic: every frame it receives is sent
+                       back to its source (MACs swapped), on the PF's own queue
   Environment: OXPMD_LOG=error|warn|info|debug (default info).";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -100,6 +103,7 @@ struct Options {
     duration: Option<Duration>,
     stats: Duration,
     remove_vfs: bool,
+    pf_echo: bool,
 }
 
 fn on_off(k: &str, v: &str) -> Result<bool, String> {
@@ -157,6 +161,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         duration: None,
         stats: Duration::from_secs(10),
         remove_vfs: false,
+        pf_echo: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -192,6 +197,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     Duration::from_secs(v.parse().map_err(|_| format!("--stats {v}: expected seconds"))?);
             }
             "--remove-vfs" => o.remove_vfs = true,
+            "--pf-echo" => o.pf_echo = true,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument `{a}`")),
         }
@@ -389,6 +395,32 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }))
     };
+    // The PF's own traffic, on its own pool's queue.
+    let mut pf_port = None;
+    let mut pf_queues: Option<(RxQueue, TxQueue)> = None;
+    let mut pf_echoed = 0u64;
+    if o.pf_echo {
+        let mut port = Port::with_driver(Box::new(pf.pool_port(host.pf_pool() as u16)?), 0);
+        let map = port.dma_map().ok_or("the PF pool port has no DMA map")?;
+        let pool = Mempool::new(
+            &MempoolConfig {
+                cache_size: 32,
+                ..MempoolConfig::new("pf-pool", 2048)
+            },
+            map,
+        )?;
+        port.configure(&PortConfig::new(pool).ring_sizes(256, 256))?;
+        port.start()?;
+        let (mut rx, mut tx) = port.take_queues()?;
+        pf_queues = Some((rx.remove(0), tx.remove(0)));
+        pf_port = Some(port);
+        println!(
+            "sriov-pf: PF pool {} forwards its own traffic (echo), MAC {}",
+            host.pf_pool(),
+            pf.mac
+        );
+    }
+    let mut burst = Burst::new();
     let mut children: Vec<(String, Child)> = Vec::new();
     for cmd in &o.launch {
         let mut c = Command::new("sh");
@@ -408,6 +440,21 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut failed_children = 0;
     let started = Instant::now();
     while !STOP.load(Ordering::Relaxed) {
+        if let Some((rx, tx)) = pf_queues.as_mut() {
+            if rx.rx_burst(&mut burst) > 0 {
+                for p in burst.as_mut_slice() {
+                    let d = p.data_mut();
+                    if d.len() >= 12 {
+                        let mut src = [0u8; 6];
+                        src.copy_from_slice(&d[6..12]);
+                        d[0..6].copy_from_slice(&src);
+                        d[6..12].copy_from_slice(&pf.mac.0);
+                    }
+                }
+                pf_echoed += tx.tx_burst(&mut burst) as u64;
+                burst.clear();
+            }
+        }
         let events = host.poll(now_ms(t0))?;
         let changed = !events.is_empty();
         for e in &events {
@@ -464,6 +511,11 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let _ = c.wait();
     }
     print_counters(&host);
+    if o.pf_echo {
+        println!("sriov-pf: PF pool echoed {pf_echoed} frame(s)");
+    }
+    drop(pf_queues);
+    drop(pf_port);
     save_state(&host, &pf, &state_file);
     if o.remove_vfs {
         host.shutdown()?;

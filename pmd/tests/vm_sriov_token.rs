@@ -192,3 +192,41 @@ fn manager_refuses_bad_arguments_before_touching_the_device() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn pf_forwards_its_own_traffic_with_vfs_on() {
+    init_log();
+    let m = Manager::start(&["--pf", &pf(), "--vfs", "2", "--pf-echo"]);
+    assert!(
+        m.has_line(|l| l.contains("PF pool 2 forwards its own traffic")),
+        "{}",
+        m.output()
+    );
+    let pf_mac: oxpmd_pmd::MacAddr = env("OXPMD_PORT0_MAC").parse().unwrap();
+    let mut wire = oxpmd_pmd::Port::open(&env("OXPMD_PORT1"), 1).unwrap();
+    let wpool = pool_for(&wire, "wire", 2048);
+    let (mut wrx, mut wtx) = start(&mut wire, &wpool);
+    let wmac = wire.mac_addr();
+    wire.wait_link_up(DEADLINE).unwrap();
+    drain(&mut wrx);
+    // The wire sends to the PF's MAC: VMDq puts it in the PF's pool (RAR 0's pool bit), the PF
+    // echoes it on its own queue, the wire gets it back from the PF's MAC.
+    // Fewer frames than the wire's RX ring holds: they are read after all were sent.
+    const N: u32 = 200;
+    send(&mut wtx, &wpool, pf_mac, wmac, 7, N);
+    let got = receive(&mut wrx, 7, N as usize, DEADLINE);
+    assert!(
+        exact(got.clone(), N),
+        "echoed {} of {N} (exactly once each)",
+        got.len()
+    );
+    // Frames to a MAC nobody owns go to the default pool (the PF's) and come back too.
+    let stranger: oxpmd_pmd::MacAddr = "02:99:00:00:00:01".parse().unwrap();
+    send(&mut wtx, &wpool, stranger, wmac, 8, 50);
+    let got = receive(&mut wrx, 8, 50, DEADLINE);
+    assert!(exact(got.clone(), 50), "default pool: {} of 50", got.len());
+    let (ok, out) = m.stop();
+    assert!(ok, "{out}");
+    assert!(out.contains("PF pool echoed 250 frame(s)"), "{out}");
+}

@@ -59,7 +59,7 @@ fn vf_traffic_local_switching_and_wire() {
     vf0.wait_link_up(DEADLINE).unwrap();
     drain(&mut wrx);
 
-    const N: u32 = 300;
+    const N: u32 = 200;
     // VF 0 -> VF 1: local switching, nothing reaches the wire.
     send(&mut tx0, &vpool, mac1, mac0, 1, N);
     let got = receive(&mut rx1, 1, N as usize, DEADLINE);

@@ -643,7 +643,7 @@ pub struct PfDevice {
     pub bar: Bar,
     /// The PF's MAC.
     pub mac: MacAddr,
-    _container: Container,
+    container: Container,
 }
 
 impl std::fmt::Debug for PfDevice {
@@ -719,7 +719,7 @@ impl PfDevice {
             device,
             bar,
             mac: MacAddr::ZERO,
-            _container: container,
+            container,
         };
         if let Some(t) = fresh_token {
             pf.device.set_vf_token(t)?;
@@ -816,6 +816,18 @@ impl PfDevice {
             }
         );
         Ok(())
+    }
+
+    /// A port on the PF's own VMDq pool (hardware queue `hwq`, which must be the PF's pool: the
+    /// number of VFs): the PF keeps forwarding its own traffic while its VFs are served.
+    pub fn pool_port(&self, hwq: u16) -> crate::Result<crate::drivers::igbvf::IgbvfDriver> {
+        crate::drivers::igbvf::IgbvfDriver::pf_pool(
+            &format!("{} (PF pool {hwq})", self.addr),
+            self.bar.clone(),
+            self.container.clone(),
+            hwq,
+            self.mac,
+        )
     }
 
     /// Enables `n` VFs through sysfs (the token is set: vfio-pci captures them) and returns their

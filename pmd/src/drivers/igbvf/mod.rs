@@ -16,7 +16,7 @@
 pub mod mbx;
 pub mod regs;
 
-mod queue;
+pub(crate) mod queue;
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs, VfToken};
 
 use self::mbx::{MbxError, VfMailbox};
-use self::queue::{VfDir, VfQueueRegs, VfRingSlice, VfRxQueue, VfTxQueue, disable_queue};
+use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRingSlice, VfRxQueue, VfTxQueue, disable_queue};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
@@ -83,6 +83,9 @@ pub enum IgbvfError {
     /// A mailbox exchange failed.
     #[error(transparent)]
     Mailbox(#[from] MbxError),
+    /// A PF pool port has no mailbox: its MAC and filters belong to the PF host.
+    #[error("this is the PF's own pool: its MAC, filters and modes are managed by the PF host")]
+    PfPool,
     /// Every VF register reads 0: the VF's BAR is not decoded by the device.
     #[error(
         "every VF register reads 0 (STATUS, V2PMAILBOX): the device does not decode the VF's BAR. \
@@ -194,11 +197,17 @@ pub struct IgbvfHwStats {
 pub(crate) struct VfShared {
     pub(crate) name: String,
     pub(crate) bar: Bar,
-    device: Device,
+    /// The VF's VFIO device (None for a PF pool port: the PF host owns the device).
+    device: Option<Device>,
+    pub(crate) layout: QueueLayout,
 }
 
 impl VfShared {
     fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
+        if self.layout != QueueLayout::VF {
+            // A PF pool port: the VF counters are not in this BAR.
+            return Ok(IgbvfHwStats::default());
+        }
         Ok(IgbvfHwStats {
             gprc: self.bar.read32(regs::stats::GPRC)?,
             gptc: self.bar.read32(regs::stats::GPTC)?,
@@ -237,7 +246,8 @@ pub struct IgbvfDriver {
     addr: PciAddress,
     shared: Arc<VfShared>,
     dma: Arc<VfioDmaMap>,
-    mbx: VfMailbox<Bar>,
+    /// The mailbox (None for a PF pool port).
+    mbx: Option<VfMailbox<Bar>>,
     mac: MacAddr,
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
@@ -325,13 +335,14 @@ impl IgbvfDriver {
         let shared = Arc::new(VfShared {
             name: name.clone(),
             bar: bar.clone(),
-            device,
+            device: Some(device),
+            layout: QueueLayout::VF,
         });
         let mut drv = IgbvfDriver {
             addr,
             shared,
             dma,
-            mbx: VfMailbox::new(bar, MBX_TIMEOUT),
+            mbx: Some(VfMailbox::new(bar, MBX_TIMEOUT)),
             mac: MacAddr::ZERO,
             rings: None,
             rx_ring_size: 0,
@@ -339,6 +350,49 @@ impl IgbvfDriver {
         };
         drv.reset()?;
         Ok(drv)
+    }
+
+    /// A port on the PF's own VMDq pool: hardware queue `hwq` of the PF whose BAR0 is `bar`,
+    /// DMA through `container` (the PF's). Used by the PF host so that the PF keeps forwarding
+    /// its own traffic while VFs are on; it has no mailbox (MAC and filters are the PF host's).
+    pub fn pf_pool(
+        name: &str,
+        bar: Bar,
+        container: Container,
+        hwq: u16,
+        mac: MacAddr,
+    ) -> Result<IgbvfDriver> {
+        let dma = Arc::new(VfioDmaMap::new(container).map_err(|e| drv_err(name, "set up DMA mapping", e))?);
+        Ok(IgbvfDriver {
+            addr: PciAddress::new(0, 0, 0, 0).map_err(|e| {
+                drv_err(
+                    name,
+                    "open",
+                    IgbvfError::Vfio {
+                        source: Box::new(e),
+                        hint: "",
+                    },
+                )
+            })?,
+            shared: Arc::new(VfShared {
+                name: name.to_string(),
+                bar,
+                device: None,
+                layout: QueueLayout::pf_queue(hwq),
+            }),
+            dma,
+            mbx: None,
+            mac,
+            rings: None,
+            rx_ring_size: 0,
+            queues: Vec::new(),
+        })
+    }
+
+    fn mailbox(&self) -> Result<&VfMailbox<Bar>> {
+        self.mbx
+            .as_ref()
+            .ok_or_else(|| drv_err(self.name(), "mailbox request", IgbvfError::PfPool))
     }
 
     /// A reader of the VF's counters.
@@ -392,8 +446,11 @@ impl IgbvfDriver {
     /// Resets the VF and redoes the handshake with the PF (also after a PF restart).
     pub fn reset(&mut self) -> Result<()> {
         let s = self.shared.clone();
+        let Some(device) = s.device.as_ref() else {
+            return Err(drv_err(&s.name, "reset", IgbvfError::PfPool));
+        };
         self.ensure_memory_decode();
-        s.device.enable_memory_and_bus_master().map_err(|e| {
+        device.enable_memory_and_bus_master().map_err(|e| {
             drv_err(
                 &s.name,
                 "enable bus mastering",
@@ -443,7 +500,7 @@ impl IgbvfDriver {
             std::thread::sleep(Duration::from_millis(1));
         }
         let r = self
-            .mbx
+            .mailbox()?
             .request(&VfRequest::Reset.encode()[..1])
             .map_err(|e| drv_err(&s.name, "reset handshake", e))?;
         match mailbox::reply_status(r[0], id::RESET) {
@@ -489,7 +546,7 @@ impl IgbvfDriver {
     fn simple_request(&self, req: VfRequest, what: &'static str) -> Result<()> {
         let words = req.encode();
         let r = self
-            .mbx
+            .mailbox()?
             .request(&words)
             .map_err(|e| drv_err(self.name(), "mailbox request", e))?;
         match mailbox::reply_status(r[0], req.id()) {
@@ -509,7 +566,7 @@ impl IgbvfDriver {
 
     /// Sends raw mailbox words and returns the PF's reply (for tests of the PF's defences).
     pub fn raw_request(&self, words: &[u32]) -> Result<[u32; mailbox::MBX_WORDS]> {
-        self.mbx
+        self.mailbox()?
             .request(words)
             .map_err(|e| drv_err(self.name(), "mailbox request", e))
     }
@@ -520,7 +577,7 @@ impl IgbvfDriver {
             let v = self
                 .shared
                 .bar
-                .read32(dir.reg(q, qregs::DCTL))
+                .read32(self.shared.layout.reg(dir, q, qregs::DCTL))
                 .map_err(|e| drv_err(self.name(), "enable queue", e))?;
             if v & qregs::DCTL_ENABLE != 0 {
                 return Ok(());
@@ -538,11 +595,11 @@ impl IgbvfDriver {
 
     fn program_ring(&self, dir: VfDir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
         let b = &self.shared.bar;
-        b.write32(dir.reg(q, qregs::DBAL), iova as u32)?;
-        b.write32(dir.reg(q, qregs::DBAH), (iova >> 32) as u32)?;
-        b.write32(dir.reg(q, qregs::DLEN), len)?;
-        b.write32(dir.reg(q, qregs::DH), 0)?;
-        b.write32(dir.reg(q, qregs::DT), 0)?;
+        b.write32(self.shared.layout.reg(dir, q, qregs::DBAL), iova as u32)?;
+        b.write32(self.shared.layout.reg(dir, q, qregs::DBAH), (iova >> 32) as u32)?;
+        b.write32(self.shared.layout.reg(dir, q, qregs::DLEN), len)?;
+        b.write32(self.shared.layout.reg(dir, q, qregs::DH), 0)?;
+        b.write32(self.shared.layout.reg(dir, q, qregs::DT), 0)?;
         Ok(())
     }
 
@@ -643,13 +700,16 @@ impl Driver for IgbvfDriver {
         self.shared
             .bar
             .write32(
-                VfDir::Rx.reg(q, qregs::SRRCTL),
+                self.shared.layout.reg(VfDir::Rx, q, qregs::SRRCTL),
                 bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
             )
             .map_err(|e| drv_err(self.name(), "write SRRCTL", e))?;
         self.shared
             .bar
-            .write32(VfDir::Rx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .write32(
+                self.shared.layout.reg(VfDir::Rx, q, qregs::DCTL),
+                qregs::DCTL_ENABLE,
+            )
             .map_err(|e| drv_err(self.name(), "enable the RX queue", e))?;
         self.queues.push((VfDir::Rx, q));
         self.wait_enabled(VfDir::Rx, q)?;
@@ -686,7 +746,10 @@ impl Driver for IgbvfDriver {
             .map_err(|e| drv_err(self.name(), "program the TX ring", e))?;
         self.shared
             .bar
-            .write32(VfDir::Tx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
+            .write32(
+                self.shared.layout.reg(VfDir::Tx, q, qregs::DCTL),
+                qregs::DCTL_ENABLE,
+            )
             .map_err(|e| drv_err(self.name(), "enable the TX queue", e))?;
         self.queues.push((VfDir::Tx, q));
         self.wait_enabled(VfDir::Tx, q)?;
@@ -771,8 +834,10 @@ impl Drop for IgbvfDriver {
         for &(dir, q) in &self.queues {
             disable_queue(&self.shared, dir, q);
         }
-        if let Err(e) = self.shared.device.disable_bus_master() {
-            log::error!("{}: teardown: bus master off: {e}", self.shared.name);
+        if let Some(d) = &self.shared.device {
+            if let Err(e) = d.disable_bus_master() {
+                log::error!("{}: teardown: bus master off: {e}", self.shared.name);
+            }
         }
         log::info!(
             "{}: igbvf stopped, queues disabled, bus mastering off",

@@ -12,7 +12,6 @@ use oxpmd_dma::{DmaRegion, Mempool, Packet};
 use oxpmd_vfio::{Container, Register};
 
 use super::VfShared;
-use super::regs;
 use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs, RingMemory};
 use crate::burst::Burst;
 use crate::driver::{RxQueueOps, TxQueueOps};
@@ -71,12 +70,6 @@ pub(crate) enum VfDir {
 }
 
 impl VfDir {
-    pub(crate) fn reg(self, q: u16, field: usize) -> usize {
-        match self {
-            VfDir::Rx => regs::rx(q, field),
-            VfDir::Tx => regs::tx(q, field),
-        }
-    }
     pub(crate) fn name(self) -> &'static str {
         match self {
             VfDir::Rx => "RX",
@@ -85,9 +78,45 @@ impl VfDir {
     }
 }
 
+/// Where a port's queue registers are: a VF's own BAR (queue `q` at 0x2800 / 0x3800 + 0x100 q)
+/// or a PF pool's hardware queues in the PF's BAR (0xC000 / 0xE000 + 0x40 q).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueLayout {
+    rx_base: usize,
+    tx_base: usize,
+    stride: usize,
+}
+
+impl QueueLayout {
+    /// The VF register map.
+    pub(crate) const VF: QueueLayout = QueueLayout {
+        rx_base: 0x2800,
+        tx_base: 0x3800,
+        stride: 0x100,
+    };
+
+    /// Queue 0 of the port is hardware queue `hwq` of the PF.
+    pub(crate) const fn pf_queue(hwq: u16) -> QueueLayout {
+        QueueLayout {
+            rx_base: 0xC000 + 0x40 * hwq as usize,
+            tx_base: 0xE000 + 0x40 * hwq as usize,
+            stride: 0x40,
+        }
+    }
+
+    /// Offset of register `field` of queue `q` in direction `dir`.
+    pub(crate) fn reg(&self, dir: VfDir, q: u16, field: usize) -> usize {
+        let base = match dir {
+            VfDir::Rx => self.rx_base,
+            VfDir::Tx => self.tx_base,
+        };
+        base + self.stride * usize::from(q) + field
+    }
+}
+
 /// Clears a queue's enable bit and waits until it reads back off.
 pub(crate) fn disable_queue(shared: &VfShared, dir: VfDir, q: u16) -> bool {
-    let ctl = dir.reg(q, qregs::DCTL);
+    let ctl = shared.layout.reg(dir, q, qregs::DCTL);
     let Ok(v) = shared.bar.read32(ctl) else {
         return false;
     };
@@ -124,7 +153,7 @@ pub(crate) struct VfQueueRegs {
 
 impl VfQueueRegs {
     pub(crate) fn new(shared: Arc<VfShared>, dir: VfDir, queue: u16) -> Result<Self, oxpmd_vfio::BarError> {
-        let tail = shared.bar.register(dir.reg(queue, qregs::DT))?;
+        let tail = shared.bar.register(shared.layout.reg(dir, queue, qregs::DT))?;
         Ok(VfQueueRegs {
             shared,
             tail,
