@@ -230,3 +230,36 @@ fn pf_forwards_its_own_traffic_with_vfs_on() {
     assert!(ok, "{out}");
     assert!(out.contains("PF pool echoed 250 frame(s)"), "{out}");
 }
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn manager_launches_vf_processes_with_the_token() {
+    init_log();
+    // The launched command sees the token file (and can read it: same user) and the VF
+    // addresses; the manager stops when it exits, and fails when it fails.
+    let m = Manager::spawn(&[
+        "--pf",
+        &pf(),
+        "--vfs",
+        "2",
+        "--launch",
+        "echo child: VF0=$OXPMD_VF0 VF1=$OXPMD_VF1 PF=$OXPMD_PF token_bytes=$(wc -c < $OXPMD_VF_TOKEN_FILE)",
+    ]);
+    let (ok, out) = m.wait_exit();
+    assert!(ok, "{out}");
+    let vfs = vf_addrs(&pf());
+    assert!(
+        out.contains(&format!(
+            "child: VF0={} VF1={} PF={} token_bytes=37",
+            vfs[0],
+            vfs[1],
+            pf()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("launched command exited"), "{out}");
+    let m = Manager::spawn(&["--pf", &pf(), "--vfs", "1", "--launch", "exit 3"]);
+    let (ok, out) = m.wait_exit();
+    assert!(!ok, "a failing launched command fails the manager:\n{out}");
+    assert!(out.contains("1 launched command(s) failed"), "{out}");
+}
