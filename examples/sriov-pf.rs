@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use oxpmd::dma::{Mempool, MempoolConfig};
 use oxpmd::pmd::sriov::pf_host::{PfDevice, PfHost, VfEvent};
-use oxpmd::pmd::sriov::{SavedState, VfPolicy, VfTable};
+use oxpmd::pmd::sriov::{Refusal, SavedState, VfPolicy, VfTable};
 use oxpmd::pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
 use oxpmd::vfio::{PciAddress, Sysfs, VfToken};
 
@@ -456,11 +456,17 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let events = host.poll(now_ms(t0))?;
-        let changed = !events.is_empty();
+        // Refusals change no saved state: a flooding VF must not make the manager write.
+        let changed = events.iter().any(|e| !matches!(e, VfEvent::Refused { .. }));
         for e in &events {
             match e {
                 VfEvent::Ready { vf, mac } => println!("sriov-pf: event VF {vf}: ready, MAC {mac}"),
                 VfEvent::Done { vf, id } => println!("sriov-pf: event VF {vf}: message {id:#06x} done"),
+                // Rate-limit refusals are counted and logged once a second by the PF host.
+                VfEvent::Refused {
+                    reason: Refusal::RateLimited,
+                    ..
+                } => {}
                 VfEvent::Refused { vf, id, reason } => {
                     println!("sriov-pf: event VF {vf}: message {id:#06x} refused: {reason}")
                 }

@@ -547,7 +547,8 @@ impl<R: PfRegs> PfHost<R> {
             for (i, w) in words.iter_mut().enumerate() {
                 *w = self.rd(regs::vmbmem(vf) + 4 * i, "read a VF mailbox")?;
             }
-            clear |= req;
+            // Cleared here, once: the final write below must not clear a request the VF may
+            // post right after reading our reply.
             self.wr(regs::MBVFICR, req, "clear a VF request")?;
             // ACK (without PFU: releases the lock).
             self.wr(regs::p2vmailbox(vf), regs::P2V_ACK, "acknowledge a VF message")?;
