@@ -43,6 +43,10 @@ impl<T> Slot<T> {
 pub(crate) unsafe fn copy_elems<T>(src: *const T, dst: *mut T, n: usize) {
     // SAFETY: every access is within the n elements the caller vouches for.
     unsafe {
+        if n == 1 {
+            dst.write(src.read());
+            return;
+        }
         if n * core::mem::size_of::<T>() > 1024 {
             core::ptr::copy_nonoverlapping(src, dst, n);
             return;
