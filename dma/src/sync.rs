@@ -34,40 +34,50 @@ impl<T> Slot<T> {
     }
 }
 
-/// Copies `n` values; small copies (the datapath's bulks of 1..64 pointers) are done inline in
-/// blocks of eight, four, two and one, since a call to libc's memcpy costs more than such a copy.
+/// Copies `n` values; small copies (the datapath's bulks of 1..64 pointers) are done inline,
+/// since a call to libc's memcpy costs more than such a copy. Sizes 2..=7 use two fixed-size
+/// copies that may overlap (the overlapping part gets the same bits twice); larger ones blocks of
+/// eight, then four, two and one.
 ///
 /// # Safety
 /// As `core::ptr::copy_nonoverlapping(src, dst, n)`.
 #[inline(always)]
 pub(crate) unsafe fn copy_elems<T>(src: *const T, dst: *mut T, n: usize) {
-    // SAFETY: every access is within the n elements the caller vouches for.
+    use core::ptr::copy_nonoverlapping as cp;
+    // SAFETY: every access is within the n elements the caller vouches for (each two-copy case
+    // covers [0, k) and [n - k, n) with k <= n).
     unsafe {
         if n == 1 {
             dst.write(src.read());
-            return;
-        }
-        if n * core::mem::size_of::<T>() > 1024 {
-            core::ptr::copy_nonoverlapping(src, dst, n);
-            return;
-        }
-        let mut i = 0;
-        while i + 8 <= n {
-            core::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 8);
-            loop_idiom_barrier();
-            i += 8;
-        }
-        let r = n - i;
-        if r & 4 != 0 {
-            core::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 4);
-            i += 4;
-        }
-        if r & 2 != 0 {
-            core::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 2);
-            i += 2;
-        }
-        if r & 1 != 0 {
-            core::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 1);
+        } else if n < 8 {
+            if n >= 4 {
+                cp(src, dst, 4);
+                cp(src.add(n - 4), dst.add(n - 4), 4);
+            } else if n >= 2 {
+                cp(src, dst, 2);
+                cp(src.add(n - 2), dst.add(n - 2), 2);
+            }
+        } else if n * core::mem::size_of::<T>() > 1024 {
+            cp(src, dst, n);
+        } else {
+            let mut i = 0;
+            while i + 8 <= n {
+                cp(src.add(i), dst.add(i), 8);
+                loop_idiom_barrier();
+                i += 8;
+            }
+            let r = n - i;
+            if r & 4 != 0 {
+                cp(src.add(i), dst.add(i), 4);
+                i += 4;
+            }
+            if r & 2 != 0 {
+                cp(src.add(i), dst.add(i), 2);
+                i += 2;
+            }
+            if r & 1 != 0 {
+                cp(src.add(i), dst.add(i), 1);
+            }
         }
     }
 }
