@@ -24,9 +24,13 @@
 //! and the last buffer is back. Dropping a pool while packets are out is therefore sound.
 //!
 //! # Pool identity
-//! Every cache checks that a buffer given back lies in its pool's region (two compares, no
-//! memory access) and refuses foreign buffers; a packet dropped normally goes to the pool named
-//! in its header.
+//! A pool's region starts at a multiple of `2^k` (the smallest power of two >= its size) and
+//! the address space up to `2^k` is reserved for it (`PROT_NONE`), so a buffer belongs to the
+//! pool iff `(addr ^ base) >> k == 0`: every cache checks each buffer given back this way (an
+//! XOR and an OR, no memory access) and refuses foreign ones ([`MempoolCache::free`],
+//! [`MempoolCache::free_bulk`], [`MempoolCache::put_bulk`]); only the `unsafe`
+//! [`MempoolCache::put_bulk_unchecked`] skips it. A packet dropped normally goes to the pool
+//! named in its header.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;

@@ -23,6 +23,11 @@
 //! [`SyncMode::Single`]: such a handle cannot be cloned and its methods take `&mut self`.
 //! The methods on [`Ring`] itself (shared by `&self`) are always multi-producer /
 //! multi-consumer, and a split ring is no longer reachable as a `Ring`.
+//!
+//! A single-mode handle also caches the opposite side's tail (a value it loaded with
+//! `Acquire`, hence a lower bound of the current one) and reloads it only when the cached value
+//! shows too little room / too few elements, so across cores the shared line is read far less
+//! often.
 
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
