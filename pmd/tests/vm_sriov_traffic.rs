@@ -88,7 +88,13 @@ fn vf_traffic_local_switching_and_wire() {
     drop((rx0, tx0, rx1, tx1, vf0, vf1));
     let (ok, out) = m.stop();
     assert!(ok, "{out}");
-    assert!(out.contains("counters VF 1: phase=Ready"), "{out}");
+    // Closing a VF resets it (FLR): the PF saw it and took the pool down.
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("counters VF 1:"))
+        .unwrap_or_default();
+    assert!(line.contains("resets=1") && line.contains("nacked=0"), "{line}");
 }
 
 #[test]
@@ -192,24 +198,70 @@ fn kernel_igbvf_comes_up_against_our_pf() {
         "up",
         "link up"
     );
-    // Frames from the wire (port 1) to the kernel VF's MAC are received by it.
+    // Both directions with the kernel's own stack: the kernel VF resolves 10.77.0.2 (ARP
+    // broadcast out of the VF, to the wire), port 1 answers the ARP (wire to the VF), and the
+    // kernel then sends ICMP echo requests to port 1's MAC, which proves it received the reply.
     let mut wire = Port::open(&env("OXPMD_PORT1"), 2).unwrap();
     let wpool = pool_for(&wire, "wire", 1024);
-    let (_wrx, mut wtx) = start(&mut wire, &wpool);
-    let rx0: u64 = sys(&format!("/sys/class/net/{ifname}/statistics/rx_packets"))
-        .parse()
-        .unwrap_or(0);
+    let (mut wrx, mut wtx) = start(&mut wire, &wpool);
+    let wmac = wire.mac_addr();
+    wire.wait_link_up(DEADLINE).unwrap();
     let vmac: MacAddr = "02:00:00:00:55:01".parse().unwrap();
-    send(&mut wtx, &wpool, vmac, wire.mac_addr(), 9, 100);
+    let st = Command::new("ip")
+        .args(["addr", "add", "10.77.0.1/24", "dev", &ifname])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut ping = Command::new("busybox")
+        .args(["ping", "-c", "30", "-W", "1", "10.77.0.2"])
+        .spawn()
+        .expect("busybox ping");
+    let mut arp_requests = 0;
+    let mut icmp_requests = 0;
+    let mut burst = oxpmd_pmd::Burst::new();
     let t = Instant::now();
-    let mut rx = rx0;
-    while rx < rx0 + 100 && t.elapsed() < DEADLINE {
-        std::thread::sleep(Duration::from_millis(100));
-        rx = sys(&format!("/sys/class/net/{ifname}/statistics/rx_packets"))
-            .parse()
-            .unwrap_or(0);
+    while icmp_requests < 3 && t.elapsed() < DEADLINE {
+        if wrx.rx_burst(&mut burst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        for p in burst.drain() {
+            let d = p.data();
+            if d.len() < 42 || d[6..12] != vmac.0 {
+                continue;
+            }
+            let ethertype = u16::from_be_bytes([d[12], d[13]]);
+            if ethertype == 0x0806 && d[21] == 1 && d[38..42] == [10, 77, 0, 2] {
+                arp_requests += 1;
+                let mut r = vec![0u8; 60];
+                r[0..6].copy_from_slice(&vmac.0);
+                r[6..12].copy_from_slice(&wmac.0);
+                r[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+                r[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+                r[22..28].copy_from_slice(&wmac.0);
+                r[28..32].copy_from_slice(&[10, 77, 0, 2]);
+                r[32..38].copy_from_slice(&vmac.0);
+                r[38..42].copy_from_slice(&[10, 77, 0, 1]);
+                let mut q = wpool.alloc().unwrap();
+                q.extend_from_slice(&r).unwrap();
+                let mut b = oxpmd_pmd::Burst::new();
+                b.push(q).unwrap();
+                wtx.tx_burst(&mut b);
+            } else if ethertype == 0x0800 && d[0..6] == wmac.0 && d[23] == 1 {
+                icmp_requests += 1;
+            }
+        }
     }
-    assert!(rx >= rx0 + 100, "the kernel VF received {} of 100", rx - rx0);
+    let _ = ping.kill();
+    let _ = ping.wait();
+    assert!(
+        arp_requests >= 1,
+        "no ARP request from the kernel VF reached the wire"
+    );
+    assert!(
+        icmp_requests >= 3,
+        "the kernel VF did not act on our ARP reply ({arp_requests} ARP, {icmp_requests} ICMP)"
+    );
     let (ok, out) = m.stop();
     assert!(ok, "{out}");
 }

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs, VfToken};
+use oxpmd_vfio::{Bar, BarError, Container, Device, Interrupts, IrqKind, PciAddress, Sysfs, VfToken};
 
 use super::mailbox::{MBX_WORDS, Reply};
 use super::policy::{HwAction, MAX_VFS, Outcome, Refusal, VfCounters, VfPhase, VfState, VfTable};
@@ -120,6 +120,16 @@ pub mod regs {
     }
     /// Queue enable bit of RXDCTL / TXDCTL.
     pub const DCTL_ENABLE: u32 = 1 << 25;
+    /// General purpose interrupt enable.
+    pub const GPIE: usize = 0x1514;
+    /// GPIE: non-selective interrupt clear on read.
+    pub const GPIE_NSICR: u32 = 1 << 0;
+    /// GPIE: MSI-X mode (per-vector causes; needed for VF interrupts).
+    pub const GPIE_MSIX_MODE: u32 = 1 << 4;
+    /// GPIE: extended interrupt auto-mask enable.
+    pub const GPIE_EIAME: u32 = 1 << 30;
+    /// GPIE: PBA support.
+    pub const GPIE_PBA: u32 = 1 << 31;
 }
 
 /// Register access of the PF (BAR0 in the real thing, a model in tests).
@@ -645,6 +655,9 @@ pub struct PfDevice {
     /// The PF's MAC.
     pub mac: MacAddr,
     container: Container,
+    /// MSI-X enabled on the PF (never read: the PF host polls). VF interrupts are delivered
+    /// through the PF's MSI-X machinery, so without it a kernel VF driver gets none.
+    _msix: Option<Interrupts>,
 }
 
 impl std::fmt::Debug for PfDevice {
@@ -721,11 +734,13 @@ impl PfDevice {
             bar,
             mac: MacAddr::ZERO,
             container,
+            _msix: None,
         };
         if let Some(t) = fresh_token {
             pf.device.set_vf_token(t)?;
         }
         pf.bring_up(!restart)?;
+        pf.enable_vf_interrupts();
         Ok(pf)
     }
 
@@ -817,6 +832,28 @@ impl PfDevice {
             }
         );
         Ok(())
+    }
+
+    /// Lets VFs raise interrupts: MSI-X on for the PF (VFIO, one vector, never waited on) and
+    /// GPIE in MSI-X mode, as a kernel PF driver leaves it; the PF's own causes stay masked.
+    /// A failure is logged: VFs driven by polling (our igbvf) do not need it.
+    fn enable_vf_interrupts(&mut self) {
+        match self.device.enable_irqs(IrqKind::Msix, 1) {
+            Ok(irqs) => self._msix = Some(irqs),
+            Err(e) => {
+                log::warn!(
+                    "{}: MSI-X not enabled ({e}): kernel VF drivers will get no interrupts",
+                    self.addr
+                );
+                return;
+            }
+        }
+        if let Err(e) = self.bar.write32(
+            regs::GPIE,
+            regs::GPIE_MSIX_MODE | regs::GPIE_EIAME | regs::GPIE_PBA | regs::GPIE_NSICR,
+        ) {
+            log::warn!("{}: GPIE: {e}", self.addr);
+        }
     }
 
     /// A port on the PF's own VMDq pool (hardware queue `hwq`, which must be the PF's pool: the
