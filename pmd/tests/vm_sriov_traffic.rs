@@ -10,8 +10,10 @@
 //! - a hostile VF (malformed and abusive mailbox traffic) is contained: the PF stays up, every
 //!   refusal is logged, the other VF's traffic and counters are unaffected.
 //!
-//! These need the VF's registers to be reachable (`IgbvfError::NotDecoded` otherwise: QEMU
-//! 10.0.2 in the current test VM does not decode igb VF BARs, see docs/sriov.md).
+//! These need the VF's registers to be reachable: QEMU 10.0.2 truncates igb VF BAR addresses
+//! above 4 GiB, where the guest kernel puts them by default; the VM must be started with
+//! `-global q35-pcihost.pci-hole64-size=0` (then all pass), otherwise every test here fails at
+//! the VF open with `IgbvfError::NotDecoded` (see docs/sriov.md).
 //! Run with `cargo xtask vm test -p oxpmd-pmd vm_sriov_traffic` (the examples must be built).
 
 mod vm_sriov_common;

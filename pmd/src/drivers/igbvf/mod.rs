@@ -89,8 +89,9 @@ pub enum IgbvfError {
     /// Every VF register reads 0: the VF's BAR is not decoded by the device.
     #[error(
         "every VF register reads 0 (STATUS, V2PMAILBOX): the device does not decode the VF's BAR. \
-         Seen with QEMU 10.0's igb VFs; on real hardware check that the PF has VF MSE set \
-         (lspci -vvv: IOVCtl MSE+)"
+         QEMU 10.0's igb VFs do so when the VF BARs sit above 4 GiB (it truncates the address): \
+         start QEMU with -global q35-pcihost.pci-hole64-size=0; on real hardware check that the PF \
+         has VF MSE set (lspci -vvv: IOVCtl MSE+)"
     )]
     NotDecoded,
     /// The PF never released the VF from reset.
