@@ -214,19 +214,27 @@ impl<T> Ring<T> {
 
     /// Turns the ring into a producer and a consumer handle with the given modes
     /// ([`SyncMode::Single`] selects the CAS-free path; such a handle cannot be cloned).
+    ///
+    /// The ring may have been used through its `&self` methods before: the single-mode caches
+    /// start from its current tails (no operation is in flight, since `split` owns the ring).
     pub fn split(self, producer: SyncMode, consumer: SyncMode) -> (Producer<T>, Consumer<T>) {
+        // The cached tails must be lower bounds of the real ones and within `capacity` of the
+        // own head (see `Side`): seeding them with 0 made a used ring's free room / entry count
+        // wrap, so the single paths overflowed the slot array or read empty slots.
+        let cons_tail = self.cons.tail.load(Ordering::Acquire);
+        let prod_tail = self.prod.tail.load(Ordering::Acquire);
         let ring = Arc::new(self);
         (
             Producer {
                 ring: ring.clone(),
                 multi: producer == SyncMode::Multi,
-                cached: 0,
+                cached: cons_tail,
                 _not_sync: PhantomData,
             },
             Consumer {
                 ring,
                 multi: consumer == SyncMode::Multi,
-                cached: 0,
+                cached: prod_tail,
                 _not_sync: PhantomData,
             },
         )
@@ -260,6 +268,7 @@ impl<T> Ring<T> {
                 *cons_tail = self.cons.tail.load(Ordering::Acquire);
                 free = cap.wrapping_add(*cons_tail).wrapping_sub(old);
             }
+            debug_assert!(free <= cap, "single-producer cached consumer tail is ahead");
             let n = Self::amount(behavior, n, free);
             if n != 0 {
                 self.prod.head.store(old.wrapping_add(n), Ordering::Relaxed);
@@ -297,6 +306,10 @@ impl<T> Ring<T> {
                 *prod_tail = self.prod.tail.load(Ordering::Acquire);
                 entries = prod_tail.wrapping_sub(old);
             }
+            debug_assert!(
+                entries <= self.capacity(),
+                "single-consumer cached producer tail is behind"
+            );
             let n = Self::amount(behavior, n, entries);
             if n != 0 {
                 self.cons.head.store(old.wrapping_add(n), Ordering::Relaxed);
@@ -927,6 +940,81 @@ mod tests {
             // two remain in the ring
         }
         assert_eq!(drops.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn split_after_shared_use_respects_capacity_and_moves_each_once() {
+        // Regression: `split` used to start the single-mode cached tails at 0, so after use
+        // through `&self` the SP free room and the SC entry count wrapped around.
+        const CAP: usize = 8;
+        let drops = StdAtomic::new(0);
+        let r = Ring::new(CAP).unwrap();
+        let mut next = 0u32;
+        // Move the indices far from 0 and leave the ring partly full (3 elements).
+        for _ in 0..13 {
+            for _ in 0..5 {
+                assert!(r.enqueue(Counted(next, &drops)).is_ok());
+                next += 1;
+            }
+            let mut out = Vec::with_capacity(5);
+            assert!(r.dequeue_bulk_into_vec(&mut out, 5));
+        }
+        for _ in 0..3 {
+            assert!(r.enqueue(Counted(next, &drops)).is_ok());
+            next += 1;
+        }
+        let dropped_before = drops.load(Ordering::Relaxed);
+        assert_eq!(dropped_before, 13 * 5);
+        let mut first_out = next - 3;
+        let (mut p, mut c) = r.split(SyncMode::Single, SyncMode::Single);
+        for round in 0..3 {
+            // More than the free room in one bulk: refused whole.
+            let free = if round == 0 { CAP - 3 } else { CAP };
+            let mut too_many: Vec<Counted> = (0..=free as u32).map(|i| Counted(1000 + i, &drops)).collect();
+            assert!(!p.enqueue_bulk_from_vec(&mut too_many), "round {round}");
+            assert_eq!(too_many.len(), free + 1);
+            drop(too_many);
+            // Fill one by one: exactly the free room is accepted.
+            let mut accepted = 0;
+            loop {
+                match p.enqueue(Counted(next, &drops)) {
+                    Ok(()) => {
+                        accepted += 1;
+                        next += 1;
+                    }
+                    Err(v) => {
+                        core::mem::forget(v); // not counted as a drop of a ring element
+                        break;
+                    }
+                }
+                assert!(accepted <= free, "round {round}: more than capacity accepted");
+            }
+            assert_eq!(accepted, free, "round {round}");
+            assert_eq!(c.len(), CAP);
+            // Drain exactly to empty, in order, each once.
+            let mut got = Vec::new();
+            while let Some(v) = c.dequeue() {
+                assert!(got.len() < CAP, "round {round}: more than capacity dequeued");
+                got.push(v.0);
+                drop(v);
+            }
+            assert_eq!(got, (first_out..next).collect::<Vec<_>>(), "round {round}");
+            first_out = next;
+            let mut none = Vec::with_capacity(4);
+            assert!(!c.dequeue_bulk_into_vec(&mut none, 1));
+            assert_eq!(c.dequeue_burst_into_vec(&mut none, 4), 0);
+        }
+        // Leave the ring full: its Drop drops the rest.
+        let mut fill: Vec<Counted> = (0..CAP as u32).map(|i| Counted(next + i, &drops)).collect();
+        assert!(p.enqueue_bulk_from_vec(&mut fill));
+        let dropped_mid = drops.load(Ordering::Relaxed);
+        drop(p);
+        drop(c);
+        assert_eq!(drops.load(Ordering::Relaxed), dropped_mid + CAP);
+        // Every element created was dropped exactly once: the 13 * 5 + 3 before the split, the
+        // refused bulks (6, 9, 9), the fills (5, 8, 8) and the final CAP.
+        let created = 13 * 5 + 3 + (CAP - 3 + 1) + (CAP - 3) + 2 * (CAP + 1) + 2 * CAP + CAP;
+        assert_eq!(drops.load(Ordering::Relaxed), created);
     }
 
     #[test]

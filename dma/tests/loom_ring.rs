@@ -158,3 +158,44 @@ fn single_producer_single_consumer_with_cached_tails() {
         assert_eq!(got, (0..sent).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn split_after_shared_use_single_producer_single_consumer() {
+    model(|| {
+        // The ring is used through `&self` first (indices 3, one element left), then split:
+        // the SP/SC cached tails must start from the ring's state, not from 0.
+        let ring = Ring::<u32>::new(2).unwrap();
+        assert!(ring.enqueue_bulk(&[90, 91]));
+        assert_eq!(ring.dequeue(), Some(90));
+        assert!(ring.enqueue_bulk(&[0]));
+        assert_eq!(ring.dequeue(), Some(91));
+        let (mut p, mut c) = ring.split(SyncMode::Single, SyncMode::Single);
+        assert!(
+            !p.enqueue_bulk(&[7, 7]),
+            "one slot is taken: a bulk of 2 must not fit"
+        );
+        let producer = thread::spawn(move || {
+            let mut sent = 1;
+            for _ in 0..3 {
+                if sent < 3 && p.enqueue_bulk(&[sent]) {
+                    sent += 1;
+                } else {
+                    thread::yield_now();
+                }
+            }
+            sent
+        });
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut out = [0u32; 2];
+            let n = c.dequeue_burst(&mut out);
+            got.extend_from_slice(&out[..n]);
+            thread::yield_now();
+        }
+        let sent = producer.join().unwrap();
+        while let Some(v) = c.dequeue() {
+            got.push(v);
+        }
+        assert_eq!(got, (0..sent).collect::<Vec<_>>());
+    });
+}
