@@ -143,6 +143,11 @@ impl<D: Doorbell, Q: Virtqueue, B: RingMemory> CtrlCommand for CtrlQueue<D, Q, B
         loop {
             match self.ring.pop_used() {
                 Some(Used::Chain { id, .. }) if id == head => break,
+                Some(Used::BadLen { id, .. }) if id == head => {
+                    return Err(invalid(
+                        "the device reported more bytes written than the 1-byte ack",
+                    ));
+                }
                 Some(_) => return Err(invalid("the device returned an unknown chain")),
                 None if t.elapsed() > TIMEOUT => return Err(CtrlError::Timeout { class, cmd }),
                 None => std::thread::sleep(Duration::from_micros(50)),

@@ -16,7 +16,12 @@
 //!   AVAIL = USED = the used wrap counter; it carries the chain's buffer id and written length.
 //!   The driver reads the flags (volatile), then an acquire fence, then id and length; it skips
 //!   as many slots as that id's chain had. An id that is not in flight is reported
-//!   ([`Used::BadId`]) and never followed (invariant 5).
+//!   ([`Used::BadId`]) and never followed (invariant 5). Since the slots a used descriptor covers
+//!   are known only from its id, the driver cannot tell where the next one is after a bad id:
+//!   the ring is marked broken ([`Virtqueue::is_broken`]), nothing more is added or taken back,
+//!   and the buffers in flight go back at teardown, after the device reset (reopen the port). A
+//!   length larger than the chain's writable room is reported ([`Used::BadLen`]); both count in
+//!   [`Virtqueue::errors`].
 //! - Interrupts off: driver event flags = DISABLE. Notifications: sent unless the device's event
 //!   flags say DISABLE.
 #![allow(unsafe_code)]
@@ -60,7 +65,13 @@ pub struct PackedRing<M: RingMemory> {
     free_ids: Vec<u16>,
     /// Descriptors of the chain with buffer id i; 0 when i is not in flight.
     chain_len: Box<[u16]>,
+    /// Bytes of the device-writable buffers of the chain with buffer id i.
+    room: Box<[u32]>,
     pending: bool,
+    /// Set at the first bad id: the used slots can no longer be followed.
+    broken: bool,
+    /// Anomalies in used descriptors.
+    errors: u64,
     mem: M,
 }
 
@@ -88,7 +99,10 @@ impl<M: RingMemory> PackedRing<M> {
             num_free: size as u16,
             free_ids: (0..size as u16).rev().collect(),
             chain_len: vec![0; size].into_boxed_slice(),
+            room: vec![0; size].into_boxed_slice(),
             pending: false,
+            broken: false,
+            errors: 0,
             mem,
         };
         r.write_u16(16 * size + 2, EVENT_DISABLE);
@@ -138,7 +152,7 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
 
     #[inline(always)]
     fn next_free_id(&self) -> Option<u16> {
-        if self.num_free == 0 {
+        if self.num_free == 0 || self.broken {
             return None;
         }
         self.free_ids.last().copied()
@@ -147,10 +161,11 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
     #[inline]
     fn add(&mut self, segs: &[Seg]) -> Option<u16> {
         let n = segs.len();
-        if n == 0 || n > usize::from(self.num_free) {
+        if n == 0 || n > usize::from(self.num_free) || self.broken {
             return None;
         }
         let id = self.free_ids.pop()?;
+        let mut room = 0u32;
         let head = self.next_avail;
         let head_wrap = self.avail_wrap;
         let mut head_flags = 0;
@@ -159,6 +174,7 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
             let mut flags = Self::avail_bits(self.avail_wrap);
             if seg.write {
                 flags |= F_WRITE;
+                room = room.saturating_add(seg.len);
             }
             if k + 1 < n {
                 flags |= F_NEXT;
@@ -188,6 +204,7 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
         self.write_u16(16 * usize::from(head) + 14, head_flags);
         self.num_free -= n as u16;
         self.chain_len[usize::from(id)] = n as u16;
+        self.room[usize::from(id)] = room;
         self.pending = true;
         Some(id)
     }
@@ -205,6 +222,9 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
 
     #[inline(always)]
     fn has_used(&self) -> bool {
+        if self.broken {
+            return false;
+        }
         let f = self.read_u16(16 * usize::from(self.last_used) + 14);
         let avail = f & F_AVAIL != 0;
         let used = f & F_USED != 0;
@@ -230,8 +250,10 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
         let n = match self.chain_len.get(usize::from(id)) {
             Some(&n) if n > 0 => n,
             _ => {
-                // Unknown chain length: skip this slot only.
-                self.advance_used(1);
+                // How many slots this used descriptor covers is unknown: the next one cannot be
+                // found. Stop here for good rather than read slots out of step with the device.
+                self.errors += 1;
+                self.broken = true;
                 return Some(Used::BadId(u32::from(id)));
             }
         };
@@ -239,7 +261,19 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
         self.advance_used(n);
         self.num_free += n;
         self.free_ids.push(id);
+        if len > self.room[usize::from(id)] {
+            self.errors += 1;
+            return Some(Used::BadLen { id, len });
+        }
         Some(Used::Chain { id, len })
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn desc_iova(&self) -> u64 {

@@ -14,6 +14,9 @@
 //! - The doorbell is rung once per burst, and only when the device asks for it (used ring flag).
 //! - Teardown (invariant 3): a queue's `Drop` first calls [`Doorbell::stop_device`] (virtio 1.0
 //!   has no per-queue stop: the device is reset, which stops all its DMA), then frees its buffers.
+//! - Device anomalies (used ids not in flight, lengths beyond the buffer) are counted, never
+//!   followed; a ring that cannot go on (a packed ring after a bad id) is reported once and the
+//!   queue then does nothing until it is dropped (reopen the port).
 #![allow(unsafe_code)]
 
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
@@ -56,6 +59,8 @@ pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
     discard: u32,
     guest_csum: bool,
     bad_ids: u64,
+    bad_lens: u64,
+    broken_reported: bool,
     doorbell: D,
 }
 
@@ -132,6 +137,8 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             discard: 0,
             guest_csum,
             bad_ids: 0,
+            bad_lens: 0,
+            broken_reported: false,
             doorbell,
         };
         for p in fill.into_iter().flatten() {
@@ -199,6 +206,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         if room == 0 || !self.ring.has_used() {
             return 0;
         }
+        let errors_before = self.ring.errors();
         let _ = self.refill_spares(room);
         let mut got = 0usize;
         let mut bytes = 0u64;
@@ -213,9 +221,23 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
                 Used::Chain { id, len } => (usize::from(id), len as usize),
                 Used::BadId(id) => {
                     self.bad_ids += 1;
-                    c.ierrors += 1;
                     if self.bad_ids == 1 {
                         log::error!("virtio RX queue {}: device returned unknown id {id}", self.queue);
+                    }
+                    continue;
+                }
+                Used::BadLen { id, len } => {
+                    // The buffer is back but its contents are not to be trusted: post it again.
+                    let b = std::mem::replace(&mut self.bufs[usize::from(id)], RawBuffer::NULL);
+                    self.bad_lens += 1;
+                    if self.bad_lens == 1 {
+                        log::error!(
+                            "virtio RX queue {}: device reported {len} bytes for a smaller buffer",
+                            self.queue
+                        );
+                    }
+                    if !b.is_null() {
+                        self.post(b);
                     }
                     continue;
                 }
@@ -273,6 +295,15 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         if consumed && self.ring.publish() && self.ring.needs_notify() {
             self.doorbell.notify();
         }
+        // Device anomalies (bad ids and lengths) count as receive errors.
+        c.ierrors += self.ring.errors() - errors_before;
+        if self.ring.is_broken() && !self.broken_reported {
+            self.broken_reported = true;
+            log::error!(
+                "virtio RX queue {}: the device broke the ring protocol; the queue is stopped, reopen the port",
+                self.queue
+            );
+        }
         c.packets += got as u64;
         c.bytes += bytes;
         got
@@ -320,6 +351,7 @@ pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
     heads: Box<[u16]>,
     check: Option<Box<dyn TxAddressCheck>>,
     bad_ids: u64,
+    broken_reported: bool,
     doorbell: D,
 }
 
@@ -501,6 +533,7 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             heads: vec![0; MAX_BURST.max(size)].into_boxed_slice(),
             check,
             bad_ids: 0,
+            broken_reported: false,
             doorbell,
         })
     }
@@ -516,7 +549,9 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let mut n = 0usize;
         while let Some(used) = self.ring.pop_used() {
             match used {
-                Used::Chain { id, .. } => {
+                // A TX chain has no writable part: a length is a device bug, but the device is
+                // done with the buffer all the same (counted in the ring's errors).
+                Used::Chain { id, .. } | Used::BadLen { id, .. } => {
                     let b = std::mem::replace(&mut self.bufs[usize::from(id)], RawBuffer::NULL);
                     if !b.is_null() {
                         self.scratch[n] = b;
@@ -530,6 +565,12 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                     }
                 }
             }
+        }
+        if self.ring.is_broken() && !self.broken_reported {
+            self.broken_reported = true;
+            log::error!(
+                "virtio TX queue: the device broke the ring protocol; the queue is stopped, reopen the port"
+            );
         }
         for &b in &self.scratch[..n] {
             // SAFETY: a buffer this queue posted; its chain came back from the device (used

@@ -8,16 +8,24 @@
 //! align 64           used ring:      flags le16, idx le16, ring[size] {id le32, len le32}, avail_event le16
 //! ```
 //!
-//! - Adding a buffer chain takes descriptors from a free list threaded through `next`, writes
-//!   them, and puts the head in the next available slot; [`SplitRing::publish`] then issues a
-//!   release fence and writes `avail.idx` once for the whole burst (design invariant 2).
+//! - Adding a buffer chain takes descriptors from a free list kept in CPU-only memory (a shadow
+//!   of the `next` links), writes them, and puts the head in the next available slot;
+//!   [`SplitRing::publish`] then issues a release fence and writes `avail.idx` once for the whole
+//!   burst (design invariant 2).
+//! - The descriptor table is device-writable (mapped read/write through the IOMMU), so the driver
+//!   never reads it back: the `next` field is written from the shadow and the shadow alone says
+//!   which descriptors form a chain or are free. Every index is masked to the ring size, and the
+//!   only device values used as an index (used ids) are checked against the size and the chains
+//!   in flight first, in release builds too (invariant 5).
 //! - [`SplitRing::needs_notify`] tells whether the device asked for notifications (used ring flag
 //!   `NO_NOTIFY` clear), after a full fence, so a polling driver only rings the doorbell when the
 //!   device sleeps.
 //! - The driver never wants interrupts: `avail.flags = NO_INTERRUPT` from the start.
 //! - [`SplitRing::pop_used`] reads `used.idx` (volatile), then an acquire fence, then the entry; the
-//!   entry's id is device input and is checked against the chains in flight (invariant 5): a bad
-//!   one is reported, never followed.
+//!   entry's id and length are device input: an id that is not a published chain in flight is
+//!   reported ([`Used::BadId`]) and never followed, a length larger than the chain's writable
+//!   room is reported ([`Used::BadLen`], the chain is still taken back). Both are counted
+//!   ([`Virtqueue::errors`]); nothing panics and no ring state changes for a bad id.
 //!
 //! The ring does not own buffers: its users keep a table of what each head carries and release it
 //! when the head comes back (invariant 1: the CPU touches a buffer only after its chain came back).
@@ -115,8 +123,17 @@ pub enum Used {
         /// Bytes written by the device.
         len: u32,
     },
-    /// The device returned an id that is not a chain in flight (a device bug): ignored.
+    /// The device returned an id that is not a chain in flight (a device bug): ignored, nothing
+    /// is freed.
     BadId(u32),
+    /// Chain `id` is back (its buffers are the driver's again), but the device claims it wrote
+    /// `len` bytes, more than the chain's writable part: the contents must not be trusted.
+    BadLen {
+        /// Head descriptor index.
+        id: u16,
+        /// The length the device reported.
+        len: u32,
+    },
 }
 
 /// The driver side of a virtqueue, split or packed: what the net queues and the control queue
@@ -147,6 +164,14 @@ pub trait Virtqueue: Send {
     fn avail_iova(&self) -> u64;
     /// Device address of the device area (queue_device).
     fn used_iova(&self) -> u64;
+    /// Anomalies seen in what the device returned (bad ids, bad lengths).
+    fn errors(&self) -> u64;
+    /// Whether the ring stopped working after a device error it cannot recover from (then
+    /// nothing is added or taken back; the buffers in flight go back at teardown, after the
+    /// device reset; reopen the port).
+    fn is_broken(&self) -> bool {
+        false
+    }
 }
 
 impl<M: RingMemory> Virtqueue for SplitRing<M> {
@@ -194,6 +219,20 @@ impl<M: RingMemory> Virtqueue for SplitRing<M> {
     fn used_iova(&self) -> u64 {
         SplitRing::used_iova(self)
     }
+    fn errors(&self) -> u64 {
+        self.errors
+    }
+}
+
+/// What the driver knows of the chain headed at a descriptor (CPU-only memory).
+#[derive(Debug, Clone, Copy, Default)]
+struct ChainInfo {
+    /// Descriptors in the chain; 0 when this is not the head of a chain in flight.
+    len: u16,
+    /// Whether `avail.idx` was published past it (only then may the device return it).
+    published: bool,
+    /// Bytes of its device-writable buffers (the most the device may report).
+    room: u32,
 }
 
 /// The driver side of a split virtqueue in device-visible memory.
@@ -209,8 +248,17 @@ pub struct SplitRing<M: RingMemory> {
     published: u16,
     /// Next used entry to read.
     last_used: u16,
-    /// Descriptors in the chain headed at i; 0 when i is not the head of a chain in flight.
-    chain_len: Box<[u16]>,
+    /// Chains added and not yet taken back.
+    chains: u16,
+    /// CPU-only shadow of the descriptors' `next` links: the free list and the chains in flight.
+    /// The device's copy is written from it, never read.
+    next: Box<[u16]>,
+    /// The chain headed at each descriptor.
+    chain: Box<[ChainInfo]>,
+    /// CPU-only copy of the available ring's entries (which heads `publish` makes visible).
+    avail_heads: Box<[u16]>,
+    /// Anomalies in used entries.
+    errors: u64,
     mem: M,
 }
 
@@ -244,12 +292,13 @@ impl<M: RingMemory> SplitRing<M> {
             next_avail: 0,
             published: 0,
             last_used: 0,
-            chain_len: vec![0; size].into_boxed_slice(),
+            chains: 0,
+            next: (0..size).map(|i| ((i + 1) % size) as u16).collect(),
+            chain: vec![ChainInfo::default(); size].into_boxed_slice(),
+            avail_heads: vec![0; size].into_boxed_slice(),
+            errors: 0,
             mem,
         };
-        for i in 0..size {
-            ring.write_desc_next(i as u16, ((i + 1) % size) as u16);
-        }
         ring.write_u16(layout.avail, AVAIL_F_NO_INTERRUPT);
         Ok(ring)
     }
@@ -288,17 +337,23 @@ impl<M: RingMemory> SplitRing<M> {
     /// The head the next [`SplitRing::add`] will use, if a descriptor is free.
     #[inline(always)]
     pub fn next_free_head(&self) -> Option<u16> {
-        (self.num_free > 0).then_some(self.free_head)
+        (self.num_free > 0).then_some(self.free_head & self.mask)
     }
 
     /// Chains added and not yet taken back (published or not).
     #[inline(always)]
     pub fn in_flight(&self) -> usize {
-        usize::from(self.next_avail.wrapping_sub(self.last_used))
+        usize::from(self.chains)
+    }
+
+    /// Anomalies seen in used entries (bad ids, bad lengths).
+    pub fn errors(&self) -> u64 {
+        self.errors
     }
 
     #[inline(always)]
     fn write_u16(&mut self, off: usize, v: u16) {
+        // Offsets come from masked indices and the layout, never from the device.
         debug_assert!(off + 2 <= self.layout.bytes);
         // SAFETY: `off` is a field offset inside the ring memory (layout checked at new), 2-aligned
         // (every field offset is even and the base is 16-aligned).
@@ -319,26 +374,19 @@ impl<M: RingMemory> SplitRing<M> {
         u32::from_le(unsafe { self.base.add(off).cast::<u32>().read_volatile() })
     }
 
+    /// Writes descriptor `i` (masked to the ring) whole, its `next` field from the shadow.
     #[inline(always)]
-    fn write_desc_next(&mut self, i: u16, next: u16) {
-        self.write_u16(16 * usize::from(i) + 14, next);
-    }
-
-    #[inline(always)]
-    fn desc_next(&self, i: u16) -> u16 {
-        self.read_u16(16 * usize::from(i) + 14)
-    }
-
-    #[inline(always)]
-    fn write_desc(&mut self, i: u16, seg: Seg, flags: u16) {
-        let off = 16 * usize::from(i);
-        // SAFETY: descriptor i < size lies in the table; the CPU owns it (it is on the free list).
-        // Fields: addr at 0 (8-aligned), len at 8, flags at 12; `next` (14) is kept.
+    fn write_desc(&mut self, i: u16, seg: Seg, flags: u16, next: u16) {
+        let off = 16 * usize::from(i & self.mask);
+        // SAFETY: the masked index is below the ring size, so the descriptor lies in the table
+        // (layout checked at new); the CPU owns it (it is on the free list). Fields: addr at 0
+        // (8-aligned), len at 8, flags at 12, next at 14.
         unsafe {
             let p = self.base.add(off);
             p.cast::<u64>().write_volatile(seg.addr.to_le());
             p.add(8).cast::<u32>().write_volatile(seg.len.to_le());
             p.add(12).cast::<u16>().write_volatile(flags.to_le());
+            p.add(14).cast::<u16>().write_volatile(next.to_le());
         }
     }
 
@@ -351,23 +399,35 @@ impl<M: RingMemory> SplitRing<M> {
         if n == 0 || n > usize::from(self.num_free) {
             return None;
         }
-        let head = self.free_head;
+        let mask = self.mask;
+        let head = self.free_head & mask;
         let mut i = head;
+        let mut room = 0u32;
         for (k, seg) in segs.iter().enumerate() {
+            let next = self.next[usize::from(i)] & mask;
             let mut flags = if seg.write { DESC_F_WRITE } else { 0 };
+            if seg.write {
+                room = room.saturating_add(seg.len);
+            }
             if k + 1 < n {
                 flags |= DESC_F_NEXT;
-            }
-            self.write_desc(i, *seg, flags);
-            if k + 1 < n {
-                i = self.desc_next(i);
+                self.write_desc(i, *seg, flags, next);
+                i = next;
+            } else {
+                self.write_desc(i, *seg, flags, 0);
             }
         }
-        self.free_head = self.desc_next(i);
+        self.free_head = self.next[usize::from(i)] & mask;
         self.num_free -= n as u16;
-        self.chain_len[usize::from(head)] = n as u16;
-        let slot = self.layout.avail + 4 + 2 * usize::from(self.next_avail & self.mask);
-        self.write_u16(slot, head);
+        self.chains += 1;
+        self.chain[usize::from(head)] = ChainInfo {
+            len: n as u16,
+            published: false,
+            room,
+        };
+        let slot_index = usize::from(self.next_avail & mask);
+        self.avail_heads[slot_index] = head;
+        self.write_u16(self.layout.avail + 4 + 2 * slot_index, head);
         self.next_avail = self.next_avail.wrapping_add(1);
         Some(head)
     }
@@ -378,6 +438,12 @@ impl<M: RingMemory> SplitRing<M> {
     pub fn publish(&mut self) -> bool {
         if self.published == self.next_avail {
             return false;
+        }
+        let mut k = self.published;
+        while k != self.next_avail {
+            let head = self.avail_heads[usize::from(k & self.mask)];
+            self.chain[usize::from(head)].published = true;
+            k = k.wrapping_add(1);
         }
         fence(Ordering::Release);
         self.write_u16(self.layout.avail + 2, self.next_avail);
@@ -400,7 +466,8 @@ impl<M: RingMemory> SplitRing<M> {
     }
 
     /// Takes back the next used chain, if any: reads `used.idx`, acquire fence, then the entry
-    /// (invariant 2). Its descriptors go back to the free list.
+    /// (invariant 2). Its descriptors go back to the free list. The entry is device input
+    /// (invariant 5): see [`Used`] for what a bad id or length gives.
     #[inline]
     pub fn pop_used(&mut self) -> Option<Used> {
         let used_idx = self.read_u16(self.layout.used + 2);
@@ -412,30 +479,40 @@ impl<M: RingMemory> SplitRing<M> {
         let id = self.read_u32(e);
         let len = self.read_u32(e + 4);
         self.last_used = self.last_used.wrapping_add(1);
-        // Invariant 5: the id is device input.
-        let n = match usize::try_from(id).ok().and_then(|i| self.chain_len.get(i)) {
-            Some(&n) if n > 0 => n,
-            _ => return Some(Used::BadId(id)),
+        // Invariant 5: the id is device input: bounded by the ring, and a published chain in
+        // flight, before it is used as an index.
+        let info = match usize::try_from(id).ok().and_then(|i| self.chain.get(i)) {
+            Some(c) if c.len > 0 && c.published => *c,
+            _ => {
+                self.errors += 1;
+                return Some(Used::BadId(id));
+            }
         };
-        let head = id as u16;
-        self.chain_len[usize::from(head)] = 0;
+        let head = id as u16 & self.mask;
+        self.chain[usize::from(head)] = ChainInfo::default();
+        // The chain's links are the CPU's shadow: the device cannot change them.
         let mut tail = head;
-        for _ in 1..n {
-            tail = self.desc_next(tail);
+        for _ in 1..info.len {
+            tail = self.next[usize::from(tail)] & self.mask;
         }
-        self.write_desc_next(tail, self.free_head);
+        self.next[usize::from(tail)] = self.free_head & self.mask;
         self.free_head = head;
-        self.num_free += n;
+        self.num_free += info.len;
+        self.chains -= 1;
+        if len > info.room {
+            self.errors += 1;
+            return Some(Used::BadLen { id: head, len });
+        }
         Some(Used::Chain { id: head, len })
     }
 
     /// Heads of the chains still in flight (for teardown: their buffers go back once the device
     /// is stopped).
     pub fn heads_in_flight(&self) -> impl Iterator<Item = u16> + '_ {
-        self.chain_len
+        self.chain
             .iter()
             .enumerate()
-            .filter(|(_, n)| **n > 0)
+            .filter(|(_, c)| c.len > 0)
             .map(|(i, _)| i as u16)
     }
 
