@@ -54,6 +54,10 @@ pub trait DmaMap: Send + Sync {
     /// The memory must stay allocated (and not be remapped) until [`DmaMap::unmap`] is called
     /// for this IOVA, and nothing that Rust code treats as `&`/`&mut` data may be written by
     /// the device through it while the device could access it (design invariants 1 and 3).
+    ///
+    /// Programming a device with the IOVA (descriptor rings, base-address registers) is done
+    /// through safe register writes: that device programming is trusted driver code, which
+    /// must only hand a device addresses inside mappings that outlive its use of them.
     unsafe fn map(&self, vaddr: *mut u8, len: usize, align: usize) -> Result<u64, DmaMapError>;
 
     /// Removes a mapping made by [`DmaMap::map`] and releases its IOVA.

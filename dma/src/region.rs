@@ -532,12 +532,28 @@ impl DmaRegion {
         Ok(iova)
     }
 
-    /// Removes the device mapping (no-op if not mapped). The caller must have stopped every
-    /// device access to the region (design invariant 3): this is why it takes `&mut self` and
-    /// why mempools only unmap when every buffer is back.
-    pub fn unmap(&mut self) -> Result<(), DmaMapError> {
+    /// Removes the device mapping (no-op if not mapped) before the region is dropped. Dropping
+    /// the region unmaps it anyway; this is for callers that want the error.
+    ///
+    /// # Safety
+    /// No device may access the region any more (design invariant 3): every queue whose
+    /// descriptors named an address in it is disabled (or those descriptors retired), or bus
+    /// mastering is off. After the unmap the [`DmaMap`] may give the same IOVA range to other
+    /// memory (e.g. live packet buffers of another pool), so a device still writing to the old
+    /// IOVAs would corrupt that memory. `&mut self` only rules out other CPU users.
+    ///
+    /// Calling it without `unsafe` does not compile:
+    /// ```compile_fail,E0133
+    /// # use oxpmd_dma::{DmaRegion, IdentityMap, PageSize, RegionOptions};
+    /// # use std::sync::Arc;
+    /// let opts = RegionOptions { page_size: PageSize::Base4K, allow_4k_fallback: true };
+    /// let mut r = DmaRegion::new(4096, &opts).unwrap();
+    /// r.map(Arc::new(IdentityMap)).unwrap();
+    /// r.unmap().unwrap();
+    /// ```
+    pub unsafe fn unmap(&mut self) -> Result<(), DmaMapError> {
         if let Some(m) = self.mapping.take() {
-            // SAFETY: exclusive access; device access stopped (documented caller duty).
+            // SAFETY: exclusive access; no device access any more (caller contract).
             if let Err(e) = unsafe { m.dma.unmap(m.iova, self.ptr.as_ptr(), self.len) } {
                 self.mapping = Some(m);
                 return Err(e);
@@ -549,7 +565,11 @@ impl DmaRegion {
 
 impl Drop for DmaRegion {
     fn drop(&mut self) {
-        if let Err(e) = self.unmap() {
+        // SAFETY: the region is going away. Whoever gives a device an address in a region keeps
+        // the region alive (e.g. an `Arc<DmaRegion>` in the queue, a mempool counting its
+        // outstanding buffers) until the device's access has stopped (invariant 3), so no
+        // device uses it now.
+        if let Err(e) = unsafe { self.unmap() } {
             // Keep the memory: freeing it while the IOMMU still maps it could let a device
             // write into memory reused for something else.
             log::error!("{e}; leaking the region's memory to stay safe");
@@ -772,7 +792,8 @@ pub(crate) mod tests {
         assert_eq!(r.iova_of(r.as_ptr().wrapping_add(100)), Some(iova + 100));
         assert_eq!(r.iova_of(r.as_ptr().wrapping_add(r.len())), None);
         assert!(r.map(Arc::new(IdentityMap)).is_err(), "double map refused");
-        r.unmap().unwrap();
+        // SAFETY: no device was given any address in the region.
+        unsafe { r.unmap() }.unwrap();
         assert_eq!(r.iova(), None);
     }
 
