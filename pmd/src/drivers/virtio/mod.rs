@@ -34,7 +34,6 @@ pub mod queue;
 pub mod regs;
 pub mod split;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -245,8 +244,8 @@ pub(crate) struct VirtioShared {
     notify: Bar,
     device_cfg: Option<(Bar, usize, usize)>,
     caps: VirtioCaps,
-    /// Set once the device has been reset after DRIVER_OK setup (teardown done).
-    stopped: AtomicBool,
+    /// The teardown stop (reset, or bus mastering off), done once; every caller waits for it.
+    stopped: StopOnce,
     /// Serializes resets between queues dropped on different threads.
     reset_lock: Mutex<()>,
 }
@@ -303,18 +302,24 @@ impl VirtioShared {
         }
     }
 
-    /// Stops the device's DMA once (queues and driver call it at drop).
-    fn stop(&self) {
-        if self.stopped.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Err(e) = self.reset() {
-            log::error!("{}: teardown: device reset: {e}", self.name);
-            // Last resort: without bus mastering the device cannot DMA at all.
-            if let Err(e) = self.device.disable_bus_master() {
-                log::error!("{}: teardown: bus master off: {e}", self.name);
+    /// Stops the device's DMA once (queues and driver call it at drop, maybe on several threads
+    /// at the same time): every caller returns only after the stop has finished. Returns whether
+    /// the device is known stopped (reset done, or at least bus mastering off).
+    fn stop(&self) -> bool {
+        self.stopped.stop(|| match self.reset() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{}: teardown: device reset: {e}", self.name);
+                // Last resort: without bus mastering the device cannot DMA at all.
+                match self.device.disable_bus_master() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::error!("{}: teardown: bus master off: {e}", self.name);
+                        false
+                    }
+                }
             }
-        }
+        })
     }
 
     /// Reads `N` bytes of the device configuration at `off`, consistently (config_generation
@@ -340,6 +345,40 @@ impl VirtioShared {
     }
 }
 
+/// A device stop that runs once, however many threads ask for it at the same time: the first
+/// caller runs it while holding the lock, the others wait for it to finish and get its outcome
+/// (invariant 3: no queue frees a buffer before the device is stopped).
+pub(crate) struct StopOnce {
+    /// `None` until the stop has run; then whether it succeeded.
+    outcome: Mutex<Option<bool>>,
+}
+
+impl StopOnce {
+    /// Not stopped yet.
+    pub(crate) fn new() -> StopOnce {
+        StopOnce {
+            outcome: Mutex::new(None),
+        }
+    }
+
+    /// Runs `stop` if no caller has yet (the lock is held across it), else waits for the caller
+    /// that runs it; returns its outcome. A `stop` that panicked is run again by the next caller.
+    pub(crate) fn stop(&self, stop: impl FnOnce() -> bool) -> bool {
+        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ok) = *g {
+            return ok;
+        }
+        let ok = stop();
+        *g = Some(ok);
+        ok
+    }
+
+    /// Whether the stop has run (successfully or not).
+    pub(crate) fn is_done(&self) -> bool {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+}
+
 /// Rings one virtqueue's doorbell; stops the device at queue teardown.
 struct VirtioDoorbell {
     shared: Arc<VirtioShared>,
@@ -354,8 +393,8 @@ impl Doorbell for VirtioDoorbell {
         let _ = self.shared.notify.write16(self.off, self.index);
     }
 
-    fn stop_device(&mut self) {
-        self.shared.stop();
+    fn stop_device(&mut self) -> bool {
+        self.shared.stop()
     }
 }
 
@@ -643,7 +682,7 @@ impl VirtioDriver {
             notify,
             device_cfg,
             caps,
-            stopped: AtomicBool::new(false),
+            stopped: StopOnce::new(),
             reset_lock: Mutex::new(()),
         })
     }
@@ -1094,7 +1133,7 @@ impl Driver for VirtioDriver {
     }
 
     fn start(&mut self) -> Result<()> {
-        if self.shared.stopped.load(Ordering::Acquire) {
+        if self.shared.stopped.is_done() {
             return Err(drv_err(
                 self.name(),
                 "start",

@@ -14,12 +14,15 @@
 //! - The doorbell is rung once per burst, and only when the device asks for it (used ring flag).
 //! - Teardown (invariant 3): a queue's `Drop` first calls [`Doorbell::stop_device`] (virtio 1.0
 //!   has no per-queue stop: the device is reset, which stops all its DMA), then frees its buffers.
+//!   If the device could not be stopped, the buffers and the ring memory are leaked instead: the
+//!   device may still write them.
 //! - Device anomalies (used ids not in flight, lengths beyond the buffer) are counted, never
 //!   followed; a ring that cannot go on (a packed ring after a bad id) is reported once and the
 //!   queue then does nothing until it is dropped (reopen the port).
 #![allow(unsafe_code)]
 
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
+use std::mem::ManuallyDrop;
 
 use super::regs::nethdr;
 use super::split::{Seg, Used, Virtqueue};
@@ -35,9 +38,11 @@ pub trait Doorbell: Send {
     /// Notifies the device that the queue has new available buffers (a 16-bit write of the queue
     /// index to its notify address).
     fn notify(&mut self);
-    /// Stops the device's DMA to this queue's ring and buffers and returns once it is stopped.
-    /// Called once by the queue's `Drop`, before any buffer is freed.
-    fn stop_device(&mut self);
+    /// Stops the device's DMA to this queue's ring and buffers and returns once it is stopped,
+    /// even when another thread (another queue, the driver) is stopping it at the same time.
+    /// Called once by the queue's `Drop`, before any buffer is freed. Returns whether the device
+    /// is known to be stopped; when not, the queue leaks its buffers and ring memory.
+    fn stop_device(&mut self) -> bool;
 }
 
 /// Extra bytes of ring memory a TX queue of `size` entries needs after the ring (header table).
@@ -47,7 +52,8 @@ pub fn tx_header_table_bytes(size: usize) -> usize {
 
 /// The RX queue.
 pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
-    ring: Q,
+    /// Dropped only once the device is known stopped (leaked otherwise).
+    ring: ManuallyDrop<Q>,
     /// Buffer of each chain head in flight; NULL otherwise.
     bufs: Box<[RawBuffer]>,
     spare: Box<[Option<Packet>]>,
@@ -127,7 +133,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         pool.alloc_bulk(&mut fill)
             .map_err(|_| QueueError::Pool { needed: size })?;
         let mut q = VirtioRxQueue {
-            ring,
+            ring: ManuallyDrop::new(ring),
             bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
             spare: (0..MAX_BURST).map(|_| None).collect(),
             spare_len: 0,
@@ -313,8 +319,17 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
 impl<D: Doorbell, Q: Virtqueue> Drop for VirtioRxQueue<D, Q> {
     fn drop(&mut self) {
         // Invariant 3: the device is stopped before any buffer goes back.
-        self.doorbell.stop_device();
+        let stopped = self.doorbell.stop_device();
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if !stopped {
+            log::error!(
+                "virtio RX queue {}: the device could not be stopped: its {} posted buffers and \
+                 ring memory are leaked (the device may still write them)",
+                self.queue,
+                self.ring.in_flight()
+            );
+            return;
+        }
         for b in self.bufs.iter_mut() {
             let b = std::mem::replace(b, RawBuffer::NULL);
             if !b.is_null() {
@@ -323,6 +338,8 @@ impl<D: Doorbell, Q: Virtqueue> Drop for VirtioRxQueue<D, Q> {
             }
         }
         self.spare_len = 0;
+        // SAFETY: dropped once, here; the device no longer accesses the ring.
+        unsafe { ManuallyDrop::drop(&mut self.ring) };
     }
 }
 
@@ -338,9 +355,10 @@ pub trait TxAddressCheck: Send {
 
 /// The TX queue.
 pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
-    ring: Q,
-    /// Memory of the header table (kept alive; accessed through `hdr_ptr`).
-    _hdr_mem: H,
+    /// Dropped only once the device is known stopped (leaked otherwise).
+    ring: ManuallyDrop<Q>,
+    /// Memory of the header table (kept alive; accessed through `hdr_ptr`); dropped like `ring`.
+    hdr_mem: ManuallyDrop<H>,
     bufs: Box<[RawBuffer]>,
     /// Offset of the header table in the ring memory, and its CPU / device addresses.
     hdr_ptr: *mut u8,
@@ -523,8 +541,8 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let hdr_ptr = hdr_mem.as_ptr();
         let hdr_iova = hdr_mem.iova();
         Ok(VirtioTxQueue {
-            ring,
-            _hdr_mem: hdr_mem,
+            ring: ManuallyDrop::new(ring),
+            hdr_mem: ManuallyDrop::new(hdr_mem),
             bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
             hdr_ptr,
             hdr_iova,
@@ -688,14 +706,27 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
 impl<D: Doorbell, Q: Virtqueue, H: RingMemory> Drop for VirtioTxQueue<D, Q, H> {
     fn drop(&mut self) {
         // Invariant 3: the device is stopped before any buffer goes back.
-        self.doorbell.stop_device();
+        let stopped = self.doorbell.stop_device();
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if !stopped {
+            log::error!(
+                "virtio TX queue: the device could not be stopped: {} chains' buffers and the ring \
+                 memory are leaked (the device may still read them)",
+                self.ring.in_flight()
+            );
+            return;
+        }
         for b in self.bufs.iter_mut() {
             let b = std::mem::replace(b, RawBuffer::NULL);
             if !b.is_null() {
                 // SAFETY: a buffer owned by this queue; the device is stopped.
                 drop(unsafe { Packet::from_raw(b) });
             }
+        }
+        // SAFETY: dropped once, here; the device no longer accesses the ring or the header table.
+        unsafe {
+            ManuallyDrop::drop(&mut self.ring);
+            ManuallyDrop::drop(&mut self.hdr_mem);
         }
     }
 }
