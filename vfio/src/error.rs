@@ -397,6 +397,37 @@ pub enum Error {
         mode: u32,
     },
 
+    /// A token file owned by another user (it could have been planted to make us use a token
+    /// that user knows).
+    #[error(
+        "VF token file {} is owned by uid {owner}, not by this process's effective uid {euid}: \
+         another user could have written it. Refused. Fix: check its content, then \
+         `chown {euid} {}` and `chmod 600 {}`, or write a fresh one as uid {euid}",
+        .path.display(), .path.display(), .path.display()
+    )]
+    TokenFileOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+
+    /// A token path that is not a regular file (a symbolic link, a directory, a FIFO...).
+    #[error(
+        "VF token file {} is {kind}, not a regular file. Refused (symbolic links are not \
+         followed). Fix: give the path of the real file (mode 0600, owned by you) written by \
+         VfToken::save",
+        .path.display()
+    )]
+    TokenFileType {
+        /// The path.
+        path: PathBuf,
+        /// What it is, e.g. "a symbolic link".
+        kind: &'static str,
+    },
+
     /// A pagemap entry does not give a physical address.
     #[error("physical address of {vaddr:#x}: {reason}")]
     Pagemap {

@@ -1,14 +1,16 @@
 //! The SR-IOV VF token: a UUID shared between a PF's owner and the users of its VFs.
 //!
 //! It is a secret: `Display` and `Debug` show only a short prefix; [`VfToken::expose`] gives the
-//! full string for the device name passed to the kernel. Files holding it are created 0600 and
-//! refused when group or others can read them.
-#![forbid(unsafe_code)]
+//! full string for the device name passed to the kernel. Files holding it are created 0600
+//! (`O_EXCL | O_NOFOLLOW`: never through a link, never over an existing file) and read back only
+//! when they are regular files (not followed through a symbolic link) owned by the effective
+//! uid with no group or other permission bits, as checked on the opened descriptor.
+#![deny(unsafe_code)]
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use uuid::Uuid;
@@ -59,10 +61,13 @@ impl VfToken {
     /// Writes the token to a new file with mode 0600 (refuses to overwrite an existing file).
     pub fn save(&self, path: &Path) -> Result<()> {
         let subject = path.display().to_string();
+        // create_new is O_CREAT | O_EXCL: an existing file or link (even a dangling one) at
+        // `path` makes it fail, so the token never lands in a file someone else prepared.
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| {
                 let detail = (e.kind() == io::ErrorKind::AlreadyExists).then(|| {
@@ -83,14 +88,58 @@ impl VfToken {
             .map_err(|e| errno_error(Op::SaveToken, subject, e, Some(path), None))
     }
 
-    /// Reads a token file, refusing one that group or others can read (fix: `chmod 600`).
+    /// Reads a token file. Refused: a symbolic link (not followed), anything but a regular
+    /// file, a file not owned by the effective uid (fix: `chown`), one that group or others have
+    /// any permission on (fix: `chmod 600`). The checks are made on the opened descriptor, so
+    /// the path cannot be swapped between the check and the read.
     pub fn load(path: &Path) -> Result<Self> {
         let subject = path.display().to_string();
-        let f = fs::File::open(path)
-            .map_err(|e| errno_error(Op::LoadToken, subject.clone(), e, Some(path), None))?;
+        // O_NONBLOCK: a FIFO planted at the path must not block the open (it is refused below).
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP)
+                    && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    return Error::TokenFileType {
+                        path: path.to_owned(),
+                        kind: "a symbolic link",
+                    };
+                }
+                errno_error(Op::LoadToken, subject.clone(), e, Some(path), None)
+            })?;
+        // fstat of the descriptor we read from.
         let meta = f
             .metadata()
             .map_err(|e| errno_error(Op::LoadToken, subject.clone(), e, Some(path), None))?;
+        let ft = meta.file_type();
+        if !ft.is_file() {
+            let kind = if ft.is_dir() {
+                "a directory"
+            } else if ft.is_fifo() {
+                "a FIFO"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_char_device() || ft.is_block_device() {
+                "a device node"
+            } else {
+                "a special file"
+            };
+            return Err(Error::TokenFileType {
+                path: path.to_owned(),
+                kind,
+            });
+        }
+        let euid = effective_uid();
+        if meta.uid() != euid {
+            return Err(Error::TokenFileOwner {
+                path: path.to_owned(),
+                owner: meta.uid(),
+                euid,
+            });
+        }
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(Error::TokenFileMode {
@@ -110,6 +159,13 @@ impl VfToken {
         let s = self.0.simple().to_string();
         s[..SHOWN].to_owned()
     }
+}
+
+/// This process's effective uid.
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no argument, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 impl fmt::Display for VfToken {
@@ -204,6 +260,113 @@ mod tests {
         assert!(VfToken::load(&p).is_err());
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(VfToken::load(&p).unwrap().expose(), T);
+    }
+
+    #[test]
+    fn symlink_is_not_followed_on_load() {
+        let dir = TempDir::new("token");
+        let real = dir.path().join("real.token");
+        let link = dir.path().join("vf.token");
+        let t = VfToken::generate();
+        t.save(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = VfToken::load(&link).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::TokenFileType {
+                    kind: "a symbolic link",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("symbolic link") && msg.contains("Fix:"), "{msg}");
+        assert!(!msg.contains(&t.expose()));
+        assert_eq!(VfToken::load(&real).unwrap(), t);
+    }
+
+    #[test]
+    fn non_regular_files_are_refused() {
+        let dir = TempDir::new("token");
+        let d = dir.path().join("adir");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        let e = VfToken::load(&d).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::TokenFileType {
+                    kind: "a directory",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // A FIFO must be refused without blocking in open (O_NONBLOCK), when mkfifo exists.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        if made {
+            let e = VfToken::load(&fifo).unwrap_err();
+            assert!(matches!(e, Error::TokenFileType { kind: "a FIFO", .. }), "{e:?}");
+        } else {
+            println!("mkfifo not available: FIFO case not run");
+        }
+    }
+
+    #[test]
+    fn file_of_another_owner_is_refused_with_the_fix() {
+        let euid = effective_uid();
+        let dir = TempDir::new("token");
+        let p = dir.path().join("vf.token");
+        let (path, owner) = if euid == 0 {
+            // As root: a 0600 token file planted by uid 65534.
+            fs::write(&p, format!("{T}\n")).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+            (p.clone(), 65534)
+        } else {
+            // Not root: a file root owns (the owner check comes before the mode check).
+            (std::path::PathBuf::from("/etc/passwd"), 0)
+        };
+        let e = VfToken::load(&path).unwrap_err();
+        assert!(
+            matches!(e, Error::TokenFileOwner { owner: o, euid: u, .. } if o == owner && u == euid),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("chown {euid} {}", path.display())) && !msg.contains(T),
+            "{msg}"
+        );
+        if euid == 0 {
+            std::os::unix::fs::chown(&p, Some(0), None).unwrap();
+            assert_eq!(VfToken::load(&p).unwrap().expose(), T, "after the fix");
+        }
+    }
+
+    #[test]
+    fn save_never_writes_through_a_link() {
+        let dir = TempDir::new("token");
+        let target = dir.path().join("target");
+        let link = dir.path().join("vf.token");
+        // A dangling link: O_EXCL refuses it, nothing is created at the target.
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(VfToken::generate().save(&link).is_err());
+        assert!(
+            fs::symlink_metadata(&target).is_err(),
+            "target created through the link"
+        );
+        // A link to an existing file: refused, the file is unchanged.
+        fs::write(&target, "keep").unwrap();
+        assert!(VfToken::generate().save(&link).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 
     #[test]
