@@ -128,6 +128,30 @@ fn pktgen_runs_on_vf_ports_with_the_token_file() {
     eprintln!("{text}");
     assert!(out.status.success(), "pktgen VF0 -> VF1 failed:\n{text}");
     assert!(text.contains("pktgen-result:"), "{text}");
+    // A VF port and an igb port in one process share one IOMMU container (and pool): VF 0 to
+    // the wire (port 1).
+    let out = Command::new(example("pktgen"))
+        .args([
+            "--tx-port",
+            &vfs[0],
+            "--rx-port",
+            &env("OXPMD_PORT1"),
+            "--count",
+            "400",
+            "--rate",
+            "2000",
+            "--expect-all",
+        ])
+        .env("OXPMD_VF_TOKEN_FILE", &m.token_file)
+        .output()
+        .expect("run pktgen");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "pktgen VF0 -> port 1 failed:\n{text}");
     let (ok, out) = m.stop();
     assert!(ok, "{out}");
 }

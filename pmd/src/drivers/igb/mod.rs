@@ -139,8 +139,9 @@ fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError 
 }
 
 /// The process-wide VFIO container of igb ports (one IOMMU domain): weak, so that it goes away
-/// with the last port and the last pool mapped through it.
-fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+/// with the last port and the last pool mapped through it. igbvf ports share it too, so that one
+/// mempool serves a PF port and VF ports of the same process.
+pub(crate) fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
     static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
     MAP.get_or_init(|| Mutex::new(Weak::new()))
 }

@@ -18,7 +18,7 @@ pub mod regs;
 
 pub(crate) mod queue;
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
@@ -173,12 +173,6 @@ pub fn token_from(opts: &OpenOptions) -> std::result::Result<Option<VfToken>, Ig
     Ok(None)
 }
 
-/// The process-wide VFIO container of igbvf ports.
-fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
-    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
-    MAP.get_or_init(|| Mutex::new(Weak::new()))
-}
-
 /// The VF's rolling counters (32-bit, wrapping) read at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IgbvfHwStats {
@@ -307,7 +301,10 @@ impl IgbvfDriver {
             hint,
         };
         let (device, dma) = {
-            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
+            // One container with the igb ports of the process: a pool serves PF and VF ports.
+            let mut slot = crate::drivers::igb::shared_dma_map()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match slot.upgrade() {
                 Some(dma) => {
                     let dev = dma
