@@ -37,7 +37,7 @@ mod sync;
 pub use map::{DmaMap, DmaMapError, IdentityMap, IovaAllocator, IovaError};
 pub use mempool::{
     DEFAULT_CACHE_SIZE, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, Exhausted, ForeignBuffer, MAX_CACHE_SIZE,
-    Mempool, MempoolCache, MempoolConfig, MempoolError, flush_thread_caches,
+    Mempool, MempoolCache, MempoolConfig, MempoolError, flush_thread_caches, release_closed_pool_caches,
 };
 pub use packet::{BUF_HEADER_SIZE, EthernetHeader, OffloadFlags, Packet, PacketError, RawBuffer};
 pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};

@@ -7,9 +7,24 @@
 //!   `&mut self` operations, no lookup, the fastest path; drivers use it for RX refill and TX
 //!   completion ([`MempoolCache::get_bulk`] / [`MempoolCache::put_bulk`]).
 //! - A per-thread cache in a `thread_local!` list keyed by pool, used by [`Mempool::alloc`] and
-//!   by `Drop for Packet`. It is only reachable from its own thread, so it needs no lock; it is
-//!   flushed when the thread exits, when the pool's last handle is dropped on that thread, and
-//!   by [`flush_thread_caches`].
+//!   by `Drop for Packet`. It is only reachable from its own thread, so it needs no lock (and
+//!   no other thread can flush it).
+//!
+//! A per-thread cache holds a reference to its pool, so it keeps the pool's memory (and its
+//! device mapping) alive. Guarantee, once the pool's last [`Mempool`] handle is dropped:
+//! - the dropping thread's own cache of it is flushed at once;
+//! - every other thread's cache of it is flushed and released at that thread's next per-thread
+//!   cache operation on *any* pool that starts after the drop ([`Mempool::alloc`],
+//!   [`Mempool::alloc_bulk`], dropping a [`Packet`]), or when it calls
+//!   [`release_closed_pool_caches`] or [`flush_thread_caches`], or when it exits, whichever
+//!   comes first (a global close generation, one relaxed load per operation, tells it to look);
+//! - a thread that does none of these keeps its cache, and with it the pool, until it does:
+//!   call [`release_closed_pool_caches`] from long-lived threads that go idle;
+//! - packets still out, and explicit [`MempoolCache`]s, keep the pool alive until they are
+//!   dropped (a packet of a closed pool goes straight back to the ring, not into a cache).
+//!
+//! The pool is freed (unmapped from the device, then from the process) when all of those are
+//! gone.
 //!
 //! A cache keeps up to `cache_size * 3 / 2` buffers; when a put would exceed that it flushes
 //! its content to the ring in one bulk enqueue; a get it cannot serve refills it with
@@ -443,13 +458,61 @@ impl Drop for LocalCache {
 /// Per-thread caches, one per pool used on this thread.
 struct ThreadCaches {
     entries: Vec<(NonNull<PoolShared>, LocalCache)>,
+    /// The value of [`POOLS_CLOSED`] when this thread last released the caches of closed pools.
+    seen_closed: u64,
 }
 
 thread_local! {
-    static THREAD_CACHES: RefCell<ThreadCaches> = const { RefCell::new(ThreadCaches { entries: Vec::new() }) };
+    static THREAD_CACHES: RefCell<ThreadCaches> =
+        const { RefCell::new(ThreadCaches { entries: Vec::new(), seen_closed: 0 }) };
 }
 
-/// Runs `f` on this thread's cache for `shared`, creating it if needed. `None` when the
+/// Close generation: bumped (Release) each time a pool's last handle is dropped, after its
+/// `handles` count reached zero. Each thread compares it with its own copy at the end of every
+/// per-thread cache operation (one relaxed load of a line that is almost never written) and,
+/// when it changed, drops its caches of pools without handles.
+static POOLS_CLOSED: AtomicU64 = AtomicU64::new(0);
+
+impl ThreadCaches {
+    /// Takes out the caches of pools whose handles are all gone, if a pool was closed since the
+    /// last look. The caller drops them after releasing the `RefCell` borrow (dropping a cache
+    /// may free its pool).
+    #[inline(always)]
+    fn take_closed(&mut self) -> Option<Vec<(NonNull<PoolShared>, LocalCache)>> {
+        let closed = POOLS_CLOSED.load(Ordering::Relaxed);
+        if closed == self.seen_closed {
+            return None;
+        }
+        Some(self.take_closed_slow(closed))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_closed_slow(&mut self, closed: u64) -> Vec<(NonNull<PoolShared>, LocalCache)> {
+        // Pairs with the Release bump: every pool closed up to `closed` shows handles == 0.
+        fence(Ordering::Acquire);
+        self.seen_closed = closed;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.entries.len() {
+            // SAFETY: each entry holds a reference to its pool. `handles` never rises from 0
+            // (only a handle can make another).
+            if unsafe { self.entries[i].0.as_ref() }
+                .handles
+                .load(Ordering::Acquire)
+                == 0
+            {
+                out.push(self.entries.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Runs `f` on this thread's cache for `shared`, creating it if needed, then releases this
+/// thread's caches of pools closed since its last look (see [`POOLS_CLOSED`]). `None` when the
 /// thread-local storage is unavailable (thread exiting) or busy (re-entered from a destructor).
 ///
 /// # Safety
@@ -462,30 +525,21 @@ unsafe fn with_thread_cache<R>(
     THREAD_CACHES
         .try_with(|t| {
             let mut t = t.try_borrow_mut().ok()?;
-            if let Some((_, c)) = t.entries.iter_mut().find(|(p, _)| *p == shared) {
-                return Some(f(c));
-            }
-            // SAFETY: forwarded caller contract.
-            let c = unsafe { LocalCache::new(shared) };
-            // Drop caches of pools whose handles are all gone while we are on the slow path.
-            let closed: Vec<_> = {
-                let mut closed = Vec::new();
-                let mut i = 0;
-                while i < t.entries.len() {
-                    // SAFETY: each entry holds a reference to its pool.
-                    if unsafe { t.entries[i].0.as_ref() }.handles.load(Ordering::Acquire) == 0 {
-                        closed.push(t.entries.swap_remove(i));
-                    } else {
-                        i += 1;
-                    }
-                }
-                closed
+            let r = if let Some((_, c)) = t.entries.iter_mut().find(|(p, _)| *p == shared) {
+                f(c)
+            } else {
+                // SAFETY: forwarded caller contract.
+                let c = unsafe { LocalCache::new(shared) };
+                t.entries.push((shared, c));
+                let last = t.entries.len() - 1;
+                f(&mut t.entries[last].1)
             };
-            t.entries.push((shared, c));
-            let last = t.entries.len() - 1;
-            let r = f(&mut t.entries[last].1);
-            drop(t);
-            drop(closed); // outside the borrow: may free pools
+            // Checked after `f`: a cache created for a pool closed meanwhile is caught here or
+            // at the next operation (the bump that closed it is then visible).
+            if let Some(closed) = t.take_closed() {
+                drop(t);
+                drop(closed); // outside the borrow: may free pools
+            }
             Some(r)
         })
         .ok()
@@ -517,6 +571,21 @@ pub fn flush_thread_caches() {
             Err(_) => Vec::new(),
         };
         drop(entries);
+    });
+}
+
+/// Releases this thread's per-thread caches of pools whose handles are all gone (the caches of
+/// live pools stay warm). Every per-thread cache operation ([`Mempool::alloc`],
+/// [`Mempool::alloc_bulk`], dropping a [`Packet`]) already does this; call it from a thread that
+/// stops using pools but keeps running, e.g. in a worker's idle loop. Costs one relaxed load
+/// when no pool was closed since this thread's last look.
+pub fn release_closed_pool_caches() {
+    let _ = THREAD_CACHES.try_with(|t| {
+        let closed = match t.try_borrow_mut() {
+            Ok(mut t) => t.take_closed(),
+            Err(_) => None,
+        };
+        drop(closed);
     });
 }
 
@@ -794,6 +863,8 @@ impl Drop for Mempool {
     fn drop(&mut self) {
         if self.shared().handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             remove_thread_cache(self.shared);
+            // Tell the other threads to release their caches of it (see `POOLS_CLOSED`).
+            POOLS_CLOSED.fetch_add(1, Ordering::Release);
         }
         // SAFETY: drops this handle's reference; not touched afterwards.
         unsafe { PoolShared::release(self.shared, 1) };
@@ -1378,6 +1449,91 @@ mod tests {
         assert!(
             unmapped.load(Ordering::SeqCst),
             "last packet back: pool freed and unmapped"
+        );
+    }
+
+    struct CountUnmaps(Arc<AtomicUsize>);
+    impl DmaMap for CountUnmaps {
+        fn name(&self) -> String {
+            "count unmaps".into()
+        }
+        unsafe fn map(&self, v: *mut u8, _l: usize, _a: usize) -> Result<u64, DmaMapError> {
+            Ok(v as u64)
+        }
+        unsafe fn unmap(&self, _i: u64, _v: *mut u8, _l: usize) -> Result<(), DmaMapError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_running_thread_releases_its_cache_of_a_dropped_pool() {
+        // Regression (review M2): a worker's per-thread cache used to keep a dropped pool (its
+        // memory and device mapping) alive until the worker exited or made a new cache.
+        use std::sync::mpsc::channel;
+        let unmaps = Arc::new(AtomicUsize::new(0));
+        let a = Mempool::new(&small("closed-a", 64, 8), Arc::new(CountUnmaps(unmaps.clone()))).unwrap();
+        let c_unmaps = Arc::new(AtomicUsize::new(0));
+        let c = Mempool::new(&small("closed-c", 64, 8), Arc::new(CountUnmaps(c_unmaps.clone()))).unwrap();
+        let b = pool("live-b", 64, 8);
+        let (to_worker, from_main) = channel::<u32>();
+        let (to_main, from_worker) = channel::<()>();
+        let (wa, wb, wc) = (a.clone(), b.clone(), c.clone());
+        let worker = std::thread::spawn(move || {
+            // Per-thread caches of A, B and C, each holding buffers.
+            for p in [&wa, &wb, &wc] {
+                let v: Vec<Packet> = (0..4).map(|_| p.alloc().unwrap()).collect();
+                drop(v);
+            }
+            drop((wa, wc));
+            let b_pkt = wb.alloc().unwrap();
+            to_main.send(()).unwrap();
+            // 1: one operation on pool B (its cache exists: the fast path).
+            assert_eq!(from_main.recv().unwrap(), 1);
+            drop(wb.alloc().unwrap());
+            to_main.send(()).unwrap();
+            // 2: the documented hook, no pool operation.
+            assert_eq!(from_main.recv().unwrap(), 2);
+            release_closed_pool_caches();
+            to_main.send(()).unwrap();
+            // Keep running (and holding B's cache and a packet) until told to end.
+            assert_eq!(from_main.recv().unwrap(), 3);
+            drop(b_pkt);
+        });
+        from_worker.recv().unwrap();
+        drop(a);
+        assert_eq!(
+            unmaps.load(Ordering::SeqCst),
+            0,
+            "the worker's cache still holds A"
+        );
+        to_worker.send(1).unwrap();
+        from_worker.recv().unwrap();
+        assert_eq!(
+            unmaps.load(Ordering::SeqCst),
+            1,
+            "A released after the worker's next operation on B"
+        );
+        drop(c);
+        assert_eq!(
+            c_unmaps.load(Ordering::SeqCst),
+            0,
+            "the worker's cache still holds C"
+        );
+        to_worker.send(2).unwrap();
+        from_worker.recv().unwrap();
+        assert_eq!(c_unmaps.load(Ordering::SeqCst), 1, "C released by the hook");
+        assert_eq!(
+            b.in_use(),
+            1,
+            "B untouched: its packet is out, its cache counted free"
+        );
+        to_worker.send(3).unwrap();
+        worker.join().unwrap();
+        assert_eq!(b.in_use(), 0);
+        assert_eq!(
+            (unmaps.load(Ordering::SeqCst), c_unmaps.load(Ordering::SeqCst)),
+            (1, 1)
         );
     }
 
