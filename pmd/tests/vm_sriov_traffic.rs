@@ -394,3 +394,49 @@ fn hostile_vf_is_contained() {
         "{line}"
     );
 }
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn vf_traffic_resumes_after_pf_restart() {
+    init_log();
+    let m = Manager::start(&["--pf", &pf(), "--vfs", "2"]);
+    let vfs = vf_addrs(&pf());
+    let token = Some(VfToken::load(&m.token_file).unwrap().expose());
+    let mut vf0 = open_port(&vfs[0], 0, token).unwrap_or_else(|e| panic!("VF 0: {e}"));
+    let mac0 = vf0.mac_addr();
+    let vpool = pool_for(&vf0, "vf", 1024);
+    let (_rx0, mut tx0) = start(&mut vf0, &vpool);
+    let mut wire = Port::open(&env("OXPMD_PORT1"), 2).unwrap();
+    let wpool = pool_for(&wire, "wire", 1024);
+    let (mut wrx, _wtx) = start(&mut wire, &wpool);
+    let wmac = wire.mac_addr();
+    wire.wait_link_up(DEADLINE).unwrap();
+    drain(&mut wrx);
+    send(&mut tx0, &vpool, wmac, mac0, 1, 100);
+    assert!(
+        exact(receive(&mut wrx, 1, 100, DEADLINE), 100),
+        "before the restart"
+    );
+    let (ok, out) = m.stop();
+    assert!(ok, "{out}");
+    // A new manager takes the PF over with the saved token and state. vfio-pci resets the PF
+    // when its last user closes it and when it is opened again, which (in QEMU's model, as on
+    // the 82576) takes the VF's queues down: the manager reports them off, and the VF process
+    // resets its VF (reopens its port); the restarted PF serves it with the saved MAC.
+    let m = Manager::start(&["--pf", &pf(), "--vfs", "2", "--restart"]);
+    assert!(
+        m.has_line(|l| l.contains("VF 0: restored; its queues are off (RX) / off (TX)")),
+        "{}",
+        m.output()
+    );
+    drop((_rx0, tx0, vf0));
+    let token = Some(VfToken::load(&m.token_file).unwrap().expose());
+    let mut vf0 = open_port(&vfs[0], 0, token).unwrap_or_else(|e| panic!("VF 0 again: {e}"));
+    assert_eq!(vf0.mac_addr(), mac0, "the restarted PF gave the saved MAC");
+    let (_rx0, mut tx0) = start(&mut vf0, &vpool);
+    send(&mut tx0, &vpool, wmac, mac0, 2, 100);
+    let got = receive(&mut wrx, 2, 100, DEADLINE);
+    assert!(exact(got.clone(), 100), "after the restart: {} of 100", got.len());
+    let (ok, out) = m.stop();
+    assert!(ok, "{out}");
+}

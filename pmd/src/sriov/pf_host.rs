@@ -370,7 +370,20 @@ impl<R: PfRegs> PfHost<R> {
             }
         }
         self.wr(regs::DTXSWC, dtxswc, "write DTXSWC")?;
-        // VFs restored from a saved state get their pool back.
+        // VFs restored from a saved state get their pool back (their queues are the VF's: they
+        // are reported, not touched).
+        for vf in 0..n {
+            if self.table.vf(vf).is_some_and(|s| s.phase == VfPhase::Ready) {
+                let rx = self.rd(regs::rxdctl(vf), "read RXDCTL")? & regs::DCTL_ENABLE != 0;
+                let tx = self.rd(regs::txdctl(vf), "read TXDCTL")? & regs::DCTL_ENABLE != 0;
+                log::info!(
+                    "{}: VF {vf}: restored; its queues are {} (RX) / {} (TX)",
+                    self.name,
+                    if rx { "on" } else { "off" },
+                    if tx { "on" } else { "off" }
+                );
+            }
+        }
         for vf in 0..n {
             if self.table.vf(vf).is_some_and(|s| s.phase == VfPhase::Ready) {
                 let mac = self.table.vf(vf).and_then(|s| s.mac);
