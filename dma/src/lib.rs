@@ -10,7 +10,10 @@
 //!   gives it up with [`Packet::into_raw`] before posting the buffer's IOVA to a device and
 //!   takes it back with the `unsafe` [`Packet::from_raw`] only after it observed the device's
 //!   completion for it (DD). Buffer metadata lives in a 64-byte header in front of the buffer
-//!   that is never given to a device.
+//!   whose address is never given to a device (descriptors name the buffer after it). The
+//!   header is inside the pool's mapped region, though, so the IOMMU does not stop a buggy or
+//!   hostile device that writes to it anyway: its lengths, IOVA and pool pointer are trusted
+//!   (review M1; moving the metadata out of the mapped region is the full fix).
 //! - **Every address given to a device lies in a mapped region; nothing is unmapped or freed
 //!   while a device could still use it** (invariant 3). A region is mapped through
 //!   [`DmaRegion::map`], which keeps the [`DmaMap`] and unmaps before the memory is unmapped

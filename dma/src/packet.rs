@@ -119,7 +119,9 @@ impl EthernetHeader {
     pub const LEN: usize = 14;
 }
 
-/// Metadata at the start of every buffer. CPU-only memory (never given to a device).
+/// Metadata at the start of every buffer. No descriptor ever names it (devices get the IOVA
+/// of the buffer after it), but it lies in the pool's IOMMU-mapped region: a device writing
+/// outside its buffers could change it, and the fields are trusted (see the crate docs).
 #[repr(C, align(64))]
 pub(crate) struct BufHeader {
     /// Owning pool (identity and where the buffer returns).
