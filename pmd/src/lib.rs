@@ -12,6 +12,7 @@
 
 pub mod adv_ring;
 pub mod burst;
+pub mod capture;
 pub mod driver;
 pub mod drivers;
 pub mod error;
