@@ -20,14 +20,25 @@
 //! MACs: src = the TX port's MAC; dst = `--dst-mac`, else the RX port's MAC when it is another port,
 //! else broadcast. A forwarder in between rewrites dst (l2fwd writes 02:00:00:00:00:<port>): give the
 //! RX port `-P` (promiscuous) then.
+//!
+//! `--pcap FILE` captures, on the ports of `--pcap-ports` (default all), the frames pktgen sends
+//! (port 0, as built and handed to the TX queue) and receives (the RX port, as received): the
+//! workers copy them into preallocated records of `oxpmd::pmd::capture` and a writer thread writes
+//! the file; when the writer is behind, frames are not captured and counted (`pcap_dropped`).
+//! `--stats-json` prints one JSON object per `-T` period (default 1 s) and a final one on stdout,
+//! and sends every text line to stderr. Set-up steps print their durations on stderr. See
+//! docs/capture.md.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oxpmd::dma::{Mempool, MempoolConfig, OffloadFlags, Packet, RegionOptions};
+use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureTap, json_escape, now_ns as wall_ns};
 use oxpmd::pmd::vport::virtual_pool;
-use oxpmd::pmd::{Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, RxQueue, TxQueue};
+use oxpmd::pmd::{
+    Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue,
+};
 
 const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --tx-port DEV        port to send on: PCI address (0000:00:02.0) or virtual port (null0, ring:NAME)
@@ -47,7 +58,12 @@ const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --cores LIST         pin the TX and RX threads (e.g. 0 or 0,1)
   --expect-rx-dst MAC  count received frames with another destination MAC as corrupted
   --expect-rx-src MAC  same for the source MAC (e.g. behind l2fwd: its TX port's MAC)
-  -T SECS              print rates every SECS seconds (default 0: only the summary)
+  -T SECS              print rates every SECS seconds (default 0: only the summary; 1 with --stats-json)
+  --pcap FILE          write the frames sent and received on the chosen ports to FILE (pcap, ns stamps)
+  --pcap-ports LIST    ports to capture, by id: 0 = TX port, 1 = RX port (default: all)
+  --pcap-slots N       capture records in flight, a power of two (default 4096); beyond, frames are
+                       not captured and counted as capture drops
+  --stats-json         stdout: one JSON object per stats period and a final one; text goes to stderr
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
 const MAGIC: u16 = 0x0C5A;
@@ -65,6 +81,25 @@ const UDP_DST: u16 = 9;
 const WINDOW: u64 = 1 << 16;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
+static JSON_MODE: AtomicBool = AtomicBool::new(false);
+
+/// A text line: stdout, or stderr under `--stats-json`.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if JSON_MODE.load(Ordering::Relaxed) {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
+/// A set-up step and its duration, on stderr.
+fn step(what: &str, t: Instant) {
+    eprintln!("pktgen: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
+}
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
@@ -186,6 +221,10 @@ struct Options {
     period: u64,
     expect_rx_dst: Option<MacAddr>,
     expect_rx_src: Option<MacAddr>,
+    pcap: Option<std::path::PathBuf>,
+    pcap_ports: Option<Vec<u16>>,
+    pcap_slots: usize,
+    stats_json: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -208,6 +247,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         period: 0,
         expect_rx_dst: None,
         expect_rx_src: None,
+        pcap: None,
+        pcap_ports: None,
+        pcap_slots: 4096,
+        stats_json: false,
     };
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
@@ -261,6 +304,22 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.expect_rx_src = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
             }
             "-T" => o.period = num(a, &val(&mut it, a)?, 0u64, 86_400)?,
+            "--pcap" => o.pcap = Some(val(&mut it, a)?.into()),
+            "--pcap-ports" => {
+                let v = val(&mut it, a)?;
+                let mut l = Vec::new();
+                for c in v.split(',') {
+                    l.push(num(a, c.trim(), 0u16, 1)?);
+                }
+                o.pcap_ports = Some(l);
+            }
+            "--pcap-slots" => {
+                o.pcap_slots = num(a, &val(&mut it, a)?, 2usize, 65536)?;
+                if !o.pcap_slots.is_power_of_two() {
+                    return Err(format!("{a}: {} is not a power of two", o.pcap_slots));
+                }
+            }
+            "--stats-json" => o.stats_json = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -273,6 +332,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     if o.count.is_some() && o.duration.is_some() {
         return Err("give --count or --duration, not both".into());
+    }
+    if o.pcap.is_none() && o.pcap_ports.is_some() {
+        return Err("--pcap-ports needs --pcap FILE".into());
+    }
+    if o.stats_json && o.period == 0 {
+        o.period = 1;
     }
     Ok(o)
 }
@@ -601,6 +666,7 @@ fn tx_loop(
     src: MacAddr,
     t0: Instant,
     live: &Live,
+    mut tap: Option<CaptureTap>,
 ) -> TxResult {
     pin(&opts.cores, 0, "pktgen tx");
     let mut burst = Burst::with_capacity(opts.burst).unwrap_or_default();
@@ -636,12 +702,17 @@ fn tx_loop(
             want = want.min(c - i);
         }
         let now_ns = now.as_nanos() as u64;
+        // One clock read per burst for the capture timestamps (vDSO, no system call).
+        let cap_ts = if tap.is_some() { wall_ns() } else { 0 };
         while burst.len() < want as usize {
             let Some(mut p) = pool.alloc() else { break };
             let size = opts.sizes.nth(i + burst.len() as u64) - 4;
             let stream = ((i + burst.len() as u64) % u64::from(opts.streams)) as usize;
             let Some(room) = p.append(size) else { break };
             build_frame(room, dst, src, stream as u16, seqs[stream], now_ns);
+            if let Some(t) = tap.as_mut() {
+                t.capture(room, cap_ts);
+            }
             seqs[stream] = seqs[stream].wrapping_add(1);
             if burst.push(p).is_err() {
                 break;
@@ -669,6 +740,9 @@ fn tx_loop(
             live.sent.store(i, Ordering::Relaxed);
             live.sent_bytes.store(bytes, Ordering::Relaxed);
             last_publish = i;
+            if let Some(t) = tap.as_ref() {
+                t.publish();
+            }
         }
     }
     // Frames built but not taken are not sent: drop them (the sequence numbers are gaps the
@@ -682,6 +756,7 @@ fn tx_loop(
     live.sent_bytes.store(bytes, Ordering::Relaxed);
     live.tx_done.store(true, Ordering::Release);
     let end_ns = t0.elapsed().as_nanos() as u64;
+    drop(tap);
     drop(q);
     oxpmd::dma::flush_thread_caches();
     TxResult {
@@ -692,7 +767,13 @@ fn tx_loop(
     }
 }
 
-fn rx_loop(mut qs: Vec<RxQueue>, opts: &Options, t0: Instant, live: &Live) -> RxResult {
+fn rx_loop(
+    mut qs: Vec<RxQueue>,
+    opts: &Options,
+    t0: Instant,
+    live: &Live,
+    mut tap: Option<CaptureTap>,
+) -> RxResult {
     pin(&opts.cores, 1, "pktgen rx");
     let mut checker = Checker::new(opts.streams, opts.expect_rx_dst, opts.expect_rx_src);
     let mut burst = Burst::new();
@@ -704,6 +785,13 @@ fn rx_loop(mut qs: Vec<RxQueue>, opts: &Options, t0: Instant, live: &Live) -> Rx
             if n > 0 {
                 got += n;
                 let now_ns = t0.elapsed().as_nanos() as u64;
+                if let Some(t) = tap.as_mut() {
+                    let ts = wall_ns();
+                    for p in burst.iter() {
+                        t.capture(p.data(), ts);
+                    }
+                    t.publish();
+                }
                 for p in burst.drain() {
                     checker.check(&p, now_ns);
                 }
@@ -726,18 +814,20 @@ fn rx_loop(mut qs: Vec<RxQueue>, opts: &Options, t0: Instant, live: &Live) -> Rx
             std::hint::spin_loop();
         }
     }
+    drop(tap);
     drop(qs);
     oxpmd::dma::flush_thread_caches();
     let missing = checker.missing(live.sent.load(Ordering::Relaxed), 10);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|(s, q)| format!("{s}:{q}")).collect();
-        println!("pktgen: first missing frames (stream:seq): {}", list.join(" "));
+        say!("pktgen: first missing frames (stream:seq): {}", list.join(" "));
     }
     checker.r
 }
 
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
+    JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
     // The same device for TX and RX: one port. Two ring ports of one name are the pair's two ends.
     let tx_spec = DeviceSpec::parse(&opts.tx_port)?;
     let same = opts
@@ -749,6 +839,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         == Some(&tx_spec)
         && !matches!(tx_spec, DeviceSpec::Ring { .. });
     let mut ports: Vec<Port> = Vec::new();
+    let t = Instant::now();
     ports.push(Port::open_spec(
         &tx_spec,
         &OpenOptions {
@@ -765,6 +856,8 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             },
         )?);
     }
+    step(&format!("open {} port(s)", ports.len()), t);
+    let t = Instant::now();
     let pool_size = (ports.len() * 2 * opts.ring_size + 4 * MAX_BURST + 2048).max(8192);
     let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
         Some(map) => Mempool::new(
@@ -777,6 +870,11 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         )?,
         None => virtual_pool("pktgen", pool_size, 256)?,
     };
+    step(
+        &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
+        t,
+    );
+    let t = Instant::now();
     let cfg = PortConfig::new(pool.clone()).ring_sizes(opts.ring_size, opts.ring_size);
     for p in ports.iter_mut() {
         p.configure(&cfg)?;
@@ -792,18 +890,20 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     for p in ports.iter_mut() {
         p.start()?;
     }
+    step("configure and start the ports", t);
     let mut speed = 0u64;
     for (i, p) in ports.iter_mut().enumerate() {
         let t = Instant::now();
         match p.wait_link_up(Duration::from_secs(30)) {
             Ok(l) => {
-                println!(
+                say!(
                     "port {} ({}): MAC {} link {l} (waited {:.3} s)",
                     p.id(),
                     p.name(),
                     p.mac_addr(),
                     t.elapsed().as_secs_f64()
                 );
+                step(&format!("link wait, port {} ({})", p.id(), p.name()), t);
                 if i == 0 {
                     speed = u64::from(l.speed_mbps);
                 }
@@ -833,7 +933,33 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     };
     let txq = txqs.remove(0);
     drop(txqs);
-    println!(
+    // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
+    let rx_port_id = rx_idx.map(|i| ports[i].id());
+    let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
+    let capture = match &opts.pcap {
+        Some(path) => {
+            let t = Instant::now();
+            let c = Capture::start(
+                path,
+                &CaptureConfig {
+                    slots: opts.pcap_slots,
+                    ..CaptureConfig::default()
+                },
+            )?;
+            step(
+                &format!("capture to {} ({} records)", path.display(), opts.pcap_slots),
+                t,
+            );
+            Some(c)
+        }
+        None => None,
+    };
+    let tx_tap = capture.as_ref().filter(|_| chosen(0)).map(Capture::tap);
+    let rx_tap = capture
+        .as_ref()
+        .filter(|_| rx_port_id.is_some_and(chosen))
+        .map(Capture::tap);
+    say!(
         "pktgen: {} -> {}: sizes {:?}, rate {}, {} stream(s), dst {dst}, src {src}, line rate {speed_mbps} Mbit/s",
         opts.tx_port,
         opts.rx_port.as_deref().unwrap_or("(no receiver)"),
@@ -848,16 +974,19 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         let live_ref = &live;
         let tx = std::thread::Builder::new()
             .name("pktgen-tx".into())
-            .spawn_scoped(s, move || tx_loop(txq, tx_pool, opts, dst, src, t0, live_ref))?;
+            .spawn_scoped(s, move || {
+                tx_loop(txq, tx_pool, opts, dst, src, t0, live_ref, tx_tap)
+            })?;
         let rx = match rxqs {
             Some(q) => Some(
                 std::thread::Builder::new()
                     .name("pktgen-rx".into())
-                    .spawn_scoped(s, move || rx_loop(q, opts, t0, live_ref))?,
+                    .spawn_scoped(s, move || rx_loop(q, opts, t0, live_ref, rx_tap))?,
             ),
             None => None,
         };
         let mut last = (Instant::now(), 0u64, 0u64);
+        let mut prev: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
         while !tx.is_finished() || rx.as_ref().is_some_and(|h| !h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
             if opts.period > 0 && last.0.elapsed().as_secs() >= opts.period {
@@ -866,7 +995,16 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                     live.received.load(Ordering::Relaxed),
                 );
                 let dt = last.0.elapsed().as_secs_f64();
-                println!(
+                if opts.stats_json {
+                    let (cap, drop) = capture.as_ref().map_or((0, 0), Capture::counts);
+                    println!(
+                        "{{\"type\":\"stats\",\"time_s\":{:.3},\"interval_s\":{dt:.3},\"sent\":{sent},\
+                         \"received\":{recv},\"pcap_captured\":{cap},\"pcap_dropped\":{drop},\"ports\":{}}}",
+                        t0.elapsed().as_secs_f64(),
+                        ports_json(&mut ports, &mut prev, dt)
+                    );
+                }
+                say!(
                     "  {:>8.1} s: sent {sent} ({:.3} Mpps), received {recv} ({:.3} Mpps)",
                     t0.elapsed().as_secs_f64(),
                     (sent - last.1) as f64 / dt / 1e6,
@@ -882,10 +1020,34 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         };
         Ok((txr, rxr))
     })?;
+    let cap_report = match capture {
+        Some(c) => {
+            let r = c.finish()?;
+            say!(
+                "pktgen: capture {}: captured {} frames, dropped {} (writer behind), written {}",
+                opts.pcap.as_deref().unwrap_or(std::path::Path::new("")).display(),
+                r.captured,
+                r.dropped,
+                r.written
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    let final_ports = if opts.stats_json {
+        let mut none: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
+        Some(ports_json(
+            &mut ports,
+            &mut none,
+            (t0.elapsed().as_secs_f64()).max(1e-9),
+        ))
+    } else {
+        None
+    };
     for p in ports.iter_mut() {
         p.stop()?;
         match p.stats() {
-            Ok(st) => println!(
+            Ok(st) => say!(
                 "port {} ({}): ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {} \
                  rx_multiseg_dropped {}",
                 p.id(),
@@ -898,13 +1060,101 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                 st.rx_nombuf,
                 st.rx_multiseg_dropped
             ),
-            Err(e) => println!("port {} ({}): statistics: {e}", p.id(), p.name()),
+            Err(e) => say!("port {} ({}): statistics: {e}", p.id(), p.name()),
         }
     }
     drop(ports);
     drop(cfg);
     oxpmd::dma::flush_thread_caches();
-    Ok(report(opts, &txr, rxr.as_ref(), speed_mbps, &pool))
+    let (ok, mut kv) = report(opts, &txr, rxr.as_ref(), speed_mbps, &pool);
+    if let Some(r) = cap_report {
+        kv.push_str(&format!(
+            " pcap_captured={} pcap_dropped={} pcap_written={}",
+            r.captured, r.dropped, r.written
+        ));
+    }
+    say!("pktgen-result: {kv}");
+    if let Some(ports_json) = final_ports {
+        let fields: Vec<String> = kv
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => format!("{}:{v}", json_escape(k)),
+                _ => format!("{}:{}", json_escape(k), json_escape(v)),
+            })
+            .collect();
+        println!(
+            "{{\"type\":\"final\",\"time_s\":{:.3},\"ok\":{ok},\"result\":{{{}}},\"ports\":{ports_json}}}",
+            t0.elapsed().as_secs_f64(),
+            fields.join(",")
+        );
+    }
+    Ok(ok)
+}
+
+/// JSON array of every port's counters (per port and per queue) and rates since `prev` (or over
+/// `dt` seconds when there is no previous reading); updates `prev`.
+fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
+    let dt = dt.max(1e-9);
+    let rate = |now: u64, before: Option<u64>| (now - before.unwrap_or(0).min(now)) as f64 / dt;
+    let mut out = Vec::new();
+    for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
+        let (id, name) = (p.id(), p.name().to_string());
+        let st = match p.stats() {
+            Ok(st) => st,
+            Err(e) => {
+                out.push(format!(
+                    "{{\"port\":{id},\"name\":{},\"error\":{}}}",
+                    json_escape(&name),
+                    json_escape(&e.to_string())
+                ));
+                continue;
+            }
+        };
+        let l = last.as_ref();
+        let queues = |qs: &[oxpmd::pmd::QueueCounters], lq: Option<&Vec<oxpmd::pmd::QueueCounters>>| {
+            let v: Vec<String> = qs
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    let lp = lq.and_then(|v| v.get(i));
+                    format!(
+                        "{{\"queue\":{i},\"packets\":{},\"bytes\":{},\"ierrors\":{},\"rx_nombuf\":{},\
+                         \"pps\":{:.1},\"bps\":{:.1}}}",
+                        q.packets,
+                        q.bytes,
+                        q.ierrors,
+                        q.rx_nombuf,
+                        rate(q.packets, lp.map(|q| q.packets)),
+                        8.0 * rate(q.bytes, lp.map(|q| q.bytes))
+                    )
+                })
+                .collect();
+            format!("[{}]", v.join(","))
+        };
+        out.push(format!(
+            "{{\"port\":{id},\"name\":{},\"ipackets\":{},\"opackets\":{},\"ibytes\":{},\"obytes\":{},\
+             \"imissed\":{},\"ierrors\":{},\"oerrors\":{},\"rx_nombuf\":{},\"ipps\":{:.1},\"opps\":{:.1},\
+             \"ibps\":{:.1},\"obps\":{:.1},\"rx_queues\":{},\"tx_queues\":{}}}",
+            json_escape(&name),
+            st.ipackets,
+            st.opackets,
+            st.ibytes,
+            st.obytes,
+            st.imissed,
+            st.ierrors,
+            st.oerrors,
+            st.rx_nombuf,
+            rate(st.ipackets, l.map(|s| s.ipackets)),
+            rate(st.opackets, l.map(|s| s.opackets)),
+            8.0 * rate(st.ibytes, l.map(|s| s.ibytes)),
+            8.0 * rate(st.obytes, l.map(|s| s.obytes)),
+            queues(&st.rx_queues, l.map(|s| &s.rx_queues)),
+            queues(&st.tx_queues, l.map(|s| &s.tx_queues))
+        ));
+        *last = Some(st);
+    }
+    format!("[{}]", out.join(","))
 }
 
 /// Rates of `frames` frames of `bytes` bytes (with FCS) over `ns`: (Mpps, Gbit/s, % of line rate).
@@ -917,9 +1167,16 @@ fn rates(frames: u64, bytes: u64, ns: u64, speed_mbps: u64) -> (f64, f64, f64) {
     (mpps, gbps, wire / speed_mbps as f64 * 100.0)
 }
 
-fn report(opts: &Options, tx: &TxResult, rx: Option<&RxResult>, speed_mbps: u64, pool: &Mempool) -> bool {
+/// Prints the summary; returns whether the run passed and the `pktgen-result` key=value pairs.
+fn report(
+    opts: &Options,
+    tx: &TxResult,
+    rx: Option<&RxResult>,
+    speed_mbps: u64,
+    pool: &Mempool,
+) -> (bool, String) {
     let (mpps, gbps, pct) = rates(tx.sent, tx.bytes, tx.end_ns - tx.start_ns, speed_mbps);
-    println!(
+    say!(
         "pktgen: sent {} frames ({} bytes) in {:.3} s: {mpps:.4} Mpps, {gbps:.4} Gbit/s, {pct:.2}% of {speed_mbps} Mbit/s line rate",
         tx.sent,
         tx.bytes,
@@ -945,34 +1202,37 @@ fn report(opts: &Options, tx: &TxResult, rx: Option<&RxResult>, speed_mbps: u64,
         } else {
             (0.0, 0.0, 0.0)
         };
-        println!(
+        say!(
             "pktgen: received {} frames ({} unique): {rmpps:.4} Mpps, {rgbps:.4} Gbit/s, {rpct:.2}% of line rate",
-            r.received, r.unique
+            r.received,
+            r.unique
         );
-        println!(
+        say!(
             "pktgen: lost {lost}, duplicates {}, reordered {}, corrupted {}, other frames {}; latency min {lmin:.1} us, avg {lavg:.1} us, max {lmax:.1} us",
-            r.duplicates, r.reordered, r.corrupted, r.foreign
+            r.duplicates,
+            r.reordered,
+            r.corrupted,
+            r.foreign
         );
         kv.push_str(&format!(
             " received={} unique={} lost={lost} dup={} reordered={} corrupt={} other={} rx_mpps={rmpps:.6} rx_gbps={rgbps:.6} rx_line_pct={rpct:.3} lat_min_us={lmin:.1} lat_avg_us={lavg:.1} lat_max_us={lmax:.1}",
             r.received, r.unique, r.duplicates, r.reordered, r.corrupted, r.foreign
         ));
         if opts.expect_all && (lost > 0 || r.duplicates > 0 || r.corrupted > 0) {
-            println!("pktgen: --expect-all: FAILED (loss, duplicates or corruption)");
+            say!("pktgen: --expect-all: FAILED (loss, duplicates or corruption)");
             ok = false;
         }
     }
     let (free, cap) = (pool.available(), pool.capacity());
     kv.push_str(&format!(" pool_free={free} pool_capacity={cap}"));
     if free != cap {
-        println!(
+        say!(
             "pktgen: buffer check: {free}/{cap} buffers back: LEAK of {}",
             cap - free
         );
         ok = false;
     }
-    println!("pktgen-result: {kv}");
-    ok
+    (ok, kv)
 }
 
 #[cfg(test)]
