@@ -166,13 +166,29 @@ pub trait Driver: Send {
     }
 }
 
-/// Options for opening a device.
-#[derive(Debug, Clone, Default)]
+/// Options for opening a device. `Debug` never prints the VF token (it is a shared secret between
+/// the PF's and the VF's owners): it shows `Some(<redacted>)` or `None`.
+#[derive(Clone, Default)]
 pub struct OpenOptions {
     /// Port id written into received packets (l2fwd's port index).
     pub port_id: u16,
     /// VF token (UUID) for opening an SR-IOV VF whose PF is driven from userspace.
     pub vf_token: Option<String>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Redacted;
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+        f.debug_struct("OpenOptions")
+            .field("port_id", &self.port_id)
+            .field("vf_token", &self.vf_token.as_ref().map(|_| Redacted))
+            .finish()
+    }
 }
 
 /// Smallest frame a `null` port may produce.
@@ -288,6 +304,22 @@ pub const LINK_POLL_INTERVAL: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_options_debug_redacts_the_vf_token() {
+        let token = "2e2ab2e4-8d2f-4b1a-9c3e-5f6a7b8c9d0e";
+        let opts = OpenOptions {
+            port_id: 3,
+            vf_token: Some(token.to_string()),
+        };
+        for text in [format!("{opts:?}"), format!("{opts:#?}")] {
+            assert!(!text.contains(token), "token printed: {text}");
+            assert!(!text.contains("2e2ab2e4"), "part of the token printed: {text}");
+            assert!(text.contains("<redacted>") && text.contains("port_id"), "{text}");
+        }
+        let none = format!("{:?}", OpenOptions::default());
+        assert!(none.contains("vf_token: None"), "{none}");
+    }
 
     #[test]
     fn parses_every_documented_form() {
