@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oxpmd::dma::{Mempool, MempoolConfig, OffloadFlags, Packet, RegionOptions};
-use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureTap, json_escape, now_ns as wall_ns};
+use oxpmd::pmd::capture::{
+    Capture, CaptureConfig, CaptureTap, json_escape, now_ns as wall_ns, port_stats_json,
+};
 use oxpmd::pmd::vport::virtual_pool;
 use oxpmd::pmd::{
     Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue,
@@ -1095,64 +1097,20 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
 /// JSON array of every port's counters (per port and per queue) and rates since `prev` (or over
 /// `dt` seconds when there is no previous reading); updates `prev`.
 fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
-    let dt = dt.max(1e-9);
-    let rate = |now: u64, before: Option<u64>| (now - before.unwrap_or(0).min(now)) as f64 / dt;
     let mut out = Vec::new();
     for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
-        let (id, name) = (p.id(), p.name().to_string());
-        let st = match p.stats() {
-            Ok(st) => st,
-            Err(e) => {
-                out.push(format!(
-                    "{{\"port\":{id},\"name\":{},\"error\":{}}}",
-                    json_escape(&name),
-                    json_escape(&e.to_string())
-                ));
-                continue;
+        match p.stats() {
+            Ok(st) => {
+                out.push(port_stats_json(p.id(), p.name(), &st, last.as_ref(), dt));
+                *last = Some(st);
             }
-        };
-        let l = last.as_ref();
-        let queues = |qs: &[oxpmd::pmd::QueueCounters], lq: Option<&Vec<oxpmd::pmd::QueueCounters>>| {
-            let v: Vec<String> = qs
-                .iter()
-                .enumerate()
-                .map(|(i, q)| {
-                    let lp = lq.and_then(|v| v.get(i));
-                    format!(
-                        "{{\"queue\":{i},\"packets\":{},\"bytes\":{},\"ierrors\":{},\"rx_nombuf\":{},\
-                         \"pps\":{:.1},\"bps\":{:.1}}}",
-                        q.packets,
-                        q.bytes,
-                        q.ierrors,
-                        q.rx_nombuf,
-                        rate(q.packets, lp.map(|q| q.packets)),
-                        8.0 * rate(q.bytes, lp.map(|q| q.bytes))
-                    )
-                })
-                .collect();
-            format!("[{}]", v.join(","))
-        };
-        out.push(format!(
-            "{{\"port\":{id},\"name\":{},\"ipackets\":{},\"opackets\":{},\"ibytes\":{},\"obytes\":{},\
-             \"imissed\":{},\"ierrors\":{},\"oerrors\":{},\"rx_nombuf\":{},\"ipps\":{:.1},\"opps\":{:.1},\
-             \"ibps\":{:.1},\"obps\":{:.1},\"rx_queues\":{},\"tx_queues\":{}}}",
-            json_escape(&name),
-            st.ipackets,
-            st.opackets,
-            st.ibytes,
-            st.obytes,
-            st.imissed,
-            st.ierrors,
-            st.oerrors,
-            st.rx_nombuf,
-            rate(st.ipackets, l.map(|s| s.ipackets)),
-            rate(st.opackets, l.map(|s| s.opackets)),
-            8.0 * rate(st.ibytes, l.map(|s| s.ibytes)),
-            8.0 * rate(st.obytes, l.map(|s| s.obytes)),
-            queues(&st.rx_queues, l.map(|s| &s.rx_queues)),
-            queues(&st.tx_queues, l.map(|s| &s.tx_queues))
-        ));
-        *last = Some(st);
+            Err(e) => out.push(format!(
+                "{{\"port\":{},\"name\":{},\"error\":{}}}",
+                p.id(),
+                json_escape(p.name()),
+                json_escape(&e.to_string())
+            )),
+        }
     }
     format!("[{}]", out.join(","))
 }
