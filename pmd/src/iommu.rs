@@ -6,11 +6,11 @@
 //!   `/proc/self/pagemap`; a mapping must be physically contiguous (a hugepage), which is checked
 //!   page by page. Only available with the explicit [`NoIommu`] opt-in.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use oxpmd_dma::{DmaMap, DmaMapError, IovaAllocator};
+use oxpmd_dma::{DmaMap, DmaMapError, IovaAllocator, Mempool, Packet};
 use oxpmd_vfio::noiommu::{self, NoIommu};
-use oxpmd_vfio::{Container, IommuInfo};
+use oxpmd_vfio::{Container, Device, IommuInfo, PciAddress, VfToken};
 
 /// IOVAs below this are never handed out, so that a zero or tiny address in a descriptor is always
 /// a bug the IOMMU catches.
@@ -108,6 +108,140 @@ impl DmaMap for VfioDmaMap {
         locked(&self.iova)
             .free(iova, len as u64)
             .map_err(|e| DmaMapError::new(op(), self.name(), e))
+    }
+}
+
+/// The process-wide VFIO container (one IOMMU domain) of every PCI port, whatever its driver: weak,
+/// so that it goes away with the last port and the last pool mapped through it.
+pub(crate) fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
+    MAP.get_or_init(|| Mutex::new(Weak::new()))
+}
+
+/// Why [`open_in_shared_container`] failed.
+#[derive(Debug)]
+pub(crate) enum SharedOpenError {
+    /// Opening `/dev/vfio/vfio` failed.
+    Container(oxpmd_vfio::Error),
+    /// Opening the device (its group, or the device fd) failed.
+    Device(oxpmd_vfio::Error),
+    /// Setting up the IOVA allocator of a new container failed.
+    Dma(DmaMapError),
+}
+
+impl SharedOpenError {
+    /// The operation that failed, for an error message.
+    pub(crate) fn op(&self) -> &'static str {
+        match self {
+            Self::Container(_) => "open the VFIO container",
+            Self::Device(_) => "open the VFIO device",
+            Self::Dma(_) => "set up DMA mapping",
+        }
+    }
+}
+
+/// Opens the PCI device at `addr` in the process's one VFIO container, creating the container for
+/// the first device. Every PCI port of the process (igb, igbvf, virtio) opens through here, so a
+/// mempool mapped for one port is mapped for all of them.
+pub(crate) fn open_in_shared_container(
+    addr: PciAddress,
+    token: Option<&VfToken>,
+) -> Result<(Device, Arc<VfioDmaMap>), SharedOpenError> {
+    let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(dma) = slot.upgrade() {
+        let dev = dma
+            .container()
+            .open_device(addr, token)
+            .map_err(SharedOpenError::Device)?;
+        return Ok((dev, dma));
+    }
+    let container = Container::open().map_err(SharedOpenError::Container)?;
+    let dev = container
+        .open_device(addr, token)
+        .map_err(SharedOpenError::Device)?;
+    let dma = Arc::new(VfioDmaMap::new(container).map_err(SharedOpenError::Dma)?);
+    *slot = Arc::downgrade(&dma);
+    Ok((dev, dma))
+}
+
+/// Whether every byte of `pool`'s region is mapped in `container` at the region's IOVA.
+pub(crate) fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
+    let region = pool.region();
+    let Some(iova) = region.iova() else {
+        return false;
+    };
+    let vaddr = region.as_ptr() as usize;
+    container
+        .mappings()
+        .iter()
+        .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
+}
+
+/// A pool id no pool has (ids count up from 1).
+const NO_POOL: u64 = u64::MAX;
+
+/// Pools known to be mapped in a device's container, and the check for new ones (the TX side of
+/// design invariant 3). Shared by every PCI TX queue.
+pub(crate) struct MappedPools {
+    device: String,
+    container: Container,
+    known: [u64; 8],
+    next: usize,
+}
+
+impl MappedPools {
+    /// The check for a TX queue of `device`; `pool` (the queue's own pool) is trusted without a
+    /// per-packet check only if it is found mapped now, and a warning is logged if it is not.
+    pub(crate) fn new(device: &str, container: Container, pool: &Mempool, what: &str) -> Self {
+        let mapped = pool_is_mapped(&container, pool);
+        if !mapped {
+            log::warn!(
+                "{device}: {what}: the mempool `{}` is not mapped in this device's container; only \
+                 packets of mapped pools will be sent",
+                pool.name()
+            );
+        }
+        MappedPools {
+            device: device.to_string(),
+            container,
+            known: [if mapped { pool.id() } else { NO_POOL }; 8],
+            next: 0,
+        }
+    }
+
+    /// The device's name, for messages.
+    pub(crate) fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Whether packets of `pool_id` are known to be mapped.
+    #[inline(always)]
+    pub(crate) fn knows(&self, pool_id: u64) -> bool {
+        self.known.contains(&pool_id)
+    }
+
+    /// Whether `pkt`'s data lies in a container mapping at the address the device will be given.
+    /// A pool found mapped is remembered: while one of its packets exists the pool (and so its
+    /// mapping) stays alive, and pool ids are never reused.
+    pub(crate) fn check(&mut self, pkt: &Packet) -> bool {
+        if self.knows(pkt.pool_id()) {
+            return true;
+        }
+        let iova = pkt.data_iova();
+        let vaddr = pkt.data().as_ptr() as usize;
+        let len = pkt.len().max(1) as u64;
+        let ok = self.container.mappings().iter().any(|m| {
+            iova >= m.iova
+                && iova
+                    .checked_add(len)
+                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
+                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
+        });
+        if ok {
+            self.known[self.next % self.known.len()] = pkt.pool_id();
+            self.next += 1;
+        }
+        ok
     }
 }
 

@@ -25,11 +25,11 @@ mod queue;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
+use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
+use oxpmd_vfio::{Bar, BarError, Device, PciAddress, Sysfs};
 
 use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, RingSlice, disable_queue};
 use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
@@ -38,7 +38,9 @@ use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::VfioDmaMap;
+use crate::iommu::{MappedPools, SharedOpenError, VfioDmaMap, pool_is_mapped};
+// igbvf still reaches the process-wide container through this path; same static as iommu.rs.
+pub(crate) use crate::iommu::shared_dma_map;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;
@@ -119,7 +121,7 @@ pub enum IgbError {
     /// The RX mempool is not mapped for this device.
     #[error(
         "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of an igb port (all igb ports of a process share one container)"
+         Port::dma_map() of any PCI port of this process (all PCI ports share one container)"
     )]
     PoolNotMapped {
         /// Pool name.
@@ -136,14 +138,6 @@ fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError 
         op,
         source: Box::new(e.into()),
     }
-}
-
-/// The process-wide VFIO container of igb ports (one IOMMU domain): weak, so that it goes away
-/// with the last port and the last pool mapped through it. igbvf ports share it too, so that one
-/// mempool serves a PF port and VF ports of the same process.
-pub(crate) fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
-    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
-    MAP.get_or_init(|| Mutex::new(Weak::new()))
 }
 
 /// Hardware counters of one port, accumulated from the clear-on-read registers since the open.
@@ -243,71 +237,6 @@ impl IgbStatsReader {
     }
 }
 
-/// Pools known to be mapped in the device's container, and the check for new ones.
-pub(crate) struct MappedPools {
-    device: Arc<str>,
-    container: Container,
-    known: [u64; 8],
-    next: usize,
-}
-
-impl MappedPools {
-    fn new(device: Arc<str>, container: Container, first: u64) -> Self {
-        MappedPools {
-            device,
-            container,
-            known: [first; 8],
-            next: 0,
-        }
-    }
-
-    pub(crate) fn device(&self) -> &str {
-        &self.device
-    }
-
-    #[inline(always)]
-    pub(crate) fn knows(&self, pool_id: u64) -> bool {
-        self.known.contains(&pool_id)
-    }
-
-    /// Whether `pkt`'s data lies in a container mapping at the address the device will be given.
-    /// A pool found mapped is remembered: while one of its packets exists the pool (and so its
-    /// mapping) stays alive, and pool ids are never reused.
-    pub(crate) fn check(&mut self, pkt: &Packet) -> bool {
-        if self.knows(pkt.pool_id()) {
-            return true;
-        }
-        let iova = pkt.data_iova();
-        let vaddr = pkt.data().as_ptr() as usize;
-        let len = pkt.len().max(1) as u64;
-        let ok = self.container.mappings().iter().any(|m| {
-            iova >= m.iova
-                && iova
-                    .checked_add(len)
-                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
-                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
-        });
-        if ok {
-            self.known[self.next % self.known.len()] = pkt.pool_id();
-            self.next += 1;
-        }
-        ok
-    }
-}
-
-/// Whether every byte of `pool`'s region is mapped in `container` at the region's IOVA.
-fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
-    let region = pool.region();
-    let Some(iova) = region.iova() else {
-        return false;
-    };
-    let vaddr = region.as_ptr() as usize;
-    container
-        .mappings()
-        .iter()
-        .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
-}
-
 /// 40 random bytes for the RSS key, from the standard library's per-process random hasher keys.
 fn random_rss_key() -> [u32; rss::RSSRK_LEN] {
     let mut key = [0u32; rss::RSSRK_LEN];
@@ -395,30 +324,13 @@ impl IgbDriver {
                 log::info!("{name}: had no driver, bound to vfio-pci");
             }
         }
-        let (device, dma) = {
-            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
-            match slot.upgrade() {
-                Some(dma) => {
-                    let dev = dma
-                        .container()
-                        .open_device(addr, None)
-                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
-                    (dev, dma)
-                }
-                None => {
-                    let container =
-                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", e))?;
-                    let dev = container
-                        .open_device(addr, None)
-                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
-                    let dma = Arc::new(
-                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
-                    );
-                    *slot = Arc::downgrade(&dma);
-                    (dev, dma)
-                }
+        let (device, dma) = crate::iommu::open_in_shared_container(addr, None).map_err(|e| {
+            let op = e.op();
+            match e {
+                SharedOpenError::Container(v) | SharedOpenError::Device(v) => drv_err(&name, op, v),
+                SharedOpenError::Dma(d) => drv_err(&name, op, d),
             }
-        };
+        })?;
         let bar = device.map_bar(0).map_err(|e| drv_err(&name, "map BAR0", e))?;
         let shared = Arc::new(IgbShared {
             name: name.clone(),
@@ -769,17 +681,11 @@ impl Driver for IgbDriver {
         self.queues.push((Dir::Tx, q));
         self.wait_enabled(Dir::Tx, q)?;
         let pools = MappedPools::new(
-            Arc::from(self.name()),
+            self.name(),
             self.dma.container().clone(),
-            setup.pool.id(),
+            setup.pool,
+            &format!("TX queue {q}"),
         );
-        if !pool_is_mapped(self.dma.container(), setup.pool) {
-            log::warn!(
-                "{}: TX queue {q}: the port's mempool is not mapped for this device; its packets \
-                 will be refused",
-                self.name()
-            );
-        }
         let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
         let mut txq = IgbTxQueue {
             ring,

@@ -34,11 +34,11 @@ pub mod queue;
 pub mod regs;
 pub mod split;
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaMap, DmaRegion, Mempool, Packet, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs};
+use oxpmd_dma::{DmaMap, DmaRegion, Packet, RegionOptions};
+use oxpmd_vfio::{Bar, BarError, Device, PciAddress, Sysfs};
 
 use self::caps::{CapError, VirtioCaps, find_virtio_caps};
 use self::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
@@ -52,7 +52,7 @@ use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::VfioDmaMap;
+use crate::iommu::{MappedPools, SharedOpenError, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::QueueCounters;
@@ -168,9 +168,7 @@ pub enum VirtioError {
     /// The RX mempool is not mapped for this device.
     #[error(
         "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of a virtio port (all virtio ports of a process share one container; \
-         a pool made for a port of another driver, e.g. igb, is in that driver's container, so \
-         such ports cannot share a pool with virtio ports yet: use one process per driver)"
+         Port::dma_map() of any PCI port of this process (all PCI ports share one container)"
     )]
     PoolNotMapped {
         /// Pool name.
@@ -227,12 +225,6 @@ pub fn negotiate(device: &str, offered: u64, want_packed: bool) -> std::result::
         f &= !CTRL_VQ_FEATURES;
     }
     Ok(f)
-}
-
-/// The process-wide VFIO container of virtio ports: weak, so it goes with the last port and pool.
-fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
-    static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
-    MAP.get_or_init(|| Mutex::new(Weak::new()))
 }
 
 /// What the driver, its queues and their doorbells share.
@@ -438,59 +430,19 @@ unsafe impl RingMemory for RegionSlice {
     }
 }
 
-/// A pool id no pool has (ids count up from 1).
-const NO_POOL: u64 = u64::MAX;
-
-/// Pools known to be mapped in the container (TX check of invariant 3).
-struct MappedPools {
-    device: String,
-    container: Container,
-    known: [u64; 8],
-    next: usize,
-}
-
 impl TxAddressCheck for MappedPools {
     #[inline(always)]
     fn knows(&self, pool_id: u64) -> bool {
-        self.known.contains(&pool_id)
+        MappedPools::knows(self, pool_id)
     }
 
     fn check(&mut self, pkt: &Packet) -> bool {
-        if self.knows(pkt.pool_id()) {
-            return true;
-        }
-        let iova = pkt.data_iova();
-        let vaddr = pkt.data().as_ptr() as usize;
-        let len = pkt.len().max(1) as u64;
-        let ok = self.container.mappings().iter().any(|m| {
-            iova >= m.iova
-                && iova
-                    .checked_add(len)
-                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
-                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
-        });
-        if ok {
-            self.known[self.next % self.known.len()] = pkt.pool_id();
-            self.next += 1;
-        }
-        ok
+        MappedPools::check(self, pkt)
     }
 
     fn device(&self) -> &str {
-        &self.device
+        MappedPools::device(self)
     }
-}
-
-fn pool_is_mapped(container: &Container, pool: &Mempool) -> bool {
-    let region = pool.region();
-    let Some(iova) = region.iova() else {
-        return false;
-    };
-    let vaddr = region.as_ptr() as usize;
-    container
-        .mappings()
-        .iter()
-        .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
 }
 
 struct RxQueueBox<Q: Virtqueue>(VirtioRxQueue<VirtioDoorbell, Q>);
@@ -596,30 +548,13 @@ impl VirtioDriver {
                 log::info!("{name}: had no driver, bound to vfio-pci");
             }
         }
-        let (device, dma) = {
-            let mut slot = shared_dma_map().lock().unwrap_or_else(|p| p.into_inner());
-            match slot.upgrade() {
-                Some(dma) => {
-                    let dev = dma
-                        .container()
-                        .open_device(addr, None)
-                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
-                    (dev, dma)
-                }
-                None => {
-                    let container =
-                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", e))?;
-                    let dev = container
-                        .open_device(addr, None)
-                        .map_err(|e| drv_err(&name, "open the VFIO device", e))?;
-                    let dma = Arc::new(
-                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
-                    );
-                    *slot = Arc::downgrade(&dma);
-                    (dev, dma)
-                }
+        let (device, dma) = crate::iommu::open_in_shared_container(addr, None).map_err(|e| {
+            let op = e.op();
+            match e {
+                SharedOpenError::Container(v) | SharedOpenError::Device(v) => drv_err(&name, op, v),
+                SharedOpenError::Dma(d) => drv_err(&name, op, d),
             }
-        };
+        })?;
         let shared = Arc::new(Self::map_structures(&name, device)?);
         let mut drv = VirtioDriver {
             shared,
@@ -1090,22 +1025,12 @@ impl Driver for VirtioDriver {
             off: notify_off,
             index,
         };
-        let mapped = pool_is_mapped(self.dma.container(), setup.pool);
-        // Only a pool found mapped is trusted without a check.
-        let first = if mapped { setup.pool.id() } else { NO_POOL };
-        let check = MappedPools {
-            device: self.name().to_string(),
-            container: self.dma.container().clone(),
-            known: [first; 8],
-            next: 0,
-        };
-        if !mapped {
-            log::warn!(
-                "{}: TX queue {q}: the port's mempool is not mapped for this device; its packets \
-                 will be refused",
-                self.name()
-            );
-        }
+        let check = MappedPools::new(
+            self.name(),
+            self.dma.container().clone(),
+            setup.pool,
+            &format!("TX queue {q}"),
+        );
         let csum = self.features & feature::NET_CSUM != 0;
         let check: Option<Box<dyn TxAddressCheck>> = Some(Box::new(check));
         if self.packed() {
