@@ -37,6 +37,12 @@ pub struct FakeState {
     pub tail_writes: usize,
     /// Queue disabled (by `QueueRegs::disable`).
     pub disabled: bool,
+    /// The queue ignores disable (a device that does not stop): `try_disable` reports failure.
+    pub disable_fails: bool,
+    /// Stopping the device's DMA fails too (with `disable_fails`: the ring must leak).
+    pub stop_dma_fails: bool,
+    /// The device's DMA was stopped (by `QueueRegs::stop_device_dma`).
+    pub dma_stopped: bool,
     /// Value of the probe (e.g. the pool's free count) when the queue was disabled.
     pub probe_at_disable: Option<usize>,
     /// TX: do not process descriptors at the tail write (complete them with `tx_complete`).
@@ -271,6 +277,13 @@ impl QueueRegs for FakeRegs {
     }
 
     fn disable(&mut self) {
+        self.try_disable();
+    }
+
+    fn try_disable(&mut self) -> bool {
+        if self.dev.state().disable_fails {
+            return false;
+        }
         let probe = self
             .dev
             .probe
@@ -281,6 +294,16 @@ impl QueueRegs for FakeRegs {
         let mut st = self.dev.state();
         st.disabled = true;
         st.probe_at_disable = probe;
+        true
+    }
+
+    fn stop_device_dma(&mut self) -> bool {
+        let mut st = self.dev.state();
+        if st.stop_dma_fails {
+            return false;
+        }
+        st.dma_stopped = true;
+        true
     }
 }
 

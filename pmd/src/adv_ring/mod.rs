@@ -49,9 +49,40 @@ pub trait QueueRegs: Send {
     fn write_tail(&mut self, tail: u32);
 
     /// Disables the queue and returns once the device no longer reads or writes its descriptors or
-    /// buffers (e.g. RXDCTL.ENABLE reads back 0). Called once, by the ring's `Drop`, before any
-    /// buffer or descriptor memory is released (invariant 3).
+    /// buffers (e.g. RXDCTL.ENABLE reads back 0). For implementations whose disable cannot fail;
+    /// the ring calls [`try_disable`](Self::try_disable), which by default calls this.
     fn disable(&mut self);
+
+    /// Disables the queue like [`disable`](Self::disable) and reports whether the device is known
+    /// to have stopped accessing the ring (`false`: a timeout or a register access error). Called
+    /// once, by the ring's `Drop`, before any buffer or descriptor memory is released (invariant
+    /// 3). Implementations whose disable can fail must override it; the default calls `disable`
+    /// and returns `true`.
+    fn try_disable(&mut self) -> bool {
+        self.disable();
+        true
+    }
+
+    /// Last resort after [`try_disable`](Self::try_disable) failed: stops all DMA of the device
+    /// (e.g. PCI bus mastering off). Returns `true` once the device can no longer access memory.
+    /// If it returns `false` too, the ring leaks its posted buffers and its memory rather than
+    /// hand them back while the device may still write into them. Default: `false`.
+    fn stop_device_dma(&mut self) -> bool {
+        false
+    }
+}
+
+/// The teardown step of a ring: `true` when the device is known to be off (the queue disabled,
+/// or failing that the device's DMA stopped). Logs what it had to do.
+pub(crate) fn quiesce<R: QueueRegs>(regs: &mut R, what: std::fmt::Arguments<'_>) -> bool {
+    if regs.try_disable() {
+        return true;
+    }
+    if regs.stop_device_dma() {
+        log::error!("{what}: the queue did not disable; stopped the device's DMA (bus mastering off)");
+        return true;
+    }
+    false
 }
 
 /// Memory that holds a descriptor ring: device-visible, hence accessed only through raw pointers.

@@ -1,5 +1,6 @@
 //! RX side of the advanced descriptor ring.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{Ordering, fence};
 
 use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
@@ -62,7 +63,8 @@ pub struct AdvRxRing<R: QueueRegs, M: RingMemory> {
     /// thread (e.g. by TX cleanup) return to, so buffers are reused while still hot (LIFO).
     pool: Mempool,
     regs: R,
-    mem: M,
+    /// Dropped by hand in `Drop`, only once the device is known to be off (else leaked).
+    mem: ManuallyDrop<M>,
 }
 
 // SAFETY: `base` points into `mem`, owned by the ring; the raw buffers are owned by the ring. Moving
@@ -118,7 +120,7 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             spare_len: 0,
             pool: pool.clone(),
             regs,
-            mem,
+            mem: ManuallyDrop::new(mem),
         };
         for i in 0..count {
             let b = ring.slots[i];
@@ -305,14 +307,32 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
 impl<R: QueueRegs, M: RingMemory> Drop for AdvRxRing<R, M> {
     fn drop(&mut self) {
         // Invariant 3: the queue is off before any buffer goes back or the ring memory is freed.
-        self.regs.disable();
+        let off = super::quiesce(
+            &mut self.regs,
+            format_args!("port {} RX queue {}", self.port, self.queue),
+        );
         fence(Ordering::SeqCst);
+        self.spare_len = 0;
+        if !off {
+            // The device may still write into the posted buffers and the descriptors: neither
+            // goes back. The RawBuffers are plain values (forgotten with `slots`); the buffers'
+            // pool stays alive through the references they hold.
+            log::error!(
+                "port {} RX queue {}: the queue could not be disabled and the device's DMA could \
+                 not be stopped; leaking its {} posted buffers and its descriptor ring (restart \
+                 the process to reclaim them)",
+                self.port,
+                self.queue,
+                self.slots.len()
+            );
+            return;
+        }
         for &b in self.slots.iter() {
             // SAFETY: each is a live buffer owned by this ring, and the device no longer accesses it
-            // (queue disabled above).
+            // (queue disabled or device DMA stopped above).
             drop(unsafe { Packet::from_raw(b) });
         }
-        self.spare_len = 0;
-        // `mem` is dropped after this, with the other fields.
+        // SAFETY: dropped once, here; `mem` is not used afterwards (only `base` pointed into it).
+        unsafe { ManuallyDrop::drop(&mut self.mem) };
     }
 }

@@ -251,6 +251,85 @@ fn rx_teardown_disables_the_queue_before_returning_buffers() {
     assert!(leak_free(&p));
 }
 
+#[test]
+fn rx_teardown_with_a_failed_disable_stops_device_dma_before_returning_buffers() {
+    let p = pool("rx-drop-escalate", 512);
+    let (ring, dev) = rx_ring(&p, 64);
+    dev.state().disable_fails = true;
+    drop(ring);
+    let st = dev.state();
+    assert!(!st.disabled, "the fake queue ignored the disable");
+    assert!(st.dma_stopped, "the failed disable was escalated");
+    drop(st);
+    assert!(leak_free(&p), "device DMA stopped: the buffers may go back");
+}
+
+#[test]
+fn rx_teardown_leaks_posted_buffers_when_the_device_cannot_be_stopped() {
+    let p = pool("rx-drop-leak", 512);
+    let (ring, dev) = rx_ring(&p, 64);
+    {
+        let mut st = dev.state();
+        st.disable_fails = true;
+        st.stop_dma_fails = true;
+    }
+    drop(ring);
+    oxpmd_dma::flush_thread_caches();
+    assert_eq!(
+        p.available(),
+        p.capacity() - 64,
+        "the 64 posted buffers must not go back to the pool"
+    );
+    // The device still owns the descriptors and writes into a leaked buffer: memory that nothing
+    // else uses (no packet of the pool aliases it).
+    assert!(dev.receive(&frame(9, 64), 0, None));
+    oxpmd_dma::flush_thread_caches();
+    assert_eq!(p.available(), p.capacity() - 64);
+    assert!(dev.state().violations.is_empty());
+}
+
+#[test]
+fn tx_teardown_leaks_in_flight_buffers_when_the_device_cannot_be_stopped() {
+    let p = pool("tx-drop-leak", 512);
+    let (mut ring, dev) = tx_ring(64);
+    dev.state().hold_tx = true;
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    for i in 0..10 {
+        b.push(tx_packet(&p, i, 64)).unwrap();
+    }
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 10);
+    {
+        let mut st = dev.state();
+        st.disable_fails = true;
+        st.stop_dma_fails = true;
+    }
+    drop(ring);
+    oxpmd_dma::flush_thread_caches();
+    assert_eq!(
+        p.available(),
+        p.capacity() - 10,
+        "in-flight buffers must not go back"
+    );
+}
+
+#[test]
+fn tx_teardown_with_a_failed_disable_returns_buffers_after_stopping_device_dma() {
+    let p = pool("tx-drop-escalate", 512);
+    let (mut ring, dev) = tx_ring(64);
+    dev.state().hold_tx = true;
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    for i in 0..10 {
+        b.push(tx_packet(&p, i, 64)).unwrap();
+    }
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 10);
+    dev.state().disable_fails = true;
+    drop(ring);
+    assert!(dev.state().dma_stopped);
+    assert!(leak_free(&p));
+}
+
 fn tx_packet(p: &Mempool, seq: u32, len: usize) -> Packet {
     let mut pkt = p.alloc().unwrap();
     pkt.extend_from_slice(&frame(seq, len)).unwrap();

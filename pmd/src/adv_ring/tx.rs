@@ -1,5 +1,6 @@
 //! TX side of the advanced descriptor ring.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{Ordering, fence};
 
 use oxpmd_dma::{OffloadFlags, Packet, RawBuffer};
@@ -62,7 +63,8 @@ pub struct AdvTxRing<R: QueueRegs, M: RingMemory> {
     /// Buffer of each data descriptor until cleaned; NULL for context / empty slots.
     slots: Box<[RawBuffer]>,
     regs: R,
-    mem: M,
+    /// Dropped by hand in `Drop`, only once the device is known to be off (else leaked).
+    mem: ManuallyDrop<M>,
 }
 
 // SAFETY: `base` points into `mem`, owned by the ring, and the raw buffers are owned by the ring;
@@ -102,7 +104,7 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
             ctx: None,
             slots: vec![RawBuffer::NULL; count].into_boxed_slice(),
             regs,
-            mem,
+            mem: ManuallyDrop::new(mem),
         })
     }
 
@@ -348,14 +350,29 @@ fn offload_context(pkt: &Packet, flags: OffloadFlags) -> (Option<TxContext>, u32
 impl<R: QueueRegs, M: RingMemory> Drop for AdvTxRing<R, M> {
     fn drop(&mut self) {
         // Invariant 3: the queue is off before buffers go back and the memory is freed.
-        self.regs.disable();
+        let off = super::quiesce(&mut self.regs, format_args!("TX ring at {:#x}", self.mem.iova()));
         fence(Ordering::SeqCst);
+        if !off {
+            // The device may still read the in-flight buffers and descriptors: leak both (the
+            // buffers' pool stays alive through the references they hold).
+            let posted = self.slots.iter().filter(|b| !b.is_null()).count();
+            log::error!(
+                "TX ring at {:#x}: the queue could not be disabled and the device's DMA could not \
+                 be stopped; leaking its {posted} in-flight buffers and its descriptor ring \
+                 (restart the process to reclaim them)",
+                self.mem.iova()
+            );
+            return;
+        }
         for b in self.slots.iter_mut() {
             let b = std::mem::replace(b, RawBuffer::NULL);
             if !b.is_null() {
-                // SAFETY: a buffer posted by this ring; the queue is disabled, the device is done.
+                // SAFETY: a buffer posted by this ring; the queue is disabled (or the device's DMA
+                // stopped), the device is done.
                 drop(unsafe { Packet::from_raw(b) });
             }
         }
+        // SAFETY: dropped once, here; `mem` is not used afterwards (only `base` pointed into it).
+        unsafe { ManuallyDrop::drop(&mut self.mem) };
     }
 }
