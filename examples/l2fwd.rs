@@ -12,16 +12,28 @@
 //! unless `--no-mac-updating`. TX is buffered per port and drained every 100 us. Every `-T`
 //! seconds a stats table is printed; Ctrl-C (SIGINT / SIGTERM) or `--duration` stops it with final
 //! stats and a check that every buffer is back in the pool.
+//!
+//! `--pcap FILE` captures the frames **received** on the ports of `--pcap-ports` (default: all
+//! enabled), as they arrived (before the MAC rewrite). With it the workers run a capture-aware
+//! loop (each RX burst is copied into preallocated records of `oxpmd::pmd::capture`, then sent
+//! to the partner port at once, without l2fwd's TX buffering); a writer thread writes the file;
+//! frames the writer has no record for are not captured and are counted. `--stats-json` prints
+//! one JSON object per stats period and a final one on stdout, and sends the text to stderr.
+//! Set-up steps print their durations on stderr. See docs/capture.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureTap, json_escape, now_ns, port_stats_json};
 use oxpmd::pmd::forward::{Forwarder, FwdConfig, FwdCounters, FwdSnapshot, l2fwd_pairs};
+use oxpmd::pmd::forward::{l2fwd_dst_mac, rewrite_macs};
 use oxpmd::pmd::vport::virtual_pool;
-use oxpmd::pmd::{DeviceSpec, MAX_BURST, OpenOptions, Port, PortConfig};
+use oxpmd::pmd::{
+    Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue,
+};
 
 const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --port DEV          a PCI address (0000:00:02.0) or a virtual port (null0, net_null0, ring:NAME)
@@ -38,10 +50,33 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --pool-size N       mempool buffers (default: as DPDK l2fwd computes it, at least 8192)
   --tx-first          each port first sends one burst of 64-byte frames (like testpmd's
                       --tx-first): starts traffic on ring pairs (--port ring:x --port ring:x)
+  --pcap FILE         capture the frames received on the chosen ports to FILE (pcap, ns stamps)
+  --pcap-ports LIST   port ids to capture, e.g. 0,1 (default: all enabled ports)
+  --pcap-slots N      capture records in flight, a power of two (default 4096)
+  --stats-json        stdout: one JSON object per stats period (-T) and a final one; text to stderr
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
 /// Set by SIGINT / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
+static JSON_MODE: AtomicBool = AtomicBool::new(false);
+
+/// A text line: stdout, or stderr under `--stats-json`.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if JSON_MODE.load(Ordering::Relaxed) {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+
+/// A set-up step and its duration, on stderr.
+fn step(what: &str, t: Instant) {
+    eprintln!("l2fwd: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
+}
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     // Async-signal-safe: one atomic store.
@@ -109,6 +144,10 @@ struct Options {
     ring_size: usize,
     pool_size: Option<usize>,
     tx_first: bool,
+    pcap: Option<std::path::PathBuf>,
+    pcap_ports: Option<Vec<u16>>,
+    pcap_slots: usize,
+    stats_json: bool,
 }
 
 fn parse_num<T>(opt: &str, v: Option<&String>, range: std::ops::RangeInclusive<T>) -> Result<T, String>
@@ -168,6 +207,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         ring_size: 1024,
         pool_size: None,
         tx_first: false,
+        pcap: None,
+        pcap_ports: None,
+        pcap_slots: 4096,
+        stats_json: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -193,6 +236,22 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--ring-size" => o.ring_size = parse_num("--ring-size", it.next(), 64..=4096)?,
             "--pool-size" => o.pool_size = Some(parse_num("--pool-size", it.next(), 1024..=1 << 24)?),
             "--tx-first" => o.tx_first = true,
+            "--pcap" => o.pcap = Some(it.next().ok_or("--pcap: missing file")?.into()),
+            "--pcap-ports" => {
+                let v = it.next().ok_or("--pcap-ports: missing list")?;
+                let mut l = Vec::new();
+                for c in v.split(',') {
+                    l.push(parse_num("--pcap-ports", Some(&c.trim().to_string()), 0..=63u16)?);
+                }
+                o.pcap_ports = Some(l);
+            }
+            "--pcap-slots" => {
+                o.pcap_slots = parse_num("--pcap-slots", it.next(), 2..=65536)?;
+                if !o.pcap_slots.is_power_of_two() {
+                    return Err(format!("--pcap-slots: {} is not a power of two", o.pcap_slots));
+                }
+            }
+            "--stats-json" => o.stats_json = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -202,6 +261,17 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     if o.ports.len() > 64 {
         return Err("at most 64 ports".into());
+    }
+    if o.pcap.is_none() && o.pcap_ports.is_some() {
+        return Err("--pcap-ports needs --pcap FILE".into());
+    }
+    if let Some(bad) = o
+        .pcap_ports
+        .iter()
+        .flatten()
+        .find(|&&p| usize::from(p) >= o.ports.len())
+    {
+        return Err(format!("--pcap-ports: no port {bad} ({} given)", o.ports.len()));
     }
     Ok(o)
 }
@@ -237,10 +307,123 @@ struct PortInfo {
     id: u16,
     name: String,
     counters: Arc<FwdCounters>,
+    /// Counters of the capture-aware loop (`--pcap`); zero otherwise (as `counters` is then).
+    cap_counters: Arc<LoopCounters>,
+}
+
+impl PortInfo {
+    /// The port's forwarding counters, from whichever loop runs.
+    fn snapshot(&self) -> FwdSnapshot {
+        let (a, b) = (self.counters.snapshot(), self.cap_counters.snapshot());
+        FwdSnapshot {
+            rx: a.rx + b.rx,
+            tx: a.tx + b.tx,
+            dropped: a.dropped + b.dropped,
+        }
+    }
+}
+
+/// Per-port counters of the capture-aware loop, published with relaxed stores by their worker.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct LoopCounters {
+    rx: AtomicU64,
+    tx: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LoopCounters {
+    fn snapshot(&self) -> FwdSnapshot {
+        FwdSnapshot {
+            rx: self.rx.load(Ordering::Relaxed),
+            tx: self.tx.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct CapRx {
+    queue: RxQueue,
+    /// Index into the worker's TX list.
+    tx: usize,
+    capture: bool,
+    counters: Arc<LoopCounters>,
+    rx: u64,
+}
+
+struct CapTx {
+    queue: TxQueue,
+    src: MacAddr,
+    dst: MacAddr,
+    counters: Arc<LoopCounters>,
+    tx: u64,
+    dropped: u64,
+}
+
+/// The capture-aware forwarding loop (`--pcap`): RX burst, copy chosen ports' frames into capture
+/// records (no syscall, no allocation; a full capture ring only counts a drop), MAC rewrite, TX
+/// burst to the partner; what TX refuses is dropped and counted.
+fn capture_loop(
+    rx: &mut [CapRx],
+    tx: &mut [CapTx],
+    tap: &mut CaptureTap,
+    mac_updating: bool,
+    burst: usize,
+    stop: &AtomicBool,
+) {
+    let Ok(mut b) = Burst::with_capacity(burst) else {
+        return;
+    };
+    let publish = |rx: &[CapRx], tx: &[CapTx], tap: &CaptureTap| {
+        for e in rx {
+            e.counters.rx.store(e.rx, Ordering::Relaxed);
+        }
+        for t in tx {
+            t.counters.tx.store(t.tx, Ordering::Relaxed);
+            t.counters.dropped.store(t.dropped, Ordering::Relaxed);
+        }
+        tap.publish();
+    };
+    let mut round = 0u32;
+    loop {
+        for e in rx.iter_mut() {
+            let n = e.queue.rx_burst(&mut b);
+            if n == 0 {
+                continue;
+            }
+            e.rx += n as u64;
+            if e.capture {
+                let ts = now_ns();
+                for p in b.iter() {
+                    tap.capture(p.data(), ts);
+                }
+            }
+            let t = &mut tx[e.tx];
+            if mac_updating {
+                for p in b.iter_mut() {
+                    rewrite_macs(p, t.dst, t.src);
+                }
+            }
+            t.tx += t.queue.tx_burst(&mut b) as u64;
+            if !b.is_empty() {
+                t.dropped += b.len() as u64;
+                b.clear();
+            }
+        }
+        round = round.wrapping_add(1);
+        if round % 256 == 0 {
+            publish(rx, tx, tap);
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    }
+    publish(rx, tx, tap);
 }
 
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
+    JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
     // Enabled ports, by id (= position in the --port list).
     let enabled: Vec<u16> = (0..opts.ports.len() as u16)
         .filter(|i| opts.portmask.is_none_or(|m| m & (1u64 << i) != 0))
@@ -287,6 +470,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     }
 
     // Open the ports.
+    let t = Instant::now();
     let mut ports: Vec<Port> = Vec::new();
     for &id in &enabled {
         let spec = DeviceSpec::parse(&opts.ports[usize::from(id)])?;
@@ -298,6 +482,8 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             },
         )?);
     }
+    step(&format!("open {} port(s)", ports.len()), t);
+    let t = Instant::now();
     // One pool for all ports (DPDK l2fwd: nb_ports * (rxd + txd + burst + lcores * cache), >= 8192).
     let cache = 256usize;
     let pool_size = opts.pool_size.unwrap_or_else(|| {
@@ -316,6 +502,11 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         )?,
         None => virtual_pool("l2fwd", pool_size, cache)?,
     };
+    step(
+        &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
+        t,
+    );
+    let t = Instant::now();
     let cfg = PortConfig::new(pool.clone()).ring_sizes(opts.ring_size, opts.ring_size);
     let mut infos = Vec::new();
     for p in ports.iter_mut() {
@@ -328,14 +519,36 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             id: p.id(),
             name: p.name().to_string(),
             counters: Arc::new(FwdCounters::default()),
+            cap_counters: Arc::new(LoopCounters::default()),
         });
     }
+    step("configure and start the ports", t);
     for p in ports.iter_mut() {
+        let t = Instant::now();
         match p.wait_link_up(Duration::from_secs(10)) {
-            Ok(l) => println!("port {} ({}): MAC {} link {l}", p.id(), p.name(), p.mac_addr()),
-            Err(e) => println!("port {} ({}): MAC {} {e}", p.id(), p.name(), p.mac_addr()),
+            Ok(l) => say!("port {} ({}): MAC {} link {l}", p.id(), p.name(), p.mac_addr()),
+            Err(e) => say!("port {} ({}): MAC {} {e}", p.id(), p.name(), p.mac_addr()),
         }
+        step(&format!("link wait, port {} ({})", p.id(), p.name()), t);
     }
+    let capture = match &opts.pcap {
+        Some(path) => {
+            let t = Instant::now();
+            let c = Capture::start(
+                path,
+                &CaptureConfig {
+                    slots: opts.pcap_slots,
+                    ..CaptureConfig::default()
+                },
+            )?;
+            step(
+                &format!("capture to {} ({} records)", path.display(), opts.pcap_slots),
+                t,
+            );
+            Some(c)
+        }
+        None => None,
+    };
 
     // Hand the queues to the workers: worker w polls ports [w*q, (w+1)*q) and owns the TX queues
     // of their partners.
@@ -361,7 +574,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         for (i, t) in txq.iter_mut().enumerate() {
             if let Some(t) = t.as_mut() {
                 let sent = send_first_burst(t, &pool, macs[i], opts.burst)?;
-                println!("port {}: sent {sent} frames first", enabled[i]);
+                say!("port {}: sent {sent} frames first", enabled[i]);
             }
         }
     }
@@ -373,6 +586,60 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     let mut handles = Vec::new();
     let stop_workers = Arc::new(AtomicBool::new(false));
     for (w, chunk) in enabled.chunks(opts.per_core).enumerate() {
+        let core = cores[w];
+        if let Some(cap) = &capture {
+            let mut crx = Vec::new();
+            let mut ctx: Vec<CapTx> = Vec::new();
+            for &id in chunk {
+                let di = idx_of(dst_of(id));
+                if let Some(t) = txq[di].take() {
+                    ctx.push(CapTx {
+                        dst: l2fwd_dst_mac(t.port_id()),
+                        queue: t,
+                        src: macs[di],
+                        counters: infos[di].cap_counters.clone(),
+                        tx: 0,
+                        dropped: 0,
+                    });
+                }
+            }
+            for &id in chunk {
+                let i = idx_of(id);
+                let d = dst_of(id);
+                let queue = rxq[i].take().ok_or("rx queue assigned twice")?;
+                let tx = ctx
+                    .iter()
+                    .position(|t| t.queue.port_id() == d)
+                    .ok_or("l2fwd: an RX port's partner TX queue is in another worker")?;
+                crx.push(CapRx {
+                    queue,
+                    tx,
+                    capture: opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id)),
+                    counters: infos[i].cap_counters.clone(),
+                    rx: 0,
+                });
+            }
+            let list: Vec<String> = chunk.iter().map(|p| format!("{p}->{}", dst_of(*p))).collect();
+            say!("worker {w}: core {core}, ports {} (capture loop)", list.join(" "));
+            let stop = stop_workers.clone();
+            let mut tap = cap.tap();
+            let (mac_updating, burst) = (opts.mac_updating, opts.burst);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("l2fwd-{w}"))
+                    .spawn(move || {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            log::warn!("worker {w}: could not pin to core {core}");
+                        }
+                        capture_loop(&mut crx, &mut ctx, &mut tap, mac_updating, burst, &stop);
+                        drop(tap);
+                        drop(crx);
+                        drop(ctx);
+                        oxpmd::dma::flush_thread_caches();
+                    })?,
+            );
+            continue;
+        }
         let mut fwd = Forwarder::new(fwd_cfg.clone())?;
         for &id in chunk {
             let d = dst_of(id);
@@ -386,9 +653,8 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             let r = rxq[i].take().ok_or("rx queue assigned twice")?;
             fwd.add_rx(r, dst_of(id), infos[i].counters.clone())?;
         }
-        let core = cores[w];
         let list: Vec<String> = chunk.iter().map(|p| format!("{p}->{}", dst_of(*p))).collect();
-        println!("worker {w}: core {core}, ports {}", list.join(" "));
+        say!("worker {w}: core {core}, ports {}", list.join(" "));
         let stop = stop_workers.clone();
         handles.push(
             std::thread::Builder::new()
@@ -407,7 +673,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     drop(txq);
     drop(rxq);
 
-    println!(
+    say!(
         "l2fwd: {} ports, {} workers, burst {}, MAC updating {}, stats every {} s",
         enabled.len(),
         handles.len(),
@@ -418,6 +684,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     let start = Instant::now();
     let mut last_print = start;
     let mut last: Vec<FwdSnapshot> = infos.iter().map(|_| FwdSnapshot::default()).collect();
+    let mut last_port: Vec<Option<PortStats>> = infos.iter().map(|_| None).collect();
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
@@ -426,6 +693,18 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                 .duration
                 .is_some_and(|d| now.duration_since(start).as_secs() >= d);
         if opts.period > 0 && now.duration_since(last_print).as_secs() >= opts.period {
+            if opts.stats_json {
+                let dt = now.duration_since(last_print);
+                let fwd = fwd_json(&infos, &last, dt);
+                let p = ports_json(&mut ports, &mut last_port, dt.as_secs_f64());
+                let (c, d) = capture.as_ref().map_or((0, 0), Capture::counts);
+                println!(
+                    "{{\"type\":\"stats\",\"time_s\":{:.3},\"interval_s\":{:.3},\"pcap_captured\":{c},\
+                     \"pcap_dropped\":{d},\"forwarding\":{fwd},\"ports\":{p}}}",
+                    now.duration_since(start).as_secs_f64(),
+                    dt.as_secs_f64()
+                );
+            }
             print_stats(&infos, &mut last, now.duration_since(last_print));
             last_print = now;
         }
@@ -440,8 +719,39 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
     }
     let elapsed = start.elapsed();
-    println!("\nFinal statistics after {:.1} s:", elapsed.as_secs_f64());
+    let cap_report = match capture {
+        Some(c) => {
+            let r = c.finish()?;
+            say!(
+                "capture {}: captured {} frames, dropped {} (writer behind), written {}",
+                opts.pcap.as_deref().unwrap_or(std::path::Path::new("")).display(),
+                r.captured,
+                r.dropped,
+                r.written
+            );
+            Some(r)
+        }
+        None => None,
+    };
     let mut zero: Vec<FwdSnapshot> = infos.iter().map(|_| FwdSnapshot::default()).collect();
+    let final_json = if opts.stats_json {
+        let fwd = fwd_json(&infos, &zero, elapsed);
+        let mut none: Vec<Option<PortStats>> = infos.iter().map(|_| None).collect();
+        let p = ports_json(&mut ports, &mut none, elapsed.as_secs_f64());
+        let cap = cap_report.map_or("null".to_string(), |r| {
+            format!(
+                "{{\"captured\":{},\"dropped\":{},\"written\":{}}}",
+                r.captured, r.dropped, r.written
+            )
+        });
+        Some(format!(
+            "{{\"type\":\"final\",\"time_s\":{:.3},\"pcap\":{cap},\"forwarding\":{fwd},\"ports\":{p}",
+            elapsed.as_secs_f64()
+        ))
+    } else {
+        None
+    };
+    say!("\nFinal statistics after {:.1} s:", elapsed.as_secs_f64());
     print_stats(&infos, &mut zero, elapsed);
     // Teardown: queues are gone (workers), now the ports: stop, then drop (device off).
     for p in ports.iter_mut() {
@@ -451,14 +761,17 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     drop(cfg);
     oxpmd::dma::flush_thread_caches();
     let (free, cap) = (pool.available(), pool.capacity());
+    if let Some(j) = final_json {
+        println!("{j},\"pool_free\":{free},\"pool_capacity\":{cap}}}");
+    }
     if free == cap {
-        println!(
+        say!(
             "buffer check: pool `{}`: {free}/{cap} buffers back: OK, no leak",
             pool.name()
         );
         Ok(true)
     } else {
-        println!(
+        say!(
             "buffer check: pool `{}`: {free}/{cap} buffers back: LEAK of {}",
             pool.name(),
             cap - free
@@ -488,18 +801,67 @@ fn send_first_burst(
     Ok(tx.tx_burst(&mut b))
 }
 
+/// JSON array of the forwarding counters of every port (totals and rates since `last`).
+fn fwd_json(infos: &[PortInfo], last: &[FwdSnapshot], dt: Duration) -> String {
+    let secs = dt.as_secs_f64().max(1e-9);
+    let v: Vec<String> = infos
+        .iter()
+        .zip(last)
+        .map(|(info, prev)| {
+            let s = info.snapshot();
+            format!(
+                "{{\"port\":{},\"name\":{},\"rx\":{},\"tx\":{},\"dropped\":{},\"rx_pps\":{:.1},\"tx_pps\":{:.1}}}",
+                info.id,
+                json_escape(&info.name),
+                s.rx,
+                s.tx,
+                s.dropped,
+                s.rx.saturating_sub(prev.rx) as f64 / secs,
+                s.tx.saturating_sub(prev.tx) as f64 / secs
+            )
+        })
+        .collect();
+    format!("[{}]", v.join(","))
+}
+
+/// JSON array of every port's device counters (per port and per queue) and rates; updates `prev`.
+fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
+    let mut out = Vec::new();
+    for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
+        match p.stats() {
+            Ok(st) => {
+                out.push(port_stats_json(p.id(), p.name(), &st, last.as_ref(), dt));
+                *last = Some(st);
+            }
+            Err(e) => out.push(format!(
+                "{{\"port\":{},\"name\":{},\"error\":{}}}",
+                p.id(),
+                json_escape(p.name()),
+                json_escape(&e.to_string())
+            )),
+        }
+    }
+    format!("[{}]", out.join(","))
+}
+
 fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {
     let secs = dt.as_secs_f64().max(1e-9);
-    println!("\nPort statistics ===============================================================");
-    println!(
+    say!("\nPort statistics ===============================================================");
+    say!(
         "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9} {:>9}",
-        "port", "device", "received", "sent", "dropped", "rx Mpps", "tx Mpps"
+        "port",
+        "device",
+        "received",
+        "sent",
+        "dropped",
+        "rx Mpps",
+        "tx Mpps"
     );
     let (mut rx, mut tx, mut dr, mut drx, mut dtx) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for (info, prev) in infos.iter().zip(last.iter_mut()) {
-        let s = info.counters.snapshot();
+        let s = info.snapshot();
         let (d_rx, d_tx) = (s.rx - prev.rx, s.tx - prev.tx);
-        println!(
+        say!(
             "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9.3} {:>9.3}",
             info.id,
             info.name,
@@ -516,7 +878,7 @@ fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {
         dtx += d_tx;
         *prev = s;
     }
-    println!(
+    say!(
         "{:>4} {:<16} {:>16} {:>16} {:>12} {:>9.3} {:>9.3}",
         "all",
         "total",
@@ -526,11 +888,11 @@ fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {
         drx as f64 / secs / 1e6,
         dtx as f64 / secs / 1e6
     );
-    println!(
+    say!(
         "rate: rx {:.3} Mpps tx {:.3} Mpps over {:.2} s",
         drx as f64 / secs / 1e6,
         dtx as f64 / secs / 1e6,
         secs
     );
-    println!("===============================================================================");
+    say!("===============================================================================");
 }
