@@ -39,6 +39,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "/usr/bin/xz"),
     ("dpdk", "/usr/bin/dpdk-devbind.py"),
     ("dpdk-dev", "/usr/bin/dpdk-testpmd"),
+    // Reads back the captures of `--pcap` (tests/vm_pcap.rs).
+    ("tshark", "/usr/bin/tshark"),
 ];
 
 /// Runs the whole setup.
@@ -269,7 +271,9 @@ fn ensure_packages() -> Result<bool, String> {
         missing.push("busybox-static");
     }
     if !need_qemu && missing.is_empty() {
-        println!("vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk)");
+        println!(
+            "vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk, tshark)"
+        );
         return Ok(false);
     }
     if !is_root() {
