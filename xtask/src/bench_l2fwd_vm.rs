@@ -1,5 +1,10 @@
-//! `cargo xtask bench l2fwd-vm`: our l2fwd against DPDK 22.11 `dpdk-testpmd` io forwarding on the
-//! emulated 82576 NICs of the test VM (`quad` topology), one after the other in the same VM.
+//! `cargo xtask bench l2fwd-vm`: our l2fwd against DPDK 22.11 `dpdk-testpmd` io forwarding in the
+//! test VM, one after the other in the same VM, for two rows (`--rows`, default both), each in its
+//! own VM boot:
+//! - `igb`: the `quad` topology; the DUT ports are two emulated 82576 (igb) ports.
+//! - `virtio`: the `virtio` topology; DUT port 0 is igb port 1 (linked to pktgen port A = igb 0),
+//!   DUT port 1 is the virtio-net port 3 (linked to pktgen port B = igb 2). One DUT process drives
+//!   both drivers: ours with one VFIO container and one mempool, DPDK with its igb and virtio PMDs.
 //!
 //! The traffic is identical for both, from the same generator: our `pktgen` (release build) sends
 //! 64-byte UDP frames for `--duration` seconds from pktgen port A into DUT port 0, at each offered
@@ -19,7 +24,8 @@
 //! the best of the runs, and the ratio of the medians. Under TCG the emulation, not the
 //! driver, sets the order of magnitude, and a busy DUT also slows the generator (device emulation
 //! runs in the vCPU that touches the device): compare the ratio only. The last line is
-//! `ratio: X` (ours / DPDK, medians) at the highest offered rate.
+//! `ratio: X`: the **worst** (lowest) of the rows' ratios (ours / DPDK, medians, at the highest
+//! offered rate); the line before it gives each row's (`rows: igb X, virtio Y`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,17 +35,53 @@ use std::time::Duration;
 use crate::vm::{GuestOptions, Paths, run_in_guest};
 
 const USAGE: &str = "\
-usage: cargo xtask bench l2fwd-vm [--duration SECS] [--rates LIST] [--runs N] [--size BYTES] [--no-build]
+usage: cargo xtask bench l2fwd-vm [--duration SECS] [--rates LIST] [--runs N] [--size BYTES] [--rows LIST] [--no-build]
 
-  our examples/l2fwd against dpdk-testpmd io forwarding between the DUT ports of the test VM's
-  quad topology, both fed by examples/pktgen on the pktgen ports; prints both rates and
-  `ratio: X` (ours / DPDK)
+  our examples/l2fwd against dpdk-testpmd io forwarding between two DUT ports of the test VM, both
+  fed by examples/pktgen; rows: igb (quad topology, igb <-> igb) and virtio (virtio topology,
+  igb <-> virtio-net); prints both rates per row and, last, `ratio: X` = the worst row's
+  ours / DPDK
 
   --duration SECS   traffic time of each run (default 10)
   --rates LIST      offered rates, frames/s or `max`, comma-separated (default 50000,max)
   --runs N          alternate runs per side in the same VM; medians compared (default 3)
   --size BYTES      frame size with FCS, 64..=1518 (default 64)
+  --rows LIST       igb, virtio, comma-separated (default igb,virtio)
   --no-build        use the release examples already built";
+
+/// A row of the comparison: which DUT ports, in which topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// igb <-> igb (`quad`).
+    Igb,
+    /// igb <-> virtio-net (`virtio`).
+    Virtio,
+}
+
+impl Row {
+    fn name(self) -> &'static str {
+        match self {
+            Row::Igb => "igb",
+            Row::Virtio => "virtio",
+        }
+    }
+
+    fn topology(self) -> &'static str {
+        match self {
+            Row::Igb => "quad",
+            Row::Virtio => "virtio",
+        }
+    }
+
+    /// Shell that sets D0i and D1i, the topology indices of the two DUT ports.
+    fn dut_ports(self) -> &'static str {
+        match self {
+            Row::Igb => "set -- $(port_of_role dut); D0i=$1; D1i=$2",
+            // igb 1 (peer igb 0) and virtio-net 3 (peer igb 2).
+            Row::Virtio => "D0i=1; D1i=3",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Opts {
@@ -47,6 +89,7 @@ struct Opts {
     rates: Vec<Option<u64>>,
     runs: u32,
     size: u32,
+    rows: Vec<Row>,
     build: bool,
 }
 
@@ -56,6 +99,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         rates: vec![Some(50_000), None],
         runs: 3,
         size: 64,
+        rows: vec![Row::Igb, Row::Virtio],
         build: true,
     };
     let mut it = args.iter();
@@ -73,6 +117,20 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--runs" => o.runs = num("--runs", 1, 10)? as u32,
             "--size" => o.size = num("--size", 64, 1518)? as u32,
             "--no-build" => o.build = false,
+            "--rows" => {
+                let v = it.next().ok_or("--rows: missing value")?;
+                o.rows = v
+                    .split(',')
+                    .map(|r| match r.trim() {
+                        "igb" => Ok(Row::Igb),
+                        "virtio" => Ok(Row::Virtio),
+                        other => Err(format!("--rows: `{other}` is not a row (igb, virtio)")),
+                    })
+                    .collect::<Result<_, _>>()?;
+                if o.rows.is_empty() {
+                    return Err("--rows: empty list".into());
+                }
+            }
             "--rates" => {
                 let v = it.next().ok_or("--rates: missing value")?;
                 o.rates = v
@@ -100,7 +158,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 
 /// The guest script: our drivers bind the unbound ports to vfio-pci themselves, testpmd finds
 /// them bound. For each run and rate: ours, then DPDK, each section between `=== SIDE RATE RUN`.
-fn guest_script(o: &Opts) -> String {
+fn guest_script(o: &Opts, row: Row) -> String {
     let rates: Vec<String> = o
         .rates
         .iter()
@@ -112,7 +170,7 @@ dur={dur}
 size={size}
 port_of_role() {{ i=0; while [ $i -lt "$OXPMD_NUM_PORTS" ]; do
     eval r=\$OXPMD_PORT${{i}}_ROLE; [ "$r" = "$1" ] && echo $i; i=$((i+1)); done; }}
-set -- $(port_of_role dut); D0i=$1; D1i=$2
+{duts}
 eval D0=\$OXPMD_PORT$D0i; eval D1=\$OXPMD_PORT$D1i; eval D0MAC=\$OXPMD_PORT${{D0i}}_MAC
 eval P0i=\$OXPMD_PORT${{D0i}}_PEER; eval P1i=\$OXPMD_PORT${{D1i}}_PEER
 eval P0=\$OXPMD_PORT$P0i; eval P1=\$OXPMD_PORT$P1i
@@ -151,6 +209,7 @@ echo "=== end"
         size = o.size,
         runs = o.runs,
         rates = rates.join(" "),
+        duts = row.dut_ports(),
     )
 }
 
@@ -252,19 +311,41 @@ fn run(o: &Opts) -> Result<bool, String> {
     if o.build {
         build(&paths.workspace)?;
     }
+    let mut ratios = Vec::new();
+    for &row in &o.rows {
+        match run_row(o, row, &paths) {
+            Ok(r) => ratios.push((row, r)),
+            Err(e) => eprintln!("bench l2fwd-vm: row {}: {e}", row.name()),
+        }
+    }
+    if ratios.len() != o.rows.len() {
+        return Err("a row was not measured (see above)".into());
+    }
+    let each: Vec<String> = ratios
+        .iter()
+        .map(|(row, r)| format!("{} {r:.3}", row.name()))
+        .collect();
+    println!("\nrows: {}", each.join(", "));
+    let worst = ratios.iter().map(|&(_, r)| r).fold(f64::INFINITY, f64::min);
+    println!("ratio: {worst:.3}");
+    Ok(true)
+}
+
+/// One row in its own VM boot; its ratio (medians, highest offered rate measured on both sides).
+fn run_row(o: &Opts, row: Row, paths: &Paths) -> Result<f64, String> {
     let ws = paths.workspace.to_string_lossy().to_string();
-    let script = guest_script(o);
+    let script = guest_script(o, row);
     let opts = GuestOptions {
         timeout: Duration::from_secs((2 * o.duration + 240) * u64::from(o.runs) + 120),
         cwd: Some(paths.workspace.clone()),
         echo: true,
         shell: true,
-        label: "bench-l2fwd-vm".into(),
+        label: format!("bench-l2fwd-vm-{}", row.name()),
         ..GuestOptions::default()
     };
     // The script gets the workspace as $1 through `sh -c SCRIPT sh WS`.
     let cmd = vec![format!("set -- {}; {script}", shell_word(&ws))];
-    let out = run_in_guest("quad", &cmd, &opts)?;
+    let out = run_in_guest(row.topology(), &cmd, &opts)?;
     if out.exit_code != 0 {
         return Err(format!(
             "the guest script exited with {} (logs in {})",
@@ -273,8 +354,10 @@ fn run(o: &Opts) -> Result<bool, String> {
         ));
     }
     println!(
-        "\nl2fwd-vm: quad topology, {}-byte frames, {} s of traffic per rate, {} alternating run(s) per \
-         side; boot to command {:.1} s, logs in {}",
+        "\nl2fwd-vm row {}: {} topology, {}-byte frames, {} s of traffic per rate, {} alternating \
+         run(s) per side; boot to command {:.1} s, logs in {}",
+        row.name(),
+        row.topology(),
         o.size,
         o.duration,
         o.runs,
@@ -346,14 +429,12 @@ fn run(o: &Opts) -> Result<bool, String> {
         "(Mpps forwarded by each DUT, by its own counters; med = median of the runs, best = the best \
          run; rx / %l: pktgen's receive rate and loss in the best run)"
     );
-    let Some(ratio) = last_ratio else {
-        return Err(format!(
+    last_ratio.ok_or_else(|| {
+        format!(
             "no rate was measured on both sides; logs in {}",
             out.run_dir.display()
-        ));
-    };
-    println!("ratio: {ratio:.3}");
-    Ok(true)
+        )
+    })
 }
 
 fn shell_word(s: &str) -> String {
@@ -396,6 +477,7 @@ mod tests {
                 rates: vec![Some(50_000), None],
                 runs: 3,
                 size: 64,
+                rows: vec![Row::Igb, Row::Virtio],
                 build: true
             }
         );
@@ -429,7 +511,13 @@ mod tests {
         assert_eq!(best(&ours).unwrap().forwarded, Some(7));
         assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
         assert_eq!(median(&[1.0, 3.0]), 2.0);
-        let script = guest_script(&parse(&[]).unwrap());
+        let script = guest_script(&parse(&[]).unwrap(), Row::Igb);
         assert!(script.contains("--forward-mode=io") && script.contains("for rate in 50000 max"));
+        assert!(script.contains("port_of_role dut"));
+        let script = guest_script(&parse(&[]).unwrap(), Row::Virtio);
+        assert!(script.contains("D0i=1; D1i=3") && !script.contains("port_of_role dut)"));
+        let r = parse(&["--rows".into(), "virtio".into()]).unwrap();
+        assert_eq!(r.rows, vec![Row::Virtio]);
+        assert!(parse(&["--rows".into(), "ixgbe".into()]).is_err());
     }
 }
