@@ -2,26 +2,13 @@
 //! file must parse (with `oxpmd::pmd::capture::read_pcap`, and with tshark when it is installed)
 //! and hold exactly the frames pktgen reports it captured; every stdout line must be a JSON object.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::example;
 use oxpmd::pmd::capture::{LINKTYPE_ETHERNET, read_pcap};
-
-/// `target/<profile>/examples/<name>`, next to this test's `deps/` directory.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: `cargo test` builds the examples; run it for the root package",
-        p.display()
-    );
-    p
-}
 
 fn temp_pcap(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("oxpmd-test-{tag}-{}.pcap", std::process::id()))
