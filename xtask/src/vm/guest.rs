@@ -16,6 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::topology::Topology;
 use super::{GuestOptions, GuestOutput, Paths};
 
+/// PCI slot of the read-only 9p share of the workspace (mounted at its host path: a workspace under
+/// /tmp or /run would otherwise be hidden by the guest's tmpfs mounts there).
+pub const WORKSPACE_SHARE_SLOT: u8 = 0x03;
 /// PCI slot of the read-only 9p share of the host root.
 pub const ROOT_SHARE_SLOT: u8 = 0x04;
 /// PCI slot of the writable 9p share of the run directory.
@@ -172,8 +175,10 @@ fn qemu_args(
     results: Option<&Path>,
 ) -> Vec<String> {
     let mut append = format!(
-        "console=ttyS0 intel_iommu=on panic=-1 quiet oxpmd.run={} oxpmd.nonce={nonce} oxpmd.msize=512000",
-        run_dir.display()
+        "console=ttyS0 intel_iommu=on panic=-1 quiet oxpmd.run={} oxpmd.workspace={} oxpmd.nonce={nonce} \
+         oxpmd.msize=512000",
+        run_dir.display(),
+        paths.workspace.display()
     );
     if let Some(r) = results {
         append.push_str(&format!(" oxpmd.results={}", r.display()));
@@ -218,6 +223,15 @@ fn qemu_args(
     ]);
     a.extend([
         "-fsdev".into(),
+        format!(
+            "local,id=workspace,path={},security_model=none,readonly=on",
+            paths.workspace.display()
+        ),
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev=workspace,mount_tag=workspace,addr={WORKSPACE_SHARE_SLOT:02x}.0"),
+    ]);
+    a.extend([
+        "-fsdev".into(),
         format!("local,id=run,path={},security_model=none", run_dir.display()),
         "-device".into(),
         format!("virtio-9p-pci,fsdev=run,mount_tag=run,addr={RUN_SHARE_SLOT:02x}.0"),
@@ -257,7 +271,7 @@ pub fn run(
     };
     let (run_dir, nonce) = unique_run_dir(paths, &opts.label)?;
     let run_dir = fs::canonicalize(&run_dir).map_err(|e| format!("resolve {}: {e}", run_dir.display()))?;
-    for (what, p) in [("run directory", &run_dir)]
+    for (what, p) in [("run directory", &run_dir), ("workspace", &paths.workspace)]
         .into_iter()
         .chain(results.as_ref().map(|r| ("results directory", r)))
     {

@@ -12,6 +12,7 @@ mount -t devtmpfs devtmpfs /dev
 
 RUN=
 RESULTS=
+WORKSPACE=
 NONCE=none
 RELEASE=
 MSIZE=
@@ -19,6 +20,7 @@ for word in $(cat /proc/cmdline); do
     case "$word" in
     oxpmd.run=*) RUN="${word#oxpmd.run=}" ;;
     oxpmd.results=*) RESULTS="${word#oxpmd.results=}" ;;
+    oxpmd.workspace=*) WORKSPACE="${word#oxpmd.workspace=}" ;;
     oxpmd.nonce=*) NONCE="${word#oxpmd.nonce=}" ;;
     oxpmd.release=*) RELEASE="$(echo "${word#oxpmd.release=}" | tr , ' ')" ;;
     oxpmd.msize=*) MSIZE=",msize=${word#oxpmd.msize=}" ;;
@@ -72,6 +74,13 @@ mount -t tmpfs -o mode=755 run /host/run || die "mount /run"
 [ -L /host/var/run ] || mount -t tmpfs -o mode=755 varrun /host/var/run
 mount -t hugetlbfs hugetlbfs /host/dev/hugepages || die "mount hugetlbfs"
 echo 256 > /proc/sys/vm/nr_hugepages
+
+# The workspace (read-only), at its host path: a tmpfs above (/tmp, /run) may hide it otherwise.
+if [ -n "$WORKSPACE" ]; then
+    mkdir -p "/host$WORKSPACE" 2>/dev/null
+    mount -t 9p -o "trans=virtio,version=9p2000.L,ro,cache=loose$MSIZE" workspace "/host$WORKSPACE" \
+        || die "cannot mount the workspace share"
+fi
 
 # The writable shares, mounted at their host paths inside the chroot (created if a tmpfs hides them).
 mkdir -p "/host$RUN" 2>/dev/null
