@@ -238,7 +238,6 @@ impl IgbvfStatsReader {
 
 /// An 82576 VF opened through VFIO.
 pub struct IgbvfDriver {
-    addr: PciAddress,
     shared: Arc<VfShared>,
     dma: Arc<VfioDmaMap>,
     /// The mailbox (None for a PF pool port).
@@ -337,7 +336,6 @@ impl IgbvfDriver {
             layout: QueueLayout::VF,
         });
         let mut drv = IgbvfDriver {
-            addr,
             shared,
             dma,
             mbx: Some(VfMailbox::new(bar, MBX_TIMEOUT)),
@@ -362,16 +360,6 @@ impl IgbvfDriver {
     ) -> Result<IgbvfDriver> {
         let dma = Arc::new(VfioDmaMap::new(container).map_err(|e| drv_err(name, "set up DMA mapping", e))?);
         Ok(IgbvfDriver {
-            addr: PciAddress::new(0, 0, 0, 0).map_err(|e| {
-                drv_err(
-                    name,
-                    "open",
-                    IgbvfError::Vfio {
-                        source: Box::new(e),
-                        hint: "",
-                    },
-                )
-            })?,
             shared: Arc::new(VfShared {
                 name: name.to_string(),
                 bar,
@@ -409,45 +397,12 @@ impl IgbvfDriver {
         &self.shared.name
     }
 
-    /// QEMU's VF model decodes the VF's BARs only while the VF's own PCI COMMAND.MEMORY bit is
-    /// set, a bit the PCIe spec hardwires to 0 on VFs: vfio-pci therefore only virtualizes it,
-    /// and without this every VF register would read 0. The bit is set in the real config space
-    /// through sysfs (a no-op on real hardware, where the VF ignores it).
-    fn ensure_memory_decode(&self) {
-        use std::os::unix::fs::FileExt;
-        let path = Sysfs::new().device_dir(self.addr).join("config");
-        let f = match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                log::debug!("{}: {}: {e}", self.shared.name, path.display());
-                return;
-            }
-        };
-        let mut cmd = [0u8; 2];
-        if f.read_exact_at(&mut cmd, 4).is_err() {
-            return;
-        }
-        let v = u16::from_le_bytes(cmd);
-        if v & 0x2 == 0 {
-            let nv = (v | 0x2).to_le_bytes();
-            match f.write_all_at(&nv, 4) {
-                Ok(()) => log::debug!(
-                    "{}: PCI COMMAND {v:#06x} -> {:#06x} in the real config space (VF BAR decode)",
-                    self.shared.name,
-                    v | 0x2
-                ),
-                Err(e) => log::warn!("{}: could not set PCI COMMAND.MEMORY: {e}", self.shared.name),
-            }
-        }
-    }
-
     /// Resets the VF and redoes the handshake with the PF (also after a PF restart).
     pub fn reset(&mut self) -> Result<()> {
         let s = self.shared.clone();
         let Some(device) = s.device.as_ref() else {
             return Err(drv_err(&s.name, "reset", IgbvfError::PfPool));
         };
-        self.ensure_memory_decode();
         device.enable_memory_and_bus_master().map_err(|e| {
             drv_err(
                 &s.name,
