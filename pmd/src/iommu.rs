@@ -8,7 +8,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use oxpmd_dma::{DmaMap, DmaMapError, IovaAllocator, Mempool, Packet};
+use oxpmd_dma::{DmaMap, DmaMapError, DmaRegion, IovaAllocator, Mempool, Packet};
+
+use crate::adv_ring::RingMemory;
 use oxpmd_vfio::noiommu::{self, NoIommu};
 use oxpmd_vfio::{Container, Device, IommuInfo, PciAddress, VfToken};
 
@@ -242,6 +244,51 @@ impl MappedPools {
             self.next += 1;
         }
         ok
+    }
+}
+
+/// A piece of a mapped DMA region that holds one descriptor ring (or a virtqueue, or a table the
+/// device reads). The region stays alive (and mapped for the device) for as long as any ring of the
+/// port holds a slice of it. Shared by the PCI drivers.
+pub(crate) struct RingSlice {
+    region: Arc<DmaRegion>,
+    offset: usize,
+    len: usize,
+    iova: u64,
+}
+
+impl RingSlice {
+    /// `len` bytes at `offset` of a mapped `region`; `None` if the region is not mapped or the
+    /// slice does not fit or is not 128-byte aligned.
+    pub(crate) fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<RingSlice> {
+        let base = region.iova()?;
+        let end = offset.checked_add(len)?;
+        if end > region.len() || offset % crate::adv_ring::desc::RING_ALIGN != 0 || len == 0 {
+            return None;
+        }
+        Some(RingSlice {
+            iova: base + offset as u64,
+            region,
+            offset,
+            len,
+        })
+    }
+}
+
+// SAFETY: the slice lies inside the region (checked in `new`), the region is page-aligned so the
+// slice is 128-byte aligned, the device sees it at `iova` (the region is mapped through the
+// device's container and stays mapped until the last `Arc` is dropped), and the region's memory
+// lives as long as the `Arc` this value holds.
+unsafe impl RingMemory for RingSlice {
+    fn as_ptr(&self) -> *mut u8 {
+        // Inside the region: checked in `new`.
+        self.region.as_ptr().wrapping_add(self.offset)
+    }
+    fn iova(&self) -> u64 {
+        self.iova
+    }
+    fn len(&self) -> usize {
+        self.len
     }
 }
 

@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress, Sysfs};
 
-use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, RingSlice, disable_queue};
+use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, disable_queue};
 use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, SharedOpenError, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, RingSlice, SharedOpenError, VfioDmaMap, pool_is_mapped};
 // igbvf still reaches the process-wide container through this path; same static as iommu.rs.
 pub(crate) use crate::iommu::shared_dma_map;
 use crate::mac::MacAddr;

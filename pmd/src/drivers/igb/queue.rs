@@ -8,62 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaRegion, Mempool, Packet};
+use oxpmd_dma::{Mempool, Packet};
 use oxpmd_vfio::Register;
 
 use super::regs::{Reg, queue};
 use super::{IgbShared, MappedPools};
-use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs, RingMemory};
+use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs};
 use crate::burst::Burst;
 use crate::driver::{RxQueueOps, TxQueueOps};
+use crate::iommu::RingSlice;
 use crate::stats::QueueCounters;
 
 /// How long a queue disable may take before it is reported.
 pub(crate) const QUEUE_DISABLE_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// A piece of a DMA region that holds one descriptor ring. The region stays alive (and mapped for
-/// the device) for as long as any ring of the port holds a slice of it.
-pub(crate) struct RingSlice {
-    region: Arc<DmaRegion>,
-    offset: usize,
-    len: usize,
-    iova: u64,
-}
-
-impl RingSlice {
-    /// `len` bytes at `offset` of a mapped `region`; `None` if the region is not mapped or the
-    /// slice does not fit or is not 128-byte aligned.
-    pub(crate) fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<RingSlice> {
-        let base = region.iova()?;
-        let end = offset.checked_add(len)?;
-        if end > region.len() || offset % crate::adv_ring::desc::RING_ALIGN != 0 || len == 0 {
-            return None;
-        }
-        Some(RingSlice {
-            iova: base + offset as u64,
-            region,
-            offset,
-            len,
-        })
-    }
-}
-
-// SAFETY: the slice lies inside the region (checked in `new`), the region is page-aligned so the
-// slice is 128-byte aligned, the device sees it at `iova` (the region is mapped through the
-// device's container and stays mapped until the last `Arc` is dropped), and the region's memory
-// lives as long as the `Arc` this value holds.
-unsafe impl RingMemory for RingSlice {
-    fn as_ptr(&self) -> *mut u8 {
-        // Inside the region: checked in `new`.
-        self.region.as_ptr().wrapping_add(self.offset)
-    }
-    fn iova(&self) -> u64 {
-        self.iova
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-}
 
 /// Direction of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,13 +46,12 @@ use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
 use self::split::{SplitLayout, SplitRing, Virtqueue};
-use crate::adv_ring::RingMemory;
 use crate::burst::Burst;
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, SharedOpenError, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, RingSlice, SharedOpenError, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::QueueCounters;
@@ -390,46 +389,6 @@ impl Doorbell for VirtioDoorbell {
     }
 }
 
-/// A piece of a DMA region holding one virtqueue (its own copy of igb's ring slice: the two
-/// drivers were written at the same time).
-struct RegionSlice {
-    region: Arc<DmaRegion>,
-    offset: usize,
-    len: usize,
-    iova: u64,
-}
-
-impl RegionSlice {
-    fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<RegionSlice> {
-        let base = region.iova()?;
-        let end = offset.checked_add(len)?;
-        if end > region.len() || offset % 128 != 0 || len == 0 {
-            return None;
-        }
-        Some(RegionSlice {
-            iova: base + offset as u64,
-            region,
-            offset,
-            len,
-        })
-    }
-}
-
-// SAFETY: the slice lies inside the region (checked in `new`), 128-byte aligned (the region is
-// page-aligned), the device sees it at `iova` (the region is mapped through the device's container
-// and stays mapped while the `Arc` lives), and the memory lives as long as the `Arc` held here.
-unsafe impl RingMemory for RegionSlice {
-    fn as_ptr(&self) -> *mut u8 {
-        self.region.as_ptr().wrapping_add(self.offset)
-    }
-    fn iova(&self) -> u64 {
-        self.iova
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
 impl TxAddressCheck for MappedPools {
     #[inline(always)]
     fn knows(&self, pool_id: u64) -> bool {
@@ -446,7 +405,7 @@ impl TxAddressCheck for MappedPools {
 }
 
 struct RxQueueBox<Q: Virtqueue>(VirtioRxQueue<VirtioDoorbell, Q>);
-struct TxQueueBox<Q: Virtqueue>(VirtioTxQueue<VirtioDoorbell, Q, RegionSlice>);
+struct TxQueueBox<Q: Virtqueue>(VirtioTxQueue<VirtioDoorbell, Q, RingSlice>);
 
 impl<Q: Virtqueue> RxQueueOps for RxQueueBox<Q> {
     #[inline]
@@ -744,9 +703,9 @@ impl VirtioDriver {
             .map_err(|e| drv_err(self.name(), "map the control queue", e))?;
         let region = Arc::new(region);
         let fail = |what| drv_err(self.name(), "set up the control queue", VirtioError::State(what));
-        let mem = RegionSlice::new(region.clone(), 0, ring_part).ok_or_else(|| fail("region not mapped"))?;
-        let buf = RegionSlice::new(region, ring_part, ctrl::BUFFER_BYTES)
-            .ok_or_else(|| fail("region not mapped"))?;
+        let mem = RingSlice::new(region.clone(), 0, ring_part).ok_or_else(|| fail("region not mapped"))?;
+        let buf =
+            RingSlice::new(region, ring_part, ctrl::BUFFER_BYTES).ok_or_else(|| fail("region not mapped"))?;
         let bell = VirtioDoorbell {
             shared: self.shared.clone(),
             off: notify_off,
@@ -896,7 +855,7 @@ impl VirtioDriver {
 
     /// The memory of queue slot `slot` for a ring of `size` entries: the ring, and the TX header
     /// table after it.
-    fn ring_slices(&self, slot: usize, size: usize) -> Result<(RegionSlice, RegionSlice)> {
+    fn ring_slices(&self, slot: usize, size: usize) -> Result<(RingSlice, RingSlice)> {
         let fail = |what| drv_err(self.name(), "set up queue", VirtioError::State(what));
         let region = self
             .rings
@@ -904,9 +863,9 @@ impl VirtioDriver {
             .ok_or_else(|| fail("configure was not called"))?;
         let ring_part = self.ring_bytes(size).next_multiple_of(128);
         let base = slot * self.slot_bytes;
-        let ring = RegionSlice::new(region.clone(), base, ring_part)
+        let ring = RingSlice::new(region.clone(), base, ring_part)
             .ok_or_else(|| fail("queue does not fit the ring region"))?;
-        let hdr = RegionSlice::new(region, base + ring_part, tx_header_table_bytes(size))
+        let hdr = RingSlice::new(region, base + ring_part, tx_header_table_bytes(size))
             .ok_or_else(|| fail("queue does not fit the ring region"))?;
         Ok((ring, hdr))
     }
