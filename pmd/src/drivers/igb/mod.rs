@@ -39,8 +39,6 @@ use crate::driver::{
 };
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, SharedOpenError, VfioDmaMap, pool_is_mapped};
-// igbvf still reaches the process-wide container through this path; same static as iommu.rs.
-pub(crate) use crate::iommu::shared_dma_map;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;

@@ -299,33 +299,15 @@ impl IgbvfDriver {
             source: Box::new(e),
             hint,
         };
-        let (device, dma) = {
-            // One container with the igb ports of the process: a pool serves PF and VF ports.
-            let mut slot = crate::drivers::igb::shared_dma_map()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match slot.upgrade() {
-                Some(dma) => {
-                    let dev = dma
-                        .container()
-                        .open_device(addr, token.as_ref())
-                        .map_err(|e| drv_err(&name, "open the VF", vfio(e)))?;
-                    (dev, dma)
-                }
-                None => {
-                    let container =
-                        Container::open().map_err(|e| drv_err(&name, "open the VFIO container", vfio(e)))?;
-                    let dev = container
-                        .open_device(addr, token.as_ref())
-                        .map_err(|e| drv_err(&name, "open the VF", vfio(e)))?;
-                    let dma = Arc::new(
-                        VfioDmaMap::new(container).map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
-                    );
-                    *slot = Arc::downgrade(&dma);
-                    (dev, dma)
-                }
+        // One VFIO container for every PCI port of the process: a pool serves PF and VF ports.
+        let (device, dma) = crate::iommu::open_in_shared_container(addr, token.as_ref()).map_err(|e| {
+            use crate::iommu::SharedOpenError as E;
+            let op = e.op();
+            match e {
+                E::Container(v) | E::Device(v) => drv_err(&name, op, vfio(v)),
+                E::Dma(d) => drv_err(&name, op, d),
             }
-        };
+        })?;
         let bar = device
             .map_bar(0)
             .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;
