@@ -115,7 +115,7 @@ impl DmaMap for VfioDmaMap {
 
 /// The process-wide VFIO container (one IOMMU domain) of every PCI port, whatever its driver: weak,
 /// so that it goes away with the last port and the last pool mapped through it.
-pub(crate) fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
+fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
     static MAP: OnceLock<Mutex<Weak<VfioDmaMap>>> = OnceLock::new();
     MAP.get_or_init(|| Mutex::new(Weak::new()))
 }
