@@ -210,6 +210,10 @@ fn qemu_args(
         CPUS.to_string(),
     ]);
     a.extend(["-device".into(), "intel-iommu,intremap=on,caching-mode=on".into()]);
+    // No 64-bit PCI hole: the guest then places every BAR below 4 GiB. QEMU 10.0.2's igb truncates
+    // VF BAR addresses above 4 GiB to their low 32 bits, so VF registers would read 0
+    // (docs/sriov.md).
+    a.extend(["-global".into(), "q35-pcihost.pci-hole64-size=0".into()]);
     a.extend(["-chardev".into(), "stdio,id=console,signal=off".into()]);
     a.extend(["-serial".into(), "chardev:console".into()]);
     a.extend(["-kernel".into(), paths.kernel().display().to_string()]);
