@@ -66,7 +66,16 @@ pub struct Topology {
     pub description: &'static str,
     /// The ports, in index order.
     pub ports: Vec<Port>,
+    /// Slot of a virtio-net 1.0 device WITHOUT `iommu_platform` (no ACCESS_PLATFORM), for the test
+    /// that our driver refuses it. Not a port (no link, not in `OXPMD_PORTS`): exported as
+    /// `OXPMD_VIRTIO_NO_IOMMU`.
+    pub virtio_no_iommu: Option<u8>,
 }
+
+/// QEMU's device for [`Topology::virtio_no_iommu`]: modern-only (1af4:1041), no ACCESS_PLATFORM.
+const VIRTIO_NO_IOMMU_DEVICE: &str = "virtio-net-pci,disable-legacy=on";
+/// The hub of that device's dangling netdev (no other port joins it).
+const VIRTIO_NO_IOMMU_HUB: usize = 99;
 
 /// The topology names `--topology` accepts.
 pub const NAMES: [&str; 3] = ["pair", "quad", "virtio"];
@@ -90,6 +99,7 @@ impl Topology {
                 name: "pair",
                 description: "two igb ports linked back to back (0 <-> 1)",
                 ports: vec![port(0, Igb, 0x02, 1, "a"), port(1, Igb, 0x06, 0, "b")],
+                virtio_no_iommu: None,
             },
             "quad" => Topology {
                 name: "quad",
@@ -100,16 +110,19 @@ impl Topology {
                     port(2, Igb, 0x0a, 0, "dut"),
                     port(3, Igb, 0x0c, 1, "dut"),
                 ],
+                virtio_no_iommu: None,
             },
             "virtio" => Topology {
                 name: "virtio",
-                description: "igb 0 <-> igb 1, and igb 2 <-> virtio-net 3",
+                description: "igb 0 <-> igb 1, and igb 2 <-> virtio-net 3 (plus a virtio-net without \
+                              iommu_platform at 09.0, not a port)",
                 ports: vec![
                     port(0, Igb, 0x02, 1, "a"),
                     port(1, Igb, 0x06, 0, "b"),
                     port(2, Igb, 0x0a, 3, "a"),
                     port(3, VirtioNet, 0x08, 2, "b"),
                 ],
+                virtio_no_iommu: Some(0x09),
             },
             other => {
                 return Err(format!(
@@ -139,6 +152,14 @@ impl Topology {
                 p.slot
             ));
         }
+        if let Some(slot) = self.virtio_no_iommu {
+            args.push("-netdev".into());
+            args.push(format!("hubport,id=noiommu,hubid={VIRTIO_NO_IOMMU_HUB}"));
+            args.push("-device".into());
+            args.push(format!(
+                "{VIRTIO_NO_IOMMU_DEVICE},netdev=noiommu,mac=52:54:00:00:02:00,addr={slot:02x}.0,romfile="
+            ));
+        }
         args
     }
 
@@ -165,6 +186,9 @@ impl Topology {
             env.push((format!("{k}_MAC"), p.mac()));
             env.push((format!("{k}_ROLE"), p.role.to_string()));
         }
+        if let Some(slot) = self.virtio_no_iommu {
+            env.push(("OXPMD_VIRTIO_NO_IOMMU".to_string(), format!("0000:00:{slot:02x}.0")));
+        }
         env
     }
 
@@ -174,6 +198,7 @@ impl Topology {
             .iter()
             .filter(|p| p.model == Model::VirtioNet)
             .map(Port::pci_addr)
+            .chain(self.virtio_no_iommu.map(|slot| format!("0000:00:{slot:02x}.0")))
             .collect()
     }
 
@@ -189,6 +214,11 @@ impl Topology {
                 p.mac(),
                 p.peer,
                 p.role
+            ));
+        }
+        if let Some(slot) = self.virtio_no_iommu {
+            s.push_str(&format!(
+                "  (not a port) 0000:00:{slot:02x}.0  virtio-net without iommu_platform: OXPMD_VIRTIO_NO_IOMMU\n"
             ));
         }
         s
@@ -223,11 +253,15 @@ mod tests {
             let mut fixed: Vec<(u8, String)> = vec![
                 (0x00, "host bridge".into()),
                 (0x1f, "ICH9 functions".into()),
+                (super::super::guest::WORKSPACE_SHARE_SLOT, "9p workspace".into()),
                 (super::super::guest::ROOT_SHARE_SLOT, "9p root".into()),
                 (super::super::guest::RUN_SHARE_SLOT, "9p run".into()),
                 (super::super::guest::RESULTS_SHARE_SLOT, "9p results".into()),
             ];
             let mut all = slots(&t);
+            if let Some(slot) = t.virtio_no_iommu {
+                all.push((slot, "virtio-net without iommu_platform".into()));
+            }
             all.append(&mut fixed);
             // VFs of one PF share a slot on purpose (functions 0,2,4,6); collapse per owner.
             all.sort();
