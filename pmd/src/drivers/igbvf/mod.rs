@@ -25,14 +25,14 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs, VfToken};
 
 use self::mbx::{MbxError, VfMailbox};
-use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRingSlice, VfRxQueue, VfTxQueue, disable_queue};
+use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::drivers::igb::regs::queue as qregs;
 use crate::error::{PortError, Result};
-use crate::iommu::VfioDmaMap;
+use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::sriov::mailbox::{self, ReplyStatus, VfRequest, id};
@@ -539,16 +539,7 @@ impl IgbvfDriver {
     }
 
     fn pool_mapped(&self, pool: &Mempool) -> bool {
-        let region = pool.region();
-        let Some(iova) = region.iova() else {
-            return false;
-        };
-        let vaddr = region.as_ptr() as usize;
-        self.dma
-            .container()
-            .mappings()
-            .iter()
-            .any(|m| m.iova == iova && m.vaddr == vaddr && m.size >= region.len() as u64)
+        pool_is_mapped(self.dma.container(), pool)
     }
 }
 
@@ -612,7 +603,7 @@ impl Driver for IgbvfDriver {
                 IgbvfError::Ring("not configured".into()),
             )
         })?;
-        let mem = VfRingSlice::new(region, 0, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
+        let mem = RingSlice::new(region, 0, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
             drv_err(
                 self.name(),
                 "set up RX queue",
@@ -663,7 +654,7 @@ impl Driver for IgbvfDriver {
             )
         })?;
         let offset = self.rx_ring_size * desc::DESC_SIZE;
-        let mem = VfRingSlice::new(region, offset, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
+        let mem = RingSlice::new(region, offset, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
             drv_err(
                 self.name(),
                 "set up TX queue",
@@ -689,11 +680,15 @@ impl Driver for IgbvfDriver {
         self.queues.push((VfDir::Tx, q));
         self.wait_enabled(VfDir::Tx, q)?;
         let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
+        let pools = MappedPools::new(
+            self.name(),
+            self.dma.container().clone(),
+            setup.pool,
+            &format!("TX queue {q}"),
+        );
         Ok(Box::new(VfTxQueue {
             ring,
-            container: self.dma.container().clone(),
-            device: Arc::from(self.name()),
-            known: [setup.pool.id(); 4],
+            pools,
             pool: setup.pool.clone(),
             page_shift,
         }))

@@ -1,66 +1,21 @@
-//! igbvf queues on the shared advanced descriptor ring: ring memory (a slice of a DMA region
-//! mapped through the VF's VFIO container), the queue's tail / enable registers, and the
+//! igbvf queues on the shared advanced descriptor ring: ring memory (a [`RingSlice`] of a DMA
+//! region mapped through the VF's VFIO container), the queue's tail / enable registers, and the
 //! [`RxQueueOps`] / [`TxQueueOps`] wrappers.
-//!
-//! The only unsafe code of the driver: the `RingMemory` implementation below.
-#![allow(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaRegion, Mempool, Packet};
-use oxpmd_vfio::{Container, Register};
+use oxpmd_dma::{Mempool, Packet};
+use oxpmd_vfio::Register;
 
 use super::VfShared;
-use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs, RingMemory};
+use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs};
 use crate::burst::Burst;
 use crate::driver::{RxQueueOps, TxQueueOps};
 use crate::drivers::igb::regs::queue as qregs;
+use crate::iommu::{MappedPools, RingSlice};
 use crate::stats::QueueCounters;
-
-/// How long a queue disable may take before it is reported.
-const QUEUE_DISABLE_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// A piece of a mapped DMA region holding one descriptor ring.
-pub(crate) struct VfRingSlice {
-    region: Arc<DmaRegion>,
-    offset: usize,
-    len: usize,
-    iova: u64,
-}
-
-impl VfRingSlice {
-    /// `len` bytes at `offset` of a mapped `region`; `None` if unmapped, out of bounds or not
-    /// 128-byte aligned.
-    pub(crate) fn new(region: Arc<DmaRegion>, offset: usize, len: usize) -> Option<Self> {
-        let base = region.iova()?;
-        let end = offset.checked_add(len)?;
-        if end > region.len() || offset % crate::adv_ring::desc::RING_ALIGN != 0 || len == 0 {
-            return None;
-        }
-        Some(VfRingSlice {
-            iova: base + offset as u64,
-            region,
-            offset,
-            len,
-        })
-    }
-}
-
-// SAFETY: the slice lies inside the region (checked in `new`); the region is page-aligned so the
-// slice is 128-byte aligned; the device sees it at `iova` (the region is mapped through the VF's
-// container until the last `Arc` goes) and the memory lives as long as the `Arc` held here.
-unsafe impl RingMemory for VfRingSlice {
-    fn as_ptr(&self) -> *mut u8 {
-        self.region.as_ptr().wrapping_add(self.offset)
-    }
-    fn iova(&self) -> u64 {
-        self.iova
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-}
 
 /// RX or TX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +32,10 @@ impl VfDir {
         }
     }
 }
+
+/// How long a queue disable may take before it is reported (igb's value; its `queue` module is
+/// private to the igb driver).
+const QUEUE_DISABLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Where a port's queue registers are: a VF's own BAR (queue `q` at 0x2800 / 0x3800 + 0x100 q)
 /// or a PF pool's hardware queues in the PF's BAR (0xC000 / 0xE000 + 0x40 q).
@@ -170,13 +129,52 @@ impl QueueRegs for VfQueueRegs {
     }
 
     fn disable(&mut self) {
-        disable_queue(&self.shared, self.dir, self.queue);
+        self.try_disable();
+    }
+
+    fn try_disable(&mut self) -> bool {
+        disable_queue(&self.shared, self.dir, self.queue)
+    }
+
+    fn stop_device_dma(&mut self) -> bool {
+        // The whole port loses DMA: only reached when one of its queues would not stop.
+        let Some(device) = self.shared.device.as_ref() else {
+            // A PF pool port: the device is the PF, owned by the PF host; its bus mastering
+            // cannot be turned off from here (the ring then leaks its buffers).
+            log::error!(
+                "{}: {} queue {}: no VFIO device of its own (PF pool port): DMA cannot be stopped",
+                self.shared.name,
+                self.dir.name(),
+                self.queue
+            );
+            return false;
+        };
+        match device.disable_bus_master() {
+            Ok(()) => {
+                log::error!(
+                    "{}: {} queue {}: bus mastering turned off, the VF needs a reopen",
+                    self.shared.name,
+                    self.dir.name(),
+                    self.queue
+                );
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "{}: {} queue {}: turning bus mastering off failed: {e}",
+                    self.shared.name,
+                    self.dir.name(),
+                    self.queue
+                );
+                false
+            }
+        }
     }
 }
 
 /// An igbvf RX queue.
 pub(crate) struct VfRxQueue {
-    pub(crate) ring: AdvRxRing<VfQueueRegs, VfRingSlice>,
+    pub(crate) ring: AdvRxRing<VfQueueRegs, RingSlice>,
 }
 
 impl RxQueueOps for VfRxQueue {
@@ -186,7 +184,8 @@ impl RxQueueOps for VfRxQueue {
     }
 }
 
-/// Whether `len` bytes at `iova` cross a `1 << shift` boundary.
+/// Whether `len` bytes at `iova` cross a `1 << shift` boundary (the same test as igb's, whose
+/// `queue` module is private to the igb driver).
 #[inline(always)]
 fn straddles(iova: u64, len: usize, shift: u32) -> bool {
     len > 1 && (iova >> shift) != ((iova + len as u64 - 1) >> shift)
@@ -196,36 +195,13 @@ fn straddles(iova: u64, len: usize, shift: u32) -> bool {
 /// pool, design invariant 3); a buffer crossing an IOMMU page boundary is copied first (QEMU's
 /// model drops such frames).
 pub(crate) struct VfTxQueue {
-    pub(crate) ring: AdvTxRing<VfQueueRegs, VfRingSlice>,
-    pub(crate) container: Container,
-    pub(crate) device: Arc<str>,
-    pub(crate) known: [u64; 4],
+    pub(crate) ring: AdvTxRing<VfQueueRegs, RingSlice>,
+    pub(crate) pools: MappedPools,
     pub(crate) pool: Mempool,
     pub(crate) page_shift: u32,
 }
 
 impl VfTxQueue {
-    fn mapped(&mut self, p: &Packet) -> bool {
-        if self.known.contains(&p.pool_id()) {
-            return true;
-        }
-        let iova = p.data_iova();
-        let vaddr = p.data().as_ptr() as usize;
-        let len = p.len().max(1) as u64;
-        let ok = self.container.mappings().iter().any(|m| {
-            iova >= m.iova
-                && iova
-                    .checked_add(len)
-                    .is_some_and(|end| end <= m.iova.saturating_add(m.size))
-                && m.vaddr.checked_add((iova - m.iova) as usize) == Some(vaddr)
-        });
-        if ok {
-            self.known.rotate_right(1);
-            self.known[0] = p.pool_id();
-        }
-        ok
-    }
-
     #[cold]
     fn unstraddled_copy(&self, p: &Packet) -> Option<Packet> {
         let mut rejected = Vec::new();
@@ -249,24 +225,20 @@ impl TxQueueOps for VfTxQueue {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
         let mut refused = 0usize;
-        if !pkts.iter().all(|p| self.known.contains(&p.pool_id())) {
-            let mut keep = Vec::with_capacity(pkts.len());
-            for p in pkts.iter() {
-                keep.push(self.mapped(p));
-            }
-            let mut i = 0;
-            pkts.retain(|_| {
-                let k = keep[i];
-                i += 1;
-                if !k {
+        if !pkts.iter().all(|p| self.pools.knows(p.pool_id())) {
+            let pools = &mut self.pools;
+            pkts.retain(|p| {
+                let ok = pools.check(p);
+                if !ok {
                     refused += 1;
                 }
-                k
+                ok
             });
             if refused > 0 {
                 log::warn!(
-                    "{}: TX: {refused} packet(s) refused: their memory is not mapped for this VF",
-                    self.device
+                    "{}: TX: {refused} packet(s) refused: their memory is not mapped for this VF \
+                     (create the mempool with Port::dma_map())",
+                    pools.device()
                 );
                 c.ierrors += refused as u64;
             }
@@ -276,8 +248,13 @@ impl TxQueueOps for VfTxQueue {
             for i in 0..pkts.len() {
                 let p = &pkts.as_slice()[i];
                 if straddles(p.data_iova(), p.len(), shift) {
-                    if let Some(q) = self.unstraddled_copy(p) {
-                        pkts.as_mut_slice()[i] = q;
+                    match self.unstraddled_copy(p) {
+                        Some(q) => pkts.as_mut_slice()[i] = q,
+                        None => log::warn!(
+                            "{}: TX: a packet crosses an IOMMU page boundary and no buffer was free \
+                             to copy it; QEMU's igb model will drop it",
+                            self.pools.device()
+                        ),
                     }
                 }
             }
