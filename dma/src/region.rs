@@ -703,6 +703,31 @@ pub(crate) mod tests {
 
     #[test]
     fn aligned_region_owns_its_power_of_two_reservation() {
+        // The check reads /proc/self/maps before and after the drop: another test thread mapping
+        // a reservation at the same (just freed) address would make it flaky, so the check runs in
+        // a child process that runs this test alone.
+        const CHILD: &str = "OXPMD_DMA_ISOLATED_MAPS_TEST";
+        if std::env::var_os(CHILD).is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let out = std::process::Command::new(exe)
+                .args([
+                    "region::tests::aligned_region_owns_its_power_of_two_reservation",
+                    "--exact",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "isolated run failed:\n{text}");
+            assert!(
+                text.contains("1 passed"),
+                "the isolated run did not run the test:\n{text}"
+            );
+            return;
+        }
         let opts = RegionOptions {
             page_size: PageSize::Base4K,
             allow_4k_fallback: false,

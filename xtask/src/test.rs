@@ -82,7 +82,7 @@ pub fn main(args: &[String]) -> ExitCode {
 
     ok &= run_step(
         "unit and integration tests",
-        Command::new(&cargo).args(["test", "--workspace"]),
+        Command::new(&cargo).args(["test", "--workspace", "--no-fail-fast"]),
         &mut tally,
     );
     ok &= run_step(
