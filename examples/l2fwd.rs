@@ -21,13 +21,19 @@
 //! one JSON object per stats period and a final one on stdout, and sends the text to stderr.
 //! Set-up steps print their durations on stderr. See docs/capture.md.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{
+    BoxError, STOP, finish_capture, install_signal_handlers, parse_num, ports_json, say, start_capture, step,
+};
 use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
-use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureTap, json_escape, now_ns, port_stats_json};
+use oxpmd::pmd::capture::{Capture, CaptureTap, json_escape, now_ns};
 use oxpmd::pmd::forward::{Forwarder, FwdConfig, FwdCounters, FwdSnapshot, l2fwd_pairs};
 use oxpmd::pmd::forward::{l2fwd_dst_mac, rewrite_macs};
 use oxpmd::pmd::vport::virtual_pool;
@@ -56,80 +62,6 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --stats-json        stdout: one JSON object per stats period (-T) and a final one; text to stderr
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
-/// Set by SIGINT / SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
-static JSON_MODE: AtomicBool = AtomicBool::new(false);
-
-/// A text line: stdout, or stderr under `--stats-json`.
-macro_rules! say {
-    ($($t:tt)*) => {
-        if JSON_MODE.load(Ordering::Relaxed) {
-            eprintln!($($t)*)
-        } else {
-            println!($($t)*)
-        }
-    };
-}
-
-/// A set-up step and its duration, on stderr.
-fn step(what: &str, t: Instant) {
-    eprintln!("l2fwd: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
-}
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is a valid value; the handler only stores to an atomic, which
-        // is async-signal-safe; the old action is not needed (null).
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// A minimal stderr logger (no extra crate).
-struct StderrLogger(log::LevelFilter);
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn init_logger() {
-    let level = match std::env::var("OXPMD_LOG").as_deref() {
-        Ok("error") => log::LevelFilter::Error,
-        Ok("info") => log::LevelFilter::Info,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("trace") => log::LevelFilter::Trace,
-        Ok("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Warn,
-    };
-    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
-}
-
 #[derive(Debug)]
 struct Options {
     ports: Vec<String>,
@@ -148,22 +80,6 @@ struct Options {
     pcap_ports: Option<Vec<u16>>,
     pcap_slots: usize,
     stats_json: bool,
-}
-
-fn parse_num<T>(opt: &str, v: Option<&String>, range: std::ops::RangeInclusive<T>) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let v = v.ok_or_else(|| format!("{opt}: missing value"))?;
-    let n: T = v.parse().map_err(|_| format!("{opt}: `{v}` is not a number"))?;
-    if !range.contains(&n) {
-        return Err(format!(
-            "{opt}: {n} out of range {}..={}",
-            range.start(),
-            range.end()
-        ));
-    }
-    Ok(n)
 }
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
@@ -277,30 +193,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
-    init_logger();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
-        Ok(o) => o,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("l2fwd: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("l2fwd: {e}");
-            ExitCode::from(1)
-        }
-    }
+    common::init_logger(log::LevelFilter::Warn);
+    common::cli_main("l2fwd", USAGE, parse_args, run, 1)
 }
-
-type BoxError = Box<dyn std::error::Error>;
 
 /// One forwarding port: its id, device name and counters.
 struct PortInfo {
@@ -423,7 +318,7 @@ fn capture_loop(
 
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
-    JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
+    common::JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
     // Enabled ports, by id (= position in the --port list).
     let enabled: Vec<u16> = (0..opts.ports.len() as u16)
         .filter(|i| opts.portmask.is_none_or(|m| m & (1u64 << i) != 0))
@@ -482,7 +377,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             },
         )?);
     }
-    step(&format!("open {} port(s)", ports.len()), t);
+    step("l2fwd", &format!("open {} port(s)", ports.len()), t);
     let t = Instant::now();
     // One pool for all ports (DPDK l2fwd: nb_ports * (rxd + txd + burst + lcores * cache), >= 8192).
     let cache = 256usize;
@@ -503,6 +398,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         None => virtual_pool("l2fwd", pool_size, cache)?,
     };
     step(
+        "l2fwd",
         &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
         t,
     );
@@ -522,33 +418,16 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             cap_counters: Arc::new(LoopCounters::default()),
         });
     }
-    step("configure and start the ports", t);
+    step("l2fwd", "configure and start the ports", t);
     for p in ports.iter_mut() {
         let t = Instant::now();
         match p.wait_link_up(Duration::from_secs(10)) {
             Ok(l) => say!("port {} ({}): MAC {} link {l}", p.id(), p.name(), p.mac_addr()),
             Err(e) => say!("port {} ({}): MAC {} {e}", p.id(), p.name(), p.mac_addr()),
         }
-        step(&format!("link wait, port {} ({})", p.id(), p.name()), t);
+        step("l2fwd", &format!("link wait, port {} ({})", p.id(), p.name()), t);
     }
-    let capture = match &opts.pcap {
-        Some(path) => {
-            let t = Instant::now();
-            let c = Capture::start(
-                path,
-                &CaptureConfig {
-                    slots: opts.pcap_slots,
-                    ..CaptureConfig::default()
-                },
-            )?;
-            step(
-                &format!("capture to {} ({} records)", path.display(), opts.pcap_slots),
-                t,
-            );
-            Some(c)
-        }
-        None => None,
-    };
+    let capture = start_capture("l2fwd", opts.pcap.as_deref(), opts.pcap_slots)?;
 
     // Hand the queues to the workers: worker w polls ports [w*q, (w+1)*q) and owns the TX queues
     // of their partners.
@@ -719,20 +598,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
     }
     let elapsed = start.elapsed();
-    let cap_report = match capture {
-        Some(c) => {
-            let r = c.finish()?;
-            say!(
-                "capture {}: captured {} frames, dropped {} (writer behind), written {}",
-                opts.pcap.as_deref().unwrap_or(std::path::Path::new("")).display(),
-                r.captured,
-                r.dropped,
-                r.written
-            );
-            Some(r)
-        }
-        None => None,
-    };
+    let cap_report = finish_capture("", capture, opts.pcap.as_deref())?;
     let mut zero: Vec<FwdSnapshot> = infos.iter().map(|_| FwdSnapshot::default()).collect();
     let final_json = if opts.stats_json {
         let fwd = fwd_json(&infos, &zero, elapsed);
@@ -822,26 +688,6 @@ fn fwd_json(infos: &[PortInfo], last: &[FwdSnapshot], dt: Duration) -> String {
         })
         .collect();
     format!("[{}]", v.join(","))
-}
-
-/// JSON array of every port's device counters (per port and per queue) and rates; updates `prev`.
-fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
-    let mut out = Vec::new();
-    for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
-        match p.stats() {
-            Ok(st) => {
-                out.push(port_stats_json(p.id(), p.name(), &st, last.as_ref(), dt));
-                *last = Some(st);
-            }
-            Err(e) => out.push(format!(
-                "{{\"port\":{},\"name\":{},\"error\":{}}}",
-                p.id(),
-                json_escape(p.name()),
-                json_escape(&e.to_string())
-            )),
-        }
-    }
-    format!("[{}]", out.join(","))
 }
 
 fn print_stats(infos: &[PortInfo], last: &mut [FwdSnapshot], dt: Duration) {

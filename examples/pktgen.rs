@@ -29,14 +29,18 @@
 //! and sends every text line to stderr. Set-up steps print their durations on stderr. See
 //! docs/capture.md.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use oxpmd::dma::{Mempool, MempoolConfig, OffloadFlags, Packet, RegionOptions};
-use oxpmd::pmd::capture::{
-    Capture, CaptureConfig, CaptureTap, json_escape, now_ns as wall_ns, port_stats_json,
+use common::{
+    BoxError, STOP, finish_capture, install_signal_handlers, parse_num, ports_json, say, start_capture, step,
 };
+use oxpmd::dma::{Mempool, MempoolConfig, OffloadFlags, Packet, RegionOptions};
+use oxpmd::pmd::capture::{Capture, CaptureTap, json_escape, now_ns as wall_ns};
 use oxpmd::pmd::vport::virtual_pool;
 use oxpmd::pmd::{
     Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue,
@@ -81,77 +85,6 @@ const MAX_SIZE: usize = 1518;
 const UDP_DST: u16 = 9;
 /// Longest sequence gap tracked exactly for duplicates and reordering.
 const WINDOW: u64 = 1 << 16;
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
-static JSON_MODE: AtomicBool = AtomicBool::new(false);
-
-/// A text line: stdout, or stderr under `--stats-json`.
-macro_rules! say {
-    ($($t:tt)*) => {
-        if JSON_MODE.load(Ordering::Relaxed) {
-            eprintln!($($t)*)
-        } else {
-            println!($($t)*)
-        }
-    };
-}
-
-/// A set-up step and its duration, on stderr.
-fn step(what: &str, t: Instant) {
-    eprintln!("pktgen: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
-}
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic
-        // (async-signal-safe); the old action is not needed.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-struct StderrLogger(log::LevelFilter);
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn init_logger() {
-    let level = match std::env::var("OXPMD_LOG").as_deref() {
-        Ok("error") => log::LevelFilter::Error,
-        Ok("info") => log::LevelFilter::Info,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("trace") => log::LevelFilter::Trace,
-        Ok("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Warn,
-    };
-    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
-}
 
 /// Frame sizes to send (with FCS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,28 +191,16 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
         it.next().cloned().ok_or_else(|| format!("{opt}: missing value"))
     };
-    fn num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
-        opt: &str,
-        v: &str,
-        lo: T,
-        hi: T,
-    ) -> Result<T, String> {
-        let n: T = v.parse().map_err(|_| format!("{opt}: `{v}` is not a number"))?;
-        if n < lo || n > hi {
-            return Err(format!("{opt}: {n} out of range {lo}..={hi}"));
-        }
-        Ok(n)
-    }
     while let Some(a) = it.next() {
         match a.as_str() {
             "--tx-port" => o.tx_port = val(&mut it, a)?,
             "--rx-port" => o.rx_port = Some(val(&mut it, a)?),
             "--size" => o.sizes = Sizes::parse(&val(&mut it, a)?)?,
-            "--rate" => o.rate = Some(num(a, &val(&mut it, a)?, 1u64, 1_000_000_000)?),
-            "--count" => o.count = Some(num(a, &val(&mut it, a)?, 1u64, 1 << 40)?),
-            "--duration" => o.duration = Some(num(a, &val(&mut it, a)?, 0.001f64, 31_536_000.0)?),
-            "--drain" => o.drain = num(a, &val(&mut it, a)?, 0.0f64, 3600.0)?,
-            "--streams" => o.streams = num(a, &val(&mut it, a)?, 1u16, 1024)?,
+            "--rate" => o.rate = Some(parse_num(a, it.next(), 1u64..=1_000_000_000)?),
+            "--count" => o.count = Some(parse_num(a, it.next(), 1u64..=1 << 40)?),
+            "--duration" => o.duration = Some(parse_num(a, it.next(), 0.001f64..=31_536_000.0)?),
+            "--drain" => o.drain = parse_num(a, it.next(), 0.0f64..=3600.0)?,
+            "--streams" => o.streams = parse_num(a, it.next(), 1u16..=1024)?,
             "--dst-mac" => {
                 let v = val(&mut it, a)?;
                 o.dst_mac = Some(if v == "broadcast" {
@@ -289,14 +210,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 });
             }
             "-P" => o.promiscuous = true,
-            "--link-speed" => o.link_speed = Some(num(a, &val(&mut it, a)?, 1u64, 1_000_000)?),
+            "--link-speed" => o.link_speed = Some(parse_num(a, it.next(), 1u64..=1_000_000)?),
             "--expect-all" => o.expect_all = true,
-            "--burst" => o.burst = num(a, &val(&mut it, a)?, 1usize, MAX_BURST)?,
-            "--ring-size" => o.ring_size = num(a, &val(&mut it, a)?, 64usize, 4096)?,
+            "--burst" => o.burst = parse_num(a, it.next(), 1usize..=MAX_BURST)?,
+            "--ring-size" => o.ring_size = parse_num(a, it.next(), 64usize..=4096)?,
             "--cores" => {
                 let v = val(&mut it, a)?;
                 for c in v.split(',') {
-                    o.cores.push(num("--cores", c.trim(), 0usize, 4095)?);
+                    o.cores.push(parse_num("--cores", Some(c.trim()), 0usize..=4095)?);
                 }
             }
             "--expect-rx-dst" => {
@@ -305,18 +226,18 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--expect-rx-src" => {
                 o.expect_rx_src = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
             }
-            "-T" => o.period = num(a, &val(&mut it, a)?, 0u64, 86_400)?,
+            "-T" => o.period = parse_num(a, it.next(), 0u64..=86_400)?,
             "--pcap" => o.pcap = Some(val(&mut it, a)?.into()),
             "--pcap-ports" => {
                 let v = val(&mut it, a)?;
                 let mut l = Vec::new();
                 for c in v.split(',') {
-                    l.push(num(a, c.trim(), 0u16, 1)?);
+                    l.push(parse_num(a, Some(c.trim()), 0u16..=1)?);
                 }
                 o.pcap_ports = Some(l);
             }
             "--pcap-slots" => {
-                o.pcap_slots = num(a, &val(&mut it, a)?, 2usize, 65536)?;
+                o.pcap_slots = parse_num(a, it.next(), 2usize..=65536)?;
                 if !o.pcap_slots.is_power_of_two() {
                     return Err(format!("{a}: {} is not a power of two", o.pcap_slots));
                 }
@@ -345,30 +266,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
-    init_logger();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
-        Ok(o) => o,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("pktgen: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&opts) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("pktgen: {e}");
-            ExitCode::from(3)
-        }
-    }
+    common::init_logger(log::LevelFilter::Warn);
+    common::cli_main("pktgen", USAGE, parse_args, run, 3)
 }
-
-type BoxError = Box<dyn std::error::Error>;
 
 fn checksum16(data: &[u8], init: u32) -> u16 {
     let mut sum = init;
@@ -829,7 +729,7 @@ fn rx_loop(
 
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
-    JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
+    common::JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
     // The same device for TX and RX: one port. Two ring ports of one name are the pair's two ends.
     let tx_spec = DeviceSpec::parse(&opts.tx_port)?;
     let same = opts
@@ -858,7 +758,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             },
         )?);
     }
-    step(&format!("open {} port(s)", ports.len()), t);
+    step("pktgen", &format!("open {} port(s)", ports.len()), t);
     let t = Instant::now();
     let pool_size = (ports.len() * 2 * opts.ring_size + 4 * MAX_BURST + 2048).max(8192);
     let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
@@ -873,6 +773,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         None => virtual_pool("pktgen", pool_size, 256)?,
     };
     step(
+        "pktgen",
         &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
         t,
     );
@@ -892,7 +793,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     for p in ports.iter_mut() {
         p.start()?;
     }
-    step("configure and start the ports", t);
+    step("pktgen", "configure and start the ports", t);
     let mut speed = 0u64;
     for (i, p) in ports.iter_mut().enumerate() {
         let t = Instant::now();
@@ -905,7 +806,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                     p.mac_addr(),
                     t.elapsed().as_secs_f64()
                 );
-                step(&format!("link wait, port {} ({})", p.id(), p.name()), t);
+                step("pktgen", &format!("link wait, port {} ({})", p.id(), p.name()), t);
                 if i == 0 {
                     speed = u64::from(l.speed_mbps);
                 }
@@ -938,24 +839,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
     let rx_port_id = rx_idx.map(|i| ports[i].id());
     let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
-    let capture = match &opts.pcap {
-        Some(path) => {
-            let t = Instant::now();
-            let c = Capture::start(
-                path,
-                &CaptureConfig {
-                    slots: opts.pcap_slots,
-                    ..CaptureConfig::default()
-                },
-            )?;
-            step(
-                &format!("capture to {} ({} records)", path.display(), opts.pcap_slots),
-                t,
-            );
-            Some(c)
-        }
-        None => None,
-    };
+    let capture = start_capture("pktgen", opts.pcap.as_deref(), opts.pcap_slots)?;
     let tx_tap = capture.as_ref().filter(|_| chosen(0)).map(Capture::tap);
     let rx_tap = capture
         .as_ref()
@@ -1022,20 +906,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         };
         Ok((txr, rxr))
     })?;
-    let cap_report = match capture {
-        Some(c) => {
-            let r = c.finish()?;
-            say!(
-                "pktgen: capture {}: captured {} frames, dropped {} (writer behind), written {}",
-                opts.pcap.as_deref().unwrap_or(std::path::Path::new("")).display(),
-                r.captured,
-                r.dropped,
-                r.written
-            );
-            Some(r)
-        }
-        None => None,
-    };
+    let cap_report = finish_capture("pktgen: ", capture, opts.pcap.as_deref())?;
     let final_ports = if opts.stats_json {
         let mut none: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
         Some(ports_json(
@@ -1092,27 +963,6 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         );
     }
     Ok(ok)
-}
-
-/// JSON array of every port's counters (per port and per queue) and rates since `prev` (or over
-/// `dt` seconds when there is no previous reading); updates `prev`.
-fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
-    let mut out = Vec::new();
-    for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
-        match p.stats() {
-            Ok(st) => {
-                out.push(port_stats_json(p.id(), p.name(), &st, last.as_ref(), dt));
-                *last = Some(st);
-            }
-            Err(e) => out.push(format!(
-                "{{\"port\":{},\"name\":{},\"error\":{}}}",
-                p.id(),
-                json_escape(p.name()),
-                json_escape(&e.to_string())
-            )),
-        }
-    }
-    format!("[{}]", out.join(","))
 }
 
 /// Rates of `frames` frames of `bytes` bytes (with FCS) over `ns`: (Mpps, Gbit/s, % of line rate).

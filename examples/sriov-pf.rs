@@ -24,12 +24,19 @@
 //! On exit the state is saved and the VFs stay enabled (so a restarted manager can serve them)
 //! unless `--remove-vfs` is given.
 
+// sriov-pf uses the stop flag and the logger only, not the JSON output (`say!`), step timing
+// or option helpers the other examples share.
+#[allow(dead_code, unused_imports, unused_macros)]
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::{STOP, install_signal_handlers};
 use oxpmd::dma::{Mempool, MempoolConfig};
 use oxpmd::pmd::sriov::pf_host::{PfDevice, PfHost, VfEvent};
 use oxpmd::pmd::sriov::{Refusal, SavedState, VfPolicy, VfTable};
@@ -53,43 +60,6 @@ const USAGE: &str = "usage: sriov-pf --pf ADDR --vfs N [options]
   --pf-echo            the PF's own pool forwards its traffic: every frame it receives is sent
                        back to its source (MACs swapped), on the PF's own queue
   Environment: OXPMD_LOG=error|warn|info|debug (default info).";
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic
-        // (async-signal-safe); the old action is not needed (null).
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-struct StderrLogger(log::LevelFilter);
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
 
 #[derive(Debug)]
 struct Options {
@@ -542,17 +512,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let level = match std::env::var("OXPMD_LOG").as_deref() {
-        Ok("error") => log::LevelFilter::Error,
-        Ok("warn") => log::LevelFilter::Warn,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("trace") => log::LevelFilter::Trace,
-        _ => log::LevelFilter::Info,
-    };
-    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
+    common::init_logger(log::LevelFilter::Info);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let o = match parse_args(&args) {
         Ok(o) => o,

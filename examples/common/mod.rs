@@ -1,0 +1,208 @@
+//! Pieces the examples share: the SIGINT / SIGTERM stop flag, a minimal stderr logger
+//! (`OXPMD_LOG`), the `say!` text output that yields stdout to JSON, set-up step timing, numeric
+//! option parsing, the JSON port counters and the usual `main` (parse, usage, run, exit code).
+//!
+//! Included by each example with `#[path = "common/mod.rs"] mod common;` (cargo does not take
+//! this directory for an example: it has no `main.rs`).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureReport, json_escape, port_stats_json};
+use oxpmd::pmd::{Port, PortStats};
+
+/// The error type of an example's `run`.
+pub type BoxError = Box<dyn std::error::Error>;
+
+/// Set by SIGINT / SIGTERM once [`install_signal_handlers`] has run.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
+pub static JSON_MODE: AtomicBool = AtomicBool::new(false);
+
+/// A text line: stdout, or stderr under `--stats-json` ([`JSON_MODE`]).
+macro_rules! say {
+    ($($t:tt)*) => {
+        if $crate::common::JSON_MODE.load(::std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
+}
+pub(crate) use say;
+
+/// A set-up step of program `prog` and its duration, on stderr.
+pub fn step(prog: &str, what: &str, t: Instant) {
+    eprintln!("{prog}: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
+}
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM set [`STOP`].
+pub fn install_signal_handlers() -> std::io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is a valid value; the handler only stores to an atomic, which
+        // is async-signal-safe; the old action is not needed (null).
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A minimal stderr logger (no extra crate).
+struct StderrLogger(log::LevelFilter);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.0
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Installs the stderr logger at the level `OXPMD_LOG` names (error, warn, info, debug, trace,
+/// off), else at `default`.
+pub fn init_logger(default: log::LevelFilter) {
+    let level = match std::env::var("OXPMD_LOG").as_deref() {
+        Ok("error") => log::LevelFilter::Error,
+        Ok("warn") => log::LevelFilter::Warn,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        Ok("off") => log::LevelFilter::Off,
+        _ => default,
+    };
+    let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger(level)));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// The value of option `opt` as a number within `range`; the error names the option.
+pub fn parse_num<T, S>(opt: &str, v: Option<&S>, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    S: AsRef<str> + ?Sized,
+{
+    let v = v.ok_or_else(|| format!("{opt}: missing value"))?.as_ref();
+    let n: T = v.parse().map_err(|_| format!("{opt}: `{v}` is not a number"))?;
+    if !range.contains(&n) {
+        return Err(format!(
+            "{opt}: {n} out of range {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(n)
+}
+
+/// The usual example `main` after logger set-up: parses the arguments (an empty error asks for
+/// the usage: printed on stdout, exit 0; another error: printed with the usage, exit 2), runs,
+/// and exits 0 when `run` reports success, 1 when it reports failure, `error_code` on an error.
+pub fn cli_main<O>(
+    prog: &str,
+    usage: &str,
+    parse_args: fn(&[String]) -> Result<O, String>,
+    run: fn(&O) -> Result<bool, BoxError>,
+    error_code: u8,
+) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) if e.is_empty() => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            ExitCode::from(error_code)
+        }
+    }
+}
+
+/// JSON array of every port's counters (per port and per queue) and rates since `prev` (or over
+/// `dt` seconds when there is no previous reading); updates `prev`.
+pub fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -> String {
+    let mut out = Vec::new();
+    for (p, last) in ports.iter_mut().zip(prev.iter_mut()) {
+        match p.stats() {
+            Ok(st) => {
+                out.push(port_stats_json(p.id(), p.name(), &st, last.as_ref(), dt));
+                *last = Some(st);
+            }
+            Err(e) => out.push(format!(
+                "{{\"port\":{},\"name\":{},\"error\":{}}}",
+                p.id(),
+                json_escape(p.name()),
+                json_escape(&e.to_string())
+            )),
+        }
+    }
+    format!("[{}]", out.join(","))
+}
+
+/// Starts a capture to `path` (none without a path) with `slots` records; times the step.
+pub fn start_capture(prog: &str, path: Option<&Path>, slots: usize) -> Result<Option<Capture>, BoxError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let t = Instant::now();
+    let c = Capture::start(
+        path,
+        &CaptureConfig {
+            slots,
+            ..CaptureConfig::default()
+        },
+    )?;
+    step(
+        prog,
+        &format!("capture to {} ({} records)", path.display(), slots),
+        t,
+    );
+    Ok(Some(c))
+}
+
+/// Ends `capture` (if any) and says its counts on a line starting with `prefix`.
+pub fn finish_capture(
+    prefix: &str,
+    capture: Option<Capture>,
+    path: Option<&Path>,
+) -> Result<Option<CaptureReport>, BoxError> {
+    let Some(c) = capture else {
+        return Ok(None);
+    };
+    let r = c.finish()?;
+    say!(
+        "{prefix}capture {}: captured {} frames, dropped {} (writer behind), written {}",
+        path.unwrap_or(Path::new("")).display(),
+        r.captured,
+        r.dropped,
+        r.written
+    );
+    Ok(Some(r))
+}
