@@ -187,7 +187,10 @@ impl Topology {
             env.push((format!("{k}_ROLE"), p.role.to_string()));
         }
         if let Some(slot) = self.virtio_no_iommu {
-            env.push(("OXPMD_VIRTIO_NO_IOMMU".to_string(), format!("0000:00:{slot:02x}.0")));
+            env.push((
+                "OXPMD_VIRTIO_NO_IOMMU".to_string(),
+                format!("0000:00:{slot:02x}.0"),
+            ));
         }
         env
     }
