@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use oxpmd_dma::{DmaMap, DmaMapError, DmaRegion, IovaAllocator, Mempool, Packet};
 
 use crate::adv_ring::RingMemory;
+use crate::error::{BoxError, PortError};
 use oxpmd_vfio::noiommu::{self, NoIommu};
-use oxpmd_vfio::{Container, Device, IommuInfo, PciAddress, VfToken};
+use oxpmd_vfio::{Container, Device, IommuInfo, PciAddress, Sysfs, VfToken};
 
 /// IOVAs below this are never handed out, so that a zero or tiny address in a descriptor is always
 /// a bug the IOMMU catches.
@@ -120,14 +121,36 @@ fn shared_dma_map() -> &'static Mutex<Weak<VfioDmaMap>> {
     MAP.get_or_init(|| Mutex::new(Weak::new()))
 }
 
-/// Why [`open_in_shared_container`] failed.
-#[derive(Debug)]
+/// Why [`open_pci_function`] (or [`open_in_shared_container`]) failed.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum SharedOpenError {
+    /// Reading the function's bound driver, or binding it to vfio-pci, failed (`op` says which).
+    #[error("{source}")]
+    Sysfs {
+        /// The sysfs operation.
+        op: &'static str,
+        /// The sysfs error (names the file).
+        source: Box<oxpmd_vfio::Error>,
+    },
+    /// The function is bound to a kernel driver; it is not taken from it.
+    #[error(
+        "bound to the kernel driver `{driver}`; unbind it first (echo {addr} > \
+         /sys/bus/pci/drivers/{driver}/unbind) or run `oxpmd bind {addr}` to put it on vfio-pci"
+    )]
+    KernelDriver {
+        /// PCI address.
+        addr: String,
+        /// The kernel driver.
+        driver: String,
+    },
     /// Opening `/dev/vfio/vfio` failed.
+    #[error(transparent)]
     Container(oxpmd_vfio::Error),
     /// Opening the device (its group, or the device fd) failed.
+    #[error(transparent)]
     Device(oxpmd_vfio::Error),
     /// Setting up the IOVA allocator of a new container failed.
+    #[error(transparent)]
     Dma(DmaMapError),
 }
 
@@ -135,17 +158,75 @@ impl SharedOpenError {
     /// The operation that failed, for an error message.
     pub(crate) fn op(&self) -> &'static str {
         match self {
+            Self::Sysfs { op, .. } => op,
+            Self::KernelDriver { .. } => "open",
             Self::Container(_) => "open the VFIO container",
             Self::Device(_) => "open the VFIO device",
             Self::Dma(_) => "set up DMA mapping",
         }
     }
+
+    /// This failure as the port layer's error for `device`, naming the operation. `hint` (empty for
+    /// none) is appended to a VFIO container or device failure: igbvf says where the VF token
+    /// comes from.
+    pub(crate) fn into_port_error(self, device: &str, hint: &'static str) -> PortError {
+        let op = self.op();
+        let source: BoxError = match self {
+            Self::Container(source) | Self::Device(source) if !hint.is_empty() => {
+                Box::new(HintedVfioError { source, hint })
+            }
+            other => Box::new(other),
+        };
+        PortError::Driver {
+            device: device.to_string(),
+            op,
+            source,
+        }
+    }
+}
+
+/// A VFIO error with advice appended.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}{hint}")]
+struct HintedVfioError {
+    source: oxpmd_vfio::Error,
+    hint: &'static str,
+}
+
+/// Opens the PCI function at `addr` for a PCI driver: a function on vfio-pci is used as is, one
+/// with no driver is bound to vfio-pci (logged), and one on a kernel driver is refused. Then it is
+/// opened in the process's one VFIO container ([`open_in_shared_container`]).
+pub(crate) fn open_pci_function(
+    addr: PciAddress,
+    token: Option<&VfToken>,
+) -> Result<(Device, Arc<VfioDmaMap>), SharedOpenError> {
+    let sys = Sysfs::new();
+    match sys.driver(addr).map_err(|source| SharedOpenError::Sysfs {
+        op: "read the bound driver",
+        source: Box::new(source),
+    })? {
+        Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
+        Some(driver) => {
+            return Err(SharedOpenError::KernelDriver {
+                addr: addr.to_string(),
+                driver,
+            });
+        }
+        None => {
+            sys.bind_vfio_pci(addr).map_err(|source| SharedOpenError::Sysfs {
+                op: "bind to vfio-pci",
+                source: Box::new(source),
+            })?;
+            log::info!("{addr}: had no driver, bound to vfio-pci");
+        }
+    }
+    open_in_shared_container(addr, token)
 }
 
 /// Opens the PCI device at `addr` in the process's one VFIO container, creating the container for
 /// the first device. Every PCI port of the process (igb, igbvf, virtio) opens through here, so a
 /// mempool mapped for one port is mapped for all of them.
-pub(crate) fn open_in_shared_container(
+fn open_in_shared_container(
     addr: PciAddress,
     token: Option<&VfToken>,
 ) -> Result<(Device, Arc<VfioDmaMap>), SharedOpenError> {
@@ -164,6 +245,22 @@ pub(crate) fn open_in_shared_container(
     let dma = Arc::new(VfioDmaMap::new(container).map_err(SharedOpenError::Dma)?);
     *slot = Arc::downgrade(&dma);
     Ok((dev, dma))
+}
+
+/// Turns bus mastering off for `device` because its `dir` queue `queue` would not stop (the last
+/// resort of a queue's `stop_device_dma`), logging the outcome; `unit` names what needs a reopen
+/// ("port", "VF"). Whether DMA is now off.
+pub(crate) fn stop_bus_master(device: &Device, name: &str, dir: &str, queue: u16, unit: &str) -> bool {
+    match device.disable_bus_master() {
+        Ok(()) => {
+            log::error!("{name}: {dir} queue {queue}: bus mastering turned off, the {unit} needs a reopen");
+            true
+        }
+        Err(e) => {
+            log::error!("{name}: {dir} queue {queue}: turning bus mastering off failed: {e}");
+            false
+        }
+    }
 }
 
 /// Whether every byte of `pool`'s region is mapped in `container` at the region's IOVA.

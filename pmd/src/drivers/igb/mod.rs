@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Device, PciAddress, Sysfs};
+use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, disable_queue};
 use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
@@ -38,7 +38,7 @@ use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, SharedOpenError, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;
@@ -60,17 +60,6 @@ const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
 /// operation).
 #[derive(Debug, thiserror::Error)]
 pub enum IgbError {
-    /// The device is bound to a kernel driver.
-    #[error(
-        "bound to the kernel driver `{driver}`; unbind it first (echo {addr} > \
-         /sys/bus/pci/drivers/{driver}/unbind) or bind it to vfio-pci"
-    )]
-    KernelDriver {
-        /// PCI address.
-        addr: String,
-        /// The kernel driver.
-        driver: String,
-    },
     /// A register access failed (outside the mapped BAR).
     #[error("BAR0 access: {0}")]
     Bar(#[from] BarError),
@@ -300,35 +289,8 @@ impl IgbDriver {
     /// autonegotiation. Does not wait for the link.
     pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<IgbDriver> {
         let name = addr.to_string();
-        let sys = Sysfs::new();
-        match sys
-            .driver(addr)
-            .map_err(|e| drv_err(&name, "read the bound driver", e))?
-        {
-            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
-            Some(d) => {
-                return Err(drv_err(
-                    &name,
-                    "open",
-                    IgbError::KernelDriver {
-                        addr: name.clone(),
-                        driver: d,
-                    },
-                ));
-            }
-            None => {
-                sys.bind_vfio_pci(addr)
-                    .map_err(|e| drv_err(&name, "bind to vfio-pci", e))?;
-                log::info!("{name}: had no driver, bound to vfio-pci");
-            }
-        }
-        let (device, dma) = crate::iommu::open_in_shared_container(addr, None).map_err(|e| {
-            let op = e.op();
-            match e {
-                SharedOpenError::Container(v) | SharedOpenError::Device(v) => drv_err(&name, op, v),
-                SharedOpenError::Dma(d) => drv_err(&name, op, d),
-            }
-        })?;
+        let (device, dma) =
+            crate::iommu::open_pci_function(addr, None).map_err(|e| e.into_port_error(&name, ""))?;
         let bar = device.map_bar(0).map_err(|e| drv_err(&name, "map BAR0", e))?;
         let shared = Arc::new(IgbShared {
             name: name.clone(),

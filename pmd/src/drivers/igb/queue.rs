@@ -136,26 +136,8 @@ impl QueueRegs for IgbQueueRegs {
 
     fn stop_device_dma(&mut self) -> bool {
         // The whole port loses DMA: only reached when one of its queues would not stop.
-        match self.shared.device.disable_bus_master() {
-            Ok(()) => {
-                log::error!(
-                    "{}: {} queue {}: bus mastering turned off, the port needs a reopen",
-                    self.shared.name,
-                    self.dir.name(),
-                    self.queue
-                );
-                true
-            }
-            Err(e) => {
-                log::error!(
-                    "{}: {} queue {}: turning bus mastering off failed: {e}",
-                    self.shared.name,
-                    self.dir.name(),
-                    self.queue
-                );
-                false
-            }
-        }
+        let s = &self.shared;
+        crate::iommu::stop_bus_master(&s.device, &s.name, self.dir.name(), self.queue, "port")
     }
 }
 

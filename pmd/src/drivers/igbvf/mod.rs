@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, Sysfs, VfToken};
+use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
 use self::mbx::{MbxError, VfMailbox};
 use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
@@ -74,9 +74,6 @@ pub enum IgbvfError {
         /// Why.
         source: Box<oxpmd_vfio::Error>,
     },
-    /// The VF is on a kernel driver.
-    #[error("bound to the kernel driver `{0}`; a VF used from userspace must be on vfio-pci")]
-    KernelDriver(String),
     /// A register access failed.
     #[error("BAR0 access: {0}")]
     Bar(#[from] BarError),
@@ -268,46 +265,14 @@ impl IgbvfDriver {
     pub fn open(addr: PciAddress, opts: &OpenOptions) -> Result<IgbvfDriver> {
         let name = addr.to_string();
         let token = token_from(opts).map_err(|e| drv_err(&name, "get the VF token", e))?;
-        let sys = Sysfs::new();
-        match sys.driver(addr).map_err(|e| {
-            drv_err(
-                &name,
-                "read the bound driver",
-                IgbvfError::Vfio {
-                    source: Box::new(e),
-                    hint: "",
-                },
-            )
-        })? {
-            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
-            Some(d) => return Err(drv_err(&name, "open", IgbvfError::KernelDriver(d))),
-            None => {
-                sys.bind_vfio_pci(addr).map_err(|e| {
-                    drv_err(
-                        &name,
-                        "bind to vfio-pci",
-                        IgbvfError::Vfio {
-                            source: Box::new(e),
-                            hint: "",
-                        },
-                    )
-                })?;
-            }
-        }
         let hint = if token.is_none() { TOKEN_HINT } else { "" };
         let vfio = |e| IgbvfError::Vfio {
             source: Box::new(e),
             hint,
         };
         // One VFIO container for every PCI port of the process: a pool serves PF and VF ports.
-        let (device, dma) = crate::iommu::open_in_shared_container(addr, token.as_ref()).map_err(|e| {
-            use crate::iommu::SharedOpenError as E;
-            let op = e.op();
-            match e {
-                E::Container(v) | E::Device(v) => drv_err(&name, op, vfio(v)),
-                E::Dma(d) => drv_err(&name, op, d),
-            }
-        })?;
+        let (device, dma) = crate::iommu::open_pci_function(addr, token.as_ref())
+            .map_err(|e| e.into_port_error(&name, hint))?;
         let bar = device
             .map_bar(0)
             .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;

@@ -149,26 +149,7 @@ impl QueueRegs for VfQueueRegs {
             );
             return false;
         };
-        match device.disable_bus_master() {
-            Ok(()) => {
-                log::error!(
-                    "{}: {} queue {}: bus mastering turned off, the VF needs a reopen",
-                    self.shared.name,
-                    self.dir.name(),
-                    self.queue
-                );
-                true
-            }
-            Err(e) => {
-                log::error!(
-                    "{}: {} queue {}: turning bus mastering off failed: {e}",
-                    self.shared.name,
-                    self.dir.name(),
-                    self.queue
-                );
-                false
-            }
-        }
+        crate::iommu::stop_bus_master(device, &self.shared.name, self.dir.name(), self.queue, "VF")
     }
 }
 

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, DmaRegion, Packet, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Device, PciAddress, Sysfs};
+use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::caps::{CapError, VirtioCaps, find_virtio_caps};
 use self::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
@@ -51,7 +51,7 @@ use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, SharedOpenError, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::QueueCounters;
@@ -90,17 +90,6 @@ pub const MODERN_DEVICE_FIX: &str = "give the guest a modern virtio-net device b
 /// operation).
 #[derive(Debug, thiserror::Error)]
 pub enum VirtioError {
-    /// The device is bound to a kernel driver.
-    #[error(
-        "bound to the kernel driver `{driver}`; unbind it first (echo {addr} > \
-         /sys/bus/pci/drivers/{driver}/unbind) or bind it to vfio-pci"
-    )]
-    KernelDriver {
-        /// PCI address.
-        addr: String,
-        /// The kernel driver.
-        driver: String,
-    },
     /// A required feature is not offered.
     #[error(
         "virtio device {device} does not offer {missing}, which this driver requires{why}; {MODERN_DEVICE_FIX}"
@@ -485,35 +474,8 @@ impl VirtioDriver {
     /// [`VirtioDriver::open`] with driver options (packed virtqueues).
     pub fn open_with(addr: PciAddress, opts: &OpenOptions, vopts: VirtioOptions) -> Result<VirtioDriver> {
         let name = addr.to_string();
-        let sys = Sysfs::new();
-        match sys
-            .driver(addr)
-            .map_err(|e| drv_err(&name, "read the bound driver", e))?
-        {
-            Some(d) if d == oxpmd_vfio::pci::VFIO_PCI_DRIVER => {}
-            Some(d) => {
-                return Err(drv_err(
-                    &name,
-                    "open",
-                    VirtioError::KernelDriver {
-                        addr: name.clone(),
-                        driver: d,
-                    },
-                ));
-            }
-            None => {
-                sys.bind_vfio_pci(addr)
-                    .map_err(|e| drv_err(&name, "bind to vfio-pci", e))?;
-                log::info!("{name}: had no driver, bound to vfio-pci");
-            }
-        }
-        let (device, dma) = crate::iommu::open_in_shared_container(addr, None).map_err(|e| {
-            let op = e.op();
-            match e {
-                SharedOpenError::Container(v) | SharedOpenError::Device(v) => drv_err(&name, op, v),
-                SharedOpenError::Dma(d) => drv_err(&name, op, d),
-            }
-        })?;
+        let (device, dma) =
+            crate::iommu::open_pci_function(addr, None).map_err(|e| e.into_port_error(&name, ""))?;
         let shared = Arc::new(Self::map_structures(&name, device)?);
         let mut drv = VirtioDriver {
             shared,
