@@ -5,8 +5,8 @@ pub mod null;
 pub mod ring;
 
 /// A mempool for virtual ports (and tests): IOVA = virtual address ([`oxpmd_dma::IdentityMap`]),
-/// 2 MiB hugepages when they can be had, else 4 KiB pages (silently: virtual ports need no
-/// IOMMU mapping). Not for real devices (they need the IOMMU or physical addresses).
+/// 2 MiB hugepages when they can be had, else 4 KiB pages with a logged warning (virtual ports
+/// need no IOMMU mapping). Not for real devices (they need the IOMMU or physical addresses).
 pub fn virtual_pool(
     name: &str,
     capacity: usize,
@@ -21,6 +21,8 @@ pub fn virtual_pool(
         },
         ..MempoolConfig::new(name, capacity)
     };
-    Mempool::new(&with(PageSize::Huge2M), std::sync::Arc::new(IdentityMap))
-        .or_else(|_| Mempool::new(&with(PageSize::Base4K), std::sync::Arc::new(IdentityMap)))
+    Mempool::new(&with(PageSize::Huge2M), std::sync::Arc::new(IdentityMap)).or_else(|huge| {
+        log::warn!("mempool `{name}` for virtual ports: {huge}; using 4 KiB pages instead");
+        Mempool::new(&with(PageSize::Base4K), std::sync::Arc::new(IdentityMap))
+    })
 }
