@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use oxpmd_dma::{DmaMap, DmaMapError, DmaRegion, IovaAllocator, Mempool, Packet};
 
 use crate::adv_ring::RingMemory;
+use crate::burst::Burst;
 use crate::error::{BoxError, PortError};
+use crate::stats::QueueCounters;
 use oxpmd_vfio::noiommu::{self, NoIommu};
 use oxpmd_vfio::{Container, Device, IommuInfo, PciAddress, Sysfs, VfToken};
 
@@ -341,6 +343,33 @@ impl MappedPools {
             self.next += 1;
         }
         ok
+    }
+
+    /// The TX burst's check: keeps (in order) only the packets whose memory is mapped for the
+    /// device, drops the others (their buffers go back to their pools), logs and counts them in
+    /// `ierrors`. Returns how many were refused. One pass over known pool ids when all are known.
+    #[inline]
+    pub(crate) fn retain_mapped(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        if pkts.iter().all(|p| self.knows(p.pool_id())) {
+            return 0;
+        }
+        let mut refused = 0usize;
+        pkts.retain(|p| {
+            let ok = self.check(p);
+            if !ok {
+                refused += 1;
+            }
+            ok
+        });
+        if refused > 0 {
+            log::warn!(
+                "{}: TX: {refused} packet(s) refused: their memory is not mapped for this device \
+                 (create the mempool with Port::dma_map())",
+                self.device
+            );
+            c.ierrors += refused as u64;
+        }
+        refused
     }
 }
 

@@ -241,25 +241,7 @@ impl IgbTxQueue {
 impl TxQueueOps for IgbTxQueue {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
-        let mut refused = 0usize;
-        if !pkts.iter().all(|p| self.pools.knows(p.pool_id())) {
-            let pools = &mut self.pools;
-            pkts.retain(|p| {
-                let ok = pools.check(p);
-                if !ok {
-                    refused += 1;
-                }
-                ok
-            });
-            if refused > 0 {
-                log::warn!(
-                    "{}: TX: {refused} packet(s) refused: their memory is not mapped for this device \
-                     (create the mempool with Port::dma_map())",
-                    pools.device()
-                );
-                c.ierrors += refused as u64;
-            }
-        }
+        let refused = self.pools.retain_mapped(pkts, c);
         let shift = self.page_shift;
         if pkts.iter().any(|p| straddles(p.data_iova(), p.len(), shift)) {
             for i in 0..pkts.len() {
