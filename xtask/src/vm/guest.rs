@@ -252,8 +252,32 @@ fn qemu_args(
     a
 }
 
+/// A guest that has not started the command this long after QEMU started is stuck in boot
+/// (boots take 5 to 20 s, more under load). Seen rarely under TCG: an early-boot RCU stall where a
+/// vCPU's timer never fires. Such a boot is killed and tried once more.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+/// How the error of a stuck boot starts (the retry looks for it).
+const BOOT_STALL: &str = "the guest did not reach the command within";
+
 /// Boots the VM, runs `cmd`, streams or captures its output. See [`super::run_in_guest`].
+/// A boot that stalls before the command starts (see [`BOOT_TIMEOUT`]) is retried once, in a
+/// fresh VM; the command itself never runs twice.
 pub fn run(
+    paths: &Paths,
+    topology: &Topology,
+    cmd: &[String],
+    opts: &GuestOptions,
+) -> Result<GuestOutput, String> {
+    match run_once(paths, topology, cmd, opts) {
+        Err(e) if e.starts_with(BOOT_STALL) => {
+            eprintln!("vm: {e}\nvm: booting a fresh VM once more");
+            run_once(paths, topology, cmd, opts)
+        }
+        other => other,
+    }
+}
+
+fn run_once(
     paths: &Paths,
     topology: &Topology,
     cmd: &[String],
@@ -350,6 +374,7 @@ pub fn run(
     let mut output = String::new();
     let mut timed_out = false;
     let mut stop_now = false;
+    let mut boot_stalled = false;
     let mut tail: Vec<String> = Vec::new();
     // The exit code after the marker; a damaged number still ends the run, as a failure.
     let parse_code = |s: &str| s.trim().parse::<i32>().unwrap_or(1);
@@ -363,7 +388,19 @@ pub fn run(
             stop_now = true;
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        // Before the command starts, a stuck boot is given up on at BOOT_TIMEOUT.
+        let boot_deadline = start + BOOT_TIMEOUT;
+        if started.is_none() && exit_code.is_none() && now >= boot_deadline && boot_deadline < deadline {
+            boot_stalled = true;
+            stop_now = true;
+            break;
+        }
+        let wait_until = if started.is_none() && exit_code.is_none() {
+            deadline.min(boot_deadline.max(now + Duration::from_millis(10)))
+        } else {
+            deadline
+        };
+        match rx.recv_timeout(wait_until - now) {
             Ok(Event::Console(line)) => {
                 let _ = writeln!(console_log, "{line}");
                 if exit_code.is_none() {
@@ -407,6 +444,7 @@ pub fn run(
                 }
             }
             Ok(Event::ConsoleClosed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // A guest that reported its exit status but did not power off is simply stopped.
                 timed_out = exit_code.is_none();
@@ -425,6 +463,14 @@ pub fn run(
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
     let boot_to_command = started.unwrap_or_default();
+    if boot_stalled {
+        return Err(format!(
+            "{BOOT_STALL} {} s (boot stalled); QEMU killed. Console log: {}\nlast console lines:\n{}",
+            BOOT_TIMEOUT.as_secs(),
+            run_dir.join("console.log").display(),
+            tail.join("\n")
+        ));
+    }
     if timed_out {
         let phase = if started.is_some() {
             "the command did not finish"
