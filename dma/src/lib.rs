@@ -9,11 +9,13 @@
 //!   through a [`Packet`], and a `Packet` exists only while the CPU owns its buffer: a driver
 //!   gives it up with [`Packet::into_raw`] before posting the buffer's IOVA to a device and
 //!   takes it back with the `unsafe` [`Packet::from_raw`] only after it observed the device's
-//!   completion for it (DD). Buffer metadata lives in a 64-byte header in front of the buffer
-//!   whose address is never given to a device (descriptors name the buffer after it). The
-//!   header is inside the pool's mapped region, though, so the IOMMU does not stop a buggy or
-//!   hostile device that writes to it anyway: its lengths, IOVA and pool pointer are trusted
-//!   (review M1; moving the metadata out of the mapped region is the full fix).
+//!   completion for it (DD).
+//! - **Nothing the CPU trusts lives where a device can write** (invariant 6). A pool's DMA
+//!   region holds only the buffers' bytes; their metadata (pool, address, IOVA, lengths, offsets,
+//!   flags) is in a CPU-only arena that no [`DmaMap`] ever maps, and a [`Packet`] points there.
+//!   Whatever a device writes into a buffer, no slice leaves the buffer and no buffer returns to
+//!   another pool. `docs/memory-model.md` lists what a device can write and why each `unsafe` here
+//!   is sound.
 //! - **Every address given to a device lies in a mapped region; nothing is unmapped or freed
 //!   while a device could still use it** (invariant 3). A region is mapped through
 //!   [`DmaRegion::map`], which keeps the [`DmaMap`] and unmaps before the memory is unmapped
@@ -30,6 +32,7 @@
 //! The datapath (ring bulk/burst, cache get/put, packet alloc/free) allocates nothing, takes no
 //! lock and does no per-element reference counting; see [`ring`] and [`mempool`] for the
 //! algorithms and their orderings.
+mod arena;
 pub mod map;
 pub mod mempool;
 pub mod packet;
@@ -40,8 +43,9 @@ mod sync;
 pub use map::{DmaMap, DmaMapError, IdentityMap, IovaAllocator, IovaError};
 pub use mempool::{
     DEFAULT_CACHE_SIZE, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, Exhausted, ForeignBuffer, MAX_CACHE_SIZE,
-    Mempool, MempoolCache, MempoolConfig, MempoolError, flush_thread_caches, release_closed_pool_caches,
+    MAX_POOL_CACHES, Mempool, MempoolCache, MempoolConfig, MempoolError, PoolCaches, flush_thread_caches,
+    region_len, release_closed_pool_caches,
 };
-pub use packet::{BUF_HEADER_SIZE, EthernetHeader, OffloadFlags, Packet, PacketError, RawBuffer};
+pub use packet::{EthernetHeader, META_SIZE, OffloadFlags, Packet, PacketError, RawBuffer};
 pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};
 pub use ring::{Consumer, Producer, QueueBehavior, RING_MAX_SIZE, Ring, RingError, SyncMode};

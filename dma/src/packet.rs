@@ -1,13 +1,18 @@
 //! Packet buffers: [`Packet`] (an owned handle), [`RawBuffer`] (the driver's raw path),
 //! [`OffloadFlags`] and the [`EthernetHeader`] view.
 //!
-//! # Layout of one buffer (one element of a mempool)
+//! # Where a buffer's parts live
 //! ```text
-//! | BufHeader (64 B, CPU only) | headroom (128 B default) | data room (2048 B default) |
-//! ^ Packet points here         ^ buf_iova                 ^ data_iova() after reset
+//! metadata arena (CPU only, never mapped for a device)    DMA region (mapped for the device)
+//! | BufMeta 64 B | BufMeta 64 B | ...                      | headroom | data room | headroom | ...
+//!   ^ Packet / RawBuffer point here ------ buf_addr -----> ^ buf_iova
 //! ```
-//! The header holds the metadata (like `rte_mbuf`'s first cache line); a device is only ever
-//! given addresses in the headroom/data part.
+//! A [`Packet`] is a pointer to its buffer's [`BufMeta`] in the pool's metadata arena: pool, buffer
+//! address and IOVA, lengths, offsets, flags, RSS hash, VLAN. None of it lies where a device can
+//! write (design invariant 6): a device can change the bytes of a buffer (headroom and data room),
+//! never where the CPU thinks a buffer is, how long it is, or which pool it returns to. Every
+//! length operation keeps `data_off + data_len <= buf_len`, so a data slice never leaves its
+//! buffer whatever the bytes say. See `docs/memory-model.md`.
 //!
 //! # Ownership invariant (design invariant 1)
 //! A [`Packet`] exists only while the CPU owns its buffer: a driver turns it into a
@@ -119,14 +124,17 @@ impl EthernetHeader {
     pub const LEN: usize = 14;
 }
 
-/// Metadata at the start of every buffer. No descriptor ever names it (devices get the IOVA
-/// of the buffer after it), but it lies in the pool's IOMMU-mapped region: a device writing
-/// outside its buffers could change it, and the fields are trusted (see the crate docs).
+/// The metadata of one buffer, in its pool's CPU-only metadata arena (like `rte_mbuf`'s first
+/// cache line, but out of the device's reach). The identity fields (`pool`, `buf_addr`,
+/// `buf_iova`, `buf_len`, `headroom`) are written once, when the pool is carved; the per-use
+/// fields are written only through `Packet`'s checked operations and the pool's reset.
 #[repr(C, align(64))]
-pub(crate) struct BufHeader {
+pub(crate) struct BufMeta {
     /// Owning pool (identity and where the buffer returns).
     pub(crate) pool: *const PoolShared,
-    /// IOVA of the buffer start (the first byte after this header).
+    /// CPU address of the buffer (start of the headroom) in the pool's DMA region.
+    pub(crate) buf_addr: *mut u8,
+    /// IOVA of `buf_addr`.
     pub(crate) buf_iova: u64,
     pub(crate) data_off: u16,
     pub(crate) data_len: u16,
@@ -141,14 +149,13 @@ pub(crate) struct BufHeader {
     pub(crate) vlan_tci: u16,
     pub(crate) _pad: [u16; 3],
     pub(crate) user: u64,
-    pub(crate) _reserved: u64,
 }
 
-/// Size of the metadata header in front of every buffer.
-pub const BUF_HEADER_SIZE: usize = core::mem::size_of::<BufHeader>();
-const _: () = assert!(BUF_HEADER_SIZE == 64);
+/// Size of one buffer's metadata (in the metadata arena, not in the DMA region).
+pub const META_SIZE: usize = core::mem::size_of::<BufMeta>();
+const _: () = assert!(META_SIZE == 64);
 
-impl BufHeader {
+impl BufMeta {
     /// Resets the per-use metadata (data offset, length, port, queue, hash, flags, VLAN, user).
     #[inline(always)]
     pub(crate) fn reset(&mut self) {
@@ -161,12 +168,6 @@ impl BufHeader {
         self.vlan_tci = 0;
         self.user = 0;
     }
-
-    #[inline(always)]
-    fn buf_ptr(this: NonNull<BufHeader>) -> *mut u8 {
-        // SAFETY: the buffer follows the header inside the same pool element.
-        unsafe { this.as_ptr().cast::<u8>().add(BUF_HEADER_SIZE) }
-    }
 }
 
 /// A buffer in raw form, for drivers: a plain pointer, `Copy`, with no ownership tracking.
@@ -174,7 +175,7 @@ impl BufHeader {
 /// frees it; forgetting it leaks the buffer (it stays counted as in use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(transparent)]
-pub struct RawBuffer(pub(crate) *mut BufHeader);
+pub struct RawBuffer(pub(crate) *mut BufMeta);
 
 // SAFETY: a RawBuffer is an address; its users (drivers) move buffers between threads only
 // through the unsafe contracts of Packet::from_raw / the pool's raw put.
@@ -198,7 +199,7 @@ impl RawBuffer {
     /// `self` is a buffer taken from a live pool and not yet returned to it.
     #[inline]
     pub unsafe fn buf_iova(self) -> u64 {
-        // SAFETY: the header is valid for the buffer's lifetime (caller contract).
+        // SAFETY: the metadata is valid for the buffer's lifetime (caller contract).
         unsafe { (*self.0).buf_iova }
     }
 
@@ -238,7 +239,7 @@ impl RawBuffer {
     /// As [`RawBuffer::buf_iova`].
     #[inline]
     pub unsafe fn rx_room(self) -> usize {
-        // SAFETY: caller contract.
+        // SAFETY: caller contract. headroom < buf_len since carving (CPU-only fields).
         unsafe { usize::from((*self.0).buf_len - (*self.0).headroom) }
     }
 }
@@ -261,7 +262,7 @@ pub enum PacketError {
 /// to its pool (through the current thread's cache).
 #[repr(transparent)]
 pub struct Packet {
-    hdr: NonNull<BufHeader>,
+    meta: NonNull<BufMeta>,
 }
 
 // SAFETY: a Packet owns its buffer exclusively; the pool it returns to is thread-safe.
@@ -273,7 +274,7 @@ impl core::fmt::Debug for Packet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Packet")
             .field("len", &self.len())
-            .field("data_off", &self.hdr().data_off)
+            .field("data_off", &self.meta().data_off)
             .field("port", &self.port())
             .field("queue", &self.queue())
             .field("flags", &self.flags())
@@ -283,31 +284,31 @@ impl core::fmt::Debug for Packet {
 
 impl Packet {
     #[inline(always)]
-    fn hdr(&self) -> &BufHeader {
-        // SAFETY: the header is valid while the Packet exists (it owns the buffer and its pool
-        // is kept alive by the outstanding-buffer count).
-        unsafe { self.hdr.as_ref() }
+    fn meta(&self) -> &BufMeta {
+        // SAFETY: the metadata is valid while the Packet exists (it owns the buffer and its pool
+        // is kept alive by the outstanding-buffer count); no device can write it (CPU-only arena).
+        unsafe { self.meta.as_ref() }
     }
 
     #[inline(always)]
-    fn hdr_mut(&mut self) -> &mut BufHeader {
-        // SAFETY: as in hdr(); &mut self gives exclusive access.
-        unsafe { self.hdr.as_mut() }
+    fn meta_mut(&mut self) -> &mut BufMeta {
+        // SAFETY: as in meta(); &mut self gives exclusive access.
+        unsafe { self.meta.as_mut() }
     }
 
-    /// Wraps a header pointer (used by the pool).
+    /// Wraps a metadata pointer (used by the pool).
     ///
     /// # Safety
-    /// `hdr` is a buffer of a live pool that the caller owns and that no device owns.
+    /// `meta` is a buffer of a live pool that the caller owns and that no device owns.
     #[inline(always)]
-    pub(crate) unsafe fn from_header(hdr: NonNull<BufHeader>) -> Packet {
-        Packet { hdr }
+    pub(crate) unsafe fn from_meta(meta: NonNull<BufMeta>) -> Packet {
+        Packet { meta }
     }
 
     /// Gives up the handle without returning the buffer, for posting it to a device.
     #[inline]
     pub fn into_raw(self) -> RawBuffer {
-        let p = self.hdr.as_ptr();
+        let p = self.meta.as_ptr();
         core::mem::forget(self);
         RawBuffer(p)
     }
@@ -322,75 +323,73 @@ impl Packet {
     pub unsafe fn from_raw(raw: RawBuffer) -> Packet {
         debug_assert!(!raw.0.is_null());
         // SAFETY: non-null by contract.
-        let hdr = unsafe { NonNull::new_unchecked(raw.0) };
-        Packet { hdr }
+        let meta = unsafe { NonNull::new_unchecked(raw.0) };
+        Packet { meta }
     }
 
     /// Resets the metadata: data at the default headroom, length 0, flags/port/queue/hash 0.
     #[inline]
     pub fn reset(&mut self) {
-        self.hdr_mut().reset();
+        self.meta_mut().reset();
     }
 
     /// Data length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        usize::from(self.hdr().data_len)
+        usize::from(self.meta().data_len)
     }
 
     /// Whether the packet holds no data.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.hdr().data_len == 0
+        self.meta().data_len == 0
     }
 
     /// Bytes free in front of the data.
     #[inline]
     pub fn headroom(&self) -> usize {
-        usize::from(self.hdr().data_off)
+        usize::from(self.meta().data_off)
     }
 
     /// Bytes free after the data.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        let h = self.hdr();
+        let h = self.meta();
         usize::from(h.buf_len - h.data_off - h.data_len)
     }
 
     /// Headroom + data room of the buffer.
     #[inline]
     pub fn buffer_len(&self) -> usize {
-        usize::from(self.hdr().buf_len)
+        usize::from(self.meta().buf_len)
     }
 
     /// The data bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        let h = self.hdr();
+        let h = self.meta();
         // SAFETY: [data_off, data_off + data_len) lies within the buffer (maintained by every
         // length operation); the CPU owns the buffer while the Packet exists (invariant 1), so
         // no one writes it during the borrow.
         unsafe {
-            core::slice::from_raw_parts(
-                BufHeader::buf_ptr(self.hdr).add(usize::from(h.data_off)),
-                usize::from(h.data_len),
-            )
+            core::slice::from_raw_parts(h.buf_addr.add(usize::from(h.data_off)), usize::from(h.data_len))
         }
     }
 
     /// The data bytes, mutable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let (off, len) = (usize::from(self.hdr().data_off), usize::from(self.hdr().data_len));
+        let h = self.meta();
+        let (buf, off, len) = (h.buf_addr, usize::from(h.data_off), usize::from(h.data_len));
         // SAFETY: as in data(); &mut self makes the borrow exclusive.
-        unsafe { core::slice::from_raw_parts_mut(BufHeader::buf_ptr(self.hdr).add(off), len) }
+        unsafe { core::slice::from_raw_parts_mut(buf.add(off), len) }
     }
 
     /// Sets the data length (e.g. from an RX descriptor), keeping the data offset. Bytes newly
     /// included are whatever the buffer holds (the device's frame, or stale data).
     #[inline]
     pub fn set_len(&mut self, len: usize) -> Result<(), PacketError> {
-        let h = self.hdr_mut();
+        let h = self.meta_mut();
         let room = usize::from(h.buf_len - h.data_off);
         if len > room {
             return Err(PacketError::TooLong { len, room });
@@ -403,29 +402,30 @@ impl Packet {
     /// (nothing changed) if the headroom is too small.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        let h = self.hdr_mut();
+        let h = self.meta_mut();
         if n > usize::from(h.data_off) {
             return None;
         }
         h.data_off -= n as u16;
         h.data_len += n as u16;
-        let off = usize::from(h.data_off);
+        let (buf, off) = (h.buf_addr, usize::from(h.data_off));
         // SAFETY: [off, off + n) is inside the buffer; exclusive via &mut self.
-        Some(unsafe { core::slice::from_raw_parts_mut(BufHeader::buf_ptr(self.hdr).add(off), n) })
+        Some(unsafe { core::slice::from_raw_parts_mut(buf.add(off), n) })
     }
 
     /// Grows the data at the end by `n` bytes and returns them; `None` if the tailroom is too
     /// small.
     #[inline]
     pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
-        let h = self.hdr_mut();
+        let h = self.meta_mut();
         let end = usize::from(h.data_off) + usize::from(h.data_len);
         if n > usize::from(h.buf_len) - end {
             return None;
         }
         h.data_len += n as u16;
+        let buf = h.buf_addr;
         // SAFETY: [end, end + n) is inside the buffer; exclusive via &mut self.
-        Some(unsafe { core::slice::from_raw_parts_mut(BufHeader::buf_ptr(self.hdr).add(end), n) })
+        Some(unsafe { core::slice::from_raw_parts_mut(buf.add(end), n) })
     }
 
     /// Appends a copy of `bytes`; `Err` (nothing changed) if the tailroom is too small.
@@ -447,7 +447,7 @@ impl Packet {
     /// Removes `n` bytes from the front (like `rte_pktmbuf_adj`); `None` if `n > len`.
     #[inline]
     pub fn adjust(&mut self, n: usize) -> Option<()> {
-        let h = self.hdr_mut();
+        let h = self.meta_mut();
         if n > usize::from(h.data_len) {
             return None;
         }
@@ -459,7 +459,7 @@ impl Packet {
     /// Removes `n` bytes from the end (like `rte_pktmbuf_trim`); `None` if `n > len`.
     #[inline]
     pub fn trim(&mut self, n: usize) -> Option<()> {
-        let h = self.hdr_mut();
+        let h = self.meta_mut();
         if n > usize::from(h.data_len) {
             return None;
         }
@@ -470,81 +470,81 @@ impl Packet {
     /// IOVA of the data start (for TX descriptors).
     #[inline]
     pub fn data_iova(&self) -> u64 {
-        self.hdr().buf_iova + u64::from(self.hdr().data_off)
+        self.meta().buf_iova + u64::from(self.meta().data_off)
     }
 
     /// IOVA of the buffer start (start of the headroom).
     #[inline]
     pub fn buf_iova(&self) -> u64 {
-        self.hdr().buf_iova
+        self.meta().buf_iova
     }
 
     /// Input / output port.
     #[inline]
     pub fn port(&self) -> u16 {
-        self.hdr().port
+        self.meta().port
     }
     /// Sets the port.
     #[inline]
     pub fn set_port(&mut self, port: u16) {
-        self.hdr_mut().port = port;
+        self.meta_mut().port = port;
     }
     /// Queue.
     #[inline]
     pub fn queue(&self) -> u16 {
-        self.hdr().queue
+        self.meta().queue
     }
     /// Sets the queue.
     #[inline]
     pub fn set_queue(&mut self, queue: u16) {
-        self.hdr_mut().queue = queue;
+        self.meta_mut().queue = queue;
     }
     /// RSS hash (valid with [`OffloadFlags::RX_RSS_HASH`]).
     #[inline]
     pub fn rss_hash(&self) -> u32 {
-        self.hdr().rss_hash
+        self.meta().rss_hash
     }
     /// Sets the RSS hash.
     #[inline]
     pub fn set_rss_hash(&mut self, hash: u32) {
-        self.hdr_mut().rss_hash = hash;
+        self.meta_mut().rss_hash = hash;
     }
     /// Offload / status flags.
     #[inline]
     pub fn flags(&self) -> OffloadFlags {
-        self.hdr().flags
+        self.meta().flags
     }
     /// Sets the flags.
     #[inline]
     pub fn set_flags(&mut self, flags: OffloadFlags) {
-        self.hdr_mut().flags = flags;
+        self.meta_mut().flags = flags;
     }
     /// VLAN TCI (valid with RX_VLAN_STRIPPED / used with TX_VLAN_INSERT).
     #[inline]
     pub fn vlan_tci(&self) -> u16 {
-        self.hdr().vlan_tci
+        self.meta().vlan_tci
     }
     /// Sets the VLAN TCI.
     #[inline]
     pub fn set_vlan_tci(&mut self, tci: u16) {
-        self.hdr_mut().vlan_tci = tci;
+        self.meta_mut().vlan_tci = tci;
     }
     /// A free 64-bit field for the application or driver.
     #[inline]
     pub fn user(&self) -> u64 {
-        self.hdr().user
+        self.meta().user
     }
     /// Sets the user field.
     #[inline]
     pub fn set_user(&mut self, v: u64) {
-        self.hdr_mut().user = v;
+        self.meta_mut().user = v;
     }
 
     /// Id of the pool the buffer belongs to (see [`Mempool::id`](crate::Mempool::id)).
     #[inline]
     pub fn pool_id(&self) -> u64 {
         // SAFETY: the pool outlives its outstanding buffers.
-        unsafe { (*self.hdr().pool).id }
+        unsafe { (*self.meta().pool).id }
     }
 
     /// The Ethernet header at the start of the data, if the data is long enough.
@@ -562,14 +562,14 @@ impl Packet {
     }
 
     #[inline(always)]
-    pub(crate) fn header_ptr(&self) -> NonNull<BufHeader> {
-        self.hdr
+    pub(crate) fn meta_ptr(&self) -> NonNull<BufMeta> {
+        self.meta
     }
 }
 
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
-        crate::mempool::return_one(self.hdr);
+        crate::mempool::return_one(self.meta);
     }
 }

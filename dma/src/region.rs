@@ -152,8 +152,6 @@ struct Mapping {
 pub struct DmaRegion {
     ptr: NonNull<u8>,
     len: usize,
-    /// Address space owned from `ptr` (>= len; the rest is a PROT_NONE reservation).
-    reserved: usize,
     page_size: PageSize,
     mapping: Option<Mapping>,
 }
@@ -295,7 +293,7 @@ fn proc_status_lock_info() -> (u64, bool) {
 /// Capability number of CAP_IPC_LOCK (linux/capability.h).
 const CAP_IPC_LOCK: u32 = 14;
 
-fn os_err(op: &'static str) -> RegionError {
+pub(crate) fn os_err(op: &'static str) -> RegionError {
     RegionError::Os {
         op,
         source: io::Error::last_os_error(),
@@ -305,25 +303,11 @@ fn os_err(op: &'static str) -> RegionError {
 impl DmaRegion {
     /// Allocates a region of at least `len` bytes (rounded up to the page size).
     pub fn new(len: usize, opts: &RegionOptions) -> Result<DmaRegion, RegionError> {
-        Self::new_impl(len, opts, false)
+        Self::new_impl(len, opts)
     }
 
-    /// Like [`DmaRegion::new`], but the region starts at a multiple of `2^k`, the smallest power
-    /// of two >= its length, and the address space up to `start + 2^k` is reserved for it
-    /// (`PROT_NONE`), so no other mapping can lie there: `(addr ^ start) >> k == 0` then tells
-    /// exactly whether an address belongs to this region or its reservation (mempools use it to
-    /// refuse other pools' buffers with one XOR/OR per buffer).
-    pub(crate) fn new_aligned(len: usize, opts: &RegionOptions) -> Result<DmaRegion, RegionError> {
-        Self::new_impl(len, opts, true)
-    }
-
-    /// log2 of the reservation (see [`DmaRegion::new_aligned`]).
-    pub(crate) fn reservation_shift(&self) -> u32 {
-        self.reserved.trailing_zeros()
-    }
-
-    fn new_impl(len: usize, opts: &RegionOptions, aligned: bool) -> Result<DmaRegion, RegionError> {
-        match Self::allocate(len, opts.page_size, aligned) {
+    fn new_impl(len: usize, opts: &RegionOptions) -> Result<DmaRegion, RegionError> {
+        match Self::allocate(len, opts.page_size) {
             Ok(r) => Ok(r),
             Err(
                 e @ (RegionError::NoHugepagesReserved { .. }
@@ -331,13 +315,13 @@ impl DmaRegion {
                 | RegionError::PageSizeUnsupported { .. }),
             ) if opts.allow_4k_fallback && opts.page_size != PageSize::Base4K => {
                 log::warn!("{e}; falling back to 4 KiB pages as requested (tests / virtual ports only)");
-                Self::allocate(len, PageSize::Base4K, aligned)
+                Self::allocate(len, PageSize::Base4K)
             }
             Err(e) => Err(e),
         }
     }
 
-    fn allocate(len: usize, page: PageSize, aligned: bool) -> Result<DmaRegion, RegionError> {
+    fn allocate(len: usize, page: PageSize) -> Result<DmaRegion, RegionError> {
         let ps = page.bytes();
         if len == 0 {
             return Err(RegionError::BadLength(len));
@@ -383,62 +367,19 @@ impl DmaRegion {
         if unsafe { libc::ftruncate(raw, len as libc::off_t) } != 0 {
             return Err(os_err("ftruncate(memfd)"));
         }
-        // The address space: just `len`, or a 2^k-aligned reservation of 2^k bytes.
-        let reserved = if aligned {
-            len.checked_next_power_of_two()
-                .filter(|r| r.checked_mul(2).is_some_and(|d| d <= isize::MAX as usize))
-                .ok_or(RegionError::BadLength(len))?
-        } else {
-            len
-        };
-        let mut fixed = std::ptr::null_mut();
-        if aligned {
-            // SAFETY: an anonymous PROT_NONE reservation at an address the kernel chooses.
-            let r = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    2 * reserved,
-                    libc::PROT_NONE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            if r == libc::MAP_FAILED {
-                return Err(os_err("mmap(PROT_NONE reservation)"));
-            }
-            let start = (r as usize).next_multiple_of(reserved);
-            let end = start + reserved;
-            // SAFETY: both trimmed pieces lie in the reservation we just made and hold nothing.
-            unsafe {
-                if start > r as usize {
-                    libc::munmap(r, start - r as usize);
-                }
-                if r as usize + 2 * reserved > end {
-                    libc::munmap(end as *mut libc::c_void, r as usize + 2 * reserved - end);
-                }
-            }
-            fixed = start as *mut libc::c_void;
-        }
-        let fixed_flag = if aligned { libc::MAP_FIXED } else { 0 };
-        // SAFETY: a new shared mapping of our memfd, at an address the kernel chooses or (with
-        // MAP_FIXED) over the start of our own PROT_NONE reservation.
+        // SAFETY: a new shared mapping of our memfd, at an address the kernel chooses.
         let p = unsafe {
             libc::mmap(
-                fixed,
+                std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE | fixed_flag,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 raw,
                 0,
             )
         };
         if p == libc::MAP_FAILED {
             let source = io::Error::last_os_error();
-            if aligned {
-                // SAFETY: our reservation, holding nothing.
-                unsafe { libc::munmap(fixed, reserved) };
-            }
             if huge && source.raw_os_error() == Some(libc::ENOMEM) {
                 // Raced with another process taking the pages: re-read for the message.
                 if let Some(c) = hugepage_counts(page) {
@@ -454,7 +395,6 @@ impl DmaRegion {
         let region = DmaRegion {
             ptr: NonNull::new(p as *mut u8).expect("mmap never returns NULL on success"),
             len,
-            reserved,
             page_size: page,
             mapping: None,
         };
@@ -577,7 +517,7 @@ impl Drop for DmaRegion {
         }
         // SAFETY: our mapping, no longer mapped for any device; no references into it remain
         // (only raw pointers were handed out and their owners are gone).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.reserved) };
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
@@ -699,55 +639,6 @@ pub(crate) mod tests {
                 assert_eq!(r.as_ptr() as usize % (1 << 30), 0);
             }
         }
-    }
-
-    #[test]
-    fn aligned_region_owns_its_power_of_two_reservation() {
-        // The check reads /proc/self/maps before and after the drop: another test thread mapping
-        // a reservation at the same (just freed) address would make it flaky, so the check runs in
-        // a child process that runs this test alone.
-        const CHILD: &str = "OXPMD_DMA_ISOLATED_MAPS_TEST";
-        if std::env::var_os(CHILD).is_none() {
-            let exe = std::env::current_exe().unwrap();
-            let out = std::process::Command::new(exe)
-                .args([
-                    "region::tests::aligned_region_owns_its_power_of_two_reservation",
-                    "--exact",
-                    "--test-threads=1",
-                    "--nocapture",
-                ])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            let text =
-                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "isolated run failed:\n{text}");
-            assert!(
-                text.contains("1 passed"),
-                "the isolated run did not run the test:\n{text}"
-            );
-            return;
-        }
-        let opts = RegionOptions {
-            page_size: PageSize::Base4K,
-            allow_4k_fallback: false,
-        };
-        let r = DmaRegion::new_aligned(3 * 4096, &opts).unwrap();
-        assert_eq!((r.len(), r.reservation_shift()), (3 * 4096, 14));
-        let start = r.as_ptr() as usize;
-        assert_eq!(start % (1 << 14), 0);
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let guard = format!("{:x}-{:x} ---p", start + 3 * 4096, start + (1 << 14));
-        assert!(
-            maps.lines().any(|l| l.starts_with(&guard)),
-            "guard {guard} missing:\n{maps}"
-        );
-        drop(r);
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        assert!(
-            !maps.lines().any(|l| l.starts_with(&guard)),
-            "reservation released on drop"
-        );
     }
 
     #[test]

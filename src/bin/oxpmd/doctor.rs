@@ -2,7 +2,6 @@
 //! naming the exact fix. What is checked, and from where, is listed in docs/cli.md.
 
 use oxpmd::dma::mempool::{DEFAULT_DATA_ROOM, DEFAULT_HEADROOM};
-use oxpmd::dma::packet::BUF_HEADER_SIZE;
 use oxpmd::dma::{DmaRegion, PageSize, RegionError, RegionOptions};
 use oxpmd::pmd::drivers;
 use oxpmd::pmd::port::DEFAULT_RING_SIZE;
@@ -365,11 +364,22 @@ fn check_device(host: &Host, a: PciAddress, out: &mut Vec<Check>) {
 }
 
 /// Bytes of hugepage memory the default set-up takes: one pool of [`DEFAULT_POOL_BUFFERS`] buffers
-/// (header + headroom + data room, like dma's Mempool lays them out) and one descriptor-ring region
-/// per port, each region rounded up to the page size. Returns (pages, bytes).
+/// (headroom + data room, carved by dma's page-aware layout; the metadata is not hugepage memory)
+/// and one descriptor-ring region per port, each region rounded up to the page size. Returns
+/// (pages, bytes).
 pub fn default_need(page: u64, ports: usize) -> (u64, u64) {
-    let element = BUF_HEADER_SIZE + (DEFAULT_HEADROOM + DEFAULT_DATA_ROOM).next_multiple_of(64);
-    let pool = (DEFAULT_POOL_BUFFERS * element) as u64;
+    let page_size = if page >= 1 << 30 {
+        PageSize::Huge1G
+    } else {
+        PageSize::Huge2M
+    };
+    let pool = oxpmd::dma::region_len(
+        DEFAULT_POOL_BUFFERS,
+        DEFAULT_HEADROOM,
+        DEFAULT_DATA_ROOM,
+        page_size,
+    )
+    .unwrap_or(usize::MAX) as u64;
     let rings = (2 * DEFAULT_RING_SIZE * 16) as u64;
     let pages = pool.div_ceil(page) + ports as u64 * rings.div_ceil(page);
     (pages, pages * page)
@@ -589,8 +599,8 @@ mod tests {
     #[test]
     fn need_counts_pool_and_rings() {
         let (pages, bytes) = default_need(2 << 20, 2);
-        let element = BUF_HEADER_SIZE + 2176;
-        let pool_pages = ((8192 * element) as u64).div_ceil(2 << 20);
+        // 963 buffers of 2176 bytes per 2 MiB page (none crosses a page).
+        let pool_pages = 8192u64.div_ceil(963);
         assert_eq!(pages, pool_pages + 2);
         assert_eq!(bytes, pages * (2 << 20));
     }
