@@ -43,7 +43,15 @@ impl DmaMapError {
 ///
 /// Callers normally use [`DmaRegion::map`](crate::DmaRegion::map), which keeps the memory alive
 /// for as long as the mapping exists and unmaps before freeing.
-pub trait DmaMap: Send + Sync {
+///
+/// # Safety
+/// For implementors:
+/// The IOVA [`map`](DmaMap::map) returns must make the device reach exactly `len` bytes at
+/// `vaddr` (and no other memory) until [`unmap`](DmaMap::unmap) succeeds for it, and `unmap`
+/// must return `Ok` only once the device can no longer reach them: drivers give devices these
+/// IOVAs for buffers and rings, so a wrong one lets a device write memory the program uses for
+/// something else.
+pub unsafe trait DmaMap: Send + Sync {
     /// A name for error messages and logs (e.g. the container or device).
     fn name(&self) -> String;
 
@@ -72,7 +80,9 @@ pub trait DmaMap: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdentityMap;
 
-impl DmaMap for IdentityMap {
+// SAFETY: for devices that use CPU virtual addresses (in-process fakes, virtual ports): the IOVA
+// is the address itself, so it reaches exactly the memory mapped, and there is nothing to unmap.
+unsafe impl DmaMap for IdentityMap {
     fn name(&self) -> String {
         "identity map".into()
     }

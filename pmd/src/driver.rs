@@ -30,8 +30,12 @@ pub struct DeviceInfo {
     pub min_ring_size: usize,
     /// Largest ring (descriptors).
     pub max_ring_size: usize,
-    /// Smallest mempool data room an RX queue accepts (bytes).
+    /// Largest frame one RX buffer must hold: the smallest data room an RX queue accepts, once
+    /// rounded down to [`rx_buffer_unit`](Self::rx_buffer_unit) (bytes).
     pub min_rx_buffer: usize,
+    /// The device uses RX buffers in whole multiples of this many bytes (igb's SRRCTL.BSIZEPKT
+    /// counts KiB); 1 when it uses any size.
+    pub rx_buffer_unit: usize,
 }
 
 /// Link state.

@@ -75,7 +75,11 @@ impl VfioDmaMap {
     }
 }
 
-impl DmaMap for VfioDmaMap {
+// SAFETY: `map` returns the IOVA that VFIO_IOMMU_MAP_DMA mapped to exactly `len` bytes at `vaddr`
+// (a fresh IOVA range from the container's allocator, never handed out twice while mapped);
+// `unmap` returns Ok only after VFIO_IOMMU_UNMAP_DMA removed exactly that mapping, and frees the
+// IOVA range only then.
+unsafe impl DmaMap for VfioDmaMap {
     fn name(&self) -> String {
         let groups: Vec<String> = self.container.groups().iter().map(u32::to_string).collect();
         format!("VFIO container (groups {})", groups.join(", "))
@@ -107,8 +111,9 @@ impl DmaMap for VfioDmaMap {
                 vaddr as usize
             )
         };
-        self.container
-            .unmap_dma(iova, len as u64)
+        // SAFETY: the caller's contract (no device access to the range any more) is the one
+        // Container::unmap_dma asks for.
+        unsafe { self.container.unmap_dma(iova, len as u64) }
             .map_err(|e| DmaMapError::new(op(), self.name(), e))?;
         locked(&self.iova)
             .free(iova, len as u64)
@@ -435,7 +440,11 @@ impl PhysicalDmaMap {
     }
 }
 
-impl DmaMap for PhysicalDmaMap {
+// SAFETY: with no IOMMU the device uses physical addresses: `map` returns the physical address of
+// `vaddr` after checking that every page of the range is present and physically contiguous, so
+// the device reaches exactly that memory (which the caller keeps pinned until unmap); there is no
+// translation to remove on unmap. The opt-in (`NoIommu`, an unsafe fn) carries the rest.
+unsafe impl DmaMap for PhysicalDmaMap {
     fn name(&self) -> String {
         "no-IOMMU physical addresses".into()
     }
@@ -543,7 +552,8 @@ mod tests {
 
     #[test]
     fn physical_map_refuses_unaligned_and_reads_pagemap() {
-        let m = PhysicalDmaMap::new(NoIommu::accept_unsafe());
+        // SAFETY: the map is only asked for addresses below; no device is given one.
+        let m = PhysicalDmaMap::new(unsafe { NoIommu::accept_unsafe() });
         let mut buf = vec![1u8; 3 * 4096];
         let page = ((buf.as_mut_ptr() as usize + 4095) & !4095) as *mut u8;
         // SAFETY: nothing is mapped for a device; the address is only looked up.

@@ -34,6 +34,35 @@ pub struct PortConfig {
     pub mempool: Mempool,
 }
 
+/// Why `pool` cannot serve the RX queues of a device described by `info` (`None`: it can): the
+/// device uses the data room rounded down to whole [`DeviceInfo::rx_buffer_unit`]s, which must
+/// hold [`DeviceInfo::min_rx_buffer`] bytes.
+pub(crate) fn rx_buffer_refusal(pool: &Mempool, info: &DeviceInfo) -> Option<String> {
+    let room = pool.data_room();
+    let unit = info.rx_buffer_unit.max(1);
+    let used = room - room % unit;
+    if used >= info.min_rx_buffer {
+        return None;
+    }
+    let min = info.min_rx_buffer.next_multiple_of(unit);
+    Some(if used == room {
+        format!(
+            "mempool `{}` has {room} bytes of data room per buffer; {} needs at least {min}",
+            pool.name(),
+            info.driver,
+        )
+    } else {
+        format!(
+            "mempool `{}` has a data room of {room} bytes; {} receives into buffers of whole {unit} \
+             bytes and would use {used}, less than a full frame of {} bytes; use a data room of at \
+             least {min} bytes",
+            pool.name(),
+            info.driver,
+            info.min_rx_buffer
+        )
+    })
+}
+
 impl PortConfig {
     /// One RX and one TX queue of [`DEFAULT_RING_SIZE`] descriptors, buffers from `mempool`.
     pub fn new(mempool: Mempool) -> Self {
@@ -88,14 +117,8 @@ impl PortConfig {
                 )));
             }
         }
-        if self.mempool.data_room() < info.min_rx_buffer {
-            return Err(bad(format!(
-                "mempool `{}` has {} bytes of data room per buffer; {} needs at least {}",
-                self.mempool.name(),
-                self.mempool.data_room(),
-                info.driver,
-                info.min_rx_buffer
-            )));
+        if let Some(reason) = rx_buffer_refusal(&self.mempool, info) {
+            return Err(bad(reason));
         }
         let needed = usize::from(self.rx_queues) * (self.rx_ring_size + DEFAULT_BURST);
         if self.mempool.capacity() < needed {
@@ -549,5 +572,61 @@ impl TxQueue {
     /// This queue's counters (as the owner sees them).
     pub fn counters(&self) -> QueueCounters {
         self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxpmd_dma::{IdentityMap, MempoolConfig, PageSize, RegionOptions};
+
+    fn pool(data_room: usize) -> Mempool {
+        let c = MempoolConfig {
+            data_room,
+            cache_size: 0,
+            region: RegionOptions {
+                page_size: PageSize::Base4K,
+                allow_4k_fallback: true,
+            },
+            ..MempoolConfig::new(format!("room-{data_room}"), 8)
+        };
+        Mempool::new(&c, Arc::new(IdentityMap)).unwrap()
+    }
+
+    #[test]
+    fn an_rx_buffer_the_device_would_use_in_part_is_refused_with_the_sizes() {
+        let igb = DeviceInfo {
+            driver: "igb",
+            max_rx_queues: 8,
+            max_tx_queues: 8,
+            min_ring_size: 64,
+            max_ring_size: 4096,
+            min_rx_buffer: 1522,
+            rx_buffer_unit: 1024,
+        };
+        for room in [1518, 1600] {
+            let msg = rx_buffer_refusal(&pool(room), &igb).expect("refused");
+            assert!(
+                msg.contains(&format!("data room of {room} bytes"))
+                    && msg.contains("would use 1024")
+                    && msg.contains("full frame of 1522")
+                    && msg.contains("at least 2048"),
+                "{msg}"
+            );
+        }
+        for room in [2048, 3000] {
+            assert_eq!(rx_buffer_refusal(&pool(room), &igb), None, "{room}");
+        }
+        let any = DeviceInfo {
+            rx_buffer_unit: 1,
+            min_rx_buffer: 1518,
+            ..igb
+        };
+        assert_eq!(rx_buffer_refusal(&pool(1518), &any), None);
+        let msg = rx_buffer_refusal(&pool(1000), &any).unwrap();
+        assert!(
+            msg.contains("1000 bytes of data room") && msg.contains("at least 1518"),
+            "{msg}"
+        );
     }
 }

@@ -457,8 +457,13 @@ impl Container {
 
     /// Unmaps a mapping made with [`Container::map_dma`] (exactly its iova and size).
     ///
-    /// Only do this once no device can DMA into it any more (queues stopped, bus mastering off).
-    pub fn unmap_dma(&self, iova: u64, size: u64) -> Result<()> {
+    /// # Safety
+    /// No device of this container may access the range any more: every queue whose descriptors
+    /// named an address in it is disabled (or those descriptors retired), or bus mastering is
+    /// off. Once unmapped, the IOVA range can be mapped again to other memory (through this
+    /// container, from any clone of it), and a device still using the old IOVAs would then
+    /// write into that memory.
+    pub unsafe fn unmap_dma(&self, iova: u64, size: u64) -> Result<()> {
         self.require_type1(Op::UnmapDma)?;
         let mut st = self.state();
         match st.mappings.get(&iova) {

@@ -255,7 +255,7 @@ pub enum Error {
     #[error(
         "VFIO group {group} is a no-IOMMU group (/dev/vfio/noiommu-{group}): the device would have unrestricted \
          DMA access to all memory. Refused. Fix: use an IOMMU (intel_iommu=on / amd_iommu=on), or opt in \
-         explicitly with Container::open_noiommu(NoIommu::accept_unsafe())"
+         explicitly with Container::open_noiommu(unsafe {{ NoIommu::accept_unsafe() }})"
     )]
     NoIommuRefused {
         /// The group number.

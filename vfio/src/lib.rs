@@ -37,7 +37,7 @@
 //! # let _ = vf_dev; Ok(()) }
 //! ```
 //!
-//! No-IOMMU mode ([`noiommu`]) is refused unless the caller opts in with [`NoIommu::accept_unsafe`].
+//! No-IOMMU mode ([`noiommu`]) is refused unless the caller opts in with the `unsafe` [`NoIommu::accept_unsafe`].
 //! Only the group path (`/dev/vfio/<group>`) is implemented; a device opened through the newer cdev
 //! path (`/dev/vfio/devices/vfioN` + iommufd, token in `VFIO_DEVICE_BIND_IOMMUFD`) would only need
 //! another way to obtain the device fd: everything on [`Device`] works on that fd.

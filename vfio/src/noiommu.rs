@@ -5,7 +5,8 @@
 //! physical addresses, read from `/proc/self/pagemap` (needs CAP_SYS_ADMIN), of memory that must
 //! stay pinned (hugepages, mlock). Nothing here is used unless the caller opts in with
 //! [`NoIommu::accept_unsafe`]; a type1 [`crate::Container`] refuses `noiommu-N` groups.
-#![forbid(unsafe_code)]
+// One `unsafe fn` (the opt-in itself); no unsafe block.
+#![deny(unsafe_code)]
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -18,7 +19,14 @@ pub struct NoIommu(());
 
 impl NoIommu {
     /// Accepts that devices get unrestricted DMA to all of memory (no isolation, tainted kernel).
-    pub fn accept_unsafe() -> Self {
+    ///
+    /// # Safety
+    /// With no IOMMU, nothing confines a device: a device (or a driver bug that gives it a wrong
+    /// address) can read and write any physical memory, this process's included, so Rust's
+    /// guarantees hold only as long as every device driven with this value is trusted and only
+    /// ever given addresses of memory mapped for it. The caller takes that on.
+    #[allow(unsafe_code)]
+    pub unsafe fn accept_unsafe() -> Self {
         log::warn!(
             "no-IOMMU mode accepted: a device can DMA anywhere in physical memory; use only on trusted hardware"
         );
@@ -97,7 +105,9 @@ mod tests {
 
     #[test]
     fn reads_this_process_pagemap() {
-        let opt = NoIommu::accept_unsafe();
+        #[allow(unsafe_code)]
+        // SAFETY: only used to parse pagemap entries below; no device is given an address.
+        let opt = unsafe { NoIommu::accept_unsafe() };
         let v = vec![1u8; 3 * 4096];
         let addr = v.as_ptr() as usize + 4096 + 123;
         match virt_to_phys(&opt, addr) {

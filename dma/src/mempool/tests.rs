@@ -141,7 +141,8 @@ fn packet_operations_never_panic_and_keep_bounds() {
 #[test]
 fn iova_follows_the_mapping() {
     struct Offset;
-    impl DmaMap for Offset {
+    // SAFETY: a test map for in-process use: no device is given its IOVAs.
+    unsafe impl DmaMap for Offset {
         fn name(&self) -> String {
             "offset map".into()
         }
@@ -296,7 +297,8 @@ fn pool_on_hugepages_or_clear_error() {
 #[test]
 fn racing_last_handle_and_last_packets_free_exactly_once() {
     struct Count(Arc<AtomicUsize>);
-    impl DmaMap for Count {
+    // SAFETY: a test map for in-process use: no device is given its IOVAs.
+    unsafe impl DmaMap for Count {
         fn name(&self) -> String {
             "count".into()
         }
@@ -343,7 +345,8 @@ fn racing_last_handle_and_last_packets_free_exactly_once() {
 }
 
 struct Watch(Arc<AtomicBool>);
-impl DmaMap for Watch {
+// SAFETY: a test map for in-process use: no device is given its IOVAs.
+unsafe impl DmaMap for Watch {
     fn name(&self) -> String {
         "watch".into()
     }
@@ -383,7 +386,8 @@ fn dropping_the_pool_with_packets_out_is_sound() {
 }
 
 struct CountUnmaps(Arc<AtomicUsize>);
-impl DmaMap for CountUnmaps {
+// SAFETY: a test map for in-process use: no device is given its IOVAs.
+unsafe impl DmaMap for CountUnmaps {
     fn name(&self) -> String {
         "count unmaps".into()
     }

@@ -258,7 +258,10 @@ impl FakeDevice {
     }
 }
 
-impl QueueRegs for FakeRegs {
+// SAFETY: the fake device reads and writes the ring only inside `write_tail` (and the test's own
+// calls) on this thread, never after `try_disable` / `stop_device_dma` returned true: it marks
+// itself disabled and records any later access as a violation.
+unsafe impl QueueRegs for FakeRegs {
     fn write_tail(&mut self, tail: u32) {
         let mut st = self.dev.state();
         if tail as usize >= st.count {
@@ -320,7 +323,9 @@ impl BenchRegs {
     }
 }
 
-impl QueueRegs for BenchRegs {
+// SAFETY: there is no device: the benchmark writes the write-backs itself, synchronously, and
+// never after the ring's drop began.
+unsafe impl QueueRegs for BenchRegs {
     #[inline(always)]
     fn write_tail(&mut self, tail: u32) {
         // SAFETY: a valid, aligned, exclusively borrowed u32; volatile so it is not optimised out

@@ -43,7 +43,18 @@ pub const MAX_RING_SIZE: usize = 4096;
 ///
 /// A real driver implements it over its BAR0 mapping (RDT/TDT and RXDCTL/TXDCTL of the queue);
 /// tests implement it with a fake device that plays the NIC over the same descriptor memory.
-pub trait QueueRegs: Send {
+///
+/// # Safety
+/// The ring frees its buffers and its descriptor memory as soon as [`try_disable`] (or, after it
+/// failed, [`stop_device_dma`]) returns `true`, so an implementation returns `true` only once the
+/// device can no longer read or write the ring's descriptors and buffers; a device still writing
+/// would write into memory that has been reused. [`disable`] (what the default `try_disable`
+/// calls) must likewise return only once the device has stopped.
+///
+/// [`try_disable`]: QueueRegs::try_disable
+/// [`stop_device_dma`]: QueueRegs::stop_device_dma
+/// [`disable`]: QueueRegs::disable
+pub unsafe trait QueueRegs: Send {
     /// Writes the queue's tail register (RDT / TDT) with a volatile 32-bit store. The ring has
     /// already issued a release fence, so every descriptor write before it is visible first.
     fn write_tail(&mut self, tail: u32);

@@ -3,7 +3,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{Ordering, fence};
 
-use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
+use oxpmd_dma::{Mempool, MempoolCache, OffloadFlags, Packet, RawBuffer};
 
 use super::desc::{self, rx_error, rx_read, rx_status, rx_wb};
 use super::{QueueRegs, RingMemory, check_ring_size};
@@ -56,12 +56,12 @@ pub struct AdvRxRing<R: QueueRegs, M: RingMemory> {
     queue: u16,
     /// Buffer posted in each slot (raw: the device may own it).
     slots: Box<[RawBuffer]>,
-    /// Replacement buffers for one burst, allocated in bulk; `spare[..spare_len]` are `Some`.
-    spare: Box<[Option<Packet>]>,
+    /// Replacement buffers for one burst, taken in bulk; `spare[..spare_len]` are owned by the
+    /// ring (raw: their metadata is reset when they are handed out).
+    spare: Box<[RawBuffer]>,
     spare_len: usize,
-    /// The pool, used through this thread's cache: the same cache that packets freed on this
-    /// thread (e.g. by TX cleanup) return to, so buffers are reused while still hot (LIFO).
-    pool: Mempool,
+    /// The ring's own cache of its pool: refills take from it in bulk, with no per-burst lookup.
+    cache: MempoolCache,
     regs: R,
     /// Dropped by hand in `Drop`, only once the device is known to be off (else leaked).
     mem: ManuallyDrop<M>,
@@ -103,11 +103,11 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
                 min: MIN_RX_BUFFER,
             });
         }
-        let mut fill: Vec<Option<Packet>> = (0..count).map(|_| None).collect();
-        if pool.alloc_bulk(&mut fill).is_err() {
+        let mut cache = pool.cache();
+        let mut slots = vec![RawBuffer::NULL; count].into_boxed_slice();
+        if cache.get_bulk(&mut slots).is_err() {
             return Err(RxRingError::Pool { needed: count });
         }
-        let slots: Box<[RawBuffer]> = fill.into_iter().flatten().map(Packet::into_raw).collect();
         let mut ring = AdvRxRing {
             base: ptr,
             mask: count - 1,
@@ -116,9 +116,9 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             port,
             queue,
             slots,
-            spare: (0..crate::burst::MAX_BURST).map(|_| None).collect(),
+            spare: vec![RawBuffer::NULL; crate::burst::MAX_BURST].into_boxed_slice(),
             spare_len: 0,
-            pool: pool.clone(),
+            cache,
             regs,
             mem: ManuallyDrop::new(mem),
         };
@@ -164,18 +164,14 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         }
     }
 
-    /// Refills the spare array up to `want` buffers in one bulk allocation; false if the pool
-    /// cannot supply them all (then the spare array is left as it was).
+    /// Refills the spare array up to `want` buffers in one bulk take from the ring's cache;
+    /// false if the pool cannot supply them all (then the spare array is left as it was).
     #[inline(always)]
     fn refill_spares(&mut self, want: usize) -> bool {
         if self.spare_len >= want {
             return true;
         }
-        if self
-            .pool
-            .alloc_bulk(&mut self.spare[self.spare_len..want])
-            .is_ok()
-        {
+        if self.cache.get_bulk(&mut self.spare[self.spare_len..want]).is_ok() {
             self.spare_len = want;
             return true;
         }
@@ -223,19 +219,14 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
                 continue;
             }
             // A replacement buffer: from the bulk spares, else one more try at the pool.
-            let fresh = if self.spare_len > 0 || self.refill_spares(1) {
-                self.spare_len -= 1;
-                self.spare[self.spare_len].take()
-            } else {
-                None
-            };
-            let Some(fresh) = fresh else {
+            if self.spare_len == 0 && !self.refill_spares(1) {
                 c.rx_nombuf += 1;
                 self.post(idx, slot_buf);
                 idx = (idx + 1) & mask;
                 continue;
-            };
-            let fresh = fresh.into_raw();
+            }
+            self.spare_len -= 1;
+            let fresh = self.spare[self.spare_len];
             // SAFETY: idx inside the ring; DD observed, so the device is done with it.
             let (len, pkt_info, rss, vlan) = unsafe {
                 (
@@ -250,9 +241,10 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             // SAFETY: the slot's buffer is a live pool buffer owned by this ring and the device
             // signalled DD for it: it no longer accesses it (invariant 1).
             let mut pkt = unsafe { Packet::from_raw(slot_buf) };
-            // No reset needed: every posted buffer came from `Mempool::alloc_bulk` (metadata
-            // reset, data at the default headroom, which is where `post` pointed the device) and
-            // nothing wrote its metadata since; the device only writes the data area.
+            // Buffers come raw from the cache with their last user's metadata: reset it (data at
+            // the default headroom, which is where `post` pointed the device). The metadata is in
+            // CPU-only memory: the device wrote only the buffer's bytes.
+            pkt.reset();
             // Invariant 5: the device-written length is bounded by the buffer's room.
             let len = usize::from(len);
             if pkt.set_len(len).is_err() {
@@ -312,7 +304,12 @@ impl<R: QueueRegs, M: RingMemory> Drop for AdvRxRing<R, M> {
             format_args!("port {} RX queue {}", self.port, self.queue),
         );
         fence(Ordering::SeqCst);
-        self.spare_len = 0;
+        // The spares were never posted: back to the pool whatever the device's state.
+        let spares = core::mem::take(&mut self.spare_len);
+        for &b in &self.spare[..spares] {
+            // SAFETY: taken from the cache by this ring and never given to the device.
+            drop(unsafe { Packet::from_raw(b) });
+        }
         if !off {
             // The device may still write into the posted buffers and the descriptors: neither
             // goes back. The RawBuffers are plain values (forgotten with `slots`); the buffers'

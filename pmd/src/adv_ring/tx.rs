@@ -3,7 +3,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{Ordering, fence};
 
-use oxpmd_dma::{OffloadFlags, Packet, RawBuffer};
+use oxpmd_dma::{OffloadFlags, Packet, PoolCaches, RawBuffer};
 
 use super::desc::{self, tx};
 use super::{QueueRegs, RingMemory, check_ring_size};
@@ -62,6 +62,8 @@ pub struct AdvTxRing<R: QueueRegs, M: RingMemory> {
     ctx: Option<TxContext>,
     /// Buffer of each data descriptor until cleaned; NULL for context / empty slots.
     slots: Box<[RawBuffer]>,
+    /// Where cleanup frees the sent buffers: the cache of each buffer's own pool, in bulk.
+    caches: PoolCaches,
     regs: R,
     /// Dropped by hand in `Drop`, only once the device is known to be off (else leaked).
     mem: ManuallyDrop<M>,
@@ -103,6 +105,7 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
             ctx_idx: 0,
             ctx: None,
             slots: vec![RawBuffer::NULL; count].into_boxed_slice(),
+            caches: PoolCaches::new(),
             regs,
             mem: ManuallyDrop::new(mem),
         })
@@ -161,20 +164,17 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
             }
             // Invariant 2: DD first, then anything else the device wrote.
             fence(Ordering::Acquire);
-            let mut i = self.clean;
-            loop {
-                let b = std::mem::replace(&mut self.slots[i], RawBuffer::NULL);
-                if !b.is_null() {
-                    // SAFETY: a buffer this ring posted; DD on the batch's RS descriptor means the
-                    // device finished every descriptor up to it (in order).
-                    drop(unsafe { Packet::from_raw(b) });
-                }
-                reclaimed += 1;
-                if i == rs {
-                    break;
-                }
-                i = (i + 1) & self.mask;
+            let (start, n) = (self.clean, ((rs + self.mask + 1 - self.clean) & self.mask) + 1);
+            // The batch is one run of slots, or two when it wraps; each freed in bulk.
+            let first = n.min(self.slots.len() - start);
+            for (from, len) in [(start, first), (0, n - first)] {
+                let batch = &mut self.slots[from..from + len];
+                // SAFETY: buffers this ring posted (NULL: context descriptors); DD on the batch's
+                // RS descriptor means the device finished every descriptor up to it (in order).
+                unsafe { self.caches.put_bulk(batch) };
+                batch.fill(RawBuffer::NULL);
             }
+            reclaimed += n;
             self.clean = (rs + 1) & self.mask;
             self.rs_head += 1;
         }

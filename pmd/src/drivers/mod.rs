@@ -8,6 +8,7 @@
 //! as `RingMemory`) allows it for itself and documents each block.
 #![deny(unsafe_code)]
 
+mod adv_tx_queue;
 pub mod igb;
 pub mod igbvf;
 pub mod virtio;

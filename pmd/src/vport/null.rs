@@ -46,6 +46,7 @@ impl Driver for NullDriver {
             min_ring_size: crate::adv_ring::MIN_RING_SIZE,
             max_ring_size: crate::adv_ring::MAX_RING_SIZE,
             min_rx_buffer: self.size,
+            rx_buffer_unit: 1,
         }
     }
 

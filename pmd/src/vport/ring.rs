@@ -124,6 +124,7 @@ impl Driver for RingDriver {
             min_ring_size: crate::adv_ring::MIN_RING_SIZE,
             max_ring_size: crate::adv_ring::MAX_RING_SIZE,
             min_rx_buffer: 0,
+            rx_buffer_unit: 1,
         }
     }
 

@@ -31,12 +31,13 @@ use std::time::{Duration, Instant};
 use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
-use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, IgbTxQueue, disable_queue};
+use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
 use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
+use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
@@ -47,8 +48,10 @@ use crate::stats::DeviceCounters;
 pub const DRIVER_NAME: &str = "igb";
 /// Most RX / TX queues this driver uses (RSS over up to 8 queues, as Linux igb on the 82576).
 pub const MAX_QUEUES: u16 = 8;
-/// Smallest RX buffer data room (a full 1518-byte frame in one descriptor, as the ring requires).
-pub const MIN_RX_BUFFER: usize = 1518;
+/// The largest frame an RX buffer must hold while LPE is off: 1518 bytes and a VLAN tag (the
+/// buffer also holds the FCS should it not be stripped). The buffer size the device uses is the
+/// data room rounded down to whole KiB (SRRCTL.BSIZEPKT), so the smallest data room is 2048.
+pub const MIN_RX_BUFFER: usize = 1522;
 /// How long the device may take to come out of `CTRL.RST`.
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one MDIC (PHY register) operation may take.
@@ -510,6 +513,23 @@ impl IgbDriver {
     }
 }
 
+/// SRRCTL.BSIZEPKT for an RX queue of `pool` (shared with igbvf): the data room rounded down to
+/// whole KiB, so never more than the buffer holds; refused (as `Port::configure` does first) when
+/// that cannot hold a full frame.
+pub(crate) fn rx_buffer_size(device: &str, info: &DeviceInfo, pool: &oxpmd_dma::Mempool) -> Result<u32> {
+    match (
+        crate::port::rx_buffer_refusal(pool, info),
+        qregs::srrctl_bsizepkt(pool.data_room()),
+    ) {
+        (None, Some(kib)) => Ok(kib),
+        (reason, _) => Err(PortError::InvalidConfig {
+            device: device.to_string(),
+            op: "set up RX queue",
+            reason: reason.unwrap_or_else(|| format!("mempool `{}`: no whole KiB of data room", pool.name())),
+        }),
+    }
+}
+
 impl Driver for IgbDriver {
     fn device_name(&self) -> &str {
         self.name()
@@ -523,6 +543,7 @@ impl Driver for IgbDriver {
             min_ring_size: MIN_RING_SIZE,
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
+            rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
         }
     }
 
@@ -604,7 +625,7 @@ impl Driver for IgbDriver {
                     source: Box::new(e),
                 }
             })?;
-        let bsize = (setup.pool.data_room() / 1024).clamp(1, qregs::SRRCTL_BSIZEPKT_MASK as usize) as u32;
+        let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
             .map_err(self.reg_err("program RX ring"))?;
         self.shared
@@ -646,17 +667,7 @@ impl Driver for IgbDriver {
             setup.pool,
             &format!("TX queue {q}"),
         );
-        let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
-        let mut txq = IgbTxQueue {
-            ring,
-            pools,
-            pool: setup.pool.clone(),
-            page_shift,
-            copied: 0,
-            reserve: Vec::with_capacity(queue::TX_COPY_RESERVE),
-        };
-        txq.refill_reserve();
-        Ok(Box::new(txq))
+        Ok(Box::new(AdvTxQueue { ring, pools }))
     }
 
     fn start(&mut self) -> Result<()> {

@@ -261,6 +261,16 @@ pub mod queue {
     pub const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 0x0200_0000;
     /// SRRCTL: drop frames when the queue has no descriptor (instead of stalling the port).
     pub const SRRCTL_DROP_EN: u32 = 0x8000_0000;
+    /// SRRCTL.BSIZEPKT counts in units of this many bytes.
+    pub const SRRCTL_BSIZEPKT_UNIT: usize = 1024;
+
+    /// SRRCTL.BSIZEPKT for buffers of `data_room` bytes behind the descriptor's address: whole
+    /// KiB, rounded down, so the device never writes past the buffer (the next buffer's headroom
+    /// lies right after it). `None` when `data_room` is below one KiB.
+    pub fn srrctl_bsizepkt(data_room: usize) -> Option<u32> {
+        let kib = (data_room / SRRCTL_BSIZEPKT_UNIT).min(SRRCTL_BSIZEPKT_MASK as usize);
+        (kib > 0).then_some(kib as u32)
+    }
 
     /// Register `field` of RX queue `q`.
     pub const fn rx(q: u16, field: usize) -> Reg {

@@ -25,11 +25,12 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
 use self::mbx::{MbxError, VfMailbox};
-use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
+use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, disable_queue};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
+use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::drivers::igb::regs::queue as qregs;
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
@@ -44,8 +45,8 @@ pub const DRIVER_NAME: &str = "igbvf";
 pub const ENV_TOKEN: &str = "OXPMD_VF_TOKEN";
 /// Environment variable naming the PF manager's token file.
 pub const ENV_TOKEN_FILE: &str = "OXPMD_VF_TOKEN_FILE";
-/// Smallest RX buffer (a full frame in one descriptor).
-pub const MIN_RX_BUFFER: usize = 1518;
+/// The largest frame an RX buffer must hold (as for the PF: see `igb::MIN_RX_BUFFER`).
+pub const MIN_RX_BUFFER: usize = crate::drivers::igb::MIN_RX_BUFFER;
 /// Max frame asked from the PF at bring-up (1518 + a VLAN tag).
 pub const MAX_FRAME: u32 = 1522;
 /// How long the PF may take to release the VF from reset.
@@ -521,6 +522,7 @@ impl Driver for IgbvfDriver {
             min_ring_size: MIN_RING_SIZE,
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
+            rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
         }
     }
 
@@ -585,7 +587,7 @@ impl Driver for IgbvfDriver {
                     source: Box::new(e),
                 }
             })?;
-        let bsize = (setup.pool.data_room() / 1024).clamp(1, qregs::SRRCTL_BSIZEPKT_MASK as usize) as u32;
+        let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         self.program_ring(VfDir::Rx, q, ring.iova(), ring.len_bytes())
             .map_err(|e| drv_err(self.name(), "program the RX ring", e))?;
         self.shared
@@ -644,19 +646,13 @@ impl Driver for IgbvfDriver {
             .map_err(|e| drv_err(self.name(), "enable the TX queue", e))?;
         self.queues.push((VfDir::Tx, q));
         self.wait_enabled(VfDir::Tx, q)?;
-        let page_shift = setup.pool.region().page_size().bytes().trailing_zeros();
         let pools = MappedPools::new(
             self.name(),
             self.dma.container().clone(),
             setup.pool,
             &format!("TX queue {q}"),
         );
-        Ok(Box::new(VfTxQueue {
-            ring,
-            pools,
-            pool: setup.pool.clone(),
-            page_shift,
-        }))
+        Ok(Box::new(AdvTxQueue { ring, pools }))
     }
 
     fn start(&mut self) -> Result<()> {

@@ -1,20 +1,20 @@
 //! igbvf queues on the shared advanced descriptor ring: ring memory (a [`RingSlice`] of a DMA
 //! region mapped through the VF's VFIO container), the queue's tail / enable registers, and the
 //! [`RxQueueOps`] / [`TxQueueOps`] wrappers.
-#![forbid(unsafe_code)]
+// One `unsafe impl` (QueueRegs); no unsafe block.
+#![deny(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{Mempool, Packet};
 use oxpmd_vfio::Register;
 
 use super::VfShared;
-use crate::adv_ring::{AdvRxRing, AdvTxRing, QueueRegs};
+use crate::adv_ring::{AdvRxRing, QueueRegs};
 use crate::burst::Burst;
-use crate::driver::{RxQueueOps, TxQueueOps};
+use crate::driver::RxQueueOps;
 use crate::drivers::igb::regs::queue as qregs;
-use crate::iommu::{MappedPools, RingSlice};
+use crate::iommu::RingSlice;
 use crate::stats::QueueCounters;
 
 /// RX or TX.
@@ -122,7 +122,11 @@ impl VfQueueRegs {
     }
 }
 
-impl QueueRegs for VfQueueRegs {
+// SAFETY: `try_disable` returns true only once RXDCTL/TXDCTL.ENABLE reads back 0 (the 82576 then
+// fetches and writes back no more descriptors of the queue); `stop_device_dma` only once bus
+// mastering is off in the VF's config space (no DMA at all). `disable` goes through `try_disable`.
+#[allow(unsafe_code)]
+unsafe impl QueueRegs for VfQueueRegs {
     #[inline(always)]
     fn write_tail(&mut self, tail: u32) {
         self.tail.write(tail);
@@ -162,70 +166,5 @@ impl RxQueueOps for VfRxQueue {
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
         self.ring.rx_burst(out, c)
-    }
-}
-
-/// Whether `len` bytes at `iova` cross a `1 << shift` boundary (the same test as igb's, whose
-/// `queue` module is private to the igb driver).
-#[inline(always)]
-fn straddles(iova: u64, len: usize, shift: u32) -> bool {
-    len > 1 && (iova >> shift) != ((iova + len as u64 - 1) >> shift)
-}
-
-/// An igbvf TX queue: packets must lie in memory mapped in the VF's container (checked once per
-/// pool, design invariant 3); a buffer crossing an IOMMU page boundary is copied first (QEMU's
-/// model drops such frames).
-pub(crate) struct VfTxQueue {
-    pub(crate) ring: AdvTxRing<VfQueueRegs, RingSlice>,
-    pub(crate) pools: MappedPools,
-    pub(crate) pool: Mempool,
-    pub(crate) page_shift: u32,
-}
-
-impl VfTxQueue {
-    #[cold]
-    fn unstraddled_copy(&self, p: &Packet) -> Option<Packet> {
-        let mut rejected = Vec::new();
-        for _ in 0..4 {
-            let mut q = self.pool.alloc()?;
-            q.extend_from_slice(p.data()).ok()?;
-            if straddles(q.data_iova(), q.len(), self.page_shift) {
-                rejected.push(q);
-                continue;
-            }
-            q.set_flags(p.flags());
-            q.set_vlan_tci(p.vlan_tci());
-            q.set_port(p.port());
-            return Some(q);
-        }
-        None
-    }
-}
-
-impl TxQueueOps for VfTxQueue {
-    #[inline]
-    fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
-        let refused = self.pools.retain_mapped(pkts, c);
-        let shift = self.page_shift;
-        if pkts.iter().any(|p| straddles(p.data_iova(), p.len(), shift)) {
-            for i in 0..pkts.len() {
-                let p = &pkts.as_slice()[i];
-                if straddles(p.data_iova(), p.len(), shift) {
-                    match self.unstraddled_copy(p) {
-                        Some(q) => pkts.as_mut_slice()[i] = q,
-                        None => log::warn!(
-                            "{}: TX: a packet crosses an IOMMU page boundary and no buffer was free \
-                             to copy it; QEMU's igb model will drop it",
-                            self.pools.device()
-                        ),
-                    }
-                }
-            }
-        }
-        refused + self.ring.tx_burst(pkts, c)
-    }
-
-    fn reclaim(&mut self) -> usize {
-        self.ring.cleanup()
     }
 }

@@ -366,7 +366,10 @@ struct VirtioDoorbell {
     index: u16,
 }
 
-impl Doorbell for VirtioDoorbell {
+// SAFETY: `stop_device` returns true only after a device reset (virtio 1.0: the device stops all
+// DMA before the status reads back 0) or with bus mastering off; both stop every access to the
+// queues' rings and buffers. StopOnce makes concurrent callers wait for the one that stops it.
+unsafe impl Doorbell for VirtioDoorbell {
     #[inline]
     fn notify(&mut self) {
         // The offset was checked when the queue was set up; an error here cannot happen.
@@ -854,6 +857,7 @@ impl Driver for VirtioDriver {
             min_ring_size: MIN_RING_SIZE,
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
+            rx_buffer_unit: 1,
         }
     }
 

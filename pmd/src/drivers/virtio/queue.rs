@@ -17,11 +17,13 @@
 //!   If the device could not be stopped, the buffers and the ring memory are leaked instead: the
 //!   device may still write them.
 //! - Device anomalies (used ids not in flight, lengths beyond the buffer) are counted, never
-//!   followed; a ring that cannot go on (a packed ring after a bad id) is reported once and the
+//!   followed: whatever the [`Virtqueue`] reports, a buffer is taken back only from a slot this
+//!   queue filled when it posted it (the posted-id check), so a wrong id can never become a
+//!   packet; a ring that cannot go on (a packed ring after a bad id) is reported once and the
 //!   queue then does nothing until it is dropped (reopen the port).
 #![allow(unsafe_code)]
 
-use oxpmd_dma::{Mempool, OffloadFlags, Packet, RawBuffer};
+use oxpmd_dma::{Mempool, MempoolCache, OffloadFlags, Packet, PoolCaches, RawBuffer};
 use std::mem::ManuallyDrop;
 
 use super::regs::nethdr;
@@ -34,7 +36,12 @@ use crate::stats::QueueCounters;
 pub const MAX_TX_LEN: usize = 9728;
 
 /// What a queue needs from the device besides its ring memory.
-pub trait Doorbell: Send {
+///
+/// # Safety
+/// [`stop_device`](Doorbell::stop_device) returns `true` only when the device can no longer
+/// read or write the queue's ring and buffers: the queue then frees both, and a device still
+/// writing would corrupt memory that has been reused.
+pub unsafe trait Doorbell: Send {
     /// Notifies the device that the queue has new available buffers (a 16-bit write of the queue
     /// index to its notify address).
     fn notify(&mut self);
@@ -56,9 +63,11 @@ pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
     ring: ManuallyDrop<Q>,
     /// Buffer of each chain head in flight; NULL otherwise.
     bufs: Box<[RawBuffer]>,
-    spare: Box<[Option<Packet>]>,
+    /// Replacement buffers taken in bulk from `cache`; `spare[..spare_len]` are owned.
+    spare: Box<[RawBuffer]>,
     spare_len: usize,
-    pool: Mempool,
+    /// The queue's own cache of its pool (no per-burst lookup).
+    cache: MempoolCache,
     port: u16,
     queue: u16,
     /// Remaining buffers of a merged frame being dropped.
@@ -129,15 +138,17 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
                 need: nethdr::LEN,
             });
         }
-        let mut fill: Vec<Option<Packet>> = (0..size).map(|_| None).collect();
-        pool.alloc_bulk(&mut fill)
+        let mut cache = pool.cache();
+        let mut fill = vec![RawBuffer::NULL; size];
+        cache
+            .get_bulk(&mut fill)
             .map_err(|_| QueueError::Pool { needed: size })?;
         let mut q = VirtioRxQueue {
             ring: ManuallyDrop::new(ring),
             bufs: vec![RawBuffer::NULL; size].into_boxed_slice(),
-            spare: (0..MAX_BURST).map(|_| None).collect(),
+            spare: vec![RawBuffer::NULL; MAX_BURST].into_boxed_slice(),
             spare_len: 0,
-            pool: pool.clone(),
+            cache,
             port,
             queue,
             discard: 0,
@@ -147,8 +158,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             broken_reported: false,
             doorbell,
         };
-        for p in fill.into_iter().flatten() {
-            let b = p.into_raw();
+        for b in fill {
             q.post(b);
         }
         q.ring.publish();
@@ -184,11 +194,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         if self.spare_len >= want {
             return true;
         }
-        if self
-            .pool
-            .alloc_bulk(&mut self.spare[self.spare_len..want])
-            .is_ok()
-        {
+        if self.cache.get_bulk(&mut self.spare[self.spare_len..want]).is_ok() {
             self.spare_len = want;
             return true;
         }
@@ -196,12 +202,21 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
     }
 
     #[inline(always)]
-    fn take_spare(&mut self) -> Option<Packet> {
+    fn take_spare(&mut self) -> Option<RawBuffer> {
         if self.spare_len > 0 || self.refill_spares(1) {
             self.spare_len -= 1;
-            self.spare[self.spare_len].take()
+            Some(self.spare[self.spare_len])
         } else {
             None
+        }
+    }
+
+    /// Counts (and logs once) a used id that names no buffer in flight.
+    #[cold]
+    fn bad_id(&mut self, id: usize) {
+        self.bad_ids += 1;
+        if self.bad_ids == 1 {
+            log::error!("virtio RX queue {}: device returned unknown id {id}", self.queue);
         }
     }
 
@@ -226,15 +241,16 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             let (id, len) = match used {
                 Used::Chain { id, len } => (usize::from(id), len as usize),
                 Used::BadId(id) => {
-                    self.bad_ids += 1;
-                    if self.bad_ids == 1 {
-                        log::error!("virtio RX queue {}: device returned unknown id {id}", self.queue);
-                    }
+                    self.bad_id(id as usize);
                     continue;
                 }
                 Used::BadLen { id, len } => {
                     // The buffer is back but its contents are not to be trusted: post it again.
-                    let b = std::mem::replace(&mut self.bufs[usize::from(id)], RawBuffer::NULL);
+                    let Some(slot) = self.bufs.get_mut(usize::from(id)) else {
+                        self.bad_id(usize::from(id));
+                        continue;
+                    };
+                    let b = std::mem::replace(slot, RawBuffer::NULL);
                     self.bad_lens += 1;
                     if self.bad_lens == 1 {
                         log::error!(
@@ -248,9 +264,17 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
                     continue;
                 }
             };
-            let b = std::mem::replace(&mut self.bufs[id], RawBuffer::NULL);
-            // SAFETY: the buffer was posted by this queue in chain `id`, which the device has
-            // returned (used entry seen after the acquire fence): it no longer accesses it.
+            // The posted-id check: only a slot this queue filled when posting holds a buffer.
+            let b = match self.bufs.get_mut(id) {
+                Some(slot) if !slot.is_null() => std::mem::replace(slot, RawBuffer::NULL),
+                _ => {
+                    self.bad_id(id);
+                    continue;
+                }
+            };
+            // SAFETY: the buffer was posted by this queue in chain `id` (its slot was filled by
+            // `post` and is emptied here, once), which the device has returned (used entry seen
+            // after the acquire fence): it no longer accesses it.
             let mut pkt = unsafe { Packet::from_raw(b) };
             pkt.reset();
             // Invariant 5: the device-written length is bounded by the buffer and the header.
@@ -287,7 +311,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
                 self.post(pkt.into_raw());
                 continue;
             };
-            self.post(fresh.into_raw());
+            self.post(fresh);
             let _ = pkt.adjust(nethdr::LEN);
             pkt.set_port(self.port);
             pkt.set_queue(self.queue);
@@ -337,7 +361,10 @@ impl<D: Doorbell, Q: Virtqueue> Drop for VirtioRxQueue<D, Q> {
                 drop(unsafe { Packet::from_raw(b) });
             }
         }
-        self.spare_len = 0;
+        for &b in &self.spare[..core::mem::take(&mut self.spare_len)] {
+            // SAFETY: taken from the cache by this queue and never posted.
+            drop(unsafe { Packet::from_raw(b) });
+        }
         // SAFETY: dropped once, here; the device no longer accesses the ring.
         unsafe { ManuallyDrop::drop(&mut self.ring) };
     }
@@ -365,6 +392,8 @@ pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
     hdr_iova: u64,
     csum: bool,
     scratch: Box<[RawBuffer]>,
+    /// Where cleanup frees the sent buffers: the cache of each buffer's own pool, in bulk.
+    caches: PoolCaches,
     /// Heads of the chains added in the current burst, in packet order.
     heads: Box<[u16]>,
     check: Option<Box<dyn TxAddressCheck>>,
@@ -548,6 +577,7 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             hdr_iova,
             csum,
             scratch: vec![RawBuffer::NULL; size].into_boxed_slice(),
+            caches: PoolCaches::new(),
             heads: vec![0; MAX_BURST.max(size)].into_boxed_slice(),
             check,
             bad_ids: 0,
@@ -570,10 +600,18 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                 // A TX chain has no writable part: a length is a device bug, but the device is
                 // done with the buffer all the same (counted in the ring's errors).
                 Used::Chain { id, .. } | Used::BadLen { id, .. } => {
-                    let b = std::mem::replace(&mut self.bufs[usize::from(id)], RawBuffer::NULL);
-                    if !b.is_null() {
-                        self.scratch[n] = b;
-                        n += 1;
+                    // The posted-id check: only a slot filled when posting holds a buffer.
+                    match self.bufs.get_mut(usize::from(id)) {
+                        Some(slot) if !slot.is_null() => {
+                            self.scratch[n] = std::mem::replace(slot, RawBuffer::NULL);
+                            n += 1;
+                        }
+                        _ => {
+                            self.bad_ids += 1;
+                            if self.bad_ids == 1 {
+                                log::error!("virtio TX: device returned id {id}, not in flight");
+                            }
+                        }
                     }
                 }
                 Used::BadId(id) => {
@@ -590,11 +628,10 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                 "virtio TX queue: the device broke the ring protocol; the queue is stopped, reopen the port"
             );
         }
-        for &b in &self.scratch[..n] {
-            // SAFETY: a buffer this queue posted; its chain came back from the device (used
-            // entry read after the acquire fence), so the device no longer reads it.
-            drop(unsafe { Packet::from_raw(b) });
-        }
+        // SAFETY: buffers this queue posted, each taken once from its slot; their chains came
+        // back from the device (used entries read after the acquire fence), so the device no
+        // longer reads them.
+        unsafe { self.caches.put_bulk(&self.scratch[..n]) };
         n
     }
 

@@ -641,7 +641,9 @@ struct BellState {
     pool: Option<Mempool>,
 }
 
-impl Doorbell for FakeBell {
+// SAFETY: the fake device touches the rings only when a test drives it, never after the queue's
+// drop has begun: once stopped, nothing accesses the ring or the buffers.
+unsafe impl Doorbell for FakeBell {
     fn notify(&mut self) {
         self.state.lock().unwrap().notifies += 1;
     }
@@ -1504,7 +1506,9 @@ struct RacingBell {
     dev: Arc<ResettingDevice>,
 }
 
-impl Doorbell for RacingBell {
+// SAFETY: returns the outcome of the one reset of the shared fake device, after it completed (the
+// test counts any buffer freed while the fake still ran).
+unsafe impl Doorbell for RacingBell {
     fn notify(&mut self) {}
     fn stop_device(&mut self) -> bool {
         let ok = self.stop.stop(|| self.dev.reset());
@@ -1574,7 +1578,8 @@ fn queues_and_driver_dropped_concurrently_free_nothing_before_the_reset_complete
 fn a_failed_stop_leaks_the_buffers_instead_of_freeing_them() {
     #[derive(Clone)]
     struct FailingBell;
-    impl Doorbell for FailingBell {
+    // SAFETY: never claims a stop (always false): the queue then frees nothing.
+    unsafe impl Doorbell for FailingBell {
         fn notify(&mut self) {}
         fn stop_device(&mut self) -> bool {
             false
