@@ -64,6 +64,9 @@ pub struct AdvTxRing<R: QueueRegs, M: RingMemory> {
     slots: Box<[RawBuffer]>,
     /// Where cleanup frees the sent buffers: the cache of each buffer's own pool, in bulk.
     caches: PoolCaches,
+    /// Descriptor index of each packet taken by the current burst (kept by the CPU: descriptor
+    /// memory is device-writable, so it is never read back to find them).
+    data_at: Box<[u16]>,
     regs: R,
     /// Dropped by hand in `Drop`, only once the device is known to be off (else leaked).
     mem: ManuallyDrop<M>,
@@ -106,6 +109,7 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
             ctx: None,
             slots: vec![RawBuffer::NULL; count].into_boxed_slice(),
             caches: PoolCaches::new(),
+            data_at: vec![0; crate::burst::MAX_BURST].into_boxed_slice(),
             regs,
             mem: ManuallyDrop::new(mem),
         })
@@ -206,9 +210,8 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
         let mut free = self.free_descs();
         let mut taken = 0usize;
         let mut bytes = 0u64;
-        let mut any_ctx = false;
         let v = pkts.vec_mut();
-        for pkt in v.iter() {
+        for pkt in v.iter().take(self.data_at.len()) {
             let flags = pkt.flags();
             let len = pkt.len();
             let offload = flags.bits()
@@ -240,7 +243,6 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                     desc::write_u32(base, tail, tx::CTX_MSS_L4LEN_IDX, self.ctx_idx << tx::IDX_SHIFT);
                 }
                 self.ctx = ctx;
-                any_ctx = true;
                 tail = (tail + 1) & mask;
                 free -= 1;
                 self.since_rs += 1;
@@ -254,6 +256,7 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                 self.rs_tail += 1;
             }
             let olinfo = ((len as u32) << tx::PAYLEN_SHIFT) | popts | (self.ctx_idx << tx::IDX_SHIFT);
+            self.data_at[taken] = tail as u16;
             // SAFETY: tail inside the ring and owned by the CPU (free > 0).
             unsafe {
                 desc::write_u64(base, tail, tx::BUFFER_ADDR, pkt.data_iova());
@@ -268,22 +271,11 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
         if taken == 0 {
             return 0;
         }
-        // Slots are filled after the loop so that the borrow of `v` above stays shared.
-        let mut i = self.tail;
-        for pkt in v.drain(..taken) {
-            if any_ctx {
-                // Skip a context descriptor's slot (it stays NULL). The CPU still owns these
-                // descriptors: the tail has not been written yet.
-                // SAFETY: i inside the ring.
-                let cmd = unsafe { desc::read_u32(base, i, tx::CMD_TYPE_LEN) };
-                if cmd & tx::DTYP_DATA != tx::DTYP_DATA {
-                    i = (i + 1) & mask;
-                }
-            }
-            self.slots[i] = pkt.into_raw();
-            i = (i + 1) & mask;
+        // Slots are filled after the loop so that the borrow of `v` above stays shared; a context
+        // descriptor's slot stays NULL.
+        for (k, pkt) in v.drain(..taken).enumerate() {
+            self.slots[usize::from(self.data_at[k])] = pkt.into_raw();
         }
-        debug_assert_eq!(i, tail);
         self.tail = tail;
         // Invariant 2: descriptors, release fence, then the tail register. One write per burst.
         fence(Ordering::Release);
