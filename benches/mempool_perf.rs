@@ -13,9 +13,10 @@
 //! Machine-readable lines: `oxpmd-bench mempool <case> <objects per second>`; run it with
 //! `cargo bench --bench mempool_perf [-- --cpus 0,1 --window-us 100000]`.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{IdentityMap, Mempool, MempoolCache, MempoolConfig, PageSize, RawBuffer, RegionOptions};
@@ -31,15 +32,10 @@ const LCORES: usize = 2;
 const BULKS: [usize; 3] = [1, 4, 32];
 const KEEPS: [usize; 2] = [32, 128];
 
-fn fail(msg: impl std::fmt::Display) -> ! {
-    eprintln!("mempool_perf: {msg}");
-    std::process::exit(1);
-}
+const NAME: &str = "mempool_perf";
 
-fn pin(cpu: usize) {
-    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        eprintln!("mempool_perf: cannot pin a thread to CPU {cpu}; figures will be unreliable");
-    }
+fn fail(msg: impl std::fmt::Display) -> ! {
+    common::fail(NAME, msg)
 }
 
 /// One thread's share of a case: rounds until `window` has passed; returns buffers moved.
@@ -100,21 +96,8 @@ fn run_case<const CHECKED: bool>(
     keep: usize,
     window: Duration,
 ) -> f64 {
-    let go = AtomicBool::new(false);
-    let total = std::thread::scope(|s| {
-        let worker = (threads > 1).then(|| {
-            let (pool, go) = (pool.clone(), &go);
-            s.spawn(move || {
-                pin(cpus[1]);
-                while !go.load(Ordering::Acquire) {
-                    std::hint::spin_loop();
-                }
-                per_thread::<CHECKED>(&pool, keep, bulk, bulk, window)
-            })
-        });
-        go.store(true, Ordering::Release);
-        let mine = per_thread::<CHECKED>(pool, keep, bulk, bulk, window);
-        mine + worker.map_or(0, |w| w.join().unwrap_or_else(|_| fail("worker thread panicked")))
+    let total = common::on_threads(NAME, pool, cpus, threads, |pool| {
+        per_thread::<CHECKED>(pool, keep, bulk, bulk, window)
     });
     total as f64 / window.as_secs_f64()
 }
@@ -124,18 +107,7 @@ fn parse_args(args: &[String]) -> Result<([usize; 2], Duration), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--cpus" => {
-                let v = it.next().ok_or("--cpus needs a value such as 0,1")?;
-                let parsed: Vec<usize> = v.split(',').filter_map(|c| c.trim().parse().ok()).collect();
-                match parsed[..] {
-                    [a, b] if a != b => cpus = [a, b],
-                    _ => {
-                        return Err(format!(
-                            "--cpus `{v}`: give two different CPU numbers such as 0,1"
-                        ));
-                    }
-                }
-            }
+            "--cpus" => cpus = common::parse_cpus(it.next())?,
             "--window-us" => {
                 let v = it.next().ok_or("--window-us needs a value")?;
                 match v.parse::<u64>() {
@@ -162,7 +134,7 @@ fn main() {
         std::process::exit(2);
     });
     let started = Instant::now();
-    pin(cpus[0]);
+    common::pin(NAME, cpus[0]);
     let config = MempoolConfig {
         cache_size: CACHE_SIZE,
         headroom: 0,
@@ -191,13 +163,7 @@ fn main() {
                     } else {
                         run_case::<false>(&pool, cpus, threads, bulk, keep, window)
                     };
-                    if pool.available() != pool.capacity() {
-                        fail(format_args!(
-                            "{} of {} buffers not back after a case",
-                            pool.in_use(),
-                            pool.capacity()
-                        ));
-                    }
+                    common::check_all_back(NAME, &pool);
                     let (suffix, put) = if checked {
                         ("-checked", "put_bulk")
                     } else {

@@ -6,6 +6,7 @@
 //! figures: `docs/benchmarks.md`.
 
 mod dpdk;
+mod driver_path;
 mod mempool;
 mod ring;
 
@@ -19,8 +20,11 @@ usage: cargo xtask bench <ring|mempool|help> [options]
 
   ring      cycles of our Ring against DPDK ring_perf_autotest (one core: cycles per bulk
             enqueue+dequeue; two cores: cycles per element, producer + consumer)
-  mempool   objects per second of our Mempool (cache 512) against DPDK mempool_perf_autotest
-            (bulk 1/4/32, n_keep 32/128, 1 and 2 cores)
+  mempool   objects per second of our Mempool (cache 512): raw cache rows against DPDK
+            mempool_perf_autotest (bulk 1/4/32, n_keep 32/128, 1 and 2 cores), then the driver path
+            (RX refill get_bulk + reset + TX completion PoolCaches::put_bulk, N = 1/4/32, 1 and 2
+            cores) against rte_pktmbuf_alloc_bulk + rte_pktmbuf_free_bulk (a C harness built with
+            gcc and pkg-config libdpdk); `worst ratio` (DPDK/ours) is over the driver path rows
 
 options:
   --runs N         alternate runs of each side, best figure kept per case

@@ -124,27 +124,35 @@ fn apt_install() -> Result<(), BenchError> {
     }
 }
 
+/// The EAL arguments every DPDK program of the benches runs with (`--no-huge --no-pci --no-shconf
+/// --no-telemetry --file-prefix <prefix>-<pid> -l 0,1`) and the runtime directory EAL creates for them.
+///
+/// EAL still creates an empty runtime directory named after the file prefix (no telemetry sockets, so
+/// it stays empty even when the run is killed); callers remove it after the run.
+pub(crate) fn eal_args(prefix: &str) -> (Vec<String>, PathBuf) {
+    let prefix = format!("{prefix}-{}", std::process::id());
+    let lcores = CPUS.map(|c| c.to_string()).join(",");
+    let args = [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "--file-prefix",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([prefix.clone(), "-l".into(), lcores])
+    .collect();
+    (args, Path::new("/var/run/dpdk").join(prefix))
+}
+
 impl DpdkTest {
     /// The EAL arguments and environment for one autotest run.
     fn command(&self, test: &str) -> (Command, PathBuf) {
-        let prefix = format!("oxpmd-bench-{}", std::process::id());
-        let lcores = CPUS.map(|c| c.to_string()).join(",");
+        let (args, runtime_dir) = eal_args("oxpmd-bench");
         let mut cmd = Command::new(&self.path);
-        cmd.env("DPDK_TEST", test)
-            .args([
-                "--no-huge",
-                "--no-pci",
-                "--no-shconf",
-                "--no-telemetry",
-                "--file-prefix",
-                &prefix,
-                "-l",
-                &lcores,
-            ])
-            .stdin(Stdio::null());
-        // EAL still creates an empty runtime directory named after the prefix (no telemetry sockets, so it
-        // stays empty even when the run is killed); it is removed after the run.
-        (cmd, Path::new("/var/run/dpdk").join(prefix))
+        cmd.env("DPDK_TEST", test).args(args).stdin(Stdio::null());
+        (cmd, runtime_dir)
     }
 
     /// Runs `ring_perf_autotest` once and returns its figures (see [`parse_ring`]).
@@ -283,7 +291,7 @@ fn check_windows(arrivals: &[Instant], window: Duration) -> Result<(), BenchErro
     Ok(())
 }
 
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -1,9 +1,11 @@
-//! `cargo xtask bench mempool`: benches/mempool_perf.rs against DPDK's mempool_perf_autotest.
+//! `cargo xtask bench mempool`: the raw cache rows (benches/mempool_perf.rs against DPDK's
+//! mempool_perf_autotest), then the driver path block (benches/mempool_driver_path.rs against the C
+//! harness `driver_path.c`, see [`driver_path`](super::driver_path)), whose worst ratio is the last line.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::{BenchError, Better, Figures, Options, build_ours, dpdk, keep_best, mega, run_ours};
+use super::{BenchError, Better, Figures, Options, build_ours, dpdk, driver_path, keep_best, mega, run_ours};
 
 /// DPDK's fixed window per case, in milliseconds.
 const DPDK_WINDOW_MS: u64 = 5000;
@@ -50,12 +52,25 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
 
     let dpdk_test = dpdk::locate(opts.install)?;
     let exe = build_ours("mempool_perf")?;
+    let dp_exe = build_ours("mempool_driver_path")?;
+    let dp_dpdk = driver_path::build_dpdk_harness()?;
+    let cpus_arg = dpdk::CPUS.map(|c| c.to_string()).join(",");
     let harness_args = vec![
         "--cpus".to_string(),
-        dpdk::CPUS.map(|c| c.to_string()).join(","),
+        cpus_arg.clone(),
         "--window-us".to_string(),
         window_us.to_string(),
     ];
+    // The driver path: same window, a tenth of it as warm-up, on both sides.
+    let dp_window = ["--window-us".to_string(), window_us.to_string()];
+    let dp_warmup = ["--warmup-us".to_string(), (window_us / 10).to_string()];
+    let dp_ours_args: Vec<String> = ["--cpus".to_string(), cpus_arg]
+        .into_iter()
+        .chain(dp_window.clone())
+        .chain(dp_warmup.clone())
+        .collect();
+    let dp_dpdk_args: Vec<String> = dp_window.into_iter().chain(dp_warmup).collect();
+    let (mut dp_ours, mut dp_theirs) = (Vec::new(), Vec::new());
     let (mut ours, mut theirs) = (Figures::new(), Figures::new());
     for i in 1..=runs {
         eprintln!("run {i}/{}: ours (benches/mempool_perf.rs) ...", runs);
@@ -74,11 +89,15 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
             &dpdk_test.mempool_perf(div, &wanted)?,
             Better::Higher,
         );
+        eprintln!("run {i}/{runs}: driver path, ours (benches/mempool_driver_path.rs) ...");
+        dp_ours.push(run_ours(&dp_exe, driver_path::GROUP, &dp_ours_args)?);
+        eprintln!("run {i}/{runs}: driver path, DPDK (driver_path.c) ...");
+        dp_theirs.push(dp_dpdk.run(&dp_dpdk_args)?);
     }
 
     println!(
-        "mempool: oxpmd-dma MempoolCache get_bulk/put_bulk_unchecked vs DPDK {} rte_mempool generic get/put \
-         (ring_mp_mc, cache 512, 2047 objects of 2048 B); \
+        "mempool, raw cache rows (not the driver path): oxpmd-dma MempoolCache get_bulk/put_bulk_unchecked vs \
+         DPDK {} rte_mempool generic get/put (ring_mp_mc, cache 512, 2047 objects of 2048 B, 4 KiB pages); \
          CPUs {:?}; {} ms per case; best of {} runs each; objects got+put per second, higher is better",
         dpdk_test.version,
         dpdk::CPUS,
@@ -103,23 +122,33 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
             theirs.get(case).copied(),
         );
     }
-    println!("runtime: {:.0} s", started.elapsed().as_secs_f64());
     if !missing.is_empty() {
         return Err(BenchError::Parse {
             what: "the mempool figures".into(),
             detail: format!("no figure on one side for {missing:?}, so no worst ratio"),
         });
     }
-    match worst {
-        Some(w) => {
-            println!("worst ratio: {w:.2}");
-            Ok(())
-        }
-        None => Err(BenchError::Parse {
+    let Some(raw_worst) = worst else {
+        return Err(BenchError::Parse {
             what: "the mempool figures".into(),
             detail: "no comparable row".into(),
-        }),
-    }
+        });
+    };
+    println!(
+        "raw cache worst ratio: {raw_worst:.2} (DPDK/ours over the 12 raw cache rows; not the driver path)"
+    );
+    let worst = driver_path::report(
+        &dp_ours,
+        &dp_theirs,
+        &driver_path::command_line(&dp_exe, &dp_ours_args),
+        &dp_dpdk.command_line(&dp_dpdk_args),
+        &dp_dpdk.build,
+    )?;
+    println!("runtime: {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "worst ratio: {worst:.2} (DPDK/ours, best of each side, over the 6 driver path rows; < 1: ours is faster)"
+    );
+    Ok(())
 }
 
 /// Prints one row and returns DPDK / ours when both sides have it.
