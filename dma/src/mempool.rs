@@ -1357,7 +1357,9 @@ mod tests {
                     ),
                     "{source:?}"
                 );
-                println!("SKIP hugepage mempool: no 2 MiB page could be had: {source}");
+                oxpmd_test_skip::skip(format_args!(
+                    "hugepage mempool: no 2 MiB page could be had: {source}"
+                ));
             }
             Err(e) => panic!("unexpected error: {e}"),
         }
