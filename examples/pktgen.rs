@@ -1109,11 +1109,6 @@ fn report(
             ok = false;
         }
         let i = injected;
-        kv.push_str(&format!(
-            " fault_seen={} fault_dropped={} fault_rate_dropped={} fault_corrupted={} fault_duplicated={} \
-             fault_reordered={} fault_dup_no_buffer={}",
-            i.seen, i.dropped, i.rate_dropped, i.corrupted, i.duplicated, i.reordered, i.dup_no_buffer
-        ));
         if opts.expect_injected {
             let pairs = [
                 ("lost", lost, "dropped + rate_dropped", i.dropped + i.rate_dropped),
@@ -1140,6 +1135,12 @@ fn report(
             }
         }
     }
+    let i = injected;
+    kv.push_str(&format!(
+        " fault_seen={} fault_dropped={} fault_rate_dropped={} fault_corrupted={} fault_duplicated={} \
+         fault_reordered={} fault_dup_no_buffer={}",
+        i.seen, i.dropped, i.rate_dropped, i.corrupted, i.duplicated, i.reordered, i.dup_no_buffer
+    ));
     let (free, cap) = (pool.available(), pool.capacity());
     kv.push_str(&format!(" pool_free={free} pool_capacity={cap}"));
     if free != cap {

@@ -14,9 +14,9 @@
 //!   header (a flipped MAC would be filtered by the receiving NIC, a loss rather than a corruption).
 //!   dup: a copy in a new buffer of the queue's mempool follows the packet. reorder: the packet is
 //!   held back and delivered right after the next intact (not corrupted) packet of the queue; with
-//!   no such packet it is delivered in order and not counted as reordered (TX: a packet is held only
-//!   within one `tx_burst` call; RX: until the inner queue has been empty for
-//!   [`REORDER_HOLD_MAX`]).
+//!   no such packet within [`REORDER_HOLD_MAX`] it is delivered in order and not counted as
+//!   reordered (RX: at a poll that finds the inner queue empty; TX: at the next `tx_burst`, at a
+//!   `reclaim` (not in the queue's packet counters then) or when the queue is dropped).
 //! - rate: packets beyond `rate` per second and queue are dropped (a token bucket of 10 ms).
 //! - dir: `rx`, `tx` or `both` (default): which direction of the inner port is faulted.
 //! - The counts are read with [`injected`] by the port's name ([`Port::name`](crate::Port::name)):
@@ -35,7 +35,9 @@ use oxpmd_dma::Mempool;
 
 pub use inject::{CORRUPT_SKIP, FaultCounts};
 use inject::{Injector, SharedCounts};
-pub use spec::{FaultDirection, FaultSpec, FaultSpecError, Probability};
+pub use spec::{
+    FAULT_OPTIONS_MAX, FaultDirection, FaultSpec, FaultSpecError, PROBABILITY_SCALE, Probability,
+};
 
 use crate::burst::{Burst, MAX_BURST};
 use crate::driver::{DeviceInfo, Driver, LinkStatus, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup};
@@ -44,8 +46,10 @@ use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::{DeviceCounters, QueueCounters};
 
-/// How long an RX queue holds a packet drawn for reordering while no later packet arrives.
-pub const REORDER_HOLD_MAX: Duration = Duration::from_millis(1);
+/// How long a queue holds a packet drawn for reordering while no later intact packet comes: then
+/// it goes out in order, not counted as reordered. Long enough that a pause of the traffic (a
+/// full ring, a slow VM) does not change which packets are reordered.
+pub const REORDER_HOLD_MAX: Duration = Duration::from_millis(100);
 
 /// What a `fault:` port injected, per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,9 +67,12 @@ struct Shared {
     tx: Arc<SharedCounts>,
 }
 
+/// Open fault ports: name and counters.
+type Registry = Mutex<Vec<(String, Weak<Shared>)>>;
+
 /// Open fault ports by name.
-fn registry() -> &'static Mutex<Vec<(String, Weak<Shared>)>> {
-    static REGISTRY: OnceLock<Mutex<Vec<(String, Weak<Shared>)>>> = OnceLock::new();
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 
@@ -278,16 +285,14 @@ impl TxQueueOps for FaultTxQueue {
                 return 0;
             }
         }
+        let now = Instant::now();
+        self.release_stale(now);
         // Each packet may put out itself, its copy and a released held packet: 2 per packet + 1.
         let n = pkts.len().min((self.out.room().saturating_sub(1)) / 2);
         if n > 0 {
-            let now = Instant::now();
             for p in pkts.drain_front(n) {
                 self.injector.apply(p, &mut self.out, &self.pool, now);
             }
-            // On TX a packet is held only within the caller's burst: with no intact packet after
-            // it there, it goes out in order (nothing could send it later with its counts).
-            self.injector.release_in_order(&mut self.out);
             self.injector.publish();
         }
         if !self.out.is_empty() {
@@ -297,7 +302,29 @@ impl TxQueueOps for FaultTxQueue {
     }
 
     fn reclaim(&mut self) -> usize {
+        // An application that stopped sending gets a stale held packet out here (the inner
+        // queue's packet counters do not see it: reclaim carries none).
+        if self
+            .injector
+            .held_for(Instant::now())
+            .is_some_and(|d| d >= REORDER_HOLD_MAX)
+        {
+            self.release_stale(Instant::now());
+            if !self.out.is_empty() {
+                let mut c = QueueCounters::default();
+                self.inner.tx_burst(&mut self.out, &mut c);
+            }
+        }
         self.inner.reclaim()
+    }
+}
+
+impl FaultTxQueue {
+    /// A packet held for reordering longer than [`REORDER_HOLD_MAX`] goes out in order.
+    fn release_stale(&mut self, now: Instant) {
+        if self.injector.held_for(now).is_some_and(|d| d >= REORDER_HOLD_MAX) {
+            self.injector.release_in_order(&mut self.out);
+        }
     }
 }
 
@@ -306,6 +333,7 @@ impl Drop for FaultTxQueue {
         // Packets taken from the application but not yet by the inner queue (it was full): give
         // them a bounded chance to go out before they are freed (their counts are not published:
         // the port's statistics are read through the queue, which is going away).
+        self.injector.release_in_order(&mut self.out);
         let mut c = QueueCounters::default();
         for _ in 0..1000 {
             if self.out.is_empty() {

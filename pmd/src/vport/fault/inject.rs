@@ -155,7 +155,8 @@ impl Injector {
     /// The injector of queue `queue` of direction `dir_tag` (0 RX, 1 TX): its stream is derived
     /// from the seed, the direction and the queue, so each is reproducible on its own.
     pub(super) fn new(spec: &FaultSpec, dir_tag: u64, queue: u16, shared: Arc<SharedCounts>) -> Injector {
-        let mut mix = SplitMix64(spec.seed ^ (dir_tag << 32 | u64::from(queue)).wrapping_mul(0xD605_BBB5_8C8A_BBDB));
+        let mut mix =
+            SplitMix64(spec.seed ^ (dir_tag << 32 | u64::from(queue)).wrapping_mul(0xD605_BBB5_8C8A_BBDB));
         let state = mix.next();
         let mut acc = 0u64;
         let mut thresholds = [0u64; 4];
@@ -373,7 +374,10 @@ mod tests {
         // Roughly the asked rates (binomial: far inside 5 sigma).
         for (got, p) in [(c.dropped, 0.02), (c.corrupted, 0.01), (c.duplicated, 0.03)] {
             let want = 20_000.0 * p;
-            assert!((got as f64 - want).abs() < 5.0 * (want * (1.0 - p)).sqrt() + 1.0, "{c:?}");
+            assert!(
+                (got as f64 - want).abs() < 5.0 * (want * (1.0 - p)).sqrt() + 1.0,
+                "{c:?}"
+            );
         }
         assert!(c.reordered > 0 && c.reordered <= c.seen / 20, "{c:?}");
         assert_eq!(corrupted, c.corrupted);

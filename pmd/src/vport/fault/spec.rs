@@ -38,7 +38,9 @@ impl Probability {
             return Err(format!("`{v}` is not a percentage between 0% and 100%"));
         }
         if frac.len() > 6 {
-            return Err(format!("`{v}`: at most six decimals (0.000001% is the finest step)"));
+            return Err(format!(
+                "`{v}`: at most six decimals (0.000001% is the finest step)"
+            ));
         }
         let int: u32 = int
             .parse()
@@ -185,9 +187,9 @@ impl FaultSpec {
                 "dup" => spec.dup = Probability::parse(value).map_err(bad)?,
                 "reorder" => spec.reorder = Probability::parse(value).map_err(bad)?,
                 "rate" => {
-                    let r: u64 = value.parse().map_err(|_| {
-                        bad(format!("`{value}` is not a whole number of packets per second"))
-                    })?;
+                    let r: u64 = value
+                        .parse()
+                        .map_err(|_| bad(format!("`{value}` is not a whole number of packets per second")))?;
                     if !(1..=1_000_000_000_000).contains(&r) {
                         return Err(bad(format!(
                             "{r} is outside 1..=1000000000000 packets per second"
@@ -264,17 +266,24 @@ mod tests {
 
     #[test]
     fn parses_the_documented_form_and_prints_it_back() {
-        let s = FaultSpec::parse("drop=0.1%,corrupt=0.01%,dup=1%,reorder=2.5%,rate=1000,seed=7,dir=tx").unwrap();
+        let s =
+            FaultSpec::parse("drop=0.1%,corrupt=0.01%,dup=1%,reorder=2.5%,rate=1000,seed=7,dir=tx").unwrap();
         assert_eq!(s.drop.parts(), 100_000);
         assert_eq!(s.corrupt.parts(), 10_000);
         assert_eq!(s.dup.parts(), 1_000_000);
         assert_eq!(s.reorder.parts(), 2_500_000);
         assert_eq!((s.rate, s.seed, s.dir), (Some(1000), 7, FaultDirection::Tx));
         let text = s.to_string();
-        assert_eq!(text, "drop=0.1%,corrupt=0.01%,dup=1%,reorder=2.5%,rate=1000,seed=7,dir=tx");
+        assert_eq!(
+            text,
+            "drop=0.1%,corrupt=0.01%,dup=1%,reorder=2.5%,rate=1000,seed=7,dir=tx"
+        );
         assert_eq!(FaultSpec::parse(&text).unwrap(), s);
         assert_eq!(FaultSpec::parse("seed=0x10").unwrap().seed, 16);
-        assert_eq!(FaultSpec::parse("drop=100%").unwrap().drop.parts(), PROBABILITY_SCALE);
+        assert_eq!(
+            FaultSpec::parse("drop=100%").unwrap().drop.parts(),
+            PROBABILITY_SCALE
+        );
         assert_eq!(FaultSpec::parse("drop=0.000001%").unwrap().drop.parts(), 1);
         let empty = FaultSpec::parse("").unwrap();
         assert!(!empty.injects());
