@@ -11,8 +11,11 @@
 //! a pattern derived from the sequence number. Sizes count the FCS (a 64-byte frame carries 60 bytes).
 //!
 //! The receive side (`--rx-port`, which may be the TX port itself) checks every frame: received,
-//! lost (sent but never seen), duplicates, reordered (seen after a later one of its stream), corrupted
-//! (bad header, pattern or checksum, or a hardware checksum error flag), and latency min/avg/max. The
+//! lost (sent but seen neither intact nor corrupted), duplicates, reordered (seen after a later one of
+//! its stream), corrupted (any bit after the Ethernet header wrong: markers, IPv4 header checksum and
+//! length, UDP checksum, test checksum, pattern; or a hardware checksum error flag), and latency
+//! min/avg/max. Over `fault:` ports (docs/port-api.md) it also prints what they injected, and
+//! `--expect-injected` checks that each category found equals what was injected. The
 //! summary prints Mpps, Gbit/s (frame bytes with FCS) and percent of line rate (the link speed, or
 //! `--link-speed`), then a `pktgen-result:` line of key=value pairs for scripts. With `--expect-all`
 //! the exit status is non-zero unless every frame arrived exactly once and intact.
@@ -41,13 +44,15 @@ use common::{
 };
 use oxpmd::dma::{Mempool, MempoolConfig, OffloadFlags, Packet, RegionOptions};
 use oxpmd::pmd::capture::{Capture, CaptureTap, json_escape, now_ns as wall_ns};
+use oxpmd::pmd::vport::fault::{self, FaultCounts};
 use oxpmd::pmd::vport::virtual_pool;
 use oxpmd::pmd::{
     Burst, DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue, TxQueue,
 };
 
 const USAGE: &str = "usage: pktgen --tx-port DEV [options]
-  --tx-port DEV        port to send on: PCI address (0000:00:02.0) or virtual port (null0, ring:NAME)
+  --tx-port DEV        port to send on: PCI address (0000:00:02.0) or virtual port (null0, ring:NAME,
+                       fault:OPTIONS:DEV)
   --rx-port DEV        port to receive and check on (may be the TX port); without it, send only
   --size S             frame size with FCS: N (64..=1518), MIN-MAX (cycled), or imix (64/594/1518 7:4:1)
   --rate PPS           frames per second (default: as fast as possible)
@@ -59,6 +64,8 @@ const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   -P                   promiscuous mode on the RX port (needed behind a forwarder rewriting MACs)
   --link-speed MBPS    line rate for the percentage (default: the TX port's link speed)
   --expect-all         exit non-zero on any loss, duplicate or corruption
+  --expect-injected    exit non-zero unless the losses, duplicates, reorderings and corruptions
+                       found equal what the fault: ports among --tx-port/--rx-port injected
   --burst N            TX burst (default 32)
   --ring-size N        descriptors per queue (default 1024)
   --cores LIST         pin the TX and RX threads (e.g. 0 or 0,1)
@@ -150,6 +157,7 @@ struct Options {
     promiscuous: bool,
     link_speed: Option<u64>,
     expect_all: bool,
+    expect_injected: bool,
     burst: usize,
     ring_size: usize,
     cores: Vec<usize>,
@@ -176,6 +184,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         promiscuous: false,
         link_speed: None,
         expect_all: false,
+        expect_injected: false,
         burst: 32,
         ring_size: 1024,
         cores: Vec::new(),
@@ -212,6 +221,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "-P" => o.promiscuous = true,
             "--link-speed" => o.link_speed = Some(parse_num(a, it.next(), 1u64..=1_000_000)?),
             "--expect-all" => o.expect_all = true,
+            "--expect-injected" => o.expect_injected = true,
             "--burst" => o.burst = parse_num(a, it.next(), 1usize..=MAX_BURST)?,
             "--ring-size" => o.ring_size = parse_num(a, it.next(), 64usize..=4096)?,
             "--cores" => {
@@ -252,6 +262,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     if o.expect_all && o.rx_port.is_none() {
         return Err("--expect-all needs --rx-port".into());
+    }
+    if o.expect_injected && o.rx_port.is_none() {
+        return Err("--expect-injected needs --rx-port".into());
     }
     if o.count.is_some() && o.duration.is_some() {
         return Err("give --count or --duration, not both".into());
@@ -350,20 +363,49 @@ struct TestFrame {
     ts: u64,
 }
 
+/// Source and destination IPv4 addresses of the test frames (198.18.0.1 -> 198.19.0.1).
+const TEST_IPS: [u8; 8] = [198, 18, 0, 1, 198, 19, 0, 1];
+
 /// Parses and verifies a received frame; `None` if it is not a test frame, `Some(Err)` if it is one
 /// but corrupted.
+///
+/// A test frame is recognised by five markers after its Ethernet header (IPv4 version and header
+/// length, protocol UDP, the test addresses, UDP port 9, the magic); one flipped bit breaks at most
+/// one of them, so a frame with four of the five is a test frame, and every byte after the Ethernet
+/// header is then verified: the markers, the IPv4 header checksum and length, the UDP checksum (our
+/// frames always carry one), the test header checksum and the payload pattern. Any single flipped
+/// bit there makes the frame corrupted, never foreign, so a corruption is never also counted as a
+/// loss (see `lost` in the report).
 fn parse_frame(d: &[u8]) -> Option<Result<TestFrame, &'static str>> {
-    if d.len() < HDR_OFF + HDR_LEN
-        || d[12..14] != [0x08, 0x00]
-        || d[23] != 17
-        || d[36..38] != UDP_DST.to_be_bytes()
-        || d[HDR_OFF..HDR_OFF + 2] != MAGIC.to_be_bytes()
-    {
+    if d.len() < HDR_OFF + HDR_LEN || d[12..14] != [0x08, 0x00] {
         return None;
+    }
+    let markers = [
+        d[14] == 0x45,
+        d[23] == 17,
+        d[26..34] == TEST_IPS,
+        d[36..38] == UDP_DST.to_be_bytes(),
+        d[HDR_OFF..HDR_OFF + 2] == MAGIC.to_be_bytes(),
+    ];
+    match markers.iter().filter(|&&m| m).count() {
+        5 => {}
+        4 => return Some(Err("header")),
+        _ => return None,
+    }
+    if checksum16(&d[14..34], 0) != 0 {
+        return Some(Err("IPv4 header checksum"));
     }
     let ip_len = usize::from(u16::from_be_bytes([d[16], d[17]]));
     if ip_len + 14 != d.len() {
         return Some(Err("length"));
+    }
+    let udp_len = u16::from_be_bytes([d[38], d[39]]);
+    let mut pseudo = 17u32 + u32::from(udp_len);
+    for w in d[26..34].chunks_exact(2) {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if d[40..42] == [0, 0] || checksum16(&d[34..], pseudo) != 0 {
+        return Some(Err("UDP checksum"));
     }
     let seq = u32::from_be_bytes([d[HDR_OFF + 4], d[HDR_OFF + 5], d[HDR_OFF + 6], d[HDR_OFF + 7]]);
     let want = u16::from_be_bytes([d[HDR_OFF + 16], d[HDR_OFF + 17]]);
@@ -727,6 +769,14 @@ fn rx_loop(
     checker.r
 }
 
+/// The device a spec finally opens (through any `fault:` wrappers).
+fn innermost(spec: &DeviceSpec) -> &DeviceSpec {
+    match spec {
+        DeviceSpec::Fault { inner, .. } => innermost(inner),
+        other => other,
+    }
+}
+
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
     common::JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
@@ -739,7 +789,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         .transpose()?
         .as_ref()
         == Some(&tx_spec)
-        && !matches!(tx_spec, DeviceSpec::Ring { .. });
+        && !matches!(innermost(&tx_spec), DeviceSpec::Ring { .. });
     let mut ports: Vec<Port> = Vec::new();
     let t = Instant::now();
     ports.push(Port::open_spec(
@@ -917,8 +967,33 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     } else {
         None
     };
+    let mut injected = FaultCounts::default();
     for p in ports.iter_mut() {
         p.stop()?;
+        if let Some(c) = fault::injected(p.name()) {
+            for (dir, d) in [("rx", &c.rx), ("tx", &c.tx)] {
+                say!(
+                    "port {} ({}): {dir} faults injected: seen {} dropped {} corrupted {} duplicated {} \
+                     reordered {} rate_dropped {} dup_no_buffer {}",
+                    p.id(),
+                    p.name(),
+                    d.seen,
+                    d.dropped,
+                    d.corrupted,
+                    d.duplicated,
+                    d.reordered,
+                    d.rate_dropped,
+                    d.dup_no_buffer
+                );
+                injected.seen += d.seen;
+                injected.dropped += d.dropped;
+                injected.corrupted += d.corrupted;
+                injected.duplicated += d.duplicated;
+                injected.reordered += d.reordered;
+                injected.rate_dropped += d.rate_dropped;
+                injected.dup_no_buffer += d.dup_no_buffer;
+            }
+        }
         match p.stats() {
             Ok(st) => say!(
                 "port {} ({}): ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {} \
@@ -939,7 +1014,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     drop(ports);
     drop(cfg);
     oxpmd::dma::flush_thread_caches();
-    let (ok, mut kv) = report(opts, &txr, rxr.as_ref(), speed_mbps, &pool);
+    let (ok, mut kv) = report(opts, &txr, rxr.as_ref(), speed_mbps, &pool, &injected);
     if let Some(r) = cap_report {
         kv.push_str(&format!(
             " pcap_captured={} pcap_dropped={} pcap_written={}",
@@ -982,6 +1057,7 @@ fn report(
     rx: Option<&RxResult>,
     speed_mbps: u64,
     pool: &Mempool,
+    injected: &FaultCounts,
 ) -> (bool, String) {
     let (mpps, gbps, pct) = rates(tx.sent, tx.bytes, tx.end_ns - tx.start_ns, speed_mbps);
     say!(
@@ -996,7 +1072,9 @@ fn report(
         tx.sent
     );
     if let Some(r) = rx {
-        let lost = tx.sent.saturating_sub(r.unique);
+        // Lost: sent, and neither received intact nor received corrupted (a corrupted frame
+        // stands for the one sent frame it was; its sequence number cannot be trusted).
+        let lost = tx.sent.saturating_sub(r.unique + r.corrupted);
         let span = r.last_ns.saturating_sub(r.first_ns);
         // The receive rate over the span from the first to the last frame received.
         let (rmpps, rgbps, rpct) = rates(r.received.saturating_sub(1), r.bytes, span, speed_mbps);
@@ -1030,7 +1108,39 @@ fn report(
             say!("pktgen: --expect-all: FAILED (loss, duplicates or corruption)");
             ok = false;
         }
+        let i = injected;
+        if opts.expect_injected {
+            let pairs = [
+                ("lost", lost, "dropped + rate_dropped", i.dropped + i.rate_dropped),
+                ("duplicates", r.duplicates, "duplicated", i.duplicated),
+                ("reordered", r.reordered, "reordered", i.reordered),
+                ("corrupted", r.corrupted, "corrupted", i.corrupted),
+            ];
+            let wrong: Vec<String> = pairs
+                .iter()
+                .filter(|(_, found, _, inj)| found != inj)
+                .map(|(what, found, name, inj)| format!("{what} {found} != injected {name} {inj}"))
+                .collect();
+            if wrong.is_empty() {
+                say!(
+                    "pktgen: --expect-injected: found exactly what was injected (lost {lost}, duplicates {}, \
+                     reordered {}, corrupted {})",
+                    r.duplicates,
+                    r.reordered,
+                    r.corrupted
+                );
+            } else {
+                say!("pktgen: --expect-injected: FAILED: {}", wrong.join(", "));
+                ok = false;
+            }
+        }
     }
+    let i = injected;
+    kv.push_str(&format!(
+        " fault_seen={} fault_dropped={} fault_rate_dropped={} fault_corrupted={} fault_duplicated={} \
+         fault_reordered={} fault_dup_no_buffer={}",
+        i.seen, i.dropped, i.rate_dropped, i.corrupted, i.duplicated, i.reordered, i.dup_no_buffer
+    ));
     let (free, cap) = (pool.available(), pool.capacity());
     kv.push_str(&format!(" pool_free={free} pool_capacity={cap}"));
     if free != cap {
@@ -1070,6 +1180,33 @@ mod tests {
         g[59] ^= 1;
         assert!(matches!(parse_frame(&g), Some(Err(_))));
         assert_eq!(checksum16(&f[14..34], 0), 0, "IPv4 header checksum verifies");
+    }
+
+    #[test]
+    fn every_flipped_bit_after_the_ethernet_header_is_a_corruption() {
+        for size in [60, 61, 1514] {
+            let mut f = vec![0u8; size];
+            build_frame(
+                &mut f,
+                MacAddr([2, 0, 0, 0, 0, 1]),
+                MacAddr([2, 0, 0, 0, 0, 2]),
+                0,
+                0x0102_0304,
+                99,
+            );
+            assert!(matches!(parse_frame(&f), Some(Ok(_))));
+            for byte in 14..size {
+                for bit in 0..8 {
+                    let mut g = f.clone();
+                    g[byte] ^= 1 << bit;
+                    assert!(
+                        matches!(parse_frame(&g), Some(Err(_))),
+                        "size {size}: bit {bit} of byte {byte} flipped: {:?}",
+                        parse_frame(&g)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -614,7 +614,7 @@ pub(crate) mod tests {
             None => {
                 let e = DmaRegion::new(1, &opts).unwrap_err();
                 assert!(matches!(e, RegionError::PageSizeUnsupported { .. }), "{e:?}");
-                println!("SKIP 1 GiB mapping: not supported here ({e})");
+                oxpmd_test_skip::skip(format_args!("1 GiB mapping: not supported here ({e})"));
             }
             Some(c) if c.free.saturating_sub(c.resv) == 0 => {
                 let e = DmaRegion::new(1, &opts).unwrap_err();
@@ -631,7 +631,7 @@ pub(crate) mod tests {
                     msg.contains("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"),
                     "{msg}"
                 );
-                println!("SKIP 1 GiB mapping: no free 1 GiB page ({msg})");
+                oxpmd_test_skip::skip(format_args!("1 GiB mapping: no free 1 GiB page ({msg})"));
             }
             Some(_) => {
                 let r = DmaRegion::new(1, &opts).unwrap();
@@ -728,7 +728,9 @@ pub(crate) mod tests {
                 ),
                 "{e:?}"
             );
-            println!("SKIP hugepage mapping part: no 2 MiB hugepage could be reserved; got: {e}");
+            oxpmd_test_skip::skip(format_args!(
+                "hugepage mapping part: no 2 MiB hugepage could be reserved; got: {e}"
+            ));
             return;
         }
         let r = DmaRegion::new(1, &opts).unwrap();

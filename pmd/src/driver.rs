@@ -210,6 +210,9 @@ pub const RING_NAME_MAX: usize = 32;
 ///   produces fresh packets of that length from the mempool, TX frees what it is given;
 /// - `ring:NAME` or `net_ring:NAME` (NAME: 1..=32 of `[A-Za-z0-9_-]`): the first port opened with
 ///   a name and the second one form a pair; what one transmits the other receives.
+/// - `fault:OPTIONS:DEVICE`: DEVICE (any of these forms) with faults injected into its traffic,
+///   OPTIONS like `drop=0.1%,corrupt=0.01%,dup=0.1%,reorder=0.1%,rate=PPS,seed=N,dir=rx|tx|both`
+///   (see [`crate::vport::fault`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceSpec {
     /// A PCI function.
@@ -226,6 +229,13 @@ pub enum DeviceSpec {
         /// Pair name.
         name: String,
     },
+    /// Another device, with faults injected into its traffic ([`crate::vport::fault`]).
+    Fault {
+        /// What to inject.
+        faults: crate::vport::fault::FaultSpec,
+        /// The wrapped device.
+        inner: Box<DeviceSpec>,
+    },
 }
 
 impl DeviceSpec {
@@ -235,6 +245,9 @@ impl DeviceSpec {
             spec: spec.to_string(),
         };
         let s = spec.trim();
+        if let Some(rest) = s.strip_prefix("fault:") {
+            return Self::parse_fault(spec, rest);
+        }
         if s.is_empty() || s.len() > 128 {
             return Err(bad());
         }
@@ -292,12 +305,35 @@ impl DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// `fault:OPTIONS:DEVICE` (`rest` is what follows `fault:`).
+    fn parse_fault(spec: &str, rest: &str) -> Result<DeviceSpec> {
+        let bad = |reason: String| PortError::BadFaultSpec {
+            spec: spec.to_string(),
+            reason,
+        };
+        let (options, inner) = rest
+            .split_once(':')
+            .ok_or_else(|| bad("no inner device after the options".into()))?;
+        let faults = crate::vport::fault::FaultSpec::parse(options).map_err(|e| bad(e.to_string()))?;
+        if inner.trim().is_empty() {
+            return Err(bad("no inner device after the options".into()));
+        }
+        let inner = DeviceSpec::parse(inner)?;
+        Ok(DeviceSpec::Fault {
+            faults,
+            inner: Box::new(inner),
+        })
+    }
+}
+
 impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Pci(a) => write!(f, "{a}"),
             DeviceSpec::Null { index, .. } => write!(f, "null{index}"),
             DeviceSpec::Ring { name } => write!(f, "ring:{name}"),
+            DeviceSpec::Fault { faults, inner } => write!(f, "fault:{faults}:{inner}"),
         }
     }
 }

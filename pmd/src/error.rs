@@ -18,6 +18,18 @@ pub enum PortError {
         /// What the user gave.
         spec: String,
     },
+    /// A `fault:` device string whose options do not parse.
+    #[error(
+        "`{spec}`: bad fault port: {reason}; expected \
+         fault:drop=P%,corrupt=P%,dup=P%,reorder=P%,rate=PPS,seed=N,dir=rx|tx|both:DEVICE \
+         (every option optional)"
+    )]
+    BadFaultSpec {
+        /// What the user gave.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No driver in the registry handles this vendor:device id.
     #[error(
         "{device}: no driver for PCI id {vendor:04x}:{device_id:04x} (known: {known}); \

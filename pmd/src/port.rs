@@ -201,12 +201,20 @@ impl Port {
 
     /// Opens a parsed device spec with options.
     pub fn open_spec(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Port> {
-        let driver: Box<dyn Driver> = match spec {
+        Ok(Self::with_driver(Self::open_driver(spec, opts)?, opts.port_id))
+    }
+
+    /// The driver of a device spec (a `fault:` spec wraps the driver of its inner device).
+    fn open_driver(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Driver>> {
+        Ok(match spec {
             DeviceSpec::Pci(addr) => crate::drivers::open_pci(*addr, opts)?,
             DeviceSpec::Null { index, size } => Box::new(crate::vport::null::NullDriver::new(*index, *size)),
             DeviceSpec::Ring { name } => Box::new(crate::vport::ring::RingDriver::open(name)?),
-        };
-        Ok(Self::with_driver(driver, opts.port_id))
+            DeviceSpec::Fault { faults, inner } => Box::new(crate::vport::fault::FaultDriver::new(
+                faults.clone(),
+                Self::open_driver(inner, opts)?,
+            )),
+        })
     }
 
     /// Wraps an already opened driver (tests, out-of-tree drivers).

@@ -5,6 +5,8 @@
 // Each test binary that includes this module uses a subset of it.
 #![allow(dead_code)]
 
+pub mod injected;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

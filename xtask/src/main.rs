@@ -10,6 +10,7 @@ mod bench;
 mod bench_l2fwd;
 mod bench_l2fwd_vm;
 mod l2fwd;
+mod skips;
 mod test;
 mod vm;
 

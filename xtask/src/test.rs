@@ -5,23 +5,78 @@
 //! 3. `cargo xtask vm test`: every `vm_*` test binary in the test VM.
 //!
 //! Each step's output streams through; the libtest summaries are added up into one closing line
-//! `tests: N passed, M failed`.
+//! `tests: N passed, M failed, K skipped`. Skipped counts the tests libtest ignored (VM tests only with
+//! `--no-vm`: otherwise the VM step runs them) and the tests that reported themselves skipped at run
+//! time (crate `oxpmd-test-skip`, through the skips file this runner gives them; see `skips.rs`).
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
+
+use crate::skips::{PassedTests, SKIPS_FILE_ENV, Skips};
+
+/// The reason every VM test gives in its `#[ignore = "..."]` (docs/testvm.md).
+const VM_IGNORE_REASON: &str = "needs the test VM";
+
+/// How a step's output is counted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// libtest's `test result:` summaries and per-test lines (host test binaries).
+    Libtest,
+    /// The VM harness's closing `vm tests: N passed, M failed, K skipped` line (it has already
+    /// settled the runtime skips of the guests' tests).
+    VmSummary,
+}
 
 #[derive(Default)]
 struct Tally {
     passed: u64,
     failed: u64,
-    ignored: u64,
+    /// Tests libtest listed as ignored because they need the test VM (the VM step runs them).
+    ignored_vm: u64,
+    /// Other ignored tests.
+    ignored_other: u64,
+    /// Tests skipped at run time (host records settled, plus the VM harness's count).
+    skipped: u64,
+    /// The VM harness printed its summary line.
+    vm_summary_seen: bool,
+    /// The host tests libtest reported `ok`, to settle the skip records against.
+    passed_tests: PassedTests,
 }
 
 impl Tally {
-    /// Adds a libtest summary line (`test result: ok. 3 passed; 0 failed; 1 ignored; ...`) or the
-    /// VM harness's `vm tests: N passed, M failed`.
-    fn add_line(&mut self, line: &str) {
+    /// Adds one output line of a step.
+    fn add_line(&mut self, line: &str, counting: Counting) {
         let line = line.trim();
+        if counting == Counting::VmSummary {
+            if let Some(rest) = line.strip_prefix("vm tests: ") {
+                self.vm_summary_seen = true;
+                for part in rest.split(',') {
+                    let mut words = part.split_whitespace();
+                    let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let Ok(n) = n.parse::<u64>() else { continue };
+                    match what {
+                        "passed" => self.passed += n,
+                        "failed" => self.failed += n,
+                        "skipped" => self.skipped += n,
+                        _ => {}
+                    }
+                }
+            }
+            return;
+        }
+        self.passed_tests.add_line(line);
+        if let Some((_, outcome)) = line.strip_prefix("test ").and_then(|r| r.rsplit_once(" ... "))
+            && (outcome == "ignored" || outcome.starts_with("ignored,"))
+        {
+            if outcome.contains(VM_IGNORE_REASON) {
+                self.ignored_vm += 1;
+            } else {
+                self.ignored_other += 1;
+            }
+        }
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(';') {
                 let mut words = part.split_whitespace().rev();
@@ -32,16 +87,24 @@ impl Tally {
                 match what {
                     "passed" => self.passed += n,
                     "failed" => self.failed += n,
-                    "ignored" => self.ignored += n,
                     _ => {}
                 }
             }
         }
     }
+
+    /// Moves the host tests that recorded a skip from passed to skipped.
+    fn settle_skips(&mut self, skips_file: &std::path::Path) -> Result<Skips, String> {
+        let s = Skips::settle_file(skips_file, &mut self.passed_tests)?;
+        let n = s.counted.len() as u64;
+        self.passed = self.passed.saturating_sub(n);
+        self.skipped += n;
+        Ok(s)
+    }
 }
 
-/// Runs `cmd`, streaming its stdout and stderr, counting libtest summaries; true when it exited 0.
-fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally) -> bool {
+/// Runs `cmd`, streaming its stdout and stderr, counting its tests; true when it exited 0.
+fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally, counting: Counting) -> bool {
     println!("==> {name}: {cmd:?}");
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = match cmd.spawn() {
@@ -54,7 +117,7 @@ fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally) -> bool {
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             println!("{line}");
-            tally.add_line(&line);
+            tally.add_line(&line, counting);
         }
     }
     match child.wait() {
@@ -70,6 +133,23 @@ fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally) -> bool {
     }
 }
 
+/// A fresh skips file for this run (under the target directory).
+fn fresh_skips_file() -> Result<PathBuf, String> {
+    let paths = crate::vm::Paths::new();
+    let dir = paths
+        .testvm
+        .parent()
+        .map(|t| t.join("xtask-test"))
+        .unwrap_or_else(|| paths.workspace.join("target/xtask-test"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let file = dir.join("skipped-tests.txt");
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(file),
+        Err(e) => Err(format!("remove the old {}: {e}", file.display())),
+    }
+}
+
 pub fn main(args: &[String]) -> ExitCode {
     let skip_vm = args.iter().any(|a| a == "--no-vm");
     if let Some(bad) = args.iter().find(|a| *a != "--no-vm") {
@@ -77,34 +157,64 @@ pub fn main(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let skips_file = match fresh_skips_file() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("xtask test: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut tally = Tally::default();
     let mut ok = true;
 
     ok &= run_step(
         "unit and integration tests",
-        Command::new(&cargo).args(["test", "--workspace", "--no-fail-fast"]),
+        Command::new(&cargo)
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env(SKIPS_FILE_ENV, &skips_file),
         &mut tally,
+        Counting::Libtest,
     );
     ok &= run_step(
         "loom model test of the ring",
         Command::new(&cargo)
             .args(["test", "-p", "oxpmd-dma", "--release", "--test", "loom_ring"])
             .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", "target/loom"),
+            .env("CARGO_TARGET_DIR", "target/loom")
+            .env(SKIPS_FILE_ENV, &skips_file),
         &mut tally,
+        Counting::Libtest,
     );
+    match tally.settle_skips(&skips_file) {
+        Ok(s) => s.print("xtask test: "),
+        Err(e) => {
+            eprintln!("xtask test: {e}");
+            ok = false;
+        }
+    }
     if skip_vm {
         println!("==> VM tests skipped (--no-vm)");
     } else {
         ok &= run_step(
             "VM tests",
-            Command::new(&cargo).args(["xtask", "vm", "test"]),
+            Command::new(&cargo)
+                .args(["xtask", "vm", "test"])
+                .env_remove(SKIPS_FILE_ENV),
             &mut tally,
+            Counting::VmSummary,
         );
+        if !tally.vm_summary_seen {
+            eprintln!("xtask test: the VM tests printed no `vm tests:` summary: counted as one failure");
+            tally.failed += 1;
+        }
     }
+    // VM tests are ignored by the host run; they count as skipped only when the VM step did not run.
+    let ignored = tally.ignored_other + if skip_vm { tally.ignored_vm } else { 0 };
     println!(
         "tests: {} passed, {} failed, {} skipped",
-        tally.passed, tally.failed, tally.ignored
+        tally.passed,
+        tally.failed,
+        tally.skipped + ignored
     );
     if ok && tally.failed == 0 {
         ExitCode::SUCCESS
@@ -115,16 +225,50 @@ pub fn main(args: &[String]) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use super::{Counting, Tally};
 
     #[test]
-    fn adds_libtest_summaries() {
+    fn adds_libtest_summaries_and_ignored_tests() {
         let mut t = Tally::default();
-        t.add_line(
+        for l in [
+            "test a ... ok",
+            "test vm_x ... ignored, needs the test VM: cargo xtask vm test",
+            "test slow ... ignored",
+            "test other ... ignored, too slow",
             "test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+            "running 3 tests",
+        ] {
+            t.add_line(l, Counting::Libtest);
+        }
+        assert_eq!((t.passed, t.failed, t.ignored_vm, t.ignored_other), (13, 2, 1, 2));
+        // The VM step counts its own closing line only (not the guests' libtest lines).
+        t.add_line(
+            "test result: ok. 5 passed; 0 failed; 0 ignored",
+            Counting::VmSummary,
         );
-        t.add_line("test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
-        t.add_line("running 3 tests");
-        assert_eq!((t.passed, t.failed, t.ignored), (13, 2, 3));
+        assert!(!t.vm_summary_seen);
+        t.add_line("vm tests: 5 passed, 1 failed, 2 skipped", Counting::VmSummary);
+        assert!(t.vm_summary_seen);
+        assert_eq!((t.passed, t.failed, t.skipped), (18, 3, 2));
+    }
+
+    #[test]
+    fn a_recorded_skip_moves_a_passed_test_to_skipped() {
+        let dir = std::env::temp_dir().join(format!("xtask-test-skips-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("skips");
+        std::fs::write(&file, "dma-1\tregion::tests::a\tno 1 GiB pages\n").unwrap();
+        let mut t = Tally::default();
+        t.add_line("test region::tests::a ... ok", Counting::Libtest);
+        t.add_line("test region::tests::b ... ok", Counting::Libtest);
+        t.add_line(
+            "test result: ok. 2 passed; 0 failed; 0 ignored",
+            Counting::Libtest,
+        );
+        let s = t.settle_skips(&file).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(s.counted.len(), 1);
+        assert_eq!((t.passed, t.skipped), (1, 1));
     }
 }

@@ -104,7 +104,7 @@ pub struct GuestOptions {
     pub verbose: bool,
     /// Run the words of the command as one `sh -c` script.
     pub shell: bool,
-    /// Names the run directory (target/testvm/runs/<label>-<id>).
+    /// Names the run directory (`target/testvm/runs/<label>-<id>`).
     pub label: String,
 }
 

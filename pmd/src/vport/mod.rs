@@ -1,6 +1,7 @@
-//! Virtual ports: [`null`] (a source and a sink, for measuring the framework) and [`ring`] (an
-//! in-process pair, for tests).
+//! Virtual ports: [`null`] (a source and a sink, for measuring the framework), [`ring`] (an
+//! in-process pair, for tests) and [`fault`] (wraps any port and injects faults into its traffic).
 
+pub mod fault;
 pub mod null;
 pub mod ring;
 

@@ -26,6 +26,8 @@ pub const RUN_SHARE_SLOT: u8 = 0x05;
 /// PCI slot of the writable 9p share given with `--results`.
 pub const RESULTS_SHARE_SLOT: u8 = 0x07;
 
+/// The file in the run directory where guest tests record run-time skips (crate `oxpmd-test-skip`).
+pub const SKIPS_FILE: &str = "skipped-tests.txt";
 /// How long QEMU may take to exit after the guest reported the command's exit status.
 const POWEROFF_GRACE: Duration = Duration::from_secs(20);
 /// Guest memory in MiB.
@@ -108,6 +110,12 @@ fn write_cmd_script(
         ("TERM".into(), "dumb".into()),
         ("OXPMD_VM_MODPROBE".into(), "/run/oxpmd-vm/modprobe".into()),
         ("OXPMD_VM_RUN_DIR".into(), dir.display().to_string()),
+        // Tests that skip at run time record it here (the host's own skips file is not writable
+        // in the guest); `vm test` settles the records after the run.
+        (
+            crate::skips::SKIPS_FILE_ENV.into(),
+            dir.join(SKIPS_FILE).display().to_string(),
+        ),
     ];
     if let Some(r) = &opts.results {
         env.push(("OXPMD_VM_RESULTS".into(), r.display().to_string()));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::topology::Topology;
 use super::{Args, GuestOptions, Paths, guest, parse_secs, setup, split_eq};
+use crate::skips::{PassedTests, Skips};
 
 /// The default topology of a VM test file.
 const DEFAULT_TOPOLOGY: &str = "pair";
@@ -214,6 +215,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
 
     let mut passed = 0u32;
     let mut failed = 0u32;
+    let mut skipped = 0u32;
     let mut rows = Vec::new();
     for bin in &binaries {
         let listed = count_listed(bin, filter)?;
@@ -254,7 +256,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
             ..GuestOptions::default()
         };
         let started = Instant::now();
-        let (status, p, f, boot) = match guest::run(&paths, &topo, &cmd, &opts) {
+        let (status, p, f, k, boot) = match guest::run(&paths, &topo, &cmd, &opts) {
             Ok(out) => {
                 let counts = libtest_counts(&out.output);
                 let (p, f) = match counts {
@@ -263,6 +265,13 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
                     Some((p, f)) => (p, f + 1),
                     None => (0, 1),
                 };
+                // Tests that passed but reported themselves skipped count as skipped.
+                let mut passed_tests = PassedTests::default();
+                passed_tests.add_text(&out.output);
+                let skips = Skips::settle_file(&out.run_dir.join(guest::SKIPS_FILE), &mut passed_tests)?;
+                skips.print("vm test: ");
+                let k = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
+                let p = p - k;
                 let status = if out.exit_code == 0 && f == 0 {
                     "ok"
                 } else {
@@ -276,22 +285,24 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
                         out.run_dir.display()
                     );
                 }
-                (status, p, f, Some(out.boot_to_command))
+                (status, p, f, k, Some(out.boot_to_command))
             }
             Err(e) => {
                 println!("vm test: {}: {e}", bin.name);
-                ("ERROR", 0, 1, None)
+                ("ERROR", 0, 1, 0, None)
             }
         };
         passed += p;
         failed += f;
+        skipped += k;
         rows.push(format!(
-            "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed  boot-to-command {}  total {:.1} s",
+            "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  boot-to-command {}  total {:.1} s",
             bin.name,
             topo.name,
             status,
             p,
             f,
+            k,
             boot.map(|b| format!("{:.1} s", b.as_secs_f64()))
                 .unwrap_or_else(|| "-".into()),
             started.elapsed().as_secs_f64()
@@ -304,7 +315,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     for r in &rows {
         println!("{r}");
     }
-    println!("vm tests: {passed} passed, {failed} failed");
+    println!("vm tests: {passed} passed, {failed} failed, {skipped} skipped");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
