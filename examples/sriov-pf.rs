@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use common::{STOP, install_signal_handlers};
 use oxpmd::dma::{Mempool, MempoolConfig};
-use oxpmd::pmd::sriov::pf_host::{PfDevice, PfHost, VfEvent};
+use oxpmd::pmd::sriov::{PfDevice, PfHost, VfEvent};
 use oxpmd::pmd::sriov::{Refusal, SavedState, VfPolicy, VfTable};
 use oxpmd::pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
 use oxpmd::vfio::{PciAddress, Sysfs, VfToken};

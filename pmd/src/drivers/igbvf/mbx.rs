@@ -152,8 +152,8 @@ mod tests {
     use super::*;
     use crate::mac::MacAddr;
     use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
-    use crate::sriov::pf_host::PfHost;
-    use crate::sriov::pf_host::model::MailboxModel;
+    use crate::sriov::host::PfHost;
+    use crate::sriov::model::MailboxModel;
     use crate::sriov::policy::{VfPolicy, VfTable};
 
     struct ModelVf(Arc<MailboxModel>, usize);
