@@ -15,10 +15,15 @@
 
 use oxpmd_vfio::{Bar, BarError};
 
+use super::admin::{AdminChange, AdminError, AdminOutcome, VfSignal};
 pub use super::error::PfHostError;
 use super::mailbox::{MBX_WORDS, Reply};
-use super::policy::{HwAction, MAX_VFS, Outcome, Refusal, VfCounters, VfPhase, VfState, VfTable};
+use super::policy::{
+    HwAction, LinkState, MAX_FRAME_HW, MAX_VFS, Outcome, Refusal, VfCounters, VfPhase, VfState, VfTable,
+};
+pub use super::pool_stats::PoolCounters;
 use super::regs;
+use super::vlan::VlanFilters;
 use crate::drivers::igb::regs::{filter, general, rx, tx};
 use crate::mac::MacAddr;
 
@@ -82,6 +87,10 @@ pub struct PfHost<R: PfRegs> {
     table: VfTable,
     /// Per VF: (window start, refusals suppressed in it).
     rate_log: [(u64, u64); MAX_VFS],
+    /// Per VF: a CONTROL message waiting for the VF's mailbox to be free.
+    signals: [Option<VfSignal>; MAX_VFS],
+    /// Per VF: its pool's counters (64-bit, from the rolling 32-bit registers).
+    pool_counters: [PoolCounters; MAX_VFS],
 }
 
 impl<R: PfRegs> std::fmt::Debug for PfHost<R> {
@@ -108,6 +117,8 @@ impl<R: PfRegs> PfHost<R> {
             name: name.to_string(),
             table,
             rate_log: [(0, 0); MAX_VFS],
+            signals: [None; MAX_VFS],
+            pool_counters: [PoolCounters::default(); MAX_VFS],
         })
     }
 
@@ -170,15 +181,18 @@ impl<R: PfRegs> PfHost<R> {
             regs::VMOLR_BAM | regs::VMOLR_AUPE | regs::VMOLR_ROMPE | regs::VMOLR_STRCRC,
             "write the PF's VMOLR",
         )?;
-        let mut dtxswc = regs::DTXSWC_LOOPBACK;
         for vf in 0..n {
             self.write_rar(1 + vf, None, vf)?;
             self.wr(regs::vmolr(vf), 0, "clear a VF's VMOLR")?;
-            if self.table.vf(vf).is_some_and(|s| s.policy.spoof_check) {
-                dtxswc |= regs::dtxswc_mac_spoof(vf);
-            }
+            self.write_vmvir(vf)?;
         }
-        self.wr(regs::DTXSWC, dtxswc, "write DTXSWC")?;
+        self.write_dtxswc()?;
+        self.write_vlan_filters()?;
+        // Long frames are bounded per pool (VMOLR.RLPML); the port-wide bound is the device's.
+        self.wr(regs::RLPML, MAX_FRAME_HW, "write RLPML")?;
+        for vf in 0..n {
+            self.pool_counters[vf].baseline(self.pool_raw(vf)?);
+        }
         // VFs restored from a saved state get their pool back (their queues are the VF's: they
         // are reported, not touched).
         for vf in 0..n {
@@ -205,7 +219,7 @@ impl<R: PfRegs> PfHost<R> {
         self.write_mta()?;
         self.modify(
             rx::RCTL.off(),
-            rx::RCTL_EN | rx::RCTL_BAM | rx::RCTL_SECRC,
+            rx::RCTL_EN | rx::RCTL_BAM | rx::RCTL_SECRC | rx::RCTL_LPE,
             0,
             "enable receive",
         )?;
@@ -246,7 +260,13 @@ impl<R: PfRegs> PfHost<R> {
 
     /// The VMOLR value of VF `vf`'s pool, from its state.
     pub fn vmolr_for(s: &VfState) -> u32 {
-        let mut v = regs::VMOLR_BAM | regs::VMOLR_AUPE | regs::VMOLR_STRCRC;
+        let mut v = regs::VMOLR_BAM | regs::VMOLR_STRCRC;
+        // A port VLAN: only that VLAN's frames, its tag stripped; else untagged frames too.
+        if s.policy.port_vlan.is_some() {
+            v |= regs::VMOLR_STRVLAN;
+        } else {
+            v |= regs::VMOLR_AUPE;
+        }
         if s.mc_count > 0 {
             v |= regs::VMOLR_ROMPE;
         }
@@ -279,6 +299,10 @@ impl<R: PfRegs> PfHost<R> {
             HwAction::SetMac(mac) => self.write_rar(1 + vf, Some(*mac), vf),
             HwAction::EnablePool => {
                 self.wr(regs::vmolr(vf), Self::vmolr_for(s), "write a VF's VMOLR")?;
+                if s.policy.link == LinkState::Disable {
+                    // The administrator holds the link down: the pool stays off.
+                    return Ok(());
+                }
                 self.modify(regs::VFRE, 1 << vf, 0, "enable a VF's receive")?;
                 self.modify(regs::VFTE, 1 << vf, 0, "enable a VF's transmit")
             }
@@ -298,13 +322,134 @@ impl<R: PfRegs> PfHost<R> {
             }
             HwAction::UpdateVlans => {
                 log::debug!(
-                    "{}: VF {vf}: VLANs now {:?} (accounted; VLAN filtering is off)",
+                    "{}: VF {vf}: VLANs now {:?}, port VLAN {:?}",
                     self.name,
-                    s.vlans
+                    s.vlans,
+                    s.policy.port_vlan
                 );
-                Ok(())
+                self.write_vmvir(vf)?;
+                if s.phase == VfPhase::Ready {
+                    self.wr(regs::vmolr(vf), Self::vmolr_for(s), "write a VF's VMOLR")?;
+                }
+                self.write_vlan_filters()
+            }
+            HwAction::UpdateSpoofCheck => self.write_dtxswc(),
+            HwAction::UpdateLink => {
+                if s.policy.link == LinkState::Disable {
+                    self.modify(regs::VFRE, 0, 1 << vf, "disable a VF's receive (link down)")?;
+                    self.modify(regs::VFTE, 0, 1 << vf, "disable a VF's transmit (link down)")
+                } else if s.phase == VfPhase::Ready {
+                    self.apply(vf, &HwAction::EnablePool)
+                } else {
+                    Ok(())
+                }
             }
         }
+    }
+
+    /// DTXSWC: local switching, and MAC anti-spoofing for every spoof-checked VF.
+    fn write_dtxswc(&self) -> Result<(), PfHostError> {
+        let mut v = regs::DTXSWC_LOOPBACK;
+        for (vf, s) in self.table.iter().enumerate() {
+            if s.policy.spoof_check {
+                v |= regs::dtxswc_mac_spoof(vf);
+            }
+        }
+        self.wr(regs::DTXSWC, v, "write DTXSWC")
+    }
+
+    /// VMVIR of VF `vf`: its port VLAN inserted on everything it sends, or nothing.
+    fn write_vmvir(&self, vf: usize) -> Result<(), PfHostError> {
+        let v = match self.table.vf(vf).and_then(|s| s.policy.port_vlan) {
+            Some(vid) => regs::VMVIR_VLANA_DEFAULT | u32::from(vid),
+            None => 0,
+        };
+        self.wr(regs::vmvir(vf), v, "write a VF's VMVIR")
+    }
+
+    /// VLVF, VFTA and RCTL.VFE from the table (see [`VlanFilters`]).
+    fn write_vlan_filters(&self) -> Result<(), PfHostError> {
+        let f = VlanFilters::from_table(&self.table);
+        for (i, v) in f.vlvf.iter().enumerate() {
+            self.wr(regs::vlvf(i), *v, "write VLVF")?;
+        }
+        for (i, v) in f.vfta.iter().enumerate() {
+            self.wr(regs::vfta(i), *v, "write VFTA")?;
+        }
+        let (set, clear) = if f.enabled {
+            (regs::RCTL_VFE, 0)
+        } else {
+            (0, regs::RCTL_VFE)
+        };
+        self.modify(rx::RCTL.off(), set, clear, "write RCTL.VFE")
+    }
+
+    /// The raw rolling counters of pool `vf`.
+    fn pool_raw(&self, vf: usize) -> Result<[u32; 5], PfHostError> {
+        use regs::pool_stats as ps;
+        Ok([
+            self.rd(ps::gprc(vf), "read PVFGPRC")?,
+            self.rd(ps::gptc(vf), "read PVFGPTC")?,
+            self.rd(ps::gorc(vf), "read PVFGORC")?,
+            self.rd(ps::gotc(vf), "read PVFGOTC")?,
+            self.rd(ps::mprc(vf), "read PVFMPRC")?,
+        ])
+    }
+
+    /// Reads every VF pool's counters into the 64-bit totals. Call at least every few seconds
+    /// (the octet registers wrap after 4 GiB: 34 s at line rate).
+    pub fn refresh_pool_counters(&mut self) -> Result<(), PfHostError> {
+        for vf in 0..self.table.len() {
+            let raw = self.pool_raw(vf)?;
+            self.pool_counters[vf].update(raw);
+        }
+        Ok(())
+    }
+
+    /// VF `vf`'s pool counters as of the last refresh.
+    pub fn pool_counters(&self, vf: usize) -> Option<PoolCounters> {
+        (vf < self.table.len()).then(|| self.pool_counters[vf])
+    }
+
+    /// Applies the administrator's `change` of VF `vf` (validated first: on an error nothing
+    /// changed), logs it, and queues what the VF must be told.
+    pub fn admin(&mut self, vf: usize, change: AdminChange) -> Result<AdminOutcome, AdminError> {
+        let out = self.table.admin(vf, change)?;
+        for a in &out.actions {
+            if let Err(e) = self.apply(vf, a) {
+                log::error!("{}: VF {vf}: applying {a:?}: {e}", self.name);
+            }
+        }
+        let ready = self.table.vf(vf).is_some_and(|s| s.phase == VfPhase::Ready);
+        if let (Some(sig), true) = (out.signal, ready) {
+            self.signals[vf] = Some(sig);
+        }
+        log::info!(
+            "{}: VF {vf}: administrator set {change}{}",
+            self.name,
+            out.signal
+                .map(|s| format!("; the VF is told: {s:?}"))
+                .unwrap_or_default()
+        );
+        if let Some(n) = &out.note {
+            log::warn!("{}: VF {vf}: {n}", self.name);
+        }
+        Ok(out)
+    }
+
+    /// Sends the queued CONTROL messages; a VF holding its mailbox gets it at a later poll.
+    fn send_signals(&mut self) -> Result<(), PfHostError> {
+        for vf in 0..self.table.len() {
+            let Some(sig) = self.signals[vf] else {
+                continue;
+            };
+            let mut reply = Reply::status(super::mailbox::id::PF_CONTROL, false, false);
+            reply.words[0] = sig.word0();
+            if self.send(vf, &reply)? {
+                self.signals[vf] = None;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the PF's lock on VF `vf`'s mailbox; false while the VF holds it.
@@ -345,6 +490,8 @@ impl<R: PfRegs> PfHost<R> {
                 for a in self.table.flr(vf) {
                     self.apply(vf, &a)?;
                 }
+                // A reset VF redoes its handshake: nothing left to tell it.
+                self.signals[vf] = None;
                 log::info!(
                     "{}: VF {vf}: function reset; its pool is off until it resets",
                     self.name
@@ -354,6 +501,7 @@ impl<R: PfRegs> PfHost<R> {
         }
         let icr = self.rd(regs::MBVFICR, "read MBVFICR")?;
         if icr == 0 {
+            self.send_signals()?;
             return Ok(events);
         }
         let stray = icr & !(0x00FF_00FF);
@@ -391,6 +539,7 @@ impl<R: PfRegs> PfHost<R> {
         if clear != 0 {
             self.wr(regs::MBVFICR, clear, "clear MBVFICR")?;
         }
+        self.send_signals()?;
         Ok(events)
     }
 
@@ -465,187 +614,4 @@ impl<R: PfRegs> PfHost<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::super::mailbox::v2p;
-    use super::super::model::MailboxModel;
-    use super::*;
-    use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, VfRequest};
-    use crate::sriov::policy::VfPolicy;
-
-    const PF_MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0, 1, 0]);
-
-    fn vmac(n: u8) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0x10, n])
-    }
-
-    fn host(n: usize) -> (Arc<MailboxModel>, PfHost<Arc<MailboxModel>>) {
-        let m = Arc::new(MailboxModel::new());
-        let policies = (0..n)
-            .map(|i| VfPolicy {
-                mac: Some(vmac(i as u8)),
-                ..VfPolicy::default()
-            })
-            .collect();
-        let t = VfTable::new(policies, PF_MAC, 0).unwrap();
-        let mut h = PfHost::new(m.clone(), "test-pf", t).unwrap();
-        h.setup_vmdq().unwrap();
-        (m, h)
-    }
-
-    /// The VF's side: lock, write, request.
-    fn vf_send(m: &MailboxModel, vf: usize, r: &[u32; MBX_WORDS]) {
-        m.vf_write_mailbox(vf, v2p::VFU);
-        assert!(m.vf_read_mailbox(vf) & v2p::VFU != 0);
-        for (i, w) in r.iter().enumerate() {
-            m.vf_write_mem(vf, i, *w);
-        }
-        m.vf_write_mailbox(vf, v2p::REQ);
-    }
-
-    /// The VF's side: wait for PFSTS, read, ack.
-    fn vf_recv(m: &MailboxModel, vf: usize) -> [u32; 3] {
-        let s = m.vf_read_mailbox(vf);
-        assert!(s & v2p::PFSTS != 0, "no reply for VF {vf}: {s:#x}");
-        let r = [m.vf_read_mem(vf, 0), m.vf_read_mem(vf, 1), m.vf_read_mem(vf, 2)];
-        m.vf_write_mailbox(vf, v2p::ACK);
-        r
-    }
-
-    #[test]
-    fn vmdq_setup_registers() {
-        let (m, h) = host(2);
-        assert_eq!(h.pf_pool(), 2);
-        assert_eq!(m.get(regs::MRQC), regs::MRQC_VMDQ);
-        assert_eq!(m.get(regs::VT_CTL), 2 << 7);
-        assert_eq!(m.get(regs::VFRE), 1 << 2);
-        assert_eq!(m.get(regs::VFTE), 1 << 2);
-        assert_eq!(m.get(regs::rah(0)) & regs::rah_pool(2), regs::rah_pool(2));
-        assert_eq!(m.get(regs::rah(0)) & filter::RAH_AV, filter::RAH_AV);
-        assert_eq!(m.get(regs::rah(1)), 0, "VF 0 has no filter before its reset");
-        assert_eq!(
-            m.get(regs::DTXSWC),
-            regs::DTXSWC_LOOPBACK | regs::dtxswc_mac_spoof(0) | regs::dtxswc_mac_spoof(1)
-        );
-        assert_ne!(m.get(general::CTRL_EXT.off()) & general::CTRL_EXT_PFRSTD, 0);
-        assert_ne!(m.get(rx::RCTL.off()) & rx::RCTL_EN, 0);
-    }
-
-    #[test]
-    fn reset_handshake_through_the_mailbox() {
-        let (m, mut h) = host(2);
-        vf_send(&m, 1, &VfRequest::Reset.encode());
-        let ev = h.poll(0).unwrap();
-        assert_eq!(ev, vec![VfEvent::Ready { vf: 1, mac: vmac(1) }]);
-        let r = vf_recv(&m, 1);
-        assert_eq!(r[0], MSG_ACK | 1);
-        assert_eq!(mailbox::mac_from_words(r[1], r[2]), vmac(1));
-        assert_eq!(m.get(regs::VFRE), (1 << 2) | (1 << 1));
-        assert_eq!(m.get(regs::VFTE), (1 << 2) | (1 << 1));
-        let rah = m.get(regs::rah(2));
-        assert_eq!(rah & regs::rah_pool(1), regs::rah_pool(1));
-        assert_eq!(rah & (regs::rah_pool(0) | regs::rah_pool(2)), 0);
-        assert_ne!(m.get(regs::vmolr(1)) & regs::VMOLR_BAM, 0);
-        assert_eq!(m.get(regs::vmolr(0)), 0, "VF 0 untouched");
-        // The VF's ACK is cleared by the next poll.
-        assert_ne!(m.get(regs::MBVFICR) & regs::mbvficr_ack(1), 0);
-        assert!(h.poll(1).unwrap().is_empty());
-        assert_eq!(m.get(regs::MBVFICR), 0);
-        // A later request gets CTS.
-        vf_send(&m, 1, &VfRequest::SetLpe { max_frame: 1522 }.encode());
-        h.poll(2).unwrap();
-        assert_eq!(vf_recv(&m, 1)[0], MSG_ACK | MSG_CTS | 5);
-        assert_eq!(m.get(regs::vmolr(1)) & regs::VMOLR_RLPML_MASK, 1522);
-    }
-
-    #[test]
-    fn refusals_are_nacked_and_a_locked_mailbox_is_retried() {
-        let (m, mut h) = host(2);
-        // Before the reset: NACK without CTS.
-        vf_send(&m, 0, &VfRequest::SetMac(vmac(9)).encode());
-        let ev = h.poll(0).unwrap();
-        assert!(matches!(
-            ev[0],
-            VfEvent::Refused {
-                vf: 0,
-                reason: Refusal::NotReady { .. },
-                ..
-            }
-        ));
-        assert_eq!(vf_recv(&m, 0)[0], MSG_NACK | 2);
-        // A VF that keeps its lock is skipped, not waited for.
-        m.vf_write_mailbox(0, v2p::VFU);
-        m.vf_write_mem(0, 0, 1);
-        m.set(regs::MBVFICR, regs::mbvficr_req(0));
-        // Keep VFU: the model refuses the PF's lock.
-        let mut p2v = m.get(regs::p2vmailbox(0));
-        p2v |= regs::P2V_VFU;
-        m.set(regs::p2vmailbox(0), p2v);
-        assert!(h.poll(1).unwrap().is_empty());
-        assert_ne!(m.get(regs::MBVFICR) & regs::mbvficr_req(0), 0, "still pending");
-        m.vf_write_mailbox(0, 0);
-        let ev = h.poll(2).unwrap();
-        assert_eq!(ev, vec![VfEvent::Ready { vf: 0, mac: vmac(0) }]);
-    }
-
-    #[test]
-    fn flr_disables_the_pool_and_requests_from_absent_vfs_are_dropped() {
-        let (m, mut h) = host(2);
-        vf_send(&m, 0, &VfRequest::Reset.encode());
-        h.poll(0).unwrap();
-        vf_recv(&m, 0);
-        assert_ne!(m.get(regs::VFRE) & 1, 0);
-        m.set(regs::VFLRE, 1 | (1 << 6));
-        let ev = h.poll(1).unwrap();
-        assert_eq!(ev, vec![VfEvent::Flr { vf: 0 }]);
-        assert_eq!(m.get(regs::VFRE) & 1, 0);
-        assert_eq!(m.get(regs::VFLRE), 0);
-        // VF 5 does not exist: its request bit is cleared, nothing else.
-        m.set(regs::MBVFICR, regs::mbvficr_req(5) | (1 << 10));
-        assert!(h.poll(2).unwrap().is_empty());
-        assert_eq!(m.get(regs::MBVFICR), 0);
-    }
-
-    #[test]
-    fn multicast_table_is_the_union_and_a_flood_is_contained() {
-        let (m, mut h) = host(2);
-        for vf in 0..2 {
-            vf_send(&m, vf, &VfRequest::Reset.encode());
-            h.poll(0).unwrap();
-            vf_recv(&m, vf);
-        }
-        let mut hashes = [0u16; 30];
-        hashes[0] = 0x0fb0;
-        vf_send(&m, 0, &VfRequest::SetMulticast { count: 1, hashes }.encode());
-        h.poll(1).unwrap();
-        vf_recv(&m, 0);
-        assert_eq!(m.get(filter::MTA.off() + 4 * (0xfb0 >> 5)), 1 << (0xfb0 & 31));
-        assert_ne!(m.get(regs::vmolr(0)) & regs::VMOLR_ROMPE, 0);
-        assert_eq!(m.get(regs::vmolr(1)) & regs::VMOLR_ROMPE, 0);
-        let vmolr1 = m.get(regs::vmolr(1));
-        // VF 0 floods VLAN adds and garbage.
-        for i in 0..500u32 {
-            let w = if i % 2 == 0 {
-                VfRequest::SetVlan {
-                    vid: (i % 4000) as u16 + 1,
-                    add: true,
-                }
-                .encode()
-            } else {
-                let mut w = [0xdead_beefu32; MBX_WORDS];
-                w[0] = 0x77;
-                w
-            };
-            vf_send(&m, 0, &w);
-            h.poll(2).unwrap();
-            vf_recv(&m, 0);
-        }
-        let c = h.counters();
-        assert_eq!(c[0].messages, 502);
-        assert!(c[0].nacked >= 250);
-        assert_eq!(c[1].messages, 1);
-        assert_eq!(m.get(regs::vmolr(1)), vmolr1, "VF 1's pool untouched");
-        assert!(h.table().vf(0).unwrap().vlans.len() <= 8);
-    }
-}
+mod tests;

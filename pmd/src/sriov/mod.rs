@@ -7,11 +7,14 @@
 //!   each message: reply, hardware actions for that VF only, and the refusal reason.
 //! - [`state`]: the versioned, checksummed state file a restarted PF manager validates before use.
 //! - [`regs`]: the PF-side register map (mailboxes, pools, VLAN filters, per-pool counters).
+//! - [`admin`]: the administrator's run-time changes of a VF and what the VF is told.
+//! - [`vlan`]: the VLAN filters (VLVF, VFTA) computed from the VF table.
 //! - [`host`]: the PF host: VMDq pools, the mailbox service loop, run-time administration.
 //! - [`device`]: the PF opened through VFIO (bring-up, token, VF enable).
 //!
 //! The operating model and its security rules are in `docs/sriov.md`.
 
+pub mod admin;
 pub mod device;
 pub mod error;
 pub mod host;
@@ -19,12 +22,17 @@ pub mod mailbox;
 #[cfg(any(test, feature = "test-support"))]
 pub mod model;
 pub mod policy;
+pub mod pool_stats;
 pub mod regs;
 pub mod state;
+pub mod vlan;
 
+pub use admin::{AdminChange, AdminError, AdminOutcome, VfSignal};
 pub use device::PfDevice;
 pub use error::PfHostError;
 pub use host::{PfHost, PfRegs, VfEvent};
 pub use mailbox::{ParseError, Reply, VfRequest};
-pub use policy::{HwAction, Outcome, Refusal, SavedVf, VfCounters, VfPhase, VfPolicy, VfState, VfTable};
+pub use policy::{
+    HwAction, LinkState, Outcome, Refusal, SavedVf, VfCounters, VfPhase, VfPolicy, VfState, VfTable,
+};
 pub use state::{PfIdentity, SavedState, StateError};

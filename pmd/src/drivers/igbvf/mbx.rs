@@ -151,8 +151,8 @@ mod tests {
 
     use super::*;
     use crate::mac::MacAddr;
-    use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
     use crate::sriov::host::PfHost;
+    use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
     use crate::sriov::model::MailboxModel;
     use crate::sriov::policy::{VfPolicy, VfTable};
 
