@@ -677,7 +677,17 @@ impl Driver for IgbvfDriver {
             .bar
             .read32(regs::STATUS)
             .map_err(|e| drv_err(self.name(), "read STATUS", e))?;
-        let up = st & regs::STATUS_LU != 0;
+        // The PF may hold this VF's link down (`oxpmd vf set ... state disable`): it says so in
+        // a CONTROL message without CTS.
+        let pf_up = match self.mbx.as_ref() {
+            Some(m) => {
+                m.poll_pf_message()
+                    .map_err(|e| drv_err(self.name(), "read the PF's message", e))?;
+                m.pf_link_up()
+            }
+            None => true,
+        };
+        let up = st & regs::STATUS_LU != 0 && pf_up;
         Ok(LinkStatus {
             up,
             speed_mbps: if up { 1000 } else { 0 },
