@@ -11,6 +11,7 @@
 //! - [`vlan`]: the VLAN filters (VLVF, VFTA) computed from the VF table.
 //! - [`host`]: the PF host: VMDq pools, the mailbox service loop, run-time administration.
 //! - [`device`]: the PF opened through VFIO (bring-up, token, VF enable).
+//! - [`service`]: the PF service a PF manager runs (open, serve, administer, save).
 //!
 //! The operating model and its security rules are in `docs/sriov.md`.
 
@@ -24,6 +25,7 @@ pub mod model;
 pub mod policy;
 pub mod pool_stats;
 pub mod regs;
+pub mod service;
 pub mod state;
 pub mod vlan;
 
@@ -35,4 +37,5 @@ pub use mailbox::{ParseError, Reply, VfRequest};
 pub use policy::{
     HwAction, LinkState, Outcome, Refusal, SavedVf, VfCounters, VfPhase, VfPolicy, VfState, VfTable,
 };
+pub use service::{PfService, ServiceConfig};
 pub use state::{PfIdentity, SavedState, StateError};
