@@ -7,6 +7,7 @@
 //!   each message: reply, hardware actions for that VF only, and the refusal reason.
 //! - [`state`]: the versioned, checksummed state file a restarted PF manager validates before use.
 //! - [`regs`]: the PF-side register map (mailboxes, pools, VLAN filters, per-pool counters).
+//! - [`control`]: the control-socket protocol (JSON lines) of the PF service.
 //! - [`admin`]: the administrator's run-time changes of a VF and what the VF is told.
 //! - [`vlan`]: the VLAN filters (VLVF, VFTA) computed from the VF table.
 //! - [`host`]: the PF host: VMDq pools, the mailbox service loop, run-time administration.
@@ -16,6 +17,7 @@
 //! The operating model and its security rules are in `docs/sriov.md`.
 
 pub mod admin;
+pub mod control;
 pub mod device;
 pub mod error;
 pub mod host;
