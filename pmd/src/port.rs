@@ -182,6 +182,9 @@ impl Port {
             DeviceSpec::Pci(addr) => crate::drivers::open_pci(*addr, opts)?,
             DeviceSpec::Null { index, size } => Box::new(crate::vport::null::NullDriver::new(*index, *size)),
             DeviceSpec::Ring { name } => Box::new(crate::vport::ring::RingDriver::open(name)?),
+            DeviceSpec::VfService { socket, vf } => Box::new(
+                crate::drivers::igbvf::IgbvfDriver::open_from_service(socket, *vf)?,
+            ),
         };
         Ok(Self::with_driver(driver, opts.port_id))
     }

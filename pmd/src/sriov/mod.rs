@@ -18,8 +18,10 @@
 
 pub mod admin;
 pub mod control;
+pub mod control_socket;
 pub mod device;
 pub mod error;
+pub mod handover;
 pub mod host;
 pub mod mailbox;
 #[cfg(any(test, feature = "test-support"))]
@@ -29,6 +31,7 @@ pub mod pool_stats;
 pub mod regs;
 pub mod service;
 pub mod state;
+pub mod unix_fd;
 pub mod vlan;
 
 pub use admin::{AdminChange, AdminError, AdminOutcome, VfSignal};
