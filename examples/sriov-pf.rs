@@ -266,18 +266,15 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         for e in &svc.poll()? {
-            match e {
-                VfEvent::Ready { vf, mac } => println!("sriov-pf: event VF {vf}: ready, MAC {mac}"),
-                VfEvent::Done { vf, id } => println!("sriov-pf: event VF {vf}: message {id:#06x} done"),
-                // Rate-limit refusals are counted and logged once a second by the PF host.
+            // Rate-limit refusals are counted and logged once a second by the PF host.
+            if !matches!(
+                e,
                 VfEvent::Refused {
                     reason: Refusal::RateLimited,
                     ..
-                } => {}
-                VfEvent::Refused { vf, id, reason } => {
-                    println!("sriov-pf: event VF {vf}: message {id:#06x} refused: {reason}")
                 }
-                VfEvent::Flr { vf } => println!("sriov-pf: event VF {vf}: function reset"),
+            ) {
+                println!("sriov-pf: event {e}");
             }
         }
         if !children.is_empty() {

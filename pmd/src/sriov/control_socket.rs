@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind as IoKind, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -99,14 +99,9 @@ impl std::fmt::Debug for ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (mode 0600; 0660 and group `group` when given). `admin_uid` is the uid
-    /// allowed to change settings besides root.
-    pub fn bind(
-        path: &Path,
-        group: Option<u32>,
-        admin_uid: u32,
-        access: AccessPolicy,
-    ) -> Result<ControlServer, ControlError> {
+    /// Binds `path` (mode 0600; 0660 and group `group` when given). Besides root, the uid
+    /// that owns the socket (the service's) may change settings.
+    pub fn bind(path: &Path, group: Option<u32>, access: AccessPolicy) -> Result<ControlServer, ControlError> {
         let p = path.display().to_string();
         let io = |op, source| ControlError::Io {
             path: p.clone(),
@@ -139,6 +134,7 @@ impl ControlServer {
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| io("set the group", e))?;
         }
         listener.set_nonblocking(true).map_err(|e| io("set non-blocking", e))?;
+        let admin_uid = std::fs::metadata(path).map_err(|e| io("stat", e))?.uid();
         Ok(ControlServer {
             listener,
             path: path.to_owned(),

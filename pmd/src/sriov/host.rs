@@ -77,6 +77,19 @@ pub enum VfEvent {
     },
 }
 
+impl std::fmt::Display for VfEvent {
+    /// `VF 0: ready, MAC ...`, `VF 0: message 0x0005 done`, `VF 0: message 0x0002 refused: ...`,
+    /// `VF 0: function reset`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VfEvent::Ready { vf, mac } => write!(f, "VF {vf}: ready, MAC {mac}"),
+            VfEvent::Done { vf, id } => write!(f, "VF {vf}: message {id:#06x} done"),
+            VfEvent::Refused { vf, id, reason } => write!(f, "VF {vf}: message {id:#06x} refused: {reason}"),
+            VfEvent::Flr { vf } => write!(f, "VF {vf}: function reset"),
+        }
+    }
+}
+
 /// Rate-limit refusals are logged once per this window per VF, with the count.
 const RATE_LOG_WINDOW_MS: u64 = 1000;
 

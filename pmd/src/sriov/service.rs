@@ -100,6 +100,11 @@ pub fn parse_vf_option(s: &str, policies: &mut BTreeMap<usize, VfPolicy>) -> Res
     Ok(())
 }
 
+/// The default control socket of the service for `pf`: `/run/oxpmd/sriov-ADDR.sock`.
+pub fn default_socket(pf: PciAddress) -> PathBuf {
+    Path::new(DEFAULT_DIR).join(format!("sriov-{pf}.sock"))
+}
+
 /// Where the service keeps its files by default.
 pub const DEFAULT_DIR: &str = "/run/oxpmd";
 
