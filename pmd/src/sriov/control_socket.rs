@@ -393,7 +393,13 @@ impl ControlServer {
             );
         }
         let addr = svc.vf_addrs()[vf];
-        match HandOver::open(vf, addr, &svc.config().token_file) {
+        let Some(token) = svc.token() else {
+            return refuse(
+                ErrorKind::Unsupported,
+                "the service was restarted without the VF token file: it cannot open VFs".into(),
+            );
+        };
+        match HandOver::open(vf, addr, token) {
             Ok(h) => {
                 let v = show_static(svc, vf);
                 let reply = ok_line(json!({

@@ -44,12 +44,11 @@ pub struct HandOver {
 }
 
 impl HandOver {
-    /// Opens VF `vf` at `addr` in a container of its own, with the token from `token_file`.
-    pub fn open(vf: usize, addr: PciAddress, token_file: &Path) -> Result<HandOver, HandOverError> {
+    /// Opens VF `vf` at `addr` in a container of its own, with the service's VF token.
+    pub fn open(vf: usize, addr: PciAddress, token: &VfToken) -> Result<HandOver, HandOverError> {
         let err = |source| HandOverError::Vfio { vf, addr, source };
-        let token = VfToken::load(token_file).map_err(err)?;
         let container = Container::open().map_err(err)?;
-        let device = container.open_device(addr, Some(&token)).map_err(err)?;
+        let device = container.open_device(addr, Some(token)).map_err(err)?;
         Ok(HandOver { vf, device })
     }
 

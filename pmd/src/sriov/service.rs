@@ -132,6 +132,9 @@ pub struct PfService {
     t0: Instant,
     binder: Option<JoinHandle<Result<(), String>>>,
     last_counters: Instant,
+    /// The VF token, kept in memory: VFs are opened with it for hand-over without reading the
+    /// token file again (None: restarted without one).
+    token: Option<VfToken>,
 }
 
 impl std::fmt::Debug for PfService {
@@ -156,7 +159,7 @@ impl PfService {
             }
         }
         let t0 = Instant::now();
-        let (pf, vf_addrs, table) = if config.restart {
+        let (pf, vf_addrs, table, token) = if config.restart {
             // Without the token file the PF is opened without a token: the kernel refuses it
             // while a VF is open, and the error says so.
             let token = match VfToken::load(&config.token_file) {
@@ -189,7 +192,7 @@ impl PfService {
                 config.state_file.display(),
                 saved.vfs.len()
             );
-            (pf, vf_addrs, table)
+            (pf, vf_addrs, table, token)
         } else {
             let token = VfToken::generate();
             // A token file left from an earlier run is replaced: this token is the one that counts.
@@ -219,7 +222,7 @@ impl PfService {
             }
             let table = Self::table(&name, policies, pf.mac)?;
             let vf_addrs = pf.enable_vfs(config.vfs as u16)?;
-            (pf, vf_addrs, table)
+            (pf, vf_addrs, table, Some(token))
         };
         let kernel_vfs: Vec<(usize, PciAddress)> = table
             .iter()
@@ -254,6 +257,7 @@ impl PfService {
             t0,
             binder,
             last_counters: Instant::now(),
+            token,
         };
         s.save_state();
         Ok(s)
@@ -274,6 +278,11 @@ impl PfService {
     /// The VFs' PCI addresses, by VF index.
     pub fn vf_addrs(&self) -> &[PciAddress] {
         &self.vf_addrs
+    }
+
+    /// The VF token the service holds (None after a restart without the token file).
+    pub fn token(&self) -> Option<&VfToken> {
+        self.token.as_ref()
     }
 
     /// The configuration it runs with.
