@@ -411,8 +411,7 @@ mod tests {
 
     #[test]
     fn malformed_requests_each_get_their_error() {
-        type Case = (&'static str, fn(&ProtocolError) -> bool);
-        let cases: &[Case] = &[
+        let cases: &[(&str, fn(&ProtocolError) -> bool)] = &[
             ("", |e| matches!(e, ProtocolError::NotJson(_))),
             ("{", |e| matches!(e, ProtocolError::NotJson(_))),
             ("[1]", |e| matches!(e, ProtocolError::NotObject)),
