@@ -288,7 +288,9 @@ fn pool_on_hugepages_or_clear_error() {
                 ),
                 "{source:?}"
             );
-            oxpmd_test_skip::skip(format_args!("hugepage mempool: no 2 MiB page could be had: {source}"));
+            oxpmd_test_skip::skip(format_args!(
+                "hugepage mempool: no 2 MiB page could be had: {source}"
+            ));
         }
         Err(e) => panic!("unexpected error: {e}"),
     }
