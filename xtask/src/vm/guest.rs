@@ -267,9 +267,20 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
 /// How the error of a stuck boot starts (the retry looks for it).
 const BOOT_STALL: &str = "the guest did not reach the command within";
 
+/// After the guest kernel reports an RCU stall (a vCPU whose timer never fires under TCG, seen
+/// mid-test too), the command gets this long to finish; a guest that has not by then is frozen
+/// (it repeats the stall report every ~21 s and makes no progress) and is killed.
+const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
+/// What the kernel prints for such a stall.
+const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
+/// How the error of a frozen guest starts (the retry looks for it).
+const FROZEN: &str = "the guest froze (RCU stall) while running the command";
+
 /// Boots the VM, runs `cmd`, streams or captures its output. See [`super::run_in_guest`].
 /// A boot that stalls before the command starts (see [`BOOT_TIMEOUT`]) is retried once, in a
-/// fresh VM; the command itself never runs twice.
+/// fresh VM. A guest that freezes after an RCU stall while the command runs (see
+/// [`FROZEN_AFTER_STALL`]) is killed and the command run once more in a fresh VM, which is said on
+/// stderr: a VM test binary then runs twice, each time in a fresh VM.
 pub fn run(
     paths: &Paths,
     topology: &Topology,
@@ -279,6 +290,10 @@ pub fn run(
     match run_once(paths, topology, cmd, opts) {
         Err(e) if e.starts_with(BOOT_STALL) => {
             eprintln!("vm: {e}\nvm: booting a fresh VM once more");
+            run_once(paths, topology, cmd, opts)
+        }
+        Err(e) if e.starts_with(FROZEN) => {
+            eprintln!("vm: {e}\nvm: RERUN: running the command once more in a fresh VM");
             run_once(paths, topology, cmd, opts)
         }
         other => other,
@@ -383,6 +398,8 @@ fn run_once(
     let mut timed_out = false;
     let mut stop_now = false;
     let mut boot_stalled = false;
+    let mut frozen = false;
+    let mut stall_seen: Option<Instant> = None;
     let mut tail: Vec<String> = Vec::new();
     // The exit code after the marker; a damaged number still ends the run, as a failure.
     let parse_code = |s: &str| s.trim().parse::<i32>().unwrap_or(1);
@@ -403,14 +420,29 @@ fn run_once(
             stop_now = true;
             break;
         }
+        if let Some(t) = stall_seen
+            && exit_code.is_none()
+            && now >= t + FROZEN_AFTER_STALL
+        {
+            frozen = true;
+            stop_now = true;
+            break;
+        }
         let wait_until = if started.is_none() && exit_code.is_none() {
             deadline.min(boot_deadline.max(now + Duration::from_millis(10)))
         } else {
             deadline
         };
+        let wait_until = match stall_seen {
+            Some(t) if exit_code.is_none() => wait_until.min((t + FROZEN_AFTER_STALL).max(now)),
+            _ => wait_until,
+        };
         match rx.recv_timeout(wait_until - now) {
             Ok(Event::Console(line)) => {
                 let _ = writeln!(console_log, "{line}");
+                if started.is_some() && stall_seen.is_none() && line.contains(RCU_STALL_LINE) {
+                    stall_seen = Some(Instant::now());
+                }
                 if exit_code.is_none() {
                     tail.push(line.clone());
                     if tail.len() > 60 {
@@ -471,6 +503,13 @@ fn run_once(
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
     let boot_to_command = started.unwrap_or_default();
+    if frozen {
+        return Err(format!(
+            "{FROZEN}: no exit {} s after the kernel's first stall report; QEMU killed. Console log: {}",
+            FROZEN_AFTER_STALL.as_secs(),
+            run_dir.join("console.log").display(),
+        ));
+    }
     if boot_stalled {
         return Err(format!(
             "{BOOT_STALL} {} s (boot stalled); QEMU killed. Console log: {}\nlast console lines:\n{}",
