@@ -271,6 +271,13 @@ const BOOT_STALL: &str = "the guest did not reach the command within";
 /// mid-test too), the command gets this long to finish; a guest that has not by then is frozen
 /// (it repeats the stall report every ~21 s and makes no progress) and is killed.
 const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
+/// A guest whose QEMU used less than [`IDLE_CPU`] of CPU time over this long, with no console
+/// output, while the command runs, is frozen too: halted vCPUs waiting for a timer interrupt that
+/// never comes (the TCG stall seen in CI, sometimes without any stall report). A running test
+/// keeps QEMU busy (poll-mode drivers, device emulation), so an idle QEMU is not a slow test.
+const IDLE_WINDOW: Duration = Duration::from_secs(120);
+/// CPU time below which QEMU counts as idle over [`IDLE_WINDOW`].
+const IDLE_CPU: Duration = Duration::from_secs(2);
 /// What the kernel prints for such a stall.
 const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
@@ -400,6 +407,9 @@ fn run_once(
     let mut boot_stalled = false;
     let mut frozen = false;
     let mut stall_seen: Option<Instant> = None;
+    let qemu_pid = child.id();
+    // (when, QEMU CPU time then) at the start of the current idle window; reset by console output.
+    let mut idle_since: Option<(Instant, Duration)> = None;
     let mut tail: Vec<String> = Vec::new();
     // The exit code after the marker; a damaged number still ends the run, as a failure.
     let parse_code = |s: &str| s.trim().parse::<i32>().unwrap_or(1);
@@ -433,6 +443,22 @@ fn run_once(
         } else {
             deadline
         };
+        if started.is_some() && exit_code.is_none() {
+            match (idle_since, process_cpu_time(qemu_pid)) {
+                (Some((t, cpu0)), Some(cpu)) if now >= t + IDLE_WINDOW => {
+                    if cpu.saturating_sub(cpu0) < IDLE_CPU {
+                        frozen = true;
+                        stop_now = true;
+                        break;
+                    }
+                    idle_since = Some((now, cpu));
+                }
+                (None, Some(cpu)) => idle_since = Some((now, cpu)),
+                _ => {}
+            }
+        }
+        // Wake up now and then to look at QEMU's CPU time.
+        let wait_until = wait_until.min(now + Duration::from_secs(5));
         let wait_until = match stall_seen {
             Some(t) if exit_code.is_none() => wait_until.min((t + FROZEN_AFTER_STALL).max(now)),
             _ => wait_until,
@@ -440,6 +466,12 @@ fn run_once(
         match rx.recv_timeout(wait_until - now) {
             Ok(Event::Console(line)) => {
                 let _ = writeln!(console_log, "{line}");
+                // Console output: not idle (the window starts again).
+                if line.contains(RCU_STALL_LINE) {
+                    // A stall report is no sign of life.
+                } else {
+                    idle_since = None;
+                }
                 if started.is_some() && stall_seen.is_none() && line.contains(RCU_STALL_LINE) {
                     stall_seen = Some(Instant::now());
                 }
@@ -505,8 +537,19 @@ fn run_once(
     let boot_to_command = started.unwrap_or_default();
     if frozen {
         return Err(format!(
-            "{FROZEN}: no exit {} s after the kernel's first stall report; QEMU killed. Console log: {}",
-            FROZEN_AFTER_STALL.as_secs(),
+            "{FROZEN}: {}; QEMU killed. Console log: {}",
+            if stall_seen.is_some() {
+                format!(
+                    "no exit {} s after the kernel's stall report",
+                    FROZEN_AFTER_STALL.as_secs()
+                )
+            } else {
+                format!(
+                    "QEMU idle (< {} s CPU) and the console silent for {} s",
+                    IDLE_CPU.as_secs(),
+                    IDLE_WINDOW.as_secs()
+                )
+            },
             run_dir.join("console.log").display(),
         ));
     }
@@ -605,6 +648,18 @@ fn wait_or_kill(child: &mut Child, grace: Duration) -> Option<std::process::Exit
             }
         }
     }
+}
+
+/// User + system CPU time of process `pid` (from /proc/PID/stat), if it can be read.
+fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // /proc reports clock ticks of USER_HZ, which is 100 on x86-64 Linux (an ABI constant).
+    Some(Duration::from_millis(ticks * 10))
 }
 
 #[cfg(test)]
