@@ -1,7 +1,7 @@
 //! [`MetaArena`]: CPU-only memory for buffer metadata, in an address range that no device mapping
 //! ever covers.
 //!
-//! A mempool keeps the metadata of its buffers ([`BufMeta`](crate::packet::BufMeta): pool, buffer
+//! A mempool keeps the metadata of its buffers (`BufMeta`: pool, buffer
 //! address and IOVA, lengths, offsets, flags) here and nothing of it in the DMA region, so a device
 //! that writes anywhere it is allowed to (every byte of every buffer, headroom included) cannot
 //! change what the CPU trusts (design invariant 6). The memory is an anonymous private mapping:

@@ -7,7 +7,7 @@
 //! | BufMeta 64 B | BufMeta 64 B | ...                      | headroom | data room | headroom | ...
 //!   ^ Packet / RawBuffer point here ------ buf_addr -----> ^ buf_iova
 //! ```
-//! A [`Packet`] is a pointer to its buffer's [`BufMeta`] in the pool's metadata arena: pool, buffer
+//! A [`Packet`] is a pointer to its buffer's `BufMeta` in the pool's metadata arena: pool, buffer
 //! address and IOVA, lengths, offsets, flags, RSS hash, VLAN. None of it lies where a device can
 //! write (design invariant 6): a device can change the bytes of a buffer (headroom and data room),
 //! never where the CPU thinks a buffer is, how long it is, or which pool it returns to. Every

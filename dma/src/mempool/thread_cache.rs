@@ -1,5 +1,5 @@
 //! The per-thread caches behind [`Mempool::alloc`](super::Mempool::alloc),
-//! [`Mempool::alloc_bulk`](super::Mempool::alloc_bulk) and `Drop for Packet`, and how a thread
+//! [`Mempool::alloc_bulk`](super::Mempool::alloc_bulk)(super::Mempool::alloc_bulk) and `Drop for Packet`, and how a thread
 //! lets go of the caches of pools that were closed (see the [pool docs](super)).
 
 use core::ptr::NonNull;
@@ -130,8 +130,8 @@ pub fn flush_thread_caches() {
 }
 
 /// Releases this thread's per-thread caches of pools whose handles are all gone (the caches of
-/// live pools stay warm). Every per-thread cache operation ([`Mempool::alloc`],
-/// [`Mempool::alloc_bulk`], dropping a [`Packet`]) already does this; call it from a thread that
+/// live pools stay warm). Every per-thread cache operation ([`Mempool::alloc`](super::Mempool::alloc),
+/// [`Mempool::alloc_bulk`](super::Mempool::alloc_bulk), dropping a [`Packet`](crate::Packet)) already does this; call it from a thread that
 /// stops using pools but keeps running, e.g. in a worker's idle loop. Costs one relaxed load
 /// when no pool was closed since this thread's last look.
 pub fn release_closed_pool_caches() {

@@ -1,6 +1,6 @@
 //! `cargo xtask bench mempool`: the raw cache rows (benches/mempool_perf.rs against DPDK's
 //! mempool_perf_autotest), then the driver path block (benches/mempool_driver_path.rs against the C
-//! harness `driver_path.c`, see [`driver_path`](super::driver_path)), whose worst ratio is the last line.
+//! harness `driver_path.c`, see [`driver_path`]), whose worst ratio is the last line.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

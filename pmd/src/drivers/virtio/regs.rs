@@ -150,7 +150,7 @@ pub mod feature {
 
 /// `struct virtio_net_config` (device-specific configuration).
 pub mod netcfg {
-    /// mac[6] (valid with VIRTIO_NET_F_MAC).
+    /// mac\[6\] (valid with VIRTIO_NET_F_MAC).
     pub const MAC: usize = 0;
     /// status le16 (valid with VIRTIO_NET_F_STATUS).
     pub const STATUS: usize = 6;
