@@ -298,7 +298,13 @@ fn run_case(seed: u64, threads: Vec<Vec<Op>>, totals: &Totals) {
     );
 }
 
+/// `cases` per property, unless `PROPTEST_CASES` says otherwise (`cargo xtask memcheck` runs a
+/// sample under valgrind).
 fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
         ..ProptestConfig::default()

@@ -2,6 +2,7 @@
 //!
 //! - `l2fwd`: the README's main job: l2fwd in the test VM, driven by pktgen.
 //! - `test [--no-vm]`: the whole test suite (the README's test command).
+//! - `memcheck`: the packet-memory tests under valgrind (part of `test`).
 //! - `vm ...`: the test VM (setup, run, test, dpdk); see `docs/testvm.md`.
 //! - `bench ...`: benchmark comparisons against DPDK in the same invocation.
 #![forbid(unsafe_code)]
@@ -10,6 +11,7 @@ mod bench;
 mod bench_l2fwd;
 mod bench_l2fwd_vm;
 mod l2fwd;
+mod memcheck;
 mod skips;
 mod test;
 mod vm;
@@ -18,7 +20,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <test|vm|bench> ...\n  \
     cargo xtask l2fwd        l2fwd forwarding pktgen traffic in the test VM (the main job)\n  \
-    cargo xtask test         every test: unit, loom model, and VM tests\n  \
+    cargo xtask test         every test: unit, loom model, memcheck and VM tests\n  \
+    cargo xtask memcheck     the packet-memory tests under valgrind\n  \
     cargo xtask vm help      the test VM (setup, run, test, dpdk)\n  \
     cargo xtask bench help   comparisons against DPDK (ring, mempool, ...)";
 
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
             _ => bench::main(rest),
         },
         "test" => test::main(rest),
+        "memcheck" => memcheck::main(rest),
         "l2fwd" => l2fwd::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

@@ -2,7 +2,8 @@
 //!
 //! 1. `cargo test --workspace` (unit and integration tests; VM tests are listed as ignored there);
 //! 2. the loom model test of the ring's multi-producer / multi-consumer paths;
-//! 3. `cargo xtask vm test`: every `vm_*` test binary in the test VM.
+//! 3. `cargo xtask memcheck`: the packet-memory tests under valgrind (each binary one test);
+//! 4. `cargo xtask vm test`: every `vm_*` test binary in the test VM.
 //!
 //! Each step's output streams through; the libtest summaries are added up into one closing line
 //! `tests: N passed, M failed, K skipped`. Skipped counts the tests libtest ignored (VM tests only with
@@ -103,31 +104,34 @@ impl Tally {
     }
 }
 
-/// Runs `cmd`, streaming its stdout and stderr, counting its tests; true when it exited 0.
-fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally, counting: Counting) -> bool {
-    println!("==> {name}: {cmd:?}");
+/// Runs `cmd` with its stdout piped: prints and hands each line to `on_line`, stderr streams
+/// through; returns how it exited.
+pub(crate) fn run_streaming(
+    cmd: &mut Command,
+    mut on_line: impl FnMut(&str),
+) -> std::io::Result<std::process::ExitStatus> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("xtask test: cannot start {name}: {e}");
-            return false;
-        }
-    };
+    let mut child = cmd.spawn()?;
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             println!("{line}");
-            tally.add_line(&line, counting);
+            on_line(&line);
         }
     }
-    match child.wait() {
+    child.wait()
+}
+
+/// Runs `cmd`, streaming its stdout and stderr, counting its tests; true when it exited 0.
+fn run_step(name: &str, cmd: &mut Command, tally: &mut Tally, counting: Counting) -> bool {
+    println!("==> {name}: {cmd:?}");
+    match run_streaming(cmd, |line| tally.add_line(line, counting)) {
         Ok(status) if status.success() => true,
         Ok(status) => {
             eprintln!("xtask test: {name} failed ({status})");
             false
         }
         Err(e) => {
-            eprintln!("xtask test: waiting for {name}: {e}");
+            eprintln!("xtask test: running {name}: {e}");
             false
         }
     }
@@ -185,6 +189,10 @@ pub fn main(args: &[String]) -> ExitCode {
         &mut tally,
         Counting::Libtest,
     );
+    let memcheck = crate::memcheck::run(&cargo);
+    tally.passed += memcheck.passed;
+    tally.failed += memcheck.failed;
+    tally.skipped += memcheck.skipped;
     match tally.settle_skips(&skips_file) {
         Ok(s) => s.print("xtask test: "),
         Err(e) => {

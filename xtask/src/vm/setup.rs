@@ -41,6 +41,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dpdk-dev", "/usr/bin/dpdk-testpmd"),
     // Reads back the captures of `--pcap` (tests/vm_pcap.rs).
     ("tshark", "/usr/bin/tshark"),
+    // Runs the packet-memory tests under memcheck (`cargo xtask memcheck`, part of `test`).
+    ("valgrind", "/usr/bin/valgrind"),
 ];
 
 /// Runs the whole setup.
@@ -272,7 +274,7 @@ fn ensure_packages() -> Result<bool, String> {
     }
     if !need_qemu && missing.is_empty() {
         println!(
-            "vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk, tshark)"
+            "vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk, tshark, valgrind)"
         );
         return Ok(false);
     }

@@ -1148,10 +1148,18 @@ fn control_commands_are_three_descriptor_chains_and_acks_are_checked() {
     // The device: answers each command with ack = 0 for class 0, 1 otherwise, and records it.
     type Seen = Vec<(u8, u8, Vec<u8>)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let worker = {
-        let (dev, seen, stop) = (dev.clone(), seen.clone(), stop.clone());
-        std::thread::spawn(move || {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The device thread reads the ring's memory: it is scoped and told to stop on every way out
+    // of the driver's side (a failed assertion included), so it never outlives the ring.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|scope| {
+        let (dev, seen, stop) = (&dev, &seen, &stop);
+        scope.spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let mut d = dev.lock().unwrap();
                 if let Some((head, chain)) = d.pop_avail() {
@@ -1177,23 +1185,22 @@ fn control_commands_are_three_descriptor_chains_and_acks_are_checked() {
                 drop(d);
                 std::thread::yield_now();
             }
-        })
-    };
-    q.command(0, 0, &[1]).unwrap();
-    q.command(0, 1, &[0]).unwrap();
-    let e = q.command(1, 1, &[2, 0, 0, 0, 0, 7]).unwrap_err();
-    assert_eq!(
-        e,
-        CtrlError::Refused {
-            class: 1,
-            cmd: 1,
-            ack: 1
-        }
-    );
-    assert!(matches!(q.command(0, 0, &[]), Err(CtrlError::Invalid { .. })));
-    assert!(matches!(q.command(0, 0, &[0; 9]), Err(CtrlError::Invalid { .. })));
-    stop.store(true, Ordering::Relaxed);
-    worker.join().unwrap();
+        });
+        let _stop = StopOnDrop(stop);
+        q.command(0, 0, &[1]).unwrap();
+        q.command(0, 1, &[0]).unwrap();
+        let e = q.command(1, 1, &[2, 0, 0, 0, 0, 7]).unwrap_err();
+        assert_eq!(
+            e,
+            CtrlError::Refused {
+                class: 1,
+                cmd: 1,
+                ack: 1
+            }
+        );
+        assert!(matches!(q.command(0, 0, &[]), Err(CtrlError::Invalid { .. })));
+        assert!(matches!(q.command(0, 0, &[0; 9]), Err(CtrlError::Invalid { .. })));
+    });
     assert_eq!(
         *seen.lock().unwrap(),
         vec![(0, 0, vec![1]), (0, 1, vec![0]), (1, 1, vec![2, 0, 0, 0, 0, 7])]
