@@ -15,8 +15,11 @@
 //!   dup: a copy in a new buffer of the queue's mempool follows the packet. reorder: the packet is
 //!   held back and delivered right after the next intact (not corrupted) packet of the queue; with
 //!   no such packet within [`REORDER_HOLD_MAX`] it is delivered in order and not counted as
-//!   reordered (RX: at a poll that finds the inner queue empty; TX: at the next `tx_burst`, at a
-//!   `reclaim` (not in the queue's packet counters then) or when the queue is dropped).
+//!   reordered (RX: at a poll that finds the inner queue empty; TX: at a `tx_burst` that brings no
+//!   packet, at a `reclaim` (not in the queue's packet counters then) or when the queue is
+//!   dropped). A TX burst with packets never releases by time: its first intact packet releases
+//!   the held one, so on TX the same seed and packets give the same reorderings however long the
+//!   sender paused (a full ring on a loaded machine).
 //! - rate: packets beyond `rate` per second and queue are dropped (a token bucket of 10 ms).
 //! - dir: `rx`, `tx` or `both` (default): which direction of the inner port is faulted.
 //! - The counts are read with [`injected`] by the port's name ([`Port::name`](crate::Port::name)):
@@ -286,7 +289,9 @@ impl TxQueueOps for FaultTxQueue {
             }
         }
         let now = Instant::now();
-        self.release_stale(now);
+        if pkts.is_empty() {
+            self.release_stale(now);
+        }
         // Each packet may put out itself, its copy and a released held packet: 2 per packet + 1.
         let n = pkts.len().min((self.out.room().saturating_sub(1)) / 2);
         if n > 0 {
