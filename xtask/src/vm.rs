@@ -34,6 +34,7 @@ usage: cargo xtask vm <command> ...
       --topology NAME            override the topology the test files declare
       -p, --package PKG          only this package's tests (repeatable)
       --timeout SECS             per binary (default 900)
+      --repeat N                 run the selection N times (1..=100), then a flake count per binary
       --verbose                  show the boot console too
   dpdk [OPTIONS] [-- ARGS]       dpdk-testpmd on the topology's ports (bound to vfio-pci)
       --topology NAME            default pair

@@ -147,13 +147,96 @@ fn count_listed(bin: &VmTestBinary, filter: Option<&str>) -> Result<usize, Strin
         .count())
 }
 
-/// `cargo xtask vm test [--topology NAME] [-p PKG]... [--timeout SECS] [FILTER]`.
+/// What one run of one VM test binary gave.
+struct BinaryRun {
+    status: &'static str,
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    boot: Option<Duration>,
+    elapsed: Duration,
+}
+
+/// Runs one VM test binary in a fresh VM and counts its tests.
+fn run_binary(
+    paths: &Paths,
+    bin: &VmTestBinary,
+    topo: &Topology,
+    filter: Option<&str>,
+    timeout: Duration,
+    verbose: bool,
+) -> Result<BinaryRun, String> {
+    let mut cmd = vec![
+        bin.executable.display().to_string(),
+        "--ignored".to_string(),
+        "--test-threads=1".to_string(),
+    ];
+    if let Some(f) = filter {
+        cmd.push(f.to_string());
+    }
+    let opts = GuestOptions {
+        timeout,
+        cwd: Some(bin.package_dir.clone()),
+        echo: true,
+        verbose,
+        label: format!("test-{}", bin.name),
+        ..GuestOptions::default()
+    };
+    let started = Instant::now();
+    let (status, p, f, k, boot) = match guest::run(paths, topo, &cmd, &opts) {
+        Ok(out) => {
+            let counts = libtest_counts(&out.output);
+            let (p, f) = match counts {
+                Some((p, f)) if out.exit_code == 0 || f > 0 => (p, f),
+                // A crash or a missing summary counts as one failure.
+                Some((p, f)) => (p, f + 1),
+                None => (0, 1),
+            };
+            // Tests that passed but reported themselves skipped count as skipped.
+            let mut passed_tests = PassedTests::default();
+            passed_tests.add_text(&out.output);
+            let skips = Skips::settle_file(&out.run_dir.join(guest::SKIPS_FILE), &mut passed_tests)?;
+            skips.print("vm test: ");
+            let k = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
+            let p = p - k;
+            let status = if out.exit_code == 0 && f == 0 {
+                "ok"
+            } else {
+                "FAILED"
+            };
+            if status != "ok" {
+                println!(
+                    "vm test: {}: exit code {}; logs in {}",
+                    bin.name,
+                    out.exit_code,
+                    out.run_dir.display()
+                );
+            }
+            (status, p, f, k, Some(out.boot_to_command))
+        }
+        Err(e) => {
+            println!("vm test: {}: {e}", bin.name);
+            ("ERROR", 0, 1, 0, None)
+        }
+    };
+    Ok(BinaryRun {
+        status,
+        passed: p,
+        failed: f,
+        skipped: k,
+        boot,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// `cargo xtask vm test [--topology NAME] [-p PKG]... [--timeout SECS] [--repeat N] [FILTER]`.
 pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     let mut args = Args { rest };
     let mut topology_override: Option<String> = None;
     let mut packages: Vec<String> = Vec::new();
     let mut timeout = Duration::from_secs(900);
     let mut verbose = false;
+    let mut repeat = 1u32;
     let mut positional: Vec<String> = Vec::new();
     // Options may come before or after FILTER (`vm test vm_harness -p oxpmd`).
     loop {
@@ -164,6 +247,14 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
                 "-p" | "--package" => packages.push(args.value_or(opt, inline)?),
                 "--timeout" => timeout = parse_secs(opt, &args.value_or(opt, inline)?)?,
                 "--verbose" | "-v" => verbose = true,
+                "--repeat" => {
+                    let v = args.value_or(opt, inline)?;
+                    repeat = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| format!("--repeat: `{v}` is not a number of rounds in 1..=100"))?;
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         } else if let Some((first, rest)) = args.rest.split_first() {
@@ -213,10 +304,8 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     }
     let (binaries, filter) = select(binaries, filter);
 
-    let mut passed = 0u32;
-    let mut failed = 0u32;
-    let mut skipped = 0u32;
-    let mut rows = Vec::new();
+    // Each binary with its topology and the number of its tests the filter selects.
+    let mut selected = Vec::new();
     for bin in &binaries {
         let listed = count_listed(bin, filter)?;
         if listed == 0 {
@@ -234,79 +323,51 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
             .or(declared)
             .unwrap_or_else(|| DEFAULT_TOPOLOGY.to_string());
         let topo = Topology::by_name(&topo_name).map_err(|e| format!("{}: {e}", bin.src_path.display()))?;
-        println!(
-            "\n==== vm test: {} ({}), topology {}, {} test(s) ====",
-            bin.name, bin.package, topo.name, listed
-        );
-        print!("{}", topo.describe());
-        let mut cmd = vec![
-            bin.executable.display().to_string(),
-            "--ignored".to_string(),
-            "--test-threads=1".to_string(),
-        ];
-        if let Some(f) = filter {
-            cmd.push(f.to_string());
+        selected.push((bin, topo, listed));
+    }
+
+    let mut passed = 0u32;
+    let mut failed = 0u32;
+    let mut skipped = 0u32;
+    let mut rows = Vec::new();
+    // Per binary: the rounds in which it failed.
+    let mut failed_rounds: Vec<Vec<u32>> = vec![Vec::new(); selected.len()];
+    for round in 1..=repeat {
+        if repeat > 1 {
+            println!("\n######## vm test: round {round} of {repeat} ########");
         }
-        let opts = GuestOptions {
-            timeout,
-            cwd: Some(bin.package_dir.clone()),
-            echo: true,
-            verbose,
-            label: format!("test-{}", bin.name),
-            ..GuestOptions::default()
-        };
-        let started = Instant::now();
-        let (status, p, f, k, boot) = match guest::run(&paths, &topo, &cmd, &opts) {
-            Ok(out) => {
-                let counts = libtest_counts(&out.output);
-                let (p, f) = match counts {
-                    Some((p, f)) if out.exit_code == 0 || f > 0 => (p, f),
-                    // A crash or a missing summary counts as one failure.
-                    Some((p, f)) => (p, f + 1),
-                    None => (0, 1),
-                };
-                // Tests that passed but reported themselves skipped count as skipped.
-                let mut passed_tests = PassedTests::default();
-                passed_tests.add_text(&out.output);
-                let skips = Skips::settle_file(&out.run_dir.join(guest::SKIPS_FILE), &mut passed_tests)?;
-                skips.print("vm test: ");
-                let k = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
-                let p = p - k;
-                let status = if out.exit_code == 0 && f == 0 {
-                    "ok"
+        for (i, (bin, topo, listed)) in selected.iter().enumerate() {
+            println!(
+                "\n==== vm test: {} ({}), topology {}, {} test(s) ====",
+                bin.name, bin.package, topo.name, listed
+            );
+            print!("{}", topo.describe());
+            let r = run_binary(&paths, bin, topo, filter, timeout, verbose)?;
+            passed += r.passed;
+            failed += r.failed;
+            skipped += r.skipped;
+            if r.status != "ok" {
+                failed_rounds[i].push(round);
+            }
+            rows.push(format!(
+                "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  boot-to-command {}  total {:.1} s{}",
+                bin.name,
+                topo.name,
+                r.status,
+                r.passed,
+                r.failed,
+                r.skipped,
+                r.boot
+                    .map(|b| format!("{:.1} s", b.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into()),
+                r.elapsed.as_secs_f64(),
+                if repeat > 1 {
+                    format!("  (round {round})")
                 } else {
-                    "FAILED"
-                };
-                if status != "ok" {
-                    println!(
-                        "vm test: {}: exit code {}; logs in {}",
-                        bin.name,
-                        out.exit_code,
-                        out.run_dir.display()
-                    );
+                    String::new()
                 }
-                (status, p, f, k, Some(out.boot_to_command))
-            }
-            Err(e) => {
-                println!("vm test: {}: {e}", bin.name);
-                ("ERROR", 0, 1, 0, None)
-            }
-        };
-        passed += p;
-        failed += f;
-        skipped += k;
-        rows.push(format!(
-            "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  boot-to-command {}  total {:.1} s",
-            bin.name,
-            topo.name,
-            status,
-            p,
-            f,
-            k,
-            boot.map(|b| format!("{:.1} s", b.as_secs_f64()))
-                .unwrap_or_else(|| "-".into()),
-            started.elapsed().as_secs_f64()
-        ));
+            ));
+        }
     }
     println!(
         "\nvm test summary ({:.1} min):",
@@ -314,6 +375,21 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     );
     for r in &rows {
         println!("{r}");
+    }
+    if repeat > 1 {
+        println!("\nflakes over {repeat} rounds (rounds in which a binary failed):");
+        for ((bin, _, _), rounds) in selected.iter().zip(&failed_rounds) {
+            println!(
+                "  {:<28} {} of {repeat} failed{}",
+                bin.name,
+                rounds.len(),
+                if rounds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (rounds {rounds:?})")
+                }
+            );
+        }
     }
     println!("vm tests: {passed} passed, {failed} failed, {skipped} skipped");
     Ok(if failed == 0 {
