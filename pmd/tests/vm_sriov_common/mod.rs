@@ -88,10 +88,14 @@ impl Manager {
             .arg(&state_file)
             .arg("--stats")
             .arg("0")
-            .env("OXPMD_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn sriov-pf");
+            .env("OXPMD_LOG", "info");
+        Self::from_command(c, token_file, state_file)
+    }
+
+    /// Runs `c` (a PF manager or service) with its output collected.
+    pub fn from_command(mut c: Command, token_file: PathBuf, state_file: PathBuf) -> Manager {
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn the PF manager");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
@@ -134,6 +138,11 @@ impl Manager {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process runs.

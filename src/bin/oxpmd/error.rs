@@ -127,6 +127,33 @@ pub enum CliError {
         address: String,
     },
 
+    /// The PF service failed (its message names the device, the step and the fix).
+    #[error("{0}")]
+    Service(String),
+
+    /// No PF service answers on the control socket.
+    #[error(
+        "no PF service answers on {} ({source}). Fix: start it (`oxpmd sriov serve --pf ADDR --vfs N`), or \
+         give its socket with --socket",
+        .path.display()
+    )]
+    NoService {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The PF service refused the request.
+    #[error("the PF service refused ({kind}): {message}")]
+    Refused {
+        /// The error kind it named.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+
     /// Some devices of a multi-device command failed (each was reported).
     #[error("{failed} of {total} devices failed")]
     Partial {
