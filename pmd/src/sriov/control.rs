@@ -411,7 +411,8 @@ mod tests {
 
     #[test]
     fn malformed_requests_each_get_their_error() {
-        let cases: &[(&str, fn(&ProtocolError) -> bool)] = &[
+        type Case = (&'static str, fn(&ProtocolError) -> bool);
+        let cases: &[Case] = &[
             ("", |e| matches!(e, ProtocolError::NotJson(_))),
             ("{", |e| matches!(e, ProtocolError::NotJson(_))),
             ("[1]", |e| matches!(e, ProtocolError::NotObject)),

@@ -32,7 +32,7 @@ pub enum HandOverError {
         /// Its address.
         addr: PciAddress,
         /// Cause.
-        source: oxpmd_vfio::Error,
+        source: Box<oxpmd_vfio::Error>,
     },
 }
 
@@ -46,7 +46,11 @@ pub struct HandOver {
 impl HandOver {
     /// Opens VF `vf` at `addr` in a container of its own, with the service's VF token.
     pub fn open(vf: usize, addr: PciAddress, token: &VfToken) -> Result<HandOver, HandOverError> {
-        let err = |source| HandOverError::Vfio { vf, addr, source };
+        let err = |source| HandOverError::Vfio {
+            vf,
+            addr,
+            source: Box::new(source),
+        };
         let container = Container::open().map_err(err)?;
         let device = container.open_device(addr, Some(token)).map_err(err)?;
         Ok(HandOver { vf, device })
@@ -136,7 +140,7 @@ pub enum VfServiceError {
         /// VF.
         vf: usize,
         /// Cause.
-        source: oxpmd_vfio::Error,
+        source: Box<oxpmd_vfio::Error>,
     },
 }
 
@@ -214,7 +218,7 @@ pub fn open_from_service(path: &Path, vf: usize) -> Result<HandedVf, VfServiceEr
         adopt_device(container, group_fd, group, device, addr).map_err(|source| VfServiceError::Adopt {
             path: p.clone(),
             vf,
-            source,
+            source: Box::new(source),
         })?;
     s.set_read_timeout(None)
         .map_err(|e| proto(format!("clear the time-out: {e}")))?;

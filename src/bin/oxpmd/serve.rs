@@ -134,7 +134,7 @@ pub fn serve(o: ServeOptions) -> Result<(), CliError> {
         if o.remove_vfs {
             "VFs removed".to_string()
         } else {
-            format!("VFs left enabled (serve them again with --restart)")
+            "VFs left enabled (serve them again with --restart)".to_string()
         }
     );
     Ok(())
