@@ -484,39 +484,69 @@ impl<R: PfRegs> PfHost<R> {
         Ok(true)
     }
 
-    /// One service pass at time `now_ms`: VF resets first, then every pending message. Returns
-    /// what happened; refusals are logged here (rate-limit refusals once a second per VF).
+    /// One service pass at time `now_ms`: the pending messages are noted (MBVFICR), then VF
+    /// resets are handled (VFLRE), then the noted messages. Returns what happened; refusals are
+    /// logged here (rate-limit refusals once a second per VF).
+    ///
+    /// The order of the two reads matters: a VF resets (VFLRE) and then sends RESET. Had VFLRE
+    /// been read first, a VF doing both between the two reads would have its RESET served
+    /// (pool on) and its reset seen only at the next pass (pool off for good: the VF has
+    /// nothing more to send). Read in this order, a RESET noted in MBVFICR was sent after any
+    /// reset that preceded it, so that reset is already in VFLRE when it is read and is
+    /// handled first. The words of a message are read after that, so VFLRE is read once more
+    /// after them: a reset that came later, and the RESET it wrote over a noted message, are
+    /// handled in that order too.
     pub fn poll(&mut self, now_ms: u64) -> Result<Vec<VfEvent>, PfHostError> {
         let mut events = Vec::new();
-        let n = self.table.len();
-        let vflre = self.rd(regs::VFLRE, "read VFLRE")?;
-        if vflre != 0 {
-            self.wr(regs::VFLRE, vflre, "clear VFLRE")?;
-            for vf in 0..MAX_VFS {
-                if vflre & (1 << vf) == 0 {
-                    continue;
-                }
-                if vf >= n {
-                    log::warn!("{}: VFLRE bit {vf} set for a VF that is not enabled", self.name);
-                    continue;
-                }
-                for a in self.table.flr(vf) {
-                    self.apply(vf, &a)?;
-                }
-                // A reset VF redoes its handshake: nothing left to tell it.
-                self.signals[vf] = None;
-                log::info!(
-                    "{}: VF {vf}: function reset; its pool is off until it resets",
-                    self.name
-                );
-                events.push(VfEvent::Flr { vf });
-            }
-        }
         let icr = self.rd(regs::MBVFICR, "read MBVFICR")?;
+        self.handle_resets(&mut events)?;
         if icr == 0 {
             self.send_signals()?;
             return Ok(events);
         }
+        self.handle_messages(icr, now_ms, &mut events)?;
+        self.send_signals()?;
+        Ok(events)
+    }
+
+    /// VFLRE: each reset VF back to Resetting, its pool off.
+    fn handle_resets(&mut self, events: &mut Vec<VfEvent>) -> Result<(), PfHostError> {
+        let n = self.table.len();
+        let vflre = self.rd(regs::VFLRE, "read VFLRE")?;
+        if vflre == 0 {
+            return Ok(());
+        }
+        self.wr(regs::VFLRE, vflre, "clear VFLRE")?;
+        for vf in 0..MAX_VFS {
+            if vflre & (1 << vf) == 0 {
+                continue;
+            }
+            if vf >= n {
+                log::warn!("{}: VFLRE bit {vf} set for a VF that is not enabled", self.name);
+                continue;
+            }
+            for a in self.table.flr(vf) {
+                self.apply(vf, &a)?;
+            }
+            // A reset VF redoes its handshake: nothing left to tell it.
+            self.signals[vf] = None;
+            log::info!(
+                "{}: VF {vf}: function reset; its pool is off until it resets",
+                self.name
+            );
+            events.push(VfEvent::Flr { vf });
+        }
+        Ok(())
+    }
+
+    /// The messages and acknowledgements noted in `icr` (an MBVFICR value).
+    fn handle_messages(
+        &mut self,
+        icr: u32,
+        now_ms: u64,
+        events: &mut Vec<VfEvent>,
+    ) -> Result<(), PfHostError> {
+        let n = self.table.len();
         let stray = icr & !(0x00FF_00FF);
         let mut clear = 0u32;
         for vf in 0..MAX_VFS {
@@ -540,20 +570,23 @@ impl<R: PfRegs> PfHost<R> {
             for (i, w) in words.iter_mut().enumerate() {
                 *w = self.rd(regs::vmbmem(vf) + 4 * i, "read a VF mailbox")?;
             }
+            // A VF reset leaves the mailbox and MBVFICR as they are (QEMU's igb_vf_reset only
+            // sets VFLRE), so the words read may be a RESET written after a reset that came
+            // after the VFLRE read above: handle such a reset before the words.
+            self.handle_resets(events)?;
             // Cleared here, once: the final write below must not clear a request the VF may
             // post right after reading our reply.
             self.wr(regs::MBVFICR, req, "clear a VF request")?;
             // ACK (without PFU: releases the lock).
             self.wr(regs::p2vmailbox(vf), regs::P2V_ACK, "acknowledge a VF message")?;
             let out = self.table.handle(vf, &words, now_ms);
-            self.serve(vf, &out, now_ms, &mut events)?;
+            self.serve(vf, &out, now_ms, events)?;
         }
         let clear = clear | stray;
         if clear != 0 {
             self.wr(regs::MBVFICR, clear, "clear MBVFICR")?;
         }
-        self.send_signals()?;
-        Ok(events)
+        Ok(())
     }
 
     fn serve(

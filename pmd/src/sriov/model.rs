@@ -17,6 +17,26 @@ use super::regs;
 #[derive(Debug, Default)]
 pub struct MailboxModel {
     inner: Mutex<Inner>,
+    hooks: Mutex<ReadHooks>,
+}
+
+/// Device-side events that happen right after the PF read a register: how a test puts a VF's
+/// action between two reads of one service pass.
+#[derive(Default)]
+struct ReadHooks(Vec<ReadHook>);
+
+struct ReadHook {
+    /// The registers whose reads count.
+    offs: Vec<usize>,
+    /// Reads still to pass before it runs (it runs after the read that brings this to 0).
+    reads_left: usize,
+    run: Box<dyn FnOnce(&MailboxModel) + Send>,
+}
+
+impl std::fmt::Debug for ReadHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} read hook(s)", self.0.len())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +66,43 @@ impl MailboxModel {
         self.with(|i| {
             i.regs.insert(off, v);
         })
+    }
+
+    /// Runs `f` once, right after the `n`-th (1-based) PF read of any register in `offs` from
+    /// now on: a VF that acts between two reads of the service loop.
+    pub fn after_reads(&self, offs: &[usize], n: usize, f: impl FnOnce(&MailboxModel) + Send + 'static) {
+        let mut h = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        h.0.push(ReadHook {
+            offs: offs.to_vec(),
+            reads_left: n.max(1),
+            run: Box::new(f),
+        });
+    }
+
+    /// A PF read of `off`: the value, then any hook it triggers (outside the register lock, so
+    /// the hook can act as the VF).
+    fn pf_read(&self, off: usize) -> u32 {
+        let v = self.get(off);
+        let due: Vec<ReadHook> = {
+            let mut h = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut due = Vec::new();
+            let mut i = 0;
+            while i < h.0.len() {
+                if h.0[i].offs.contains(&off) {
+                    h.0[i].reads_left -= 1;
+                    if h.0[i].reads_left == 0 {
+                        due.push(h.0.remove(i));
+                        continue;
+                    }
+                }
+                i += 1;
+            }
+            due
+        };
+        for hook in due {
+            (hook.run)(self);
+        }
+        v
     }
 
     /// VF side: read V2PMAILBOX (PFSTS, PFACK, RSTD clear on read).
@@ -93,7 +150,7 @@ impl MailboxModel {
 
 impl PfRegs for std::sync::Arc<MailboxModel> {
     fn read(&self, off: usize) -> Result<u32, BarError> {
-        Ok(self.get(off))
+        Ok(self.pf_read(off))
     }
 
     fn write(&self, off: usize, v: u32) -> Result<(), BarError> {

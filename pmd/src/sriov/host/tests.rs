@@ -281,3 +281,61 @@ fn pool_counters_come_from_the_per_pool_registers() {
     assert_eq!(h.pool_counters(0).unwrap().rx_packets, 0);
     assert!(h.pool_counters(2).is_none());
 }
+
+/// A ready VF resets (VFLRE) and at once sends RESET, right after the service loop's `k`-th
+/// read of VFLRE or MBVFICR: wherever that falls between the loop's reads, the reset is
+/// handled before the RESET, and the VF ends ready with its pool on. With VFLRE read before
+/// MBVFICR, `k = 1` (both between the two reads) left the pool off for good.
+#[test]
+fn a_reset_and_its_reset_message_between_the_loops_reads_leave_the_pool_on() {
+    for k in 1..=6 {
+        let (m, mut h) = ready_host();
+        m.after_reads(&[regs::VFLRE, regs::MBVFICR], k, |m| {
+            m.set(regs::VFLRE, m.get(regs::VFLRE) | 1);
+            m.set(regs::VFRE, m.get(regs::VFRE) & !1);
+            m.set(regs::VFTE, m.get(regs::VFTE) & !1);
+            vf_send(m, 0, &VfRequest::Reset.encode());
+        });
+        let mut events = Vec::new();
+        for t in 0..4 {
+            events.extend(h.poll(10 + t).unwrap());
+        }
+        let flr = events.iter().position(|e| *e == VfEvent::Flr { vf: 0 });
+        let ready = events
+            .iter()
+            .rposition(|e| *e == VfEvent::Ready { vf: 0, mac: vmac(0) });
+        assert!(
+            matches!((flr, ready), (Some(f), Some(r)) if f < r),
+            "k = {k}: the reset is handled before the RESET: {events:?}"
+        );
+        let r = vf_recv(&m, 0);
+        assert_eq!(r[0], MSG_ACK | 1, "k = {k}");
+        assert_eq!(h.table().vf(0).unwrap().phase, VfPhase::Ready, "k = {k}");
+        assert_ne!(m.get(regs::VFRE) & 1, 0, "k = {k}: VF 0's receive left off");
+        assert_ne!(m.get(regs::VFTE) & 1, 0, "k = {k}: VF 0's transmit left off");
+        assert_ne!(m.get(regs::VFRE) & 2, 0, "k = {k}: VF 1 untouched");
+    }
+}
+
+/// A VF with a message pending resets and writes RESET over it after the loop read VFLRE but
+/// before it read the words: the reset is still handled first.
+#[test]
+fn a_reset_that_overwrites_a_noted_message_is_handled_before_it() {
+    let (m, mut h) = ready_host();
+    vf_send(&m, 0, &VfRequest::SetLpe { max_frame: 1522 }.encode());
+    // MBVFICR is read first, VFLRE second: after that, the VF resets and writes RESET.
+    m.after_reads(&[regs::VFLRE], 1, |m| {
+        m.set(regs::VFLRE, m.get(regs::VFLRE) | 1);
+        for (i, w) in VfRequest::Reset.encode().iter().enumerate() {
+            m.vf_write_mem(0, i, *w);
+        }
+        m.vf_write_mailbox(0, v2p::REQ);
+    });
+    let mut events = h.poll(10).unwrap();
+    events.extend(h.poll(11).unwrap());
+    assert_eq!(
+        events,
+        vec![VfEvent::Flr { vf: 0 }, VfEvent::Ready { vf: 0, mac: vmac(0) }]
+    );
+    assert_ne!(m.get(regs::VFRE) & 1, 0, "VF 0's pool left off");
+}
