@@ -57,13 +57,15 @@ fn serve(args: &[&str]) -> Manager {
 
 /// `oxpmd vf ARGS --socket S`: (exit code, stdout, stderr).
 fn vf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oxpmd"))
-        .arg("vf")
-        .args(args)
-        .arg("--socket")
-        .arg(socket())
-        .output()
-        .expect("run oxpmd vf");
+    let out = run_bounded(
+        &format!("oxpmd vf {}", args.join(" ")),
+        Command::new(env!("CARGO_BIN_EXE_oxpmd"))
+            .arg("vf")
+            .args(args)
+            .arg("--socket")
+            .arg(socket()),
+        COMMAND_LIMIT,
+    );
     let r = (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -88,6 +90,9 @@ fn vf_json(args: &[&str]) -> serde_json::Value {
 /// One raw request line on the control socket; the answer.
 fn raw(line: &[u8]) -> serde_json::Value {
     let mut s = UnixStream::connect(socket()).unwrap();
+    // A service that never answers fails the test instead of hanging it.
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
     s.write_all(line).unwrap();
     let mut r = String::new();
     BufReader::new(&s).read_line(&mut r).unwrap();
@@ -347,11 +352,13 @@ fn our_igbvf_mac_vlan_link_stats_and_bad_input_at_run_time() {
         "a refused request changed something"
     );
     // A second service on the same socket is refused before it touches the device.
-    let out = Command::new(env!("CARGO_BIN_EXE_oxpmd"))
-        .args(["sriov", "serve", "--pf", &pfa, "--vfs", "2", "--socket"])
-        .arg(socket())
-        .output()
-        .unwrap();
+    let out = run_bounded(
+        "a second oxpmd sriov serve",
+        Command::new(env!("CARGO_BIN_EXE_oxpmd"))
+            .args(["sriov", "serve", "--pf", &pfa, "--vfs", "2", "--socket"])
+            .arg(socket()),
+        COMMAND_LIMIT,
+    );
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && e.contains("another PF service is running"),
@@ -391,11 +398,16 @@ fn our_igbvf_mac_vlan_link_stats_and_bad_input_at_run_time() {
 fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
     init_log();
     let pfa = pf();
-    let st = Command::new(env("OXPMD_VM_MODPROBE"))
-        .arg("igbvf")
-        .status()
-        .unwrap();
-    assert!(st.success(), "modprobe igbvf");
+    let out = run_bounded(
+        "modprobe igbvf",
+        Command::new(env("OXPMD_VM_MODPROBE")).arg("igbvf"),
+        COMMAND_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "modprobe igbvf: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = serve(&["--vfs", "2", "--vf", "1:kernel,mac=02:00:00:00:77:01"]);
     assert!(
         m.wait_line(
@@ -432,10 +444,11 @@ fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
 
     // ARP and ICMP through VLAN 100, for the VF's MAC `vmac`; every frame from it must be tagged.
     let exchange = |vmac: MacAddr, wrx: &mut RxQueue, wtx: &mut TxQueue| -> (usize, usize, usize) {
-        let mut ping = Command::new("busybox")
-            .args(["ping", "-c", "30", "-W", "1", "10.78.0.2"])
-            .spawn()
-            .expect("busybox ping");
+        let ping = ChildGuard::spawn(
+            "busybox ping",
+            Command::new("busybox").args(["ping", "-c", "30", "-W", "1", "10.78.0.2"]),
+            COMMAND_LIMIT,
+        );
         let (mut arp, mut icmp, mut untagged) = (0, 0, 0);
         let mut b = Burst::new();
         let t = Instant::now();
@@ -475,8 +488,7 @@ fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
                 }
             }
         }
-        let _ = ping.kill();
-        let _ = ping.wait();
+        drop(ping);
         (arp, icmp, untagged)
     };
     let old: MacAddr = "02:00:00:00:77:01".parse().unwrap();
@@ -544,7 +556,7 @@ fn dpdk_testpmd_igbvf_with_the_token_a_port_vlan_and_its_default_max_frame() {
             "--stats-period",
             "2",
         ]);
-    let tp = Manager::from_command(tp, PathBuf::new(), PathBuf::new());
+    let tp = Manager::with_limit(tp, PathBuf::new(), PathBuf::new(), Duration::from_secs(300));
     assert!(
         tp.wait_line(
             |l| l.contains("Port 0: link state change event") || l.contains("Press enter"),
@@ -639,12 +651,18 @@ fn a_vf_is_handed_to_an_unprivileged_uid_without_the_token() {
     };
     let spec = format!("vf-service:{}:0", socket().display());
     // A uid not on the allow list, and a VF not allowed to 1000: refused.
-    let out = client("1001", &spec, &[]).output().unwrap();
+    let out = run_bounded(
+        "vf-service-client as uid 1001",
+        &mut client("1001", &spec, &[]),
+        COMMAND_LIMIT,
+    );
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("allow list"), "{e}");
-    let out = client("1000", &format!("vf-service:{}:1", socket().display()), &[])
-        .output()
-        .unwrap();
+    let out = run_bounded(
+        "vf-service-client for VF 1",
+        &mut client("1000", &format!("vf-service:{}:1", socket().display()), &[]),
+        COMMAND_LIMIT,
+    );
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("allow list"), "{e}");
 
@@ -668,7 +686,7 @@ fn a_vf_is_handed_to_an_unprivileged_uid_without_the_token() {
             "40",
         ],
     );
-    let mut child = Manager::from_command(c, PathBuf::new(), PathBuf::new());
+    let mut child = Manager::with_limit(c, PathBuf::new(), PathBuf::new(), Duration::from_secs(180));
     assert!(
         child.wait_line(|l| l.contains("vf-service-client: opened"), DEADLINE),
         "the client did not open its VF:\n{}",
