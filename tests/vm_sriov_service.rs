@@ -504,21 +504,51 @@ fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
     );
     assert_eq!(untagged, 0, "untagged frames from the VF reached the wire");
 
-    // MAC change at run time: the kernel VF is told to reset and comes back with the new MAC.
+    // MAC change at run time: the kernel VF is told to reset (CONTROL) and should come back
+    // with the new MAC. Under QEMU (10.0) it may never hear of it: hw/net/igb_core.c,
+    // mailbox_interrupt_to_vf(), raises EICR bit `(IVAR_MISC & 3) << (22 - 3 * vf)` (the vector
+    // number shifted, not a bit at it), which igb_msix_notify() maps to the VF's vector
+    // `IVAR_MISC - 1`. igbvf puts the mailbox on vector 2 (TX 0, RX 1), so the mailbox interrupt
+    // lands on its RX vector, whose handler never reads the mailbox. So wait a bounded time,
+    // then take the interface down and up in the guest: igbvf resets the VF on the way and
+    // reads its MAC from the PF's RESET reply.
     let t0 = Instant::now();
     vf_ok(&["set", &pfa, "1", "mac", "02:00:00:00:77:09"]);
-    while sysv("address") != "02:00:00:00:77:09" {
-        assert!(
-            t0.elapsed() < Duration::from_secs(90),
-            "the kernel VF kept {}",
-            sysv("address")
-        );
+    let on_its_own = Duration::from_secs(30);
+    while sysv("address") != "02:00:00:00:77:09" && t0.elapsed() < on_its_own {
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!(
-        "figure: kernel igbvf took the new MAC {:.1} s after `oxpmd vf set ... mac` (its reset task waits 10 s after its last reset)",
-        t0.elapsed().as_secs_f64()
-    );
+    if sysv("address") == "02:00:00:00:77:09" {
+        eprintln!(
+            "figure: kernel igbvf took the new MAC {:.1} s after `oxpmd vf set ... mac` (on its own)",
+            t0.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "kernel igbvf: still {} {} s after `oxpmd vf set ... mac`: it did not get the PF's \
+             CONTROL message (QEMU's igb delivers the VF mailbox interrupt on the VF's RX vector, \
+             see hw/net/igb_core.c mailbox_interrupt_to_vf); falling back to `ip link set dev \
+             {ifname} down; ip link set dev {ifname} up` so igbvf resets and re-reads its MAC",
+            sysv("address"),
+            on_its_own.as_secs()
+        );
+        let t1 = Instant::now();
+        ip(&["link", "set", "dev", &ifname, "down"]);
+        ip(&["link", "set", "dev", &ifname, "up"]);
+        while sysv("address") != "02:00:00:00:77:09" {
+            assert!(
+                t1.elapsed() < DEADLINE,
+                "the kernel VF kept {} after the down/up fallback",
+                sysv("address")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "figure: kernel igbvf took the new MAC {:.1} s after `oxpmd vf set ... mac` ({:.1} s after the down/up fallback)",
+            t0.elapsed().as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
+    }
     let t = Instant::now();
     while sysv("operstate") != "up" && t.elapsed() < DEADLINE {
         std::thread::sleep(Duration::from_millis(100));
