@@ -101,17 +101,9 @@ pub enum VfServiceError {
         /// What was given.
         spec: String,
     },
-    /// No service on the socket.
-    #[error(
-        "{path}: no PF service answers ({source}); start it with `oxpmd sriov serve --pf ADDR --vfs N \
-         --allow VF:UID`, or a socket left by a dead service is in the way"
-    )]
-    Connect {
-        /// Socket.
-        path: String,
-        /// Cause.
-        source: std::io::Error,
-    },
+    /// The control socket could not be reached (no service, or not allowed in).
+    #[error(transparent)]
+    Connect(#[from] super::control_client::ConnectError),
     /// The exchange failed.
     #[error("{path}: {what}")]
     Protocol {
@@ -176,10 +168,7 @@ pub fn open_from_service(path: &Path, vf: usize) -> Result<HandedVf, VfServiceEr
         path: p.clone(),
         what,
     };
-    let mut s = UnixStream::connect(path).map_err(|source| VfServiceError::Connect {
-        path: p.clone(),
-        source,
-    })?;
+    let mut s = super::control_client::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| proto(format!("set a time-out: {e}")))?;
     s.write_all(encode_request(&Request::Open { vf }).as_bytes())

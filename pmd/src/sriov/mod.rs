@@ -8,6 +8,7 @@
 //! - [`state`]: the versioned, checksummed state file a restarted PF manager validates before use.
 //! - [`regs`]: the PF-side register map (mailboxes, pools, VLAN filters, per-pool counters).
 //! - [`control`]: the control-socket protocol (JSON lines) of the PF service.
+//! - [`control_client`]: connecting to the control socket (with the fix when it is refused).
 //! - [`admin`]: the administrator's run-time changes of a VF and what the VF is told.
 //! - [`vlan`]: the VLAN filters (VLVF, VFTA) computed from the VF table.
 //! - [`host`]: the PF host: VMDq pools, the mailbox service loop, run-time administration.
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod control;
+pub mod control_client;
 pub mod control_socket;
 pub mod device;
 pub mod error;

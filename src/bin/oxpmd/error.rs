@@ -131,19 +131,9 @@ pub enum CliError {
     #[error("{0}")]
     Service(String),
 
-    /// No PF service answers on the control socket.
-    #[error(
-        "no PF service answers on {} ({source}). Fix: start it (`oxpmd sriov serve --pf ADDR --vfs N`), or \
-         give its socket with --socket",
-        .path.display()
-    )]
-    NoService {
-        /// The socket.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The control socket could not be reached (no service, or not allowed in).
+    #[error(transparent)]
+    Connect(#[from] oxpmd::pmd::sriov::control_client::ConnectError),
 
     /// The PF service refused the request.
     #[error("the PF service refused ({kind}): {message}")]

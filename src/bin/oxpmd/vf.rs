@@ -3,7 +3,6 @@
 //! docs/sriov.md); `--json` prints the service's answer as it came.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,10 +75,7 @@ pub fn parse_settings(args: &[String]) -> Result<Vec<AdminChange>, CliError> {
 
 /// Sends `req` to the service on `socket` and returns its answer (an error when it refused).
 pub fn request(socket: &Path, req: &Request) -> Result<Value, CliError> {
-    let mut s = UnixStream::connect(socket).map_err(|source| CliError::NoService {
-        path: socket.to_owned(),
-        source,
-    })?;
+    let mut s = oxpmd::pmd::sriov::control_client::connect(socket)?;
     let io = |op, e| CliError::io(op, socket, e);
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| io("set a time-out on", e))?;
