@@ -259,12 +259,13 @@ fn vf_command() -> Command {
                 .about("Change a VF at run time: mac M, vlan N (0: none), trust on|off, spoofchk on|off, state auto|enable|disable, max_frame N, max_multicast N")
                 .arg(pf_arg())
                 .arg(vf_index_arg(true))
+                // No value of a setting starts with `-`: options after the settings (`--socket
+                // PATH`, `--json`) stay options instead of being taken as settings.
                 .arg(
                     Arg::new("SETTINGS")
                         .help("KEY VALUE pairs")
                         .required(true)
-                        .num_args(1..)
-                        .allow_hyphen_values(true),
+                        .num_args(1..),
                 )
                 .arg(socket_arg())
                 .arg(json_arg()),
@@ -343,7 +344,10 @@ fn run_serve(s: &ArgMatches) -> Result<i32, CliError> {
     serve::serve(o).map(|()| 0)
 }
 
-fn run_vf(m: &ArgMatches) -> Result<i32, CliError> {
+/// What `oxpmd vf CMD ...` asks: the subcommand, its arguments, the socket and the request.
+fn vf_request(
+    m: &ArgMatches,
+) -> Result<(&str, &ArgMatches, PathBuf, oxpmd::pmd::sriov::control::Request), CliError> {
     use oxpmd::pmd::sriov::control::Request;
     use oxpmd::pmd::sriov::service::default_socket;
     let Some((cmd, s)) = m.subcommand() else {
@@ -375,6 +379,11 @@ fn run_vf(m: &ArgMatches) -> Result<i32, CliError> {
         }
         _ => return Err(CliError::Usage(format!("vf {cmd}: a VF index is needed"))),
     };
+    Ok((cmd, s, socket, req))
+}
+
+fn run_vf(m: &ArgMatches) -> Result<i32, CliError> {
+    let (cmd, s, socket, req) = vf_request(m)?;
     let v = vf::request(&socket, &req)?;
     if s.get_flag("json") {
         print_json(&v);
@@ -503,8 +512,92 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use oxpmd::pmd::sriov::AdminChange;
+    use oxpmd::pmd::sriov::control::Request;
+
     #[test]
     fn cli_is_consistent() {
         super::cli().debug_assert();
+    }
+
+    /// `oxpmd ARGS` parsed down to the `vf` request: (subcommand, socket, request, --json).
+    fn vf(args: &[&str]) -> (String, PathBuf, Request, bool) {
+        let m = super::cli()
+            .try_get_matches_from(std::iter::once("oxpmd").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Some(("vf", m)) = m.subcommand() else {
+            panic!("not vf")
+        };
+        let (cmd, s, socket, req) = super::vf_request(m).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        (cmd.to_string(), socket, req, s.get_flag("json"))
+    }
+
+    #[test]
+    fn every_vf_subcommand_takes_socket_before_or_after_its_arguments() {
+        let pf = "0000:00:02.0";
+        let sock = PathBuf::from("/tmp/t.sock");
+        let mac = "02:00:00:00:10:09";
+        let set = Request::Set {
+            vf: 0,
+            changes: vec![AdminChange::Mac(mac.parse().unwrap())],
+        };
+        for (args, want) in [
+            (vec!["vf", "list", pf, "--socket", "/tmp/t.sock"], Request::List),
+            (vec!["vf", "list", "--socket", "/tmp/t.sock", pf], Request::List),
+            (
+                vec!["vf", "show", pf, "1", "--socket", "/tmp/t.sock"],
+                Request::Show { vf: 1 },
+            ),
+            (
+                vec!["vf", "show", "--socket", "/tmp/t.sock", pf, "1"],
+                Request::Show { vf: 1 },
+            ),
+            (
+                vec!["vf", "stats", pf, "--socket", "/tmp/t.sock"],
+                Request::Stats { vf: None },
+            ),
+            (
+                vec!["vf", "stats", pf, "2", "--socket", "/tmp/t.sock"],
+                Request::Stats { vf: Some(2) },
+            ),
+            (
+                vec!["vf", "set", pf, "0", "mac", mac, "--socket", "/tmp/t.sock"],
+                set.clone(),
+            ),
+            (
+                vec!["vf", "set", "--socket", "/tmp/t.sock", pf, "0", "mac", mac],
+                set.clone(),
+            ),
+            (
+                vec!["vf", "set", pf, "--socket", "/tmp/t.sock", "0", "mac", mac],
+                set.clone(),
+            ),
+        ] {
+            let (_, socket, req, json) = vf(&args);
+            assert_eq!(socket, sock, "{args:?}");
+            assert_eq!(req, want, "{args:?}");
+            assert!(!json, "{args:?}");
+        }
+        // --json and --socket after the settings, in either order.
+        let (cmd, socket, req, json) = vf(&[
+            "vf",
+            "set",
+            pf,
+            "0",
+            "mac",
+            mac,
+            "--json",
+            "--socket",
+            "/tmp/t.sock",
+        ]);
+        assert_eq!(
+            (cmd.as_str(), socket, req, json),
+            ("set", sock.clone(), set.clone(), true)
+        );
+        // Without --socket: the PF's default socket.
+        let (_, socket, _, _) = vf(&["vf", "set", pf, "0", "mac", mac]);
+        assert_eq!(socket, PathBuf::from("/run/oxpmd/sriov-0000:00:02.0.sock"));
     }
 }
