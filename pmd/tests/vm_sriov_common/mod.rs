@@ -163,7 +163,7 @@ impl Drop for ChildGuard {
             let _ = c.kill();
             let _ = c.wait();
             eprintln!(
-                "test guard: {} (pid {}) still running when its test ended: killed",
+                "test guard: {} (pid {}) still running when its guard was dropped: killed",
                 self.name, self.pid
             );
         }
