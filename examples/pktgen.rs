@@ -59,6 +59,7 @@ const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --count N            send exactly N frames, then wait --drain seconds for stragglers
   --duration SECS      send for SECS seconds (default without --count: until Ctrl-C)
   --drain SECS         wait for stragglers after sending (default 1)
+  --tx-stall SECS      stop and fail when TX takes no frame for SECS (default 10; 0: never)
   --streams N          sequence-numbered streams, one UDP source port each (default 1)
   --dst-mac MAC        destination MAC, or `broadcast` (default: the RX port's MAC, else broadcast)
   -P                   promiscuous mode on the RX port (needed behind a forwarder rewriting MACs)
@@ -152,6 +153,7 @@ struct Options {
     count: Option<u64>,
     duration: Option<f64>,
     drain: f64,
+    tx_stall: f64,
     streams: u16,
     dst_mac: Option<MacAddr>,
     promiscuous: bool,
@@ -179,6 +181,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         count: None,
         duration: None,
         drain: 1.0,
+        tx_stall: 10.0,
         streams: 1,
         dst_mac: None,
         promiscuous: false,
@@ -209,6 +212,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--count" => o.count = Some(parse_num(a, it.next(), 1u64..=1 << 40)?),
             "--duration" => o.duration = Some(parse_num(a, it.next(), 0.001f64..=31_536_000.0)?),
             "--drain" => o.drain = parse_num(a, it.next(), 0.0f64..=3600.0)?,
+            "--tx-stall" => o.tx_stall = parse_num(a, it.next(), 0.0f64..=3600.0)?,
             "--streams" => o.streams = parse_num(a, it.next(), 1u16..=1024)?,
             "--dst-mac" => {
                 let v = val(&mut it, a)?;
@@ -599,6 +603,8 @@ struct TxResult {
     bytes: u64,
     start_ns: u64,
     end_ns: u64,
+    /// TX took no frame for `--tx-stall` seconds and pktgen stopped.
+    stalled: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -621,6 +627,10 @@ fn tx_loop(
     let start_ns = start.as_nanos() as u64;
     let deadline = opts.duration.map(|d| start + Duration::from_secs_f64(d));
     let mut last_publish = 0u64;
+    // Since when TX has taken nothing although frames were waiting (pool empty or ring full).
+    let mut no_progress_since: Option<Duration> = None;
+    let stall_limit = (opts.tx_stall > 0.0).then(|| Duration::from_secs_f64(opts.tx_stall));
+    let mut stalled = false;
     loop {
         if STOP.load(Ordering::Relaxed) {
             break;
@@ -665,6 +675,10 @@ fn tx_loop(
         if burst.is_empty() {
             // Pool empty: the TX ring holds every buffer; let it complete.
             q.reclaim();
+            if tx_stalled(&mut no_progress_since, stall_limit, now, i) {
+                stalled = true;
+                break;
+            }
             std::hint::spin_loop();
             continue;
         }
@@ -676,6 +690,10 @@ fn tx_loop(
             let left: u64 = burst.iter().map(|p| p.len() as u64 + 4).sum();
             bytes += lens - left;
             i += n;
+            no_progress_since = None;
+        } else if tx_stalled(&mut no_progress_since, stall_limit, now, i) {
+            stalled = true;
+            break;
         }
         if (n as usize) < before {
             q.reclaim();
@@ -708,7 +726,22 @@ fn tx_loop(
         bytes,
         start_ns,
         end_ns,
+        stalled,
     }
+}
+
+/// One TX attempt that took nothing at `now`: true once that has lasted `limit` (logged).
+fn tx_stalled(since: &mut Option<Duration>, limit: Option<Duration>, now: Duration, sent: u64) -> bool {
+    let Some(limit) = limit else { return false };
+    let since = *since.get_or_insert(now);
+    if now.saturating_sub(since) < limit {
+        return false;
+    }
+    say!(
+        "pktgen: TX made no progress for {:.1} s after {sent} frames (ring full or no buffer back): stopping",
+        limit.as_secs_f64()
+    );
+    true
 }
 
 fn rx_loop(
@@ -1068,9 +1101,16 @@ fn report(
     );
     let mut ok = true;
     let mut kv = format!(
-        "sent={} tx_mpps={mpps:.6} tx_gbps={gbps:.6} tx_line_pct={pct:.3}",
-        tx.sent
+        "sent={} tx_mpps={mpps:.6} tx_gbps={gbps:.6} tx_line_pct={pct:.3} tx_stalled={}",
+        tx.sent, tx.stalled
     );
+    if tx.stalled {
+        say!(
+            "pktgen: FAILED: TX stalled (no frame taken for {} s; --tx-stall)",
+            opts.tx_stall
+        );
+        ok = false;
+    }
     if let Some(r) = rx {
         // Lost: sent, and neither received intact nor received corrupted (a corrupted frame
         // stands for the one sent frame it was; its sequence number cannot be trusted).
@@ -1207,6 +1247,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tx_stall_defaults_to_10_s_and_stops_only_after_that_long_without_progress() {
+        let o = parse_args(&["--tx-port".to_string(), "null0".to_string()]).unwrap();
+        assert_eq!(o.tx_stall, 10.0);
+        let o = parse_args(&["--tx-port", "null0", "--tx-stall", "0"].map(String::from)).unwrap();
+        assert_eq!(o.tx_stall, 0.0);
+        let limit = Some(Duration::from_secs(10));
+        let mut since = None;
+        assert!(!tx_stalled(&mut since, limit, Duration::from_secs(5), 7));
+        assert!(!tx_stalled(&mut since, limit, Duration::from_millis(14_999), 7));
+        assert!(tx_stalled(&mut since, limit, Duration::from_secs(15), 7));
+        // 0 turns it off.
+        assert!(!tx_stalled(&mut None, None, Duration::from_secs(1000), 7));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! sriov-pf: the PF manager. Holds an Intel 82576 PF through VFIO, creates its VFs, gives them
-//! a fresh VF token and serves their mailboxes under a per-VF policy.
+//! sriov-pf: a PF manager built on the library's `PfService`. Holds an Intel 82576 PF through
+//! VFIO, creates its VFs, gives them a fresh VF token and serves their mailboxes under a per-VF
+//! policy. `oxpmd sriov serve` is the administered service (control socket, `oxpmd vf ...`);
+//! this example adds `--launch` and `--pf-echo` for tests and demonstrations.
 //!
 //! ```text
 //! cargo run --example sriov-pf -- --pf 0000:00:02.0 --vfs 2 \
@@ -38,17 +40,18 @@ use std::time::{Duration, Instant};
 
 use common::{STOP, install_signal_handlers};
 use oxpmd::dma::{Mempool, MempoolConfig};
-use oxpmd::pmd::sriov::pf_host::{PfDevice, PfHost, VfEvent};
-use oxpmd::pmd::sriov::{Refusal, SavedState, VfPolicy, VfTable};
-use oxpmd::pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
-use oxpmd::vfio::{PciAddress, Sysfs, VfToken};
+use oxpmd::pmd::sriov::service::parse_vf_option;
+use oxpmd::pmd::sriov::{PfHost, PfService, Refusal, ServiceConfig, VfEvent, VfPolicy};
+use oxpmd::pmd::{Burst, Port, PortConfig, RxQueue, TxQueue};
+use oxpmd::vfio::PciAddress;
 
 const USAGE: &str = "usage: sriov-pf --pf ADDR --vfs N [options]
   --pf ADDR            the 82576 PF (PCI address)
   --vfs N              VFs to create (1..=7; the PF keeps a pool)
   --vf I:SETTINGS      per-VF settings, comma-separated: mac=MAC, trust=on|off, spoof=on|off,
                        vlans=N (0..=32), mc=N (0..=30), max-frame=N (64..=9022), burst=N,
-                       rate=N (messages per second), kernel (bind the VF to the kernel igbvf driver)
+                       rate=N (messages per second), vlan=N (port VLAN, 0: none),
+                       state=auto|enable|disable, kernel (bind the VF to the kernel igbvf driver)
   --token-file PATH    where the VF token is stored, mode 0600 (default /run/oxpmd/sriov-ADDR.token)
   --state-file PATH    saved state (default /run/oxpmd/sriov-ADDR.state)
   --restart            serve VFs that are still enabled: open the PF with the saved token, restore
@@ -74,47 +77,6 @@ struct Options {
     stats: Duration,
     remove_vfs: bool,
     pf_echo: bool,
-}
-
-fn on_off(k: &str, v: &str) -> Result<bool, String> {
-    match v {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => Err(format!("{k}={v}: expected on or off")),
-    }
-}
-
-fn number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("{k}={v}: not a number"))
-}
-
-/// Parses `I:key=value,...`; bounds are checked by `VfPolicy::validate` afterwards.
-fn parse_vf(s: &str, policies: &mut BTreeMap<usize, VfPolicy>) -> Result<(), String> {
-    let (idx, settings) = s
-        .split_once(':')
-        .ok_or_else(|| format!("--vf {s}: expected I:SETTINGS (e.g. 0:mac=02:00:00:00:10:00,trust=off)"))?;
-    let i: usize = idx
-        .parse()
-        .ok()
-        .filter(|i| *i < 7)
-        .ok_or_else(|| format!("--vf {s}: VF index `{idx}` is not in 0..=6"))?;
-    let p = policies.entry(i).or_default();
-    for kv in settings.split(',').filter(|x| !x.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        match k {
-            "kernel" if v.is_empty() => p.kernel_driver = true,
-            "mac" => p.mac = Some(v.parse().map_err(|e| format!("--vf {s}: {e}"))?),
-            "trust" => p.trusted = on_off(k, v)?,
-            "spoof" | "spoofchk" => p.spoof_check = on_off(k, v)?,
-            "vlans" => p.max_vlans = number(k, v)?,
-            "mc" => p.max_multicast = number(k, v)?,
-            "max-frame" => p.max_frame = number(k, v)?,
-            "burst" => p.msg_burst = number(k, v)?,
-            "rate" => p.msg_per_sec = number(k, v)?,
-            _ => return Err(format!("--vf {s}: unknown setting `{kv}`")),
-        }
-    }
-    Ok(())
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -147,7 +109,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                         .ok_or_else(|| format!("--vfs {v}: expected 1..=7"))?,
                 )
             }
-            "--vf" => parse_vf(&val()?, &mut o.policies)?,
+            "--vf" => parse_vf_option(&val()?, &mut o.policies)?,
             "--token-file" => o.token_file = Some(PathBuf::from(val()?)),
             "--state-file" => o.state_file = Some(PathBuf::from(val()?)),
             "--restart" => o.restart = true,
@@ -190,24 +152,6 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// A MAC for a VF the administrator gave none: locally administered, derived from the PF's
-/// address, the VF index and the process id (distinct per VF).
-fn generated_mac(pf: PciAddress, vf: usize) -> MacAddr {
-    let pid = std::process::id();
-    MacAddr([
-        0x02,
-        0x0f,
-        pf.bus ^ (pid as u8),
-        pf.device,
-        (pf.function << 4) | 0x0a,
-        vf as u8,
-    ])
-}
-
-fn now_ms(t0: Instant) -> u64 {
-    t0.elapsed().as_millis() as u64
-}
-
 fn print_counters(host: &PfHost<oxpmd::vfio::Bar>) {
     for (i, s) in host.table().iter().enumerate() {
         let c = s.counters;
@@ -229,104 +173,29 @@ fn print_counters(host: &PfHost<oxpmd::vfio::Bar>) {
     }
 }
 
-fn save_state(host: &PfHost<oxpmd::vfio::Bar>, pf: &PfDevice, path: &std::path::Path) {
-    let st = SavedState {
-        pf: pf.identity,
-        pf_mac: host.table().pf_mac(),
-        vfs: (0..host.table().len())
-            .filter_map(|i| host.table().snapshot(i))
-            .collect(),
-    };
-    if let Err(e) = st.save(path) {
-        log::error!("saving the state to {}: {e}", path.display());
-    }
-}
-
 fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
     install_signal_handlers()?;
-    let dir = PathBuf::from("/run/oxpmd");
-    let token_file = o
-        .token_file
-        .clone()
-        .unwrap_or_else(|| dir.join(format!("sriov-{}.token", o.pf)));
-    let state_file = o
-        .state_file
-        .clone()
-        .unwrap_or_else(|| dir.join(format!("sriov-{}.state", o.pf)));
-    for p in [&token_file, &state_file] {
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d)?;
-        }
+    let mut config = ServiceConfig::new(o.pf, o.vfs);
+    config.policies = o.policies.clone().into_iter().collect();
+    config.restart = o.restart;
+    if let Some(t) = &o.token_file {
+        config.token_file = t.clone();
     }
-    let sys = Sysfs::new();
-    let t0 = Instant::now();
-    let (pf, vf_addrs, table) = if o.restart {
-        // Without the token file the PF is opened without a token: the kernel refuses it while a
-        // VF is open, and the error says so.
-        let token = match VfToken::load(&token_file) {
-            Ok(t) => Some(t),
-            Err(e) if !token_file.exists() => {
-                log::warn!("{e}: opening the PF without a VF token");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let pf = PfDevice::open(o.pf, token.as_ref(), true)?;
-        let vf_addrs = sys.device(o.pf)?.virtfns;
-        let saved = pf.load_state(&state_file, vf_addrs.len())?;
-        if vf_addrs.len() != o.vfs {
-            return Err(format!(
-                "--vfs {} but the PF has {} VFs enabled; a restart serves the VFs that exist",
-                o.vfs,
-                vf_addrs.len()
-            )
-            .into());
-        }
-        let mut table = VfTable::new(
-            saved.vfs.iter().map(|v| v.policy.clone()).collect(),
-            pf.mac,
-            now_ms(t0),
-        )?;
-        for (i, v) in saved.vfs.iter().enumerate() {
-            table.restore(i, v);
-        }
+    if let Some(s) = &o.state_file {
+        config.state_file = s.clone();
+    }
+    let mut svc = PfService::start(config)?;
+    if o.restart {
         println!(
             "sriov-pf: restarted: PF opened with the saved token, state {} restored ({} VFs)",
-            state_file.display(),
-            saved.vfs.len()
+            svc.config().state_file.display(),
+            svc.vf_addrs().len()
         );
-        (pf, vf_addrs, table)
-    } else {
-        let token = VfToken::generate();
-        // A token file left from an earlier run is replaced: this token is the one that counts.
-        match std::fs::remove_file(&token_file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
-        let _ = std::fs::remove_file(&state_file);
-        token.save(&token_file)?;
-        let pf = PfDevice::open(o.pf, Some(&token), false)?;
-        let mut policies: Vec<VfPolicy> = (0..o.vfs)
-            .map(|i| o.policies.get(&i).cloned().unwrap_or_default())
-            .collect();
-        for (i, p) in policies.iter_mut().enumerate() {
-            if p.mac.is_none() {
-                p.mac = Some(generated_mac(o.pf, i));
-            }
-        }
-        let table = VfTable::new(policies, pf.mac, now_ms(t0))?;
-        let vf_addrs = pf.enable_vfs(o.vfs as u16)?;
-        (pf, vf_addrs, table)
-    };
+    }
+    let token_file = svc.config().token_file.clone();
     println!("sriov-pf: token file: {}", token_file.display());
-    println!("sriov-pf: state file: {}", state_file.display());
-    let kernel_vfs: Vec<usize> = table
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.policy.kernel_driver)
-        .map(|(i, _)| i)
-        .collect();
-    for (i, (a, s)) in vf_addrs.iter().zip(table.iter()).enumerate() {
+    println!("sriov-pf: state file: {}", svc.config().state_file.display());
+    for (i, (a, s)) in svc.vf_addrs().iter().zip(svc.host().table().iter()).enumerate() {
         println!(
             "sriov-pf: VF {i}: {a} MAC {} trust={} spoof={} {}",
             s.mac.map(|m| m.to_string()).unwrap_or_else(|| "none".into()),
@@ -339,38 +208,14 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             }
         );
     }
-    let mut host = PfHost::new(pf.bar.clone(), &o.pf.to_string(), table)?;
-    host.setup_vmdq()?;
-    if !pf.wait_link(Duration::from_secs(10)) {
-        log::warn!("{}: link still down after 10 s", o.pf);
-    }
-    save_state(&host, &pf, &state_file);
-    // Kernel VFs: bind while the mailbox is served (igbvf's probe does the reset handshake).
-    let binder = if kernel_vfs.is_empty() || o.restart {
-        None
-    } else {
-        let addrs: Vec<(usize, PciAddress)> = kernel_vfs.iter().map(|&i| (i, vf_addrs[i])).collect();
-        Some(std::thread::spawn(move || -> Result<(), String> {
-            let sys = Sysfs::new();
-            if !std::path::Path::new("/sys/bus/pci/drivers/igbvf").exists() {
-                return Err("the kernel igbvf driver is not loaded (modprobe igbvf)".into());
-            }
-            for (i, a) in addrs {
-                sys.keep_vf_on_kernel_driver(a, "igbvf")
-                    .map_err(|e| format!("VF {i} ({a}): {e}"))?;
-                println!(
-                    "sriov-pf: VF {i}: {a} bound to the kernel igbvf driver (driver_override rewritten)"
-                );
-            }
-            Ok(())
-        }))
-    };
     // The PF's own traffic, on its own pool's queue.
+    let pf_mac = svc.pf.mac;
     let mut pf_port = None;
     let mut pf_queues: Option<(RxQueue, TxQueue)> = None;
     let mut pf_echoed = 0u64;
     if o.pf_echo {
-        let mut port = Port::with_driver(Box::new(pf.pool_port(host.pf_pool() as u16)?), 0);
+        let pool_q = svc.host().pf_pool() as u16;
+        let mut port = Port::with_driver(Box::new(svc.pf.pool_port(pool_q)?), 0);
         let map = port.dma_map().ok_or("the PF pool port has no DMA map")?;
         let pool = Mempool::new(
             &MempoolConfig {
@@ -384,11 +229,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let (mut rx, mut tx) = port.take_queues()?;
         pf_queues = Some((rx.remove(0), tx.remove(0)));
         pf_port = Some(port);
-        println!(
-            "sriov-pf: PF pool {} forwards its own traffic (echo), MAC {}",
-            host.pf_pool(),
-            pf.mac
-        );
+        println!("sriov-pf: PF pool {pool_q} forwards its own traffic (echo), MAC {pf_mac}");
     }
     let mut burst = Burst::new();
     let mut children: Vec<(String, Child)> = Vec::new();
@@ -397,15 +238,14 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         c.arg("-c").arg(cmd);
         c.env("OXPMD_VF_TOKEN_FILE", &token_file);
         c.env("OXPMD_PF", o.pf.to_string());
-        for (i, a) in vf_addrs.iter().enumerate() {
+        for (i, a) in svc.vf_addrs().iter().enumerate() {
             c.env(format!("OXPMD_VF{i}"), a.to_string());
         }
         let child = c.spawn().map_err(|e| format!("--launch {cmd}: {e}"))?;
         println!("sriov-pf: launched pid {}: {cmd}", child.id());
         children.push((cmd.clone(), child));
     }
-    println!("sriov-pf: serving {} VF(s)", vf_addrs.len());
-    let mut binder = binder;
+    println!("sriov-pf: serving {} VF(s)", svc.vf_addrs().len());
     let mut last_stats = Instant::now();
     let mut failed_children = 0;
     let started = Instant::now();
@@ -418,41 +258,23 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
                         let mut src = [0u8; 6];
                         src.copy_from_slice(&d[6..12]);
                         d[0..6].copy_from_slice(&src);
-                        d[6..12].copy_from_slice(&pf.mac.0);
+                        d[6..12].copy_from_slice(&pf_mac.0);
                     }
                 }
                 pf_echoed += tx.tx_burst(&mut burst) as u64;
                 burst.clear();
             }
         }
-        let events = host.poll(now_ms(t0))?;
-        // Refusals change no saved state: a flooding VF must not make the manager write.
-        let changed = events.iter().any(|e| !matches!(e, VfEvent::Refused { .. }));
-        for e in &events {
-            match e {
-                VfEvent::Ready { vf, mac } => println!("sriov-pf: event VF {vf}: ready, MAC {mac}"),
-                VfEvent::Done { vf, id } => println!("sriov-pf: event VF {vf}: message {id:#06x} done"),
-                // Rate-limit refusals are counted and logged once a second by the PF host.
+        for e in &svc.poll()? {
+            // Rate-limit refusals are counted and logged once a second by the PF host.
+            if !matches!(
+                e,
                 VfEvent::Refused {
                     reason: Refusal::RateLimited,
                     ..
-                } => {}
-                VfEvent::Refused { vf, id, reason } => {
-                    println!("sriov-pf: event VF {vf}: message {id:#06x} refused: {reason}")
                 }
-                VfEvent::Flr { vf } => println!("sriov-pf: event VF {vf}: function reset"),
-            }
-        }
-        if changed {
-            save_state(&host, &pf, &state_file);
-        }
-        if binder.as_ref().is_some_and(|b| b.is_finished()) {
-            if let Some(b) = binder.take() {
-                match b.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(format!("binding kernel VFs: {e}").into()),
-                    Err(_) => return Err("the kernel-VF binding thread panicked".into()),
-                }
+            ) {
+                println!("sriov-pf: event {e}");
             }
         }
         if !children.is_empty() {
@@ -473,7 +295,7 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if !o.stats.is_zero() && last_stats.elapsed() >= o.stats {
-            print_counters(&host);
+            print_counters(svc.host());
             last_stats = Instant::now();
         }
         if o.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -486,18 +308,15 @@ fn run(o: Options) -> Result<(), Box<dyn std::error::Error>> {
         let _ = c.kill();
         let _ = c.wait();
     }
-    print_counters(&host);
+    print_counters(svc.host());
     if o.pf_echo {
         println!("sriov-pf: PF pool echoed {pf_echoed} frame(s)");
     }
     drop(pf_queues);
     drop(pf_port);
-    save_state(&host, &pf, &state_file);
+    let state_file = svc.config().state_file.clone();
+    svc.stop(o.remove_vfs)?;
     if o.remove_vfs {
-        host.shutdown()?;
-        drop(host);
-        drop(pf);
-        sys.set_num_vfs(o.pf, 0)?;
         println!("sriov-pf: VFs removed");
     } else {
         println!(

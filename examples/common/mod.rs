@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureReport, json_escape, port_stats_json};
@@ -16,8 +16,8 @@ use oxpmd::pmd::{Port, PortStats};
 /// The error type of an example's `run`.
 pub type BoxError = Box<dyn std::error::Error>;
 
-/// Set by SIGINT / SIGTERM once [`install_signal_handlers`] has run.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+/// The SIGINT / SIGTERM stop flag and its installer (the library's).
+pub use oxpmd::pmd::signal::{STOP, install_stop_handlers as install_signal_handlers};
 
 /// Set by `--stats-json`: stdout carries JSON only, text lines go to stderr.
 pub static JSON_MODE: AtomicBool = AtomicBool::new(false);
@@ -37,29 +37,6 @@ pub(crate) use say;
 /// A set-up step of program `prog` and its duration, on stderr.
 pub fn step(prog: &str, what: &str, t: Instant) {
     eprintln!("{prog}: setup: {what}: {:.3} s", t.elapsed().as_secs_f64());
-}
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    // Async-signal-safe: one atomic store.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Makes SIGINT and SIGTERM set [`STOP`].
-pub fn install_signal_handlers() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is a valid value; the handler only stores to an atomic, which
-        // is async-signal-safe; the old action is not needed (null).
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// A minimal stderr logger (no extra crate).

@@ -236,6 +236,13 @@ pub enum DeviceSpec {
         /// The wrapped device.
         inner: Box<DeviceSpec>,
     },
+    /// A VF handed over by the PF service: `vf-service:SOCKET:VF` (an 82576 VF, igbvf).
+    VfService {
+        /// The service's control socket.
+        socket: std::path::PathBuf,
+        /// VF index.
+        vf: usize,
+    },
 }
 
 impl DeviceSpec {
@@ -250,6 +257,11 @@ impl DeviceSpec {
         }
         if s.is_empty() || s.len() > 128 {
             return Err(bad());
+        }
+        if s.starts_with("vf-service:") {
+            return crate::sriov::handover::parse_spec(s)
+                .map(|(socket, vf)| DeviceSpec::VfService { socket, vf })
+                .map_err(|_| bad());
         }
         let (head, opts) = match s.split_once(',') {
             Some((h, o)) => (h, Some(o)),
@@ -334,6 +346,7 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Null { index, .. } => write!(f, "null{index}"),
             DeviceSpec::Ring { name } => write!(f, "ring:{name}"),
             DeviceSpec::Fault { faults, inner } => write!(f, "fault:{faults}:{inner}"),
+            DeviceSpec::VfService { socket, vf } => write!(f, "vf-service:{}:{vf}", socket.display()),
         }
     }
 }

@@ -214,6 +214,9 @@ impl Port {
                 faults.clone(),
                 Self::open_driver(inner, opts)?,
             )),
+            DeviceSpec::VfService { socket, vf } => Box::new(
+                crate::drivers::igbvf::IgbvfDriver::open_from_service(socket, *vf)?,
+            ),
         })
     }
 

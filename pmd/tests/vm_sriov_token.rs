@@ -157,10 +157,11 @@ fn pf_restart_with_a_vf_open() {
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn manager_refuses_bad_arguments_before_touching_the_device() {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(example("sriov-pf"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = run_bounded(
+            "sriov-pf with bad arguments",
+            std::process::Command::new(example("sriov-pf")).args(args),
+            COMMAND_LIMIT,
+        );
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

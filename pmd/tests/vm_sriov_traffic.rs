@@ -31,6 +31,9 @@ fn pf() -> String {
     env("OXPMD_PORT0")
 }
 
+/// pktgen sends 400 frames at 2000/s: seconds; this bound only stops a hang.
+const PKTGEN_LIMIT: Duration = Duration::from_secs(180);
+
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn vf_traffic_local_switching_and_wire() {
@@ -105,21 +108,25 @@ fn pktgen_runs_on_vf_ports_with_the_token_file() {
     init_log();
     let m = Manager::start(&["--pf", &pf(), "--vfs", "2"]);
     let vfs = vf_addrs(&pf());
-    let out = Command::new(example("pktgen"))
-        .args([
-            "--tx-port",
-            &vfs[0],
-            "--rx-port",
-            &vfs[1],
-            "--count",
-            "400",
-            "--rate",
-            "2000",
-            "--expect-all",
-        ])
-        .env("OXPMD_VF_TOKEN_FILE", &m.token_file)
-        .output()
-        .expect("run pktgen");
+    let out = run_bounded(
+        "pktgen",
+        Command::new(example("pktgen"))
+            .args([
+                "--tx-port",
+                &vfs[0],
+                "--rx-port",
+                &vfs[1],
+                "--count",
+                "400",
+                "--rate",
+                "2000",
+                "--expect-all",
+                "--tx-stall",
+                "10",
+            ])
+            .env("OXPMD_VF_TOKEN_FILE", &m.token_file),
+        PKTGEN_LIMIT,
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -130,21 +137,25 @@ fn pktgen_runs_on_vf_ports_with_the_token_file() {
     assert!(text.contains("pktgen-result:"), "{text}");
     // A VF port and an igb port in one process share one IOMMU container (and pool): VF 0 to
     // the wire (port 1).
-    let out = Command::new(example("pktgen"))
-        .args([
-            "--tx-port",
-            &vfs[0],
-            "--rx-port",
-            &env("OXPMD_PORT1"),
-            "--count",
-            "400",
-            "--rate",
-            "2000",
-            "--expect-all",
-        ])
-        .env("OXPMD_VF_TOKEN_FILE", &m.token_file)
-        .output()
-        .expect("run pktgen");
+    let out = run_bounded(
+        "pktgen",
+        Command::new(example("pktgen"))
+            .args([
+                "--tx-port",
+                &vfs[0],
+                "--rx-port",
+                &env("OXPMD_PORT1"),
+                "--count",
+                "400",
+                "--rate",
+                "2000",
+                "--expect-all",
+                "--tx-stall",
+                "10",
+            ])
+            .env("OXPMD_VF_TOKEN_FILE", &m.token_file),
+        PKTGEN_LIMIT,
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -157,11 +168,16 @@ fn pktgen_runs_on_vf_ports_with_the_token_file() {
 }
 
 fn modprobe(m: &str) {
-    let st = Command::new(env("OXPMD_VM_MODPROBE"))
-        .arg(m)
-        .status()
-        .expect("modprobe");
-    assert!(st.success(), "modprobe {m}");
+    let out = run_bounded(
+        &format!("modprobe {m}"),
+        Command::new(env("OXPMD_VM_MODPROBE")).arg(m),
+        COMMAND_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "modprobe {m}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn sys(path: &str) -> String {
@@ -238,10 +254,11 @@ fn kernel_igbvf_comes_up_against_our_pf() {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut ping = Command::new("busybox")
-        .args(["ping", "-c", "30", "-W", "1", "10.77.0.2"])
-        .spawn()
-        .expect("busybox ping");
+    let ping = ChildGuard::spawn(
+        "busybox ping",
+        Command::new("busybox").args(["ping", "-c", "30", "-W", "1", "10.77.0.2"]),
+        COMMAND_LIMIT,
+    );
     let mut arp_requests = 0;
     let mut icmp_requests = 0;
     let mut burst = oxpmd_pmd::Burst::new();
@@ -278,8 +295,7 @@ fn kernel_igbvf_comes_up_against_our_pf() {
             }
         }
     }
-    let _ = ping.kill();
-    let _ = ping.wait();
+    drop(ping);
     assert!(
         arp_requests >= 1,
         "no ARP request from the kernel VF reached the wire"

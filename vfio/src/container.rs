@@ -14,6 +14,9 @@ use crate::sys::{self, ArgBuf};
 use crate::token::VfToken;
 use crate::uapi;
 
+mod handover;
+pub use handover::adopt_device;
+
 /// One usable IOVA range of the IOMMU, inclusive of `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IovaRange {

@@ -243,6 +243,11 @@ impl Device {
         })
     }
 
+    /// The device's descriptor, to hand over (with its group's and container's).
+    pub fn handover_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.inner.file)
+    }
+
     /// Its PCI address.
     pub fn address(&self) -> PciAddress {
         self.inner.address

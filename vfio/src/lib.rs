@@ -60,7 +60,7 @@ pub mod uapi;
 mod testutil;
 
 pub use bar::{Bar, Register};
-pub use container::{Container, DmaMapping, Group, GroupStatus, IommuInfo, IovaRange};
+pub use container::{Container, DmaMapping, Group, GroupStatus, IommuInfo, IovaRange, adopt_device};
 pub use device::{Device, DeviceInfo, Interrupts, IrqInfo, IrqKind, RegionInfo, SparseArea};
 pub use error::{BarError, BarErrorKind, Error, Op, Result};
 pub use noiommu::NoIommu;

@@ -31,6 +31,27 @@ pub mod id {
     pub const PF_CONTROL: u16 = 0x0100;
 }
 
+/// The VF's view of its mailbox control (V2PMAILBOX), defined once for the VF driver and the
+/// PF-side model.
+pub mod v2p {
+    /// Request: the VF posted a message.
+    pub const REQ: u32 = 0x01;
+    /// The VF acknowledges the PF's message.
+    pub const ACK: u32 = 0x02;
+    /// The VF holds the buffer.
+    pub const VFU: u32 = 0x04;
+    /// The PF holds the buffer.
+    pub const PFU: u32 = 0x08;
+    /// The PF posted a message (clear on read).
+    pub const PFSTS: u32 = 0x10;
+    /// The PF acknowledged the VF's message (clear on read).
+    pub const PFACK: u32 = 0x20;
+    /// Reset in progress.
+    pub const RSTI: u32 = 0x40;
+    /// Reset done (clear on read).
+    pub const RSTD: u32 = 0x80;
+}
+
 /// Word 0 flag: the request was done.
 pub const MSG_ACK: u32 = 0x8000_0000;
 /// Word 0 flag: the request was refused.

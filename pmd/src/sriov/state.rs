@@ -6,7 +6,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `OXSRIOV1` |
-//! | 8 | 2 | format version (1) |
+//! | 8 | 2 | format version (2; version 1 files still load) |
 //! | 10 | 2 | header length (32) |
 //! | 12 | 4 | body length = VF count x record length |
 //! | 16 | 2 | PF PCI domain |
@@ -17,13 +17,15 @@
 //! | 24 | 1 | VF count (0..=8) |
 //! | 25 | 1 | reserved (0) |
 //! | 26 | 6 | PF MAC |
-//! | 32 | body | one [`VF_RECORD_LEN`]-byte record per VF, in VF order |
+//! | 32 | body | one record per VF, in VF order ([`VF_RECORD_LEN`] bytes; [`VF_RECORD_LEN_V1`] in version 1) |
 //! | end | 4 | CRC-32 (IEEE) of every byte before it |
 //!
 //! VF record: index (1), flags (1: trusted, spoof check, kernel driver, admin MAC present, MAC
 //! present, ready, multicast promiscuous), admin MAC (6), MAC (6), max VLANs (1), max multicast
 //! (1), max frame bound (4), message burst (4), messages per second (4), current max frame (4),
-//! multicast count (1), VLAN count (1), 30 hashes (60), 32 VLANs (64).
+//! multicast count (1), VLAN count (1), 30 hashes (60), 32 VLANs (64); from version 2: port
+//! VLAN (2; 0 = none, else 1..=4094), link state (1: 0 auto, 1 enable, 2 disable), reserved (1,
+//! zero). A version 1 record loads with no port VLAN and link auto.
 //!
 //! [`decode`] refuses anything inconsistent, each with its own [`StateError`]: a short or long
 //! file, wrong magic / version / lengths, a checksum mismatch, records out of order, unknown flag
@@ -38,17 +40,30 @@ use std::path::Path;
 use oxpmd_vfio::PciAddress;
 
 use super::mailbox::{MAX_MC_HASH, MAX_MC_HASHES};
-use super::policy::{MAX_VFS, MAX_VLANS_CAP, MIN_FRAME, SavedVf, VfPolicy};
+use super::policy::{LinkState, MAX_VFS, MAX_VLANS_CAP, MIN_FRAME, SavedVf, VfPolicy};
 use crate::mac::MacAddr;
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"OXSRIOV1";
-/// Format version.
-pub const VERSION: u16 = 1;
+/// Format version written.
+pub const VERSION: u16 = 2;
+/// The oldest version read.
+pub const VERSION_MIN: u16 = 1;
 /// Header length.
 pub const HEADER_LEN: usize = 32;
 /// Length of one VF record.
-pub const VF_RECORD_LEN: usize = 34 + 2 * MAX_MC_HASHES + 2 * MAX_VLANS_CAP;
+pub const VF_RECORD_LEN: usize = VF_RECORD_LEN_V1 + 4;
+/// Length of one VF record in version 1 files.
+pub const VF_RECORD_LEN_V1: usize = 34 + 2 * MAX_MC_HASHES + 2 * MAX_VLANS_CAP;
+
+/// The record length of format `version` (a supported one).
+fn record_len(version: u16) -> usize {
+    if version >= 2 {
+        VF_RECORD_LEN
+    } else {
+        VF_RECORD_LEN_V1
+    }
+}
 /// Checksum length.
 pub const CRC_LEN: usize = 4;
 /// Largest valid file.
@@ -106,7 +121,7 @@ pub enum StateError {
     #[error("not an oxpmd SR-IOV state file (bad magic)")]
     Magic,
     /// A version this build does not read.
-    #[error("state file version {0} is not supported (this build reads version {VERSION})")]
+    #[error("state file version {0} is not supported (this build reads versions {VERSION_MIN}..={VERSION})")]
     Version(u16),
     /// A header field with a wrong value.
     #[error("state header: {field} = {value}, expected {expected}")]
@@ -183,6 +198,16 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// Encodes a state; fails only if it could not be decoded again (more than 8 VFs, a VF whose
 /// lists exceed the format).
 pub fn encode(state: &SavedState) -> Result<Vec<u8>, StateError> {
+    encode_version(state, VERSION)
+}
+
+/// Encodes in format `version` (1 or 2); version 1 has no place for a port VLAN or a link state
+/// other than auto, and refuses a state that has them.
+pub fn encode_version(state: &SavedState, version: u16) -> Result<Vec<u8>, StateError> {
+    if !(VERSION_MIN..=VERSION).contains(&version) {
+        return Err(StateError::Version(version));
+    }
+    let rec_len = record_len(version);
     if state.vfs.len() > MAX_VFS {
         return Err(StateError::Header {
             field: "VF count",
@@ -190,10 +215,10 @@ pub fn encode(state: &SavedState) -> Result<Vec<u8>, StateError> {
             expected: "0..=8",
         });
     }
-    let body = state.vfs.len() * VF_RECORD_LEN;
+    let body = state.vfs.len() * rec_len;
     let mut b = Vec::with_capacity(HEADER_LEN + body + CRC_LEN);
     b.extend_from_slice(&MAGIC);
-    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&(HEADER_LEN as u16).to_le_bytes());
     b.extend_from_slice(&(body as u32).to_le_bytes());
     let a = state.pf.addr;
@@ -247,7 +272,17 @@ pub fn encode(state: &SavedState) -> Result<Vec<u8>, StateError> {
         for j in 0..MAX_VLANS_CAP {
             b.extend_from_slice(&v.vlans.get(j).copied().unwrap_or(0).to_le_bytes());
         }
-        debug_assert_eq!(b.len() - start, VF_RECORD_LEN);
+        if version >= 2 {
+            b.extend_from_slice(&p.port_vlan.unwrap_or(0).to_le_bytes());
+            b.push(link_code(p.link));
+            b.push(0);
+        } else if p.port_vlan.is_some() || p.link != LinkState::Auto {
+            return Err(StateError::Record {
+                vf: i,
+                what: "a port VLAN or link state needs format version 2".into(),
+            });
+        }
+        debug_assert_eq!(b.len() - start, rec_len);
     }
     let crc = crc32(&b);
     b.extend_from_slice(&crc.to_le_bytes());
@@ -296,9 +331,10 @@ pub fn decode(data: &[u8]) -> Result<SavedState, StateError> {
         return Err(StateError::Magic);
     }
     let version = r.u16().ok_or_else(short)?;
-    if version != VERSION {
+    if !(VERSION_MIN..=VERSION).contains(&version) {
         return Err(StateError::Version(version));
     }
+    let rec_len = record_len(version);
     let header_len = r.u16().ok_or_else(short)?;
     if usize::from(header_len) != HEADER_LEN {
         return Err(StateError::Header {
@@ -342,7 +378,7 @@ pub fn decode(data: &[u8]) -> Result<SavedState, StateError> {
             expected: "0..=8",
         });
     }
-    if count.checked_mul(VF_RECORD_LEN) != usize::try_from(body_len).ok() {
+    if count.checked_mul(rec_len) != usize::try_from(body_len).ok() {
         return Err(StateError::Header {
             field: "body length",
             value: body_len.into(),
@@ -367,8 +403,8 @@ pub fn decode(data: &[u8]) -> Result<SavedState, StateError> {
     }
     let mut vfs = Vec::with_capacity(count);
     for vf in 0..count {
-        let rec = r.take(VF_RECORD_LEN).ok_or_else(short)?;
-        let v = decode_record(vf, rec)?;
+        let rec = r.take(rec_len).ok_or_else(short)?;
+        let v = decode_record(vf, rec, version)?;
         // MACs unique across VFs and the PF.
         if let Some(m) = v.mac {
             if m == pf_mac || vfs.iter().any(|o: &SavedVf| o.mac == Some(m)) {
@@ -387,7 +423,15 @@ pub fn decode(data: &[u8]) -> Result<SavedState, StateError> {
     })
 }
 
-fn decode_record(vf: usize, rec: &[u8]) -> Result<SavedVf, StateError> {
+fn link_code(l: LinkState) -> u8 {
+    match l {
+        LinkState::Auto => 0,
+        LinkState::Enable => 1,
+        LinkState::Disable => 2,
+    }
+}
+
+fn decode_record(vf: usize, rec: &[u8], version: u16) -> Result<SavedVf, StateError> {
     let bad = |what: String| StateError::Record { vf, what };
     let mut r = Reader { data: rec, pos: 0 };
     let short = || StateError::Record {
@@ -414,7 +458,7 @@ fn decode_record(vf: usize, rec: &[u8]) -> Result<SavedVf, StateError> {
     };
     let admin = opt_mac(flags & F_ADMIN_MAC != 0, admin, "admin MAC")?;
     let mac = opt_mac(flags & F_MAC != 0, mac, "MAC")?;
-    let policy = VfPolicy {
+    let mut policy = VfPolicy {
         mac: admin,
         trusted: flags & F_TRUSTED != 0,
         spoof_check: flags & F_SPOOF != 0,
@@ -424,8 +468,9 @@ fn decode_record(vf: usize, rec: &[u8]) -> Result<SavedVf, StateError> {
         max_frame: r.u32().ok_or_else(short)?,
         msg_burst: r.u32().ok_or_else(short)?,
         msg_per_sec: r.u32().ok_or_else(short)?,
+        port_vlan: None,
+        link: LinkState::Auto,
     };
-    policy.validate(vf).map_err(|e| bad(e.to_string()))?;
     if let (Some(a), Some(m), false) = (admin, mac, policy.trusted) {
         if a != m {
             return Err(bad(format!(
@@ -475,6 +520,23 @@ fn decode_record(vf: usize, rec: &[u8]) -> Result<SavedVf, StateError> {
             return Err(bad("unused VLAN entries are not zero".into()));
         }
     }
+    if version >= 2 {
+        let pv = r.u16().ok_or_else(short)?;
+        policy.port_vlan = (pv != 0).then_some(pv);
+        policy.link = match r.u8().ok_or_else(short)? {
+            0 => LinkState::Auto,
+            1 => LinkState::Enable,
+            2 => LinkState::Disable,
+            l => return Err(bad(format!("link state {l} is not 0, 1 or 2"))),
+        };
+        if r.u8().ok_or_else(short)? != 0 {
+            return Err(bad("reserved byte not zero".into()));
+        }
+        if policy.port_vlan.is_some() && !vlans.is_empty() {
+            return Err(bad("VLAN filters listed beside a port VLAN".into()));
+        }
+    }
+    policy.validate(vf).map_err(|e| bad(e.to_string()))?;
     let ready = flags & F_READY != 0;
     if ready && mac.is_none() {
         return Err(bad("ready without a MAC".into()));
@@ -552,197 +614,4 @@ impl SavedState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> SavedState {
-        let mut hashes = [0u16; MAX_MC_HASHES];
-        hashes[0] = 0x123;
-        hashes[1] = 0xfff;
-        let v0 = SavedVf {
-            policy: VfPolicy {
-                mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
-                ..VfPolicy::default()
-            },
-            ready: true,
-            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
-            mc_hashes: hashes,
-            mc_count: 2,
-            vlans: vec![5, 100, 4095],
-            max_frame: 1522,
-            mc_promisc: false,
-        };
-        let v1 = SavedVf {
-            policy: VfPolicy {
-                mac: None,
-                trusted: true,
-                kernel_driver: true,
-                ..VfPolicy::default()
-            },
-            ready: false,
-            mac: None,
-            mc_hashes: [0; MAX_MC_HASHES],
-            mc_count: 0,
-            vlans: vec![],
-            max_frame: 1518,
-            mc_promisc: true,
-        };
-        SavedState {
-            pf: PfIdentity {
-                addr: PciAddress::parse("0000:00:02.0").unwrap(),
-                vendor: 0x8086,
-                device: 0x10c9,
-            },
-            pf_mac: MacAddr([0x52, 0x54, 0, 0, 1, 0]),
-            vfs: vec![v0, v1],
-        }
-    }
-
-    fn reseal(b: &mut [u8]) {
-        let n = b.len() - CRC_LEN;
-        let c = crc32(&b[..n]);
-        b[n..].copy_from_slice(&c.to_le_bytes());
-    }
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-    }
-
-    #[test]
-    fn roundtrip_and_exact_length() {
-        let s = sample();
-        let b = encode(&s).unwrap();
-        assert_eq!(b.len(), HEADER_LEN + 2 * VF_RECORD_LEN + CRC_LEN);
-        assert_eq!(decode(&b).unwrap(), s);
-        let empty = SavedState { vfs: vec![], ..s };
-        assert_eq!(decode(&encode(&empty).unwrap()).unwrap(), empty);
-    }
-
-    #[test]
-    fn refuses_every_inconsistency() {
-        let good = encode(&sample()).unwrap();
-        // Every truncation and one extra byte.
-        for n in 0..good.len() {
-            assert!(decode(&good[..n]).is_err(), "truncated to {n} accepted");
-        }
-        let mut long = good.clone();
-        long.push(0);
-        assert!(matches!(decode(&long), Err(StateError::Length { .. })));
-        // Any single flipped bit is caught (checksum or a field check).
-        for i in 0..good.len() {
-            for bit in 0..8 {
-                let mut b = good.clone();
-                b[i] ^= 1 << bit;
-                assert!(decode(&b).is_err(), "flip at byte {i} bit {bit} accepted");
-            }
-        }
-        // Field checks behind a valid checksum.
-        let edit = |i: usize, v: u8| {
-            let mut b = good.clone();
-            b[i] = v;
-            reseal(&mut b);
-            decode(&b)
-        };
-        assert!(matches!(edit(0, b'X'), Err(StateError::Magic)));
-        assert!(matches!(edit(8, 2), Err(StateError::Version(2))));
-        assert!(matches!(edit(10, 33), Err(StateError::Header { .. })));
-        assert!(matches!(edit(12, 0xff), Err(StateError::Length { .. })));
-        assert!(matches!(edit(24, 3), Err(StateError::Header { .. })));
-        assert!(matches!(edit(24, 200), Err(StateError::Header { .. })));
-        assert!(matches!(edit(25, 1), Err(StateError::Header { .. })));
-        assert!(matches!(edit(26, 0x01), Err(StateError::Header { .. })));
-        let rec = HEADER_LEN;
-        assert!(matches!(edit(rec, 1), Err(StateError::Record { vf: 0, .. })));
-        assert!(matches!(edit(rec + 1, 0x80), Err(StateError::Record { .. })));
-        // Untrusted VF whose MAC differs from its admin MAC.
-        assert!(matches!(edit(rec + 13, 9), Err(StateError::Record { .. })));
-        // max_vlans over 32.
-        assert!(matches!(edit(rec + 14, 33), Err(StateError::Record { .. })));
-        // VLAN count over the policy limit.
-        assert!(matches!(edit(rec + 33, 9), Err(StateError::Record { .. })));
-        // Unused hash entry non-zero.
-        assert!(matches!(
-            edit(rec + 34 + 2 * 5, 1),
-            Err(StateError::Record { .. })
-        ));
-        // Unsorted VLANs: second VLAN (100) set to 1.
-        assert!(matches!(
-            edit(rec + 34 + 60 + 2, 1),
-            Err(StateError::Record { .. })
-        ));
-        // Oversized body length with a consistent file length cannot overflow.
-        let mut b = good.clone();
-        b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        reseal(&mut b);
-        assert!(decode(&b).is_err());
-    }
-
-    #[test]
-    fn identity_check() {
-        let s = sample();
-        let me = s.pf;
-        assert!(s.check_identity(&me, 2).is_ok());
-        assert!(matches!(
-            s.check_identity(&me, 3),
-            Err(StateError::VfCount { .. })
-        ));
-        let other = PfIdentity {
-            addr: PciAddress::parse("0000:00:06.0").unwrap(),
-            ..me
-        };
-        let e = s.check_identity(&other, 2).unwrap_err();
-        assert!(e.to_string().contains("0000:00:06.0"), "{e}");
-        let other = PfIdentity { device: 0x10ca, ..me };
-        assert!(s.check_identity(&other, 2).is_err());
-    }
-
-    #[test]
-    fn random_bytes_never_panic() {
-        let good = encode(&sample()).unwrap();
-        let mut s = 0xDEAD_BEEF_1234_5678u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        for _ in 0..20_000 {
-            let len = (next() % (MAX_FILE_LEN as u64 + 8)) as usize;
-            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if next() % 2 == 0 && b.len() >= 16 {
-                b[..16].copy_from_slice(&good[..16]);
-                reseal(&mut b);
-            }
-            let _ = decode(&b);
-        }
-        // Mutations of a good file that keep the checksum valid.
-        for _ in 0..20_000 {
-            let mut b = good.clone();
-            for _ in 0..(1 + next() % 4) {
-                let i = (next() as usize) % b.len();
-                b[i] = next() as u8;
-            }
-            reseal(&mut b);
-            if let Ok(st) = decode(&b) {
-                assert_eq!(decode(&encode(&st).unwrap()).unwrap(), st);
-            }
-        }
-    }
-
-    #[test]
-    fn save_and_load_with_mode_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("oxpmd-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("pf.state");
-        let s = sample();
-        s.save(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(SavedState::load(&p).unwrap(), s);
-        std::fs::write(&p, b"garbage").unwrap();
-        assert!(matches!(SavedState::load(&p), Err(StateError::Size { .. })));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

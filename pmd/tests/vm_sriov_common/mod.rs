@@ -2,9 +2,10 @@
 //! process, VF ports, frames, send and receive.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,190 @@ use oxpmd_pmd::{Burst, DeviceSpec, MacAddr, OpenOptions, Port, PortConfig, RxQue
 /// Hang guard only (never a speed assertion).
 pub const DEADLINE: Duration = Duration::from_secs(60);
 pub const RING: usize = 256;
+/// How long a PF manager or service may run: longer than any test that starts one (a hang
+/// guard, never a timing assertion).
+pub const SERVICE_LIMIT: Duration = Duration::from_secs(600);
+/// How long a short command (`oxpmd vf ...`, modprobe, a refused client) may run.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// A child process of a test, bounded in time: a watchdog thread kills it when it outlives its
+/// limit, and dropping the guard kills it and waits for it, so neither a hung child nor a
+/// failing assertion leaves it running. Whatever it had to kill is printed (`test guard: ...`)
+/// and reported by [`ChildGuard::timed_out`].
+pub struct ChildGuard {
+    name: String,
+    pid: u32,
+    child: Arc<Mutex<Child>>,
+    done: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+    limit: Duration,
+}
+
+impl ChildGuard {
+    /// Starts `c` as `name`, to be killed after `limit`.
+    pub fn spawn(name: &str, c: &mut Command, limit: Duration) -> ChildGuard {
+        let child = c.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let pid = child.id();
+        let g = ChildGuard {
+            name: name.to_string(),
+            pid,
+            child: Arc::new(Mutex::new(child)),
+            done: Arc::new(AtomicBool::new(false)),
+            timed_out: Arc::new(AtomicBool::new(false)),
+            limit,
+        };
+        let (child, done, timed_out, name) = (
+            g.child.clone(),
+            g.done.clone(),
+            g.timed_out.clone(),
+            g.name.clone(),
+        );
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while !done.load(Ordering::Acquire) {
+                if t.elapsed() >= limit {
+                    let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(c.try_wait(), Ok(None)) {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        timed_out.store(true, Ordering::Release);
+                        eprintln!(
+                            "test guard: {name} (pid {pid}) still running after {} s: killed",
+                            limit.as_secs()
+                        );
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        g
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its name in reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The exit status once it exited.
+    pub fn try_wait(&self) -> Option<ExitStatus> {
+        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        c.try_wait().ok().flatten()
+    }
+
+    /// Waits until it exits (at the latest when the watchdog kills it at its limit).
+    pub fn wait(&self) -> ExitStatus {
+        loop {
+            if let Some(st) = self.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for it to exit, else kills it (reported as timed out).
+    pub fn wait_or_kill(&self, timeout: Duration) -> ExitStatus {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if let Some(st) = self.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_timed_out(&format!("did not exit within {} s", timeout.as_secs()));
+        self.wait()
+    }
+
+    /// Kills it now if it still runs, reporting why.
+    fn kill_timed_out(&self, why: &str) {
+        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.timed_out.store(true, Ordering::Release);
+            eprintln!("test guard: {} (pid {}) {why}: killed", self.name, self.pid);
+        }
+    }
+
+    /// True when the guard had to kill it (its limit, or a bounded wait, ran out).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
+    }
+
+    /// `test guard: NAME timed out ...` when it did, for assertion messages.
+    pub fn timeout_note(&self) -> String {
+        if self.timed_out() {
+            format!(
+                "\ntest guard: {} timed out (limit {} s) and was killed",
+                self.name,
+                self.limit.as_secs()
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    /// Its stdout and stderr pipes (when `Stdio::piped()`).
+    fn take_pipes(
+        &self,
+    ) -> (
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    ) {
+        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        (c.stdout.take(), c.stderr.take())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!(
+                "test guard: {} (pid {}) still running when its guard was dropped: killed",
+                self.name, self.pid
+            );
+        }
+    }
+}
+
+/// Runs `c` to completion like `Command::output`, but kills it after `limit`; a timeout is
+/// printed and appended to its stderr, so the assertion on its result names it.
+pub fn run_bounded(name: &str, c: &mut Command, limit: Duration) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let g = ChildGuard::spawn(name, c, limit);
+    let (out, err) = g.take_pipes();
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = read(out.map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = read(err.map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let status = g.wait();
+    let stdout = out.join().unwrap_or_default();
+    let mut stderr = err.join().unwrap_or_default();
+    stderr.extend_from_slice(g.timeout_note().as_bytes());
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
@@ -57,7 +242,7 @@ pub fn example(name: &str) -> PathBuf {
 
 /// The PF manager running as a child process; its stdout and stderr lines are collected.
 pub struct Manager {
-    child: Child,
+    child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
     pub token_file: PathBuf,
     pub state_file: PathBuf,
@@ -88,14 +273,32 @@ impl Manager {
             .arg(&state_file)
             .arg("--stats")
             .arg("0")
-            .env("OXPMD_LOG", "info")
+            .env("OXPMD_LOG", "info");
+        Self::from_command(c, token_file, state_file)
+    }
+
+    /// Runs `c` (a PF manager or service) with its output collected, for at most
+    /// [`SERVICE_LIMIT`].
+    pub fn from_command(c: Command, token_file: PathBuf, state_file: PathBuf) -> Manager {
+        Self::with_limit(c, token_file, state_file, SERVICE_LIMIT)
+    }
+
+    /// Runs `c` with its output collected, killed after `limit` (see [`ChildGuard`]).
+    pub fn with_limit(mut c: Command, token_file: PathBuf, state_file: PathBuf, limit: Duration) -> Manager {
+        c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn sriov-pf");
+        let name = std::path::Path::new(c.get_program())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "child".into());
+        let child = ChildGuard::spawn(&name, &mut c, limit);
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for r in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        let (out, err) = child.take_pipes();
+        for r in [
+            Box::new(out.unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(err.unwrap()),
+        ] {
             let l = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(r).lines().map_while(Result::ok) {
@@ -112,8 +315,9 @@ impl Manager {
         }
     }
 
+    /// Everything it printed so far, and whether the guard had to kill it.
     pub fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.lines.lock().unwrap().join("\n") + &self.child.timeout_note()
     }
 
     pub fn has_line(&self, pred: impl Fn(&str) -> bool) -> bool {
@@ -136,9 +340,14 @@ impl Manager {
         false
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_none()
+        self.child.try_wait().is_none()
     }
 
     /// The MAC the manager printed for VF `i`.
@@ -159,49 +368,25 @@ impl Manager {
         mac.parse().unwrap()
     }
 
-    /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> (bool, String) {
+    /// SIGTERM, then the exit status (killed when it does not exit within [`DEADLINE`]).
+    pub fn stop(self) -> (bool, String) {
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .arg(self.child.pid().to_string())
             .status();
-        let t = Instant::now();
-        let st = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            if t.elapsed() > DEADLINE {
-                let _ = self.child.kill();
-                break self.child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        (st.success(), self.output())
+        self.finish()
     }
 
-    /// Waits for the process to exit by itself.
-    pub fn wait_exit(mut self) -> (bool, String) {
-        let t = Instant::now();
-        let st = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            if t.elapsed() > DEADLINE {
-                let _ = self.child.kill();
-                break self.child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        (st.success(), self.output())
+    /// Waits for the process to exit by itself (killed when it does not within [`DEADLINE`]).
+    pub fn wait_exit(self) -> (bool, String) {
+        self.finish()
     }
-}
 
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) -> (bool, String) {
+        let st = self.child.wait_or_kill(DEADLINE);
+        // Its last lines are still on their way through the reader threads.
+        std::thread::sleep(Duration::from_millis(100));
+        (st.success() && !self.child.timed_out(), self.output())
     }
 }
 

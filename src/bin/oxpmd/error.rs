@@ -127,6 +127,23 @@ pub enum CliError {
         address: String,
     },
 
+    /// The PF service failed (its message names the device, the step and the fix).
+    #[error("{0}")]
+    Service(String),
+
+    /// The control socket could not be reached (no service, or not allowed in).
+    #[error(transparent)]
+    Connect(#[from] oxpmd::pmd::sriov::control_client::ConnectError),
+
+    /// The PF service refused the request.
+    #[error("the PF service refused ({kind}): {message}")]
+    Refused {
+        /// The error kind it named.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+
     /// Some devices of a multi-device command failed (each was reported).
     #[error("{failed} of {total} devices failed")]
     Partial {

@@ -1,12 +1,13 @@
 //! The VF side of the mailbox: lock, post, wait for the PF's ACK and reply, acknowledge.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use oxpmd_vfio::{Bar, BarError};
 
 use super::regs::{self, mbx};
-use crate::sriov::mailbox::MBX_WORDS;
+use crate::sriov::mailbox::{self, MBX_WORDS, MSG_ACK, MSG_CTS, MSG_NACK};
 
 /// Register access of the VF's mailbox (BAR0, or a model in tests).
 pub trait VfMbxAccess {
@@ -70,12 +71,70 @@ pub enum MbxError {
 pub struct VfMailbox<A: VfMbxAccess> {
     access: A,
     timeout: Duration,
+    /// The PF's last word on the link: CTS in its last message (a reply or a CONTROL message).
+    pf_link_up: Cell<bool>,
+    /// The PF sent a CONTROL message with NACK: it changed this VF's settings, reset to learn them.
+    reset_asked: Cell<bool>,
 }
 
 impl<A: VfMbxAccess> VfMailbox<A> {
     /// A mailbox over `access`, each wait bounded by `timeout`.
     pub fn new(access: A, timeout: Duration) -> Self {
-        VfMailbox { access, timeout }
+        VfMailbox {
+            access,
+            timeout,
+            pf_link_up: Cell::new(true),
+            reset_asked: Cell::new(false),
+        }
+    }
+
+    /// False after the PF said the link is down (a CONTROL message or a reply without CTS),
+    /// until it sends CTS again.
+    pub fn pf_link_up(&self) -> bool {
+        self.pf_link_up.get()
+    }
+
+    /// True after the PF asked the VF to reset (CONTROL with NACK), until the next handshake.
+    pub fn reset_asked(&self) -> bool {
+        self.reset_asked.get()
+    }
+
+    /// Notes what word 0 of a PF message says about the link (the RESET reply never has CTS
+    /// and says nothing about it).
+    fn note(&self, w0: u32) {
+        let id = (w0 & mailbox::MSG_ID_MASK) as u16;
+        if id == mailbox::id::RESET {
+            if w0 & MSG_ACK != 0 {
+                self.reset_asked.set(false);
+                self.pf_link_up.set(true);
+            }
+            return;
+        }
+        self.pf_link_up.set(w0 & MSG_CTS != 0);
+        if id == mailbox::id::PF_CONTROL && w0 & MSG_NACK != 0 {
+            self.reset_asked.set(true);
+        }
+    }
+
+    /// Reads a message the PF posted by itself (PFSTS), acknowledges it and notes what it says
+    /// about the link. Returns its word 0. A message not read because the PF holds the lock is
+    /// lost to us (PFSTS clears on read); the PF repeats CTS in its next reply.
+    pub fn poll_pf_message(&self) -> Result<Option<u32>, MbxError> {
+        let v = self.access.read_ctl()?;
+        if v & mbx::PFSTS == 0 {
+            return Ok(None);
+        }
+        self.lock()?;
+        let w0 = self.access.read_mem(0)?;
+        self.access.write_ctl(mbx::ACK)?;
+        self.note(w0);
+        if w0 & MSG_NACK != 0 && (w0 & mailbox::MSG_ID_MASK) as u16 == mailbox::id::PF_CONTROL {
+            log::warn!(
+                "igbvf: the PF changed this VF's settings (CONTROL message {w0:#010x}): reset the \
+                 port to learn them (MAC, frame size, multicast)"
+            );
+        }
+        Ok(Some(w0))
     }
 
     /// The register access.
@@ -103,6 +162,8 @@ impl<A: VfMbxAccess> VfMailbox<A> {
 
     /// Posts `msg` and returns the PF's reply (16 words; the caller looks at what it expects).
     pub fn request(&self, msg: &[u32]) -> Result<[u32; MBX_WORDS], MbxError> {
+        // A message the PF posted by itself would be taken for our reply: read it first.
+        self.poll_pf_message()?;
         self.lock()?;
         for (i, w) in msg.iter().take(MBX_WORDS).enumerate() {
             self.access.write_mem(i, *w)?;
@@ -140,6 +201,7 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         }
         // ACK without VFU: acknowledges and releases the lock.
         self.access.write_ctl(mbx::ACK)?;
+        self.note(out[0]);
         Ok(out)
     }
 }
@@ -151,9 +213,9 @@ mod tests {
 
     use super::*;
     use crate::mac::MacAddr;
+    use crate::sriov::host::PfHost;
     use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
-    use crate::sriov::pf_host::PfHost;
-    use crate::sriov::pf_host::model::MailboxModel;
+    use crate::sriov::model::MailboxModel;
     use crate::sriov::policy::{VfPolicy, VfTable};
 
     struct ModelVf(Arc<MailboxModel>, usize);
@@ -224,6 +286,58 @@ mod tests {
         let host = pf.join().unwrap();
         assert_eq!(host.counters()[1].acked, 2);
         assert_eq!(host.counters()[1].nacked, 1);
+    }
+
+    #[test]
+    fn the_pf_holds_the_link_down_and_asks_for_a_reset_by_control_messages() {
+        use crate::sriov::{AdminChange, LinkState};
+        let m = Arc::new(MailboxModel::new());
+        let mac = MacAddr([2, 0, 0, 0, 0x20, 1]);
+        let t = VfTable::new(
+            vec![VfPolicy {
+                mac: Some(mac),
+                ..VfPolicy::default()
+            }],
+            MacAddr([0x52, 0x54, 0, 0, 1, 0]),
+            0,
+        )
+        .unwrap();
+        let mut host = PfHost::new(m.clone(), "model-pf", t).unwrap();
+        host.setup_vmdq().unwrap();
+        let vf = VfMailbox::new(ModelVf(m.clone(), 0), Duration::from_secs(10));
+        // Single-threaded: post, let the PF serve, read.
+        let serve = |host: &mut PfHost<Arc<MailboxModel>>, words: &[u32]| {
+            vf.lock().unwrap();
+            for (i, w) in words.iter().enumerate() {
+                vf.access.write_mem(i, *w).unwrap();
+            }
+            vf.access.write_ctl(mbx::REQ).unwrap();
+            host.poll(0).unwrap();
+            vf.poll_pf_message().unwrap().expect("a reply")
+        };
+        serve(&mut host, &VfRequest::Reset.encode()[..1]);
+        assert!(vf.pf_link_up());
+        host.admin(0, AdminChange::Link(LinkState::Disable)).unwrap();
+        host.poll(1).unwrap();
+        assert_eq!(vf.poll_pf_message().unwrap(), Some(0x0100));
+        assert!(!vf.pf_link_up());
+        // Replies while the link is down carry no CTS: still down.
+        serve(&mut host, &VfRequest::SetLpe { max_frame: 1526 }.encode()[..2]);
+        assert!(!vf.pf_link_up());
+        host.admin(0, AdminChange::Link(LinkState::Auto)).unwrap();
+        host.poll(2).unwrap();
+        vf.poll_pf_message().unwrap();
+        assert!(vf.pf_link_up());
+        assert!(!vf.reset_asked());
+        host.admin(0, AdminChange::Mac(MacAddr([2, 0, 0, 0, 0x20, 7])))
+            .unwrap();
+        host.poll(3).unwrap();
+        vf.poll_pf_message().unwrap();
+        assert!(vf.reset_asked());
+        assert!(!vf.pf_link_up());
+        let r = serve(&mut host, &VfRequest::Reset.encode()[..1]);
+        assert_eq!(r, MSG_ACK | 1);
+        assert!(!vf.reset_asked() && vf.pf_link_up());
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub enum IgbvfError {
     /// Queue did not enable.
     #[error("{0} queue did not report enabled within {QUEUE_ENABLE_TIMEOUT:?}")]
     QueueEnable(&'static str),
+    /// The PF service did not hand the VF over.
+    #[error(transparent)]
+    Service(#[from] crate::sriov::handover::VfServiceError),
 }
 
 const TOKEN_HINT: &str = "; give the VF token: set OXPMD_VF_TOKEN_FILE to the token file the PF manager \
@@ -244,6 +247,8 @@ pub struct IgbvfDriver {
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
     queues: Vec<(VfDir, u16)>,
+    /// The connection to the PF service that handed this VF over (kept open while we use it).
+    _service: Option<std::os::unix::net::UnixStream>,
 }
 
 impl std::fmt::Debug for IgbvfDriver {
@@ -267,13 +272,38 @@ impl IgbvfDriver {
         let name = addr.to_string();
         let token = token_from(opts).map_err(|e| drv_err(&name, "get the VF token", e))?;
         let hint = if token.is_none() { TOKEN_HINT } else { "" };
-        let vfio = |e| IgbvfError::Vfio {
-            source: Box::new(e),
-            hint,
-        };
         // One VFIO container for every PCI port of the process: a pool serves PF and VF ports.
         let (device, dma) = crate::iommu::open_pci_function(addr, token.as_ref())
             .map_err(|e| e.into_port_error(&name, hint))?;
+        Self::from_device(name, device, dma, None)
+    }
+
+    /// Opens VF `vf` as handed over by the PF service on `socket` (see
+    /// [`crate::sriov::handover`]): no VF token, no `/dev/vfio` access. The VF has its own
+    /// container (pools for it come from this port's `dma_map`); the connection stays open
+    /// while the port lives, and closing it makes the service reset the VF.
+    pub fn open_from_service(socket: &std::path::Path, vf: usize) -> Result<IgbvfDriver> {
+        let label = format!("vf-service:{}:{vf}", socket.display());
+        let h = crate::sriov::handover::open_from_service(socket, vf)
+            .map_err(|e| drv_err(&label, "open through the PF service", e))?;
+        let name = h.addr.to_string();
+        let dma = Arc::new(
+            VfioDmaMap::new(h.device.group().container().clone())
+                .map_err(|e| drv_err(&name, "set up DMA mapping", e))?,
+        );
+        Self::from_device(name, h.device, dma, Some(h.connection))
+    }
+
+    fn from_device(
+        name: String,
+        device: Device,
+        dma: Arc<VfioDmaMap>,
+        service: Option<std::os::unix::net::UnixStream>,
+    ) -> Result<IgbvfDriver> {
+        let vfio = |e| IgbvfError::Vfio {
+            source: Box::new(e),
+            hint: "",
+        };
         let bar = device
             .map_bar(0)
             .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;
@@ -291,6 +321,7 @@ impl IgbvfDriver {
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
+            _service: service,
         };
         drv.reset()?;
         Ok(drv)
@@ -320,6 +351,7 @@ impl IgbvfDriver {
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
+            _service: None,
         })
     }
 
@@ -673,7 +705,17 @@ impl Driver for IgbvfDriver {
             .bar
             .read32(regs::STATUS)
             .map_err(|e| drv_err(self.name(), "read STATUS", e))?;
-        let up = st & regs::STATUS_LU != 0;
+        // The PF may hold this VF's link down (`oxpmd vf set ... state disable`): it says so in
+        // a CONTROL message without CTS.
+        let pf_up = match self.mbx.as_ref() {
+            Some(m) => {
+                m.poll_pf_message()
+                    .map_err(|e| drv_err(self.name(), "read the PF's message", e))?;
+                m.pf_link_up()
+            }
+            None => true,
+        };
+        let up = st & regs::STATUS_LU != 0 && pf_up;
         Ok(LinkStatus {
             up,
             speed_mbps: if up { 1000 } else { 0 },

@@ -18,25 +18,8 @@ pub const V2PMAILBOX: usize = 0x0C40;
 /// Interrupt mask clear.
 pub const EIMC: usize = 0x1528;
 
-/// V2PMAILBOX bits.
-pub mod mbx {
-    /// Request: the VF posted a message.
-    pub const REQ: u32 = 0x01;
-    /// The VF acknowledges the PF's message.
-    pub const ACK: u32 = 0x02;
-    /// The VF holds the buffer.
-    pub const VFU: u32 = 0x04;
-    /// The PF holds the buffer.
-    pub const PFU: u32 = 0x08;
-    /// The PF posted a message (clear on read).
-    pub const PFSTS: u32 = 0x10;
-    /// The PF acknowledged the VF's message (clear on read).
-    pub const PFACK: u32 = 0x20;
-    /// Reset in progress.
-    pub const RSTI: u32 = 0x40;
-    /// Reset done (clear on read).
-    pub const RSTD: u32 = 0x80;
-}
+/// V2PMAILBOX bits (defined once, in the mailbox protocol).
+pub use crate::sriov::mailbox::v2p as mbx;
 
 /// Queue register `field` of RX queue `q` (0 or 1).
 pub const fn rx(q: u16, field: usize) -> usize {
