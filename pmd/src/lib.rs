@@ -23,6 +23,7 @@ pub mod port;
 pub mod sriov;
 pub mod stats;
 pub mod vport;
+pub mod xstats;
 
 pub use burst::{Burst, BurstCapacityError, DEFAULT_BURST, MAX_BURST};
 pub use driver::{
@@ -33,3 +34,4 @@ pub use error::{PortError, Result};
 pub use mac::MacAddr;
 pub use port::{Port, PortConfig, RxQueue, TxQueue};
 pub use stats::{DeviceCounters, PortStats, QueueCounters};
+pub use xstats::XStat;
