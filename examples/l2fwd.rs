@@ -60,6 +60,8 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --pcap-ports LIST   port ids to capture, e.g. 0,1 (default: all enabled ports)
   --pcap-slots N      capture records in flight, a power of two (default 4096)
   --stats-json        stdout: one JSON object per stats period (-T) and a final one; text to stderr
+  --xstats            at the end, every extended statistic of each port (Port::xstats: DPDK's
+                      names; igb: every statistics register), also in the final JSON object
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
 #[derive(Debug)]
@@ -80,6 +82,7 @@ struct Options {
     pcap_ports: Option<Vec<u16>>,
     pcap_slots: usize,
     stats_json: bool,
+    xstats: bool,
 }
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
@@ -127,6 +130,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         pcap_ports: None,
         pcap_slots: 4096,
         stats_json: false,
+        xstats: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -168,6 +172,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--stats-json" => o.stats_json = true,
+            "--xstats" => o.xstats = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -619,6 +624,11 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     };
     say!("\nFinal statistics after {:.1} s:", elapsed.as_secs_f64());
     print_stats(&infos, &mut zero, elapsed);
+    let xstats_json = if opts.xstats {
+        Some(xstats_report(&mut ports))
+    } else {
+        None
+    };
     // Teardown: queues are gone (workers), now the ports: stop, then drop (device off).
     for p in ports.iter_mut() {
         p.stop()?;
@@ -628,7 +638,8 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     oxpmd::dma::flush_thread_caches();
     let (free, cap) = (pool.available(), pool.capacity());
     if let Some(j) = final_json {
-        println!("{j},\"pool_free\":{free},\"pool_capacity\":{cap}}}");
+        let x = xstats_json.map_or(String::new(), |x| format!(",\"xstats\":{x}"));
+        println!("{j},\"pool_free\":{free},\"pool_capacity\":{cap}{x}}}");
     }
     if free == cap {
         say!(
@@ -644,6 +655,42 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         );
         Ok(false)
     }
+}
+
+/// Says every extended statistic of each port (`port N (NAME) xstats:` then one `  name: value`
+/// line each) and returns them as a JSON array of `{"port", "name", "xstats": {name: value}}`.
+pub fn xstats_report(ports: &mut [Port]) -> String {
+    let mut out = Vec::new();
+    for p in ports.iter_mut() {
+        match p.xstats() {
+            Ok(xs) => {
+                say!("port {} ({}) xstats:", p.id(), p.name());
+                for x in &xs {
+                    say!("  {}: {}", x.name, x.value);
+                }
+                let fields: Vec<String> = xs
+                    .iter()
+                    .map(|x| format!("{}:{}", json_escape(&x.name), x.value))
+                    .collect();
+                out.push(format!(
+                    "{{\"port\":{},\"name\":{},\"xstats\":{{{}}}}}",
+                    p.id(),
+                    json_escape(p.name()),
+                    fields.join(",")
+                ));
+            }
+            Err(e) => {
+                say!("port {} ({}) xstats: {e}", p.id(), p.name());
+                out.push(format!(
+                    "{{\"port\":{},\"name\":{},\"error\":{}}}",
+                    p.id(),
+                    json_escape(p.name()),
+                    json_escape(&e.to_string())
+                ));
+            }
+        }
+    }
+    format!("[{}]", out.join(","))
 }
 
 /// Sends one burst of 64-byte frames (dst = the l2fwd MAC of this port, src = its MAC).

@@ -168,6 +168,13 @@ pub trait Driver: Send {
     fn device_counters(&mut self) -> Result<DeviceCounters> {
         Ok(DeviceCounters::default())
     }
+
+    /// Appends the device's own extended statistics (every counter it keeps, by name, as
+    /// totals since it was opened; see [`crate::xstats`]). Drivers with none append nothing.
+    fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
 }
 
 /// Options for opening a device. `Debug` never prints the VF token (it is a shared secret between

@@ -24,6 +24,7 @@ pub mod signal;
 pub mod sriov;
 pub mod stats;
 pub mod vport;
+pub mod xstats;
 
 pub use burst::{Burst, BurstCapacityError, DEFAULT_BURST, MAX_BURST};
 pub use driver::{
@@ -34,3 +35,4 @@ pub use error::{PortError, Result};
 pub use mac::MacAddr;
 pub use port::{Port, PortConfig, RxQueue, TxQueue};
 pub use stats::{DeviceCounters, PortStats, QueueCounters};
+pub use xstats::XStat;

@@ -440,6 +440,18 @@ impl Port {
         st.tx_queues = tx;
         Ok(st)
     }
+
+    /// Every counter of the port by name (like `rte_eth_xstats_get`): the port-level and
+    /// per-queue counters under DPDK's basic names, then the device's own (for igb every
+    /// statistics register, named as DPDK's e1000 driver names them). 64-bit totals since the
+    /// port was opened; see [`crate::xstats`].
+    pub fn xstats(&mut self) -> Result<Vec<crate::xstats::XStat>> {
+        let st = self.stats()?;
+        let mut out = Vec::with_capacity(96);
+        crate::xstats::basic(&st, &mut out);
+        self.driver.xstats(&mut out)?;
+        Ok(out)
+    }
 }
 
 impl Drop for Port {

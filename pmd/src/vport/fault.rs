@@ -221,6 +221,10 @@ impl Driver for FaultDriver {
     fn device_counters(&mut self) -> Result<DeviceCounters> {
         self.inner.device_counters()
     }
+
+    fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
+        self.inner.xstats(out)
+    }
 }
 
 /// Most packets an RX queue takes from its inner queue per burst: with a copy per packet and one

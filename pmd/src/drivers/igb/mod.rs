@@ -20,6 +20,7 @@
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
 pub mod regs;
+mod stats;
 
 mod queue;
 
@@ -32,7 +33,7 @@ use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
-use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, stats, tx};
+use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
@@ -160,7 +161,7 @@ pub(crate) struct IgbShared {
     pub(crate) name: String,
     pub(crate) bar: Bar,
     device: Device,
-    stats: Mutex<IgbHwStats>,
+    stats: Mutex<stats::HwTotals>,
 }
 
 impl IgbShared {
@@ -181,26 +182,28 @@ impl IgbShared {
     }
 
     /// Reads every clear-on-read counter and adds it to the totals; returns the totals.
-    fn read_stats(&self) -> std::result::Result<IgbHwStats, BarError> {
-        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let r = |reg: Reg| self.read(reg).map(u64::from);
-        // 64-bit pairs: low half first (reading the high half completes the pair).
-        let pair = |lo: Reg, hi: Reg| -> std::result::Result<u64, BarError> {
-            let l = r(lo)?;
-            let h = r(hi)?;
-            Ok((h << 32) | l)
-        };
-        s.gprc += r(stats::GPRC)?;
-        s.gptc += r(stats::GPTC)?;
-        s.gorc += pair(stats::GORCL, stats::GORCH)?;
-        s.gotc += pair(stats::GOTCL, stats::GOTCH)?;
-        s.mpc += r(stats::MPC)?;
-        s.rnbc += r(stats::RNBC)?;
-        s.crcerrs += r(stats::CRCERRS)?;
-        s.algnerrc += r(stats::ALGNERRC)?;
-        s.rxerrc += r(stats::RXERRC)?;
-        s.rlec += r(stats::RLEC)?;
-        Ok(*s)
+    /// Reads every statistics register once into the running totals and returns them.
+    fn read_stats(&self) -> std::result::Result<stats::HwTotals, BarError> {
+        let mut t = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        t.accumulate(|r| self.read(r))?;
+        Ok(t.clone())
+    }
+}
+
+impl From<&stats::HwTotals> for IgbHwStats {
+    fn from(t: &stats::HwTotals) -> IgbHwStats {
+        IgbHwStats {
+            gprc: t.of("GPRC"),
+            gptc: t.of("GPTC"),
+            gorc: t.of("GORC"),
+            gotc: t.of("GOTC"),
+            mpc: t.of("MPC"),
+            rnbc: t.of("RNBC"),
+            crcerrs: t.of("CRCERRS"),
+            algnerrc: t.of("ALGNERRC"),
+            rxerrc: t.of("RXERRC"),
+            rlec: t.of("RLEC"),
+        }
     }
 }
 
@@ -223,6 +226,7 @@ impl IgbStatsReader {
     pub fn read(&self) -> Result<IgbHwStats> {
         self.shared
             .read_stats()
+            .map(|t| IgbHwStats::from(&t))
             .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
     }
 }
@@ -299,7 +303,7 @@ impl IgbDriver {
             name: name.clone(),
             bar,
             device,
-            stats: Mutex::new(IgbHwStats::default()),
+            stats: Mutex::new(stats::HwTotals::default()),
         });
         let mut drv = IgbDriver {
             shared,
@@ -398,7 +402,7 @@ impl IgbDriver {
         self.link_restarted = Instant::now();
         // Clear the counters the reset may have left.
         s.read_stats().map_err(self.reg_err("clear statistics"))?;
-        *s.stats.lock().unwrap_or_else(|p| p.into_inner()) = IgbHwStats::default();
+        *s.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats::HwTotals::default();
         log::info!("{}: igb reset, MAC {mac}, autonegotiation restarted", s.name);
         Ok(())
     }
@@ -742,11 +746,20 @@ impl Driver for IgbDriver {
             .shared
             .read_stats()
             .map_err(self.reg_err("read statistics"))?;
+        let st = IgbHwStats::from(&st);
         Ok(DeviceCounters {
             imissed: st.mpc,
             ierrors: st.crcerrs + st.algnerrc + st.rxerrc + st.rlec,
             oerrors: 0,
         })
+    }
+
+    fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
+        self.shared
+            .read_stats()
+            .map_err(self.reg_err("read statistics"))?
+            .append(out);
+        Ok(())
     }
 }
 

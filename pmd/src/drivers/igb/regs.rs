@@ -200,34 +200,7 @@ pub mod rss {
         | MRQC_FIELD_IPV6_UDP;
 }
 
-/// Statistics: clear-on-read counters (read the low half of a 64-bit pair before the high half).
-pub mod stats {
-    use super::Reg;
-    /// CRC errors.
-    pub const CRCERRS: Reg = Reg(0x4000);
-    /// Alignment errors.
-    pub const ALGNERRC: Reg = Reg(0x4004);
-    /// Receive (symbol) errors.
-    pub const RXERRC: Reg = Reg(0x400C);
-    /// Missed packets (no room in the receive FIFO / no descriptors).
-    pub const MPC: Reg = Reg(0x4010);
-    /// Receive length errors.
-    pub const RLEC: Reg = Reg(0x4040);
-    /// Good packets received.
-    pub const GPRC: Reg = Reg(0x4074);
-    /// Good packets transmitted.
-    pub const GPTC: Reg = Reg(0x4080);
-    /// Good octets received, low.
-    pub const GORCL: Reg = Reg(0x4088);
-    /// Good octets received, high.
-    pub const GORCH: Reg = Reg(0x408C);
-    /// Good octets transmitted, low.
-    pub const GOTCL: Reg = Reg(0x4090);
-    /// Good octets transmitted, high.
-    pub const GOTCH: Reg = Reg(0x4094);
-    /// Receive no buffers (a frame waited for descriptors).
-    pub const RNBC: Reg = Reg(0x40A0);
-}
+// The statistics registers are listed, with their names, in `super::stats::COUNTERS`.
 
 /// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`.
 pub mod queue {

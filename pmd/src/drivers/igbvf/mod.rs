@@ -15,6 +15,7 @@
 
 pub mod mbx;
 pub mod regs;
+mod stats;
 
 pub(crate) mod queue;
 
@@ -196,20 +197,32 @@ pub(crate) struct VfShared {
     /// The VF's VFIO device (None for a PF pool port: the PF host owns the device).
     device: Option<Device>,
     pub(crate) layout: QueueLayout,
+    /// Running totals of the VF's rolling counters (xstats).
+    totals: std::sync::Mutex<stats::VfTotals>,
 }
 
 impl VfShared {
+    /// Advances the running totals and returns them (a PF pool port has none: its counters
+    /// are not in this BAR).
+    fn totals(&self) -> std::result::Result<stats::VfTotals, BarError> {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        if self.layout == QueueLayout::VF {
+            t.accumulate(|off| self.bar.read32(off))?;
+        }
+        Ok(t.clone())
+    }
+
     fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
         if self.layout != QueueLayout::VF {
             // A PF pool port: the VF counters are not in this BAR.
             return Ok(IgbvfHwStats::default());
         }
         Ok(IgbvfHwStats {
-            gprc: self.bar.read32(regs::stats::GPRC)?,
-            gptc: self.bar.read32(regs::stats::GPTC)?,
-            gorc: self.bar.read32(regs::stats::GORC)?,
-            gotc: self.bar.read32(regs::stats::GOTC)?,
-            mprc: self.bar.read32(regs::stats::MPRC)?,
+            gprc: self.bar.read32(stats::GPRC)?,
+            gptc: self.bar.read32(stats::GPTC)?,
+            gorc: self.bar.read32(stats::GORC)?,
+            gotc: self.bar.read32(stats::GOTC)?,
+            mprc: self.bar.read32(stats::MPRC)?,
         })
     }
 }
@@ -312,6 +325,7 @@ impl IgbvfDriver {
             bar: bar.clone(),
             device: Some(device),
             layout: QueueLayout::VF,
+            totals: Default::default(),
         });
         let mut drv = IgbvfDriver {
             shared,
@@ -324,6 +338,13 @@ impl IgbvfDriver {
             _service: service,
         };
         drv.reset()?;
+        // The totals count from here (whatever the counters held before the open).
+        drv.shared
+            .totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start_from(|off| drv.shared.bar.read32(off))
+            .map_err(|e| drv_err(&name, "read statistics", e))?;
         Ok(drv)
     }
 
@@ -344,6 +365,7 @@ impl IgbvfDriver {
                 bar,
                 device: None,
                 layout: QueueLayout::pf_queue(hwq),
+                totals: Default::default(),
             }),
             dma,
             mbx: None,
@@ -759,6 +781,14 @@ impl Driver for IgbvfDriver {
 
     fn device_counters(&mut self) -> Result<DeviceCounters> {
         Ok(DeviceCounters::default())
+    }
+
+    fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
+        self.shared
+            .totals()
+            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
+            .append(out);
+        Ok(())
     }
 }
 

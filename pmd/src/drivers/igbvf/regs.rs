@@ -31,19 +31,7 @@ pub const fn tx(q: u16, field: usize) -> usize {
     0x3800 + 0x100 * q as usize + field
 }
 
-/// Statistics (rolling 32-bit counters, not cleared on read).
-pub mod stats {
-    /// Good packets received.
-    pub const GPRC: usize = 0x0F10;
-    /// Good packets transmitted.
-    pub const GPTC: usize = 0x0F14;
-    /// Good octets received.
-    pub const GORC: usize = 0x0F18;
-    /// Good octets transmitted.
-    pub const GOTC: usize = 0x0F34;
-    /// Multicast packets received.
-    pub const MPRC: usize = 0x0F3C;
-}
+// The statistics registers are listed in `super::stats`.
 
 #[cfg(test)]
 mod tests {
