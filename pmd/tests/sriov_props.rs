@@ -1,9 +1,10 @@
 //! Property tests (a fuzz target run by `cargo test`) of the SR-IOV code that reads untrusted
-//! input: the mailbox parser and handler (a VF's 16 words) and the state-file decoder (bytes
-//! from disk). Nothing may panic; accepted input must round-trip; per-VF state must stay within
+//! input: the mailbox parser and handler (a VF's 16 words), the state-file decoder (bytes
+//! from disk) and the control-socket request parser (a client's line). Nothing may panic; accepted input must round-trip; per-VF state must stay within
 //! its policy and other VFs must not change.
 
 use oxpmd_pmd::MacAddr;
+use oxpmd_pmd::sriov::control::{encode_request, parse_request};
 use oxpmd_pmd::sriov::mailbox::{MBX_WORDS, MSG_NACK, VfRequest};
 use oxpmd_pmd::sriov::state::{self, PfIdentity, SavedState};
 use oxpmd_pmd::sriov::{VfPolicy, VfTable};
@@ -24,6 +25,57 @@ fn mailbox() -> impl Strategy<Value = [u32; MBX_WORDS]> {
             w[1..].copy_from_slice(&rest);
             w
         })
+}
+
+/// Control-socket lines: JSON objects built from the protocol's own words (so that many parse
+/// and reach the per-field checks), and raw bytes.
+fn control_line() -> impl Strategy<Value = Vec<u8>> {
+    let word = prop_oneof![
+        Just("op"),
+        Just("vf"),
+        Just("set"),
+        Just("list"),
+        Just("show"),
+        Just("stats"),
+        Just("open"),
+        Just("mac"),
+        Just("vlan"),
+        Just("trust"),
+        Just("spoofchk"),
+        Just("state"),
+        Just("max_frame"),
+        Just("max_tx_rate"),
+        Just("multicast"),
+        Just("auto"),
+        Just("disable"),
+        Just("02:00:00:00:10:09"),
+        Just("ff:ff:ff:ff:ff:ff"),
+    ];
+    let value = prop_oneof![
+        word.clone().prop_map(|w| format!("\"{w}\"")),
+        any::<i64>().prop_map(|n| n.to_string()),
+        (0u32..5000).prop_map(|n| n.to_string()),
+        Just("true".to_string()),
+        Just("null".to_string()),
+        Just("[1,2]".to_string()),
+        Just("1e99".to_string()),
+    ];
+    let field = (word, value).prop_map(|(k, v)| format!("\"{k}\":{v}"));
+    let object = prop::collection::vec(field.clone(), 0..5).prop_map(|f| format!("{{{}}}", f.join(",")));
+    let nested = (
+        prop::collection::vec(field.clone(), 0..3),
+        prop::collection::vec(field, 0..4),
+    )
+        .prop_map(|(outer, inner)| {
+            let mut f = outer;
+            f.push(format!("\"set\":{{{}}}", inner.join(",")));
+            format!("{{{}}}", f.join(","))
+        });
+    prop_oneof![
+        object.prop_map(String::into_bytes),
+        nested.prop_map(String::into_bytes),
+        prop::collection::vec(any::<u8>(), 0..200),
+    ]
 }
 
 fn table(n: usize) -> VfTable {
@@ -70,6 +122,13 @@ proptest! {
         prop_assert_eq!(t.vf(2).unwrap(), &vf2);
         // Out-of-range VF indexes are refused, never a panic.
         prop_assert!(t.handle(usize::MAX, &[0; MBX_WORDS], now).refusal.is_some());
+    }
+
+    #[test]
+    fn control_requests_parse_totally_and_round_trip(line in control_line()) {
+        if let Ok(r) = parse_request(&line) {
+            prop_assert_eq!(parse_request(encode_request(&r).as_bytes()), Ok(r));
+        }
     }
 
     #[test]
