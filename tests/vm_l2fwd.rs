@@ -11,31 +11,21 @@
 
 mod common;
 
-use common::{L2fwd, final_row, pktgen_exact, port, ports_with_role};
+use common::{L2fwd, final_row, pktgen_exact, quad};
 
 const N: u64 = 3000;
 
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn l2fwd_forwards_every_frame_exactly_once_with_the_mac_rewrite() {
-    let dut = ports_with_role("dut");
-    assert_eq!(dut.len(), 2, "quad topology: two DUT ports");
-    let (d0, d0_mac, p0) = port(dut[0]);
-    let (d1, d1_mac, p1) = port(dut[1]);
-    let (p0_addr, _, _) = port(p0);
-    let (p1_addr, _, _) = port(p1);
-    let l2fwd = L2fwd::start(&[&d0, &d1]);
+    let q = quad();
+    let l2fwd = L2fwd::start(&[&q.dut[0], &q.dut[1]]);
 
     // Direction 0: pktgen port -> DUT port 0 (l2fwd id 0) -> DUT port 1 (id 1) -> pktgen port.
     // Direction 1: the reverse.
-    let dirs = [
-        (&p0_addr, &p1_addr, &d0_mac, 1u16, &d1_mac),
-        (&p1_addr, &p0_addr, &d1_mac, 0u16, &d0_mac),
-    ];
     let mut failures = Vec::new();
-    for (tx, rx, dut_in_mac, out_id, out_mac) in dirs {
-        let expect_dst = format!("02:00:00:00:00:{out_id:02x}");
-        failures.extend(pktgen_exact(tx, rx, dut_in_mac, &expect_dst, out_mac, N, &[]));
+    for way in q.both_ways() {
+        failures.extend(pktgen_exact(&way, N, &[]));
     }
 
     // l2fwd's own view (printed in any case, so that a failure above can be located).

@@ -1,11 +1,12 @@
-//! Atomics and cells used by the ring, routed to `loom` under `cfg(loom)` so the
-//! multi-producer / multi-consumer paths can be model-checked (see `tests/loom_ring.rs`).
+//! Atomics and cells used by the ring and by the mempool's reference count and close protocol,
+//! routed to `loom` under `cfg(loom)` so they can be model-checked (see `tests/loom_ring.rs` and
+//! `tests/loom_mempool.rs`).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Busy-wait hint used while waiting for an earlier producer / consumer to publish.
 #[inline(always)]
@@ -31,6 +32,53 @@ impl<T> Slot<T> {
         return Slot(loom::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()));
         #[cfg(not(loom))]
         Slot(core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()))
+    }
+}
+
+/// Whether a piece of shared state is still alive. Without loom it is nothing (no size, no code).
+/// Under loom it is a tracked cell and a tracked allocation: every use of the state reads the cell
+/// ([`Liveness::check`]) and freeing the state writes it ([`Liveness::end`]), so loom reports a use
+/// that is not ordered before the free as a causality violation, and the assertion catches a use
+/// after it (the state's memory is then kept, see `PoolShared::free`, so that the check itself
+/// reads valid memory); a state never freed is reported as leaked when the execution ends.
+#[cfg(loom)]
+pub(crate) struct Liveness {
+    alive: loom::cell::UnsafeCell<bool>,
+    _leak: loom::alloc::Track<()>,
+}
+
+#[cfg(not(loom))]
+pub(crate) struct Liveness;
+
+impl Liveness {
+    pub(crate) fn new() -> Self {
+        #[cfg(loom)]
+        return Liveness {
+            alive: loom::cell::UnsafeCell::new(true),
+            _leak: loom::alloc::Track::new(()),
+        };
+        #[cfg(not(loom))]
+        Liveness
+    }
+
+    /// Asserts (under loom) that the state is alive; a read access of the cell.
+    #[inline(always)]
+    pub(crate) fn check(&self) {
+        #[cfg(loom)]
+        // SAFETY: a read of a bool inside loom's tracked cell; loom checks its ordering.
+        self.alive
+            .with(|p| assert!(unsafe { *p }, "shared state used after it was freed"));
+    }
+
+    /// Marks the state freed (under loom); a write access of the cell.
+    pub(crate) fn end(&self) {
+        #[cfg(loom)]
+        self.alive.with_mut(|p| {
+            // SAFETY: loom checks that this write is ordered after every check.
+            let alive = unsafe { &mut *p };
+            assert!(*alive, "shared state freed twice");
+            *alive = false;
+        });
     }
 }
 

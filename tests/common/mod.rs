@@ -60,12 +60,91 @@ pub fn result(out: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// l2fwd running as a child, its stdout lines arriving on a channel.
-pub struct L2fwd {
+/// A child process whose stdout lines arrive on a channel (and are echoed, prefixed with its
+/// name). Dropping it kills the child and waits for it, so a failing assertion never leaves one
+/// running.
+pub struct Running {
+    name: &'static str,
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
+
+impl Running {
+    pub fn spawn(name: &'static str, cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{name}| {l}");
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            name,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to 120 s) for a line that `pred` accepts and returns it.
+    pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) => {
+                    let hit = pred(&l);
+                    self.seen.push(l.clone());
+                    if hit {
+                        return l;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!("{}: {e}; its output so far:\n{}", self.name, self.seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&mut self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of our own child (not reaped yet: `wait` consumes the
+        // Running) and a signal number; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "signal {} ({sig})", self.name);
+    }
+
+    /// Waits for the child to exit; returns every line it printed and its exit status.
+    pub fn wait(mut self) -> (Vec<String>, std::process::ExitStatus) {
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("wait for {}: {e}", self.name));
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(l);
+        }
+        (std::mem::take(&mut self.seen), status)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Both fail harmlessly once the child was waited for.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// l2fwd running as a child (see [`Running`]: killed and waited for when dropped).
+pub struct L2fwd(Running);
 
 impl L2fwd {
     pub fn start(ports: &[&str]) -> L2fwd {
@@ -74,59 +153,29 @@ impl L2fwd {
             cmd.args(["--port", p]);
         }
         // One worker on core 1 polls both ports; no periodic stats.
-        let mut child = cmd
-            .args(["-q", "2", "--cores", "1", "-T", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start l2fwd");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                println!("l2fwd| {l}");
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut l = L2fwd {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
+        let mut l = L2fwd(Running::spawn(
+            "l2fwd",
+            cmd.args(["-q", "2", "--cores", "1", "-T", "0"]),
+        ));
         l.wait_for(|s| s.starts_with("l2fwd: ") && s.contains("workers"));
         l
     }
 
     pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(120)) {
-                Ok(l) => {
-                    let hit = pred(&l);
-                    self.seen.push(l);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    panic!("l2fwd: {e}; its output so far:\n{}", self.seen.join("\n"));
-                }
-            }
-        }
+        self.0.wait_for(pred);
     }
 
     /// SIGINT, then every remaining line and the exit status.
     pub fn stop(mut self) -> (Vec<String>, std::process::ExitStatus) {
-        // SAFETY: kill(2) with the pid of our own child and SIGINT; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "signal l2fwd");
-        let status = self.child.wait().expect("wait for l2fwd");
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(l);
-        }
-        (self.seen, status)
+        self.0.signal(libc::SIGINT);
+        self.0.wait()
+    }
+
+    /// SIGKILL (no chance to clean up: the kernel alone releases its devices and memory), then
+    /// the exit status.
+    pub fn kill9(mut self) -> std::process::ExitStatus {
+        self.0.signal(libc::SIGKILL);
+        self.0.wait().1
     }
 }
 
@@ -149,25 +198,82 @@ pub fn final_row(lines: &[String], id: u16) -> (u64, u64, u64) {
     panic!("no final row for port {id}:\n{}", lines.join("\n"));
 }
 
-/// Runs pktgen (on core 0) sending `n` frames of 64-1518 bytes in 4 streams from port `tx` to
-/// `dst_mac`, received on port `rx`; each frame must come back with destination `expect_dst` and
-/// source `expect_src`. `extra`: more pktgen arguments (e.g. `--rate`). Returns what went wrong:
-/// anything but exactly `n` sent and `n` received unique and intact, or a failed exit.
-pub fn pktgen_exact(
-    tx: &str,
-    rx: &str,
-    dst_mac: &str,
-    expect_dst: &str,
-    expect_src: &str,
-    n: u64,
-    extra: &[&str],
-) -> Vec<String> {
+/// The `quad` topology's two DUT ports (l2fwd's, ids 0 and 1 in this order), their MACs, and the
+/// pktgen port linked to each.
+pub struct Quad {
+    pub dut: [String; 2],
+    pub dut_mac: [String; 2],
+    pub gen_port: [String; 2],
+}
+
+pub fn quad() -> Quad {
+    let dut = ports_with_role("dut");
+    assert_eq!(dut.len(), 2, "quad topology: two DUT ports");
+    let (d0, d0_mac, p0) = port(dut[0]);
+    let (d1, d1_mac, p1) = port(dut[1]);
+    Quad {
+        dut: [d0, d1],
+        dut_mac: [d0_mac, d1_mac],
+        gen_port: [port(p0).0, port(p1).0],
+    }
+}
+
+impl Quad {
+    pub fn both_ways(&self) -> [Through<'_>; 2] {
+        both_ways(
+            [&self.gen_port[0], &self.gen_port[1]],
+            [&self.dut_mac[0], &self.dut_mac[1]],
+        )
+    }
+}
+
+/// One direction through l2fwd: pktgen sends on `tx` to l2fwd's port of MAC `dut_in_mac`; l2fwd
+/// sends it out of its port `out_id` (MAC `out_mac`), with destination 02:00:00:00:00:<out_id>,
+/// to pktgen's `rx`.
+pub struct Through<'a> {
+    pub tx: &'a str,
+    pub rx: &'a str,
+    pub dut_in_mac: &'a str,
+    pub out_id: u16,
+    pub out_mac: &'a str,
+}
+
+/// Both directions through an l2fwd whose ports 0 and 1 have the MACs `dut_mac`, fed by the
+/// pktgen ports `gen_port` linked to them.
+pub fn both_ways<'a>(gen_port: [&'a str; 2], dut_mac: [&'a str; 2]) -> [Through<'a>; 2] {
+    [0, 1].map(|i| Through {
+        tx: gen_port[i],
+        rx: gen_port[1 - i],
+        dut_in_mac: dut_mac[i],
+        out_id: 1 - i as u16,
+        out_mac: dut_mac[1 - i],
+    })
+}
+
+impl Through<'_> {
+    /// pktgen (on core 0) sending `n` frames of 64-1518 bytes in 4 streams this way (the RX port
+    /// promiscuous), checking that each comes back with l2fwd's MAC rewrite.
+    pub fn pktgen(&self, n: u64) -> Command {
+        let expect_dst = format!("02:00:00:00:00:{:02x}", self.out_id);
+        let mut cmd = Command::new(example("pktgen"));
+        cmd.args(["--tx-port", self.tx, "--rx-port", self.rx])
+            .args(["--dst-mac", self.dut_in_mac, "-P"])
+            .args(["--count", &n.to_string(), "--size", "64-1518", "--streams", "4"])
+            .args(["--expect-rx-dst", &expect_dst, "--expect-rx-src", self.out_mac])
+            .args(["--cores", "0"]);
+        cmd
+    }
+}
+
+/// Runs pktgen sending `n` frames `way` (see [`Through::pktgen`]). `extra`: more pktgen
+/// arguments (e.g. `--rate`). Returns what went wrong: anything but exactly `n` sent and `n`
+/// received unique and intact, or a failed exit.
+pub fn pktgen_exact(way: &Through, n: u64, extra: &[&str]) -> Vec<String> {
+    let (tx, rx) = (way.tx, way.rx);
     let mut failures = Vec::new();
-    let out = Command::new(example("pktgen"))
-        .args(["--tx-port", tx, "--rx-port", rx, "--dst-mac", dst_mac, "-P"])
-        .args(["--count", &n.to_string(), "--size", "64-1518", "--streams", "4"])
-        .args(["--expect-rx-dst", expect_dst, "--expect-rx-src", expect_src])
-        .args(["--drain", "3", "--cores", "0", "--expect-all"])
+    let out = way
+        .pktgen(n)
+        .args(["--drain", "3", "--expect-all"])
         .args(extra)
         .output()
         .expect("run pktgen");

@@ -2,8 +2,9 @@
 //!
 //! 1. `cargo test --workspace` (unit and integration tests; VM tests are listed as ignored there);
 //! 2. the loom model test of the ring's multi-producer / multi-consumer paths;
-//! 3. `cargo xtask memcheck`: the packet-memory tests under valgrind (each binary one test);
-//! 4. `cargo xtask vm test`: every `vm_*` test binary in the test VM.
+//! 3. the loom model test of the mempool's reference count and close protocol;
+//! 4. `cargo xtask memcheck`: the packet-memory tests under valgrind (each binary one test);
+//! 5. `cargo xtask vm test`: every `vm_*` test binary in the test VM.
 //!
 //! Each step's output streams through; the libtest summaries are added up into one closing line
 //! `tests: N passed, M failed, K skipped`. Skipped counts the tests libtest ignored (VM tests only with
@@ -179,16 +180,21 @@ pub fn main(args: &[String]) -> ExitCode {
         &mut tally,
         Counting::Libtest,
     );
-    ok &= run_step(
-        "loom model test of the ring",
-        Command::new(&cargo)
-            .args(["test", "-p", "oxpmd-dma", "--release", "--test", "loom_ring"])
-            .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", "target/loom")
-            .env(SKIPS_FILE_ENV, &skips_file),
-        &mut tally,
-        Counting::Libtest,
-    );
+    for (what, test) in [
+        ("loom model test of the ring", "loom_ring"),
+        ("loom model test of the mempool's lifetime", "loom_mempool"),
+    ] {
+        ok &= run_step(
+            what,
+            Command::new(&cargo)
+                .args(["test", "-p", "oxpmd-dma", "--release", "--test", test])
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", "target/loom")
+                .env(SKIPS_FILE_ENV, &skips_file),
+            &mut tally,
+            Counting::Libtest,
+        );
+    }
     let memcheck = crate::memcheck::run(&cargo);
     tally.passed += memcheck.passed;
     tally.failed += memcheck.failed;

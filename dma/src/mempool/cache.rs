@@ -31,7 +31,7 @@ impl LocalCache {
     /// `shared` is alive and the caller holds a reference or an outstanding buffer of it.
     pub(super) unsafe fn new(shared: NonNull<PoolShared>) -> LocalCache {
         // SAFETY: alive (caller contract).
-        let s = unsafe { shared.as_ref() };
+        let s = unsafe { PoolShared::get(shared) };
         s.refs.fetch_add(1, Ordering::Relaxed);
         let published = Arc::new(CachePadded::new(AtomicUsize::new(0)));
         s.caches
@@ -149,7 +149,7 @@ impl LocalCache {
 
     pub(super) fn pool(&self) -> &PoolShared {
         // SAFETY: the cache holds a reference.
-        unsafe { self.shared.as_ref() }
+        unsafe { PoolShared::get(self.shared) }
     }
 }
 

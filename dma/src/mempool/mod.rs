@@ -70,7 +70,7 @@ mod thread_cache;
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
@@ -89,6 +89,7 @@ use crate::map::{DmaMap, DmaMapError};
 use crate::packet::{BufMeta, META_SIZE, OffloadFlags, Packet, RawBuffer};
 use crate::region::{DmaRegion, PageSize, RegionError, RegionOptions};
 use crate::ring::{QueueBehavior, RING_MAX_SIZE, Ring};
+use crate::sync::{AtomicUsize, Liveness, Ordering};
 
 /// Default per-thread cache size (buffers), as in DPDK's l2fwd.
 pub const DEFAULT_CACHE_SIZE: usize = 256;
@@ -379,6 +380,7 @@ impl Mempool {
             meta,
             refs: CachePadded::new(AtomicUsize::new(1)),
             ring,
+            live: Liveness::new(),
         });
         let shared = NonNull::from(Box::leak(shared));
         // SAFETY: just created; we hold its only reference.
@@ -425,7 +427,7 @@ impl Mempool {
     #[inline(always)]
     fn shared(&self) -> &PoolShared {
         // SAFETY: a handle holds a reference.
-        unsafe { self.shared.as_ref() }
+        unsafe { PoolShared::get(self.shared) }
     }
 
     /// Unique id of this pool (also in every buffer's metadata: [`Packet::pool_id`]).

@@ -2,13 +2,13 @@
 //! buffers it sends.
 
 use core::marker::PhantomData;
-use std::sync::atomic::Ordering;
 
 use super::cache::LocalCache;
 use super::shared::PoolShared;
 use super::thread_cache::POOLS_CLOSED;
 use super::{Mempool, MempoolCache};
 use crate::packet::RawBuffer;
+use crate::sync::{Ordering, fence};
 
 /// Most pools a [`PoolCaches`] keeps a cache for; buffers of further pools go straight to their
 /// pool's ring (correct, one ring operation per run of such buffers).
@@ -153,7 +153,8 @@ impl PoolCaches {
                 }
                 None => {
                     // SAFETY: as above.
-                    let (base, shift) = unsafe { (pool.as_ref().meta_base, pool.as_ref().shift) };
+                    let (base, shift) =
+                        unsafe { (PoolShared::get(pool).meta_base, PoolShared::get(pool).shift) };
                     while j < bufs.len() && PoolShared::owns(base, shift, bufs[j].0) {
                         j += 1;
                     }
@@ -170,7 +171,7 @@ impl PoolCaches {
     fn drop_closed(&mut self) {
         self.seen_closed = POOLS_CLOSED.load(Ordering::Relaxed);
         // Pairs with the Release bump of the close generation.
-        core::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         self.caches
             .retain(|c| c.pool().handles.load(Ordering::Acquire) != 0);
     }

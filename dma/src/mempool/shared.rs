@@ -2,7 +2,6 @@
 //! and the operations on its shared ring.
 
 use core::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
@@ -11,6 +10,7 @@ use crate::arena::MetaArena;
 use crate::packet::{BufMeta, RawBuffer};
 use crate::region::DmaRegion;
 use crate::ring::{QueueBehavior, Ring};
+use crate::sync::{AtomicUsize, Liveness, Ordering, fence};
 
 /// State shared by the handles, caches and buffers of one pool.
 pub(crate) struct PoolShared {
@@ -29,7 +29,9 @@ pub(crate) struct PoolShared {
     pub(super) stride: usize,
     pub(super) name: String,
     /// Lengths published by every live cache, for [`Mempool::available`](super::Mempool::available).
-    pub(super) caches: Mutex<Vec<Arc<CachePadded<AtomicUsize>>>>,
+    /// A snapshot figure that orders nothing, so std atomics even under loom (and the std `Mutex`
+    /// around them holds no loom operation, so loom never switches threads inside it).
+    pub(super) caches: Mutex<Vec<Arc<CachePadded<std::sync::atomic::AtomicUsize>>>>,
     /// The buffers' bytes: mapped for the device.
     pub(super) region: DmaRegion,
     /// The buffers' metadata: CPU only. Held for its `Drop` (the buffers' metadata pointers
@@ -38,9 +40,25 @@ pub(crate) struct PoolShared {
     pub(super) meta: MetaArena,
     pub(super) refs: CachePadded<AtomicUsize>,
     pub(super) ring: Ring<RawBuffer>,
+    /// Checked on every use through [`PoolShared::get`], ended when the state is freed: lets the
+    /// loom model report a use after (or racing with) the free.
+    pub(super) live: Liveness,
 }
 
 impl PoolShared {
+    /// The state behind `this`.
+    ///
+    /// # Safety
+    /// `this` is alive and stays so for `'a`: the caller holds a reference (handle, cache or
+    /// outstanding buffer) for that long.
+    #[inline(always)]
+    pub(super) unsafe fn get<'a>(this: NonNull<PoolShared>) -> &'a PoolShared {
+        // SAFETY: alive for 'a (caller contract).
+        let s = unsafe { this.as_ref() };
+        s.live.check();
+        s
+    }
+
     /// Dequeues up to `n` buffers from the ring (counted as outside the ring).
     ///
     /// # Safety
@@ -53,7 +71,7 @@ impl PoolShared {
         b: QueueBehavior,
     ) -> usize {
         // SAFETY: alive (caller contract).
-        let s = unsafe { this.as_ref() };
+        let s = unsafe { Self::get(this) };
         // SAFETY: room for n (caller contract); RawBuffer is Copy.
         let k = unsafe { s.ring.dequeue_raw(dst, n, b) };
         if k != 0 {
@@ -73,7 +91,7 @@ impl PoolShared {
             return;
         }
         // SAFETY: alive: the n buffers are outside the ring and counted.
-        let s = unsafe { this.as_ref() };
+        let s = unsafe { Self::get(this) };
         // SAFETY: src holds n values (caller contract).
         if unsafe { s.ring.enqueue_raw(src, n, QueueBehavior::Fixed) } != n {
             // Cannot happen unless a buffer was given back twice (a broken unsafe contract):
@@ -96,11 +114,32 @@ impl PoolShared {
     #[inline]
     pub(super) unsafe fn release(this: NonNull<PoolShared>, n: usize) {
         // SAFETY: alive until the count reaches zero.
-        if unsafe { this.as_ref() }.refs.fetch_sub(n, Ordering::Release) == n {
+        if unsafe { Self::get(this) }.refs.fetch_sub(n, Ordering::Release) == n {
             fence(Ordering::Acquire);
-            // SAFETY: last reference: nobody else can reach the state; it came from Box::into_raw.
-            drop(unsafe { Box::from_raw(this.as_ptr()) });
+            // SAFETY: last reference: nobody else can reach the state.
+            unsafe { Self::free(this) };
         }
+    }
+
+    /// Frees the state (its region is unmapped from the device, then from the process).
+    ///
+    /// # Safety
+    /// The last reference is gone: nobody else can reach the state; it came from `Box::leak`.
+    unsafe fn free(this: NonNull<PoolShared>) {
+        // SAFETY: alive until here (caller contract).
+        unsafe { this.as_ref() }.live.end();
+        #[cfg(not(loom))]
+        // SAFETY: caller contract: the only pointer left, from a Box.
+        drop(unsafe { Box::from_raw(this.as_ptr()) });
+        // Under loom the fields are dropped (so the region is unmapped, which a model counts)
+        // but the memory is kept, so a later use's `live.check()` reads valid memory and fails
+        // its assertion instead of reading freed memory. A model run leaks one state per
+        // execution.
+        #[cfg(loom)]
+        // SAFETY: as above; the memory itself is never freed nor dropped again.
+        unsafe {
+            core::ptr::drop_in_place(this.as_ptr())
+        };
     }
 
     /// Whether `meta` is the metadata of a buffer of the pool whose arena starts at `base`

@@ -4,11 +4,11 @@
 
 use core::ptr::NonNull;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use super::cache::LocalCache;
 use super::shared::PoolShared;
 use crate::packet::{BufMeta, RawBuffer};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 /// Per-thread caches, one per pool used on this thread.
 struct ThreadCaches {
@@ -17,16 +17,31 @@ struct ThreadCaches {
     seen_closed: u64,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static THREAD_CACHES: RefCell<ThreadCaches> =
         const { RefCell::new(ThreadCaches { entries: Vec::new(), seen_closed: 0 }) };
+}
+
+// Loom runs its modelled threads on one OS thread: its own thread-locals keep them apart.
+#[cfg(loom)]
+loom::thread_local! {
+    static THREAD_CACHES: RefCell<ThreadCaches> =
+        RefCell::new(ThreadCaches { entries: Vec::new(), seen_closed: 0 });
 }
 
 /// Close generation: bumped (Release) each time a pool's last handle is dropped, after its
 /// `handles` count reached zero. Each thread compares it with its own copy at the end of every
 /// per-thread cache operation (one relaxed load of a line that is almost never written) and,
 /// when it changed, drops its caches of pools without handles.
+#[cfg(not(loom))]
 pub(super) static POOLS_CLOSED: AtomicU64 = AtomicU64::new(0);
+
+// A loom atomic cannot be built in a const; loom's lazy static is also fresh in each execution.
+#[cfg(loom)]
+loom::lazy_static! {
+    pub(super) static ref POOLS_CLOSED: AtomicU64 = AtomicU64::new(0);
+}
 
 impl ThreadCaches {
     /// Takes out the caches of pools whose handles are all gone, if a pool was closed since the
@@ -52,7 +67,7 @@ impl ThreadCaches {
         while i < self.entries.len() {
             // SAFETY: each entry holds a reference to its pool. `handles` never rises from 0
             // (only a handle can make another).
-            if unsafe { self.entries[i].0.as_ref() }
+            if unsafe { PoolShared::get(self.entries[i].0) }
                 .handles
                 .load(Ordering::Acquire)
                 == 0
@@ -151,7 +166,7 @@ pub(crate) fn return_one(meta: NonNull<BufMeta>) {
     // SAFETY: a live buffer (the Packet being dropped owned it).
     let shared = unsafe { PoolShared::of(raw) };
     // SAFETY: the pool is alive while this buffer is out.
-    if unsafe { shared.as_ref() }.handles.load(Ordering::Relaxed) == 0 {
+    if unsafe { PoolShared::get(shared) }.handles.load(Ordering::Relaxed) == 0 {
         // The pool was dropped: no caching, so its memory goes as soon as the last buffer is
         // back. Flush this thread's cache of it first, if any.
         remove_thread_cache(shared);
