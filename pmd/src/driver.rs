@@ -17,6 +17,63 @@ use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::{DeviceCounters, QueueCounters};
 
+/// Features a device offers beyond sending and receiving frames (a set of bits).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Capabilities(u32);
+
+impl Capabilities {
+    /// None.
+    pub const NONE: Self = Self(0);
+    /// RX VLAN stripping ([`PortConfig::vlan_strip`]): the outer 802.1Q tag is removed and its
+    /// TCI reported in the packet (`RX_VLAN_STRIPPED`).
+    pub const VLAN_STRIP: Self = Self(1 << 0);
+    /// An RX VLAN filter table ([`PortConfig::vlan_filter`], [`Port::vlan_filter_add`](crate::Port::vlan_filter_add)):
+    /// tagged frames of a VLAN id not in the table are dropped by the device.
+    pub const VLAN_FILTER: Self = Self(1 << 1);
+    /// TX VLAN insertion: packets flagged `TX_VLAN_INSERT` leave with an 802.1Q tag of their
+    /// `vlan_tci()`.
+    pub const VLAN_INSERT: Self = Self(1 << 2);
+
+    const NAMES: [(Self, &'static str); 3] = [
+        (Self::VLAN_STRIP, "vlan-strip"),
+        (Self::VLAN_FILTER, "vlan-filter"),
+        (Self::VLAN_INSERT, "vlan-insert"),
+    ];
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Capabilities {
+    type Output = Self;
+    fn bitor(self, o: Self) -> Self {
+        Self(self.0 | o.0)
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Capabilities({self})")
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Self::NAMES
+            .iter()
+            .filter(|(c, _)| self.contains(*c))
+            .map(|(_, n)| *n)
+            .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
 /// What a driver supports; the port validates a [`PortConfig`] against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -36,6 +93,8 @@ pub struct DeviceInfo {
     /// The device uses RX buffers in whole multiples of this many bytes (igb's SRRCTL.BSIZEPKT
     /// counts KiB); 1 when it uses any size.
     pub rx_buffer_unit: usize,
+    /// Offloads and filters beyond plain frames.
+    pub capabilities: Capabilities,
 }
 
 /// Link state.
@@ -71,6 +130,9 @@ pub struct RxQueueSetup<'a> {
     pub pool: &'a Mempool,
     /// Port id written into received packets.
     pub port_id: u16,
+    /// Strip the outer VLAN tag ([`PortConfig::vlan_strip`]; only asked of a device with
+    /// [`Capabilities::VLAN_STRIP`]).
+    pub vlan_strip: bool,
 }
 
 /// Everything a driver needs to build one TX queue.
@@ -167,6 +229,18 @@ pub trait Driver: Send {
     /// Counters the device keeps (missed frames, errors); drivers without any return zeros.
     fn device_counters(&mut self) -> Result<DeviceCounters> {
         Ok(DeviceCounters::default())
+    }
+
+    /// Adds (`on`) or removes VLAN id `vid` (0..=4095, checked by the port) in the device's RX
+    /// filter table. Only called on a device with [`Capabilities::VLAN_FILTER`] configured with
+    /// [`PortConfig::vlan_filter`].
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        let _ = (vid, on);
+        Err(PortError::Unsupported {
+            device: self.device_name().to_string(),
+            op: "set a VLAN filter",
+            driver: self.info().driver,
+        })
     }
 
     /// Appends the device's own extended statistics (every counter it keeps, by name, as

@@ -23,13 +23,14 @@ pub mod port;
 pub mod signal;
 pub mod sriov;
 pub mod stats;
+pub mod vlan;
 pub mod vport;
 pub mod xstats;
 
 pub use burst::{Burst, BurstCapacityError, DEFAULT_BURST, MAX_BURST};
 pub use driver::{
-    DeviceInfo, DeviceSpec, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
-    TxQueueSetup,
+    Capabilities, DeviceInfo, DeviceSpec, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup,
+    TxQueueOps, TxQueueSetup,
 };
 pub use error::{PortError, Result};
 pub use mac::MacAddr;

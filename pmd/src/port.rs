@@ -9,8 +9,8 @@ use oxpmd_dma::Mempool;
 
 use crate::burst::{Burst, DEFAULT_BURST};
 use crate::driver::{
-    DeviceInfo, DeviceSpec, Driver, LINK_POLL_INTERVAL, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup,
-    TxQueueOps, TxQueueSetup,
+    Capabilities, DeviceInfo, DeviceSpec, Driver, LINK_POLL_INTERVAL, LinkStatus, OpenOptions, RxQueueOps,
+    RxQueueSetup, TxQueueOps, TxQueueSetup,
 };
 use crate::error::{PortError, Result};
 use crate::mac::MacAddr;
@@ -32,6 +32,12 @@ pub struct PortConfig {
     pub tx_ring_size: usize,
     /// Pool for RX buffers (all RX queues share it; each queue keeps its own cache).
     pub mempool: Mempool,
+    /// Strip the outer 802.1Q tag of received frames into the packet's `vlan_tci()` (needs
+    /// [`Capabilities::VLAN_STRIP`]).
+    pub vlan_strip: bool,
+    /// Drop tagged frames whose VLAN id is not in the filter table ([`Port::vlan_filter_add`];
+    /// needs [`Capabilities::VLAN_FILTER`]). The table starts empty.
+    pub vlan_filter: bool,
 }
 
 /// Why `pool` cannot serve the RX queues of a device described by `info` (`None`: it can): the
@@ -72,6 +78,8 @@ impl PortConfig {
             rx_ring_size: DEFAULT_RING_SIZE,
             tx_ring_size: DEFAULT_RING_SIZE,
             mempool,
+            vlan_strip: false,
+            vlan_filter: false,
         }
     }
 
@@ -79,6 +87,18 @@ impl PortConfig {
     pub fn queues(mut self, rx: u16, tx: u16) -> Self {
         self.rx_queues = rx;
         self.tx_queues = tx;
+        self
+    }
+
+    /// RX VLAN stripping on or off.
+    pub fn vlan_strip(mut self, on: bool) -> Self {
+        self.vlan_strip = on;
+        self
+    }
+
+    /// RX VLAN filtering on or off.
+    pub fn vlan_filter(mut self, on: bool) -> Self {
+        self.vlan_filter = on;
         self
     }
 
@@ -119,6 +139,17 @@ impl PortConfig {
         }
         if let Some(reason) = rx_buffer_refusal(&self.mempool, info) {
             return Err(bad(reason));
+        }
+        for (asked, cap, what) in [
+            (self.vlan_strip, Capabilities::VLAN_STRIP, "VLAN stripping"),
+            (self.vlan_filter, Capabilities::VLAN_FILTER, "VLAN filtering"),
+        ] {
+            if asked && !info.capabilities.contains(cap) {
+                return Err(bad(format!(
+                    "{what} asked for: {} has no {cap} (it offers: {}); configure without it",
+                    info.driver, info.capabilities
+                )));
+            }
         }
         let needed = usize::from(self.rx_queues) * (self.rx_ring_size + DEFAULT_BURST);
         if self.mempool.capacity() < needed {
@@ -173,6 +204,8 @@ pub struct Port {
     rx_stats: Vec<Arc<SharedQueueStats>>,
     tx_stats: Vec<Arc<SharedQueueStats>>,
     queues_taken: bool,
+    /// Configured with VLAN filtering ([`PortConfig::vlan_filter`]).
+    vlan_filter: bool,
     /// Declared last: dropped after the queues.
     driver: Box<dyn Driver>,
 }
@@ -233,6 +266,7 @@ impl Port {
             rx_stats: Vec::new(),
             tx_stats: Vec::new(),
             queues_taken: false,
+            vlan_filter: false,
             driver,
         }
     }
@@ -287,6 +321,7 @@ impl Port {
                 ring_size: config.rx_ring_size,
                 pool: &config.mempool,
                 port_id: self.port_id,
+                vlan_strip: config.vlan_strip,
             };
             let ops = self.driver.setup_rx_queue(&setup)?;
             rxq.push(RxQueue::new(ops, self.port_id, q, device.clone()));
@@ -306,6 +341,7 @@ impl Port {
         self.tx_stats = txq.iter().map(|q| q.shared.clone()).collect();
         self.rx_queues = rxq;
         self.tx_queues = txq;
+        self.vlan_filter = config.vlan_filter;
         self.state = PortState::Configured;
         Ok(())
     }
@@ -439,6 +475,42 @@ impl Port {
         st.rx_queues = rx;
         st.tx_queues = tx;
         Ok(st)
+    }
+
+    /// Accepts tagged frames of VLAN `vid` (0..=4095) on a port configured with
+    /// [`PortConfig::vlan_filter`] (like `rte_eth_dev_vlan_filter(port, vid, 1)`).
+    pub fn vlan_filter_add(&mut self, vid: u16) -> Result<()> {
+        self.vlan_filter_set(vid, true)
+    }
+
+    /// Drops tagged frames of VLAN `vid` again.
+    pub fn vlan_filter_remove(&mut self, vid: u16) -> Result<()> {
+        self.vlan_filter_set(vid, false)
+    }
+
+    fn vlan_filter_set(&mut self, vid: u16, on: bool) -> Result<()> {
+        let op = if on {
+            "add a VLAN filter"
+        } else {
+            "remove a VLAN filter"
+        };
+        let bad = |reason: String| PortError::InvalidConfig {
+            device: self.name.clone(),
+            op,
+            reason,
+        };
+        if vid > crate::vlan::MAX_VID {
+            return Err(bad(format!(
+                "VLAN id {vid} out of range 0..={}",
+                crate::vlan::MAX_VID
+            )));
+        }
+        if !self.vlan_filter {
+            return Err(bad(
+                "VLAN filtering is off on this port: configure it with PortConfig::vlan_filter(true)".into(),
+            ));
+        }
+        self.driver.set_vlan_filter(vid, on)
     }
 
     /// Every counter of the port by name (like `rte_eth_xstats_get`): the port-level and
@@ -626,6 +698,7 @@ mod tests {
             max_ring_size: 4096,
             min_rx_buffer: 1522,
             rx_buffer_unit: 1024,
+            capabilities: crate::driver::Capabilities::NONE,
         };
         for room in [1518, 1600] {
             let msg = rx_buffer_refusal(&pool(room), &igb).expect("refused");

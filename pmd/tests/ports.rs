@@ -239,3 +239,25 @@ fn queues_and_ports_can_move_between_threads() {
     assert_send::<Port>();
     assert_send::<Burst>();
 }
+
+#[test]
+fn vlan_features_a_port_lacks_are_refused_with_what_it_offers() {
+    let p = pool("vlan-cfg", 4096);
+    for (cfg, what) in [
+        (PortConfig::new(p.clone()).vlan_strip(true), "VLAN stripping"),
+        (PortConfig::new(p.clone()).vlan_filter(true), "VLAN filtering"),
+    ] {
+        let mut port = Port::open("null0", 0).unwrap();
+        let e = port.configure(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains(what) && e.contains("null0") && e.contains("offers: none"),
+            "{e}"
+        );
+    }
+    let mut port = Port::open("null1", 1).unwrap();
+    port.configure(&PortConfig::new(p.clone())).unwrap();
+    let e = port.vlan_filter_add(100).unwrap_err().to_string();
+    assert!(e.contains("PortConfig::vlan_filter(true)"), "{e}");
+    let e = port.vlan_filter_add(4096).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+}

@@ -9,16 +9,16 @@
 //! `cargo xtask vm test vm_xstats`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, Mempool, MempoolConfig, Packet};
 use oxpmd_pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
 
-/// Guard against a hang only (never a speed assertion).
-const DEADLINE: Duration = Duration::from_secs(60);
+mod vm_kernel_peer;
+use vm_kernel_peer::*;
+
 const OUR_IP: [u8; 4] = [10, 77, 0, 2];
 const PEER_IP: [u8; 4] = [10, 77, 0, 1];
 /// A local experimental EtherType (IEEE 802): the kernel counts such frames and drops them.
@@ -26,36 +26,6 @@ const ETHERTYPE_LOCAL: u16 = 0x88B5;
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ARP_FRAME: usize = 42;
 const MIN_FRAME: usize = 60;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
-}
-
-fn dev(addr: &str) -> PathBuf {
-    Path::new("/sys/bus/pci/devices").join(addr)
-}
-
-fn driver_of(addr: &str) -> Option<String> {
-    std::fs::read_link(dev(addr).join("driver"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"));
-    assert!(st.success(), "{cmd} {args:?}: {st}");
-}
 
 /// The kernel's counters of `iface` (what `ip -s link` prints).
 fn kernel_counters(iface: &str) -> HashMap<&'static str, u64> {
@@ -83,17 +53,6 @@ fn xstats(port: &mut Port) -> HashMap<String, u64> {
         .into_iter()
         .map(|x| (x.name, x.value))
         .collect()
-}
-
-fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 fn eth(dst: MacAddr, src: MacAddr, ethertype: u16) -> Vec<u8> {
@@ -137,10 +96,15 @@ fn icmp_echo(dst: MacAddr, src: MacAddr, seq: u16, payload: usize) -> Vec<u8> {
     f
 }
 
-fn send(tx: &mut TxQueue, pool: &Mempool, frames: &[Vec<u8>]) {
+/// Sends `frames` 16 at a time, each group once the peer has counted the previous ones
+/// (`received()`): the kernel's RX ring (256 descriptors by default) never overflows, so the
+/// exchange is exact however slowly the emulation runs its driver.
+fn send(tx: &mut TxQueue, pool: &Mempool, frames: &[Vec<u8>], mut received: impl FnMut() -> u64) {
     let mut burst = Burst::new();
     let t = Instant::now();
+    let mut sent = 0u64;
     for chunk in frames.chunks(16) {
+        wait_for("the kernel counts the frames sent so far", || received() >= sent);
         for f in chunk {
             let mut p: Packet = pool.alloc().expect("pool has a buffer");
             p.extend_from_slice(f).unwrap();
@@ -154,7 +118,9 @@ fn send(tx: &mut TxQueue, pool: &Mempool, frames: &[Vec<u8>]) {
                 std::thread::yield_now();
             }
         }
+        sent += chunk.len() as u64;
     }
+    wait_for("the kernel counts every frame", || received() >= sent);
     // Everything sent before the counters are read.
     std::thread::sleep(Duration::from_millis(300));
     tx.reclaim();
@@ -215,28 +181,13 @@ fn igb_xstats_equal_the_kernel_peers_counters() {
     let (rx, tx) = (&mut rxs[0], &mut txs[0]);
     let our_mac = port.mac_addr();
 
-    run(&env("OXPMD_VM_MODPROBE"), &["igb"]);
-    wait_for("the kernel igb binds the peer", || {
-        driver_of(&peer).as_deref() == Some("igb")
-    });
-    let mut iface = String::new();
-    wait_for("the peer's network interface", || {
-        match std::fs::read_dir(dev(&peer).join("net")).map(|d| d.flatten().next()) {
-            Ok(Some(e)) => {
-                iface = e.file_name().to_string_lossy().into_owned();
-                true
-            }
-            _ => false,
-        }
-    });
+    let iface = kernel_igb(&peer, &[]);
     // No IPv6: no router solicitation or MLD report of the kernel's own while we count.
     std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1").unwrap();
     run("ip", &["addr", "add", "10.77.0.1/24", "dev", &iface]);
     run("ip", &["link", "set", "dev", &iface, "up"]);
     let link = port.wait_link_up(Duration::from_secs(30)).unwrap();
-    wait_for("the kernel sees its carrier", || {
-        std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
-    });
+    wait_carrier(&iface);
     println!("our port {ours} ({our_mac}) link {link}; kernel igb {peer} is {iface} ({peer_mac})");
     std::thread::sleep(Duration::from_millis(500));
     // Whatever arrived before the exchange is not part of it.
@@ -261,7 +212,9 @@ fn igb_xstats_equal_the_kernel_peers_counters() {
     frames.push(arp_request(our_mac));
     let echoes = 100u16;
     frames.extend((0..echoes).map(|s| icmp_echo(peer_mac, our_mac, s, 18 + usize::from(s) * 14)));
-    send(tx, &pool, &frames);
+    send(tx, &pool, &frames, || {
+        kernel_counters(&iface)["rx_packets"] - k0["rx_packets"]
+    });
     let got = receive_until(rx, |g| {
         g.iter()
             .filter(|f| ethertype(f) == 0x0800 && f.len() > 34 && f[34] == 0)
@@ -381,5 +334,5 @@ fn igb_xstats_equal_the_kernel_peers_counters() {
     drop(txs);
     port.stop().unwrap();
     drop(port);
-    std::fs::write(dev(&peer).join("driver/unbind"), &peer).unwrap();
+    release(&peer);
 }

@@ -54,6 +54,9 @@ pub struct AdvRxRing<R: QueueRegs, M: RingMemory> {
     discarding: bool,
     port: u16,
     queue: u16,
+    /// Report a tag the device flags with VP as stripped (its TCI in the packet): the device
+    /// strips (igb with CTRL.VME, a VF whose PF strips its port VLAN).
+    vlan_stripped: bool,
     /// Buffer posted in each slot (raw: the device may own it).
     slots: Box<[RawBuffer]>,
     /// Replacement buffers for one burst, taken in bulk; `spare[..spare_len]` are owned by the
@@ -115,6 +118,7 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             discarding: false,
             port,
             queue,
+            vlan_stripped: true,
             slots,
             spare: vec![RawBuffer::NULL; crate::burst::MAX_BURST].into_boxed_slice(),
             spare_len: 0,
@@ -127,6 +131,12 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             ring.post(i, b);
         }
         Ok(ring)
+    }
+
+    /// Whether the device strips VLAN tags (default: yes). A ring of a device that leaves them in
+    /// the frame reports no `RX_VLAN_STRIPPED`, whatever its write-backs say.
+    pub fn set_vlan_stripped(&mut self, stripped: bool) {
+        self.vlan_stripped = stripped;
     }
 
     /// Device address of the descriptor ring (RDBAL / RDBAH).
@@ -274,7 +284,7 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
                     OffloadFlags::RX_L4_CKSUM_GOOD
                 };
             }
-            if status & rx_status::VP != 0 {
+            if self.vlan_stripped && status & rx_status::VP != 0 {
                 pkt.set_vlan_tci(vlan);
                 flags |= OffloadFlags::RX_VLAN_STRIPPED;
             }

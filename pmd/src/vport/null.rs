@@ -47,6 +47,7 @@ impl Driver for NullDriver {
             max_ring_size: crate::adv_ring::MAX_RING_SIZE,
             min_rx_buffer: self.size,
             rx_buffer_unit: 1,
+            capabilities: crate::driver::Capabilities::NONE,
         }
     }
 

@@ -125,6 +125,7 @@ impl Driver for RingDriver {
             max_ring_size: crate::adv_ring::MAX_RING_SIZE,
             min_rx_buffer: 0,
             rx_buffer_unit: 1,
+            capabilities: crate::driver::Capabilities::NONE,
         }
     }
 

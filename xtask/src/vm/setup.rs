@@ -30,7 +30,7 @@ const BOOT_MODULES: &[(&str, &str)] = &[
 ];
 /// Modules shipped for on-demand loading only (`$OXPMD_VM_MODPROBE igb`): never loaded at boot, so the
 /// kernel drivers do not take the test NICs.
-const ON_DEMAND_MODULES: &[&str] = &["igb", "igbvf", "virtio_net"];
+const ON_DEMAND_MODULES: &[&str] = &["igb", "igbvf", "virtio_net", "8021q"];
 
 /// Host packages the harness needs, with the binary that proves each is there.
 const PACKAGES: &[(&str, &str)] = &[
@@ -621,6 +621,7 @@ fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String
         && info.package == package
         && paths.kernel().is_file()
         && kdir.join("modules").is_dir()
+        && modules_unpacked(&kdir)
     {
         println!("vm setup: guest kernel {} up to date", info.release);
         return Ok(info);
@@ -713,6 +714,23 @@ fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String
         set.files.keys().cloned().collect::<Vec<_>>().join(" ")
     );
     Ok(KernelInfo { release, package })
+}
+
+/// Whether the unpacked kernel has every boot and on-demand module (the lists can grow after
+/// the kernel was unpacked): `load-order` has a line per module unpacked.
+fn modules_unpacked(kdir: &Path) -> bool {
+    let Ok(order) = fs::read_to_string(kdir.join("load-order")) else {
+        return false;
+    };
+    BOOT_MODULES
+        .iter()
+        .map(|(m, _)| *m)
+        .chain(ON_DEMAND_MODULES.iter().copied())
+        .all(|m| {
+            order
+                .lines()
+                .any(|l| l.strip_prefix(m).is_some_and(|r| r.starts_with(':')))
+        })
 }
 
 /// Everything the initramfs content depends on, so a change triggers a rebuild.

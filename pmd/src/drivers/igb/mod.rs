@@ -21,6 +21,7 @@
 
 pub mod regs;
 mod stats;
+mod vlan;
 
 mod queue;
 
@@ -36,7 +37,8 @@ use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
 use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
-    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+    Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
+    TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::error::{PortError, Result};
@@ -274,6 +276,8 @@ pub struct IgbDriver {
     queues: Vec<(Dir, u16)>,
     port_id: u16,
     link_restarted: Instant,
+    /// The VLAN filter table as written.
+    vlan: vlan::VlanFilter,
 }
 
 impl std::fmt::Debug for IgbDriver {
@@ -317,6 +321,7 @@ impl IgbDriver {
             queues: Vec::new(),
             port_id: opts.port_id,
             link_restarted: Instant::now(),
+            vlan: vlan::VlanFilter::default(),
         };
         drv.bring_up()?;
         Ok(drv)
@@ -548,6 +553,7 @@ impl Driver for IgbDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
+            capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
         }
     }
 
@@ -603,6 +609,9 @@ impl Driver for IgbDriver {
         .map_err(self.reg_err("write RXCSUM"))?;
         s.write(rx::RCTL, rx::RCTL_BAM | rx::RCTL_SECRC | self.filter_bits)
             .map_err(self.reg_err("write RCTL"))?;
+        self.vlan
+            .configure(&s, config.vlan_strip, config.vlan_filter)
+            .map_err(self.reg_err("configure VLAN stripping and filtering"))?;
         Ok(())
     }
 
@@ -629,6 +638,7 @@ impl Driver for IgbDriver {
                     source: Box::new(e),
                 }
             })?;
+        ring.set_vlan_stripped(setup.vlan_strip);
         let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
             .map_err(self.reg_err("program RX ring"))?;
@@ -752,6 +762,12 @@ impl Driver for IgbDriver {
             ierrors: st.crcerrs + st.algnerrc + st.rxerrc + st.rlec,
             oerrors: 0,
         })
+    }
+
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        self.vlan
+            .set(&self.shared, vid, on)
+            .map_err(self.reg_err("write the VLAN filter table"))
     }
 
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {

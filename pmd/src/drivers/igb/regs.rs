@@ -26,6 +26,9 @@ pub mod general {
 
     /// CTRL: set link up (lets the MAC follow the PHY's link).
     pub const CTRL_SLU: u32 = 1 << 6;
+    /// CTRL: VLAN mode enable: received 802.1Q tags (EtherType VET) are stripped into the
+    /// descriptor, and TX descriptors with VLE insert one.
+    pub const CTRL_VME: u32 = 1 << 30;
     /// CTRL: device reset (self-clearing).
     pub const CTRL_RST: u32 = 1 << 26;
 

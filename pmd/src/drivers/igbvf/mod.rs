@@ -29,7 +29,8 @@ use self::mbx::{MbxError, VfMailbox};
 use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, disable_queue};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
-    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+    Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
+    TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::drivers::igb::regs::queue as qregs;
@@ -577,6 +578,9 @@ impl Driver for IgbvfDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
+            // Stripping is the PF's (its port VLAN); filtering goes through the PF's VLVF
+            // (mailbox SET_VLAN).
+            capabilities: Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
         }
     }
 
@@ -777,6 +781,10 @@ impl Driver for IgbvfDriver {
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
         Some(self.dma.clone())
+    }
+
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        self.simple_request(VfRequest::SetVlan { vid, add: on }, "SET_VLAN")
     }
 
     fn device_counters(&mut self) -> Result<DeviceCounters> {

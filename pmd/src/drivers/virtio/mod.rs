@@ -48,7 +48,8 @@ use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
 use self::split::{SplitLayout, SplitRing, Virtqueue};
 use crate::burst::Burst;
 use crate::driver::{
-    DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup,
+    Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
+    TxQueueSetup,
 };
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
@@ -858,6 +859,9 @@ impl Driver for VirtioDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: 1,
+            // Both in software (crate::vlan): virtio-net has no VLAN offload; its VLAN filter
+            // (VIRTIO_NET_F_CTRL_VLAN) is not driven.
+            capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_INSERT,
         }
     }
 
@@ -922,16 +926,18 @@ impl Driver for VirtioDriver {
                     VirtioError::State("ring does not fit"),
                 )
             })?;
-            let rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
+            let mut rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
+            rxq.set_vlan_strip(setup.vlan_strip);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Box::new(RxQueueBox(rxq))
         } else {
             let ring = SplitRing::new(mem, size)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", queue::QueueError::Ring(e)))?;
-            let rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
+            let mut rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
+            rxq.set_vlan_strip(setup.vlan_strip);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Box::new(RxQueueBox(rxq))

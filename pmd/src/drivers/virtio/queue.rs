@@ -73,6 +73,8 @@ pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
     /// Remaining buffers of a merged frame being dropped.
     discard: u32,
     guest_csum: bool,
+    /// Strip outer 802.1Q tags in software (the device has no such feature).
+    vlan_strip: bool,
     bad_ids: u64,
     bad_lens: u64,
     broken_reported: bool,
@@ -153,6 +155,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             queue,
             discard: 0,
             guest_csum,
+            vlan_strip: false,
             bad_ids: 0,
             bad_lens: 0,
             broken_reported: false,
@@ -163,6 +166,12 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         }
         q.ring.publish();
         Ok(q)
+    }
+
+    /// Strips outer 802.1Q tags of received frames in software (`RX_VLAN_STRIPPED`, the TCI in
+    /// the packet), or not (the default).
+    pub fn set_vlan_strip(&mut self, on: bool) {
+        self.vlan_strip = on;
     }
 
     /// The ring (addresses for the device).
@@ -318,7 +327,11 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             if self.guest_csum && flags & nethdr::F_DATA_VALID != 0 {
                 pkt.set_flags(OffloadFlags::RX_L4_CKSUM_GOOD);
             }
+            // Bytes as they crossed the link (with the tag), as the Intel NICs count them.
             bytes += pkt.len() as u64;
+            if self.vlan_strip {
+                crate::vlan::strip_tag(&mut pkt);
+            }
             v.push(pkt);
             got += 1;
         }
@@ -642,10 +655,16 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             return 0;
         }
         let mut refused = 0usize;
-        // Invariant 5: lengths the device must not be given are freed and counted.
-        if pkts.iter().any(|p| p.is_empty() || p.len() > MAX_TX_LEN) {
+        // Invariant 5: lengths the device must not be given are freed and counted, and so are
+        // packets asking for a VLAN tag they have no room for.
+        let unsendable = |p: &Packet| {
+            p.is_empty()
+                || p.len() > MAX_TX_LEN
+                || (p.flags().contains(OffloadFlags::TX_VLAN_INSERT) && !crate::vlan::can_insert_tag(p))
+        };
+        if pkts.iter().any(unsendable) {
             let before = pkts.len();
-            pkts.retain(|p| !p.is_empty() && p.len() <= MAX_TX_LEN);
+            pkts.retain(|p| !unsendable(p));
             refused += before - pkts.len();
         }
         // Invariant 3: only memory mapped for the device.
@@ -671,11 +690,21 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let mut taken = 0usize;
         let mut bytes = 0u64;
         for pkt in pkts.iter_mut() {
-            // Room first: the header may change the packet (software checksums), which must
-            // happen only to a packet that is then taken.
-            let descs = if pkt.headroom() >= nethdr::LEN { 1 } else { 2 };
+            // Room first: the header may change the packet (software checksums, a VLAN tag),
+            // which must happen only to a packet that is then taken.
+            let tag = if pkt.flags().contains(OffloadFlags::TX_VLAN_INSERT) {
+                crate::vlan::TAG_LEN
+            } else {
+                0
+            };
+            let descs = if pkt.headroom() >= nethdr::LEN + tag { 1 } else { 2 };
             if self.ring.num_free() < descs {
                 break;
+            }
+            if tag > 0 {
+                // Cannot fail: packets without room for the tag were refused above.
+                let inserted = crate::vlan::insert_tag(pkt);
+                debug_assert!(inserted);
             }
             let h = net_header(pkt, self.csum);
             let len = pkt.len();

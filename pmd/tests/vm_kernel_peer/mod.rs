@@ -1,0 +1,89 @@
+//! Shared helpers of the VM tests that put the guest kernel's igb driver on the other end of the
+//! link from our port: the environment, sysfs, commands, the kernel port's interface, checksums.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Hang guard only (never a speed assertion).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
+}
+
+/// The sysfs directory of PCI device `addr`.
+pub fn dev(addr: &str) -> PathBuf {
+    Path::new("/sys/bus/pci/devices").join(addr)
+}
+
+pub fn driver_of(addr: &str) -> Option<String> {
+    std::fs::read_link(dev(addr).join("driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// Polls `cond` until it holds; fails the test after [`DEADLINE`].
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command; fails the test unless it succeeds.
+pub fn run(cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"));
+    assert!(st.success(), "{cmd} {args:?}: {st}");
+}
+
+/// Loads the kernel igb driver (after our port took its device for vfio-pci, so igb binds the
+/// peer only) and returns the peer's network interface, up, with its carrier.
+pub fn kernel_igb(peer: &str, modules: &[&str]) -> String {
+    for m in std::iter::once("igb").chain(modules.iter().copied()) {
+        run(&env("OXPMD_VM_MODPROBE"), &[m]);
+    }
+    wait_for("the kernel igb binds the peer", || {
+        driver_of(peer).as_deref() == Some("igb")
+    });
+    let mut iface = String::new();
+    wait_for("the peer's network interface", || {
+        match std::fs::read_dir(dev(peer).join("net")).map(|d| d.flatten().next()) {
+            Ok(Some(e)) => {
+                iface = e.file_name().to_string_lossy().into_owned();
+                true
+            }
+            _ => false,
+        }
+    });
+    iface
+}
+
+/// Waits for `iface`'s carrier (the link to our port is up on the kernel's side).
+pub fn wait_carrier(iface: &str) {
+    wait_for("the kernel sees its carrier", || {
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
+    });
+}
+
+/// Gives the peer's device back (unbound), as later tests of the binary expect.
+pub fn release(peer: &str) {
+    std::fs::write(dev(peer).join("driver/unbind"), peer).unwrap();
+}
+
+/// The Internet checksum of `data`.
+pub fn csum(data: &[u8]) -> u16 {
+    let mut s: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}

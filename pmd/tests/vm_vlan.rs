@@ -1,0 +1,293 @@
+//! vm-topology: pair
+//!
+//! VLAN offloads of our igb port (OXPMD_PORT0) against the guest kernel on the other end of the
+//! link (OXPMD_PORT1, kernel igb with 802.1Q interfaces for VLANs 100 and 200): RX stripping
+//! (the TCI in the packet, the frame untagged), the RX filter table (a VLAN not in it never
+//! arrives; added, it does; removed, it stops), TX insertion (the kernel's VLAN interface
+//! delivers our datagrams to a socket bound on it), and with stripping off the tag stays in the
+//! frame. Run with `cargo xtask vm test vm_vlan`.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{DmaMap, Mempool, MempoolConfig, OffloadFlags};
+use oxpmd_pmd::{Burst, MacAddr, Port, PortConfig, RxQueue, TxQueue};
+
+mod vm_kernel_peer;
+use vm_kernel_peer::*;
+
+/// How long a frame the filter must drop is waited for.
+const QUIET: Duration = Duration::from_secs(2);
+const OUR_PORT: u16 = 7000;
+const PEER_PORT: u16 = 5200;
+const N: usize = 20;
+
+fn our_ip(vid: u16) -> [u8; 4] {
+    [10, 78, (vid % 256) as u8, 2]
+}
+
+fn peer_ip(vid: u16) -> String {
+    format!("10.78.{}.1", vid % 256)
+}
+
+/// An untagged UDP/IPv4 datagram from us to the peer on VLAN `vid`'s subnet (UDP checksum 0:
+/// none, allowed for IPv4).
+fn udp_to_peer(dst: MacAddr, src: MacAddr, vid: u16, seq: u16) -> Vec<u8> {
+    let payload = format!("oxpmd vlan {vid} #{seq}");
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[4..6].copy_from_slice(&seq.to_be_bytes());
+    ip.extend_from_slice(&our_ip(vid));
+    let peer: std::net::Ipv4Addr = peer_ip(vid).parse().unwrap();
+    ip.extend_from_slice(&peer.octets());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&OUR_PORT.to_be_bytes());
+    f.extend_from_slice(&PEER_PORT.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload.as_bytes());
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// The kernel side: one 802.1Q interface per VLAN on the kernel's igb port, our address as a
+/// permanent neighbour (no ARP needed either way).
+struct Peer {
+    iface: String,
+}
+
+impl Peer {
+    fn vlan_iface(&self, vid: u16) -> String {
+        format!("vl{vid}")
+    }
+
+    /// `n` datagrams from the kernel's VLAN `vid` interface to our address on it.
+    fn send(&self, vid: u16, n: usize) {
+        let s = UdpSocket::bind((peer_ip(vid).as_str(), 0)).unwrap();
+        let ip = our_ip(vid);
+        for i in 0..n {
+            s.send_to(
+                format!("kernel vlan {vid} #{i}").as_bytes(),
+                (std::net::Ipv4Addr::from(ip), OUR_PORT),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Frames to our UDP port received within `wait` (until `want` of them, if given).
+fn receive(rx: &mut RxQueue, want: Option<usize>, wait: Duration) -> Vec<(Vec<u8>, OffloadFlags, u16)> {
+    let mut got = Vec::new();
+    let mut b = Burst::new();
+    let t = Instant::now();
+    while t.elapsed() < wait && want.is_none_or(|w| got.len() < w) {
+        if rx.rx_burst(&mut b) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for p in b.drain() {
+            let d = p.data();
+            // UDP to OUR_PORT, tagged or not.
+            let l3 = if d.len() > 14 && d[12..14] == [0x81, 0x00] {
+                18
+            } else {
+                14
+            };
+            if d.len() >= l3 + 24 && d[l3 + 9] == 17 && d[l3 + 22..l3 + 24] == OUR_PORT.to_be_bytes() {
+                got.push((d.to_vec(), p.flags(), p.vlan_tci()));
+            }
+        }
+    }
+    got
+}
+
+fn open(addr: &str, strip: bool, filter: bool) -> (Port, Mempool, RxQueue, TxQueue) {
+    let mut port = Port::open(addr, 0).unwrap_or_else(|e| panic!("open {addr}: {e}"));
+    let map: Arc<dyn DmaMap> = port.dma_map().expect("igb has a DMA map");
+    let pool = Mempool::new(
+        &MempoolConfig {
+            cache_size: 32,
+            ..MempoolConfig::new("vm_vlan", 2048)
+        },
+        map,
+    )
+    .unwrap();
+    port.configure(
+        &PortConfig::new(pool.clone())
+            .ring_sizes(256, 256)
+            .vlan_strip(strip)
+            .vlan_filter(filter),
+    )
+    .unwrap();
+    port.start().unwrap();
+    port.wait_link_up(Duration::from_secs(30)).unwrap();
+    let (mut rxs, mut txs) = port.take_queues().unwrap();
+    (port, pool, rxs.remove(0), txs.remove(0))
+}
+
+fn kernel_peer(peer_addr: &str, our_mac: MacAddr) -> Peer {
+    let iface = kernel_igb(peer_addr, &["8021q"]);
+    let peer = Peer { iface };
+    run("ip", &["link", "set", "dev", &peer.iface, "up"]);
+    for vid in [100u16, 200] {
+        let v = peer.vlan_iface(vid);
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "link",
+                &peer.iface,
+                "name",
+                &v,
+                "type",
+                "vlan",
+                "id",
+                &vid.to_string(),
+            ],
+        );
+        run("ip", &["addr", "add", &format!("{}/24", peer_ip(vid)), "dev", &v]);
+        run("ip", &["link", "set", "dev", &v, "up"]);
+        let ip = our_ip(vid);
+        run(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                &format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]),
+                "lladdr",
+                &our_mac.to_string(),
+                "dev",
+                &v,
+                "nud",
+                "permanent",
+            ],
+        );
+    }
+    wait_carrier(&peer.iface);
+    peer
+}
+
+fn assert_stripped(got: &[(Vec<u8>, OffloadFlags, u16)], vid: u16) {
+    for (d, flags, tci) in got {
+        assert!(
+            flags.contains(OffloadFlags::RX_VLAN_STRIPPED),
+            "stripped: {flags:?}"
+        );
+        assert_eq!(tci & 0xFFF, vid, "the TCI of VLAN {vid}");
+        assert_eq!(&d[12..14], &[0x08, 0x00], "the frame is untagged after stripping");
+    }
+}
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn igb_vlan_strip_filter_and_insert_against_kernel_vlan_interfaces() {
+    let (ours, peer_addr) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
+    assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
+    let peer_mac: MacAddr = env("OXPMD_PORT1_MAC").parse().unwrap();
+    // Ours first: it takes port 0 for vfio-pci, so the kernel igb binds port 1 only.
+    let (mut port, pool, mut rx, mut tx) = open(&ours, true, true);
+    let our_mac = port.mac_addr();
+    let peer = kernel_peer(&peer_addr, our_mac);
+    println!(
+        "ours {ours} ({our_mac}); kernel {peer_addr} is {} ({peer_mac}) with vl100, vl200",
+        peer.iface
+    );
+
+    // Filter on, table empty but for 100.
+    port.vlan_filter_add(100).unwrap();
+    peer.send(100, N);
+    let got = receive(&mut rx, Some(N), DEADLINE);
+    assert_eq!(got.len(), N, "VLAN 100 (in the table) arrives");
+    assert_stripped(&got, 100);
+    peer.send(200, N);
+    let got = receive(&mut rx, None, QUIET);
+    assert!(
+        got.is_empty(),
+        "VLAN 200 (not in the table) is dropped: {} arrived",
+        got.len()
+    );
+    port.vlan_filter_add(200).unwrap();
+    peer.send(200, N);
+    let got = receive(&mut rx, Some(N), DEADLINE);
+    assert_eq!(got.len(), N, "VLAN 200 arrives once added");
+    assert_stripped(&got, 200);
+    port.vlan_filter_remove(100).unwrap();
+    peer.send(100, N);
+    let got = receive(&mut rx, None, QUIET);
+    assert!(
+        got.is_empty(),
+        "VLAN 100 is dropped once removed: {} arrived",
+        got.len()
+    );
+    println!("filter: 100 in, 200 out, 200 in, 100 out: as programmed");
+
+    // TX insertion: untagged frames in our buffers, tagged 200 on the wire by the device; the
+    // kernel's vl200 delivers them to a socket bound on its address.
+    let sock = UdpSocket::bind((peer_ip(200).as_str(), PEER_PORT)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut b = Burst::new();
+    for i in 0..N {
+        let mut p = pool.alloc().unwrap();
+        p.extend_from_slice(&udp_to_peer(peer_mac, our_mac, 200, i as u16))
+            .unwrap();
+        p.set_vlan_tci(200 | (5 << 13));
+        p.set_flags(OffloadFlags::TX_VLAN_INSERT);
+        b.push(p).unwrap();
+    }
+    let t = Instant::now();
+    while !b.is_empty() {
+        tx.tx_burst(&mut b);
+        assert!(t.elapsed() < DEADLINE, "TX ring never drained");
+    }
+    let mut delivered = 0;
+    let mut buf = [0u8; 2048];
+    let t = Instant::now();
+    while delivered < N && t.elapsed() < DEADLINE {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            assert!(
+                std::str::from_utf8(&buf[..n])
+                    .unwrap()
+                    .starts_with("oxpmd vlan 200 #")
+            );
+            assert_eq!(from.port(), OUR_PORT);
+            delivered += 1;
+        }
+    }
+    assert_eq!(
+        delivered, N,
+        "the kernel's VLAN 200 interface delivered every tagged datagram"
+    );
+    println!("insert: {delivered}/{N} datagrams tagged by the device reached the kernel's vl200 socket");
+    drop((rx, tx));
+    port.stop().unwrap();
+    drop(port);
+
+    // Stripping off (and no filter): the tag stays in the frame, no RX_VLAN_STRIPPED.
+    let (mut port, _pool, mut rx, tx) = open(&ours, false, false);
+    peer.send(100, N);
+    let got = receive(&mut rx, Some(N), DEADLINE);
+    assert_eq!(got.len(), N, "VLAN 100 arrives without a filter");
+    for (d, flags, _) in &got {
+        assert!(!flags.contains(OffloadFlags::RX_VLAN_STRIPPED), "{flags:?}");
+        assert_eq!(&d[12..14], &[0x81, 0x00], "still tagged");
+        assert_eq!(u16::from_be_bytes([d[14], d[15]]) & 0xFFF, 100);
+    }
+    println!("strip off: {} frames arrived tagged with VLAN 100", got.len());
+    let e = port.vlan_filter_add(100).unwrap_err().to_string();
+    assert!(e.contains("vlan_filter(true)"), "{e}");
+    drop((rx, tx));
+    port.stop().unwrap();
+    drop(port);
+    for vid in [100u16, 200] {
+        run("ip", &["link", "del", &peer.vlan_iface(vid)]);
+    }
+    release(&peer_addr);
+}
