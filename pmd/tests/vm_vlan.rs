@@ -1,11 +1,12 @@
-//! vm-topology: pair
+//! vm-topology: virtio
 //!
-//! VLAN offloads of our igb port (OXPMD_PORT0) against the guest kernel on the other end of the
-//! link (OXPMD_PORT1, kernel igb with 802.1Q interfaces for VLANs 100 and 200): RX stripping
-//! (the TCI in the packet, the frame untagged), the RX filter table (a VLAN not in it never
-//! arrives; added, it does; removed, it stops), TX insertion (the kernel's VLAN interface
-//! delivers our datagrams to a socket bound on it), and with stripping off the tag stays in the
-//! frame. Run with `cargo xtask vm test vm_vlan`.
+//! VLAN offloads against the guest kernel on the other end of the link (kernel igb with 802.1Q
+//! interfaces for VLANs 100 and 200): RX stripping (the TCI in the packet, the frame untagged),
+//! the RX filter table (a VLAN not in it never arrives; added, it does; removed, it stops), TX
+//! insertion (the kernel's VLAN interface delivers our datagrams to a socket bound on it), and
+//! with stripping off the tag stays in the frame. Our igb port 0 (peer: port 1) does it in
+//! hardware; our virtio-net port 3 (peer: igb port 2) strips and inserts in software and has no
+//! filter table, which configure refuses. Run with `cargo xtask vm test vm_vlan`.
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -186,13 +187,78 @@ fn assert_stripped(got: &[(Vec<u8>, OffloadFlags, u16)], vid: u16) {
     }
 }
 
+/// Sends `N` untagged datagrams flagged `TX_VLAN_INSERT` with VLAN 200 (priority 5) and checks
+/// that the kernel's vl200 delivers every one to a socket bound on its address.
+fn check_insert(pool: &Mempool, tx: &mut TxQueue, peer_mac: MacAddr, our_mac: MacAddr) {
+    let sock = UdpSocket::bind((peer_ip(200).as_str(), PEER_PORT)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut b = Burst::new();
+    for i in 0..N {
+        let mut p = pool.alloc().unwrap();
+        p.extend_from_slice(&udp_to_peer(peer_mac, our_mac, 200, i as u16))
+            .unwrap();
+        p.set_vlan_tci(200 | (5 << 13));
+        p.set_flags(OffloadFlags::TX_VLAN_INSERT);
+        b.push(p).unwrap();
+    }
+    let t = Instant::now();
+    while !b.is_empty() {
+        tx.tx_burst(&mut b);
+        assert!(t.elapsed() < DEADLINE, "TX ring never drained");
+    }
+    let mut delivered = 0;
+    let mut buf = [0u8; 2048];
+    let t = Instant::now();
+    while delivered < N && t.elapsed() < DEADLINE {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            assert!(
+                std::str::from_utf8(&buf[..n])
+                    .unwrap()
+                    .starts_with("oxpmd vlan 200 #")
+            );
+            assert_eq!(from.port(), OUR_PORT);
+            delivered += 1;
+        }
+    }
+    assert_eq!(
+        delivered, N,
+        "the kernel's VLAN 200 interface delivered every tagged datagram"
+    );
+    println!("insert: {delivered}/{N} datagrams tagged by us reached the kernel's vl200 socket");
+}
+
+/// With stripping off (and no filter) the tag stays in the frame and nothing says stripped.
+fn check_strip_off(ours: &str, peer: &Peer) {
+    let (mut port, _pool, mut rx, tx) = open(ours, false, false);
+    peer.send(100, N);
+    let got = receive(&mut rx, Some(N), DEADLINE);
+    assert_eq!(got.len(), N, "VLAN 100 arrives without a filter");
+    for (d, flags, _) in &got {
+        assert!(!flags.contains(OffloadFlags::RX_VLAN_STRIPPED), "{flags:?}");
+        assert_eq!(&d[12..14], &[0x81, 0x00], "still tagged");
+        assert_eq!(u16::from_be_bytes([d[14], d[15]]) & 0xFFF, 100);
+    }
+    println!("strip off: {} frames arrived tagged with VLAN 100", got.len());
+    let e = port.vlan_filter_add(100).unwrap_err().to_string();
+    assert!(e.contains("vlan_filter(true)"), "{e}");
+    drop((rx, tx));
+    port.stop().unwrap();
+}
+
+fn remove_peer(peer: &Peer, peer_addr: &str) {
+    for vid in [100u16, 200] {
+        run("ip", &["link", "del", &peer.vlan_iface(vid)]);
+    }
+    release(peer_addr);
+}
+
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn igb_vlan_strip_filter_and_insert_against_kernel_vlan_interfaces() {
     let (ours, peer_addr) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
     assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
     let peer_mac: MacAddr = env("OXPMD_PORT1_MAC").parse().unwrap();
-    // Ours first: it takes port 0 for vfio-pci, so the kernel igb binds port 1 only.
+    // Ours first: it takes port 0 for vfio-pci, so the kernel igb does not.
     let (mut port, pool, mut rx, mut tx) = open(&ours, true, true);
     let our_mac = port.mac_addr();
     let peer = kernel_peer(&peer_addr, our_mac);
@@ -228,66 +294,54 @@ fn igb_vlan_strip_filter_and_insert_against_kernel_vlan_interfaces() {
         got.len()
     );
     println!("filter: 100 in, 200 out, 200 in, 100 out: as programmed");
+    check_insert(&pool, &mut tx, peer_mac, our_mac);
+    drop((rx, tx));
+    port.stop().unwrap();
+    drop(port);
+    check_strip_off(&ours, &peer);
+    remove_peer(&peer, &peer_addr);
+}
 
-    // TX insertion: untagged frames in our buffers, tagged 200 on the wire by the device; the
-    // kernel's vl200 delivers them to a socket bound on its address.
-    let sock = UdpSocket::bind((peer_ip(200).as_str(), PEER_PORT)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut b = Burst::new();
-    for i in 0..N {
-        let mut p = pool.alloc().unwrap();
-        p.extend_from_slice(&udp_to_peer(peer_mac, our_mac, 200, i as u16))
-            .unwrap();
-        p.set_vlan_tci(200 | (5 << 13));
-        p.set_flags(OffloadFlags::TX_VLAN_INSERT);
-        b.push(p).unwrap();
-    }
-    let t = Instant::now();
-    while !b.is_empty() {
-        tx.tx_burst(&mut b);
-        assert!(t.elapsed() < DEADLINE, "TX ring never drained");
-    }
-    let mut delivered = 0;
-    let mut buf = [0u8; 2048];
-    let t = Instant::now();
-    while delivered < N && t.elapsed() < DEADLINE {
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            assert!(
-                std::str::from_utf8(&buf[..n])
-                    .unwrap()
-                    .starts_with("oxpmd vlan 200 #")
-            );
-            assert_eq!(from.port(), OUR_PORT);
-            delivered += 1;
-        }
-    }
-    assert_eq!(
-        delivered, N,
-        "the kernel's VLAN 200 interface delivered every tagged datagram"
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn virtio_vlan_strip_and_insert_in_software_against_kernel_vlan_interfaces() {
+    let (ours, peer_addr) = (env("OXPMD_PORT3"), env("OXPMD_PORT2"));
+    assert_eq!(env("OXPMD_PORT3_MODEL"), "virtio-net");
+    assert_eq!(env("OXPMD_PORT2_MODEL"), "igb");
+    let peer_mac: MacAddr = env("OXPMD_PORT2_MAC").parse().unwrap();
+    // virtio-net has no VLAN filter table: refused at configure, naming what it offers.
+    let mut p = Port::open(&ours, 0).unwrap();
+    let map: Arc<dyn DmaMap> = p.dma_map().unwrap();
+    let pool = Mempool::new(&MempoolConfig::new("vm_vlan_refused", 1024), map).unwrap();
+    let e = p
+        .configure(&PortConfig::new(pool).ring_sizes(256, 256).vlan_filter(true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("VLAN filtering") && e.contains("vlan-strip,vlan-insert"),
+        "{e}"
     );
-    println!("insert: {delivered}/{N} datagrams tagged by the device reached the kernel's vl200 socket");
-    drop((rx, tx));
-    port.stop().unwrap();
-    drop(port);
+    drop(p);
 
-    // Stripping off (and no filter): the tag stays in the frame, no RX_VLAN_STRIPPED.
-    let (mut port, _pool, mut rx, tx) = open(&ours, false, false);
-    peer.send(100, N);
-    let got = receive(&mut rx, Some(N), DEADLINE);
-    assert_eq!(got.len(), N, "VLAN 100 arrives without a filter");
-    for (d, flags, _) in &got {
-        assert!(!flags.contains(OffloadFlags::RX_VLAN_STRIPPED), "{flags:?}");
-        assert_eq!(&d[12..14], &[0x81, 0x00], "still tagged");
-        assert_eq!(u16::from_be_bytes([d[14], d[15]]) & 0xFFF, 100);
+    let (port, pool, mut rx, mut tx) = open(&ours, true, false);
+    let our_mac = port.mac_addr();
+    let peer = kernel_peer(&peer_addr, our_mac);
+    println!(
+        "ours {ours} ({our_mac}, virtio-net); kernel {peer_addr} is {} ({peer_mac}) with vl100, vl200",
+        peer.iface
+    );
+    for vid in [100u16, 200] {
+        peer.send(vid, N);
+        let got = receive(&mut rx, Some(N), DEADLINE);
+        assert_eq!(got.len(), N, "VLAN {vid} arrives (no filter)");
+        assert_stripped(&got, vid);
     }
-    println!("strip off: {} frames arrived tagged with VLAN 100", got.len());
-    let e = port.vlan_filter_add(100).unwrap_err().to_string();
-    assert!(e.contains("vlan_filter(true)"), "{e}");
+    println!("strip (software): VLANs 100 and 200 arrived untagged with their TCI");
+    check_insert(&pool, &mut tx, peer_mac, our_mac);
     drop((rx, tx));
+    let mut port = port;
     port.stop().unwrap();
     drop(port);
-    for vid in [100u16, 200] {
-        run("ip", &["link", "del", &peer.vlan_iface(vid)]);
-    }
-    release(&peer_addr);
+    check_strip_off(&ours, &peer);
+    remove_peer(&peer, &peer_addr);
 }
