@@ -95,6 +95,12 @@ pub struct DeviceInfo {
     pub rx_buffer_unit: usize,
     /// Offloads and filters beyond plain frames.
     pub capabilities: Capabilities,
+    /// Entries of the RSS redirection table (0: no RSS).
+    pub reta_size: usize,
+    /// Bytes of the RSS hash key (0: no RSS).
+    pub rss_key_len: usize,
+    /// The header fields the device can hash.
+    pub rss_hash: crate::rss::RssHash,
 }
 
 /// Link state.
@@ -241,6 +247,24 @@ pub trait Driver: Send {
             op: "set a VLAN filter",
             driver: self.info().driver,
         })
+    }
+
+    /// Writes the RSS redirection table: entry `i` sends the frames whose hash's low bits are
+    /// `i` to RX queue `reta[i]` (length `reta_size`, entries below the RX queue count: checked
+    /// by the port). Only called on a device with `reta_size > 0`.
+    fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {
+        let _ = reta;
+        Err(PortError::Unsupported {
+            device: self.device_name().to_string(),
+            op: "write the RSS redirection table",
+            driver: self.info().driver,
+        })
+    }
+
+    /// The RSS hash key in use (the configured one, or the one the driver chose), if the device
+    /// hashes.
+    fn rss_key(&self) -> Option<Vec<u8>> {
+        None
     }
 
     /// Appends the device's own extended statistics (every counter it keeps, by name, as

@@ -20,6 +20,7 @@ pub mod forward;
 pub mod iommu;
 pub mod mac;
 pub mod port;
+pub mod rss;
 pub mod signal;
 pub mod sriov;
 pub mod stats;

@@ -38,6 +38,11 @@ pub struct PortConfig {
     /// Drop tagged frames whose VLAN id is not in the filter table ([`Port::vlan_filter_add`];
     /// needs [`Capabilities::VLAN_FILTER`]). The table starts empty.
     pub vlan_filter: bool,
+    /// The RSS hash key (`rss_key_len` bytes); `None`: the driver picks a random one (see
+    /// [`Port::rss_key`]).
+    pub rss_key: Option<Vec<u8>>,
+    /// The header fields to hash; `None`: every type the device offers.
+    pub rss_hash: Option<crate::rss::RssHash>,
 }
 
 /// Why `pool` cannot serve the RX queues of a device described by `info` (`None`: it can): the
@@ -80,6 +85,8 @@ impl PortConfig {
             mempool,
             vlan_strip: false,
             vlan_filter: false,
+            rss_key: None,
+            rss_hash: None,
         }
     }
 
@@ -99,6 +106,18 @@ impl PortConfig {
     /// RX VLAN filtering on or off.
     pub fn vlan_filter(mut self, on: bool) -> Self {
         self.vlan_filter = on;
+        self
+    }
+
+    /// The RSS hash key.
+    pub fn rss_key(mut self, key: &[u8]) -> Self {
+        self.rss_key = Some(key.to_vec());
+        self
+    }
+
+    /// The header fields RSS hashes.
+    pub fn rss_hash(mut self, hash: crate::rss::RssHash) -> Self {
+        self.rss_hash = Some(hash);
         self
     }
 
@@ -139,6 +158,30 @@ impl PortConfig {
         }
         if let Some(reason) = rx_buffer_refusal(&self.mempool, info) {
             return Err(bad(reason));
+        }
+        if (self.rss_key.is_some() || self.rss_hash.is_some()) && info.reta_size == 0 {
+            return Err(bad(format!(
+                "an RSS key or hash types asked for: {} does not hash received frames over queues",
+                info.driver
+            )));
+        }
+        if let Some(k) = &self.rss_key
+            && k.len() != info.rss_key_len
+        {
+            return Err(bad(format!(
+                "RSS key of {} bytes: {} takes {}",
+                k.len(),
+                info.driver,
+                info.rss_key_len
+            )));
+        }
+        if let Some(h) = self.rss_hash
+            && (h.is_empty() || !info.rss_hash.contains(h))
+        {
+            return Err(bad(format!(
+                "RSS hash types `{h}`: {} hashes `{}` (one or more of them)",
+                info.driver, info.rss_hash
+            )));
         }
         for (asked, cap, what) in [
             (self.vlan_strip, Capabilities::VLAN_STRIP, "VLAN stripping"),
@@ -206,6 +249,9 @@ pub struct Port {
     queues_taken: bool,
     /// Configured with VLAN filtering ([`PortConfig::vlan_filter`]).
     vlan_filter: bool,
+    /// The RSS redirection table as programmed (empty: no RSS, or not configured).
+    reta: Vec<u16>,
+    rx_queue_count: u16,
     /// Declared last: dropped after the queues.
     driver: Box<dyn Driver>,
 }
@@ -267,6 +313,8 @@ impl Port {
             tx_stats: Vec::new(),
             queues_taken: false,
             vlan_filter: false,
+            reta: Vec::new(),
+            rx_queue_count: 0,
             driver,
         }
     }
@@ -342,6 +390,8 @@ impl Port {
         self.rx_queues = rxq;
         self.tx_queues = txq;
         self.vlan_filter = config.vlan_filter;
+        self.reta = crate::rss::round_robin_reta(info.reta_size, config.rx_queues);
+        self.rx_queue_count = config.rx_queues;
         self.state = PortState::Configured;
         Ok(())
     }
@@ -511,6 +561,54 @@ impl Port {
             ));
         }
         self.driver.set_vlan_filter(vid, on)
+    }
+
+    /// The RSS redirection table (entry `i`: the RX queue of frames whose hash's low bits are
+    /// `i`); round-robin over the RX queues after configure, empty for a device without RSS.
+    pub fn rss_reta(&self) -> &[u16] {
+        &self.reta
+    }
+
+    /// Writes the RSS redirection table (like `rte_eth_dev_rss_reta_update`): `reta` has
+    /// `DeviceInfo::reta_size` entries, each an RX queue of this port. On an error nothing changed.
+    pub fn rss_reta_update(&mut self, reta: &[u16]) -> Result<()> {
+        let bad = |reason: String| PortError::InvalidConfig {
+            device: self.name.clone(),
+            op: "update the RSS redirection table",
+            reason,
+        };
+        if self.state == PortState::Opened {
+            return Err(self.wrong_state("update the RSS redirection table", "call configure first"));
+        }
+        if self.reta.is_empty() {
+            return Err(bad(format!(
+                "{} has no RSS redirection table",
+                self.info().driver
+            )));
+        }
+        if reta.len() != self.reta.len() {
+            return Err(bad(format!(
+                "{} entries given, the table has {}",
+                reta.len(),
+                self.reta.len()
+            )));
+        }
+        if let Some((i, q)) = reta.iter().enumerate().find(|(_, q)| **q >= self.rx_queue_count) {
+            return Err(bad(format!(
+                "entry {i} names RX queue {q}: the port has {} (0..={})",
+                self.rx_queue_count,
+                self.rx_queue_count - 1
+            )));
+        }
+        self.driver.set_rss_reta(reta)?;
+        self.reta = reta.to_vec();
+        Ok(())
+    }
+
+    /// The RSS hash key in use (the configured one or the driver's random one), if the device
+    /// hashes.
+    pub fn rss_key(&self) -> Option<Vec<u8>> {
+        self.driver.rss_key()
     }
 
     /// Every counter of the port by name (like `rte_eth_xstats_get`): the port-level and
@@ -699,6 +797,9 @@ mod tests {
             min_rx_buffer: 1522,
             rx_buffer_unit: 1024,
             capabilities: crate::driver::Capabilities::NONE,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
         };
         for room in [1518, 1600] {
             let msg = rx_buffer_refusal(&pool(room), &igb).expect("refused");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, Mempool, MempoolConfig, OffloadFlags, Packet};
 use oxpmd_pmd::drivers::igb::{IgbDriver, IgbStatsReader};
+use oxpmd_pmd::rss::RssHash;
 use oxpmd_pmd::{Burst, MacAddr, OpenOptions, Port, PortConfig, RxQueue, TxQueue};
 use oxpmd_vfio::PciAddress;
 
@@ -258,6 +259,11 @@ struct Pair {
 
 /// Opens both ports, one pool from port 0's DMA map, `rxq_b` RX queues on port 1, started, link up.
 fn pair(rxq_b: u16) -> Pair {
+    pair_with(|c| c.queues(rxq_b, 1))
+}
+
+/// [`pair`] with port 1's configuration (ring sizes set) changed by `b_config`.
+fn pair_with(b_config: impl FnOnce(PortConfig) -> PortConfig) -> Pair {
     let mut a = open(0);
     let mut b = open(1);
     let pool = pool_for(&a.port, "vm_igb", 8192);
@@ -265,11 +271,7 @@ fn pair(rxq_b: u16) -> Pair {
         .configure(&PortConfig::new(pool.clone()).ring_sizes(RING, RING))
         .unwrap();
     b.port
-        .configure(
-            &PortConfig::new(pool.clone())
-                .ring_sizes(RING, RING)
-                .queues(rxq_b, 1),
-        )
+        .configure(&b_config(PortConfig::new(pool.clone()).ring_sizes(RING, RING)))
         .unwrap();
     a.port.start().unwrap();
     b.port.start().unwrap();
@@ -686,4 +688,91 @@ fn rx_data_rooms_the_device_would_use_in_part_are_refused_and_the_others_receive
         drop(got);
         drop(brx);
     }
+}
+
+/// The key of Microsoft's RSS verification suite, with its published results below.
+const MS_RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0,
+    0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42,
+    0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
+
+/// The Toeplitz hash of `input` under `key`, bit by bit (written here, independent of the driver
+/// and of the device): for each set input bit, XOR in the 32 key bits starting at its position.
+fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
+    let key_bit = |i: usize| u32::from((key[i / 8] >> (7 - i % 8)) & 1);
+    let mut h = 0u32;
+    for (n, byte) in input.iter().enumerate() {
+        for b in 0..8 {
+            if (byte >> (7 - b)) & 1 == 1 {
+                let pos = n * 8 + b;
+                h ^= (0..32).fold(0u32, |w, j| (w << 1) | key_bit(pos + j));
+            }
+        }
+    }
+    h
+}
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn rss_key_hash_types_and_reta_set_through_the_api_steer_as_programmed() {
+    // The hash function itself, against the published vector (66.9.149.187:2794 ->
+    // 161.142.100.80:1766): IPv4 only 0x323e8fc2, with the ports 0x51ccc178.
+    let v = [66u8, 9, 149, 187, 161, 142, 100, 80, 0x0a, 0xea, 0x06, 0xe6];
+    assert_eq!(toeplitz(&MS_RSS_KEY, &v[..8]), 0x323e_8fc2);
+    assert_eq!(toeplitz(&MS_RSS_KEY, &v), 0x51cc_c178);
+
+    let mut p = pair_with(|c| {
+        c.queues(4, 1)
+            .rss_key(&MS_RSS_KEY)
+            .rss_hash(RssHash::IPV4 | RssHash::IPV4_UDP)
+    });
+    assert_eq!(p.b.port.rss_key().as_deref(), Some(&MS_RSS_KEY[..]));
+    assert_eq!(p.b.port.rss_reta(), &oxpmd_pmd::rss::round_robin_reta(128, 4)[..]);
+    // Not round-robin: entry i to queue ((i >> 3) ^ i) % 4.
+    let reta: Vec<u16> = (0..128u16).map(|i| ((i >> 3) ^ i) % 4).collect();
+    p.b.port.rss_reta_update(&reta).unwrap();
+    assert_eq!(p.b.port.rss_reta(), &reta[..]);
+    // Bad tables change nothing.
+    assert!(p.b.port.rss_reta_update(&reta[..64]).is_err());
+    let mut bad = reta.clone();
+    bad[7] = 4;
+    let e = p.b.port.rss_reta_update(&bad).unwrap_err().to_string();
+    assert!(e.contains("entry 7 names RX queue 4"), "{e}");
+    assert_eq!(p.b.port.rss_reta(), &reta[..]);
+
+    let (_arx, mut atx) = p.a.port.take_queues().unwrap();
+    let (mut brx, _btx) = p.b.port.take_queues().unwrap();
+    let (dst, src) = (p.b.port.mac_addr(), p.a.port.mac_addr());
+    const N: usize = 256;
+    let sport = |i: usize| (i as u16).wrapping_mul(0x9E37) ^ 0x5A5A;
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| udp_frame(dst, src, sport(i), i as u32, 64))
+        .collect();
+    let got = send_and_receive(&mut atx[0], &mut brx, &p.pool, &frames, OffloadFlags::EMPTY);
+    assert_eq!(got.len(), N);
+    let mut per_queue: HashMap<u16, usize> = HashMap::new();
+    for pkt in &got {
+        let s = seq_of(pkt.data()) as usize;
+        // udp_frame: 10.0.0.1 -> 10.0.0.2, source port sport(s), destination port 9000.
+        let mut input = vec![10, 0, 0, 1, 10, 0, 0, 2];
+        input.extend_from_slice(&sport(s).to_be_bytes());
+        input.extend_from_slice(&9000u16.to_be_bytes());
+        let want = toeplitz(&MS_RSS_KEY, &input);
+        assert!(pkt.flags().contains(OffloadFlags::RX_RSS_HASH));
+        assert_eq!(
+            pkt.rss_hash(),
+            want,
+            "frame {s}: the device's hash is Toeplitz(key, IPv4 + UDP ports)"
+        );
+        assert_eq!(
+            pkt.queue(),
+            reta[(want & 0x7F) as usize],
+            "frame {s}: hash {want:#x} steered by entry {}",
+            want & 0x7F
+        );
+        *per_queue.entry(pkt.queue()).or_default() += 1;
+    }
+    println!("RSS with the verification key and a custom RETA: frames per queue {per_queue:?}");
+    assert_eq!(per_queue.len(), 4, "{per_queue:?}");
 }

@@ -48,6 +48,9 @@ impl Driver for NullDriver {
             min_rx_buffer: self.size,
             rx_buffer_unit: 1,
             capabilities: crate::driver::Capabilities::NONE,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
         }
     }
 

@@ -126,6 +126,9 @@ impl Driver for RingDriver {
             min_rx_buffer: 0,
             rx_buffer_unit: 1,
             capabilities: crate::driver::Capabilities::NONE,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
         }
     }
 

@@ -20,13 +20,12 @@
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
 pub mod regs;
+mod rss;
 mod stats;
 mod vlan;
 
 mod queue;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
-use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rss, rx, tx};
+use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rx, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
@@ -233,34 +232,6 @@ impl IgbStatsReader {
     }
 }
 
-/// 40 random bytes for the RSS key, from the standard library's per-process random hasher keys.
-fn random_rss_key() -> [u32; rss::RSSRK_LEN] {
-    let mut key = [0u32; rss::RSSRK_LEN];
-    for pair in key.chunks_mut(2) {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(pair.as_ptr() as u64);
-        let v = h.finish();
-        pair[0] = v as u32;
-        if pair.len() > 1 {
-            pair[1] = (v >> 32) as u32;
-        }
-    }
-    key
-}
-
-/// The RETA registers spreading `queues` RX queues round-robin over the 128 entries.
-pub fn reta_registers(queues: u16) -> [u32; rss::RETA_ENTRIES / 4] {
-    let q = u32::from(queues.max(1));
-    let mut regs = [0u32; rss::RETA_ENTRIES / 4];
-    for (i, r) in regs.iter_mut().enumerate() {
-        for b in 0..4u32 {
-            let entry = (i as u32 * 4 + b) % q;
-            *r |= (entry & 0xF) << (8 * b);
-        }
-    }
-    regs
-}
-
 /// An igb PF opened through VFIO.
 pub struct IgbDriver {
     shared: Arc<IgbShared>,
@@ -278,6 +249,8 @@ pub struct IgbDriver {
     link_restarted: Instant,
     /// The VLAN filter table as written.
     vlan: vlan::VlanFilter,
+    /// The RSS key programmed at configure.
+    rss_key: Option<[u8; rss::KEY_LEN]>,
 }
 
 impl std::fmt::Debug for IgbDriver {
@@ -322,6 +295,7 @@ impl IgbDriver {
             port_id: opts.port_id,
             link_restarted: Instant::now(),
             vlan: vlan::VlanFilter::default(),
+            rss_key: None,
         };
         drv.bring_up()?;
         Ok(drv)
@@ -341,6 +315,15 @@ impl IgbDriver {
 
     fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    fn write_reta(&self, reta: &[u16]) -> Result<()> {
+        for (i, v) in rss::reta_registers(reta).iter().enumerate() {
+            self.shared
+                .write(Reg(regs::rss::RETA.off() + 4 * i), *v)
+                .map_err(self.reg_err("write RETA"))?;
+        }
+        Ok(())
     }
 
     fn reg_err(&self, op: &'static str) -> impl Fn(BarError) -> PortError + '_ {
@@ -554,6 +537,9 @@ impl Driver for IgbDriver {
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
             capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
+            reta_size: regs::rss::RETA_ENTRIES,
+            rss_key_len: rss::KEY_LEN,
+            rss_hash: rss::supported(),
         }
     }
 
@@ -591,15 +577,28 @@ impl Driver for IgbDriver {
         self.rx_queues = config.rx_queues;
 
         // RSS on every RX queue (the hash is reported even with one queue).
-        for (i, v) in reta_registers(config.rx_queues).iter().enumerate() {
-            s.write(Reg(rss::RETA.off() + 4 * i), *v)
-                .map_err(self.reg_err("write RETA"))?;
-        }
-        for (i, v) in random_rss_key().iter().enumerate() {
-            s.write(Reg(rss::RSSRK.off() + 4 * i), *v)
+        self.write_reta(&crate::rss::round_robin_reta(
+            regs::rss::RETA_ENTRIES,
+            config.rx_queues,
+        ))?;
+        let key = match &config.rss_key {
+            // Length checked against the device's by the port.
+            Some(k) => <[u8; rss::KEY_LEN]>::try_from(k.as_slice()).map_err(|_| {
+                drv_err(
+                    &s.name,
+                    "configure",
+                    IgbError::Ring(format!("RSS key of {} bytes", k.len())),
+                )
+            })?,
+            None => rss::random_key(),
+        };
+        for (i, v) in rss::key_registers(&key).iter().enumerate() {
+            s.write(Reg(regs::rss::RSSRK.off() + 4 * i), *v)
                 .map_err(self.reg_err("write RSS key"))?;
         }
-        s.write(rss::MRQC, rss::MRQC_ENABLE_RSS | rss::MRQC_FIELDS)
+        self.rss_key = Some(key);
+        let fields = rss::mrqc_fields(config.rss_hash.unwrap_or_else(rss::supported));
+        s.write(regs::rss::MRQC, regs::rss::MRQC_ENABLE_RSS | fields)
             .map_err(self.reg_err("write MRQC"))?;
         // Checksum status in the write-back; PCSD: the write-back carries the RSS hash.
         s.write(
@@ -764,6 +763,14 @@ impl Driver for IgbDriver {
         })
     }
 
+    fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {
+        self.write_reta(reta)
+    }
+
+    fn rss_key(&self) -> Option<Vec<u8>> {
+        self.rss_key.map(|k| k.to_vec())
+    }
+
     fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
         self.vlan
             .set(&self.shared, vid, on)
@@ -800,33 +807,5 @@ impl Drop for IgbDriver {
             log::error!("{}: teardown: bus master off: {e}", s.name);
         }
         log::info!("{}: stopped, queues disabled, bus mastering off", s.name);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reta_spreads_queues_round_robin() {
-        let one = reta_registers(1);
-        assert!(one.iter().all(|&r| r == 0));
-        let four = reta_registers(4);
-        assert_eq!(four[0], 0x0302_0100);
-        assert!(four.iter().all(|&r| r == 0x0302_0100));
-        let three = reta_registers(3);
-        // Entries 0..8: 0 1 2 0 | 1 2 0 1
-        assert_eq!(three[0], 0x0002_0100);
-        assert_eq!(three[1], 0x0100_0201);
-        let eight = reta_registers(8);
-        assert_eq!(eight[1], 0x0706_0504);
-    }
-
-    #[test]
-    fn rss_keys_differ_between_calls() {
-        let a = random_rss_key();
-        let b = random_rss_key();
-        assert_ne!(a, b, "each configure gets a fresh random key");
-        assert!(a.iter().any(|&w| w != 0));
     }
 }

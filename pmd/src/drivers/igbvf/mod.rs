@@ -581,6 +581,9 @@ impl Driver for IgbvfDriver {
             // Stripping is the PF's (its port VLAN); filtering goes through the PF's VLVF
             // (mailbox SET_VLAN).
             capabilities: Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
         }
     }
 

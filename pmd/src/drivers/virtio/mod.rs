@@ -862,6 +862,9 @@ impl Driver for VirtioDriver {
             // Both in software (crate::vlan): virtio-net has no VLAN offload; its VLAN filter
             // (VIRTIO_NET_F_CTRL_VLAN) is not driven.
             capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_INSERT,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
         }
     }
 
