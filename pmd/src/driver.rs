@@ -17,60 +17,19 @@ use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::{DeviceCounters, QueueCounters};
 
-/// Features a device offers beyond sending and receiving frames (a set of bits).
-#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Capabilities(u32);
-
-impl Capabilities {
-    /// None.
-    pub const NONE: Self = Self(0);
-    /// RX VLAN stripping ([`PortConfig::vlan_strip`]): the outer 802.1Q tag is removed and its
-    /// TCI reported in the packet (`RX_VLAN_STRIPPED`).
-    pub const VLAN_STRIP: Self = Self(1 << 0);
-    /// An RX VLAN filter table ([`PortConfig::vlan_filter`], [`Port::vlan_filter_add`](crate::Port::vlan_filter_add)):
-    /// tagged frames of a VLAN id not in the table are dropped by the device.
-    pub const VLAN_FILTER: Self = Self(1 << 1);
-    /// TX VLAN insertion: packets flagged `TX_VLAN_INSERT` leave with an 802.1Q tag of their
-    /// `vlan_tci()`.
-    pub const VLAN_INSERT: Self = Self(1 << 2);
-
-    const NAMES: [(Self, &'static str); 3] = [
-        (Self::VLAN_STRIP, "vlan-strip"),
-        (Self::VLAN_FILTER, "vlan-filter"),
-        (Self::VLAN_INSERT, "vlan-insert"),
-    ];
-
-    /// Whether every bit of `other` is set.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for Capabilities {
-    type Output = Self;
-    fn bitor(self, o: Self) -> Self {
-        Self(self.0 | o.0)
-    }
-}
-
-impl fmt::Debug for Capabilities {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Capabilities({self})")
-    }
-}
-
-impl fmt::Display for Capabilities {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Self::NAMES
-            .iter()
-            .filter(|(c, _)| self.contains(*c))
-            .map(|(_, n)| *n)
-            .collect();
-        if names.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&names.join(","))
-        }
+crate::flag_set::flag_set! {
+    /// Features a device offers beyond sending and receiving frames (a set of bits).
+    Capabilities {
+        /// RX VLAN stripping ([`PortConfig::vlan_strip`]): the outer 802.1Q tag is removed and
+        /// its TCI reported in the packet (`RX_VLAN_STRIPPED`).
+        VLAN_STRIP = 0, "vlan-strip";
+        /// An RX VLAN filter table ([`PortConfig::vlan_filter`],
+        /// [`Port::vlan_filter_add`](crate::Port::vlan_filter_add)): tagged frames of a VLAN id
+        /// not in the table are dropped by the device.
+        VLAN_FILTER = 1, "vlan-filter";
+        /// TX VLAN insertion: packets flagged `TX_VLAN_INSERT` leave with an 802.1Q tag of their
+        /// `vlan_tci()`.
+        VLAN_INSERT = 2, "vlan-insert";
     }
 }
 

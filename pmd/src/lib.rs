@@ -16,6 +16,7 @@ pub mod capture;
 pub mod driver;
 pub mod drivers;
 pub mod error;
+mod flag_set;
 pub mod forward;
 pub mod iommu;
 pub mod mac;
