@@ -30,6 +30,9 @@ crate::flag_set::flag_set! {
         /// TX VLAN insertion: packets flagged `TX_VLAN_INSERT` leave with an 802.1Q tag of their
         /// `vlan_tci()`.
         VLAN_INSERT = 2, "vlan-insert";
+        /// A multicast address list ([`Port::set_mc_addr_list`](crate::Port::set_mc_addr_list)):
+        /// frames to those groups are received without all-multicast mode.
+        MULTICAST_LIST = 3, "multicast-list";
     }
 }
 
@@ -204,6 +207,18 @@ pub trait Driver: Send {
         Err(PortError::Unsupported {
             device: self.device_name().to_string(),
             op: "set a VLAN filter",
+            driver: self.info().driver,
+        })
+    }
+
+    /// Receives the multicast groups of `addrs` (every one a multicast address, checked by the
+    /// port), and no other group outside all-multicast mode; replaces the previous list. Only
+    /// called on a device with [`Capabilities::MULTICAST_LIST`].
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        let _ = addrs;
+        Err(PortError::Unsupported {
+            device: self.device_name().to_string(),
+            op: "set the multicast address list",
             driver: self.info().driver,
         })
     }

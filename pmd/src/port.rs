@@ -563,6 +563,22 @@ impl Port {
         self.driver.set_vlan_filter(vid, on)
     }
 
+    /// Receives the multicast groups of `addrs` (replacing the previous list; empty: none),
+    /// like `rte_eth_dev_set_mc_addr_list`. Every address must be a multicast one; a device
+    /// without a multicast filter (see [`Capabilities::MULTICAST_LIST`]) refuses.
+    pub fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        if let Some(bad) = addrs.iter().find(|m| !m.is_multicast() || m.0 == [0xff; 6]) {
+            return Err(PortError::InvalidConfig {
+                device: self.name.clone(),
+                op: "set the multicast address list",
+                reason: format!(
+                    "{bad} is not a multicast group address (the first byte's low bit set, not broadcast)"
+                ),
+            });
+        }
+        self.driver.set_mc_addr_list(addrs)
+    }
+
     /// The RSS redirection table (entry `i`: the RX queue of frames whose hash's low bits are
     /// `i`); round-robin over the RX queues after configure, empty for a device without RSS.
     pub fn rss_reta(&self) -> &[u16] {

@@ -291,11 +291,7 @@ impl<R: PfRegs> PfHost<R> {
 
     /// Writes the shared multicast table: the union of every ready VF's hashes.
     fn write_mta(&self) -> Result<(), PfHostError> {
-        let mut mta = [0u32; filter::MTA_LEN];
-        for h in self.table.multicast_union() {
-            let h = usize::from(h) & 0xFFF;
-            mta[h >> 5] |= 1 << (h & 31);
-        }
+        let mta = crate::drivers::igb::multicast::mta_words(self.table.multicast_union());
         for (i, v) in mta.iter().enumerate() {
             self.wr(filter::MTA.off() + 4 * i, *v, "write MTA")?;
         }

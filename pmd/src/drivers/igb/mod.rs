@@ -20,6 +20,7 @@
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
 pub mod regs;
+pub(crate) mod multicast;
 mod rss;
 mod stats;
 mod vlan;
@@ -536,7 +537,10 @@ impl Driver for IgbDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
-            capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
+            capabilities: Capabilities::VLAN_STRIP
+                | Capabilities::VLAN_FILTER
+                | Capabilities::VLAN_INSERT
+                | Capabilities::MULTICAST_LIST,
             reta_size: regs::rss::RETA_ENTRIES,
             rss_key_len: rss::KEY_LEN,
             rss_hash: rss::supported(),
@@ -761,6 +765,15 @@ impl Driver for IgbDriver {
             ierrors: st.crcerrs + st.algnerrc + st.rxerrc + st.rlec,
             oerrors: 0,
         })
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        for (i, v) in multicast::mta_for(addrs).iter().enumerate() {
+            self.shared
+                .write(Reg(filter::MTA.off() + 4 * i), *v)
+                .map_err(self.reg_err("write the multicast table"))?;
+        }
+        Ok(())
     }
 
     fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {

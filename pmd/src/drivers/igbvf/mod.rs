@@ -83,6 +83,16 @@ pub enum IgbvfError {
     /// A mailbox exchange failed.
     #[error(transparent)]
     Mailbox(#[from] MbxError),
+    /// More multicast groups than one mailbox message carries.
+    #[error(
+        "{asked} multicast groups asked for: the PF takes at most {max} from a VF; receive more with all-multicast mode"
+    )]
+    TooManyGroups {
+        /// Groups asked for.
+        asked: usize,
+        /// The most the mailbox carries.
+        max: usize,
+    },
     /// A PF pool port has no mailbox: its MAC and filters belong to the PF host.
     #[error("this is the PF's own pool: its MAC, filters and modes are managed by the PF host")]
     PfPool,
@@ -580,7 +590,9 @@ impl Driver for IgbvfDriver {
             rx_buffer_unit: qregs::SRRCTL_BSIZEPKT_UNIT,
             // Stripping is the PF's (its port VLAN); filtering goes through the PF's VLVF
             // (mailbox SET_VLAN).
-            capabilities: Capabilities::VLAN_FILTER | Capabilities::VLAN_INSERT,
+            capabilities: Capabilities::VLAN_FILTER
+                | Capabilities::VLAN_INSERT
+                | Capabilities::MULTICAST_LIST,
             reta_size: 0,
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
@@ -784,6 +796,30 @@ impl Driver for IgbvfDriver {
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
         Some(self.dma.clone())
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        if addrs.len() > mailbox::MAX_MC_HASHES {
+            return Err(drv_err(
+                &self.shared.name,
+                "set the multicast address list",
+                IgbvfError::TooManyGroups {
+                    asked: addrs.len(),
+                    max: mailbox::MAX_MC_HASHES,
+                },
+            ));
+        }
+        let mut hashes = [0u16; mailbox::MAX_MC_HASHES];
+        for (h, m) in hashes.iter_mut().zip(addrs) {
+            *h = mailbox::multicast_hash(*m);
+        }
+        self.simple_request(
+            VfRequest::SetMulticast {
+                count: addrs.len() as u8,
+                hashes,
+            },
+            "SET_MULTICAST",
+        )
     }
 
     fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
