@@ -169,6 +169,16 @@ pub trait Driver: Send {
         Ok(DeviceCounters::default())
     }
 
+    /// A source of link-state events ([`crate::link_events`]): the device's link-change
+    /// interrupt. Drivers whose device has none refuse (never a handle that would stay silent).
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        Err(PortError::Unsupported {
+            device: self.device_name().to_string(),
+            op: "link-state events (the device has no link-change interrupt)",
+            driver: self.info().driver,
+        })
+    }
+
     /// Appends the device's own extended statistics (every counter it keeps, by name, as
     /// totals since it was opened; see [`crate::xstats`]). Drivers with none append nothing.
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {

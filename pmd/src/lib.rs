@@ -8,6 +8,7 @@
 //! - [`adv_ring`]: the 16-byte advanced descriptor ring shared by igb / igbvf / ixgbe, testable
 //!   against a fake device ([`adv_ring::fake`]).
 //! - [`vport`]: virtual ports `null` and `ring`.
+//! - [`link_events`]: link-state changes as events, from the device's link-change interrupt.
 //! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd.rs` and its tests.
 
 pub mod adv_ring;
@@ -18,6 +19,7 @@ pub mod drivers;
 pub mod error;
 pub mod forward;
 pub mod iommu;
+pub mod link_events;
 pub mod mac;
 pub mod port;
 pub mod signal;
@@ -32,6 +34,7 @@ pub use driver::{
     TxQueueSetup,
 };
 pub use error::{PortError, Result};
+pub use link_events::{LinkEvent, LinkEvents};
 pub use mac::MacAddr;
 pub use port::{Port, PortConfig, RxQueue, TxQueue};
 pub use stats::{DeviceCounters, PortStats, QueueCounters};

@@ -352,6 +352,14 @@ impl Port {
         self.driver.link()
     }
 
+    /// Link-state events of this port ([`LinkEvents`](crate::link_events::LinkEvents)), backed
+    /// by the device's link-change interrupt; refused ([`PortError::Unsupported`], or the driver's
+    /// reason) by a device that has none. One handle at a time per port.
+    pub fn link_events(&mut self) -> Result<crate::link_events::LinkEvents> {
+        let source = self.driver.link_events()?;
+        crate::link_events::LinkEvents::new(&self.name, source)
+    }
+
     /// Polls the link until it is up or `timeout` has passed ([`PortError::LinkTimeout`]).
     pub fn wait_link_up(&mut self, timeout: Duration) -> Result<LinkStatus> {
         let start = Instant::now();
