@@ -17,6 +17,22 @@ pub const QUIET: Duration = Duration::from_secs(2);
 /// How long the relay may take to answer a request.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A figure of the run: on stderr past libtest's capture (so `vm test` shows it for a passing
+/// test too) and appended to `RUN_DIR/vm_link-figures.txt`.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Ok(dir) = std::env::var("OXPMD_VM_RUN_DIR") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{dir}/vm_link-figures.txt"))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
 }
@@ -117,13 +133,14 @@ pub fn down_then_up_once_each(mut events: LinkEvents, n: usize) {
             .recv_timeout(EVENT_BOUND.saturating_sub(asked.elapsed()))
             .unwrap_or_else(|_| panic!("port {n}: no link-{what} event within {EVENT_BOUND:?}"));
         let latency = ev.at.saturating_duration_since(asked);
-        println!(
-            "LATENCY port {n} link {what}: event {:.1} ms after the set_link request (relay answered \
-             in {:.1} ms), link now {}",
+        report(&format!(
+            "LATENCY port {n} ({}) link {what}: event {:.1} ms after the set_link request (relay \
+             answered in {:.1} ms), link now {}",
+            env(&format!("OXPMD_PORT{n}_MODEL")),
             latency.as_secs_f64() * 1e3,
             relay.as_secs_f64() * 1e3,
             ev.status
-        );
+        ));
         assert_eq!(
             ev.status.up, up,
             "port {n}: link-{what} expected, got {}",
@@ -139,9 +156,9 @@ pub fn down_then_up_once_each(mut events: LinkEvents, n: usize) {
     let late: Vec<LinkEvent> = rx.try_iter().collect();
     assert!(late.is_empty(), "port {n}: events after the test: {late:?}");
     assert_eq!(seen.len(), 2);
-    println!(
+    report(&format!(
         "port {n}: exactly 2 events (1 down, 1 up) from {} interrupts",
         events.wakeups()
-    );
+    ));
     assert!(events.current().up);
 }
