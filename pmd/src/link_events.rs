@@ -14,14 +14,14 @@
 #![forbid(unsafe_code)]
 
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxpmd_vfio::{Device, Interrupts, IrqKind};
 
 use crate::driver::LinkStatus;
-use crate::error::Result;
+use crate::error::{PortError, Result};
 
 /// One change of the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +150,11 @@ impl LinkEvents {
 }
 
 /// A device's MSI-X vectors, enabled once on first use (every vector the device offers, up to
-/// `max`) and then shared by whatever uses one of them (link events, RX interrupts).
+/// `max`) and then shared by whatever uses one of them; and the claim on the link-event vector.
 pub(crate) struct MsixVectors {
     max: u32,
     enabled: Mutex<Option<Arc<Interrupts>>>,
+    link_claimed: AtomicBool,
 }
 
 impl MsixVectors {
@@ -162,11 +163,12 @@ impl MsixVectors {
         MsixVectors {
             max,
             enabled: Mutex::new(None),
+            link_claimed: AtomicBool::new(false),
         }
     }
 
     /// The vectors, enabling them on the first call.
-    pub(crate) fn get(&self, device: &Device) -> std::result::Result<Arc<Interrupts>, oxpmd_vfio::Error> {
+    fn get(&self, device: &Device) -> std::result::Result<Arc<Interrupts>, oxpmd_vfio::Error> {
         let mut g = self.enabled.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(irqs) = g.as_ref() {
             return Ok(irqs.clone());
@@ -176,24 +178,72 @@ impl MsixVectors {
         *g = Some(irqs.clone());
         Ok(irqs)
     }
+
+    /// Claims `vector` for link events of the device named `name`: one source at a time, since
+    /// two would each consume the other's wake-ups (and clear the device's cause under it).
+    /// [`release_link`](Self::release_link) gives it back.
+    pub(crate) fn claim_link(&self, device: &Device, name: &str, vector: usize) -> Result<MsixWakeup> {
+        if self.link_claimed.swap(true, Ordering::AcqRel) {
+            return Err(PortError::WrongState {
+                device: name.to_string(),
+                op: "link events",
+                state: "already handing out link events",
+                hint: "drop the other LinkEvents handle of this port first",
+            });
+        }
+        match self.get(device) {
+            Ok(irqs) => Ok(MsixWakeup {
+                irqs,
+                vector,
+                device: name.to_string(),
+            }),
+            Err(e) => {
+                self.release_link();
+                Err(PortError::Driver {
+                    device: name.to_string(),
+                    op: "enable MSI-X for link events",
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// Ends the claim of [`claim_link`](Self::claim_link) (the source's drop).
+    pub(crate) fn release_link(&self) {
+        self.link_claimed.store(false, Ordering::Release);
+    }
 }
 
-/// A wake-up source over one MSI-X vector: the parts every interrupt-backed
+/// A wake-up source over one MSI-X vector: the part every interrupt-backed
 /// [`LinkEventSource`] shares.
 pub(crate) struct MsixWakeup {
-    pub(crate) irqs: Arc<Interrupts>,
-    pub(crate) vector: usize,
+    irqs: Arc<Interrupts>,
+    vector: usize,
+    device: String,
 }
 
 impl MsixWakeup {
+    fn fail(&self, op: &'static str, e: oxpmd_vfio::Error) -> PortError {
+        PortError::Driver {
+            device: self.device.clone(),
+            op,
+            source: Box::new(e),
+        }
+    }
+
     /// Reads (and so resets) the vector's eventfd count; whether it had fired.
-    pub(crate) fn take(&self) -> std::result::Result<bool, oxpmd_vfio::Error> {
-        Ok(self.irqs.take_count(self.vector)? > 0)
+    pub(crate) fn take(&self) -> Result<bool> {
+        match self.irqs.take_count(self.vector) {
+            Ok(n) => Ok(n > 0),
+            Err(e) => Err(self.fail("read the link interrupt", e)),
+        }
     }
 
     /// Blocks until the vector fires or `timeout` passes.
-    pub(crate) fn wait(&self, timeout: Duration) -> std::result::Result<bool, oxpmd_vfio::Error> {
-        self.irqs.wait(self.vector, timeout)
+    pub(crate) fn wait(&self, timeout: Duration) -> Result<bool> {
+        self.irqs
+            .wait(self.vector, timeout)
+            .map_err(|e| self.fail("wait for the link interrupt", e))
     }
 
     /// The vector's eventfd.

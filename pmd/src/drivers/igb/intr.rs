@@ -11,7 +11,6 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oxpmd_vfio::BarError;
@@ -19,7 +18,7 @@ use oxpmd_vfio::BarError;
 use super::regs::{general, interrupt};
 use super::{IgbShared, drv_err, link_from_status};
 use crate::driver::LinkStatus;
-use crate::error::{PortError, Result};
+use crate::error::Result;
 use crate::link_events::{LinkEventSource, MsixWakeup};
 
 /// The MSI-X vector of the "other causes" (LSC among them), as Linux igb uses it.
@@ -32,31 +31,13 @@ pub(crate) struct IgbLinkSource {
 }
 
 impl IgbLinkSource {
-    /// Enables MSI-X (once per device) and routes LSC to [`LINK_VECTOR`]. One source per port at a
-    /// time: two would each clear ICR and steal the other's wake-ups.
+    /// Enables MSI-X (once per device) and routes LSC to [`LINK_VECTOR`] (one source per port at
+    /// a time).
     pub(crate) fn arm(shared: Arc<IgbShared>) -> Result<IgbLinkSource> {
-        if shared.link_events_taken.swap(true, Ordering::AcqRel) {
-            return Err(PortError::WrongState {
-                device: shared.name.clone(),
-                op: "link events",
-                state: "already handing out link events",
-                hint: "drop the other LinkEvents handle of this port first",
-            });
-        }
-        let irqs = match shared.msix.get(&shared.device) {
-            Ok(i) => i,
-            Err(e) => {
-                shared.link_events_taken.store(false, Ordering::Release);
-                return Err(drv_err(&shared.name, "enable MSI-X for link events", e));
-            }
-        };
-        let src = IgbLinkSource {
-            shared,
-            wake: MsixWakeup {
-                irqs,
-                vector: LINK_VECTOR as usize,
-            },
-        };
+        let wake = shared
+            .msix
+            .claim_link(&shared.device, &shared.name, LINK_VECTOR as usize)?;
+        let src = IgbLinkSource { shared, wake };
         src.program()
             .map_err(|e| drv_err(&src.shared.name, "route LSC to MSI-X vector 0", e))?;
         Ok(src)
@@ -94,24 +75,17 @@ impl LinkEventSource for IgbLinkSource {
     }
 
     fn take_wakeup(&mut self) -> Result<bool> {
-        let name = &self.shared.name;
-        if !self
-            .wake
-            .take()
-            .map_err(|e| drv_err(name, "read the link interrupt", e))?
-        {
+        if !self.wake.take()? {
             return Ok(false);
         }
         self.shared
             .read(interrupt::ICR)
-            .map_err(|e| drv_err(name, "read ICR", e))?;
+            .map_err(|e| drv_err(&self.shared.name, "read ICR", e))?;
         Ok(true)
     }
 
     fn wait_wakeup(&mut self, timeout: Duration) -> Result<bool> {
-        self.wake
-            .wait(timeout)
-            .map_err(|e| drv_err(&self.shared.name, "wait for the link interrupt", e))
+        self.wake.wait(timeout)
     }
 
     fn wakeup_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -133,6 +107,6 @@ impl Drop for IgbLinkSource {
         if let Err(e) = off {
             log::warn!("{}: link events off: {e}", s.name);
         }
-        s.link_events_taken.store(false, Ordering::Release);
+        s.msix.release_link();
     }
 }

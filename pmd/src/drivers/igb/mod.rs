@@ -29,7 +29,6 @@ mod queue;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -141,10 +140,8 @@ pub(crate) struct IgbShared {
     pub(crate) bar: Bar,
     device: Device,
     stats: Mutex<stats::HwTotals>,
-    /// MSI-X, enabled on first use (link events).
+    /// MSI-X, enabled on first use (link events), and the claim on the link vector.
     msix: crate::link_events::MsixVectors,
-    /// A link-events source is alive.
-    link_events_taken: AtomicBool,
 }
 
 impl IgbShared {
@@ -247,7 +244,6 @@ impl IgbDriver {
             device,
             stats: Mutex::new(stats::HwTotals::default()),
             msix: crate::link_events::MsixVectors::new(1 + u32::from(MAX_QUEUES)),
-            link_events_taken: AtomicBool::new(false),
         });
         let mut drv = IgbDriver {
             shared,

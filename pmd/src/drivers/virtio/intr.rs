@@ -10,7 +10,6 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oxpmd_vfio::BarError;
@@ -71,28 +70,13 @@ impl VirtioLinkSource {
                 hint: "start the port first: the device signals configuration changes only after DRIVER_OK",
             });
         }
-        if shared.link_events_taken.swap(true, Ordering::AcqRel) {
-            return Err(PortError::WrongState {
-                device: name,
-                op: "link events",
-                state: "already handing out link events",
-                hint: "drop the other LinkEvents handle of this port first",
-            });
-        }
-        let irqs = match shared.msix.get(&shared.device) {
-            Ok(i) => i,
-            Err(e) => {
-                shared.link_events_taken.store(false, Ordering::Release);
-                return Err(drv_err(&name, "enable MSI-X for link events", e));
-            }
-        };
+        let wake = shared
+            .msix
+            .claim_link(&shared.device, &name, usize::from(CONFIG_VECTOR))?;
         let src = VirtioLinkSource {
             shared,
             features,
-            wake: MsixWakeup {
-                irqs,
-                vector: usize::from(CONFIG_VECTOR),
-            },
+            wake,
         };
         let got = src
             .shared
@@ -116,15 +100,11 @@ impl LinkEventSource for VirtioLinkSource {
     }
 
     fn take_wakeup(&mut self) -> Result<bool> {
-        self.wake
-            .take()
-            .map_err(|e| drv_err(&self.shared.name, "read the configuration interrupt", e))
+        self.wake.take()
     }
 
     fn wait_wakeup(&mut self, timeout: Duration) -> Result<bool> {
-        self.wake
-            .wait(timeout)
-            .map_err(|e| drv_err(&self.shared.name, "wait for the configuration interrupt", e))
+        self.wake.wait(timeout)
     }
 
     fn wakeup_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -141,6 +121,6 @@ impl Drop for VirtioLinkSource {
         if let Err(e) = self.shared.w16(common::CONFIG_MSIX_VECTOR, common::NO_VECTOR) {
             log::warn!("{}: link events off: {e}", self.shared.name);
         }
-        self.shared.link_events_taken.store(false, Ordering::Release);
+        self.shared.msix.release_link();
     }
 }

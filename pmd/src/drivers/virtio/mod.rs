@@ -35,7 +35,6 @@ pub mod queue;
 pub mod regs;
 pub mod split;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -232,10 +231,8 @@ pub(crate) struct VirtioShared {
     stopped: StopOnce,
     /// Serializes resets between queues dropped on different threads.
     reset_lock: Mutex<()>,
-    /// MSI-X, enabled on first use (link events).
+    /// MSI-X, enabled on first use (link events), and the claim on the link vector.
     msix: crate::link_events::MsixVectors,
-    /// A link-events source is alive.
-    link_events_taken: AtomicBool,
 }
 
 impl VirtioShared {
@@ -552,7 +549,6 @@ impl VirtioDriver {
             stopped: StopOnce::new(),
             reset_lock: Mutex::new(()),
             msix: crate::link_events::MsixVectors::new(MAX_MSIX_VECTORS),
-            link_events_taken: AtomicBool::new(false),
         })
     }
 
