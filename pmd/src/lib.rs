@@ -9,6 +9,7 @@
 //!   against a fake device ([`adv_ring::fake`]).
 //! - [`vport`]: virtual ports `null` and `ring`.
 //! - [`link_events`]: link-state changes as events, from the device's link-change interrupt.
+//! - [`rx_interrupt`]: sleeping on RX queues' interrupts until frames arrive.
 //! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd.rs` and its tests.
 
 pub mod adv_ring;
@@ -22,6 +23,7 @@ pub mod iommu;
 pub mod link_events;
 pub mod mac;
 pub mod port;
+pub mod rx_interrupt;
 pub mod signal;
 pub mod sriov;
 pub mod stats;
@@ -37,5 +39,6 @@ pub use error::{PortError, Result};
 pub use link_events::{LinkEvent, LinkEvents};
 pub use mac::MacAddr;
 pub use port::{Port, PortConfig, RxQueue, TxQueue};
+pub use rx_interrupt::wait_for_rx;
 pub use stats::{DeviceCounters, PortStats, QueueCounters};
 pub use xstats::XStat;

@@ -168,7 +168,7 @@ impl MsixVectors {
     }
 
     /// The vectors, enabling them on the first call.
-    fn get(&self, device: &Device) -> std::result::Result<Arc<Interrupts>, oxpmd_vfio::Error> {
+    pub(crate) fn get(&self, device: &Device) -> std::result::Result<Arc<Interrupts>, oxpmd_vfio::Error> {
         let mut g = self.enabled.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(irqs) = g.as_ref() {
             return Ok(irqs.clone());

@@ -1,5 +1,7 @@
-//! What the link-event VM tests share: the QMP `set_link` request (through the harness's relay,
-//! docs/testvm.md "QMP"), opening a started port, and the down/up check.
+//! What the link-event and RX-interrupt VM tests share: the QMP `set_link` request (through the
+//! harness's relay, docs/testvm.md "QMP"), opening a started port, and the down/up check.
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,7 +87,6 @@ impl Drop for LinkRestore {
 }
 
 /// Opens port `n`, configures one queue pair, starts it and waits for its link.
-#[allow(dead_code)] // each test binary compiles this module; the virtio one opens its port itself
 pub fn open_started(n: usize) -> (Port, Mempool) {
     let mut port = Port::open(&env(&format!("OXPMD_PORT{n}")), n as u16)
         .unwrap_or_else(|e| panic!("open port {n}: {e}"));

@@ -19,7 +19,7 @@
 //! and ring go back; the driver's `Drop` clears RCTL.EN / TCTL.EN, disables every queue it set up,
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
-mod intr;
+pub(crate) mod intr;
 pub mod regs;
 mod stats;
 
@@ -600,7 +600,11 @@ impl Driver for IgbDriver {
         self.queues.push((Dir::Rx, q));
         self.wait_enabled(Dir::Rx, q)?;
         ring.arm();
-        Ok(Box::new(IgbRxQueue { ring }))
+        Ok(Box::new(IgbRxQueue {
+            ring,
+            shared: self.shared.clone(),
+            intr: None,
+        }))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {

@@ -60,8 +60,13 @@ pub mod interrupt {
     pub const EIMS: Reg = Reg(0x1524);
     /// Extended interrupt mask clear.
     pub const EIMC: Reg = Reg(0x1528);
+    /// Extended interrupt cause read (write 1 to clear a vector's bit).
+    pub const EICR: Reg = Reg(0x1580);
     /// Extended interrupt auto clear: EICR bits cleared when their vector's message is sent.
     pub const EIAC: Reg = Reg(0x152C);
+    /// Interrupt vector allocation of the queues: register q holds RX queue q in bits 7:0 (TX
+    /// queue q in 15:8, queues q+8 above).
+    pub const IVAR0: Reg = Reg(0x1700);
     /// Interrupt vector allocation of the "other" causes (bits 15:8; TCP timer in 7:0).
     pub const IVAR_MISC: Reg = Reg(0x1740);
     /// Every cause.
