@@ -432,6 +432,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
         step("l2fwd", &format!("link wait, port {} ({})", p.id(), p.name()), t);
     }
+    let mut link_events = common::take_link_events(&mut ports);
     let capture = start_capture("l2fwd", opts.pcap.as_deref(), opts.pcap_slots)?;
 
     // Hand the queues to the workers: worker w polls ports [w*q, (w+1)*q) and owns the TX queues
@@ -571,6 +572,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     let mut last_port: Vec<Option<PortStats>> = infos.iter().map(|_| None).collect();
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        common::print_link_events(&mut link_events);
         let now = Instant::now();
         let done = STOP.load(Ordering::Relaxed)
             || opts

@@ -898,6 +898,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
     }
     let speed_mbps = opts.link_speed.unwrap_or(if speed == 0 { 10_000 } else { speed });
+    let mut link_events = common::take_link_events(&mut ports);
     let src = ports[0].mac_addr();
     let dst = opts.dst_mac.unwrap_or_else(|| match (rx_idx, same) {
         (Some(i), false) => ports[i].mac_addr(),
@@ -958,6 +959,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         let mut prev: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
         while !tx.is_finished() || rx.as_ref().is_some_and(|h| !h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
+            common::print_link_events(&mut link_events);
             if opts.period > 0 && last.0.elapsed().as_secs() >= opts.period {
                 let (sent, recv) = (
                     live.sent.load(Ordering::Relaxed),

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use oxpmd::pmd::capture::{Capture, CaptureConfig, CaptureReport, json_escape, port_stats_json};
-use oxpmd::pmd::{Port, PortStats};
+use oxpmd::pmd::{LinkEvents, Port, PortError, PortStats};
 
 /// The error type of an example's `run`.
 pub type BoxError = Box<dyn std::error::Error>;
@@ -182,4 +182,43 @@ pub fn finish_capture(
         r.written
     );
     Ok(Some(r))
+}
+
+/// Each port's link-events handle, where its device has a link-change interrupt; a virtual port
+/// (its link never changes) refuses, silently.
+pub fn take_link_events(ports: &mut [Port]) -> Vec<(u16, LinkEvents)> {
+    let mut out = Vec::new();
+    for p in ports.iter_mut() {
+        match p.link_events() {
+            Ok(ev) => {
+                say!(
+                    "port {} ({}): link events through {}",
+                    p.id(),
+                    p.name(),
+                    ev.describe()
+                );
+                out.push((p.id(), ev));
+            }
+            Err(PortError::Unsupported { .. }) => {}
+            Err(e) => say!("port {} ({}): no link events: {e}", p.id(), p.name()),
+        }
+    }
+    out
+}
+
+/// Prints `port N link down` / `port N link up SPEED ...` for every change since the last call
+/// (a non-blocking eventfd read per port while nothing happens).
+pub fn print_link_events(events: &mut [(u16, LinkEvents)]) {
+    for (id, ev) in events.iter_mut() {
+        loop {
+            match ev.poll() {
+                Ok(Some(e)) => say!("port {id} link {}", e.status),
+                Ok(None) => break,
+                Err(e) => {
+                    say!("port {id}: link events: {e}");
+                    break;
+                }
+            }
+        }
+    }
 }

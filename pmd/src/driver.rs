@@ -122,6 +122,31 @@ pub trait RxQueueOps: Send {
     /// Appends up to `out.room()` received packets to `out`, returns how many. Counts packets,
     /// bytes, rx_nombuf, errors into `c` (the queue's owner publishes them).
     fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize;
+
+    /// Routes this queue's "frame written" to an MSI-X vector of its own, masked until
+    /// [`arm_interrupt`](Self::arm_interrupt). A queue without an interrupt refuses.
+    fn enable_interrupt(&mut self, device: &str, queue: u16) -> Result<()> {
+        Err(PortError::NoRxInterrupt {
+            device: device.to_string(),
+            queue,
+        })
+    }
+
+    /// The eventfd of the queue's vector (after `enable_interrupt`).
+    fn interrupt_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Unmasks the vector, then looks at the ring once more: true when a frame is already there
+    /// (it may have landed before the unmask and raised nothing), so the caller must not sleep.
+    fn arm_interrupt(&mut self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Masks the vector again and consumes its eventfd count.
+    fn disarm_interrupt(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One TX queue of a driver, owned by one thread.
@@ -219,6 +244,16 @@ pub trait Driver: Send {
         Err(PortError::Unsupported {
             device: self.device_name().to_string(),
             op: "set the multicast address list",
+            driver: self.info().driver,
+        })
+    }
+
+    /// A source of link-state events ([`crate::link_events`]): the device's link-change
+    /// interrupt. Drivers whose device has none refuse (never a handle that would stay silent).
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        Err(PortError::Unsupported {
+            device: self.device_name().to_string(),
+            op: "link-state events (the device has no link-change interrupt)",
             driver: self.info().driver,
         })
     }

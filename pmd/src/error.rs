@@ -89,6 +89,22 @@ pub enum PortError {
         /// Driver name.
         driver: &'static str,
     },
+    /// The queue's driver has no RX interrupt.
+    #[error("{device}: RX queue {queue}: the driver has no RX interrupt for it; poll the queue instead")]
+    NoRxInterrupt {
+        /// Device name.
+        device: String,
+        /// Queue.
+        queue: u16,
+    },
+    /// RX interrupts were not enabled on a queue before waiting on it.
+    #[error("{device}: RX queue {queue}: wait for RX: call enable_rx_interrupt() on the queue first")]
+    RxInterruptNotEnabled {
+        /// Device name.
+        device: String,
+        /// Queue.
+        queue: u16,
+    },
     /// The link stayed down for the whole wait.
     #[error(
         "{device}: wait for link: still down after {waited:?}; check the cable / peer (in the VM: QEMU netdev)"

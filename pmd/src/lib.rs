@@ -8,6 +8,8 @@
 //! - [`adv_ring`]: the 16-byte advanced descriptor ring shared by igb / igbvf / ixgbe, testable
 //!   against a fake device ([`adv_ring::fake`]).
 //! - [`vport`]: virtual ports `null` and `ring`.
+//! - [`link_events`]: link-state changes as events, from the device's link-change interrupt.
+//! - [`rx_interrupt`]: sleeping on RX queues' interrupts until frames arrive.
 //! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd.rs` and its tests.
 
 pub mod adv_ring;
@@ -19,9 +21,11 @@ pub mod error;
 mod flag_set;
 pub mod forward;
 pub mod iommu;
+pub mod link_events;
 pub mod mac;
 pub mod port;
 pub mod rss;
+pub mod rx_interrupt;
 pub mod signal;
 pub mod sriov;
 pub mod stats;
@@ -35,7 +39,9 @@ pub use driver::{
     TxQueueOps, TxQueueSetup,
 };
 pub use error::{PortError, Result};
+pub use link_events::{LinkEvent, LinkEvents};
 pub use mac::MacAddr;
 pub use port::{Port, PortConfig, RxQueue, TxQueue};
+pub use rx_interrupt::wait_for_rx;
 pub use stats::{DeviceCounters, PortStats, QueueCounters};
 pub use xstats::XStat;

@@ -438,6 +438,14 @@ impl Port {
         self.driver.link()
     }
 
+    /// Link-state events of this port ([`LinkEvents`](crate::link_events::LinkEvents)), backed
+    /// by the device's link-change interrupt; refused ([`PortError::Unsupported`], or the driver's
+    /// reason) by a device that has none. One handle at a time per port.
+    pub fn link_events(&mut self) -> Result<crate::link_events::LinkEvents> {
+        let source = self.driver.link_events()?;
+        crate::link_events::LinkEvents::new(&self.name, source)
+    }
+
     /// Polls the link until it is up or `timeout` has passed ([`PortError::LinkTimeout`]).
     pub fn wait_link_up(&mut self, timeout: Duration) -> Result<LinkStatus> {
         let start = Instant::now();
@@ -656,6 +664,7 @@ impl Drop for Port {
 /// An RX queue: owned by one thread, `Send`, no lock per burst.
 pub struct RxQueue {
     ops: Box<dyn RxQueueOps>,
+    rx_interrupt: bool,
     counters: QueueCounters,
     shared: Arc<SharedQueueStats>,
     port_id: u16,
@@ -677,6 +686,7 @@ impl RxQueue {
     pub fn new(ops: Box<dyn RxQueueOps>, port_id: u16, queue: u16, device: Arc<str>) -> RxQueue {
         RxQueue {
             ops,
+            rx_interrupt: false,
             counters: QueueCounters::default(),
             shared: Arc::default(),
             port_id,
@@ -691,6 +701,46 @@ impl RxQueue {
         let n = self.ops.rx_burst(out, &mut self.counters);
         self.shared.publish(&self.counters);
         n
+    }
+
+    /// Gives this queue an RX interrupt of its own (an MSI-X vector, masked until a wait arms
+    /// it): then [`wait_for_rx`](crate::rx_interrupt::wait_for_rx) can sleep on it. Refused
+    /// ([`PortError::NoRxInterrupt`]) by a driver that has none.
+    pub fn enable_rx_interrupt(&mut self) -> Result<()> {
+        self.ops.enable_interrupt(&self.device, self.queue)?;
+        self.rx_interrupt = true;
+        Ok(())
+    }
+
+    /// Whether [`enable_rx_interrupt`](Self::enable_rx_interrupt) succeeded.
+    pub fn rx_interrupt_enabled(&self) -> bool {
+        self.rx_interrupt
+    }
+
+    /// The eventfd of the queue's RX interrupt, for an application's own epoll: arm with
+    /// [`arm_rx_interrupt`](Self::arm_rx_interrupt) before sleeping on it.
+    pub fn rx_interrupt_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ops.interrupt_fd()
+    }
+
+    /// Unmasks the RX interrupt, then checks the ring once more: `true` when a frame is already
+    /// there (do not sleep: poll). Never strands a frame that landed while the interrupt was masked.
+    pub fn arm_rx_interrupt(&mut self) -> Result<bool> {
+        if !self.rx_interrupt {
+            return Err(PortError::RxInterruptNotEnabled {
+                device: self.device.to_string(),
+                queue: self.queue,
+            });
+        }
+        self.ops.arm_interrupt()
+    }
+
+    /// Masks the RX interrupt again (after a wake-up, before polling) and consumes its count.
+    pub fn disarm_rx_interrupt(&mut self) -> Result<()> {
+        if !self.rx_interrupt {
+            return Ok(());
+        }
+        self.ops.disarm_interrupt()
     }
 
     /// Port id.

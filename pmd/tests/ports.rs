@@ -261,3 +261,21 @@ fn vlan_features_a_port_lacks_are_refused_with_what_it_offers() {
     let e = port.vlan_filter_add(4096).unwrap_err().to_string();
     assert!(e.contains("out of range"), "{e}");
 }
+
+#[test]
+fn a_multicast_list_is_refused_without_a_filter_and_unicast_entries_are_named() {
+    let mut port = Port::open("null0", 0).unwrap();
+    let e = port
+        .set_mc_addr_list(&["02:00:00:00:00:01".parse().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("02:00:00:00:00:01") && e.contains("not a multicast"),
+        "{e}"
+    );
+    let e = port
+        .set_mc_addr_list(&["01:00:5e:01:02:03".parse().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multicast address list") && e.contains("null"), "{e}");
+}

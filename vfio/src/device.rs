@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -588,6 +588,20 @@ impl Interrupts {
         }
     }
 
+    /// Waits until vector `i` has fired (its eventfd is readable) or `timeout` has passed; returns
+    /// whether it fired. The count stays in the eventfd: [`take_count`](Self::take_count) reads it.
+    pub fn wait(&self, i: usize, timeout: std::time::Duration) -> Result<bool> {
+        let subject = || format!("{} {:?} vector {i}", self.device.address, self.kind);
+        let f = self.fds.get(i).ok_or_else(|| Error::Unsupported {
+            subject: subject(),
+            what: format!("only {} vectors are enabled", self.fds.len()),
+            fix: "use an index below Interrupts::len()".into(),
+        })?;
+        sys::poll_readable(&[f.as_fd()], timeout)
+            .map(|ready| !ready.is_empty())
+            .map_err(|e| errno_error(Op::ReadEventfd, subject(), e, None, None))
+    }
+
     /// Unmasks INTx after handling it (the kernel masks it on each interrupt).
     pub fn unmask_intx(&self) -> Result<()> {
         let unmask = 1 << 4; // VFIO_IRQ_SET_ACTION_UNMASK
@@ -605,6 +619,13 @@ impl Interrupts {
             .map(|_| ())
             .map_err(|e| errno_error(Op::SetIrqs, self.device.address.to_string(), e, None, None))
     }
+}
+
+/// Waits until at least one of `fds` (eventfds of [`Interrupts::eventfd`], of several devices or
+/// vectors) is readable or `timeout` has passed; returns the indices of the readable ones (empty:
+/// timed out). Nothing is read from them.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) -> io::Result<Vec<usize>> {
+    sys::poll_readable(fds, timeout)
 }
 
 impl Drop for Interrupts {

@@ -61,7 +61,7 @@ mod testutil;
 
 pub use bar::{Bar, Register};
 pub use container::{Container, DmaMapping, Group, GroupStatus, IommuInfo, IovaRange, adopt_device};
-pub use device::{Device, DeviceInfo, Interrupts, IrqInfo, IrqKind, RegionInfo, SparseArea};
+pub use device::{Device, DeviceInfo, Interrupts, IrqInfo, IrqKind, RegionInfo, SparseArea, wait_readable};
 pub use error::{BarError, BarErrorKind, Error, Op, Result};
 pub use noiommu::NoIommu;
 pub use pci::{GroupMember, PciAddress, PciDevice, PreviousBinding, Sysfs};

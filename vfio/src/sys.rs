@@ -1,8 +1,9 @@
-//! The few raw system calls the crate makes (ioctl, eventfd, getrlimit, sysconf), each wrapped once.
+//! The few raw system calls the crate makes (ioctl, eventfd, poll, getrlimit, sysconf), each wrapped once.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// `ioctl(fd, req, 0)` for requests without argument; returns the (non-negative) result.
 pub(crate) fn ioctl_none(fd: &impl AsRawFd, req: u64) -> io::Result<i32> {
@@ -115,6 +116,42 @@ pub(crate) fn eventfd() -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Waits until at least one of `fds` is readable or `timeout` has passed (poll(2), restarted on
+/// EINTR with the time left); returns the indices of the readable ones (empty: timed out).
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<usize>> {
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so a wait of less than 1 ms still sleeps instead of spinning.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `set` is a valid array of `set.len()` pollfd structures that poll may write.
+        let r = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
+        if r >= 0 {
+            return Ok(set
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
+                .map(|(i, _)| i)
+                .collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+        if left.is_zero() {
+            return Ok(Vec::new());
+        }
+    }
+}
+
 /// The soft RLIMIT_MEMLOCK (`u64::MAX` = unlimited), if it can be read.
 pub(crate) fn memlock_limit() -> Option<u64> {
     let mut r = libc::rlimit {
@@ -167,5 +204,23 @@ mod tests {
         assert!(f.as_raw_fd() >= 0);
         assert!(memlock_limit().is_some());
         assert!(page_size().is_power_of_two());
+    }
+
+    #[test]
+    fn poll_sees_a_signalled_eventfd_and_times_out_on_a_quiet_one() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let quiet = eventfd().unwrap();
+        let mut loud = eventfd().unwrap();
+        let t = Instant::now();
+        assert!(
+            poll_readable(&[quiet.as_fd()], Duration::from_millis(20))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        loud.write_all(&1u64.to_ne_bytes()).unwrap();
+        let ready = poll_readable(&[quiet.as_fd(), loud.as_fd()], Duration::from_secs(5)).unwrap();
+        assert_eq!(ready, vec![1]);
     }
 }

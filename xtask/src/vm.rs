@@ -9,6 +9,7 @@
 
 mod dpdk;
 mod guest;
+mod qmp;
 mod setup;
 mod tests;
 mod topology;

@@ -188,6 +188,16 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         false
     }
 
+    /// Whether the device has written back the next descriptor (a frame, or part of one, waits
+    /// for [`rx_burst`](Self::rx_burst)). Reads only its status word.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        // SAFETY: next <= mask: inside the ring; a read of the status word the device may be
+        // writing is what rx_burst does too (DD tells whether the rest is valid).
+        let status = unsafe { desc::read_u32(self.base, self.next, rx_wb::STATUS_ERROR) };
+        status & rx_status::DD != 0
+    }
+
     /// Receives up to `out.room()` frames into `out`; returns how many were appended. Counts into
     /// `c`: packets, bytes, rx_nombuf, errors, dropped multi-descriptor frames.
     #[inline]

@@ -198,6 +198,10 @@ impl Driver for FaultDriver {
         self.inner.link()
     }
 
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        self.inner.link_events()
+    }
+
     fn mac_addr(&self) -> MacAddr {
         self.inner.mac_addr()
     }

@@ -262,6 +262,7 @@ fn qemu_args(
         ]);
     }
     a.extend(topology.qemu_args());
+    a.extend(super::qmp::qemu_args(&super::qmp::socket_path(run_dir, nonce)));
     a
 }
 
@@ -351,6 +352,11 @@ fn run_once(
     fs::write(run_dir.join("qemu-args.txt"), args.join("\n") + "\n")
         .map_err(|e| format!("write qemu-args.txt: {e}"))?;
 
+    let relay = super::qmp::Relay::start(
+        &run_dir,
+        super::qmp::socket_path(&run_dir, &nonce),
+        topology.nic_ids(),
+    )?;
     let start = Instant::now();
     let mut child: Child = Command::new("qemu-system-x86_64")
         .args(&args)
@@ -535,6 +541,7 @@ fn run_once(
     }
     // After the exit marker the guest powers off; give QEMU a moment, then stop it.
     let status = wait_or_kill(&mut child, POWEROFF_GRACE);
+    relay.stop();
     let _ = console_thread.join();
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
     let total = start.elapsed();

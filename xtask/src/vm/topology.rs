@@ -55,6 +55,11 @@ impl Port {
     pub fn mac(&self) -> String {
         format!("52:54:00:00:01:{:02x}", self.index)
     }
+
+    /// The QEMU id of the port's NIC (`-device ...,id=nicN`), which QMP's `set_link` names.
+    pub fn nic_id(&self) -> String {
+        format!("nic{}", self.index)
+    }
 }
 
 /// A named set of ports and links.
@@ -145,8 +150,9 @@ impl Topology {
             args.push("-device".into());
             args.push(format!(
                 // No option ROM: the kernel is booted directly, and the firmware has less to run.
-                "{},netdev=port{},mac={},addr={:02x}.0,romfile=",
+                "{},id={},netdev=port{},mac={},addr={:02x}.0,romfile=",
                 p.model.qemu_device(),
+                p.nic_id(),
                 p.index,
                 p.mac(),
                 p.slot
@@ -161,6 +167,11 @@ impl Topology {
             ));
         }
         args
+    }
+
+    /// The QEMU ids of the NICs (what QMP's `set_link` may name).
+    pub fn nic_ids(&self) -> Vec<String> {
+        self.ports.iter().map(Port::nic_id).collect()
     }
 
     /// The environment the guest command gets (see docs/testvm.md).
@@ -185,6 +196,7 @@ impl Topology {
             env.push((format!("{k}_PEER"), p.peer.to_string()));
             env.push((format!("{k}_MAC"), p.mac()));
             env.push((format!("{k}_ROLE"), p.role.to_string()));
+            env.push((format!("{k}_NIC"), p.nic_id()));
         }
         if let Some(slot) = self.virtio_no_iommu {
             env.push((

@@ -19,11 +19,14 @@
 //! and ring go back; the driver's `Drop` clears RCTL.EN / TCTL.EN, disables every queue it set up,
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
-pub mod regs;
+pub(crate) mod intr;
 pub(crate) mod multicast;
+pub mod regs;
 mod rss;
 mod stats;
 mod vlan;
+
+pub use self::stats::{IgbHwStats, IgbStatsReader};
 
 mod queue;
 
@@ -133,37 +136,14 @@ fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError 
     }
 }
 
-/// Hardware counters of one port, accumulated from the clear-on-read registers since the open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IgbHwStats {
-    /// Good packets received (GPRC).
-    pub gprc: u64,
-    /// Good packets transmitted (GPTC).
-    pub gptc: u64,
-    /// Good octets received (GORC), FCS included.
-    pub gorc: u64,
-    /// Good octets transmitted (GOTC), FCS included.
-    pub gotc: u64,
-    /// Missed packets (MPC).
-    pub mpc: u64,
-    /// Receive-no-buffers events (RNBC).
-    pub rnbc: u64,
-    /// CRC errors (CRCERRS).
-    pub crcerrs: u64,
-    /// Alignment errors (ALGNERRC).
-    pub algnerrc: u64,
-    /// Symbol errors (RXERRC).
-    pub rxerrc: u64,
-    /// Length errors (RLEC).
-    pub rlec: u64,
-}
-
 /// What the driver and its queues share: the device, its BAR0 and the counters.
 pub(crate) struct IgbShared {
     pub(crate) name: String,
     pub(crate) bar: Bar,
     device: Device,
     stats: Mutex<stats::HwTotals>,
+    /// MSI-X, enabled on first use (link events), and the claim on the link vector.
+    msix: crate::link_events::MsixVectors,
 }
 
 impl IgbShared {
@@ -189,47 +169,6 @@ impl IgbShared {
         let mut t = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         t.accumulate(|r| self.read(r))?;
         Ok(t.clone())
-    }
-}
-
-impl From<&stats::HwTotals> for IgbHwStats {
-    fn from(t: &stats::HwTotals) -> IgbHwStats {
-        IgbHwStats {
-            gprc: t.of("GPRC"),
-            gptc: t.of("GPTC"),
-            gorc: t.of("GORC"),
-            gotc: t.of("GOTC"),
-            mpc: t.of("MPC"),
-            rnbc: t.of("RNBC"),
-            crcerrs: t.of("CRCERRS"),
-            algnerrc: t.of("ALGNERRC"),
-            rxerrc: t.of("RXERRC"),
-            rlec: t.of("RLEC"),
-        }
-    }
-}
-
-/// A handle that reads a port's hardware counters ([`IgbHwStats`]) while the port is in use.
-#[derive(Clone)]
-pub struct IgbStatsReader {
-    shared: Arc<IgbShared>,
-}
-
-impl std::fmt::Debug for IgbStatsReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IgbStatsReader")
-            .field("device", &self.shared.name)
-            .finish()
-    }
-}
-
-impl IgbStatsReader {
-    /// Reads the clear-on-read counters and returns the totals since the device was opened.
-    pub fn read(&self) -> Result<IgbHwStats> {
-        self.shared
-            .read_stats()
-            .map(|t| IgbHwStats::from(&t))
-            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
     }
 }
 
@@ -282,6 +221,7 @@ impl IgbDriver {
             bar,
             device,
             stats: Mutex::new(stats::HwTotals::default()),
+            msix: crate::link_events::MsixVectors::new(1 + u32::from(MAX_QUEUES)),
         });
         let mut drv = IgbDriver {
             shared,
@@ -506,6 +446,22 @@ impl IgbDriver {
     }
 }
 
+/// The link as the STATUS register tells it.
+fn link_from_status(st: u32) -> LinkStatus {
+    let up = st & general::STATUS_LU != 0;
+    let speed_mbps = match (up, st & general::STATUS_SPEED_MASK) {
+        (false, _) => 0,
+        (true, 0) => 10,
+        (true, general::STATUS_SPEED_100) => 100,
+        (true, _) => 1000,
+    };
+    LinkStatus {
+        up,
+        speed_mbps,
+        full_duplex: up && st & general::STATUS_FD != 0,
+    }
+}
+
 /// SRRCTL.BSIZEPKT for an RX queue of `pool` (shared with igbvf): the data room rounded down to
 /// whole KiB, so never more than the buffer holds; refused (as `Port::configure` does first) when
 /// that cannot hold a full frame.
@@ -657,7 +613,11 @@ impl Driver for IgbDriver {
         self.queues.push((Dir::Rx, q));
         self.wait_enabled(Dir::Rx, q)?;
         ring.arm();
-        Ok(Box::new(IgbRxQueue { ring }))
+        Ok(Box::new(IgbRxQueue {
+            ring,
+            shared: self.shared.clone(),
+            intr: None,
+        }))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
@@ -710,18 +670,11 @@ impl Driver for IgbDriver {
             .shared
             .read(general::STATUS)
             .map_err(self.reg_err("read STATUS"))?;
-        let up = st & general::STATUS_LU != 0;
-        let speed_mbps = match (up, st & general::STATUS_SPEED_MASK) {
-            (false, _) => 0,
-            (true, 0) => 10,
-            (true, general::STATUS_SPEED_100) => 100,
-            (true, _) => 1000,
-        };
-        Ok(LinkStatus {
-            up,
-            speed_mbps,
-            full_duplex: up && st & general::STATUS_FD != 0,
-        })
+        Ok(link_from_status(st))
+    }
+
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        Ok(Box::new(intr::IgbLinkSource::arm(self.shared.clone())?))
     }
 
     fn mac_addr(&self) -> MacAddr {

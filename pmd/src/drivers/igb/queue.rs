@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use oxpmd_vfio::Register;
 
+use std::os::fd::BorrowedFd;
+
 use super::IgbShared;
+use super::intr::IgbRxInterrupt;
 use super::regs::{Reg, queue};
 use crate::adv_ring::{AdvRxRing, QueueRegs};
 use crate::burst::Burst;
 use crate::driver::RxQueueOps;
+use crate::error::Result;
 use crate::iommu::RingSlice;
 use crate::stats::QueueCounters;
 
@@ -142,14 +146,42 @@ unsafe impl QueueRegs for IgbQueueRegs {
     }
 }
 
-/// An igb RX queue.
+/// An igb RX queue. Field order: the interrupt is detached before the ring is disabled and freed.
 pub(crate) struct IgbRxQueue {
+    pub(crate) intr: Option<IgbRxInterrupt>,
     pub(crate) ring: AdvRxRing<IgbQueueRegs, RingSlice>,
+    pub(crate) shared: Arc<IgbShared>,
 }
 
 impl RxQueueOps for IgbRxQueue {
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
         self.ring.rx_burst(out, c)
+    }
+
+    fn enable_interrupt(&mut self, _device: &str, queue: u16) -> Result<()> {
+        if self.intr.is_none() {
+            self.intr = Some(IgbRxInterrupt::enable(self.shared.clone(), queue)?);
+        }
+        Ok(())
+    }
+
+    fn interrupt_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.intr.as_ref().and_then(IgbRxInterrupt::fd)
+    }
+
+    fn arm_interrupt(&mut self) -> Result<bool> {
+        if let Some(i) = &self.intr {
+            i.arm()?;
+        }
+        // After the unmask: a frame written before it is seen here.
+        Ok(self.ring.has_pending())
+    }
+
+    fn disarm_interrupt(&mut self) -> Result<()> {
+        match &self.intr {
+            Some(i) => i.disarm(),
+            None => Ok(()),
+        }
     }
 }

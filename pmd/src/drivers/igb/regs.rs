@@ -47,17 +47,46 @@ pub mod general {
     pub const CTRL_EXT_DRV_LOAD: u32 = 1 << 28;
 }
 
-/// Interrupt cause and mask registers (this poll-mode driver keeps every interrupt masked).
+/// Interrupt cause and mask registers. Every interrupt stays masked except those a user asks
+/// for (link-state events: LSC on the "other causes" MSI-X vector).
 pub mod interrupt {
     use super::Reg;
-    /// Interrupt cause read (clear on read).
+    /// Interrupt cause read (clear on read once GPIE.NSICR is set).
     pub const ICR: Reg = Reg(0x00C0);
+    /// Interrupt mask set (and read).
+    pub const IMS: Reg = Reg(0x00D0);
     /// Interrupt mask clear.
     pub const IMC: Reg = Reg(0x00D8);
+    /// General purpose interrupt enable.
+    pub const GPIE: Reg = Reg(0x1514);
+    /// Extended interrupt mask set (one bit per MSI-X vector in MSI-X mode).
+    pub const EIMS: Reg = Reg(0x1524);
     /// Extended interrupt mask clear.
     pub const EIMC: Reg = Reg(0x1528);
+    /// Extended interrupt cause read (write 1 to clear a vector's bit).
+    pub const EICR: Reg = Reg(0x1580);
+    /// Extended interrupt auto clear: EICR bits cleared when their vector's message is sent.
+    pub const EIAC: Reg = Reg(0x152C);
+    /// Interrupt vector allocation of the queues: register q holds RX queue q in bits 7:0 (TX
+    /// queue q in 15:8, queues q+8 above).
+    pub const IVAR0: Reg = Reg(0x1700);
+    /// Interrupt vector allocation of the "other" causes (bits 15:8; TCP timer in 7:0).
+    pub const IVAR_MISC: Reg = Reg(0x1740);
     /// Every cause.
     pub const ALL: u32 = 0xFFFF_FFFF;
+
+    /// ICR / IMS: link status change.
+    pub const ICR_LSC: u32 = 1 << 2;
+    /// GPIE: ICR is cleared by reading it (without it, MSI-X mode keeps ICR set after a read).
+    pub const GPIE_NSICR: u32 = 1 << 0;
+    /// GPIE: multiple MSI-X vectors (EICR bits are vectors, not queues).
+    pub const GPIE_MSIX_MODE: u32 = 1 << 4;
+    /// GPIE: PBA support, required in MSI-X mode.
+    pub const GPIE_PBA: u32 = 1 << 31;
+    /// IVAR entry: the allocation is valid.
+    pub const IVAR_VALID: u32 = 0x80;
+    /// Shift of the "other causes" entry in IVAR_MISC.
+    pub const IVAR_MISC_OTHER_SHIFT: u32 = 8;
 }
 
 /// MDI control: PHY register access.

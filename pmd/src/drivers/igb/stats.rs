@@ -7,10 +7,14 @@
 //! registers DPDK folds into its basic stats (GPRC, GPTC, GORC, GOTC, RXERRC) and RNBC get a
 //! name of their own here (RNBC's is Linux igb's ethtool name).
 
+use std::sync::Arc;
+
+use crate::error::Result;
 use crate::xstats::XStat;
 use oxpmd_vfio::BarError;
 
 use super::regs::Reg;
+use super::{IgbShared, drv_err};
 
 /// One statistics register (or a low/high pair: the low half is read first, reading the high
 /// half completes the pair).
@@ -151,6 +155,72 @@ impl HwTotals {
         for (c, v) in COUNTERS.iter().zip(&self.0) {
             out.push(XStat::new(c.name, *v));
         }
+    }
+}
+
+/// Hardware counters of one port, accumulated from the clear-on-read registers since the open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgbHwStats {
+    /// Good packets received (GPRC).
+    pub gprc: u64,
+    /// Good packets transmitted (GPTC).
+    pub gptc: u64,
+    /// Good octets received (GORC), FCS included.
+    pub gorc: u64,
+    /// Good octets transmitted (GOTC), FCS included.
+    pub gotc: u64,
+    /// Missed packets (MPC).
+    pub mpc: u64,
+    /// Receive-no-buffers events (RNBC).
+    pub rnbc: u64,
+    /// CRC errors (CRCERRS).
+    pub crcerrs: u64,
+    /// Alignment errors (ALGNERRC).
+    pub algnerrc: u64,
+    /// Symbol errors (RXERRC).
+    pub rxerrc: u64,
+    /// Length errors (RLEC).
+    pub rlec: u64,
+}
+
+impl From<&HwTotals> for IgbHwStats {
+    fn from(t: &HwTotals) -> IgbHwStats {
+        IgbHwStats {
+            gprc: t.of("GPRC"),
+            gptc: t.of("GPTC"),
+            gorc: t.of("GORC"),
+            gotc: t.of("GOTC"),
+            mpc: t.of("MPC"),
+            rnbc: t.of("RNBC"),
+            crcerrs: t.of("CRCERRS"),
+            algnerrc: t.of("ALGNERRC"),
+            rxerrc: t.of("RXERRC"),
+            rlec: t.of("RLEC"),
+        }
+    }
+}
+
+/// A handle that reads a port's hardware counters ([`IgbHwStats`]) while the port is in use.
+#[derive(Clone)]
+pub struct IgbStatsReader {
+    pub(super) shared: Arc<IgbShared>,
+}
+
+impl std::fmt::Debug for IgbStatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgbStatsReader")
+            .field("device", &self.shared.name)
+            .finish()
+    }
+}
+
+impl IgbStatsReader {
+    /// Reads the clear-on-read counters and returns the totals since the device was opened.
+    pub fn read(&self) -> Result<IgbHwStats> {
+        self.shared
+            .read_stats()
+            .map(|t| IgbHwStats::from(&t))
+            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
     }
 }
 

@@ -29,6 +29,7 @@
 
 pub mod caps;
 pub mod ctrl;
+mod intr;
 pub mod packed;
 pub mod queue;
 pub mod regs;
@@ -79,6 +80,8 @@ pub const OPTIONAL_FEATURES: u64 = feature::NET_MAC
 pub const CTRL_VQ_FEATURES: u64 = feature::NET_CTRL_RX | feature::NET_CTRL_MAC_ADDR | feature::NET_MQ;
 /// Entries of the control virtqueue (at most; clamped to the device's).
 const CTRL_QUEUE_SIZE: usize = 16;
+/// Most MSI-X vectors enabled (the configuration vector, then one per virtqueue).
+const MAX_MSIX_VECTORS: u32 = 64;
 /// How long a reset may take.
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -229,6 +232,8 @@ pub(crate) struct VirtioShared {
     stopped: StopOnce,
     /// Serializes resets between queues dropped on different threads.
     reset_lock: Mutex<()>,
+    /// MSI-X, enabled on first use (link events), and the claim on the link vector.
+    msix: crate::link_events::MsixVectors,
 }
 
 impl VirtioShared {
@@ -544,6 +549,7 @@ impl VirtioDriver {
             caps,
             stopped: StopOnce::new(),
             reset_lock: Mutex::new(()),
+            msix: crate::link_events::MsixVectors::new(MAX_MSIX_VECTORS),
         })
     }
 
@@ -1023,25 +1029,15 @@ impl Driver for VirtioDriver {
     }
 
     fn link(&mut self) -> Result<LinkStatus> {
-        if self.features & feature::NET_STATUS == 0 {
-            return Ok(LinkStatus {
-                up: true,
-                speed_mbps: 0,
-                full_duplex: true,
-            });
-        }
-        let st = self
-            .shared
-            .read_device_cfg::<2>(netcfg::STATUS)
-            .map_err(self.reg_err("read link status"))?
-            .map(u16::from_le_bytes)
-            .unwrap_or(0);
-        let up = st & netcfg::STATUS_LINK_UP != 0;
-        Ok(LinkStatus {
-            up,
-            speed_mbps: 0,
-            full_duplex: up,
-        })
+        intr::read_link(&self.shared, self.features).map_err(self.reg_err("read link status"))
+    }
+
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        Ok(Box::new(intr::VirtioLinkSource::arm(
+            self.shared.clone(),
+            self.features,
+            self.driver_ok,
+        )?))
     }
 
     fn mac_addr(&self) -> MacAddr {

@@ -1,0 +1,298 @@
+//! The QEMU monitor (QMP) of a test VM, and the relay that lets the guest use it.
+//!
+//! Each VM gets `-qmp unix:SOCKET,server=on,wait=off`. The guest cannot reach a host UNIX socket,
+//! but it shares the run directory (writable over 9p), so a host thread watches
+//! `RUN_DIR/qmp/` for request files and answers each one:
+//!
+//! - the guest writes `qmp/req-ID` (ID: 1..=64 of `[A-Za-z0-9_-]`; written under another name and
+//!   renamed, so the relay never reads half a request) holding one line, `set_link NIC on|off`,
+//!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`);
+//! - the relay removes the request, sends QMP's `set_link`, and writes `qmp/resp-ID` (again by a
+//!   rename): `ok`, or `error: WHY`.
+//!
+//! Anything else in a request (another command, an unknown NIC, more than one line) is refused
+//! with an error response: the guest's test code is no more trusted here than any other input.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// The run directory's subdirectory for requests and responses.
+pub const REQUEST_DIR: &str = "qmp";
+/// How often the relay looks for requests.
+const POLL: Duration = Duration::from_millis(20);
+/// How long one QMP exchange may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest request file read.
+const MAX_REQUEST: u64 = 256;
+/// The longest UNIX socket path (sun_path holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where the VM's QMP socket goes: in the run directory, or (a path too long for a UNIX socket)
+/// in the temporary directory under the run's nonce.
+pub fn socket_path(run_dir: &Path, nonce: &str) -> PathBuf {
+    let p = run_dir.join("qmp.sock");
+    if p.as_os_str().len() <= MAX_SOCKET_PATH {
+        p
+    } else {
+        std::env::temp_dir().join(format!("oxpmd-vm-{nonce}.qmp"))
+    }
+}
+
+/// The QEMU arguments for the monitor socket.
+pub fn qemu_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", socket.display()),
+    ]
+}
+
+/// The running relay; [`Relay::stop`] ends it.
+pub struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+impl Relay {
+    /// Creates `RUN_DIR/qmp/` and starts watching it; `nics` are the ids `set_link` may name.
+    pub fn start(run_dir: &Path, socket: PathBuf, nics: Vec<String>) -> Result<Relay, String> {
+        let dir = run_dir.join(REQUEST_DIR);
+        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let sock = socket.clone();
+        let nics: HashSet<String> = nics.into_iter().collect();
+        let thread = thread::Builder::new()
+            .name("qmp-relay".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    serve_pending(&dir, &sock, &nics);
+                    thread::sleep(POLL);
+                }
+            })
+            .map_err(|e| format!("start the QMP relay thread: {e}"))?;
+        Ok(Relay {
+            stop,
+            thread: Some(thread),
+            socket,
+        })
+    }
+
+    /// Stops the relay and removes the socket (dropping it does the same, e.g. on an early error).
+    pub fn stop(self) {}
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = fs::remove_file(&self.socket);
+    }
+}
+
+/// Whether `id` may name a request (and so a file in the request directory).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Answers every complete request in `dir`.
+fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix("req-")) else {
+            continue;
+        };
+        if !valid_id(id) {
+            continue;
+        }
+        let path = e.path();
+        let text = read_bounded(&path);
+        let _ = fs::remove_file(&path);
+        let reply = match text {
+            Ok(t) => match parse_request(&t, nics) {
+                Ok((nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| format!("error: {e}"));
+        let tmp = dir.join(format!(".resp-{id}.tmp"));
+        let done = dir.join(format!("resp-{id}"));
+        if let Err(e) = fs::write(&tmp, format!("{reply}\n")).and_then(|()| fs::rename(&tmp, &done)) {
+            eprintln!("vm: QMP relay: answering request {id}: {e}");
+        }
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = fs::File::open(path).map_err(|e| format!("read the request: {e}"))?;
+    let mut s = String::new();
+    f.take(MAX_REQUEST + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("read the request: {e}"))?;
+    if s.len() as u64 > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    Ok(s)
+}
+
+/// `set_link NIC on|off` (one line) → (NIC, up).
+fn parse_request(text: &str, nics: &HashSet<String>) -> Result<(String, bool), String> {
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    if line.contains('\n') {
+        return Err("one request per file, one line".into());
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["set_link", nic, state] => {
+            if !nics.contains(*nic) {
+                let mut known: Vec<&String> = nics.iter().collect();
+                known.sort();
+                return Err(format!("unknown NIC {nic:?}; this VM has {known:?}"));
+            }
+            let up = match *state {
+                "on" => true,
+                "off" => false,
+                other => return Err(format!("link state {other:?}: expected on or off")),
+            };
+            Ok((nic.to_string(), up))
+        }
+        [cmd, ..] => Err(format!(
+            "command {cmd:?} is not relayed; only `set_link NIC on|off`"
+        )),
+        [] => Err("empty request".into()),
+    }
+}
+
+/// One QMP session: greeting, capabilities negotiation, `set_link`.
+fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
+    let stream = UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(QMP_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(QMP_TIMEOUT)))
+        .map_err(|e| format!("QMP socket timeouts: {e}"))?;
+    let mut writer = stream.try_clone().map_err(|e| format!("QMP socket: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    let greeting = read_message(&mut reader)?;
+    if greeting.get("QMP").is_none() {
+        return Err(format!("no QMP greeting: {greeting}"));
+    }
+    exchange(
+        &mut writer,
+        &mut reader,
+        &serde_json::json!({"execute": "qmp_capabilities"}),
+    )?;
+    exchange(
+        &mut writer,
+        &mut reader,
+        &serde_json::json!({"execute": "set_link", "arguments": {"name": nic, "up": up}}),
+    )
+}
+
+/// Sends a command and reads until its answer (events in between are skipped).
+fn exchange(
+    writer: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    cmd: &serde_json::Value,
+) -> Result<(), String> {
+    writeln!(writer, "{cmd}").map_err(|e| format!("QMP write: {e}"))?;
+    loop {
+        let msg = read_message(reader)?;
+        if msg.get("return").is_some() {
+            return Ok(());
+        }
+        if let Some(err) = msg.get("error") {
+            return Err(format!("QMP {}: {err}", cmd["execute"]));
+        }
+    }
+}
+
+fn read_message(reader: &mut BufReader<UnixStream>) -> Result<serde_json::Value, String> {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .map_err(|e| format!("QMP read: {e}"))?;
+    if n == 0 {
+        return Err("QMP closed the connection".into());
+    }
+    serde_json::from_str(&line).map_err(|e| format!("QMP sent {line:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nics() -> HashSet<String> {
+        ["nic0", "nic1"].iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_set_link_on_a_known_nic_is_relayed() {
+        assert_eq!(
+            parse_request("set_link nic1 off\n", &nics()),
+            Ok(("nic1".into(), false))
+        );
+        assert_eq!(
+            parse_request("set_link nic0 on", &nics()),
+            Ok(("nic0".into(), true))
+        );
+        for bad in [
+            "",
+            "quit",
+            "set_link nic9 on",
+            "set_link nic0 up",
+            "set_link nic0",
+            "set_link nic0 on\nquit",
+            "system_powerdown nic0 on",
+        ] {
+            assert!(parse_request(bad, &nics()).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_plain_names() {
+        assert!(valid_id("42-a_b"));
+        for bad in ["", "../x", "a b", "x.tmp", &"a".repeat(65)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_run_directory_moves_the_socket_to_the_temporary_directory() {
+        assert_eq!(socket_path(Path::new("/r"), "n"), PathBuf::from("/r/qmp.sock"));
+        let long = PathBuf::from(format!("/{}", "d".repeat(120)));
+        assert!(socket_path(&long, "abc").ends_with("oxpmd-vm-abc.qmp"));
+    }
+
+    #[test]
+    fn a_request_is_answered_with_an_error_when_qemu_is_not_there() {
+        let dir = std::env::temp_dir().join(format!("oxpmd-qmp-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("req-1"), "set_link nic0 off\n").unwrap();
+        fs::write(dir.join("req-2"), "quit\n").unwrap();
+        serve_pending(&dir, &dir.join("absent.sock"), &nics());
+        let r1 = fs::read_to_string(dir.join("resp-1")).unwrap();
+        let r2 = fs::read_to_string(dir.join("resp-2")).unwrap();
+        assert!(r1.starts_with("error: connect"), "{r1}");
+        assert!(r2.contains("not relayed"), "{r2}");
+        assert!(!dir.join("req-1").exists() && !dir.join("req-2").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
