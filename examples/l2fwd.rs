@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use common::{
     BoxError, STOP, finish_capture, install_signal_handlers, parse_num, ports_json, say, start_capture, step,
 };
-use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::dma::{Mempool, MempoolConfig, PageSize, RegionOptions};
 use oxpmd::pmd::capture::{Capture, CaptureTap, json_escape, now_ns};
 use oxpmd::pmd::forward::{Forwarder, FwdConfig, FwdCounters, FwdSnapshot, l2fwd_pairs};
 use oxpmd::pmd::forward::{l2fwd_dst_mac, rewrite_macs};
@@ -54,6 +54,9 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --burst N           RX burst and TX buffer size, 1..=512 (default 32)
   --ring-size N       RX/TX descriptors per queue (default 1024)
   --pool-size N       mempool buffers (default: as DPDK l2fwd computes it, at least 8192)
+  --pages 2m|4k       the mempool's pages: 2 MiB hugepages (an error if none can be had) or 4 KiB
+                      pages (like DPDK's --no-huge); default: hugepages, for virtual ports falling
+                      back to 4 KiB pages with a warning
   --tx-first          each port first sends one burst of 64-byte frames (like testpmd's
                       --tx-first): starts traffic on ring pairs (--port ring:x --port ring:x)
   --pcap FILE         capture the frames received on the chosen ports to FILE (pcap, ns stamps)
@@ -77,6 +80,8 @@ struct Options {
     burst: usize,
     ring_size: usize,
     pool_size: Option<usize>,
+    /// `--pages`: the pool's page size (None: the default).
+    pages: Option<PageSize>,
     tx_first: bool,
     pcap: Option<std::path::PathBuf>,
     pcap_ports: Option<Vec<u16>>,
@@ -125,6 +130,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         burst: 32,
         ring_size: 1024,
         pool_size: None,
+        pages: None,
         tx_first: false,
         pcap: None,
         pcap_ports: None,
@@ -155,6 +161,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--burst" => o.burst = parse_num("--burst", it.next(), 1..=MAX_BURST)?,
             "--ring-size" => o.ring_size = parse_num("--ring-size", it.next(), 64..=4096)?,
             "--pool-size" => o.pool_size = Some(parse_num("--pool-size", it.next(), 1024..=1 << 24)?),
+            "--pages" => {
+                o.pages = Some(match it.next().map(String::as_str) {
+                    Some("2m") => PageSize::Huge2M,
+                    Some("4k") => PageSize::Base4K,
+                    other => return Err(format!("--pages: `{}`: expected 2m or 4k", other.unwrap_or(""))),
+                })
+            }
             "--tx-first" => o.tx_first = true,
             "--pcap" => o.pcap = Some(it.next().ok_or("--pcap: missing file")?.into()),
             "--pcap-ports" => {
@@ -391,8 +404,20 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             + workers_needed * 2 * MAX_BURST)
             .max(8192)
     });
-    let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
-        Some(map) => Mempool::new(
+    let map = ports.iter().find_map(|p| p.dma_map());
+    let pool: Mempool = match (opts.pages, map) {
+        (Some(page_size), map) => Mempool::new(
+            &MempoolConfig {
+                cache_size: cache,
+                region: RegionOptions {
+                    page_size,
+                    allow_4k_fallback: false,
+                },
+                ..MempoolConfig::new("l2fwd", pool_size)
+            },
+            map.unwrap_or_else(|| std::sync::Arc::new(oxpmd::dma::IdentityMap)),
+        )?,
+        (None, Some(map)) => Mempool::new(
             &MempoolConfig {
                 cache_size: cache,
                 region: RegionOptions::default(),
@@ -400,11 +425,16 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             },
             map,
         )?,
-        None => virtual_pool("l2fwd", pool_size, cache)?,
+        (None, None) => virtual_pool("l2fwd", pool_size, cache)?,
+    };
+    let pages = match pool.region().page_size() {
+        PageSize::Huge2M => "2 MiB pages",
+        PageSize::Huge1G => "1 GiB pages",
+        PageSize::Base4K => "4 KiB pages",
     };
     step(
         "l2fwd",
-        &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
+        &format!("mempool of {pool_size} buffers on {pages} (allocation, DMA mapping)"),
         t,
     );
     let t = Instant::now();

@@ -14,13 +14,18 @@
 //!
 //! Each side runs for `--duration` seconds (default 10); its rate is the median of its per-second
 //! forwarded-packet rates (sum over both ports of packets sent), the first second excluded.
-//! The last line is `ratio: X` (ours / DPDK).
+//!
+//! Both sides run on the same kind of memory, one block per kind (`--memory`, default both):
+//! 2 MiB hugepages (ours `--pages 2m`, DPDK `--in-memory`, hugepages reserved for the run and the
+//! reservation restored after) and 4 KiB pages (ours `--pages 4k`, DPDK `--no-huge`). A ratio is
+//! printed only between runs on the same kind. The last line is `ratio: X` (ours / DPDK) of the
+//! hugepage block when it ran (what DPDK applications use), else of the 4 KiB block.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 const USAGE: &str = "\
-usage: cargo xtask bench l2fwd-null [--duration SECS] [--runs N] [--core N] [--no-install]
+usage: cargo xtask bench l2fwd-null [--duration SECS] [--runs N] [--core N] [--memory huge|4k|both] [--no-install]
 
   our examples/l2fwd over null0/null1 on one core against dpdk-testpmd io forwarding over
   net_null0/net_null1 on one core; prints both rates (Mpps) and `ratio: X` (ours / DPDK)
@@ -28,6 +33,8 @@ usage: cargo xtask bench l2fwd-null [--duration SECS] [--runs N] [--core N] [--n
   --duration SECS   run time of each side per run (default 10, at least 3)
   --runs N          alternate runs per side, best median kept (default 1)
   --core N          forwarding core of both sides (default 1; DPDK's main lcore is the other one)
+  --memory KIND     huge (2 MiB hugepages, reserved for the run as root), 4k, or both (default):
+                    both sides on the same kind, a ratio per kind
   --no-install      do not install the Debian `dpdk` package when dpdk-testpmd is missing";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +43,39 @@ struct Opts {
     runs: u32,
     core: usize,
     install: bool,
+    memory: Vec<Memory>,
+}
+
+/// The memory both sides' packet buffers live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    Huge2M,
+    Base4K,
+}
+
+impl Memory {
+    fn label(self) -> &'static str {
+        match self {
+            Memory::Huge2M => "2 MiB hugepages",
+            Memory::Base4K => "4 KiB pages",
+        }
+    }
+
+    /// l2fwd's `--pages` value and the page text its set-up line prints.
+    fn ours(self) -> (&'static str, &'static str) {
+        match self {
+            Memory::Huge2M => ("2m", "on 2 MiB pages"),
+            Memory::Base4K => ("4k", "on 4 KiB pages"),
+        }
+    }
+
+    /// testpmd's EAL memory option.
+    fn dpdk(self) -> &'static str {
+        match self {
+            Memory::Huge2M => "--in-memory",
+            Memory::Base4K => "--no-huge",
+        }
+    }
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -44,6 +84,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         runs: 1,
         core: 1,
         install: true,
+        memory: vec![Memory::Huge2M, Memory::Base4K],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,6 +115,19 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.core = n as usize;
             }
             "--no-install" => o.install = false,
+            "--memory" => {
+                o.memory = match it.next().map(String::as_str) {
+                    Some("huge") => vec![Memory::Huge2M],
+                    Some("4k") => vec![Memory::Base4K],
+                    Some("both") => vec![Memory::Huge2M, Memory::Base4K],
+                    other => {
+                        return Err(format!(
+                            "--memory: `{}`: expected huge, 4k or both",
+                            other.unwrap_or("")
+                        ));
+                    }
+                }
+            }
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -130,28 +184,106 @@ fn run(o: &Opts) -> Result<(), String> {
         return Err("cargo build --release --example l2fwd failed".into());
     }
     let l2fwd = root.join("target/release/examples/l2fwd");
-    let (mut best_ours, mut best_dpdk) = (0f64, 0f64);
-    for run in 1..=o.runs {
-        let ours = run_ours(&l2fwd, o)?;
+    let mut last = None;
+    for &mem in &o.memory {
+        let _hugepages = if mem == Memory::Huge2M {
+            Some(HugepageReservation::at_least(HUGEPAGES_NEEDED)?)
+        } else {
+            None
+        };
+        let (mut best_ours, mut best_dpdk) = (0f64, 0f64);
+        for run in 1..=o.runs {
+            let ours = run_ours(&l2fwd, o, mem)?;
+            println!(
+                "run {run}: ours  {ours:.3} Mpps (l2fwd, null0 <-> null1, core {}, {})",
+                o.core,
+                mem.label()
+            );
+            let dpdk = run_dpdk(&testpmd, o, main_core, mem)?;
+            println!(
+                "run {run}: dpdk  {dpdk:.3} Mpps (testpmd io, net_null0 <-> net_null1, core {}, {})",
+                o.core,
+                mem.label()
+            );
+            best_ours = best_ours.max(ours);
+            best_dpdk = best_dpdk.max(dpdk);
+        }
         println!(
-            "run {run}: ours  {ours:.3} Mpps (l2fwd, null0 <-> null1, core {})",
-            o.core
+            "{}: ours {best_ours:.3} Mpps, dpdk {best_dpdk:.3} Mpps",
+            mem.label()
         );
-        let dpdk = run_dpdk(&testpmd, o, main_core)?;
-        println!(
-            "run {run}: dpdk  {dpdk:.3} Mpps (testpmd io, net_null0 <-> net_null1, core {})",
-            o.core
-        );
-        best_ours = best_ours.max(ours);
-        best_dpdk = best_dpdk.max(dpdk);
+        if best_dpdk <= 0.0 {
+            return Err("DPDK rate is zero: nothing to compare against".into());
+        }
+        let r = best_ours / best_dpdk;
+        println!("{}: ratio {r:.3}", mem.label());
+        last.get_or_insert((mem, r));
     }
-    println!("ours: {best_ours:.3} Mpps");
-    println!("dpdk: {best_dpdk:.3} Mpps");
-    if best_dpdk <= 0.0 {
-        return Err("DPDK rate is zero: nothing to compare against".into());
+    if let Some((mem, r)) = last {
+        println!("ratio: {r:.3} (ours / DPDK, both on {})", mem.label());
     }
-    println!("ratio: {:.3}", best_ours / best_dpdk);
     Ok(())
+}
+
+/// 2 MiB hugepages both sides need: DPDK's `-m 1024` (512) and our pool and rings, with room.
+const HUGEPAGES_NEEDED: u64 = 600;
+
+/// Hugepages reserved for the hugepage block; the previous reservation is restored on drop.
+struct HugepageReservation {
+    previous: Option<u64>,
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+fn meminfo(key: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+impl HugepageReservation {
+    fn at_least(free: u64) -> Result<HugepageReservation, String> {
+        let have = meminfo("HugePages_Free").unwrap_or(0);
+        if have >= free {
+            return Ok(HugepageReservation { previous: None });
+        }
+        let total = meminfo("HugePages_Total").unwrap_or(0);
+        let want = total + (free - have);
+        std::fs::write(NR_HUGEPAGES, want.to_string()).map_err(|e| {
+            format!(
+                "the hugepage block needs {free} free 2 MiB hugepages ({have} free): writing {want} to                  {NR_HUGEPAGES}: {e} (run as root, or reserve them first, or use --memory 4k)"
+            )
+        })?;
+        let now = meminfo("HugePages_Free").unwrap_or(0);
+        if now < free {
+            let _ = std::fs::write(NR_HUGEPAGES, total.to_string());
+            return Err(format!(
+                "asked the kernel for {want} 2 MiB hugepages, {now} are free: memory too fragmented?                  (use --memory 4k)"
+            ));
+        }
+        println!("bench l2fwd-null: reserved 2 MiB hugepages: {total} -> {want} (restored after)");
+        Ok(HugepageReservation {
+            previous: Some(total),
+        })
+    }
+}
+
+impl Drop for HugepageReservation {
+    fn drop(&mut self) {
+        if let Some(p) = self.previous
+            && let Err(e) = std::fs::write(NR_HUGEPAGES, p.to_string())
+        {
+            eprintln!("bench l2fwd-null: restoring {NR_HUGEPAGES} to {p}: {e}");
+        }
+    }
 }
 
 fn find_testpmd(install: bool) -> Result<String, String> {
@@ -185,7 +317,8 @@ fn find_testpmd(install: bool) -> Result<String, String> {
     Ok("dpdk-testpmd".into())
 }
 
-fn run_ours(l2fwd: &Path, o: &Opts) -> Result<f64, String> {
+fn run_ours(l2fwd: &Path, o: &Opts, mem: Memory) -> Result<f64, String> {
+    let (pages, printed) = mem.ours();
     let out = Command::new(l2fwd)
         .args([
             "--port",
@@ -203,9 +336,18 @@ fn run_ours(l2fwd: &Path, o: &Opts) -> Result<f64, String> {
             &o.core.to_string(),
             "--duration",
             &o.duration.to_string(),
+            "--pages",
+            pages,
         ])
         .output()
         .map_err(|e| format!("{}: {e}", l2fwd.display()))?;
+    // The pool's pages are what was asked (l2fwd does not fall back with --pages).
+    if !String::from_utf8_lossy(&out.stderr).contains(printed) {
+        return Err(format!(
+            "l2fwd did not report its mempool {printed}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -221,12 +363,12 @@ fn run_ours(l2fwd: &Path, o: &Opts) -> Result<f64, String> {
     median_after_warmup(&rates).ok_or_else(|| format!("no `rate:` lines in the l2fwd output:\n{text}"))
 }
 
-fn run_dpdk(testpmd: &str, o: &Opts, main_core: usize) -> Result<f64, String> {
+fn run_dpdk(testpmd: &str, o: &Opts, main_core: usize, mem: Memory) -> Result<f64, String> {
     // `timeout -s INT` stops testpmd like Ctrl-C, so it exits cleanly.
     let out = Command::new("timeout")
         .args(["-s", "INT", &o.duration.to_string(), testpmd])
         .args([
-            "--no-huge",
+            mem.dpdk(),
             "--no-pci",
             "--vdev",
             "net_null0",
@@ -331,7 +473,8 @@ mod tests {
                 duration: 10,
                 runs: 1,
                 core: 1,
-                install: true
+                install: true,
+                memory: vec![Memory::Huge2M, Memory::Base4K],
             }
         );
         let a: Vec<String> = ["--duration", "5", "--runs", "2", "--core", "0", "--no-install"]
@@ -343,15 +486,19 @@ mod tests {
                 duration: 5,
                 runs: 2,
                 core: 0,
-                install: false
+                install: false,
+                memory: vec![Memory::Huge2M, Memory::Base4K],
             }
         );
+        let a: Vec<String> = ["--memory", "4k"].map(String::from).into();
+        assert_eq!(parse(&a).unwrap().memory, vec![Memory::Base4K]);
         for bad in [
             &["--duration", "1"][..],
             &["--runs", "0"],
             &["--core", "x"],
             &["--what"],
             &["--duration"],
+            &["--memory", "1g"],
         ] {
             let v: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(parse(&v).is_err(), "{bad:?}");
