@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example l2fwd -- --port null0 --port null1 [-p PORTMASK] [-q N] [-T SECS]
 //!     [--no-mac-updating] [-P] [--cores LIST] [--duration SECS] [--burst N] [--ring-size N]
-//!     [--pool-size N]
+//!     [--pool-size N] [--rx-interrupt[=N]]
 //! ```
 //! Ports are given by PCI address (`0000:00:02.0`) or virtual name (`null0`, `net_null1`,
 //! `ring:NAME`), and numbered 0, 1, ... in the order given. Enabled ports (PORTMASK, default all)
@@ -12,6 +12,12 @@
 //! unless `--no-mac-updating`. TX is buffered per port and drained every 100 us. Every `-T`
 //! seconds a stats table is printed; Ctrl-C (SIGINT / SIGTERM) or `--duration` stops it with final
 //! stats and a check that every buffer is back in the pool.
+//!
+//! `--rx-interrupt[=N]` (like DPDK's l3fwd-power): a worker busy-polls while frames flow; after N
+//! consecutive rounds in which none of its RX queues had a frame (default 300) it sends what its
+//! TX buffers hold and sleeps on its queues' RX interrupts (`oxpmd::pmd::wait_for_rx`, at most
+//! 100 ms at a time so that Ctrl-C is seen), until a frame arrives. Every port's driver must offer
+//! RX interrupts: a port without them is an error at start, never a silent fall-back to polling.
 //!
 //! `--pcap FILE` captures the frames **received** on the ports of `--pcap-ports` (default: all
 //! enabled), as they arrived (before the MAC rewrite). With it the workers run a capture-aware
@@ -63,6 +69,10 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --pcap-ports LIST   port ids to capture, e.g. 0,1 (default: all enabled ports)
   --pcap-slots N      capture records in flight, a power of two (default 4096)
   --stats-json        stdout: one JSON object per stats period (-T) and a final one; text to stderr
+  --rx-interrupt[=N]  sleep when idle: after N consecutive empty polls of all its RX queues
+                      (default 300) a worker flushes its TX buffers and sleeps on the queues'
+                      RX interrupts until a frame arrives (like DPDK's l3fwd-power); every port
+                      needs a driver with RX interrupts (igb); not with --pcap
   --xstats            at the end, every extended statistic of each port (Port::xstats: DPDK's
                       names; igb: every statistics register), also in the final JSON object
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
@@ -88,7 +98,14 @@ struct Options {
     pcap_slots: usize,
     stats_json: bool,
     xstats: bool,
+    /// `--rx-interrupt[=N]`: empty polls before a worker sleeps.
+    rx_interrupt: Option<u32>,
 }
+
+/// Empty polls before a worker sleeps, as DPDK l3fwd-power's idle heuristic counts them.
+const DEFAULT_IDLE_POLLS: u32 = 300;
+/// Longest sleep of an idle worker: it sees the stop flag within this.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     let mut v = Vec::new();
@@ -137,6 +154,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         pcap_slots: 4096,
         stats_json: false,
         xstats: false,
+        rx_interrupt: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -186,6 +204,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--stats-json" => o.stats_json = true,
             "--xstats" => o.xstats = true,
+            "--rx-interrupt" => o.rx_interrupt = Some(DEFAULT_IDLE_POLLS),
+            s if s.starts_with("--rx-interrupt=") => {
+                let n = &s["--rx-interrupt=".len()..];
+                o.rx_interrupt = Some(parse_num("--rx-interrupt", Some(n), 1..=1_000_000_000)?);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -198,6 +221,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     if o.pcap.is_none() && o.pcap_ports.is_some() {
         return Err("--pcap-ports needs --pcap FILE".into());
+    }
+    if o.pcap.is_some() && o.rx_interrupt.is_some() {
+        return Err("--rx-interrupt does not apply to the capture loop of --pcap; give one of them".into());
     }
     if let Some(bad) = o
         .pcap_ports
@@ -551,6 +577,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                         drop(crx);
                         drop(ctx);
                         oxpmd::dma::flush_thread_caches();
+                        Ok(())
                     })?,
             );
             continue;
@@ -565,12 +592,25 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
         for &id in chunk {
             let i = idx_of(id);
-            let r = rxq[i].take().ok_or("rx queue assigned twice")?;
+            let mut r = rxq[i].take().ok_or("rx queue assigned twice")?;
+            if opts.rx_interrupt.is_some() {
+                r.enable_rx_interrupt().map_err(|e| {
+                    format!(
+                        "port {id} ({}): --rx-interrupt needs RX interrupts on every port, and this one \
+                         has none: {e}",
+                        infos[i].name
+                    )
+                })?;
+            }
             fwd.add_rx(r, dst_of(id), infos[i].counters.clone())?;
         }
         let list: Vec<String> = chunk.iter().map(|p| format!("{p}->{}", dst_of(*p))).collect();
-        say!("worker {w}: core {core}, ports {}", list.join(" "));
+        let mode = opts
+            .rx_interrupt
+            .map_or(String::new(), |n| format!(", sleeps after {n} empty polls"));
+        say!("worker {w}: core {core}, ports {}{mode}", list.join(" "));
         let stop = stop_workers.clone();
+        let idle_polls = opts.rx_interrupt;
         handles.push(
             std::thread::Builder::new()
                 .name(format!("l2fwd-{w}"))
@@ -578,9 +618,22 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         log::warn!("worker {w}: could not pin to core {core}");
                     }
-                    fwd.run(&stop);
+                    let result = match idle_polls {
+                        Some(n) => fwd.run_rx_interrupt(&stop, n, MAX_SLEEP).map(|sleeps| {
+                            say!("worker {w}: slept {sleeps} times on RX interrupts");
+                        }),
+                        None => {
+                            fwd.run(&stop);
+                            Ok(())
+                        }
+                    };
                     drop(fwd); // queues dropped on their own thread
                     oxpmd::dma::flush_thread_caches();
+                    result.map_err(|e| {
+                        // Stop the whole run: a worker that cannot wait no longer forwards.
+                        STOP.store(true, Ordering::Relaxed);
+                        format!("worker {w}: {e}")
+                    })
                 })?,
         );
     }
@@ -629,9 +682,18 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
     }
     stop_workers.store(true, Ordering::Relaxed);
+    let mut workers_ok = true;
     for h in handles {
-        if h.join().is_err() {
-            eprintln!("l2fwd: a worker panicked");
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("l2fwd: {e}");
+                workers_ok = false;
+            }
+            Err(_) => {
+                eprintln!("l2fwd: a worker panicked");
+                workers_ok = false;
+            }
         }
     }
     let elapsed = start.elapsed();
@@ -678,7 +740,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             "buffer check: pool `{}`: {free}/{cap} buffers back: OK, no leak",
             pool.name()
         );
-        Ok(true)
+        Ok(workers_ok)
     } else {
         say!(
             "buffer check: pool `{}`: {free}/{cap} buffers back: LEAK of {}",

@@ -4,6 +4,7 @@
 //! cargo run --release --example pktgen -- --tx-port DEV [--rx-port DEV] [--size 64 | 64-1518 | imix]
 //!     [--rate PPS] [--count N | --duration SECS] [--drain SECS] [--streams N] [--dst-mac MAC|broadcast]
 //!     [-P] [--link-speed MBPS] [--expect-all] [--burst N] [--ring-size N] [--cores LIST] [-T SECS]
+//!     [--gap N:SECS]
 //! ```
 //! Frames are Ethernet + IPv4 + UDP (correct checksums) carrying an 18-byte test header at offset 42:
 //! magic `0x0C5A` (u16), stream id (u16), sequence number (u32, per stream), TX timestamp (u64, ns
@@ -59,6 +60,8 @@ const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --count N            send exactly N frames, then wait --drain seconds for stragglers
   --duration SECS      send for SECS seconds (default without --count: until Ctrl-C)
   --drain SECS         wait for stragglers after sending (default 1)
+  --gap N:SECS         after every N frames sent, send nothing for SECS seconds (rounds of N
+                       frames separated by idle gaps, e.g. for a forwarder that sleeps when idle)
   --tx-stall SECS      stop and fail when TX takes no frame for SECS (default 10; 0: never)
   --streams N          sequence-numbered streams, one UDP source port each (default 1)
   --dst-mac MAC        destination MAC, or `broadcast` (default: the RX port's MAC, else broadcast)
@@ -170,6 +173,8 @@ struct Options {
     pcap_ports: Option<Vec<u16>>,
     pcap_slots: usize,
     stats_json: bool,
+    /// `--gap N:SECS`: frames per round, idle time between rounds.
+    gap: Option<(u64, Duration)>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -198,6 +203,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         pcap_ports: None,
         pcap_slots: 4096,
         stats_json: false,
+        gap: None,
     };
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
@@ -257,6 +263,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--stats-json" => o.stats_json = true,
+            "--gap" => {
+                let v = val(&mut it, a)?;
+                let (n, secs) = v.split_once(':').ok_or("--gap: expected N:SECS")?;
+                let n = parse_num(a, Some(n), 1u64..=1 << 40)?;
+                let secs = parse_num(a, Some(secs), 0.0f64..=3600.0)?;
+                o.gap = Some((n, Duration::from_secs_f64(secs)));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -631,6 +644,8 @@ fn tx_loop(
     let mut no_progress_since: Option<Duration> = None;
     let stall_limit = (opts.tx_stall > 0.0).then(|| Duration::from_secs_f64(opts.tx_stall));
     let mut stalled = false;
+    // The frame count at which the last `--gap` pause was taken.
+    let mut gap_done = 0u64;
     loop {
         if STOP.load(Ordering::Relaxed) {
             break;
@@ -654,6 +669,19 @@ fn tx_loop(
         }
         if let Some(c) = opts.count {
             want = want.min(c - i);
+        }
+        if let Some((every, idle)) = opts.gap {
+            if i > 0 && i % every == 0 && gap_done != i {
+                // A round ended: let the peer go idle. Sleeping in short steps keeps Ctrl-C prompt.
+                gap_done = i;
+                let until = Instant::now() + idle;
+                while !STOP.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+                }
+                continue;
+            }
+            // A burst never crosses the end of a round.
+            want = want.min(every - i % every);
         }
         let now_ns = now.as_nanos() as u64;
         // One clock read per burst for the capture timestamps (vDSO, no system call).
@@ -1264,6 +1292,18 @@ mod tests {
         assert!(tx_stalled(&mut since, limit, Duration::from_secs(15), 7));
         // 0 turns it off.
         assert!(!tx_stalled(&mut None, None, Duration::from_secs(1000), 7));
+    }
+
+    #[test]
+    fn gap_parses_frames_and_seconds() {
+        let o = parse_args(&["--tx-port", "null0", "--gap", "250:1.5"].map(String::from)).unwrap();
+        assert_eq!(o.gap, Some((250, Duration::from_millis(1500))));
+        for bad in ["250", "0:1", "10:x", "10:-1"] {
+            assert!(
+                parse_args(&["--tx-port", "null0", "--gap", bad].map(String::from)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{L2fwd, final_row, pktgen_exact, quad};
+use common::{L2fwd, pktgen_exact, quad};
 
 const N: u64 = 3000;
 
@@ -29,18 +29,5 @@ fn l2fwd_forwards_every_frame_exactly_once_with_the_mac_rewrite() {
     }
 
     // l2fwd's own view (printed in any case, so that a failure above can be located).
-    let (lines, status) = l2fwd.stop();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(status.success(), "l2fwd exit status {status}");
-    let (rx0, tx0, drop0) = final_row(&lines, 0);
-    let (rx1, tx1, drop1) = final_row(&lines, 1);
-    assert_eq!((rx0, tx1), (N, N), "l2fwd: port 0 received N, port 1 sent N");
-    assert_eq!((rx1, tx0), (N, N), "l2fwd: port 1 received N, port 0 sent N");
-    assert_eq!((drop0, drop1), (0, 0));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("buffer check:") && l.contains("OK")),
-        "l2fwd found every buffer back"
-    );
+    l2fwd.stop_and_check([N, N], &failures);
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{L2fwd, both_ways, env, final_row, pktgen_exact, port};
+use common::{L2fwd, both_ways, env, pktgen_exact, port};
 
 const N: u64 = 3000;
 /// pktgen's rate (frames/s): the emulated devices drop above what TCG sustains.
@@ -39,18 +39,5 @@ fn l2fwd_forwards_between_igb_and_virtio_in_one_process() {
     }
 
     // l2fwd's own view (printed in any case, so that a failure above can be located).
-    let (lines, status) = l2fwd.stop();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(status.success(), "l2fwd exit status {status}");
-    let (rx0, tx0, drop0) = final_row(&lines, 0);
-    let (rx1, tx1, drop1) = final_row(&lines, 1);
-    assert_eq!((rx0, tx1), (N, N), "l2fwd: igb received N, virtio sent N");
-    assert_eq!((rx1, tx0), (N, N), "l2fwd: virtio received N, igb sent N");
-    assert_eq!((drop0, drop1), (0, 0));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("buffer check:") && l.contains("OK")),
-        "l2fwd found every buffer back"
-    );
+    l2fwd.stop_and_check([N, N], &failures);
 }

@@ -16,6 +16,7 @@ use oxpmd_dma::Packet;
 use crate::burst::{Burst, BurstCapacityError};
 use crate::mac::MacAddr;
 use crate::port::{RxQueue, TxQueue};
+use crate::rx_interrupt::wait_for_rx;
 
 /// DPDK l2fwd's TX drain interval.
 pub const DRAIN_INTERVAL: Duration = Duration::from_micros(100);
@@ -249,27 +250,90 @@ impl Forwarder {
     /// Forwards until `stop` is set: polls, and every drain interval sends partly filled TX
     /// buffers and publishes counters. Flushes and publishes once more before returning.
     pub fn run(&mut self, stop: &AtomicBool) {
-        let drain = self.cfg.drain_interval;
-        let mut last = Instant::now();
-        let mut iter = 0u32;
+        let mut timer = DrainTimer::new();
         loop {
             self.poll_once();
-            iter = iter.wrapping_add(1);
-            // Reading the clock costs ~20 ns: once every 8 rounds is enough for a 100 us drain.
-            if iter & 7 == 0 {
-                let now = Instant::now();
-                if now.duration_since(last) >= drain {
-                    last = now;
-                    self.flush_all();
-                    self.publish();
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                }
+            if self.drain_if_due(&mut timer) && stop.load(Ordering::Relaxed) {
+                break;
             }
         }
         self.flush_all();
         self.publish();
+    }
+
+    /// Called once per round: every drain interval, sends partly filled TX buffers and publishes
+    /// the counters. Returns whether it did.
+    #[inline]
+    fn drain_if_due(&mut self, timer: &mut DrainTimer) -> bool {
+        timer.rounds = timer.rounds.wrapping_add(1);
+        // Reading the clock costs ~20 ns: once every 8 rounds is enough for a 100 us drain.
+        if timer.rounds & 7 != 0 {
+            return false;
+        }
+        let now = Instant::now();
+        if now.duration_since(timer.last) < self.cfg.drain_interval {
+            return false;
+        }
+        timer.last = now;
+        self.flush_all();
+        self.publish();
+        true
+    }
+
+    /// Forwards until `stop` is set, like [`run`](Self::run) while frames flow, but sleeps when
+    /// idle (DPDK l3fwd-power's heuristic): after `idle_polls` consecutive rounds in which no RX
+    /// queue had a frame, it sends what the TX buffers hold and publishes the counters (nothing
+    /// waits for a drain timer that a sleeping worker would not run), then sleeps in
+    /// [`wait_for_rx`] on all its RX queues for at most `max_sleep`, so that `stop` is seen
+    /// within that time. A wait that times out sleeps again after one more empty round; a
+    /// wake-up resumes busy polling. Each RX queue needs [`RxQueue::enable_rx_interrupt`]
+    /// first. Returns the number of sleeps, or the first error of a wait.
+    pub fn run_rx_interrupt(
+        &mut self,
+        stop: &AtomicBool,
+        idle_polls: u32,
+        max_sleep: Duration,
+    ) -> crate::error::Result<u64> {
+        let mut timer = DrainTimer::new();
+        let mut empty = 0u32;
+        let mut sleeps = 0u64;
+        let result = loop {
+            if self.poll_once() > 0 {
+                empty = 0;
+            } else {
+                empty = empty.saturating_add(1);
+            }
+            if self.drain_if_due(&mut timer) && stop.load(Ordering::Relaxed) {
+                break Ok(sleeps);
+            }
+            if empty < idle_polls.max(1) {
+                continue;
+            }
+            self.flush_all();
+            self.publish();
+            if stop.load(Ordering::Relaxed) {
+                break Ok(sleeps);
+            }
+            let mut queues: Vec<&mut RxQueue> = self.rx.iter_mut().map(|e| &mut e.queue).collect();
+            // wait_for_rx arms every queue and then looks at each ring again, so a frame that
+            // arrived after the last empty round is found, not stranded until the next one.
+            match wait_for_rx(&mut queues, max_sleep) {
+                Ok(ready) => {
+                    sleeps += 1;
+                    // Timed out: one more empty round and back to sleep; woken: poll again.
+                    empty = if ready.is_empty() {
+                        idle_polls.max(1) - 1
+                    } else {
+                        0
+                    };
+                    timer.last = Instant::now();
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.flush_all();
+        self.publish();
+        result
     }
 
     /// Gives the queues back (e.g. to drop them in a chosen order).
@@ -278,6 +342,21 @@ impl Forwarder {
             self.rx.into_iter().map(|e| e.queue).collect(),
             self.tx.into_iter().map(|t| t.queue).collect(),
         )
+    }
+}
+
+/// When the TX buffers were last drained, and the rounds since the clock was last read.
+struct DrainTimer {
+    last: Instant,
+    rounds: u32,
+}
+
+impl DrainTimer {
+    fn new() -> DrainTimer {
+        DrainTimer {
+            last: Instant::now(),
+            rounds: 0,
+        }
     }
 }
 

@@ -114,6 +114,11 @@ impl Running {
         }
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `sig` to the child.
     pub fn signal(&mut self, sig: libc::c_int) {
         // SAFETY: kill(2) with the pid of our own child (not reaped yet: `wait` consumes the
@@ -148,6 +153,11 @@ pub struct L2fwd(Running);
 
 impl L2fwd {
     pub fn start(ports: &[&str]) -> L2fwd {
+        L2fwd::start_with(ports, &[])
+    }
+
+    /// [`start`](Self::start) with more l2fwd arguments (e.g. `--rx-interrupt`).
+    pub fn start_with(ports: &[&str], extra: &[&str]) -> L2fwd {
         let mut cmd = Command::new(example("l2fwd"));
         for p in ports {
             cmd.args(["--port", p]);
@@ -155,7 +165,7 @@ impl L2fwd {
         // One worker on core 1 polls both ports; no periodic stats.
         let mut l = L2fwd(Running::spawn(
             "l2fwd",
-            cmd.args(["-q", "2", "--cores", "1", "-T", "0"]),
+            cmd.args(["-q", "2", "--cores", "1", "-T", "0"]).args(extra),
         ));
         l.wait_for(|s| s.starts_with("l2fwd: ") && s.contains("workers"));
         l
@@ -165,10 +175,50 @@ impl L2fwd {
         self.0.wait_for(pred);
     }
 
+    /// CPU time (user + system) the process has used so far, from /proc/PID/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).expect("/proc/PID/stat");
+        // Fields after the command name (which may hold spaces, so split after its `)`): state is
+        // field 3, utime and stime fields 14 and 15, in clock ticks.
+        let rest = &stat[stat.rfind(')').expect("comm field") + 2..];
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().expect("a tick count"))
+            .collect();
+        // SAFETY: sysconf reads a configuration value; no memory is involved.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_secs_f64((f[0] + f[1]) as f64 / hz as f64)
+    }
+
     /// SIGINT, then every remaining line and the exit status.
     pub fn stop(mut self) -> (Vec<String>, std::process::ExitStatus) {
         self.0.signal(libc::SIGINT);
         self.0.wait()
+    }
+
+    /// Stops l2fwd ([`stop`](Self::stop)), then asserts that `failures` (of the traffic sent
+    /// through it) is empty, that it exited successfully, that its final counters show `rx[i]`
+    /// frames received on port i and sent on the other port with no drop, and that it found
+    /// every buffer back in its pool. Returns every line it printed. l2fwd is stopped first so
+    /// that its own view is printed even when the traffic failed.
+    pub fn stop_and_check(self, rx: [u64; 2], failures: &[String]) -> Vec<String> {
+        let (lines, status) = self.stop();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(status.success(), "l2fwd exit status {status}");
+        let (rx0, tx0, drop0) = final_row(&lines, 0);
+        let (rx1, tx1, drop1) = final_row(&lines, 1);
+        assert_eq!((rx0, tx1), (rx[0], rx[0]), "l2fwd: port 0 received, port 1 sent");
+        assert_eq!((rx1, tx0), (rx[1], rx[1]), "l2fwd: port 1 received, port 0 sent");
+        assert_eq!((drop0, drop1), (0, 0));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("buffer check:") && l.contains("OK")),
+            "l2fwd found every buffer back"
+        );
+        lines
     }
 
     /// SIGKILL (no chance to clean up: the kernel alone releases its devices and memory), then
@@ -269,6 +319,11 @@ impl Through<'_> {
 /// arguments (e.g. `--rate`). Returns what went wrong: anything but exactly `n` sent and `n`
 /// received unique and intact, or a failed exit.
 pub fn pktgen_exact(way: &Through, n: u64, extra: &[&str]) -> Vec<String> {
+    pktgen_exact_result(way, n, extra).0
+}
+
+/// [`pktgen_exact`], also returning pktgen's `pktgen-result:` fields.
+pub fn pktgen_exact_result(way: &Through, n: u64, extra: &[&str]) -> (Vec<String>, HashMap<String, String>) {
     let (tx, rx) = (way.tx, way.rx);
     let mut failures = Vec::new();
     let out = way
@@ -293,5 +348,5 @@ pub fn pktgen_exact(way: &Through, n: u64, extra: &[&str]) -> Vec<String> {
             failures.push(format!("{tx} -> {rx}: {k} = {}", r[k]));
         }
     }
-    failures
+    (failures, r)
 }
