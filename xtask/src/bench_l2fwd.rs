@@ -193,13 +193,13 @@ fn run(o: &Opts) -> Result<(), String> {
         };
         let (mut best_ours, mut best_dpdk) = (0f64, 0f64);
         for run in 1..=o.runs {
-            let ours = run_ours(&l2fwd, o, mem)?;
+            let ours = run_ours(&l2fwd, o, mem, run == 1)?;
             println!(
                 "run {run}: ours  {ours:.3} Mpps (l2fwd, null0 <-> null1, core {}, {})",
                 o.core,
                 mem.label()
             );
-            let dpdk = run_dpdk(&testpmd, o, main_core, mem)?;
+            let dpdk = run_dpdk(&testpmd, o, main_core, mem, run == 1)?;
             println!(
                 "run {run}: dpdk  {dpdk:.3} Mpps (testpmd io, net_null0 <-> net_null1, core {}, {})",
                 o.core,
@@ -317,30 +317,38 @@ fn find_testpmd(install: bool) -> Result<String, String> {
     Ok("dpdk-testpmd".into())
 }
 
-fn run_ours(l2fwd: &Path, o: &Opts, mem: Memory) -> Result<f64, String> {
+/// Prints the exact command line of a side (once per memory kind).
+fn show(cmd: &Command) {
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    println!("  $ {} {}", cmd.get_program().to_string_lossy(), args.join(" "));
+}
+
+fn run_ours(l2fwd: &Path, o: &Opts, mem: Memory, print_command: bool) -> Result<f64, String> {
     let (pages, printed) = mem.ours();
-    let out = Command::new(l2fwd)
-        .args([
-            "--port",
-            "null0",
-            "--port",
-            "null1",
-            "-q",
-            "2",
-            "--no-mac-updating",
-            "-T",
-            "1",
-        ])
-        .args([
-            "--cores",
-            &o.core.to_string(),
-            "--duration",
-            &o.duration.to_string(),
-            "--pages",
-            pages,
-        ])
-        .output()
-        .map_err(|e| format!("{}: {e}", l2fwd.display()))?;
+    let mut cmd = Command::new(l2fwd);
+    cmd.args([
+        "--port",
+        "null0",
+        "--port",
+        "null1",
+        "-q",
+        "2",
+        "--no-mac-updating",
+        "-T",
+        "1",
+    ])
+    .args([
+        "--cores",
+        &o.core.to_string(),
+        "--duration",
+        &o.duration.to_string(),
+        "--pages",
+        pages,
+    ]);
+    if print_command {
+        show(&cmd);
+    }
+    let out = cmd.output().map_err(|e| format!("{}: {e}", l2fwd.display()))?;
     // The pool's pages are what was asked (l2fwd does not fall back with --pages).
     if !String::from_utf8_lossy(&out.stderr).contains(printed) {
         return Err(format!(
@@ -363,10 +371,16 @@ fn run_ours(l2fwd: &Path, o: &Opts, mem: Memory) -> Result<f64, String> {
     median_after_warmup(&rates).ok_or_else(|| format!("no `rate:` lines in the l2fwd output:\n{text}"))
 }
 
-fn run_dpdk(testpmd: &str, o: &Opts, main_core: usize, mem: Memory) -> Result<f64, String> {
+fn run_dpdk(
+    testpmd: &str,
+    o: &Opts,
+    main_core: usize,
+    mem: Memory,
+    print_command: bool,
+) -> Result<f64, String> {
     // `timeout -s INT` stops testpmd like Ctrl-C, so it exits cleanly.
-    let out = Command::new("timeout")
-        .args(["-s", "INT", &o.duration.to_string(), testpmd])
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "INT", &o.duration.to_string(), testpmd])
         .args([
             mem.dpdk(),
             "--no-pci",
@@ -392,9 +406,11 @@ fn run_dpdk(testpmd: &str, o: &Opts, main_core: usize, mem: Memory) -> Result<f6
             "1",
         ])
         .args(["--total-num-mbufs=16384", "--nb-cores=1"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{testpmd}: {e}"))?;
+        .stdin(Stdio::null());
+    if print_command {
+        show(&cmd);
+    }
+    let out = cmd.output().map_err(|e| format!("{testpmd}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rates = parse_testpmd(&text);
     median_after_warmup(&rates).ok_or_else(|| {
