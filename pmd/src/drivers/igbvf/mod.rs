@@ -19,7 +19,7 @@ mod stats;
 
 pub(crate) mod queue;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
@@ -266,7 +266,9 @@ pub struct IgbvfDriver {
     shared: Arc<VfShared>,
     dma: Arc<VfioDmaMap>,
     /// The mailbox (None for a PF pool port).
-    mbx: Option<VfMailbox<Bar>>,
+    /// Shared with the link-event poller ([`Driver::link_events`]): PF messages say whether the
+    /// PF holds the VF's link down.
+    mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
     mac: MacAddr,
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
@@ -341,7 +343,7 @@ impl IgbvfDriver {
         let mut drv = IgbvfDriver {
             shared,
             dma,
-            mbx: Some(VfMailbox::new(bar, MBX_TIMEOUT)),
+            mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
             mac: MacAddr::ZERO,
             rings: None,
             rx_ring_size: 0,
@@ -388,9 +390,10 @@ impl IgbvfDriver {
         })
     }
 
-    fn mailbox(&self) -> Result<&VfMailbox<Bar>> {
+    fn mailbox(&self) -> Result<MutexGuard<'_, VfMailbox<Bar>>> {
         self.mbx
             .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
             .ok_or_else(|| drv_err(self.name(), "mailbox request", IgbvfError::PfPool))
     }
 
@@ -741,27 +744,14 @@ impl Driver for IgbvfDriver {
     }
 
     fn link(&mut self) -> Result<LinkStatus> {
-        let st = self
-            .shared
-            .bar
-            .read32(regs::STATUS)
-            .map_err(|e| drv_err(self.name(), "read STATUS", e))?;
-        // The PF may hold this VF's link down (`oxpmd vf set ... state disable`): it says so in
-        // a CONTROL message without CTS.
-        let pf_up = match self.mbx.as_ref() {
-            Some(m) => {
-                m.poll_pf_message()
-                    .map_err(|e| drv_err(self.name(), "read the PF's message", e))?;
-                m.pf_link_up()
-            }
-            None => true,
-        };
-        let up = st & regs::STATUS_LU != 0 && pf_up;
-        Ok(LinkStatus {
-            up,
-            speed_mbps: if up { 1000 } else { 0 },
-            full_duplex: up && st & regs::STATUS_FD != 0,
-        })
+        vf_link(&self.shared, self.mbx.as_deref())
+    }
+
+    fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
+        Ok(Box::new(VfLinkPoll {
+            shared: self.shared.clone(),
+            mbx: self.mbx.clone(),
+        }))
     }
 
     fn mac_addr(&self) -> MacAddr {
@@ -836,6 +826,66 @@ impl Driver for IgbvfDriver {
             .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
             .append(out);
         Ok(())
+    }
+}
+
+/// The VF's link: STATUS.LU (the PF's physical link), held down while the PF's last message
+/// said so (`oxpmd vf set ... state disable`: a CONTROL message without CTS).
+fn vf_link(shared: &VfShared, mbx: Option<&Mutex<VfMailbox<Bar>>>) -> Result<LinkStatus> {
+    let st = shared
+        .bar
+        .read32(regs::STATUS)
+        .map_err(|e| drv_err(&shared.name, "read STATUS", e))?;
+    let pf_up = match mbx {
+        Some(m) => {
+            let m = m.lock().unwrap_or_else(|p| p.into_inner());
+            m.poll_pf_message()
+                .map_err(|e| drv_err(&shared.name, "read the PF's message", e))?;
+            m.pf_link_up()
+        }
+        None => true,
+    };
+    let up = st & regs::STATUS_LU != 0 && pf_up;
+    Ok(LinkStatus {
+        up,
+        speed_mbps: if up { 1000 } else { 0 },
+        full_duplex: up && st & regs::STATUS_FD != 0,
+    })
+}
+
+/// How often [`VfLinkPoll`] looks while an application waits.
+const LINK_POLL: Duration = Duration::from_millis(10);
+
+/// Link events of a VF by polling: the VF has no link interrupt of its own in QEMU's model (its
+/// mailbox vector lands on its RX vector, hw/net/igb_core.c `igb_msix_notify`), and part of its
+/// link is the PF's word in the mailbox. Each poll reads STATUS and any PF message (one BAR
+/// read when nothing changed); a wait looks every [`LINK_POLL`].
+struct VfLinkPoll {
+    shared: Arc<VfShared>,
+    mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
+}
+
+impl crate::link_events::LinkEventSource for VfLinkPoll {
+    fn read_link(&mut self) -> Result<LinkStatus> {
+        vf_link(&self.shared, self.mbx.as_deref())
+    }
+
+    fn take_wakeup(&mut self) -> Result<bool> {
+        // Every poll looks: there is no interrupt to say when.
+        Ok(true)
+    }
+
+    fn wait_wakeup(&mut self, timeout: Duration) -> Result<bool> {
+        std::thread::sleep(timeout.min(LINK_POLL));
+        Ok(true)
+    }
+
+    fn wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    fn describe(&self) -> String {
+        format!("polled every {LINK_POLL:?} (STATUS and the PF's mailbox messages)")
     }
 }
 
