@@ -8,20 +8,12 @@
 mod vm_link_common;
 mod vm_sriov_common;
 
-use oxpmd_vfio::VfToken;
-
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn a_vf_sees_its_pf_link_go_down_and_up_once_each() {
     vm_sriov_common::init_log();
     let pf = vm_link_common::env("OXPMD_PORT0");
-    let m = vm_sriov_common::Manager::start(&["--pf", &pf, "--vfs", "1"]);
-    let vfs = vm_sriov_common::vf_addrs(&pf);
-    let token = Some(VfToken::load(&m.token_file).unwrap().expose());
-    let mut vf = vm_sriov_common::open_port(&vfs[0], 0, token).unwrap_or_else(|e| panic!("VF 0: {e}"));
-    let pool = vm_sriov_common::pool_for(&vf, "vf", 1024);
-    let (_rx, _tx) = vm_sriov_common::start(&mut vf, &pool);
-    vf.wait_link_up(vm_sriov_common::DEADLINE).unwrap();
+    let (m, mut vf, _pool, _rx, _tx) = vm_sriov_common::started_vf(&pf);
     let events = vf
         .link_events()
         .unwrap_or_else(|e| panic!("VF 0: link events: {e}"));

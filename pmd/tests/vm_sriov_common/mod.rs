@@ -522,3 +522,16 @@ pub fn exact(mut seqs: Vec<u32>, n: u32) -> bool {
     seqs.sort_unstable();
     seqs == (0..n).collect::<Vec<_>>()
 }
+
+/// A PF manager serving one VF of `pf` and our igbvf on it: opened with the token, configured,
+/// started and its link up.
+pub fn started_vf(pf: &str) -> (Manager, Port, Mempool, RxQueue, TxQueue) {
+    let m = Manager::start(&["--pf", pf, "--vfs", "1"]);
+    let vfs = vf_addrs(pf);
+    let token = Some(oxpmd_vfio::VfToken::load(&m.token_file).unwrap().expose());
+    let mut vf = open_port(&vfs[0], 0, token).unwrap_or_else(|e| panic!("VF 0: {e}"));
+    let pool = pool_for(&vf, "vf", 1024);
+    let (rx, tx) = start(&mut vf, &pool);
+    vf.wait_link_up(DEADLINE).unwrap();
+    (m, vf, pool, rx, tx)
+}

@@ -13,6 +13,7 @@
 //! Teardown: queues disable themselves before their memory goes; the driver's `Drop` disables
 //! its queues, then bus mastering.
 
+mod intr;
 pub mod mbx;
 pub mod regs;
 mod stats;
@@ -683,7 +684,11 @@ impl Driver for IgbvfDriver {
         self.queues.push((VfDir::Rx, q));
         self.wait_enabled(VfDir::Rx, q)?;
         ring.arm();
-        Ok(Box::new(VfRxQueue { ring }))
+        Ok(Box::new(VfRxQueue {
+            ring,
+            shared: self.shared.clone(),
+            intr: None,
+        }))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {

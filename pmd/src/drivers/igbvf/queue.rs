@@ -160,11 +160,39 @@ unsafe impl QueueRegs for VfQueueRegs {
 /// An igbvf RX queue.
 pub(crate) struct VfRxQueue {
     pub(crate) ring: AdvRxRing<VfQueueRegs, RingSlice>,
+    pub(crate) shared: Arc<VfShared>,
+    pub(crate) intr: Option<super::intr::VfRxInterrupt>,
 }
 
 impl RxQueueOps for VfRxQueue {
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
         self.ring.rx_burst(out, c)
+    }
+
+    fn enable_interrupt(&mut self, _device: &str, queue: u16) -> crate::error::Result<()> {
+        if self.intr.is_none() {
+            self.intr = Some(super::intr::VfRxInterrupt::enable(self.shared.clone(), queue)?);
+        }
+        Ok(())
+    }
+
+    fn interrupt_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.intr.as_ref().and_then(super::intr::VfRxInterrupt::fd)
+    }
+
+    fn arm_interrupt(&mut self) -> crate::error::Result<bool> {
+        if let Some(i) = &self.intr {
+            i.arm()?;
+        }
+        // After the unmask: a frame written before it is seen here.
+        Ok(self.ring.has_pending())
+    }
+
+    fn disarm_interrupt(&mut self) -> crate::error::Result<()> {
+        match &self.intr {
+            Some(i) => i.disarm(),
+            None => Ok(()),
+        }
     }
 }
