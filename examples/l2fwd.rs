@@ -72,7 +72,7 @@ const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [options]
   --rx-interrupt[=N]  sleep when idle: after N consecutive empty polls of all its RX queues
                       (default 300) a worker flushes its TX buffers and sleeps on the queues'
                       RX interrupts until a frame arrives (like DPDK's l3fwd-power); every port
-                      needs a driver with RX interrupts (igb); not with --pcap
+                      needs a driver with RX interrupts (igb, virtio-net); not with --pcap
   --xstats            at the end, every extended statistic of each port (Port::xstats: DPDK's
                       names; igb: every statistics register), also in the final JSON object
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";

@@ -33,6 +33,7 @@ mod intr;
 pub mod packed;
 pub mod queue;
 pub mod regs;
+mod rx_intr;
 pub mod split;
 
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ use self::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
 use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
+use self::rx_intr::RxQueueBox;
 use self::split::{SplitLayout, SplitRing, Virtqueue};
 use crate::burst::Burst;
 use crate::driver::{
@@ -232,8 +234,11 @@ pub(crate) struct VirtioShared {
     stopped: StopOnce,
     /// Serializes resets between queues dropped on different threads.
     reset_lock: Mutex<()>,
-    /// MSI-X, enabled on first use (link events), and the claim on the link vector.
+    /// MSI-X, enabled on first use (link events, RX interrupts), and the claim on the link vector.
     msix: crate::link_events::MsixVectors,
+    /// Serializes `queue_select` and the queue field written after it, once queues are handed
+    /// out (RX interrupts turned on from several threads).
+    queue_select: Mutex<()>,
 }
 
 impl VirtioShared {
@@ -402,15 +407,7 @@ impl TxAddressCheck for MappedPools {
     }
 }
 
-struct RxQueueBox<Q: Virtqueue>(VirtioRxQueue<VirtioDoorbell, Q>);
 struct TxQueueBox<Q: Virtqueue>(VirtioTxQueue<VirtioDoorbell, Q, RingSlice>);
-
-impl<Q: Virtqueue> RxQueueOps for RxQueueBox<Q> {
-    #[inline]
-    fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
-        self.0.rx_burst(out, c)
-    }
-}
 
 impl<Q: Virtqueue> TxQueueOps for TxQueueBox<Q> {
     #[inline]
@@ -550,6 +547,7 @@ impl VirtioDriver {
             stopped: StopOnce::new(),
             reset_lock: Mutex::new(()),
             msix: crate::link_events::MsixVectors::new(MAX_MSIX_VECTORS),
+            queue_select: Mutex::new(()),
         })
     }
 
@@ -940,7 +938,7 @@ impl Driver for VirtioDriver {
             rxq.set_vlan_strip(setup.vlan_strip);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
-            Box::new(RxQueueBox(rxq))
+            Box::new(RxQueueBox::new(rxq, self.shared.clone(), index))
         } else {
             let ring = SplitRing::new(mem, size)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", queue::QueueError::Ring(e)))?;
@@ -949,7 +947,7 @@ impl Driver for VirtioDriver {
             rxq.set_vlan_strip(setup.vlan_strip);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
-            Box::new(RxQueueBox(rxq))
+            Box::new(RxQueueBox::new(rxq, self.shared.clone(), index))
         };
         self.rx_notify.push((index, notify_off));
         Ok(ops)

@@ -22,7 +22,8 @@
 //!   and the buffers in flight go back at teardown, after the device reset (reopen the port). A
 //!   length larger than the chain's writable room is reported ([`Used::BadLen`]); both count in
 //!   [`Virtqueue::errors`].
-//! - Interrupts off: driver event flags = DISABLE. Notifications: sent unless the device's event
+//! - Interrupts off: driver event flags = DISABLE, ENABLE only while an RX queue sleeps on its
+//!   interrupt ([`Virtqueue::set_interrupts`]; off_wrap is unused without EVENT_IDX). Notifications: sent unless the device's event
 //!   flags say DISABLE.
 #![allow(unsafe_code)]
 
@@ -274,6 +275,12 @@ impl<M: RingMemory> Virtqueue for PackedRing<M> {
 
     fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    fn set_interrupts(&mut self, on: bool) {
+        // The driver event suppression structure's flags (after the descriptor ring).
+        let flags = if on { EVENT_ENABLE } else { EVENT_DISABLE };
+        self.write_u16(16 * usize::from(self.size) + 2, flags);
     }
 
     fn desc_iova(&self) -> u64 {

@@ -184,6 +184,21 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         self.doorbell.notify();
     }
 
+    /// Arms the ring's interrupt, then looks once more: whether a used buffer is already there
+    /// (the caller must then poll, not sleep). The fence orders the flag store before the
+    /// `used` load, as the device orders its `used.idx` store before its flag load: one of the
+    /// two sides sees the other (virtio 1.1, "Receiving Used Buffers From The Device").
+    pub fn arm_interrupt(&mut self) -> bool {
+        self.ring.set_interrupts(true);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.ring.has_used()
+    }
+
+    /// Suppresses the ring's interrupt again (while the caller polls).
+    pub fn disarm_interrupt(&mut self) {
+        self.ring.set_interrupts(false);
+    }
+
     /// Posts buffer `b` (owned by the queue) in a free descriptor.
     #[inline(always)]
     fn post(&mut self, b: RawBuffer) {

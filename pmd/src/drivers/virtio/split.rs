@@ -20,7 +20,8 @@
 //! - [`SplitRing::needs_notify`] tells whether the device asked for notifications (used ring flag
 //!   `NO_NOTIFY` clear), after a full fence, so a polling driver only rings the doorbell when the
 //!   device sleeps.
-//! - The driver never wants interrupts: `avail.flags = NO_INTERRUPT` from the start.
+//! - Interrupts are off (`avail.flags = NO_INTERRUPT`) from the start; an RX queue that sleeps
+//!   on its interrupt turns them on only for the wait ([`Virtqueue::set_interrupts`]).
 //! - [`SplitRing::pop_used`] reads `used.idx` (volatile), then an acquire fence, then the entry; the
 //!   entry's id and length are device input: an id that is not a published chain in flight is
 //!   reported ([`Used::BadId`]) and never followed, a length larger than the chain's writable
@@ -172,6 +173,14 @@ pub trait Virtqueue: Send {
     fn is_broken(&self) -> bool {
         false
     }
+    /// Asks the device for used-buffer notifications (interrupts) or tells it not to send them
+    /// (virtio 1.1, "Used Buffer Notification Suppression" for split rings, "Event Suppression
+    /// Structure Format" for packed ones). Without VIRTIO_F_EVENT_IDX (never negotiated) this
+    /// is a flag the device reads after it has written a used entry (QEMU hw/virtio/virtio.c
+    /// `virtio_should_notify`, after a full barrier): to arm, the caller turns it on, issues a
+    /// full fence and then looks at the used ring once more (`has_used`), so an entry written
+    /// before the device could see the flag is found by that look. Not on the per-burst path.
+    fn set_interrupts(&mut self, on: bool);
 }
 
 impl<M: RingMemory> Virtqueue for SplitRing<M> {
@@ -221,6 +230,10 @@ impl<M: RingMemory> Virtqueue for SplitRing<M> {
     }
     fn errors(&self) -> u64 {
         self.errors
+    }
+    fn set_interrupts(&mut self, on: bool) {
+        // avail.flags: NO_INTERRUPT is its only bit the driver uses.
+        self.write_u16(self.layout.avail, if on { 0 } else { AVAIL_F_NO_INTERRUPT });
     }
 }
 
