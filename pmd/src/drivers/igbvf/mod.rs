@@ -13,7 +13,9 @@
 //! Teardown: queues disable themselves before their memory goes; the driver's `Drop` disables
 //! its queues, then bus mastering.
 
+mod error;
 mod intr;
+mod link;
 pub mod mbx;
 pub mod regs;
 mod stats;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
-use self::mbx::{MbxError, VfMailbox};
+use self::mbx::VfMailbox;
 use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, disable_queue};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
@@ -59,94 +61,7 @@ const MBX_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a queue enable may take to read back.
 const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Failures of the igbvf driver (inside [`PortError::Driver`]).
-#[derive(Debug, thiserror::Error)]
-pub enum IgbvfError {
-    /// A VFIO operation failed; for a token refusal, the hint says where the token comes from.
-    #[error("{source}{hint}")]
-    Vfio {
-        /// The VFIO error (names the kernel's reason).
-        source: Box<oxpmd_vfio::Error>,
-        /// Extra advice.
-        hint: &'static str,
-    },
-    /// The token in the environment is unusable.
-    #[error("VF token from {var}: {source}")]
-    Token {
-        /// Where it came from.
-        var: &'static str,
-        /// Why.
-        source: Box<oxpmd_vfio::Error>,
-    },
-    /// A register access failed.
-    #[error("BAR0 access: {0}")]
-    Bar(#[from] BarError),
-    /// A mailbox exchange failed.
-    #[error(transparent)]
-    Mailbox(#[from] MbxError),
-    /// More multicast groups than one mailbox message carries.
-    #[error(
-        "{asked} multicast groups asked for: the PF takes at most {max} from a VF; receive more with all-multicast mode"
-    )]
-    TooManyGroups {
-        /// Groups asked for.
-        asked: usize,
-        /// The most the mailbox carries.
-        max: usize,
-    },
-    /// A PF pool port has no mailbox: its MAC and filters belong to the PF host.
-    #[error("this is the PF's own pool: its MAC, filters and modes are managed by the PF host")]
-    PfPool,
-    /// Every VF register reads 0: the VF's BAR is not decoded by the device.
-    #[error(
-        "every VF register reads 0 (STATUS, V2PMAILBOX): the device does not decode the VF's BAR. \
-         QEMU 10.0's igb VFs do so when the VF BARs sit above 4 GiB (it truncates the address): \
-         start QEMU with -global q35-pcihost.pci-hole64-size=0; on real hardware check that the PF \
-         has VF MSE set (lspci -vvv: IOVCtl MSE+)"
-    )]
-    NotDecoded,
-    /// The PF never released the VF from reset.
-    #[error(
-        "the PF did not release the VF from reset within {0:?} (V2PMAILBOX.RSTI stays set): start the \
-         PF manager (examples/sriov-pf) first"
-    )]
-    NotReleased(Duration),
-    /// The PF refused a request.
-    #[error("the PF refused {what} (NACK); its log names the reason")]
-    Refused {
-        /// The request.
-        what: &'static str,
-    },
-    /// The PF's reply did not belong to the request.
-    #[error("unexpected reply {word0:#010x} to {what}")]
-    Protocol {
-        /// The request.
-        what: &'static str,
-        /// Word 0 of the reply.
-        word0: u32,
-    },
-    /// DMA mapping.
-    #[error(transparent)]
-    DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Ring memory.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
-    /// Ring setup.
-    #[error("descriptor ring: {0}")]
-    Ring(String),
-    /// The pool is not mapped for this VF.
-    #[error(
-        "mempool `{0}` is not mapped in this VF's IOMMU container; create it with Port::dma_map() of \
-         this port"
-    )]
-    PoolNotMapped(String),
-    /// Queue did not enable.
-    #[error("{0} queue did not report enabled within {QUEUE_ENABLE_TIMEOUT:?}")]
-    QueueEnable(&'static str),
-    /// The PF service did not hand the VF over.
-    #[error(transparent)]
-    Service(#[from] crate::sriov::handover::VfServiceError),
-}
+pub use error::IgbvfError;
 
 const TOKEN_HINT: &str = "; give the VF token: set OXPMD_VF_TOKEN_FILE to the token file the PF manager \
                           printed (or OXPMD_VF_TOKEN to the token)";
@@ -749,11 +664,11 @@ impl Driver for IgbvfDriver {
     }
 
     fn link(&mut self) -> Result<LinkStatus> {
-        vf_link(&self.shared, self.mbx.as_deref())
+        link::vf_link(&self.shared, self.mbx.as_deref())
     }
 
     fn link_events(&mut self) -> Result<Box<dyn crate::link_events::LinkEventSource>> {
-        Ok(Box::new(VfLinkPoll {
+        Ok(Box::new(link::VfLinkPoll {
             shared: self.shared.clone(),
             mbx: self.mbx.clone(),
         }))
@@ -831,66 +746,6 @@ impl Driver for IgbvfDriver {
             .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
             .append(out);
         Ok(())
-    }
-}
-
-/// The VF's link: STATUS.LU (the PF's physical link), held down while the PF's last message
-/// said so (`oxpmd vf set ... state disable`: a CONTROL message without CTS).
-fn vf_link(shared: &VfShared, mbx: Option<&Mutex<VfMailbox<Bar>>>) -> Result<LinkStatus> {
-    let st = shared
-        .bar
-        .read32(regs::STATUS)
-        .map_err(|e| drv_err(&shared.name, "read STATUS", e))?;
-    let pf_up = match mbx {
-        Some(m) => {
-            let m = m.lock().unwrap_or_else(|p| p.into_inner());
-            m.poll_pf_message()
-                .map_err(|e| drv_err(&shared.name, "read the PF's message", e))?;
-            m.pf_link_up()
-        }
-        None => true,
-    };
-    let up = st & regs::STATUS_LU != 0 && pf_up;
-    Ok(LinkStatus {
-        up,
-        speed_mbps: if up { 1000 } else { 0 },
-        full_duplex: up && st & regs::STATUS_FD != 0,
-    })
-}
-
-/// How often [`VfLinkPoll`] looks while an application waits.
-const LINK_POLL: Duration = Duration::from_millis(10);
-
-/// Link events of a VF by polling: the VF has no link interrupt of its own in QEMU's model (its
-/// mailbox vector lands on its RX vector, hw/net/igb_core.c `igb_msix_notify`), and part of its
-/// link is the PF's word in the mailbox. Each poll reads STATUS and any PF message (one BAR
-/// read when nothing changed); a wait looks every [`LINK_POLL`].
-struct VfLinkPoll {
-    shared: Arc<VfShared>,
-    mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
-}
-
-impl crate::link_events::LinkEventSource for VfLinkPoll {
-    fn read_link(&mut self) -> Result<LinkStatus> {
-        vf_link(&self.shared, self.mbx.as_deref())
-    }
-
-    fn take_wakeup(&mut self) -> Result<bool> {
-        // Every poll looks: there is no interrupt to say when.
-        Ok(true)
-    }
-
-    fn wait_wakeup(&mut self, timeout: Duration) -> Result<bool> {
-        std::thread::sleep(timeout.min(LINK_POLL));
-        Ok(true)
-    }
-
-    fn wakeup_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        None
-    }
-
-    fn describe(&self) -> String {
-        format!("polled every {LINK_POLL:?} (STATUS and the PF's mailbox messages)")
     }
 }
 
