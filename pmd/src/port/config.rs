@@ -27,11 +27,11 @@ pub struct PortConfig {
     /// Strip the outer 802.1Q tag of received frames into the packet's `vlan_tci()` (needs
     /// [`Capabilities::VLAN_STRIP`]).
     pub vlan_strip: bool,
-    /// Drop tagged frames whose VLAN id is not in the filter table ([`Port::vlan_filter_add`];
+    /// Drop tagged frames whose VLAN id is not in the filter table ([`Port::vlan_filter_add`](crate::Port::vlan_filter_add);
     /// needs [`Capabilities::VLAN_FILTER`]). The table starts empty.
     pub vlan_filter: bool,
     /// The RSS hash key (`rss_key_len` bytes); `None`: the driver picks a random one (see
-    /// [`Port::rss_key`]).
+    /// [`Port::rss_key`](crate::Port::rss_key)).
     pub rss_key: Option<Vec<u8>>,
     /// The header fields to hash; `None`: every type the device offers.
     pub rss_hash: Option<crate::rss::RssHash>,

@@ -15,8 +15,8 @@ use crate::stats::{PortStats, QueueCounters, SharedQueueStats};
 mod config;
 mod queue;
 
-pub use config::{DEFAULT_RING_SIZE, PortConfig};
 pub(crate) use config::rx_buffer_refusal;
+pub use config::{DEFAULT_RING_SIZE, PortConfig};
 pub use queue::{RxQueue, TxQueue};
 
 /// Where a port is in its life cycle.
@@ -385,7 +385,7 @@ impl Port {
 
     /// Receives the multicast groups of `addrs` (replacing the previous list; empty: none),
     /// like `rte_eth_dev_set_mc_addr_list`. Every address must be a multicast one; a device
-    /// without a multicast filter (see [`Capabilities::MULTICAST_LIST`]) refuses.
+    /// without a multicast filter (see [`Capabilities::MULTICAST_LIST`](crate::Capabilities::MULTICAST_LIST)) refuses.
     pub fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
         if let Some(bad) = addrs.iter().find(|m| !m.is_multicast() || m.0 == [0xff; 6]) {
             return Err(PortError::InvalidConfig {

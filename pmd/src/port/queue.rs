@@ -30,7 +30,7 @@ impl std::fmt::Debug for RxQueue {
 }
 
 impl RxQueue {
-    /// Wraps a driver queue (done by [`Port::configure`]).
+    /// Wraps a driver queue (done by [`Port::configure`](crate::Port::configure)).
     pub fn new(ops: Box<dyn RxQueueOps>, port_id: u16, queue: u16, device: Arc<str>) -> RxQueue {
         RxQueue {
             ops,
@@ -132,7 +132,7 @@ impl std::fmt::Debug for TxQueue {
 }
 
 impl TxQueue {
-    /// Wraps a driver queue (done by [`Port::configure`]).
+    /// Wraps a driver queue (done by [`Port::configure`](crate::Port::configure)).
     pub fn new(ops: Box<dyn TxQueueOps>, port_id: u16, queue: u16, device: Arc<str>) -> TxQueue {
         TxQueue {
             ops,

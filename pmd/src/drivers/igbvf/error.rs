@@ -7,7 +7,7 @@ use oxpmd_vfio::BarError;
 use super::QUEUE_ENABLE_TIMEOUT;
 use super::mbx::MbxError;
 
-/// Failures of the igbvf driver (inside [`PortError::Driver`]).
+/// Failures of the igbvf driver (inside [`PortError::Driver`](crate::PortError::Driver)).
 #[derive(Debug, thiserror::Error)]
 pub enum IgbvfError {
     /// A VFIO operation failed; for a token refusal, the hint says where the token comes from.
