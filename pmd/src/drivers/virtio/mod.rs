@@ -29,21 +29,24 @@
 
 pub mod caps;
 pub mod ctrl;
+mod error;
+mod features;
 mod intr;
 pub mod packed;
 pub mod queue;
 pub mod regs;
 mod rx_intr;
+mod shared;
 pub mod split;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oxpmd_dma::{DmaMap, DmaRegion, Packet, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
-use self::caps::{CapError, VirtioCaps, find_virtio_caps};
-use self::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
+use self::caps::{VirtioCaps, find_virtio_caps};
+use self::ctrl::{CtrlCommand, CtrlQueue};
 use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
@@ -69,17 +72,6 @@ pub const MIN_RING_SIZE: usize = 16;
 pub const MAX_RING_SIZE: usize = 4096;
 /// Smallest RX buffer data room (a full 1518-byte frame in one buffer).
 pub const MIN_RX_BUFFER: usize = 1518;
-/// Features the driver requires.
-pub const REQUIRED_FEATURES: u64 = feature::VERSION_1 | feature::ACCESS_PLATFORM;
-/// Features the driver takes when the device offers them.
-pub const OPTIONAL_FEATURES: u64 = feature::NET_MAC
-    | feature::NET_STATUS
-    | feature::NET_MRG_RXBUF
-    | feature::NET_CSUM
-    | feature::NET_CTRL_VQ
-    | CTRL_VQ_FEATURES;
-/// Features that need the control virtqueue (dropped when it is not offered).
-pub const CTRL_VQ_FEATURES: u64 = feature::NET_CTRL_RX | feature::NET_CTRL_MAC_ADDR | feature::NET_MQ;
 /// Entries of the control virtqueue (at most; clamped to the device's).
 const CTRL_QUEUE_SIZE: usize = 16;
 /// Most MSI-X vectors enabled (the configuration vector, then one per virtqueue).
@@ -87,99 +79,9 @@ const MAX_MSIX_VECTORS: u32 = 64;
 /// How long a reset may take.
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The fix printed with a refused device.
-pub const MODERN_DEVICE_FIX: &str = "give the guest a modern virtio-net device behind the IOMMU: in QEMU \
-     `-device virtio-net-pci,disable-legacy=on,iommu_platform=on`; in a cloud VM, a virtio 1.0 device \
-     with ACCESS_PLATFORM (or use the kernel virtio-net driver)";
-
-/// Failures of the virtio-net driver (wrapped in [`PortError::Driver`] with the device and the
-/// operation).
-#[derive(Debug, thiserror::Error)]
-pub enum VirtioError {
-    /// A required feature is not offered.
-    #[error(
-        "virtio device {device} does not offer {missing}, which this driver requires{why}; {MODERN_DEVICE_FIX}"
-    )]
-    MissingFeature {
-        /// PCI address.
-        device: String,
-        /// The missing feature(s), named.
-        missing: String,
-        /// Why it is needed.
-        why: &'static str,
-    },
-    /// The device did not accept the negotiated features.
-    #[error("virtio device {device} cleared FEATURES_OK after the driver wrote features {features:#x}")]
-    FeaturesRefused {
-        /// PCI address.
-        device: String,
-        /// What the driver asked for.
-        features: u64,
-    },
-    /// Capability list problem.
-    #[error(transparent)]
-    Caps(#[from] CapError),
-    /// A register access failed (outside the mapped BAR).
-    #[error("register access: {0}")]
-    Bar(#[from] BarError),
-    /// A VFIO operation failed.
-    #[error(transparent)]
-    Vfio(#[from] oxpmd_vfio::Error),
-    /// A DMA mapping failed.
-    #[error(transparent)]
-    DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Ring memory could not be allocated.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
-    /// A queue could not be built.
-    #[error(transparent)]
-    Queue(#[from] queue::QueueError),
-    /// The device did not finish its reset.
-    #[error("device status still {0:#04x} {RESET_TIMEOUT:?} after writing 0 (reset)")]
-    ResetTimeout(u8),
-    /// The device reports an error state.
-    #[error("device status {0:#04x}: DEVICE_NEEDS_RESET; reopen the port")]
-    NeedsReset(u8),
-    /// A virtqueue is not offered by the device.
-    #[error("virtqueue {index} is not available (queue_size 0; the device has {num_queues} queues)")]
-    NoQueue {
-        /// Virtqueue index.
-        index: u16,
-        /// num_queues of the device.
-        num_queues: u16,
-    },
-    /// The device's notify offset for a queue lies outside the notify structure.
-    #[error("virtqueue {index}: notify offset {offset:#x} outside the notification structure")]
-    NotifyOutOfRange {
-        /// Virtqueue index.
-        index: u16,
-        /// Byte offset.
-        offset: u64,
-    },
-    /// A control virtqueue command failed.
-    #[error(transparent)]
-    Ctrl(#[from] CtrlError),
-    /// The RX mempool is not mapped for this device.
-    #[error(
-        "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of any PCI port of this process (all PCI ports share one container)"
-    )]
-    PoolNotMapped {
-        /// Pool name.
-        pool: String,
-    },
-    /// Misuse of the life cycle.
-    #[error("{0}")]
-    State(&'static str),
-}
-
-fn drv_err(device: &str, op: &'static str, e: impl Into<VirtioError>) -> PortError {
-    PortError::Driver {
-        device: device.to_string(),
-        op,
-        source: Box::new(e.into()),
-    }
-}
+pub use error::VirtioError;
+pub(crate) use error::drv_err;
+pub use features::{CTRL_VQ_FEATURES, MODERN_DEVICE_FIX, OPTIONAL_FEATURES, REQUIRED_FEATURES, negotiate};
 
 /// Options of the virtio-net driver beyond [`OpenOptions`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -189,186 +91,7 @@ pub struct VirtioOptions {
     pub packed: bool,
 }
 
-/// Chooses the driver features from what the device offers: the required ones must all be there
-/// (else [`VirtioError::MissingFeature`] naming each missing bit, the device and the fix), plus
-/// the optional ones offered, plus RING_PACKED when offered and `want_packed`.
-pub fn negotiate(device: &str, offered: u64, want_packed: bool) -> std::result::Result<u64, VirtioError> {
-    let missing = REQUIRED_FEATURES & !offered;
-    if missing != 0 {
-        let names: Vec<&str> = [feature::VERSION_1, feature::ACCESS_PLATFORM]
-            .into_iter()
-            .filter(|b| missing & b != 0)
-            .map(feature::name)
-            .collect();
-        let why = if missing & feature::VERSION_1 != 0 {
-            " (a legacy device cannot be driven through VFIO)"
-        } else {
-            " (without it the device bypasses the IOMMU and cannot reach memory mapped through VFIO)"
-        };
-        return Err(VirtioError::MissingFeature {
-            device: device.to_string(),
-            missing: names.join(" and "),
-            why,
-        });
-    }
-    let mut f = REQUIRED_FEATURES | (offered & OPTIONAL_FEATURES);
-    if want_packed {
-        f |= offered & feature::RING_PACKED;
-    }
-    if f & feature::NET_CTRL_VQ == 0 {
-        f &= !CTRL_VQ_FEATURES;
-    }
-    Ok(f)
-}
-
-/// What the driver, its queues and their doorbells share.
-pub(crate) struct VirtioShared {
-    name: String,
-    device: Device,
-    common: Bar,
-    common_off: usize,
-    notify: Bar,
-    device_cfg: Option<(Bar, usize, usize)>,
-    caps: VirtioCaps,
-    /// The teardown stop (reset, or bus mastering off), done once; every caller waits for it.
-    stopped: StopOnce,
-    /// Serializes resets between queues dropped on different threads.
-    reset_lock: Mutex<()>,
-    /// MSI-X, enabled on first use (link events, RX interrupts), and the claim on the link vector.
-    msix: crate::link_events::MsixVectors,
-    /// Serializes `queue_select` and the queue field written after it, once queues are handed
-    /// out (RX interrupts turned on from several threads).
-    queue_select: Mutex<()>,
-}
-
-impl VirtioShared {
-    fn r8(&self, f: usize) -> std::result::Result<u8, BarError> {
-        self.common.read8(self.common_off + f)
-    }
-    fn w8(&self, f: usize, v: u8) -> std::result::Result<(), BarError> {
-        self.common.write8(self.common_off + f, v)
-    }
-    fn r16(&self, f: usize) -> std::result::Result<u16, BarError> {
-        self.common.read16(self.common_off + f)
-    }
-    fn w16(&self, f: usize, v: u16) -> std::result::Result<(), BarError> {
-        self.common.write16(self.common_off + f, v)
-    }
-    fn r32(&self, f: usize) -> std::result::Result<u32, BarError> {
-        self.common.read32(self.common_off + f)
-    }
-    fn w32(&self, f: usize, v: u32) -> std::result::Result<(), BarError> {
-        self.common.write32(self.common_off + f, v)
-    }
-    fn w64(&self, f: usize, v: u64) -> std::result::Result<(), BarError> {
-        self.w32(f, v as u32)?;
-        self.w32(f + 4, (v >> 32) as u32)
-    }
-
-    fn status(&self) -> std::result::Result<u8, BarError> {
-        self.r8(common::DEVICE_STATUS)
-    }
-
-    fn add_status(&self, bits: u8) -> std::result::Result<u8, BarError> {
-        let v = self.status()? | bits;
-        self.w8(common::DEVICE_STATUS, v)?;
-        Ok(v)
-    }
-
-    /// Writes status 0 and waits until the device reads back 0: from then on it does not access
-    /// any ring or buffer.
-    fn reset(&self) -> std::result::Result<(), VirtioError> {
-        let _g = self.reset_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.w8(common::DEVICE_STATUS, 0)?;
-        let t = Instant::now();
-        loop {
-            let s = self.status()?;
-            if s == 0 {
-                return Ok(());
-            }
-            if t.elapsed() > RESET_TIMEOUT {
-                return Err(VirtioError::ResetTimeout(s));
-            }
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    }
-
-    /// Stops the device's DMA once (queues and driver call it at drop, maybe on several threads
-    /// at the same time): every caller returns only after the stop has finished. Returns whether
-    /// the device is known stopped (reset done, or at least bus mastering off).
-    fn stop(&self) -> bool {
-        self.stopped.stop(|| match self.reset() {
-            Ok(()) => true,
-            Err(e) => {
-                log::error!("{}: teardown: device reset: {e}", self.name);
-                // Last resort: without bus mastering the device cannot DMA at all.
-                match self.device.disable_bus_master() {
-                    Ok(()) => true,
-                    Err(e) => {
-                        log::error!("{}: teardown: bus master off: {e}", self.name);
-                        false
-                    }
-                }
-            }
-        })
-    }
-
-    /// Reads `N` bytes of the device configuration at `off`, consistently (config_generation
-    /// unchanged across the read).
-    fn read_device_cfg<const N: usize>(&self, off: usize) -> std::result::Result<Option<[u8; N]>, BarError> {
-        let Some((bar, base, len)) = &self.device_cfg else {
-            return Ok(None);
-        };
-        if off + N > *len {
-            return Ok(None);
-        }
-        for _ in 0..16 {
-            let before = self.r8(common::CONFIG_GENERATION)?;
-            let mut out = [0u8; N];
-            for (i, b) in out.iter_mut().enumerate() {
-                *b = bar.read8(base + off + i)?;
-            }
-            if self.r8(common::CONFIG_GENERATION)? == before {
-                return Ok(Some(out));
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// A device stop that runs once, however many threads ask for it at the same time: the first
-/// caller runs it while holding the lock, the others wait for it to finish and get its outcome
-/// (invariant 3: no queue frees a buffer before the device is stopped).
-pub(crate) struct StopOnce {
-    /// `None` until the stop has run; then whether it succeeded.
-    outcome: Mutex<Option<bool>>,
-}
-
-impl StopOnce {
-    /// Not stopped yet.
-    pub(crate) fn new() -> StopOnce {
-        StopOnce {
-            outcome: Mutex::new(None),
-        }
-    }
-
-    /// Runs `stop` if no caller has yet (the lock is held across it), else waits for the caller
-    /// that runs it; returns its outcome. A `stop` that panicked is run again by the next caller.
-    pub(crate) fn stop(&self, stop: impl FnOnce() -> bool) -> bool {
-        let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ok) = *g {
-            return ok;
-        }
-        let ok = stop();
-        *g = Some(ok);
-        ok
-    }
-
-    /// Whether the stop has run (successfully or not).
-    pub(crate) fn is_done(&self) -> bool {
-        self.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-}
+pub(crate) use shared::{StopOnce, VirtioShared};
 
 /// Rings one virtqueue's doorbell; stops the device at queue teardown.
 struct VirtioDoorbell {
