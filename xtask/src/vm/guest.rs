@@ -289,27 +289,38 @@ const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
 const FROZEN: &str = "the guest froze (RCU stall) while running the command";
 
+/// How many times a stuck boot or a frozen guest is tried again, each in a fresh VM. Two: the
+/// TCG freeze (a halted vCPU whose timer never fires) was seen twice in one suite run of about 30
+/// VMs on an idle host, so one retry leaves a suite failure every few runs; the cause is open
+/// (docs/testvm.md).
+const MAX_RERUNS: u32 = 2;
+
 /// Boots the VM, runs `cmd`, streams or captures its output. See [`super::run_in_guest`].
-/// A boot that stalls before the command starts (see [`BOOT_TIMEOUT`]) is retried once, in a
-/// fresh VM. A guest that freezes after an RCU stall while the command runs (see
-/// [`FROZEN_AFTER_STALL`]) is killed and the command run once more in a fresh VM, which is said on
-/// stderr: a VM test binary then runs twice, each time in a fresh VM.
+/// A boot that stalls before the command starts (see [`BOOT_TIMEOUT`]) is retried, in a fresh
+/// VM. A guest that freezes while the command runs (an RCU stall with no progress after
+/// [`FROZEN_AFTER_STALL`], or QEMU idle with a silent console for [`IDLE_WINDOW`]) is killed and
+/// the command run once more in a fresh VM, which is said on stderr (`RERUN`): at most
+/// [`MAX_RERUNS`] times, so a VM test binary runs at most three times, each in a fresh VM.
 pub fn run(
     paths: &Paths,
     topology: &Topology,
     cmd: &[String],
     opts: &GuestOptions,
 ) -> Result<GuestOutput, String> {
-    match run_once(paths, topology, cmd, opts) {
-        Err(e) if e.starts_with(BOOT_STALL) => {
-            eprintln!("vm: {e}\nvm: booting a fresh VM once more");
-            run_once(paths, topology, cmd, opts)
+    let mut attempt = 1;
+    loop {
+        match run_once(paths, topology, cmd, opts) {
+            Err(e) if e.starts_with(BOOT_STALL) && attempt <= MAX_RERUNS => {
+                eprintln!("vm: {e}\nvm: booting a fresh VM once more ({attempt} of {MAX_RERUNS})");
+            }
+            Err(e) if e.starts_with(FROZEN) && attempt <= MAX_RERUNS => {
+                eprintln!(
+                    "vm: {e}\nvm: RERUN: running the command once more in a fresh VM ({attempt} of {MAX_RERUNS})"
+                );
+            }
+            other => return other,
         }
-        Err(e) if e.starts_with(FROZEN) => {
-            eprintln!("vm: {e}\nvm: RERUN: running the command once more in a fresh VM");
-            run_once(paths, topology, cmd, opts)
-        }
-        other => other,
+        attempt += 1;
     }
 }
 
