@@ -46,6 +46,9 @@ pub use mempool::{
     MAX_POOL_CACHES, Mempool, MempoolCache, MempoolConfig, MempoolError, PoolCaches, flush_thread_caches,
     region_len, release_closed_pool_caches,
 };
-pub use packet::{EthernetHeader, META_SIZE, OffloadFlags, Packet, PacketError, RawBuffer};
+pub use packet::{
+    ChainBuilder, EthernetHeader, MAX_PKT_LEN, MAX_SEGS, META_SIZE, OffloadFlags, Packet, PacketError,
+    RawBuffer, Segments, SegmentsMut,
+};
 pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};
 pub use ring::{Consumer, Producer, QueueBehavior, RING_MAX_SIZE, Ring, RingError, SyncMode};

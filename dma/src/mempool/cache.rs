@@ -291,7 +291,9 @@ impl MempoolCache {
     ///
     /// # Safety
     /// Each buffer was taken from this pool, is owned by the caller (not given back already,
-    /// not owned by a [`Packet`]) and no device accesses it any more.
+    /// not owned by a [`Packet`]), is a single segment (it heads no chain, as every buffer a pool
+    /// hands out and every segment [`Packet::split_first_segment`] returns) and no device
+    /// accesses it any more.
     #[inline]
     pub unsafe fn put_bulk(&mut self, bufs: &[RawBuffer]) -> Result<(), ForeignBuffer> {
         let (base, shift) = (self.cache.base, self.cache.shift);

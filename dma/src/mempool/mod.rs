@@ -86,7 +86,7 @@ pub use thread_cache::{flush_thread_caches, release_closed_pool_caches};
 
 use crate::arena::MetaArena;
 use crate::map::{DmaMap, DmaMapError};
-use crate::packet::{BufMeta, META_SIZE, OffloadFlags, Packet, RawBuffer};
+use crate::packet::{BufMeta, META_SIZE, Packet, RawBuffer};
 use crate::region::{DmaRegion, PageSize, RegionError, RegionOptions};
 use crate::ring::{QueueBehavior, RING_MAX_SIZE, Ring};
 use crate::sync::{AtomicUsize, Liveness, Ordering};
@@ -394,24 +394,14 @@ impl Mempool {
                 // SAFETY: i + j < capacity: the entry lies in the arena (capacity * META_SIZE
                 // bytes, 64-aligned); nothing else refers to it yet.
                 let m = unsafe { meta_base.add((i + j) * META_SIZE) }.cast::<BufMeta>();
-                let mut h = BufMeta {
-                    pool: shared.as_ptr(),
+                let h = BufMeta::new(
+                    shared.as_ptr(),
                     // SAFETY: off + buf_len <= region length (the layout's invariant).
-                    buf_addr: unsafe { base.add(off) },
-                    buf_iova: iova + off as u64,
-                    data_off: 0,
-                    data_len: 0,
-                    buf_len: buf_len as u16,
-                    headroom: config.headroom as u16,
-                    port: 0,
-                    queue: 0,
-                    rss_hash: 0,
-                    flags: OffloadFlags::EMPTY,
-                    vlan_tci: 0,
-                    _pad: [0; 3],
-                    user: 0,
-                };
-                h.reset();
+                    unsafe { base.add(off) },
+                    iova + off as u64,
+                    buf_len as u16,
+                    config.headroom as u16,
+                );
                 // SAFETY: inside the arena, aligned, CPU-only memory nobody else refers to.
                 unsafe { m.write(h) };
                 *slot = RawBuffer(m);

@@ -93,8 +93,9 @@ impl PoolCaches {
     ///
     /// # Safety
     /// Each non-NULL buffer is a live buffer taken from its pool and owned by the caller (not
-    /// given back already, not owned by a [`Packet`](crate::Packet)), and no device accesses it
-    /// any more (its completion was observed, or the queue is off).
+    /// given back already, not owned by a [`Packet`](crate::Packet)), a single segment (it heads
+    /// no chain: see [`Packet::split_first_segment`](crate::Packet::split_first_segment)), and no
+    /// device accesses it any more (its completion was observed, or the queue is off).
     #[inline]
     pub unsafe fn put_bulk(&mut self, bufs: &[RawBuffer]) {
         if POOLS_CLOSED.load(Ordering::Relaxed) != self.seen_closed {

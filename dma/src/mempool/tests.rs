@@ -1,5 +1,6 @@
 use super::*;
 use crate::map::IdentityMap;
+use crate::packet::OffloadFlags;
 use crate::region::PageSize;
 use std::sync::atomic::AtomicBool;
 

@@ -1,10 +1,10 @@
-//! Packet buffers: [`Packet`] (an owned handle), [`RawBuffer`] (the driver's raw path),
-//! [`OffloadFlags`] and the [`EthernetHeader`] view.
+//! Packet buffers: [`Packet`] (an owned handle, possibly a chain of segments), [`RawBuffer`]
+//! (the driver's raw path), [`ChainBuilder`], [`OffloadFlags`] and the [`EthernetHeader`] view.
 //!
 //! # Where a buffer's parts live
 //! ```text
 //! metadata arena (CPU only, never mapped for a device)    DMA region (mapped for the device)
-//! | BufMeta 64 B | BufMeta 64 B | ...                      | headroom | data room | headroom | ...
+//! | BufMeta 128 B | BufMeta 128 B | ...                    | headroom | data room | headroom | ...
 //!   ^ Packet / RawBuffer point here ------ buf_addr -----> ^ buf_iova
 //! ```
 //! A [`Packet`] is a pointer to its buffer's `BufMeta` in the pool's metadata arena: pool, buffer
@@ -20,92 +20,31 @@
 //! ([`Packet::from_raw`], `unsafe`) only after it observed the device's completion (DD). That is
 //! what makes [`Packet::data`] / [`Packet::data_mut`] sound: no device writes the bytes while a
 //! slice over them exists.
+//!
+//! # Chained packets
+//! A frame larger than one buffer is a chain of segments, linked like an `rte_mbuf` chain: the
+//! head's [`Packet::len`] is the length of the whole packet and [`Packet::nb_segs`] its segment
+//! count; [`Packet::data`] is the head segment's bytes, [`Packet::segments`] iterates all of
+//! them, [`Packet::copy_out`] copies a range out across segments and [`Packet::linearize`] moves
+//! the whole frame into the head when it fits. Dropping the head frees every segment, each to its
+//! own pool. A single-segment packet never reads the second cache line of its metadata, where the
+//! link lives (see `BufMeta`).
+
+mod chain;
+mod flags;
+mod meta;
+mod raw;
 
 use core::ptr::NonNull;
 
 use zerocopy::network_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::mempool::PoolShared;
-
-/// Offload and status flags of a packet (a bit set, in the manner of `rte_mbuf.ol_flags`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(transparent)]
-pub struct OffloadFlags(pub u64);
-
-impl OffloadFlags {
-    /// No flag.
-    pub const EMPTY: Self = Self(0);
-    /// RX: the RSS hash field is valid.
-    pub const RX_RSS_HASH: Self = Self(1 << 0);
-    /// RX: the device checked the IPv4 header checksum and it is good.
-    pub const RX_IP_CKSUM_GOOD: Self = Self(1 << 1);
-    /// RX: the IPv4 header checksum is bad.
-    pub const RX_IP_CKSUM_BAD: Self = Self(1 << 2);
-    /// RX: the TCP/UDP checksum is good.
-    pub const RX_L4_CKSUM_GOOD: Self = Self(1 << 3);
-    /// RX: the TCP/UDP checksum is bad.
-    pub const RX_L4_CKSUM_BAD: Self = Self(1 << 4);
-    /// RX: a VLAN tag was stripped into the VLAN TCI field.
-    pub const RX_VLAN_STRIPPED: Self = Self(1 << 5);
-    /// TX: compute the IPv4 header checksum.
-    pub const TX_IP_CKSUM: Self = Self(1 << 32);
-    /// TX: compute the TCP checksum.
-    pub const TX_TCP_CKSUM: Self = Self(1 << 33);
-    /// TX: compute the UDP checksum.
-    pub const TX_UDP_CKSUM: Self = Self(1 << 34);
-    /// TX: insert the VLAN tag from the VLAN TCI field.
-    pub const TX_VLAN_INSERT: Self = Self(1 << 35);
-    /// TX: TCP segmentation offload.
-    pub const TX_TCP_SEG: Self = Self(1 << 36);
-
-    /// The raw bits.
-    #[inline]
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-    /// Whether every flag of `other` is set.
-    #[inline]
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-    /// Whether no flag is set.
-    #[inline]
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-    /// Sets the flags of `other`.
-    #[inline]
-    pub fn insert(&mut self, other: Self) {
-        self.0 |= other.0;
-    }
-    /// Clears the flags of `other`.
-    #[inline]
-    pub fn remove(&mut self, other: Self) {
-        self.0 &= !other.0;
-    }
-}
-
-impl core::ops::BitOr for OffloadFlags {
-    type Output = Self;
-    #[inline]
-    fn bitor(self, rhs: Self) -> Self {
-        Self(self.0 | rhs.0)
-    }
-}
-impl core::ops::BitOrAssign for OffloadFlags {
-    #[inline]
-    fn bitor_assign(&mut self, rhs: Self) {
-        self.0 |= rhs.0;
-    }
-}
-impl core::ops::BitAnd for OffloadFlags {
-    type Output = Self;
-    #[inline]
-    fn bitand(self, rhs: Self) -> Self {
-        Self(self.0 & rhs.0)
-    }
-}
+pub use chain::{ChainBuilder, Segments, SegmentsMut};
+pub use flags::OffloadFlags;
+pub(crate) use meta::BufMeta;
+pub use meta::META_SIZE;
+pub use raw::RawBuffer;
 
 /// An Ethernet II header view (network-endian ethertype), read and written via zerocopy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -124,127 +63,7 @@ impl EthernetHeader {
     pub const LEN: usize = 14;
 }
 
-/// The metadata of one buffer, in its pool's CPU-only metadata arena (like `rte_mbuf`'s first
-/// cache line, but out of the device's reach). The identity fields (`pool`, `buf_addr`,
-/// `buf_iova`, `buf_len`, `headroom`) are written once, when the pool is carved; the per-use
-/// fields are written only through `Packet`'s checked operations and the pool's reset.
-#[repr(C, align(64))]
-pub(crate) struct BufMeta {
-    /// Owning pool (identity and where the buffer returns).
-    pub(crate) pool: *const PoolShared,
-    /// CPU address of the buffer (start of the headroom) in the pool's DMA region.
-    pub(crate) buf_addr: *mut u8,
-    /// IOVA of `buf_addr`.
-    pub(crate) buf_iova: u64,
-    pub(crate) data_off: u16,
-    pub(crate) data_len: u16,
-    /// Headroom + data room.
-    pub(crate) buf_len: u16,
-    /// Default headroom (data offset after reset).
-    pub(crate) headroom: u16,
-    pub(crate) port: u16,
-    pub(crate) queue: u16,
-    pub(crate) rss_hash: u32,
-    pub(crate) flags: OffloadFlags,
-    pub(crate) vlan_tci: u16,
-    pub(crate) _pad: [u16; 3],
-    pub(crate) user: u64,
-}
-
-/// Size of one buffer's metadata (in the metadata arena, not in the DMA region).
-pub const META_SIZE: usize = core::mem::size_of::<BufMeta>();
-const _: () = assert!(META_SIZE == 64);
-
-impl BufMeta {
-    /// Resets the per-use metadata (data offset, length, port, queue, hash, flags, VLAN, user).
-    #[inline(always)]
-    pub(crate) fn reset(&mut self) {
-        self.data_off = self.headroom;
-        self.data_len = 0;
-        self.port = 0;
-        self.queue = 0;
-        self.rss_hash = 0;
-        self.flags = OffloadFlags::EMPTY;
-        self.vlan_tci = 0;
-        self.user = 0;
-    }
-}
-
-/// A buffer in raw form, for drivers: a plain pointer, `Copy`, with no ownership tracking.
-/// While a buffer is raw (posted to a device ring, or in a driver's software ring) nothing
-/// frees it; forgetting it leaks the buffer (it stays counted as in use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(transparent)]
-pub struct RawBuffer(pub(crate) *mut BufMeta);
-
-// SAFETY: a RawBuffer is an address; its users (drivers) move buffers between threads only
-// through the unsafe contracts of Packet::from_raw / the pool's raw put.
-unsafe impl Send for RawBuffer {}
-// SAFETY: as above; no method dereferences it without an unsafe contract.
-unsafe impl Sync for RawBuffer {}
-
-impl RawBuffer {
-    /// A null placeholder for arrays (never valid for the accessors below).
-    pub const NULL: RawBuffer = RawBuffer(core::ptr::null_mut());
-
-    /// Whether this is [`RawBuffer::NULL`].
-    #[inline]
-    pub fn is_null(self) -> bool {
-        self.0.is_null()
-    }
-
-    /// IOVA of the buffer start (start of the headroom).
-    ///
-    /// # Safety
-    /// `self` is a buffer taken from a live pool and not yet returned to it.
-    #[inline]
-    pub unsafe fn buf_iova(self) -> u64 {
-        // SAFETY: the metadata is valid for the buffer's lifetime (caller contract).
-        unsafe { (*self.0).buf_iova }
-    }
-
-    /// IOVA where a device should write a received frame: buffer start + default headroom.
-    ///
-    /// # Safety
-    /// As [`RawBuffer::buf_iova`].
-    #[inline]
-    pub unsafe fn rx_data_iova(self) -> u64 {
-        // SAFETY: caller contract.
-        unsafe { (*self.0).buf_iova + u64::from((*self.0).headroom) }
-    }
-
-    /// IOVA of the current data start (for TX after [`Packet::into_raw`]).
-    ///
-    /// # Safety
-    /// As [`RawBuffer::buf_iova`].
-    #[inline]
-    pub unsafe fn data_iova(self) -> u64 {
-        // SAFETY: caller contract.
-        unsafe { (*self.0).buf_iova + u64::from((*self.0).data_off) }
-    }
-
-    /// Current data length (for TX descriptors).
-    ///
-    /// # Safety
-    /// As [`RawBuffer::buf_iova`].
-    #[inline]
-    pub unsafe fn data_len(self) -> usize {
-        // SAFETY: caller contract.
-        unsafe { usize::from((*self.0).data_len) }
-    }
-
-    /// Room for received data at the default headroom (what an RX descriptor may receive).
-    ///
-    /// # Safety
-    /// As [`RawBuffer::buf_iova`].
-    #[inline]
-    pub unsafe fn rx_room(self) -> usize {
-        // SAFETY: caller contract. headroom < buf_len since carving (CPU-only fields).
-        unsafe { usize::from((*self.0).buf_len - (*self.0).headroom) }
-    }
-}
-
-/// Errors of packet length operations.
+/// Errors of packet length and chain operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
     /// The new length would not fit between the data offset and the end of the buffer.
@@ -255,17 +74,60 @@ pub enum PacketError {
         /// Room available.
         room: usize,
     },
+    /// The operation works on a single-segment packet only and this one is a chain.
+    #[error(
+        "packet: {op} needs a single-segment packet and this one has {nb_segs} segments; \
+         call linearize() first or work segment by segment"
+    )]
+    Chained {
+        /// The operation.
+        op: &'static str,
+        /// Segments of the packet.
+        nb_segs: usize,
+    },
+    /// Chaining would exceed the segment count or the length a packet can have.
+    #[error(
+        "packet: chaining would give {nb_segs} segments and {len} bytes, beyond the limits of \
+         {max_segs} segments and {max_len} bytes"
+    )]
+    ChainTooLong {
+        /// Segments the chain would have.
+        nb_segs: usize,
+        /// Bytes the chain would have.
+        len: usize,
+        /// Largest segment count.
+        max_segs: usize,
+        /// Largest packet length.
+        max_len: usize,
+    },
+    /// A range outside the packet's data.
+    #[error("packet: bytes {offset}..{end} asked for, the packet has {len}")]
+    OutOfRange {
+        /// Start of the range.
+        offset: usize,
+        /// End of the range.
+        end: usize,
+        /// Packet length.
+        len: usize,
+    },
 }
 
-/// An owned packet buffer of a mempool; see the [module documentation](self) for the layout and
-/// the ownership invariant. One pointer wide: moving it is cheap. Dropping it returns the buffer
-/// to its pool (through the current thread's cache).
+/// Largest segment count of a chain.
+pub const MAX_SEGS: usize = u16::MAX as usize;
+/// Largest length of a (chained) packet.
+pub const MAX_PKT_LEN: usize = u32::MAX as usize;
+
+/// An owned packet buffer of a mempool, the head of a chain of segments when the packet is larger
+/// than one buffer; see the [module documentation](self) for the layout and the ownership
+/// invariant. One pointer wide: moving it is cheap. Dropping it returns every segment to its pool
+/// (through the current thread's cache).
 #[repr(transparent)]
 pub struct Packet {
     meta: NonNull<BufMeta>,
 }
 
-// SAFETY: a Packet owns its buffer exclusively; the pool it returns to is thread-safe.
+// SAFETY: a Packet owns its buffers (its segments) exclusively; the pools they return to are
+// thread-safe.
 unsafe impl Send for Packet {}
 // SAFETY: &Packet gives only shared access to the buffer bytes and metadata.
 unsafe impl Sync for Packet {}
@@ -274,6 +136,7 @@ impl core::fmt::Debug for Packet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Packet")
             .field("len", &self.len())
+            .field("nb_segs", &self.nb_segs())
             .field("data_off", &self.meta().data_off)
             .field("port", &self.port())
             .field("queue", &self.queue())
@@ -305,7 +168,9 @@ impl Packet {
         Packet { meta }
     }
 
-    /// Gives up the handle without returning the buffer, for posting it to a device.
+    /// Gives up the handle without returning the buffer, for posting it to a device. A chain
+    /// stays linked (the raw buffer heads it); drivers that post one descriptor per segment take
+    /// the segments apart first with [`Packet::split_first_segment`].
     #[inline]
     pub fn into_raw(self) -> RawBuffer {
         let p = self.meta.as_ptr();
@@ -318,7 +183,8 @@ impl Packet {
     ///
     /// # Safety
     /// `raw` is a live buffer of a live pool, owned by the caller (not in the pool, not owned
-    /// by another Packet), and no device accesses it any more (its completion was observed).
+    /// by another Packet, not a segment inside another buffer's chain), and no device accesses
+    /// it, nor any segment chained to it, any more (its completion was observed).
     #[inline]
     pub unsafe fn from_raw(raw: RawBuffer) -> Packet {
         debug_assert!(!raw.0.is_null());
@@ -327,22 +193,44 @@ impl Packet {
         Packet { meta }
     }
 
-    /// Resets the metadata: data at the default headroom, length 0, flags/port/queue/hash 0.
+    /// Resets the metadata: data at the default headroom, length 0, one segment, flags / port /
+    /// queue / hash 0. The segments chained after the head, if any, are freed.
     #[inline]
     pub fn reset(&mut self) {
+        if self.meta().nb_segs != 1 {
+            drop(self.take_tail());
+        }
         self.meta_mut().reset();
     }
 
-    /// Data length in bytes.
+    /// Length in bytes of the whole packet (every segment).
     #[inline]
     pub fn len(&self) -> usize {
-        usize::from(self.meta().data_len)
+        self.meta().pkt_len as usize
     }
 
     /// Whether the packet holds no data.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.meta().data_len == 0
+        self.meta().pkt_len == 0
+    }
+
+    /// Segments in the packet (1 unless chained).
+    #[inline]
+    pub fn nb_segs(&self) -> usize {
+        usize::from(self.meta().nb_segs)
+    }
+
+    /// Whether the whole packet is in one buffer (then [`Packet::data`] is all of it).
+    #[inline]
+    pub fn is_contiguous(&self) -> bool {
+        self.meta().nb_segs == 1
+    }
+
+    /// Bytes of data in the head segment (`data().len()`; [`Packet::len`] when not chained).
+    #[inline]
+    pub fn seg_len(&self) -> usize {
+        usize::from(self.meta().data_len)
     }
 
     /// Bytes free in front of the data.
@@ -351,20 +239,22 @@ impl Packet {
         usize::from(self.meta().data_off)
     }
 
-    /// Bytes free after the data.
+    /// Bytes free after the head segment's data (the room [`Packet::append`] has when the
+    /// packet is not chained).
     #[inline]
     pub fn tailroom(&self) -> usize {
         let h = self.meta();
         usize::from(h.buf_len - h.data_off - h.data_len)
     }
 
-    /// Headroom + data room of the buffer.
+    /// Headroom + data room of the head segment's buffer.
     #[inline]
     pub fn buffer_len(&self) -> usize {
         usize::from(self.meta().buf_len)
     }
 
-    /// The data bytes.
+    /// The head segment's data bytes: the whole packet when [`Packet::is_contiguous`], else its
+    /// first [`Packet::seg_len`] bytes (see [`Packet::segments`]).
     #[inline]
     pub fn data(&self) -> &[u8] {
         let h = self.meta();
@@ -376,7 +266,7 @@ impl Packet {
         }
     }
 
-    /// The data bytes, mutable.
+    /// The head segment's data bytes, mutable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let h = self.meta();
@@ -385,21 +275,30 @@ impl Packet {
         unsafe { core::slice::from_raw_parts_mut(buf.add(off), len) }
     }
 
-    /// Sets the data length (e.g. from an RX descriptor), keeping the data offset. Bytes newly
-    /// included are whatever the buffer holds (the device's frame, or stale data).
+    /// Sets the data length of a single-segment packet (e.g. from an RX descriptor), keeping the
+    /// data offset. Bytes newly included are whatever the buffer holds (the device's frame, or
+    /// stale data). A chain is refused ([`PacketError::Chained`]): change its length with
+    /// [`Packet::append`] and [`Packet::trim`].
     #[inline]
     pub fn set_len(&mut self, len: usize) -> Result<(), PacketError> {
         let h = self.meta_mut();
+        if h.nb_segs != 1 {
+            return Err(PacketError::Chained {
+                op: "set_len",
+                nb_segs: usize::from(h.nb_segs),
+            });
+        }
         let room = usize::from(h.buf_len - h.data_off);
         if len > room {
             return Err(PacketError::TooLong { len, room });
         }
         h.data_len = len as u16;
+        h.pkt_len = len as u32;
         Ok(())
     }
 
-    /// Grows the data at the front by `n` bytes (into the headroom) and returns them; `None`
-    /// (nothing changed) if the headroom is too small.
+    /// Grows the data at the front by `n` bytes (into the head segment's headroom) and returns
+    /// them; `None` (nothing changed) if the headroom is too small.
     #[inline]
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let h = self.meta_mut();
@@ -408,30 +307,35 @@ impl Packet {
         }
         h.data_off -= n as u16;
         h.data_len += n as u16;
+        h.pkt_len += n as u32;
         let (buf, off) = (h.buf_addr, usize::from(h.data_off));
         // SAFETY: [off, off + n) is inside the buffer; exclusive via &mut self.
         Some(unsafe { core::slice::from_raw_parts_mut(buf.add(off), n) })
     }
 
-    /// Grows the data at the end by `n` bytes and returns them; `None` if the tailroom is too
-    /// small.
+    /// Grows the data at the end by `n` bytes (into the last segment's tailroom) and returns
+    /// them; `None` (nothing changed) if that tailroom is too small.
     #[inline]
     pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
-        let h = self.meta_mut();
-        let end = usize::from(h.data_off) + usize::from(h.data_len);
-        if n > usize::from(h.buf_len) - end {
+        let last = self.last_segment();
+        // SAFETY: `last` is a segment of this packet (the head itself, or a chained buffer the
+        // packet owns); &mut self gives exclusive access to it.
+        let l = unsafe { &mut *last.as_ptr() };
+        let end = usize::from(l.data_off) + usize::from(l.data_len);
+        if n > usize::from(l.buf_len) - end {
             return None;
         }
-        h.data_len += n as u16;
-        let buf = h.buf_addr;
-        // SAFETY: [end, end + n) is inside the buffer; exclusive via &mut self.
+        l.data_len += n as u16;
+        let buf = l.buf_addr;
+        self.meta_mut().pkt_len += n as u32;
+        // SAFETY: [end, end + n) is inside the last segment's buffer; exclusive via &mut self.
         Some(unsafe { core::slice::from_raw_parts_mut(buf.add(end), n) })
     }
 
-    /// Appends a copy of `bytes`; `Err` (nothing changed) if the tailroom is too small.
+    /// Appends a copy of `bytes` to the last segment; `Err` (nothing changed) if its tailroom is
+    /// too small.
     #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
-        let room = self.tailroom();
         match self.append(bytes.len()) {
             Some(dst) => {
                 dst.copy_from_slice(bytes);
@@ -439,12 +343,13 @@ impl Packet {
             }
             None => Err(PacketError::TooLong {
                 len: bytes.len(),
-                room,
+                room: self.last_tailroom(),
             }),
         }
     }
 
-    /// Removes `n` bytes from the front (like `rte_pktmbuf_adj`); `None` if `n > len`.
+    /// Removes `n` bytes from the front of the head segment (like `rte_pktmbuf_adj`); `None` if
+    /// `n` is more than the head segment holds.
     #[inline]
     pub fn adjust(&mut self, n: usize) -> Option<()> {
         let h = self.meta_mut();
@@ -453,27 +358,32 @@ impl Packet {
         }
         h.data_off += n as u16;
         h.data_len -= n as u16;
+        h.pkt_len -= n as u32;
         Some(())
     }
 
-    /// Removes `n` bytes from the end (like `rte_pktmbuf_trim`); `None` if `n > len`.
+    /// Removes `n` bytes from the end of the last segment (like `rte_pktmbuf_trim`); `None` if
+    /// `n` is more than the last segment holds.
     #[inline]
     pub fn trim(&mut self, n: usize) -> Option<()> {
-        let h = self.meta_mut();
-        if n > usize::from(h.data_len) {
+        let last = self.last_segment();
+        // SAFETY: a segment of this packet, exclusive via &mut self (as in append()).
+        let l = unsafe { &mut *last.as_ptr() };
+        if n > usize::from(l.data_len) {
             return None;
         }
-        h.data_len -= n as u16;
+        l.data_len -= n as u16;
+        self.meta_mut().pkt_len -= n as u32;
         Some(())
     }
 
-    /// IOVA of the data start (for TX descriptors).
+    /// IOVA of the head segment's data start (for TX descriptors).
     #[inline]
     pub fn data_iova(&self) -> u64 {
         self.meta().buf_iova + u64::from(self.meta().data_off)
     }
 
-    /// IOVA of the buffer start (start of the headroom).
+    /// IOVA of the head segment's buffer start (start of the headroom).
     #[inline]
     pub fn buf_iova(&self) -> u64 {
         self.meta().buf_iova
@@ -529,6 +439,17 @@ impl Packet {
     pub fn set_vlan_tci(&mut self, tci: u16) {
         self.meta_mut().vlan_tci = tci;
     }
+    /// TCP segmentation offload: the payload bytes of each segment the device cuts (the MSS);
+    /// used with [`OffloadFlags::TX_TCP_SEG`].
+    #[inline]
+    pub fn tso_segsz(&self) -> u16 {
+        self.meta().tso_segsz
+    }
+    /// Sets the TSO segment size (the MSS).
+    #[inline]
+    pub fn set_tso_segsz(&mut self, mss: u16) {
+        self.meta_mut().tso_segsz = mss;
+    }
     /// A free 64-bit field for the application or driver.
     #[inline]
     pub fn user(&self) -> u64 {
@@ -540,14 +461,15 @@ impl Packet {
         self.meta_mut().user = v;
     }
 
-    /// Id of the pool the buffer belongs to (see [`Mempool::id`](crate::Mempool::id)).
+    /// Id of the pool the head segment's buffer belongs to (see
+    /// [`Mempool::id`](crate::Mempool::id)).
     #[inline]
     pub fn pool_id(&self) -> u64 {
         // SAFETY: the pool outlives its outstanding buffers.
         unsafe { (*self.meta().pool).id }
     }
 
-    /// The Ethernet header at the start of the data, if the data is long enough.
+    /// The Ethernet header at the start of the data, if the head segment is long enough.
     #[inline]
     pub fn eth(&self) -> Option<&EthernetHeader> {
         EthernetHeader::ref_from_prefix(self.data()).ok().map(|(h, _)| h)
@@ -570,6 +492,13 @@ impl Packet {
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
-        crate::mempool::return_one(self.meta);
+        if self.meta().nb_segs == 1 {
+            crate::mempool::return_one(self.meta);
+        } else {
+            chain::free_chain(self.meta);
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;
