@@ -47,8 +47,8 @@ pub use mempool::{
     region_len, release_closed_pool_caches,
 };
 pub use packet::{
-    ChainBuilder, EthernetHeader, MAX_PKT_LEN, MAX_SEGS, META_SIZE, OffloadFlags, Packet, PacketError,
-    RawBuffer, Segments, SegmentsMut,
+    ChainBuilder, DmaSegments, EthernetHeader, MAX_PKT_LEN, MAX_SEGS, META_SIZE, OffloadFlags, Packet,
+    PacketError, RawBuffer, Segments, SegmentsMut,
 };
 pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};
 pub use ring::{Consumer, Producer, QueueBehavior, RING_MAX_SIZE, Ring, RingError, SyncMode};

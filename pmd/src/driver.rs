@@ -33,7 +33,23 @@ crate::flag_set::flag_set! {
         /// A multicast address list ([`Port::set_mc_addr_list`](crate::Port::set_mc_addr_list)):
         /// frames to those groups are received without all-multicast mode.
         MULTICAST_LIST = 3, "multicast-list";
+        /// RX scatter: a frame larger than one RX buffer arrives as a chained packet (one segment
+        /// per buffer), so the MTU is not bounded by the pool's data room.
+        RX_SCATTER = 4, "rx-scatter";
+        /// TX of chained packets: one descriptor per segment.
+        TX_MULTI_SEG = 5, "tx-multi-seg";
     }
+}
+
+/// The MTU of a port until it is set: a standard Ethernet payload.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU a port accepts (IPv4's minimum datagram).
+pub const MIN_MTU: u16 = 68;
+
+/// The longest frame a port with MTU `mtu` receives: the payload, the Ethernet header and one
+/// VLAN tag (the FCS is stripped).
+pub const fn max_frame_len(mtu: u16) -> usize {
+    mtu as usize + 14 + 4
 }
 
 /// What a driver supports; the port validates a [`PortConfig`] against it.
@@ -63,6 +79,29 @@ pub struct DeviceInfo {
     pub rss_key_len: usize,
     /// The header fields the device can hash.
     pub rss_hash: crate::rss::RssHash,
+    /// The largest MTU ([`Port::set_mtu`](crate::Port::set_mtu)).
+    pub max_mtu: u16,
+}
+
+impl DeviceInfo {
+    /// A device with one queue each way, rings of the usual sizes, any RX buffer, no offload,
+    /// no RSS and the standard MTU: the base that drivers change where they differ.
+    pub const fn basic(driver: &'static str) -> DeviceInfo {
+        DeviceInfo {
+            driver,
+            max_rx_queues: 1,
+            max_tx_queues: 1,
+            min_ring_size: crate::adv_ring::MIN_RING_SIZE,
+            max_ring_size: crate::adv_ring::MAX_RING_SIZE,
+            min_rx_buffer: 0,
+            rx_buffer_unit: 1,
+            capabilities: Capabilities::NONE,
+            reta_size: 0,
+            rss_key_len: 0,
+            rss_hash: crate::rss::RssHash::NONE,
+            max_mtu: DEFAULT_MTU,
+        }
+    }
 }
 
 /// Link state.
@@ -101,6 +140,11 @@ pub struct RxQueueSetup<'a> {
     /// Strip the outer VLAN tag ([`PortConfig::vlan_strip`]; only asked of a device with
     /// [`Capabilities::VLAN_STRIP`]).
     pub vlan_strip: bool,
+    /// The longest frame the queue hands out, whatever the device delivers: the frame of the
+    /// device's largest MTU ([`max_frame_len`] of [`DeviceInfo::max_mtu`]), so that a later
+    /// [`Port::set_mtu`](crate::Port::set_mtu) needs no new queue; the device's own filter
+    /// holds frames to the port's current MTU.
+    pub max_frame: usize,
 }
 
 /// Everything a driver needs to build one TX queue.
@@ -211,6 +255,15 @@ pub trait Driver: Send {
 
     /// Receives every multicast frame (RCTL.MPE) or not.
     fn set_all_multicast(&mut self, on: bool) -> Result<()>;
+
+    /// Sets the MTU: frames up to [`max_frame_len`]`(mtu)` are received, longer ones dropped by
+    /// the device. Called by the port with `mtu` in [`MIN_MTU`]`..=`[`DeviceInfo::max_mtu`], at
+    /// configure time (with [`PortConfig::mtu`]) and whenever the application changes it. The
+    /// default suits a device without a length filter (a virtual port): nothing to program.
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        let _ = mtu;
+        Ok(())
+    }
 
     /// The DMA mapper of the device (its VFIO container / IOMMU domain, or physical addresses in
     /// no-IOMMU mode), for creating mempools the device can reach. `None` for virtual ports: any

@@ -107,6 +107,16 @@ impl Packet {
         }
     }
 
+    /// The device address and length of every segment's data, in order (what TX descriptors
+    /// carry).
+    #[inline]
+    pub fn dma_segments(&self) -> DmaSegments<'_> {
+        DmaSegments {
+            cur: self.meta.as_ptr(),
+            _packet: PhantomData,
+        }
+    }
+
     /// Copies `dst.len()` bytes starting at `offset` of the packet into `dst`, across segments.
     pub fn copy_out(&self, offset: usize, dst: &mut [u8]) -> Result<(), PacketError> {
         self.check_range(offset, dst.len())?;
@@ -223,6 +233,24 @@ impl<'a> Iterator for Segments<'a> {
         Some(unsafe {
             core::slice::from_raw_parts(m.buf_addr.add(usize::from(m.data_off)), usize::from(m.data_len))
         })
+    }
+}
+
+/// Iterator over the device addresses and lengths of a packet's segments
+/// ([`Packet::dma_segments`]).
+pub struct DmaSegments<'a> {
+    cur: *mut BufMeta,
+    _packet: PhantomData<&'a Packet>,
+}
+
+impl Iterator for DmaSegments<'_> {
+    type Item = (u64, usize);
+    #[inline]
+    fn next(&mut self) -> Option<(u64, usize)> {
+        // SAFETY: as in Segments::next.
+        let m = unsafe { self.cur.as_ref() }?;
+        self.cur = m.next;
+        Some((m.buf_iova + u64::from(m.data_off), usize::from(m.data_len)))
     }
 }
 

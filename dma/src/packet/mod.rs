@@ -40,7 +40,7 @@ use core::ptr::NonNull;
 use zerocopy::network_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-pub use chain::{ChainBuilder, Segments, SegmentsMut};
+pub use chain::{ChainBuilder, DmaSegments, Segments, SegmentsMut};
 pub use flags::OffloadFlags;
 pub(crate) use meta::BufMeta;
 pub use meta::META_SIZE;

@@ -55,6 +55,17 @@ impl RawBuffer {
         unsafe { (*self.0).buf_iova + u64::from((*self.0).data_off) }
     }
 
+    /// Whether the buffer heads a chain of several segments (then it goes back to the pools
+    /// through [`Packet::from_raw`](crate::Packet::from_raw) and a drop, never a raw bulk put).
+    ///
+    /// # Safety
+    /// As [`RawBuffer::buf_iova`].
+    #[inline]
+    pub unsafe fn is_chained(self) -> bool {
+        // SAFETY: caller contract.
+        unsafe { (*self.0).nb_segs != 1 }
+    }
+
     /// Current data length (for TX descriptors).
     ///
     /// # Safety

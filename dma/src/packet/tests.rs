@@ -226,3 +226,14 @@ fn segments_mut_writes_every_segment() {
     }
     assert_eq!(bytes_of(&pkt), [1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3]);
 }
+
+#[test]
+fn dma_segments_name_each_segment_data() {
+    let p = pool("dma", 4, 512);
+    let (mut pkt, _) = chain_of(&p, &[30, 40]);
+    pkt.adjust(10).unwrap();
+    let segs: Vec<(u64, usize)> = pkt.dma_segments().collect();
+    assert_eq!(segs.len(), 2);
+    assert_eq!(segs[0], (pkt.data_iova(), 20));
+    assert_eq!(segs[1].1, 40);
+}

@@ -51,6 +51,9 @@ pub struct FakeState {
     pub sent: Vec<SentFrame>,
     /// TX: the context loaded.
     pub context: Option<(u32, u32)>,
+    /// TX: the bytes so far of a frame whose EOP descriptor has not been seen, and its PAYLEN.
+    tx_partial: Vec<u8>,
+    tx_paylen: Option<u32>,
     /// RX: frames dropped because no descriptor was available.
     pub missed: usize,
     /// RX: buffer size the device assumes (SRRCTL.BSIZEPKT), bytes.
@@ -227,24 +230,38 @@ impl FakeDevice {
                 let lens = unsafe { desc::read_u32(base, i, tx::CTX_VLAN_MACIP_LENS) };
                 st.context = Some((lens, cmd));
             } else if cmd & tx::DTYP_DATA == tx::DTYP_DATA && cmd & tx::CMD_DEXT != 0 {
+                // A frame is the data of its descriptors up to the one with EOP; each carries
+                // the frame's PAYLEN.
                 let len = (cmd & 0xFFFF) as usize;
-                if olinfo >> tx::PAYLEN_SHIFT != len as u32 {
+                let paylen = olinfo >> tx::PAYLEN_SHIFT;
+                if *st.tx_paylen.get_or_insert(paylen) != paylen {
                     st.violations.push(format!(
-                        "tx descriptor {i}: PAYLEN {} != length {len}",
-                        olinfo >> 14
+                        "tx descriptor {i}: PAYLEN {paylen} differs within a frame"
                     ));
                 }
-                let mut data = vec![0u8; len];
+                let at = st.tx_partial.len();
+                st.tx_partial.resize(at + len, 0);
                 // SAFETY: the driver posted `addr` (CPU address under IdentityMap) with `len` bytes.
-                unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, data.as_mut_ptr(), len) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(addr as *const u8, st.tx_partial[at..].as_mut_ptr(), len)
+                };
                 let rs = cmd & tx::CMD_RS != 0;
-                let popts = olinfo & (tx::POPTS_IXSM | tx::POPTS_TXSM);
-                st.sent.push(SentFrame {
-                    data,
-                    popts,
-                    context: st.context,
-                    rs,
-                });
+                if cmd & tx::CMD_EOP != 0 {
+                    let data = std::mem::take(&mut st.tx_partial);
+                    if st.tx_paylen.take() != Some(data.len() as u32) {
+                        st.violations.push(format!(
+                            "tx descriptor {i}: PAYLEN {paylen} != frame length {}",
+                            data.len()
+                        ));
+                    }
+                    let popts = olinfo & (tx::POPTS_IXSM | tx::POPTS_TXSM);
+                    st.sent.push(SentFrame {
+                        data,
+                        popts,
+                        context: st.context,
+                        rs,
+                    });
+                }
                 if rs {
                     // SAFETY: as above; DD written back only where RS was set.
                     unsafe { desc::write_u32(base, i, tx::OLINFO_STATUS, tx::STA_DD) };

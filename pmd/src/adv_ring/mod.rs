@@ -29,7 +29,7 @@ mod tx;
 pub mod fake;
 
 pub use rx::{AdvRxRing, MIN_RX_BUFFER, RxRingError};
-pub use tx::{AdvTxRing, MAX_TX_LEN, TX_RS_THRESH, TxRingError};
+pub use tx::{AdvTxRing, MAX_TX_LEN, MAX_TX_SEGS, TX_RS_THRESH, TxRingError};
 
 use std::alloc::Layout;
 use std::ptr::NonNull;

@@ -3,7 +3,7 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{Ordering, fence};
 
-use oxpmd_dma::{Mempool, MempoolCache, OffloadFlags, Packet, RawBuffer};
+use oxpmd_dma::{ChainBuilder, Mempool, MempoolCache, OffloadFlags, Packet, RawBuffer};
 
 use super::desc::{self, rx_error, rx_read, rx_status, rx_wb};
 use super::{QueueRegs, RingMemory, check_ring_size};
@@ -50,8 +50,15 @@ pub struct AdvRxRing<R: QueueRegs, M: RingMemory> {
     mask: usize,
     /// Next descriptor to check for DD.
     next: usize,
-    /// Inside a frame spanning descriptors: drop until its EOP.
+    /// Inside a frame spanning descriptors that is being dropped: drop until its EOP.
     discarding: bool,
+    /// The segments received so far of a frame spanning descriptors (kept across bursts).
+    partial: ChainBuilder,
+    /// Longest frame accepted (bytes over all its descriptors); longer ones are dropped and
+    /// counted. One buffer's room unless the driver allows more ([`AdvRxRing::set_max_frame`]).
+    max_frame: usize,
+    /// Data room of one buffer (what one descriptor can receive).
+    room: usize,
     port: u16,
     queue: u16,
     /// Report a tag the device flags with VP as stripped (its TCI in the packet): the device
@@ -116,6 +123,9 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             mask: count - 1,
             next: 0,
             discarding: false,
+            partial: ChainBuilder::new(),
+            max_frame: room,
+            room,
             port,
             queue,
             vlan_stripped: true,
@@ -137,6 +147,19 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
     /// the frame reports no `RX_VLAN_STRIPPED`, whatever its write-backs say.
     pub fn set_vlan_stripped(&mut self, stripped: bool) {
         self.vlan_stripped = stripped;
+    }
+
+    /// Accepts frames up to `max` bytes, received over as many descriptors as they need and
+    /// handed out as chained packets (the device must be set to split them: SRRCTL's buffer
+    /// size, LPE and RLPML). Longer frames are dropped and counted as `rx_multiseg_dropped`,
+    /// whatever the device delivers. At least one buffer's room.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max.max(self.room);
+    }
+
+    /// Longest frame accepted (see [`AdvRxRing::set_max_frame`]).
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Device address of the descriptor ring (RDBAL / RDBAH).
@@ -198,8 +221,10 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         status & rx_status::DD != 0
     }
 
-    /// Receives up to `out.room()` frames into `out`; returns how many were appended. Counts into
-    /// `c`: packets, bytes, rx_nombuf, errors, dropped multi-descriptor frames.
+    /// Receives up to `out.room()` frames into `out`; returns how many were appended. A frame
+    /// over several descriptors becomes a chained packet (up to EOP; a frame whose EOP has not
+    /// arrived yet waits in the ring for the next burst). Counts into `c`: packets, bytes,
+    /// rx_nombuf, errors, frames dropped for their length.
     #[inline]
     pub fn rx_burst(&mut self, out: &mut Burst, c: &mut QueueCounters) -> usize {
         let room = out.room();
@@ -214,7 +239,6 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         let mut consumed = 0usize;
         let mut got = 0usize;
         let mut bytes = 0u64;
-        let v = out.vec_mut();
         while got < room {
             // SAFETY: idx <= mask: inside the ring.
             let status = unsafe { desc::read_u32(base, idx, rx_wb::STATUS_ERROR) };
@@ -226,81 +250,98 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
             consumed += 1;
             let slot_buf = self.slots[idx];
             let eop = status & rx_status::EOP != 0;
-            if self.discarding || !eop || status & rx_error::FRAME != 0 {
-                if !eop && !self.discarding {
-                    c.rx_multiseg_dropped += 1;
-                }
-                if eop && !self.discarding && status & rx_error::FRAME != 0 {
-                    c.ierrors += 1;
-                }
+            if self.discarding {
                 self.discarding = !eop;
                 self.post(idx, slot_buf);
                 idx = (idx + 1) & mask;
                 continue;
             }
+            if eop && status & rx_error::FRAME != 0 {
+                // The device's verdict on the whole frame is in its last descriptor.
+                c.ierrors += 1;
+                drop(self.partial.take());
+                self.post(idx, slot_buf);
+                idx = (idx + 1) & mask;
+                continue;
+            }
+            // SAFETY: idx inside the ring; DD observed, so the device is done with it. Read
+            // before `post` rewrites the descriptor (the read format overlays the write-back);
+            // hash, packet type and VLAN count only in the EOP descriptor's.
+            let (len, pkt_info, rss, vlan) = unsafe {
+                (
+                    usize::from(desc::read_u16(base, idx, rx_wb::LENGTH)),
+                    desc::read_u16(base, idx, rx_wb::PKT_INFO),
+                    desc::read_u32(base, idx, rx_wb::RSS_HASH),
+                    desc::read_u16(base, idx, rx_wb::VLAN),
+                )
+            };
+            // Invariant 5: the device-written length is bounded by the buffer's room, and a
+            // frame's total by the largest frame accepted; a frame needs at most max_frame /
+            // room descriptors (more, zero-length ones a faulty device wrote, would only hold
+            // buffers). A frame that fails either is dropped whole, its buffer reposted as is.
+            let bad_len = len > self.room;
+            let too_long = self.partial.len() + len > self.max_frame
+                || self.partial.nb_segs() >= self.max_frame.div_ceil(self.room)
+                || (!eop && self.max_frame == self.room);
             // A replacement buffer: from the bulk spares, else one more try at the pool.
-            if self.spare_len == 0 && !self.refill_spares(1) {
-                c.rx_nombuf += 1;
+            let no_buf = !bad_len && !too_long && self.spare_len == 0 && !self.refill_spares(1);
+            if bad_len || too_long || no_buf {
+                if bad_len {
+                    c.ierrors += 1;
+                } else if too_long {
+                    c.rx_multiseg_dropped += 1;
+                } else {
+                    c.rx_nombuf += 1;
+                }
+                drop(self.partial.take());
+                self.discarding = !eop;
                 self.post(idx, slot_buf);
                 idx = (idx + 1) & mask;
                 continue;
             }
             self.spare_len -= 1;
             let fresh = self.spare[self.spare_len];
-            // SAFETY: idx inside the ring; DD observed, so the device is done with it.
-            let (len, pkt_info, rss, vlan) = unsafe {
-                (
-                    desc::read_u16(base, idx, rx_wb::LENGTH),
-                    desc::read_u16(base, idx, rx_wb::PKT_INFO),
-                    desc::read_u32(base, idx, rx_wb::RSS_HASH),
-                    desc::read_u16(base, idx, rx_wb::VLAN),
-                )
-            };
             self.slots[idx] = fresh;
             self.post(idx, fresh);
             // SAFETY: the slot's buffer is a live pool buffer owned by this ring and the device
             // signalled DD for it: it no longer accesses it (invariant 1).
-            let mut pkt = unsafe { Packet::from_raw(slot_buf) };
+            let mut seg = unsafe { Packet::from_raw(slot_buf) };
             // Buffers come raw from the cache with their last user's metadata: reset it (data at
             // the default headroom, which is where `post` pointed the device). The metadata is in
             // CPU-only memory: the device wrote only the buffer's bytes.
-            pkt.reset();
-            // Invariant 5: the device-written length is bounded by the buffer's room.
-            let len = usize::from(len);
-            if pkt.set_len(len).is_err() {
+            seg.reset();
+            if seg.set_len(len).is_err() {
+                // Cannot happen: len <= room was checked; never trust it blindly though.
                 c.ierrors += 1;
-                drop(pkt);
+                drop(seg);
+                drop(self.partial.take());
+                self.discarding = !eop;
                 idx = (idx + 1) & mask;
                 continue;
             }
-            pkt.set_port(self.port);
-            pkt.set_queue(self.queue);
-            let mut flags = OffloadFlags::EMPTY;
-            if pkt_info & desc::RX_PKT_INFO_RSS_TYPE_MASK != 0 {
-                pkt.set_rss_hash(rss);
-                flags |= OffloadFlags::RX_RSS_HASH;
-            }
-            if status & rx_status::IPCS != 0 {
-                flags |= if status & rx_error::IPE != 0 {
-                    OffloadFlags::RX_IP_CKSUM_BAD
-                } else {
-                    OffloadFlags::RX_IP_CKSUM_GOOD
+            if !eop || !self.partial.is_empty() {
+                if self.partial.push(seg).is_err() {
+                    // Beyond a chain's limits (the bounds above keep a frame well inside them).
+                    c.rx_multiseg_dropped += 1;
+                    drop(self.partial.take());
+                    self.discarding = !eop;
+                    idx = (idx + 1) & mask;
+                    continue;
+                }
+                if !eop {
+                    idx = (idx + 1) & mask;
+                    continue;
+                }
+                let Some(whole) = self.partial.take() else {
+                    idx = (idx + 1) & mask;
+                    continue;
                 };
+                seg = whole;
             }
-            if status & rx_status::L4CS != 0 {
-                flags |= if status & rx_error::L4E != 0 {
-                    OffloadFlags::RX_L4_CKSUM_BAD
-                } else {
-                    OffloadFlags::RX_L4_CKSUM_GOOD
-                };
-            }
-            if self.vlan_stripped && status & rx_status::VP != 0 {
-                pkt.set_vlan_tci(vlan);
-                flags |= OffloadFlags::RX_VLAN_STRIPPED;
-            }
-            pkt.set_flags(flags);
-            bytes += len as u64;
-            v.push(pkt);
+            let frame_len = seg.len();
+            self.fill_metadata(&mut seg, status, pkt_info, rss, vlan);
+            bytes += frame_len as u64;
+            out.vec_mut().push(seg);
             got += 1;
             idx = (idx + 1) & mask;
         }
@@ -313,6 +354,38 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
         c.packets += got as u64;
         c.bytes += bytes;
         got
+    }
+
+    /// Port, queue, hash, checksum verdicts and VLAN of a received frame, from its EOP
+    /// descriptor's write-back.
+    #[inline(always)]
+    fn fill_metadata(&self, pkt: &mut Packet, status: u32, pkt_info: u16, rss: u32, vlan: u16) {
+        pkt.set_port(self.port);
+        pkt.set_queue(self.queue);
+        let mut flags = OffloadFlags::EMPTY;
+        if pkt_info & desc::RX_PKT_INFO_RSS_TYPE_MASK != 0 {
+            pkt.set_rss_hash(rss);
+            flags |= OffloadFlags::RX_RSS_HASH;
+        }
+        if status & rx_status::IPCS != 0 {
+            flags |= if status & rx_error::IPE != 0 {
+                OffloadFlags::RX_IP_CKSUM_BAD
+            } else {
+                OffloadFlags::RX_IP_CKSUM_GOOD
+            };
+        }
+        if status & rx_status::L4CS != 0 {
+            flags |= if status & rx_error::L4E != 0 {
+                OffloadFlags::RX_L4_CKSUM_BAD
+            } else {
+                OffloadFlags::RX_L4_CKSUM_GOOD
+            };
+        }
+        if self.vlan_stripped && status & rx_status::VP != 0 {
+            pkt.set_vlan_tci(vlan);
+            flags |= OffloadFlags::RX_VLAN_STRIPPED;
+        }
+        pkt.set_flags(flags);
     }
 }
 

@@ -518,3 +518,173 @@ fn tx_frees_and_counts_packets_the_device_cannot_send() {
     drop(ring);
     assert!(leak_free(&p));
 }
+
+/// The bytes of every segment of `p`.
+fn bytes_of(p: &Packet) -> Vec<u8> {
+    p.segments().flatten().copied().collect()
+}
+
+/// A frame of `len` bytes whose payload after the sequence number counts up (mod 251).
+fn long_frame(seq: u32, len: usize) -> Vec<u8> {
+    let mut f = frame(seq, len);
+    for (i, b) in f.iter_mut().enumerate().skip(18) {
+        *b = (i % 251) as u8;
+    }
+    f
+}
+
+#[test]
+fn rx_scatter_chains_a_frame_over_its_descriptors_with_the_eop_metadata() {
+    let p = pool("rx-scatter", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    ring.set_max_frame(9018);
+    let mut c = QueueCounters::default();
+    let jumbo = long_frame(1, 9014);
+    assert!(dev.receive(&jumbo, desc::rx_status::IPCS, Some(0x1234)));
+    assert!(dev.receive(&frame(2, 60), 0, None));
+    let exact = long_frame(3, 4096);
+    assert!(dev.receive(&exact, 0, None));
+    let mut b = Burst::new();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 3);
+    let v = b.as_slice();
+    assert_eq!((v[0].nb_segs(), v[0].len(), v[0].seg_len()), (5, 9014, 2048));
+    assert_eq!(bytes_of(&v[0]), jumbo, "byte-exact over five buffers");
+    assert_eq!(v[0].rss_hash(), 0x1234);
+    assert!(
+        v[0].flags()
+            .contains(OffloadFlags::RX_IP_CKSUM_GOOD | OffloadFlags::RX_RSS_HASH)
+    );
+    assert_eq!((v[1].nb_segs(), v[1].len()), (1, 60));
+    assert_eq!((v[2].nb_segs(), v[2].len()), (2, 4096));
+    assert_eq!(bytes_of(&v[2]), exact);
+    assert_eq!((c.packets, c.bytes), (3, 9014 + 60 + 4096));
+    assert_eq!(c.rx_multiseg_dropped, 0);
+    drop(b);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn rx_scatter_drops_a_frame_beyond_the_max_frame_and_goes_on() {
+    let p = pool("rx-scatter-long", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    ring.set_max_frame(5000);
+    let mut c = QueueCounters::default();
+    assert!(dev.receive(&long_frame(1, 9014), 0, None));
+    assert!(dev.receive(&long_frame(2, 5000), 0, None));
+    assert!(dev.receive(&frame(3, 100), desc::rx_error::RXE, None));
+    assert!(dev.receive(&frame(4, 100), 0, None));
+    let mut b = Burst::new();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 2);
+    assert_eq!(
+        b.iter().map(|p| (seq_of(p), p.len())).collect::<Vec<_>>(),
+        [(2, 5000), (4, 100)]
+    );
+    assert_eq!((c.rx_multiseg_dropped, c.ierrors), (1, 1));
+    assert_eq!(dev.owned(), 63, "every descriptor went back to the device");
+    drop(b);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+#[test]
+fn rx_scatter_bounds_the_segments_of_a_frame_a_device_never_ends() {
+    let p = pool("rx-scatter-endless", 512);
+    let (mut ring, dev) = rx_ring(&p, 64);
+    ring.set_max_frame(4096);
+    let mut c = QueueCounters::default();
+    // Zero-length, non-EOP write-backs (a faulty device): at most 4096 / 2048 of them chain.
+    dev.state().force_len = Some(0);
+    assert!(dev.receive(&long_frame(1, 2048 * 6), 0, None));
+    dev.state().force_len = None;
+    assert!(dev.receive(&frame(2, 64), 0, None));
+    let mut b = Burst::new();
+    assert_eq!(ring.rx_burst(&mut b, &mut c), 1);
+    assert_eq!(seq_of(&b.as_slice()[0]), 2);
+    assert_eq!(c.rx_multiseg_dropped, 1);
+    drop(b);
+    drop(ring);
+    assert!(leak_free(&p));
+}
+
+/// A chain of segments of `sizes` bytes holding `long_frame(seq, total)`.
+fn tx_chain(p: &Mempool, seq: u32, sizes: &[usize]) -> (Packet, Vec<u8>) {
+    let all = long_frame(seq, sizes.iter().sum());
+    let mut b = oxpmd_dma::ChainBuilder::new();
+    let mut at = 0;
+    for &n in sizes {
+        let mut s = p.alloc().unwrap();
+        s.extend_from_slice(&all[at..at + n]).unwrap();
+        b.push(s).unwrap();
+        at += n;
+    }
+    (b.take().unwrap(), all)
+}
+
+#[test]
+fn tx_sends_a_chain_as_one_frame_over_one_descriptor_per_segment() {
+    let p = pool("tx-chain", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut b = Burst::with_capacity(40).unwrap();
+    let mut want = Vec::new();
+    for s in 0..40u32 {
+        let (pkt, bytes) = if s % 3 == 0 {
+            tx_chain(&p, s, &[54, 2000, 2000, 960])
+        } else {
+            let f = long_frame(s, 100);
+            let mut pkt = p.alloc().unwrap();
+            pkt.extend_from_slice(&f).unwrap();
+            (pkt, f)
+        };
+        want.push(bytes);
+        b.push(pkt).unwrap();
+    }
+    // 14 chains of 4 and 26 single packets: 82 descriptors, more than the ring holds at once.
+    let mut sent = ring.tx_burst(&mut b, &mut c);
+    while !b.is_empty() {
+        ring.cleanup();
+        sent += ring.tx_burst(&mut b, &mut c);
+    }
+    assert_eq!(sent, 40);
+    let st = dev.state();
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    let got: Vec<&Vec<u8>> = st.sent.iter().map(|f| &f.data).collect();
+    assert_eq!(
+        got,
+        want.iter().collect::<Vec<_>>(),
+        "every frame whole and in order"
+    );
+    drop(st);
+    assert_eq!(c.bytes, want.iter().map(|f| f.len() as u64).sum::<u64>());
+    ring.cleanup();
+    drop(ring);
+    assert!(leak_free(&p), "every segment freed on its own");
+}
+
+#[test]
+fn tx_frees_and_counts_chains_it_cannot_send() {
+    let p = pool("tx-chain-bad", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    // An empty middle segment, too many segments, a chain longer than MAX_TX_LEN.
+    let (mut holed, _) = tx_chain(&p, 1, &[60, 60]);
+    holed.chain(p.alloc().unwrap()).unwrap();
+    let mut tail = p.alloc().unwrap();
+    tail.extend_from_slice(&[7; 10]).unwrap();
+    holed.chain(tail).unwrap();
+    b.push(holed).unwrap();
+    b.push(tx_chain(&p, 2, &[20; super::MAX_TX_SEGS + 1]).0).unwrap();
+    b.push(tx_chain(&p, 3, &[2000; 9]).0).unwrap();
+    b.push(tx_chain(&p, 4, &[60, 60]).0).unwrap();
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 1);
+    assert_eq!(c.ierrors, 3);
+    let st = dev.state();
+    assert_eq!(st.sent.len(), 1);
+    assert_eq!(u32::from_be_bytes(st.sent[0].data[14..18].try_into().unwrap()), 4);
+    drop(st);
+    ring.cleanup();
+    drop(ring);
+    assert!(leak_free(&p));
+}

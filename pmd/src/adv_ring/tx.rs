@@ -13,8 +13,21 @@ use crate::stats::QueueCounters;
 /// RS is requested on (at least) every this many descriptors; cleanup frees this many at a time.
 pub const TX_RS_THRESH: usize = 32;
 
-/// Longest packet one data descriptor may carry (the 16-bit length field; 82576 limit).
+/// Longest packet sent (and longest data of one descriptor; 82576 limit).
 pub const MAX_TX_LEN: usize = 16_383;
+
+/// Most segments (data descriptors) of one packet: a bound that keeps every packet within a
+/// ring of [`MIN_RING_SIZE`](super::MIN_RING_SIZE) descriptors.
+pub const MAX_TX_SEGS: usize = 32;
+
+/// Whether the ring can send `p`: not empty, not longer than [`MAX_TX_LEN`], and if chained, at
+/// most [`MAX_TX_SEGS`] segments none of which is empty.
+#[inline(always)]
+fn sendable(p: &Packet) -> bool {
+    !p.is_empty()
+        && p.len() <= MAX_TX_LEN
+        && (p.is_contiguous() || (p.nb_segs() <= MAX_TX_SEGS && p.segments().all(|s| !s.is_empty())))
+}
 
 /// Why a TX ring could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -186,8 +199,10 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
     }
 
     /// Transmits packets from the front of `pkts`; what does not fit in the ring stays in `pkts`,
-    /// in order. Returns how many were taken. Packets of length 0 or above [`MAX_TX_LEN`] are
-    /// freed and counted in `c.ierrors` (TX errors), not sent. Counts packets and bytes into `c`.
+    /// in order. Returns how many were taken. A chained packet takes one data descriptor per
+    /// segment (EOP on the last); each segment is freed on its own once sent. Packets the ring
+    /// cannot send (empty, above [`MAX_TX_LEN`], more than [`MAX_TX_SEGS`] segments or an empty
+    /// segment) are freed and counted in `c.ierrors` (TX errors). Counts packets and bytes.
     #[inline]
     pub fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
         if pkts.is_empty() {
@@ -195,12 +210,13 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
         }
         // Invariant 5: a length the device cannot send (0, or beyond one descriptor) never
         // reaches a descriptor; such packets are freed and counted.
-        if pkts.iter().any(|p| p.is_empty() || p.len() > MAX_TX_LEN) {
+        if !pkts.iter().all(sendable) {
             let before = pkts.len();
-            pkts.retain(|p| !p.is_empty() && p.len() <= MAX_TX_LEN);
+            pkts.retain(sendable);
             c.ierrors += (before - pkts.len()) as u64;
         }
-        let n = pkts.len();
+        // Descriptors the burst needs at least (a chain takes one per segment).
+        let n: usize = pkts.iter().map(Packet::nb_segs).sum();
         if self.free_descs() < n.max(TX_RS_THRESH) {
             self.cleanup_until(n.max(TX_RS_THRESH));
         }
@@ -227,7 +243,8 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                 (None, 0, 0)
             };
             let need_ctx = ctx.is_some() && ctx != self.ctx;
-            if free < 1 + usize::from(need_ctx) {
+            let segs = pkt.nb_segs();
+            if free < segs + usize::from(need_ctx) {
                 break;
             }
             if need_ctx {
@@ -247,24 +264,34 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                 free -= 1;
                 self.since_rs += 1;
             }
-            let mut cmd = len as u32 | tx::DTYP_DATA | tx::CMD_DEXT | tx::CMD_IFCS | tx::CMD_EOP | vle;
-            self.since_rs += 1;
-            if self.since_rs >= TX_RS_THRESH {
-                cmd |= tx::CMD_RS;
-                self.since_rs = 0;
-                self.rs_marks[self.rs_tail & mask] = tail as u32;
-                self.rs_tail += 1;
-            }
+            // PAYLEN (the whole packet) in every data descriptor, as the datasheet asks of the
+            // first and tolerates in the others.
             let olinfo = ((len as u32) << tx::PAYLEN_SHIFT) | popts | (self.ctx_idx << tx::IDX_SHIFT);
             self.data_at[taken] = tail as u16;
-            // SAFETY: tail inside the ring and owned by the CPU (free > 0).
-            unsafe {
-                desc::write_u64(base, tail, tx::BUFFER_ADDR, pkt.data_iova());
-                desc::write_u32(base, tail, tx::CMD_TYPE_LEN, cmd);
-                desc::write_u32(base, tail, tx::OLINFO_STATUS, olinfo);
+            self.since_rs += segs;
+            let rs = self.since_rs >= TX_RS_THRESH;
+            for (k, (iova, seg_len)) in pkt.dma_segments().enumerate() {
+                let last = k + 1 == segs;
+                let mut cmd = seg_len as u32 | tx::DTYP_DATA | tx::CMD_DEXT | tx::CMD_IFCS | vle;
+                if last {
+                    cmd |= tx::CMD_EOP;
+                    if rs {
+                        // RS on the packet's last descriptor: its DD covers every one before.
+                        cmd |= tx::CMD_RS;
+                        self.since_rs = 0;
+                        self.rs_marks[self.rs_tail & mask] = tail as u32;
+                        self.rs_tail += 1;
+                    }
+                }
+                // SAFETY: tail inside the ring and owned by the CPU (free >= segs, checked).
+                unsafe {
+                    desc::write_u64(base, tail, tx::BUFFER_ADDR, iova);
+                    desc::write_u32(base, tail, tx::CMD_TYPE_LEN, cmd);
+                    desc::write_u32(base, tail, tx::OLINFO_STATUS, olinfo);
+                }
+                tail = (tail + 1) & mask;
             }
-            tail = (tail + 1) & mask;
-            free -= 1;
+            free -= segs;
             taken += 1;
             bytes += len as u64;
         }
@@ -272,9 +299,17 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
             return 0;
         }
         // Slots are filled after the loop so that the borrow of `v` above stays shared; a context
-        // descriptor's slot stays NULL.
+        // descriptor's slot stays NULL. A chain is taken apart: each segment's slot holds that
+        // segment alone, freed when its descriptor is cleaned.
         for (k, pkt) in v.drain(..taken).enumerate() {
-            self.slots[usize::from(self.data_at[k])] = pkt.into_raw();
+            let mut at = usize::from(self.data_at[k]);
+            let mut cur = Some(pkt);
+            while let Some(p) = cur {
+                let (seg, rest) = p.split_first_segment();
+                self.slots[at] = seg.into_raw();
+                at = (at + 1) & mask;
+                cur = rest;
+            }
         }
         self.tail = tail;
         // Invariant 2: descriptors, release fence, then the tail register. One write per burst.

@@ -5,7 +5,7 @@
 use oxpmd_dma::Mempool;
 
 use crate::burst::DEFAULT_BURST;
-use crate::driver::{Capabilities, DeviceInfo};
+use crate::driver::{Capabilities, DEFAULT_MTU, DeviceInfo, MIN_MTU, max_frame_len};
 use crate::error::{PortError, Result};
 
 /// Default ring size (DPDK l2fwd: 1024 RX and TX descriptors).
@@ -35,6 +35,10 @@ pub struct PortConfig {
     pub rss_key: Option<Vec<u8>>,
     /// The header fields to hash; `None`: every type the device offers.
     pub rss_hash: Option<crate::rss::RssHash>,
+    /// The MTU ([`MIN_MTU`]`..=`[`DeviceInfo::max_mtu`]; default [`DEFAULT_MTU`]). A frame
+    /// larger than one RX buffer arrives as a chained packet, which needs
+    /// [`Capabilities::RX_SCATTER`]; without it the pool's data room must hold the whole frame.
+    pub mtu: u16,
 }
 
 /// Why `pool` cannot serve the RX queues of a device described by `info` (`None`: it can): the
@@ -66,6 +70,29 @@ pub(crate) fn rx_buffer_refusal(pool: &Mempool, info: &DeviceInfo) -> Option<Str
     })
 }
 
+/// Why a port of a device described by `info`, receiving into `pool`, cannot have MTU `mtu`.
+pub(crate) fn mtu_refusal(mtu: u16, pool: &Mempool, info: &DeviceInfo) -> std::result::Result<(), String> {
+    if !(MIN_MTU..=info.max_mtu).contains(&mtu) {
+        return Err(format!(
+            "MTU {mtu}: {} takes {MIN_MTU}..={}",
+            info.driver, info.max_mtu
+        ));
+    }
+    let frame = max_frame_len(mtu);
+    let room = pool.data_room() - pool.data_room() % info.rx_buffer_unit.max(1);
+    if frame > room && !info.capabilities.contains(Capabilities::RX_SCATTER) {
+        return Err(format!(
+            "MTU {mtu}: frames of up to {frame} bytes do not fit the {room} bytes of an RX buffer of \
+             mempool `{}`, and {} has no {} (it offers: {}); use a data room of at least {frame} bytes",
+            pool.name(),
+            info.driver,
+            Capabilities::RX_SCATTER,
+            info.capabilities
+        ));
+    }
+    Ok(())
+}
+
 impl PortConfig {
     /// One RX and one TX queue of [`DEFAULT_RING_SIZE`] descriptors, buffers from `mempool`.
     pub fn new(mempool: Mempool) -> Self {
@@ -79,7 +106,14 @@ impl PortConfig {
             vlan_filter: false,
             rss_key: None,
             rss_hash: None,
+            mtu: DEFAULT_MTU,
         }
+    }
+
+    /// Sets the MTU.
+    pub fn mtu(mut self, mtu: u16) -> Self {
+        self.mtu = mtu;
+        self
     }
 
     /// Sets the queue counts.
@@ -186,6 +220,7 @@ impl PortConfig {
                 )));
             }
         }
+        mtu_refusal(self.mtu, &self.mempool, info).map_err(bad)?;
         let needed = usize::from(self.rx_queues) * (self.rx_ring_size + DEFAULT_BURST);
         if self.mempool.capacity() < needed {
             return Err(PortError::PoolTooSmall {

@@ -64,6 +64,10 @@ pub struct Port {
     /// The RSS redirection table as programmed (empty: no RSS, or not configured).
     reta: Vec<u16>,
     rx_queue_count: u16,
+    /// The MTU as set ([`PortConfig::mtu`], [`Port::set_mtu`]).
+    mtu: u16,
+    /// The pool the RX queues receive into (once configured): what a new MTU is checked against.
+    rx_pool: Option<oxpmd_dma::Mempool>,
     /// Declared last: dropped after the queues.
     driver: Box<dyn Driver>,
 }
@@ -127,6 +131,8 @@ impl Port {
             vlan_filter: false,
             reta: Vec::new(),
             rx_queue_count: 0,
+            mtu: crate::driver::DEFAULT_MTU,
+            rx_pool: None,
             driver,
         }
     }
@@ -173,6 +179,7 @@ impl Port {
         let info = self.driver.info();
         config.validate(&self.name, &info)?;
         self.driver.configure(config)?;
+        self.driver.set_mtu(config.mtu)?;
         let device: Arc<str> = Arc::from(self.name.as_str());
         let mut rxq = Vec::with_capacity(usize::from(config.rx_queues));
         for q in 0..config.rx_queues {
@@ -182,6 +189,7 @@ impl Port {
                 pool: &config.mempool,
                 port_id: self.port_id,
                 vlan_strip: config.vlan_strip,
+                max_frame: crate::driver::max_frame_len(info.max_mtu),
             };
             let ops = self.driver.setup_rx_queue(&setup)?;
             rxq.push(RxQueue::new(ops, self.port_id, q, device.clone()));
@@ -204,6 +212,8 @@ impl Port {
         self.vlan_filter = config.vlan_filter;
         self.reta = crate::rss::round_robin_reta(info.reta_size, config.rx_queues);
         self.rx_queue_count = config.rx_queues;
+        self.mtu = config.mtu;
+        self.rx_pool = Some(config.mempool.clone());
         self.state = PortState::Configured;
         Ok(())
     }
@@ -243,6 +253,31 @@ impl Port {
             std::mem::take(&mut self.rx_queues),
             std::mem::take(&mut self.tx_queues),
         ))
+    }
+
+    /// The MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// Sets the MTU ([`MIN_MTU`](crate::driver::MIN_MTU)`..=`[`DeviceInfo::max_mtu`]): frames up
+    /// to [`max_frame_len`](crate::driver::max_frame_len)`(mtu)` are received, in several
+    /// segments when larger than one RX buffer. Allowed in any state once configured; before,
+    /// set [`PortConfig::mtu`] instead.
+    pub fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        let Some(pool) = &self.rx_pool else {
+            return Err(self.wrong_state("set the MTU", "set PortConfig::mtu, or configure first"));
+        };
+        crate::port::config::mtu_refusal(mtu, pool, &self.driver.info()).map_err(|reason| {
+            PortError::InvalidConfig {
+                device: self.name.clone(),
+                op: "set the MTU",
+                reason,
+            }
+        })?;
+        self.driver.set_mtu(mtu)?;
+        self.mtu = mtu;
+        Ok(())
     }
 
     /// Current link state.
@@ -494,17 +529,11 @@ mod tests {
     #[test]
     fn an_rx_buffer_the_device_would_use_in_part_is_refused_with_the_sizes() {
         let igb = DeviceInfo {
-            driver: "igb",
             max_rx_queues: 8,
             max_tx_queues: 8,
-            min_ring_size: 64,
-            max_ring_size: 4096,
             min_rx_buffer: 1522,
             rx_buffer_unit: 1024,
-            capabilities: crate::driver::Capabilities::NONE,
-            reta_size: 0,
-            rss_key_len: 0,
-            rss_hash: crate::rss::RssHash::NONE,
+            ..DeviceInfo::basic("igb")
         };
         for room in [1518, 1600] {
             let msg = rx_buffer_refusal(&pool(room), &igb).expect("refused");

@@ -40,17 +40,13 @@ impl Driver for NullDriver {
 
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
-            driver: "null",
             max_rx_queues: NULL_MAX_QUEUES,
             max_tx_queues: NULL_MAX_QUEUES,
-            min_ring_size: crate::adv_ring::MIN_RING_SIZE,
-            max_ring_size: crate::adv_ring::MAX_RING_SIZE,
             min_rx_buffer: self.size,
-            rx_buffer_unit: 1,
-            capabilities: crate::driver::Capabilities::NONE,
-            reta_size: 0,
-            rss_key_len: 0,
-            rss_hash: crate::rss::RssHash::NONE,
+            // TX frees whatever it is given, chains included.
+            capabilities: crate::driver::Capabilities::TX_MULTI_SEG,
+            max_mtu: u16::MAX - 18,
+            ..DeviceInfo::basic("null")
         }
     }
 

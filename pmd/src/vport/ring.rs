@@ -118,17 +118,10 @@ impl Driver for RingDriver {
 
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
-            driver: "ring",
-            max_rx_queues: 1,
-            max_tx_queues: 1,
-            min_ring_size: crate::adv_ring::MIN_RING_SIZE,
-            max_ring_size: crate::adv_ring::MAX_RING_SIZE,
-            min_rx_buffer: 0,
-            rx_buffer_unit: 1,
-            capabilities: crate::driver::Capabilities::NONE,
-            reta_size: 0,
-            rss_key_len: 0,
-            rss_hash: crate::rss::RssHash::NONE,
+            // Packets pass through as they are: a chain sent is a chain received.
+            capabilities: crate::driver::Capabilities::RX_SCATTER | crate::driver::Capabilities::TX_MULTI_SEG,
+            max_mtu: u16::MAX - 18,
+            ..DeviceInfo::basic("ring")
         }
     }
 

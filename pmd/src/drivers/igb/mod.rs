@@ -58,6 +58,9 @@ pub const MAX_QUEUES: u16 = 8;
 /// buffer also holds the FCS should it not be stripped). The buffer size the device uses is the
 /// data room rounded down to whole KiB (SRRCTL.BSIZEPKT), so the smallest data room is 2048.
 pub const MIN_RX_BUFFER: usize = 1522;
+/// The largest MTU: Linux igb's largest frame on the 82576, 9216 bytes, less the Ethernet
+/// header, the FCS and two VLAN tags.
+pub const MAX_MTU: u16 = 9216 - 26;
 /// How long the device may take to come out of `CTRL.RST`.
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one MDIC (PHY register) operation may take.
@@ -81,6 +84,12 @@ pub enum IgbError {
     /// Descriptor ring memory could not be allocated.
     #[error(transparent)]
     Region(#[from] oxpmd_dma::RegionError),
+    /// An RSS key of the wrong length.
+    #[error("RSS key of {len} bytes: the 82576 takes {}", rss::KEY_LEN)]
+    RssKeyLength {
+        /// Bytes given.
+        len: usize,
+    },
     /// The device did not leave reset.
     #[error("CTRL.RST still set {0:?} after the reset; the device does not respond")]
     ResetTimeout(Duration),
@@ -496,10 +505,13 @@ impl Driver for IgbDriver {
             capabilities: Capabilities::VLAN_STRIP
                 | Capabilities::VLAN_FILTER
                 | Capabilities::VLAN_INSERT
-                | Capabilities::MULTICAST_LIST,
+                | Capabilities::MULTICAST_LIST
+                | Capabilities::RX_SCATTER
+                | Capabilities::TX_MULTI_SEG,
             reta_size: regs::rss::RETA_ENTRIES,
             rss_key_len: rss::KEY_LEN,
             rss_hash: rss::supported(),
+            max_mtu: MAX_MTU,
         }
     }
 
@@ -543,13 +555,8 @@ impl Driver for IgbDriver {
         ))?;
         let key = match &config.rss_key {
             // Length checked against the device's by the port.
-            Some(k) => <[u8; rss::KEY_LEN]>::try_from(k.as_slice()).map_err(|_| {
-                drv_err(
-                    &s.name,
-                    "configure",
-                    IgbError::Ring(format!("RSS key of {} bytes", k.len())),
-                )
-            })?,
+            Some(k) => <[u8; rss::KEY_LEN]>::try_from(k.as_slice())
+                .map_err(|_| drv_err(&s.name, "configure", IgbError::RssKeyLength { len: k.len() }))?,
             None => rss::random_key(),
         };
         for (i, v) in rss::key_registers(&key).iter().enumerate() {
@@ -598,6 +605,8 @@ impl Driver for IgbDriver {
                 }
             })?;
         ring.set_vlan_stripped(setup.vlan_strip);
+        // A frame longer than one buffer goes on over the next descriptors (EOP on the last).
+        ring.set_max_frame(setup.max_frame);
         let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
             .map_err(self.reg_err("program RX ring"))?;
@@ -700,6 +709,25 @@ impl Driver for IgbDriver {
         self.shared
             .modify(rx::RCTL, set, clear)
             .map_err(self.reg_err("set all-multicast mode"))?;
+        Ok(())
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        // Beyond the standard MTU the device needs LPE, and then drops frames longer than
+        // RLPML, which counts the FCS (as QEMU's hw/net/igb_core.c igb_rx_is_oversized does).
+        let rlpml = crate::driver::max_frame_len(mtu) as u32 + 4;
+        self.shared
+            .write(rx::RLPML, rlpml)
+            .map_err(self.reg_err("write RLPML"))?;
+        let (set, clear) = if mtu > crate::driver::DEFAULT_MTU {
+            (rx::RCTL_LPE, 0)
+        } else {
+            (0, rx::RCTL_LPE)
+        };
+        self.filter_bits = (self.filter_bits & !clear) | set;
+        self.shared
+            .modify(rx::RCTL, set, clear)
+            .map_err(self.reg_err("set long packet reception (RCTL.LPE)"))?;
         Ok(())
     }
 

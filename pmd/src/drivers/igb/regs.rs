@@ -152,6 +152,9 @@ pub mod rx {
     pub const RXCSUM_TUOFLD: u32 = 1 << 9;
     /// RXCSUM: packet checksum disable: the write-back carries the RSS hash (needed for RSS).
     pub const RXCSUM_PCSD: u32 = 1 << 13;
+
+    /// RLPML: the longest frame received with RCTL.LPE, FCS included (bits 13:0).
+    pub const RLPML: Reg = Reg(0x5004);
 }
 
 /// Transmit control.

@@ -52,8 +52,12 @@ pub const ENV_TOKEN: &str = "OXPMD_VF_TOKEN";
 pub const ENV_TOKEN_FILE: &str = "OXPMD_VF_TOKEN_FILE";
 /// The largest frame an RX buffer must hold (as for the PF: see `igb::MIN_RX_BUFFER`).
 pub const MIN_RX_BUFFER: usize = crate::drivers::igb::MIN_RX_BUFFER;
-/// Max frame asked from the PF at bring-up (1518 + a VLAN tag).
-pub const MAX_FRAME: u32 = 1522;
+/// Max frame asked from the PF at bring-up: the standard MTU's frame and its FCS, as Linux's
+/// igbvf asks (1522).
+pub const MAX_FRAME: u32 = crate::driver::max_frame_len(crate::driver::DEFAULT_MTU) as u32 + 4;
+/// The largest MTU a VF asks for: the PF grants or refuses it (SET_LPE); oxpmd's PF service
+/// grants frames up to its policy's `max_frame` (9022 by default).
+pub const MAX_MTU: u16 = 9000;
 /// How long the PF may take to release the VF from reset.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one mailbox exchange may take (the PF manager polls every few milliseconds).
@@ -186,6 +190,8 @@ pub struct IgbvfDriver {
     /// PF holds the VF's link down.
     mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
     mac: MacAddr,
+    /// The max frame asked of the PF (SET_LPE), asked again after every reset.
+    max_frame: u32,
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
     queues: Vec<(VfDir, u16)>,
@@ -261,6 +267,7 @@ impl IgbvfDriver {
             dma,
             mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
             mac: MacAddr::ZERO,
+            max_frame: MAX_FRAME,
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
@@ -299,6 +306,7 @@ impl IgbvfDriver {
             dma,
             mbx: None,
             mac,
+            max_frame: MAX_FRAME,
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
@@ -422,7 +430,12 @@ impl IgbvfDriver {
             ));
         }
         self.mac = mac;
-        self.simple_request(VfRequest::SetLpe { max_frame: MAX_FRAME }, "SET_LPE")?;
+        self.simple_request(
+            VfRequest::SetLpe {
+                max_frame: self.max_frame,
+            },
+            "SET_LPE",
+        )?;
         log::info!("{}: igbvf reset handshake done, MAC {mac}", s.name);
         Ok(())
     }
@@ -511,10 +524,13 @@ impl Driver for IgbvfDriver {
             // (mailbox SET_VLAN).
             capabilities: Capabilities::VLAN_FILTER
                 | Capabilities::VLAN_INSERT
-                | Capabilities::MULTICAST_LIST,
+                | Capabilities::MULTICAST_LIST
+                | Capabilities::RX_SCATTER
+                | Capabilities::TX_MULTI_SEG,
             reta_size: 0,
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
+            max_mtu: MAX_MTU,
         }
     }
 
@@ -579,6 +595,7 @@ impl Driver for IgbvfDriver {
                     source: Box::new(e),
                 }
             })?;
+        ring.set_max_frame(setup.max_frame);
         let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         self.program_ring(VfDir::Rx, q, ring.iova(), ring.len_bytes())
             .map_err(|e| drv_err(self.name(), "program the RX ring", e))?;
@@ -702,6 +719,20 @@ impl Driver for IgbvfDriver {
             },
             "SET_PROMISC (multicast)",
         )
+    }
+
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        let max_frame = crate::driver::max_frame_len(mtu) as u32 + 4;
+        if max_frame == self.max_frame {
+            return Ok(());
+        }
+        if self.mbx.is_none() {
+            // The PF's own pool: its frame limit is the PF service's (VMOLR of the pool).
+            return Err(drv_err(self.name(), "set the MTU", IgbvfError::PfPool));
+        }
+        self.simple_request(VfRequest::SetLpe { max_frame }, "SET_LPE (the MTU)")?;
+        self.max_frame = max_frame;
+        Ok(())
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {

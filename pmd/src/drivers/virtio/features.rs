@@ -9,6 +9,7 @@ pub const REQUIRED_FEATURES: u64 = feature::VERSION_1 | feature::ACCESS_PLATFORM
 pub const OPTIONAL_FEATURES: u64 = feature::NET_MAC
     | feature::NET_STATUS
     | feature::NET_MRG_RXBUF
+    | feature::NET_MTU
     | feature::NET_CSUM
     | feature::NET_CTRL_VQ
     | CTRL_VQ_FEATURES;

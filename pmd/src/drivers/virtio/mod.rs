@@ -72,6 +72,9 @@ pub const MIN_RING_SIZE: usize = 16;
 pub const MAX_RING_SIZE: usize = 4096;
 /// Smallest RX buffer data room (a full 1518-byte frame in one buffer).
 pub const MIN_RX_BUFFER: usize = 1518;
+/// The largest MTU when the device does not advise one (VIRTIO_NET_F_MTU): frames of up to
+/// 9728 bytes (DPDK's virtio limit) less the Ethernet header, a VLAN tag and the net header.
+pub const MAX_MTU: u16 = 9728 - 14 - 4 - 12;
 /// Entries of the control virtqueue (at most; clamped to the device's).
 const CTRL_QUEUE_SIZE: usize = 16;
 /// Most MSI-X vectors enabled (the configuration vector, then one per virtqueue).
@@ -160,6 +163,8 @@ pub struct VirtioDriver {
     driver_ok: bool,
     /// Queue pairs the device has (max_virtqueue_pairs with MQ, else 1).
     max_pairs: u16,
+    /// The largest MTU: the device's advice (VIRTIO_NET_F_MTU) or [`MAX_MTU`].
+    max_mtu: u16,
     /// Queue pairs configured (told to the device at start with MQ).
     pairs: u16,
     /// The control virtqueue (with VIRTIO_NET_F_CTRL_VQ), and its memory.
@@ -220,6 +225,7 @@ impl VirtioDriver {
             rx_notify: Vec::new(),
             driver_ok: false,
             max_pairs: 1,
+            max_mtu: MAX_MTU,
             pairs: 1,
             ctrl: None,
             promiscuous: false,
@@ -348,6 +354,15 @@ impl VirtioDriver {
             mac = fallback;
         }
         self.mac = mac;
+        self.max_mtu = if features & feature::NET_MTU != 0 {
+            s.read_device_cfg::<2>(netcfg::MTU)
+                .map_err(self.reg_err("read the device's MTU"))?
+                .map(u16::from_le_bytes)
+                .unwrap_or(crate::driver::DEFAULT_MTU)
+                .clamp(crate::driver::MIN_MTU, MAX_MTU)
+        } else {
+            MAX_MTU
+        };
         if features & feature::NET_MQ != 0 {
             let pairs = s
                 .read_device_cfg::<2>(netcfg::MAX_VIRTQUEUE_PAIRS)
@@ -587,11 +602,19 @@ impl Driver for VirtioDriver {
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: 1,
             // Both in software (crate::vlan): virtio-net has no VLAN offload; its VLAN filter
-            // (VIRTIO_NET_F_CTRL_VLAN) is not driven.
-            capabilities: Capabilities::VLAN_STRIP | Capabilities::VLAN_INSERT,
+            // (VIRTIO_NET_F_CTRL_VLAN) is not driven. Merged RX buffers are chained packets.
+            capabilities: Capabilities::VLAN_STRIP
+                | Capabilities::VLAN_INSERT
+                | Capabilities::TX_MULTI_SEG
+                | if self.features & feature::NET_MRG_RXBUF != 0 {
+                    Capabilities::RX_SCATTER
+                } else {
+                    Capabilities::NONE
+                },
             reta_size: 0,
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
+            max_mtu: self.max_mtu,
         }
     }
 
@@ -659,6 +682,7 @@ impl Driver for VirtioDriver {
             let mut rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
             rxq.set_vlan_strip(setup.vlan_strip);
+            rxq.set_max_frame(setup.max_frame);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Box::new(RxQueueBox::new(rxq, self.shared.clone(), index))
@@ -668,6 +692,7 @@ impl Driver for VirtioDriver {
             let mut rxq = VirtioRxQueue::new(ring, bell, setup.pool, setup.port_id, q, false)
                 .map_err(|e| drv_err(self.name(), "set up RX queue", e))?;
             rxq.set_vlan_strip(setup.vlan_strip);
+            rxq.set_max_frame(setup.max_frame);
             let r = rxq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Box::new(RxQueueBox::new(rxq, self.shared.clone(), index))

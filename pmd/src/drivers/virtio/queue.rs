@@ -2,9 +2,12 @@
 //!
 //! - RX: every buffer is one device-writable descriptor starting [`nethdr::LEN`] bytes before the
 //!   buffer's data offset, so the device writes the 12-byte net header into the headroom and the
-//!   frame at the data offset: no copy. Frames the device merged over several buffers
-//!   (`num_buffers > 1`, only with frames larger than one buffer) are dropped and counted
-//!   (`rx_multiseg_dropped`), like the advanced descriptor ring does.
+//!   frame at the data offset: no copy. A frame the device merged over several buffers
+//!   (VIRTIO_NET_F_MRG_RXBUF, `num_buffers > 1` in the first one's header) becomes a chained
+//!   packet: the first segment starts after the header, the others at the start of their buffer
+//!   (only the first holds a header). `num_buffers` is the device's word: it is bounded by the
+//!   largest frame the queue accepts, and a frame beyond it is dropped and counted
+//!   (`rx_multiseg_dropped`).
 //! - TX: the net header is prepended into the packet's headroom (one descriptor per packet); a
 //!   packet without 12 bytes of headroom gets a two-descriptor chain whose header lives in a
 //!   per-slot table in the ring memory. Checksum offload: `TX_TCP_CKSUM` / `TX_UDP_CKSUM` become
@@ -23,7 +26,7 @@
 //!   queue then does nothing until it is dropped (reopen the port).
 #![allow(unsafe_code)]
 
-use oxpmd_dma::{Mempool, MempoolCache, OffloadFlags, Packet, PoolCaches, RawBuffer};
+use oxpmd_dma::{ChainBuilder, Mempool, MempoolCache, OffloadFlags, Packet, PoolCaches, RawBuffer};
 use std::mem::ManuallyDrop;
 
 use super::regs::nethdr;
@@ -34,6 +37,8 @@ use crate::stats::QueueCounters;
 
 /// Longest frame the TX path accepts (a standard frame with VLAN tags fits many times).
 pub const MAX_TX_LEN: usize = 9728;
+/// Most segments of one TX packet (each is one descriptor, after the header's).
+pub const MAX_TX_SEGS: usize = 32;
 
 /// What a queue needs from the device besides its ring memory.
 ///
@@ -72,6 +77,16 @@ pub struct VirtioRxQueue<D: Doorbell, Q: Virtqueue> {
     queue: u16,
     /// Remaining buffers of a merged frame being dropped.
     discard: u32,
+    /// The segments so far of a merged frame (kept across bursts), and how many buffers of it
+    /// are still to come.
+    partial: ChainBuilder,
+    merge_left: u32,
+    /// The first buffer's header flags of the frame being merged.
+    frame_flags: u8,
+    /// Longest frame handed out; the device's `num_buffers` is bounded by what it needs.
+    max_frame: usize,
+    /// Data room of one buffer.
+    room: usize,
     guest_csum: bool,
     /// Strip outer 802.1Q tags in software (the device has no such feature).
     vlan_strip: bool,
@@ -154,6 +169,11 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             port,
             queue,
             discard: 0,
+            partial: ChainBuilder::new(),
+            merge_left: 0,
+            frame_flags: 0,
+            max_frame: pool.data_room(),
+            room: pool.data_room(),
             guest_csum,
             vlan_strip: false,
             bad_ids: 0,
@@ -166,6 +186,12 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         }
         q.ring.publish();
         Ok(q)
+    }
+
+    /// Accepts frames up to `max` bytes merged over several buffers (at least one buffer's
+    /// room; only meaningful with VIRTIO_NET_F_MRG_RXBUF, without which the device never merges).
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max.max(self.room);
     }
 
     /// Strips outer 802.1Q tags of received frames in software (`RX_VLAN_STRIPPED`, the TCI in
@@ -235,6 +261,14 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         }
     }
 
+    /// Gives up the frame whose buffer at hand could not be taken: its segments so far are
+    /// freed and the buffers still to come (after this one) are dropped as they arrive.
+    fn drop_frame(&mut self) {
+        self.discard = self.merge_left.saturating_sub(1);
+        self.merge_left = 0;
+        drop(self.partial.take());
+    }
+
     /// Counts (and logs once) a used id that names no buffer in flight.
     #[cold]
     fn bad_id(&mut self, id: usize) {
@@ -256,7 +290,6 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
         let mut got = 0usize;
         let mut bytes = 0u64;
         let mut consumed = false;
-        let v = out.vec_mut();
         while got < room {
             let Some(used) = self.ring.pop_used() else {
                 break;
@@ -301,45 +334,72 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             // after the acquire fence): it no longer accesses it.
             let mut pkt = unsafe { Packet::from_raw(b) };
             pkt.reset();
-            // Invariant 5: the device-written length is bounded by the buffer and the header.
-            let ok = len >= nethdr::LEN && pkt.prepend(nethdr::LEN).is_some() && pkt.set_len(len).is_ok();
-            if !ok {
-                c.ierrors += 1;
-                pkt.reset();
-                self.post(pkt.into_raw());
-                continue;
-            }
-            let (flags, num_buffers) = {
-                let h = pkt.data();
-                (
-                    h[nethdr::FLAGS],
-                    u16::from_le_bytes([h[nethdr::NUM_BUFFERS], h[nethdr::NUM_BUFFERS + 1]]),
-                )
-            };
             if self.discard > 0 {
                 self.discard -= 1;
+                self.post(pkt.into_raw());
+                continue;
+            }
+            // Invariant 5: the device-written length is bounded by the buffer (and, in the first
+            // buffer of a frame, must hold the header).
+            let first = self.merge_left == 0;
+            let ok = (!first || len >= nethdr::LEN)
+                && pkt.prepend(nethdr::LEN).is_some()
+                && pkt.set_len(len).is_ok();
+            if !ok {
+                c.ierrors += 1;
+                self.drop_frame();
                 pkt.reset();
                 self.post(pkt.into_raw());
                 continue;
             }
-            if num_buffers > 1 {
-                c.rx_multiseg_dropped += 1;
-                self.discard = u32::from(num_buffers) - 1;
-                pkt.reset();
-                self.post(pkt.into_raw());
-                continue;
+            if first {
+                let (f, num_buffers) = {
+                    let h = pkt.data();
+                    (
+                        h[nethdr::FLAGS],
+                        u16::from_le_bytes([h[nethdr::NUM_BUFFERS], h[nethdr::NUM_BUFFERS + 1]]),
+                    )
+                };
+                self.frame_flags = f;
+                // A frame needs at most max_frame / room buffers; more is not a frame we take.
+                let most = self.max_frame.div_ceil(self.room) as u32;
+                if num_buffers == 0 || u32::from(num_buffers) > most {
+                    c.rx_multiseg_dropped += 1;
+                    self.discard = u32::from(num_buffers).saturating_sub(1);
+                    pkt.reset();
+                    self.post(pkt.into_raw());
+                    continue;
+                }
+                let _ = pkt.adjust(nethdr::LEN);
+                self.merge_left = u32::from(num_buffers);
             }
             let Some(fresh) = self.take_spare() else {
                 c.rx_nombuf += 1;
+                self.drop_frame();
                 pkt.reset();
                 self.post(pkt.into_raw());
                 continue;
             };
             self.post(fresh);
-            let _ = pkt.adjust(nethdr::LEN);
+            self.merge_left -= 1;
+            if !first || self.merge_left > 0 {
+                if self.partial.push(pkt).is_err() || self.partial.len() > self.max_frame {
+                    c.rx_multiseg_dropped += 1;
+                    self.merge_left += 1;
+                    self.drop_frame();
+                    continue;
+                }
+                if self.merge_left > 0 {
+                    continue;
+                }
+                let Some(whole) = self.partial.take() else {
+                    continue;
+                };
+                pkt = whole;
+            }
             pkt.set_port(self.port);
             pkt.set_queue(self.queue);
-            if self.guest_csum && flags & nethdr::F_DATA_VALID != 0 {
+            if self.guest_csum && self.frame_flags & nethdr::F_DATA_VALID != 0 {
                 pkt.set_flags(OffloadFlags::RX_L4_CKSUM_GOOD);
             }
             // Bytes as they crossed the link (with the tag), as the Intel NICs count them.
@@ -347,7 +407,7 @@ impl<D: Doorbell, Q: Virtqueue> VirtioRxQueue<D, Q> {
             if self.vlan_strip {
                 crate::vlan::strip_tag(&mut pkt);
             }
-            v.push(pkt);
+            out.vec_mut().push(pkt);
             got += 1;
         }
         if consumed && self.ring.publish() && self.ring.needs_notify() {
@@ -631,8 +691,16 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                     // The posted-id check: only a slot filled when posting holds a buffer.
                     match self.bufs.get_mut(usize::from(id)) {
                         Some(slot) if !slot.is_null() => {
-                            self.scratch[n] = std::mem::replace(slot, RawBuffer::NULL);
-                            n += 1;
+                            let b = std::mem::replace(slot, RawBuffer::NULL);
+                            // SAFETY: a buffer this queue posted (live until freed here).
+                            if unsafe { b.is_chained() } {
+                                // SAFETY: as for the bulk put below: the device is done with
+                                // every segment of the chain it returned.
+                                drop(unsafe { Packet::from_raw(b) });
+                            } else {
+                                self.scratch[n] = b;
+                                n += 1;
+                            }
                         }
                         _ => {
                             self.bad_ids += 1;
@@ -675,6 +743,7 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let unsendable = |p: &Packet| {
             p.is_empty()
                 || p.len() > MAX_TX_LEN
+                || (!p.is_contiguous() && (p.nb_segs() > MAX_TX_SEGS || p.segments().any(<[u8]>::is_empty)))
                 || (p.flags().contains(OffloadFlags::TX_VLAN_INSERT) && !crate::vlan::can_insert_tag(p))
         };
         if pkts.iter().any(unsendable) {
@@ -712,7 +781,8 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             } else {
                 0
             };
-            let descs = if pkt.headroom() >= nethdr::LEN + tag { 1 } else { 2 };
+            let inline_hdr = pkt.headroom() >= nethdr::LEN + tag;
+            let descs = pkt.nb_segs() + usize::from(!inline_hdr);
             if self.ring.num_free() < descs {
                 break;
             }
@@ -723,19 +793,13 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             }
             let h = net_header(pkt, self.csum);
             let len = pkt.len();
-            let head = if let Some(room) = pkt.prepend(nethdr::LEN) {
-                room.copy_from_slice(&h);
-                let seg = Seg {
-                    addr: pkt.data_iova(),
-                    len: (len + nethdr::LEN) as u32,
-                    write: false,
-                };
-                let head = self.ring.add(&[seg]);
-                if head.is_none() {
-                    // Not taken: the packet stays in the burst as it was.
-                    let _ = pkt.adjust(nethdr::LEN);
+            // The chain: the header (in the packet's headroom, or in the header table), then
+            // one descriptor per segment.
+            let hdr_seg = if inline_hdr {
+                if let Some(room) = pkt.prepend(nethdr::LEN) {
+                    room.copy_from_slice(&h);
                 }
-                head
+                None
             } else {
                 // The header table slot of the head this chain will get.
                 let Some(head) = self.next_head() else { break };
@@ -743,20 +807,29 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                 // SAFETY: slot < 16 * size: inside the header table of the ring memory, which the
                 // CPU owns (head is free, so the device does not read this slot).
                 unsafe { std::ptr::copy_nonoverlapping(h.as_ptr(), self.hdr_ptr.add(slot), h.len()) };
-                let segs = [
-                    Seg {
-                        addr: self.hdr_iova + slot as u64,
-                        len: nethdr::LEN as u32,
-                        write: false,
-                    },
-                    Seg {
-                        addr: pkt.data_iova(),
-                        len: len as u32,
-                        write: false,
-                    },
-                ];
-                self.ring.add(&segs)
+                Some(Seg {
+                    addr: self.hdr_iova + slot as u64,
+                    len: nethdr::LEN as u32,
+                    write: false,
+                })
             };
+            let head = if pkt.is_contiguous() {
+                let data = Seg {
+                    addr: pkt.data_iova(),
+                    len: pkt.seg_len() as u32,
+                    write: false,
+                };
+                match hdr_seg {
+                    Some(hs) => self.ring.add(&[hs, data]),
+                    None => self.ring.add(&[data]),
+                }
+            } else {
+                self.add_chain(hdr_seg, pkt)
+            };
+            if head.is_none() && inline_hdr {
+                // Not taken: the packet stays in the burst as it was.
+                let _ = pkt.adjust(nethdr::LEN);
+            }
             let Some(head) = head else { break };
             self.heads[taken] = head;
             bytes += len as u64;
@@ -775,6 +848,28 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         c.packets += taken as u64;
         c.bytes += bytes;
         refused + taken
+    }
+
+    /// Adds the descriptor chain of a chained packet: the header's descriptor (if it is not in
+    /// the packet's headroom), then one per segment.
+    #[cold]
+    fn add_chain(&mut self, hdr: Option<Seg>, pkt: &Packet) -> Option<u16> {
+        let mut segs = [Seg {
+            addr: 0,
+            len: 0,
+            write: false,
+        }; MAX_TX_SEGS + 1];
+        let mut n = 0;
+        for seg in hdr.into_iter().chain(pkt.dma_segments().map(|(addr, len)| Seg {
+            addr,
+            len: len as u32,
+            write: false,
+        })) {
+            // At most MAX_TX_SEGS segments (longer chains were refused) and one header.
+            *segs.get_mut(n)? = seg;
+            n += 1;
+        }
+        self.ring.add(&segs[..n])
     }
 
     /// The head the next chain will get.

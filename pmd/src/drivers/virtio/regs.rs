@@ -114,6 +114,8 @@ pub mod feature {
     pub const NET_GUEST_CSUM: u64 = 1 << 1;
     /// Device config has a MAC address.
     pub const NET_MAC: u64 = 1 << 5;
+    /// VIRTIO_NET_F_MTU: the device advises its largest MTU (`mtu` in the config).
+    pub const NET_MTU: u64 = 1 << 3;
     /// Driver can merge receive buffers (`num_buffers` in the header).
     pub const NET_MRG_RXBUF: u64 = 1 << 15;
     /// Device config has a link status.
@@ -156,6 +158,8 @@ pub mod netcfg {
     pub const STATUS: usize = 6;
     /// max_virtqueue_pairs le16 (valid with VIRTIO_NET_F_MQ).
     pub const MAX_VIRTQUEUE_PAIRS: usize = 8;
+    /// mtu le16 (valid with VIRTIO_NET_F_MTU).
+    pub const MTU: usize = 10;
     /// status: link up.
     pub const STATUS_LINK_UP: u16 = 1;
 }

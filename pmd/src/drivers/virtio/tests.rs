@@ -267,6 +267,29 @@ trait Dev {
         true
     }
 
+    /// RX with MRG_RXBUF: writes `hdr` and as much of `frame` as fits into the next buffers,
+    /// one after another (only the first holds the header), and completes each. Returns the
+    /// buffers used, 0 when too few are posted.
+    fn deliver_merged(&mut self, frame: &[u8], buffers: u16) -> usize {
+        let mut bytes = hdr(buffers, 0).to_vec();
+        bytes.extend_from_slice(frame);
+        let mut at = 0;
+        let mut used = 0;
+        while at < bytes.len() {
+            let Some((head, chain)) = self.pop_avail() else {
+                return 0;
+            };
+            let (addr, len, _) = chain[0];
+            let n = (len as usize).min(bytes.len() - at);
+            // SAFETY: the driver posted [addr, addr + len) device-writable; IOVA = VA here.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), addr as *mut u8, n) };
+            self.push_used(u32::from(head), n as u32);
+            at += n;
+            used += 1;
+        }
+        used
+    }
+
     /// TX: takes every available chain, returns (header, frame) of each, completes them.
     fn transmit(&mut self) -> Vec<([u8; 12], Vec<u8>)> {
         let mut out = Vec::new();
@@ -475,6 +498,8 @@ macro_rules! both_kinds {
 }
 
 both_kinds!(
+    rx_chains_merged_buffers_into_one_packet,
+    tx_sends_a_chain_as_one_descriptor_chain,
     rx_delivers_frames_unchanged_across_wrap_around,
     rx_reports_validated_checksums_and_rings_only_when_asked,
     rx_drops_merged_frames_bad_lengths_and_counts_empty_pools,
@@ -967,6 +992,42 @@ fn rx_drops_merged_frames_bad_lengths_and_counts_empty_pools<K: Kind>() {
     assert_eq!(pool.available(), pool.capacity(), "no buffer leaked");
 }
 
+/// MRG_RXBUF: a frame over several buffers becomes one chained packet, byte-exact; a frame whose
+/// `num_buffers` exceeds what the largest frame needs is dropped whole and counted.
+fn rx_chains_merged_buffers_into_one_packet<K: Kind>() {
+    let pool = virtual_pool("vio-rx-mrg", 256, 0).unwrap();
+    let bell = FakeBell::default();
+    let mut q = rx_queue::<K>(&pool, 64, &bell);
+    q.set_max_frame(9018);
+    let mut dev = K::dev(q.ring());
+    let mut c = QueueCounters::default();
+    let mut burst = Burst::new();
+    let jumbo = frame(1, 9014);
+    let room = pool.data_room();
+    let n = (9014usize + 12).div_ceil(room + 12) as u16;
+    assert_eq!(dev.deliver_merged(&jumbo, n), usize::from(n));
+    assert!(dev.deliver(hdr(1, 0), &frame(2, 80)));
+    // A frame over 40 buffers: more than 9018 bytes need. The device's count is followed for
+    // the buffers to drop (frame 4's buffer is the third of them), not for a packet.
+    assert_eq!(dev.deliver_merged(&frame(3, 3000), 40), 2);
+    assert!(dev.deliver(hdr(1, 0), &frame(4, 80)));
+    assert_eq!(q.rx_burst(&mut burst, &mut c), 2);
+    let v = burst.as_slice();
+    assert_eq!((v[0].nb_segs(), v[0].len()), (usize::from(n), 9014));
+    let got: Vec<u8> = v[0].segments().flatten().copied().collect();
+    assert_eq!(got, jumbo);
+    assert_eq!(v[1].data(), &frame(2, 80)[..]);
+    assert_eq!((c.packets, c.bytes, c.rx_multiseg_dropped), (2, 9014 + 80, 1));
+    burst.clear();
+    assert_eq!(q.rx_burst(&mut burst, &mut c), 0);
+    drop(burst);
+    assert_eq!(q.ring().num_free(), 0, "every buffer went back to the device");
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
+    drop(q);
+    flush_thread_caches();
+    assert_eq!(pool.available(), pool.capacity(), "no buffer leaked");
+}
+
 #[test]
 fn rx_refuses_pools_without_room_for_the_header() {
     let pool = virtual_pool("vio-rx-pool", 16, 0).unwrap();
@@ -994,6 +1055,34 @@ fn packet(pool: &Mempool, bytes: &[u8]) -> Packet {
     let mut p = pool.alloc().unwrap();
     p.extend_from_slice(bytes).unwrap();
     p
+}
+
+/// A chained packet goes out as one descriptor chain (header, then a descriptor per segment) and
+/// every segment is freed once the device returns it.
+fn tx_sends_a_chain_as_one_descriptor_chain<K: Kind>() {
+    let pool = virtual_pool("vio-tx-chain", 256, 0).unwrap();
+    let bell = FakeBell::default();
+    let mut q = tx_queue::<K>(64, &bell, false);
+    let mut dev = K::dev(q.ring());
+    let mut c = QueueCounters::default();
+    let mut burst = Burst::new();
+    let f = frame(9, 5000);
+    let mut pkt = packet(&pool, &f[..1000]);
+    pkt.chain(packet(&pool, &f[1000..3000])).unwrap();
+    pkt.chain(packet(&pool, &f[3000..])).unwrap();
+    burst.push(pkt).unwrap();
+    burst.push(packet(&pool, &frame(10, 64))).unwrap();
+    assert_eq!(q.tx_burst(&mut burst, &mut c), 2);
+    let sent = dev.transmit();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].1, f, "the chain arrives whole");
+    assert_eq!(sent[1].1, frame(10, 64));
+    assert_eq!(c.bytes, 5064);
+    q.cleanup();
+    assert!(dev.violations().is_empty(), "{:?}", dev.violations());
+    drop(q);
+    flush_thread_caches();
+    assert_eq!(pool.available(), pool.capacity(), "every segment freed");
 }
 
 fn tx_sends_frames_unchanged_with_a_zero_header_and_frees_them<K: Kind>() {
