@@ -951,7 +951,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
     let rx_port_id = rx_idx.map(|i| ports[i].id());
     let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
-    let capture = start_capture("pktgen", opts.pcap.as_deref(), opts.pcap_slots)?;
+    let capture = start_capture("pktgen", opts.pcap.as_deref(), opts.pcap_slots, 2048)?;
     let tx_tap = capture.as_ref().filter(|_| chosen(0)).map(Capture::tap);
     let rx_tap = capture
         .as_ref()

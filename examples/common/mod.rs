@@ -143,8 +143,14 @@ pub fn ports_json(ports: &mut [Port], prev: &mut [Option<PortStats>], dt: f64) -
     format!("[{}]", out.join(","))
 }
 
-/// Starts a capture to `path` (none without a path) with `slots` records; times the step.
-pub fn start_capture(prog: &str, path: Option<&Path>, slots: usize) -> Result<Option<Capture>, BoxError> {
+/// Starts a capture to `path` (none without a path) with `slots` records, each holding frames of
+/// up to `max_frame` bytes whole (at least the default record length); times the step.
+pub fn start_capture(
+    prog: &str,
+    path: Option<&Path>,
+    slots: usize,
+    max_frame: usize,
+) -> Result<Option<Capture>, BoxError> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -153,7 +159,7 @@ pub fn start_capture(prog: &str, path: Option<&Path>, slots: usize) -> Result<Op
         path,
         &CaptureConfig {
             slots,
-            ..CaptureConfig::default()
+            record_len: max_frame.clamp(CaptureConfig::default().record_len, 65535),
         },
     )?;
     step(

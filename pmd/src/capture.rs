@@ -369,14 +369,30 @@ impl CaptureTap {
     /// Returns false (and counts a drop) when no record is free. Never blocks, never allocates.
     #[inline]
     pub fn capture(&mut self, frame: &[u8], ts_ns: u64) -> bool {
+        self.capture_segments(core::iter::once(frame), frame.len(), ts_ns)
+    }
+
+    /// Captures a packet whole, every segment of a chained one, as [`CaptureTap::capture`] does
+    /// a frame.
+    #[inline]
+    pub fn capture_packet(&mut self, pkt: &oxpmd_dma::Packet, ts_ns: u64) -> bool {
+        self.capture_segments(pkt.segments(), pkt.len(), ts_ns)
+    }
+
+    #[inline]
+    fn capture_segments<'a>(&mut self, segs: impl Iterator<Item = &'a [u8]>, len: usize, ts_ns: u64) -> bool {
         let Some(mut r) = self.shared.free.dequeue() else {
             self.dropped += 1;
             return false;
         };
-        let n = frame.len().min(r.data.len());
-        r.data[..n].copy_from_slice(&frame[..n]);
+        let mut n = 0;
+        for seg in segs {
+            let k = seg.len().min(r.data.len() - n);
+            r.data[n..n + k].copy_from_slice(&seg[..k]);
+            n += k;
+        }
         r.len = n as u32;
-        r.orig_len = frame.len().min(u32::MAX as usize) as u32;
+        r.orig_len = len.min(u32::MAX as usize) as u32;
         r.ts_ns = ts_ns;
         match self.shared.full.enqueue(r) {
             Ok(()) => self.captured += 1,

@@ -35,8 +35,8 @@ pub mod xstats;
 
 pub use burst::{Burst, BurstCapacityError, DEFAULT_BURST, MAX_BURST};
 pub use driver::{
-    Capabilities, DeviceInfo, DeviceSpec, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup,
-    TxQueueOps, TxQueueSetup,
+    Capabilities, DEFAULT_MTU, DeviceInfo, DeviceSpec, Driver, LinkStatus, MIN_MTU, OpenOptions, RxQueueOps,
+    RxQueueSetup, TxQueueOps, TxQueueSetup, max_frame_len,
 };
 pub use error::{PortError, Result};
 pub use link_events::{LinkEvent, LinkEvents};

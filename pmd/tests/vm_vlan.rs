@@ -32,31 +32,19 @@ fn peer_ip(vid: u16) -> String {
     format!("10.78.{}.1", vid % 256)
 }
 
-/// An untagged UDP/IPv4 datagram from us to the peer on VLAN `vid`'s subnet (UDP checksum 0:
-/// none, allowed for IPv4).
+/// An untagged UDP/IPv4 datagram from us to the peer on VLAN `vid`'s subnet.
 fn udp_to_peer(dst: MacAddr, src: MacAddr, vid: u16, seq: u16) -> Vec<u8> {
-    let payload = format!("oxpmd vlan {vid} #{seq}");
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..6].copy_from_slice(&seq.to_be_bytes());
-    ip.extend_from_slice(&our_ip(vid));
     let peer: std::net::Ipv4Addr = peer_ip(vid).parse().unwrap();
-    ip.extend_from_slice(&peer.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&OUR_PORT.to_be_bytes());
-    f.extend_from_slice(&PEER_PORT.to_be_bytes());
-    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload.as_bytes());
-    f.resize(f.len().max(60), 0);
-    f
+    udp_ipv4_frame(
+        dst.0,
+        src.0,
+        our_ip(vid),
+        peer.octets(),
+        OUR_PORT,
+        PEER_PORT,
+        seq,
+        format!("oxpmd vlan {vid} #{seq}").as_bytes(),
+    )
 }
 
 /// The kernel side: one 802.1Q interface per VLAN on the kernel's igb port, our address as a

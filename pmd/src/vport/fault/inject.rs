@@ -223,7 +223,11 @@ impl Injector {
                 };
                 let at = (from + self.rng.below(len - from)) as usize;
                 let bit = 1u8 << self.rng.below(8);
-                p.data_mut()[at] ^= bit;
+                let mut byte = [0u8];
+                // `at < len`: inside the packet, whichever segment holds it.
+                if p.copy_out(at, &mut byte).is_ok() {
+                    let _ = p.copy_in(at, &[byte[0] ^ bit]);
+                }
                 self.delta.corrupted += 1;
                 // A corrupted packet does not release a held one: the receiver could not tell
                 // that the held packet came after it.
@@ -297,10 +301,15 @@ fn put(out: &mut Burst, p: Packet) {
     }
 }
 
-/// A copy of `p` (data and metadata) in a new buffer of `pool`.
+/// A copy of `p` (data and metadata) in new buffers of `pool`, one per segment of `p`.
 fn copy_of(p: &Packet, pool: &Mempool) -> Option<Packet> {
-    let mut c = pool.alloc()?;
-    c.extend_from_slice(p.data()).ok()?;
+    let mut chain = oxpmd_dma::ChainBuilder::new();
+    for seg in p.segments() {
+        let mut s = pool.alloc()?;
+        s.extend_from_slice(seg).ok()?;
+        chain.push(s).ok()?;
+    }
+    let mut c = chain.take()?;
     c.set_port(p.port());
     c.set_queue(p.queue());
     c.set_flags(p.flags());
