@@ -38,6 +38,12 @@ crate::flag_set::flag_set! {
         RX_SCATTER = 4, "rx-scatter";
         /// TX of chained packets: one descriptor per segment.
         TX_MULTI_SEG = 5, "tx-multi-seg";
+        /// TCP segmentation offload over IPv4 and IPv6: a packet flagged `TX_TCP_SEG` (its
+        /// headers in the first segment, the MSS in `tso_segsz()`, the TCP checksum field
+        /// holding the pseudo-header sum without the length) leaves as MSS-sized segments with
+        /// their IP lengths, IPv4 checksums, sequence numbers and TCP checksums filled in. A
+        /// device without it counts such packets as TX errors and sends nothing of them.
+        TCP_TSO = 6, "tcp-tso";
     }
 }
 

@@ -15,11 +15,13 @@
 pub mod adv_ring;
 pub mod burst;
 pub mod capture;
+pub mod checksum;
 pub mod driver;
 pub mod drivers;
 pub mod error;
 mod flag_set;
 pub mod forward;
+pub mod headers;
 pub mod iommu;
 pub mod link_events;
 pub mod mac;

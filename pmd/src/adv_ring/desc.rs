@@ -114,6 +114,12 @@ pub mod tx {
     pub const TUCMD_L4T_TCP: u32 = 0x0800;
     /// TUCMD L4 type: SCTP.
     pub const TUCMD_L4T_SCTP: u32 = 0x1000;
+    /// Data descriptor DCMD: TCP segmentation (the context holds MSS and L4LEN).
+    pub const CMD_TSE: u32 = 0x8000_0000;
+    /// Shift of the MSS in mss_l4len_idx.
+    pub const CTX_MSS_SHIFT: u32 = 16;
+    /// Shift of L4LEN (the TCP header length) in mss_l4len_idx.
+    pub const CTX_L4LEN_SHIFT: u32 = 8;
 }
 
 /// Pointer to field `off` of descriptor `idx` in a ring starting at `base`.

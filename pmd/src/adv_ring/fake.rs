@@ -22,6 +22,8 @@ pub struct SentFrame {
     pub context: Option<(u32, u32)>,
     /// The data descriptor had RS.
     pub rs: bool,
+    /// TSE was set: the frame would be cut into segments of this MSS (from the context).
+    pub tso_mss: Option<u16>,
 }
 
 /// State shared between the test (device side) and the ring's [`FakeRegs`].
@@ -51,6 +53,8 @@ pub struct FakeState {
     pub sent: Vec<SentFrame>,
     /// TX: the context loaded.
     pub context: Option<(u32, u32)>,
+    /// TX: the loaded context's mss_l4len_idx.
+    pub context_mss_l4len: u32,
     /// TX: the bytes so far of a frame whose EOP descriptor has not been seen, and its PAYLEN.
     tx_partial: Vec<u8>,
     tx_paylen: Option<u32>,
@@ -227,8 +231,14 @@ impl FakeDevice {
             };
             if cmd & tx::DTYP_DATA == tx::DTYP_CTXT {
                 // SAFETY: as above.
-                let lens = unsafe { desc::read_u32(base, i, tx::CTX_VLAN_MACIP_LENS) };
+                let (lens, mss) = unsafe {
+                    (
+                        desc::read_u32(base, i, tx::CTX_VLAN_MACIP_LENS),
+                        desc::read_u32(base, i, tx::CTX_MSS_L4LEN_IDX),
+                    )
+                };
                 st.context = Some((lens, cmd));
+                st.context_mss_l4len = mss;
             } else if cmd & tx::DTYP_DATA == tx::DTYP_DATA && cmd & tx::CMD_DEXT != 0 {
                 // A frame is the data of its descriptors up to the one with EOP; each carries
                 // the frame's PAYLEN.
@@ -248,18 +258,31 @@ impl FakeDevice {
                 let rs = cmd & tx::CMD_RS != 0;
                 if cmd & tx::CMD_EOP != 0 {
                     let data = std::mem::take(&mut st.tx_partial);
-                    if st.tx_paylen.take() != Some(data.len() as u32) {
+                    // With TSE, PAYLEN is the TCP payload: the frame less MACLEN, IPLEN, L4LEN.
+                    let tso = cmd & tx::CMD_TSE != 0;
+                    let headers = match st.context {
+                        Some((lens, _)) if tso => {
+                            (lens >> tx::CTX_MACLEN_SHIFT & 0x7F)
+                                + (lens & 0x1FF)
+                                + (st.context_mss_l4len >> tx::CTX_L4LEN_SHIFT & 0xFF)
+                        }
+                        _ => 0,
+                    };
+                    let want = (data.len() as u32).checked_sub(headers);
+                    if st.tx_paylen.take() != want {
                         st.violations.push(format!(
-                            "tx descriptor {i}: PAYLEN {paylen} != frame length {}",
+                            "tx descriptor {i}: PAYLEN {paylen} != frame length {} less headers {headers}",
                             data.len()
                         ));
                     }
+                    let tso_mss = tso.then_some((st.context_mss_l4len >> tx::CTX_MSS_SHIFT) as u16);
                     let popts = olinfo & (tx::POPTS_IXSM | tx::POPTS_TXSM);
                     st.sent.push(SentFrame {
                         data,
                         popts,
                         context: st.context,
                         rs,
+                        tso_mss,
                     });
                 }
                 if rs {

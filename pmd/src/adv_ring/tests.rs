@@ -688,3 +688,79 @@ fn tx_frees_and_counts_chains_it_cannot_send() {
     drop(ring);
     assert!(leak_free(&p));
 }
+
+/// An Ethernet + IPv4/IPv6 + TCP (20-byte header) frame with `payload` bytes.
+fn tcp_frame(ipv6: bool, payload: usize) -> Vec<u8> {
+    let mut f = frame(1, 18);
+    let l3 = if ipv6 {
+        f[12..14].copy_from_slice(&0x86DDu16.to_be_bytes());
+        let mut h = vec![0u8; 40];
+        h[0] = 0x60;
+        h[6] = 6;
+        h
+    } else {
+        let mut h = vec![0u8; 20];
+        h[0] = 0x45;
+        h[9] = 6;
+        h
+    };
+    f.truncate(14);
+    f.extend_from_slice(&l3);
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    f.extend_from_slice(&tcp);
+    f.extend((0..payload).map(|i| (i % 251) as u8));
+    f
+}
+
+#[test]
+fn tx_tso_loads_mss_and_header_lengths_and_sends_the_payload_length() {
+    let p = pool("tx-tso", 512);
+    let (mut ring, dev) = tx_ring(64);
+    let mut c = QueueCounters::default();
+    let mut b = Burst::new();
+    for (ipv6, mss) in [(false, 1448u16), (true, 1428)] {
+        let f = tcp_frame(ipv6, 9000);
+        let mut pkt = p.alloc().unwrap();
+        pkt.extend_from_slice(&f[..f.len() - 9000]).unwrap();
+        pkt.chain(tx_chain(&p, 0, &[2000; 4]).0).unwrap();
+        let mut last = p.alloc().unwrap();
+        last.extend_from_slice(&[0; 1000]).unwrap();
+        pkt.chain(last).unwrap();
+        pkt.set_flags(OffloadFlags::TX_TCP_SEG | OffloadFlags::TX_TCP_CKSUM | OffloadFlags::TX_IP_CKSUM);
+        pkt.set_tso_segsz(mss);
+        b.push(pkt).unwrap();
+    }
+    // TSO without an MSS, and TSO of a frame that is not TCP: refused, counted.
+    let mut no_mss = p.alloc().unwrap();
+    no_mss.extend_from_slice(&tcp_frame(false, 100)).unwrap();
+    no_mss.set_flags(OffloadFlags::TX_TCP_SEG);
+    b.push(no_mss).unwrap();
+    let mut udp = p.alloc().unwrap();
+    udp.extend_from_slice(&frame(5, 100)).unwrap();
+    udp.set_flags(OffloadFlags::TX_TCP_SEG);
+    udp.set_tso_segsz(1000);
+    b.push(udp).unwrap();
+    assert_eq!(ring.tx_burst(&mut b, &mut c), 2);
+    assert_eq!(c.ierrors, 2);
+    let st = dev.state();
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    assert_eq!(st.sent.len(), 2);
+    for (f, (ipv6, mss, l3)) in st.sent.iter().zip([(false, 1448, 20), (true, 1428, 40)]) {
+        assert_eq!(f.data.len(), 14 + l3 + 20 + 9000);
+        assert_eq!(f.tso_mss, Some(mss));
+        let (lens, tucmd) = f.context.unwrap();
+        assert_eq!(
+            (lens >> desc::tx::CTX_MACLEN_SHIFT & 0x7F, lens & 0x1FF),
+            (14, l3 as u32)
+        );
+        assert_eq!(tucmd & desc::tx::TUCMD_L4T_TCP, desc::tx::TUCMD_L4T_TCP);
+        assert_eq!(tucmd & desc::tx::TUCMD_IPV4 != 0, !ipv6);
+        assert_eq!(f.popts & desc::tx::POPTS_TXSM, desc::tx::POPTS_TXSM);
+        assert_eq!(f.popts & desc::tx::POPTS_IXSM != 0, !ipv6);
+    }
+    drop(st);
+    ring.cleanup();
+    drop(ring);
+    assert!(leak_free(&p));
+}

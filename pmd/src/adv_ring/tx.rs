@@ -5,6 +5,8 @@ use std::sync::atomic::{Ordering, fence};
 
 use oxpmd_dma::{OffloadFlags, Packet, PoolCaches, RawBuffer};
 
+use crate::headers::{HeaderLayout, L3};
+
 use super::desc::{self, tx};
 use super::{QueueRegs, RingMemory, check_ring_size};
 use crate::burst::Burst;
@@ -20,13 +22,37 @@ pub const MAX_TX_LEN: usize = 16_383;
 /// ring of [`MIN_RING_SIZE`](super::MIN_RING_SIZE) descriptors.
 pub const MAX_TX_SEGS: usize = 32;
 
-/// Whether the ring can send `p`: not empty, not longer than [`MAX_TX_LEN`], and if chained, at
-/// most [`MAX_TX_SEGS`] segments none of which is empty.
+/// Longest TCP payload of one TSO packet (PAYLEN has 18 bits).
+pub const MAX_TSO_PAYLOAD: usize = (1 << 18) - 1;
+
+/// Whether the ring can send `p`: not empty, not longer than [`MAX_TX_LEN`] (a TSO packet: its
+/// headers in the first segment, a payload up to [`MAX_TSO_PAYLOAD`] and an MSS the device can
+/// cut), and if chained, at most [`MAX_TX_SEGS`] segments none of which is empty.
 #[inline(always)]
 fn sendable(p: &Packet) -> bool {
+    let len_ok = if p.flags().contains(OffloadFlags::TX_TCP_SEG) {
+        tso_layout(p).is_some()
+    } else {
+        p.len() <= MAX_TX_LEN
+    };
     !p.is_empty()
-        && p.len() <= MAX_TX_LEN
+        && len_ok
         && (p.is_contiguous() || (p.nb_segs() <= MAX_TX_SEGS && p.segments().all(|s| !s.is_empty())))
+}
+
+/// The headers of a TSO packet when the device can segment it: TCP over IPv4 or IPv6, every
+/// header in the first segment, an MSS of 1..=[`MAX_TX_LEN`] less the headers, a payload up to
+/// [`MAX_TSO_PAYLOAD`], and header lengths the context descriptor's fields can hold.
+fn tso_layout(p: &Packet) -> Option<HeaderLayout> {
+    let h = HeaderLayout::parse(p.data()).filter(HeaderLayout::is_tcp)?;
+    let mss = usize::from(p.tso_segsz());
+    let payload = p.len().checked_sub(h.header_len())?;
+    let fits = (1..=MAX_TX_LEN - h.header_len()).contains(&mss)
+        && payload <= MAX_TSO_PAYLOAD
+        && h.l2_len < 128
+        && h.l3_len < 512
+        && h.l4_len < 256;
+    fits.then_some(h)
 }
 
 /// Why a TX ring could not be set up.
@@ -54,6 +80,8 @@ pub enum TxRingError {
 struct TxContext {
     vlan_macip_lens: u32,
     type_tucmd: u32,
+    /// MSS and L4LEN (TSO only; the index is added when written).
+    mss_l4len: u32,
 }
 
 /// TX advanced descriptor ring: see the [module documentation](super).
@@ -234,13 +262,19 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                 & (OffloadFlags::TX_IP_CKSUM
                     | OffloadFlags::TX_TCP_CKSUM
                     | OffloadFlags::TX_UDP_CKSUM
-                    | OffloadFlags::TX_VLAN_INSERT)
+                    | OffloadFlags::TX_VLAN_INSERT
+                    | OffloadFlags::TX_TCP_SEG)
                     .bits()
                 != 0;
-            let (ctx, popts, vle) = if offload {
+            let Offload {
+                ctx,
+                popts,
+                cmd: dcmd,
+                paylen,
+            } = if offload {
                 offload_context(pkt, flags)
             } else {
-                (None, 0, 0)
+                Offload::none(len)
             };
             let need_ctx = ctx.is_some() && ctx != self.ctx;
             let segs = pkt.nb_segs();
@@ -251,28 +285,34 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
                 let cx = ctx.unwrap_or(TxContext {
                     vlan_macip_lens: 0,
                     type_tucmd: 0,
+                    mss_l4len: 0,
                 });
                 // SAFETY: tail <= mask: inside the ring; free > 0 so the CPU owns it.
                 unsafe {
                     desc::write_u32(base, tail, tx::CTX_VLAN_MACIP_LENS, cx.vlan_macip_lens);
                     desc::write_u32(base, tail, tx::CTX_SEQNUM_SEED, 0);
                     desc::write_u32(base, tail, tx::CTX_TYPE_TUCMD_MLHL, cx.type_tucmd);
-                    desc::write_u32(base, tail, tx::CTX_MSS_L4LEN_IDX, self.ctx_idx << tx::IDX_SHIFT);
+                    desc::write_u32(
+                        base,
+                        tail,
+                        tx::CTX_MSS_L4LEN_IDX,
+                        cx.mss_l4len | (self.ctx_idx << tx::IDX_SHIFT),
+                    );
                 }
                 self.ctx = ctx;
                 tail = (tail + 1) & mask;
                 free -= 1;
                 self.since_rs += 1;
             }
-            // PAYLEN (the whole packet) in every data descriptor, as the datasheet asks of the
-            // first and tolerates in the others.
-            let olinfo = ((len as u32) << tx::PAYLEN_SHIFT) | popts | (self.ctx_idx << tx::IDX_SHIFT);
+            // PAYLEN (the whole packet; with TSO its TCP payload) in every data descriptor, as
+            // the datasheet asks of the first and tolerates in the others.
+            let olinfo = (paylen << tx::PAYLEN_SHIFT) | popts | (self.ctx_idx << tx::IDX_SHIFT);
             self.data_at[taken] = tail as u16;
             self.since_rs += segs;
             let rs = self.since_rs >= TX_RS_THRESH;
             for (k, (iova, seg_len)) in pkt.dma_segments().enumerate() {
                 let last = k + 1 == segs;
-                let mut cmd = seg_len as u32 | tx::DTYP_DATA | tx::CMD_DEXT | tx::CMD_IFCS | vle;
+                let mut cmd = seg_len as u32 | tx::DTYP_DATA | tx::CMD_DEXT | tx::CMD_IFCS | dcmd;
                 if last {
                     cmd |= tx::CMD_EOP;
                     if rs {
@@ -321,57 +361,80 @@ impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
     }
 }
 
-/// The offload context a packet needs (parsed from its headers) and its olinfo / cmd bits.
-fn offload_context(pkt: &Packet, flags: OffloadFlags) -> (Option<TxContext>, u32, u32) {
-    let d = pkt.data();
-    if d.len() < 14 {
-        return (None, 0, 0);
-    }
-    let mut l2 = 14usize;
-    let mut ethertype = u16::from_be_bytes([d[12], d[13]]);
-    if ethertype == 0x8100 && d.len() >= 18 {
-        l2 = 18;
-        ethertype = u16::from_be_bytes([d[16], d[17]]);
-    }
-    let (l3, ipv4, proto) = match ethertype {
-        0x0800 if d.len() >= l2 + 20 => (usize::from(d[l2] & 0xF) * 4, true, d[l2 + 9]),
-        0x86DD if d.len() >= l2 + 40 => (40, false, d[l2 + 6]),
-        _ => (0, false, 0),
-    };
-    let mut popts = 0;
-    let mut tucmd = tx::DTYP_CTXT | tx::CMD_DEXT;
-    if ipv4 {
-        tucmd |= tx::TUCMD_IPV4;
-        if flags.contains(OffloadFlags::TX_IP_CKSUM) {
-            popts |= tx::POPTS_IXSM;
+/// What a packet's data descriptors carry for its offloads.
+struct Offload {
+    /// The context it needs (`None`: none).
+    ctx: Option<TxContext>,
+    /// olinfo POPTS bits.
+    popts: u32,
+    /// DCMD bits (VLE, TSE).
+    cmd: u32,
+    /// PAYLEN: the packet's length, or with TSO its TCP payload's.
+    paylen: u32,
+}
+
+impl Offload {
+    fn none(len: usize) -> Offload {
+        Offload {
+            ctx: None,
+            popts: 0,
+            cmd: 0,
+            paylen: len as u32,
         }
     }
-    if l3 > 0 {
-        if flags.contains(OffloadFlags::TX_TCP_CKSUM) && proto == 6 {
-            tucmd |= tx::TUCMD_L4T_TCP;
-            popts |= tx::POPTS_TXSM;
-        } else if flags.contains(OffloadFlags::TX_UDP_CKSUM) && proto == 17 {
-            tucmd |= tx::TUCMD_L4T_UDP;
-            popts |= tx::POPTS_TXSM;
-        }
-    }
+}
+
+/// The offload context a packet needs (from its headers, in its first segment) and its data
+/// descriptors' bits. Checksums the headers do not allow are not asked of the device; a TSO
+/// packet was checked by [`sendable`].
+fn offload_context(pkt: &Packet, flags: OffloadFlags) -> Offload {
+    let mut out = Offload::none(pkt.len());
     let (vle, vlan) = if flags.contains(OffloadFlags::TX_VLAN_INSERT) {
         (tx::CMD_VLE, u32::from(pkt.vlan_tci()) << tx::CTX_VLAN_SHIFT)
     } else {
         (0, 0)
     };
-    if popts == 0 && vle == 0 {
-        return (None, 0, 0);
+    out.cmd = vle;
+    let h = HeaderLayout::parse(pkt.data());
+    let mut tucmd = tx::DTYP_CTXT | tx::CMD_DEXT;
+    let mut mss_l4len = 0;
+    if let Some(h) = h {
+        let ipv4 = h.l3 == L3::Ipv4;
+        if ipv4 {
+            tucmd |= tx::TUCMD_IPV4;
+        }
+        if flags.contains(OffloadFlags::TX_TCP_SEG) && h.is_tcp() {
+            // The device cuts the payload into MSS-sized segments and fills in each one's IP
+            // length, IPv4 checksum, TCP sequence number, flags and checksum.
+            tucmd |= tx::TUCMD_L4T_TCP;
+            out.popts |= tx::POPTS_TXSM | if ipv4 { tx::POPTS_IXSM } else { 0 };
+            out.cmd |= tx::CMD_TSE;
+            out.paylen = (pkt.len() - h.header_len()) as u32;
+            mss_l4len = (u32::from(pkt.tso_segsz()) << tx::CTX_MSS_SHIFT)
+                | ((h.l4_len as u32) << tx::CTX_L4LEN_SHIFT);
+        } else {
+            if ipv4 && flags.contains(OffloadFlags::TX_IP_CKSUM) {
+                out.popts |= tx::POPTS_IXSM;
+            }
+            if flags.contains(OffloadFlags::TX_TCP_CKSUM) && h.is_tcp() {
+                tucmd |= tx::TUCMD_L4T_TCP;
+                out.popts |= tx::POPTS_TXSM;
+            } else if flags.contains(OffloadFlags::TX_UDP_CKSUM) && h.is_udp() {
+                tucmd |= tx::TUCMD_L4T_UDP;
+                out.popts |= tx::POPTS_TXSM;
+            }
+        }
     }
-    let lens = vlan | ((l2 as u32) << tx::CTX_MACLEN_SHIFT) | (l3 as u32 & 0x1FF);
-    (
-        Some(TxContext {
-            vlan_macip_lens: lens,
-            type_tucmd: tucmd,
-        }),
-        popts,
-        vle,
-    )
+    if out.popts == 0 && vle == 0 {
+        return out;
+    }
+    let (l2, l3) = h.map_or((14, 0), |h| (h.l2_len, h.l3_len));
+    out.ctx = Some(TxContext {
+        vlan_macip_lens: vlan | ((l2 as u32) << tx::CTX_MACLEN_SHIFT) | (l3 as u32 & 0x1FF),
+        type_tucmd: tucmd,
+        mss_l4len,
+    });
+    out
 }
 
 impl<R: QueueRegs, M: RingMemory> Drop for AdvTxRing<R, M> {

@@ -41,6 +41,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dpdk-dev", "/usr/bin/dpdk-testpmd"),
     // Reads back the captures of `--pcap` (tests/vm_pcap.rs).
     ("tshark", "/usr/bin/tshark"),
+    // Turns the kernel peer's GRO off, so a capture shows the segments that crossed the link
+    // (pmd/tests/vm_tso.rs).
+    ("ethtool", "/usr/sbin/ethtool"),
     // Runs the packet-memory tests under memcheck (`cargo xtask memcheck`, part of `test`).
     ("valgrind", "/usr/bin/valgrind"),
 ];
@@ -274,7 +277,7 @@ fn ensure_packages() -> Result<bool, String> {
     }
     if !need_qemu && missing.is_empty() {
         println!(
-            "vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk, tshark, valgrind)"
+            "vm setup: host packages up to date (QEMU with igb, busybox-static, cpio, xz, dpdk, tshark, ethtool, valgrind)"
         );
         return Ok(false);
     }

@@ -507,7 +507,8 @@ impl Driver for IgbDriver {
                 | Capabilities::VLAN_INSERT
                 | Capabilities::MULTICAST_LIST
                 | Capabilities::RX_SCATTER
-                | Capabilities::TX_MULTI_SEG,
+                | Capabilities::TX_MULTI_SEG
+                | Capabilities::TCP_TSO,
             reta_size: regs::rss::RETA_ENTRIES,
             rss_key_len: rss::KEY_LEN,
             rss_hash: rss::supported(),

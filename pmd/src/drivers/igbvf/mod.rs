@@ -526,7 +526,8 @@ impl Driver for IgbvfDriver {
                 | Capabilities::VLAN_INSERT
                 | Capabilities::MULTICAST_LIST
                 | Capabilities::RX_SCATTER
-                | Capabilities::TX_MULTI_SEG,
+                | Capabilities::TX_MULTI_SEG
+                | Capabilities::TCP_TSO,
             reta_size: 0,
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,

@@ -33,6 +33,8 @@ use super::regs::nethdr;
 use super::split::{Seg, Used, Virtqueue};
 use crate::adv_ring::RingMemory;
 use crate::burst::{Burst, MAX_BURST};
+use crate::checksum::{complete_l4_checksum_packet, ipv4_header_checksum};
+use crate::headers::{HeaderLayout, L3};
 use crate::stats::QueueCounters;
 
 /// Longest frame the TX path accepts (a standard frame with VLAN tags fits many times).
@@ -494,115 +496,6 @@ pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
 // the queue; moving it moves all of it.
 unsafe impl<D: Doorbell, Q: Virtqueue, H: RingMemory> Send for VirtioTxQueue<D, Q, H> {}
 
-/// Where a packet's checksums go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CsumLocation {
-    /// Offset of the L4 header (csum_start).
-    pub start: u16,
-    /// Offset of the checksum field inside the L4 header (csum_offset).
-    pub offset: u16,
-    /// IPv4 header: (offset, length).
-    pub ipv4: Option<(usize, usize)>,
-}
-
-/// Where the L4 checksum goes for a packet whose flags ask for TCP / UDP checksum offload;
-/// `None` when the headers are not IPv4/IPv6 + TCP/UDP (or truncated).
-pub fn l4_csum_location(d: &[u8], flags: OffloadFlags) -> Option<CsumLocation> {
-    let (l3, ethertype) = l3_of(d)?;
-    let (l4, proto, ipv4) = match ethertype {
-        0x0800 => {
-            let ihl = usize::from(*d.get(l3)? & 0xF) * 4;
-            if ihl < 20 || d.len() < l3 + ihl {
-                return None;
-            }
-            (l3 + ihl, d[l3 + 9], Some((l3, ihl)))
-        }
-        0x86DD => {
-            if d.len() < l3 + 40 {
-                return None;
-            }
-            (l3 + 40, d[l3 + 6], None)
-        }
-        _ => return None,
-    };
-    let off = match proto {
-        6 if flags.contains(OffloadFlags::TX_TCP_CKSUM) => 16,
-        17 if flags.contains(OffloadFlags::TX_UDP_CKSUM) => 6,
-        _ => return None,
-    };
-    if d.len() < l4 + off + 2 {
-        return None;
-    }
-    Some(CsumLocation {
-        start: l4 as u16,
-        offset: off as u16,
-        ipv4,
-    })
-}
-
-/// Offset and ethertype of the L3 header (one VLAN tag skipped).
-fn l3_of(d: &[u8]) -> Option<(usize, u16)> {
-    if d.len() < 14 {
-        return None;
-    }
-    let ethertype = u16::from_be_bytes([d[12], d[13]]);
-    if ethertype == 0x8100 {
-        if d.len() < 18 {
-            return None;
-        }
-        return Some((18, u16::from_be_bytes([d[16], d[17]])));
-    }
-    Some((14, ethertype))
-}
-
-/// The IPv4 header of a frame: (offset, length), if the frame is IPv4 and long enough.
-pub fn ipv4_header(d: &[u8]) -> Option<(usize, usize)> {
-    let (l3, ethertype) = l3_of(d)?;
-    if ethertype != 0x0800 {
-        return None;
-    }
-    let ihl = usize::from(*d.get(l3)? & 0xF) * 4;
-    (ihl >= 20 && d.len() >= l3 + ihl).then_some((l3, ihl))
-}
-
-/// Computes the IPv4 header checksum of `d[l3..l3 + ihl]` in place.
-pub fn ipv4_header_checksum(d: &mut [u8], l3: usize, ihl: usize) {
-    let Some(h) = d.get_mut(l3..l3 + ihl) else {
-        return;
-    };
-    h[10] = 0;
-    h[11] = 0;
-    let mut sum = 0u32;
-    for w in h.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
-/// Completes a partial L4 checksum as a NEEDS_CSUM device does: the one's complement sum of
-/// `d[start..]` (the checksum field holds the pseudo-header sum) is stored, complemented, at
-/// `start + off`. A UDP checksum of 0 is sent as 0xFFFF.
-pub fn complete_l4_checksum(d: &mut [u8], start: usize, off: usize) {
-    if start + off + 2 > d.len() {
-        return;
-    }
-    let mut sum = 0u32;
-    for w in d[start..].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    let mut c = !(sum as u16);
-    if c == 0 && off == 6 {
-        c = 0xFFFF;
-    }
-    d[start + off..start + off + 2].copy_from_slice(&c.to_be_bytes());
-}
-
 /// Fills a 12-byte net header for `pkt` (flags, csum fields), computing the IPv4 header
 /// checksum in software when asked.
 #[inline(always)]
@@ -616,19 +509,28 @@ fn net_header(pkt: &mut Packet, csum: bool) -> [u8; nethdr::LEN] {
     if wants.is_empty() {
         return h;
     }
-    if flags.contains(OffloadFlags::TX_IP_CKSUM)
-        && let Some((l3, ihl)) = ipv4_header(pkt.data())
-    {
-        ipv4_header_checksum(pkt.data_mut(), l3, ihl);
+    let Some(l) = HeaderLayout::parse(pkt.data()) else {
+        return h;
+    };
+    if flags.contains(OffloadFlags::TX_IP_CKSUM) && l.l3 == L3::Ipv4 {
+        ipv4_header_checksum(pkt.data_mut(), l.l2_len, l.l3_len);
     }
-    if let Some(loc) = l4_csum_location(pkt.data(), flags) {
+    let field = if flags.contains(OffloadFlags::TX_TCP_CKSUM) && l.is_tcp() {
+        Some(16u16)
+    } else if flags.contains(OffloadFlags::TX_UDP_CKSUM) && l.is_udp() {
+        Some(6u16)
+    } else {
+        None
+    };
+    if let Some(off) = field {
+        let start = l.l4_offset();
         if csum {
             h[nethdr::FLAGS] = nethdr::F_NEEDS_CSUM;
-            h[nethdr::CSUM_START..nethdr::CSUM_START + 2].copy_from_slice(&loc.start.to_le_bytes());
-            h[nethdr::CSUM_OFFSET..nethdr::CSUM_OFFSET + 2].copy_from_slice(&loc.offset.to_le_bytes());
+            h[nethdr::CSUM_START..nethdr::CSUM_START + 2].copy_from_slice(&(start as u16).to_le_bytes());
+            h[nethdr::CSUM_OFFSET..nethdr::CSUM_OFFSET + 2].copy_from_slice(&off.to_le_bytes());
         } else {
-            // The device cannot: do what it would, in software.
-            complete_l4_checksum(pkt.data_mut(), usize::from(loc.start), usize::from(loc.offset));
+            // The device cannot: do what it would, in software, over every segment.
+            complete_l4_checksum_packet(pkt, start, usize::from(off));
         }
     }
     h[nethdr::GSO_TYPE] = nethdr::GSO_NONE;
@@ -740,8 +642,10 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let mut refused = 0usize;
         // Invariant 5: lengths the device must not be given are freed and counted, and so are
         // packets asking for a VLAN tag they have no room for.
+        // TX_TCP_SEG: the device's TSO (VIRTIO_NET_F_HOST_TSO4/6) is not driven.
         let unsendable = |p: &Packet| {
             p.is_empty()
+                || p.flags().contains(OffloadFlags::TX_TCP_SEG)
                 || p.len() > MAX_TX_LEN
                 || (!p.is_contiguous() && (p.nb_segs() > MAX_TX_SEGS || p.segments().any(<[u8]>::is_empty)))
                 || (p.flags().contains(OffloadFlags::TX_VLAN_INSERT) && !crate::vlan::can_insert_tag(p))

@@ -10,9 +10,7 @@ use oxpmd_dma::{Mempool, OffloadFlags, Packet, flush_thread_caches};
 
 use super::ctrl::{CtrlCommand, CtrlError, CtrlQueue};
 use super::packed::{self, PackedRing, packed_bytes};
-use super::queue::{
-    Doorbell, VirtioRxQueue, VirtioTxQueue, complete_l4_checksum, ipv4_header_checksum, tx_header_table_bytes,
-};
+use super::queue::{Doorbell, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use super::regs::{feature, nethdr};
 use super::split::{
     AVAIL_F_NO_INTERRUPT, DESC_F_NEXT, DESC_F_WRITE, Seg, SplitLayout, SplitRing, USED_F_NO_NOTIFY, Used,
@@ -21,6 +19,7 @@ use super::split::{
 use super::{REQUIRED_FEATURES, VirtioError, negotiate};
 use crate::adv_ring::HeapRingMemory;
 use crate::burst::Burst;
+use crate::checksum::{complete_l4_checksum, ipv4_header_checksum};
 use crate::stats::QueueCounters;
 use crate::vport::virtual_pool;
 
