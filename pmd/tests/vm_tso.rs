@@ -1,0 +1,344 @@
+//! vm-topology: pair
+//!
+//! TCP segmentation offload against the guest kernel on the other end of the link: our igb port
+//! (OXPMD_PORT0) sends one 20 000-byte TCP payload per address family as a single chained
+//! packet flagged `TX_TCP_SEG` (MSS 1448 over IPv4, 1428 over IPv6); the kernel's igb port
+//! (OXPMD_PORT1, GRO off) is captured with tshark, which must see the segments the device cut:
+//! each at most the MSS, consecutive sequence numbers, valid IPv4 header and TCP checksums, and
+//! the payload byte-exact once put back together. Run with `cargo xtask vm test vm_tso`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxpmd_dma::{ChainBuilder, DmaMap, Mempool, MempoolConfig, OffloadFlags, Packet};
+use oxpmd_pmd::checksum::Checksum;
+use oxpmd_pmd::{Burst, Capabilities, MacAddr, Port, PortConfig, TxQueue};
+
+mod vm_kernel_peer;
+use vm_kernel_peer::*;
+
+const OUR_IP4: [u8; 4] = [10, 80, 0, 2];
+const PEER_IP4: [u8; 4] = [10, 80, 0, 1];
+const OUR_IP6: [u8; 16] = [0xfd, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const PEER_IP6: [u8; 16] = [0xfd, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const SPORT: u16 = 7200;
+/// Source port of the probes sent until the capture sees one (it runs only some time after
+/// tshark says so).
+const PROBE_SPORT: u16 = 7201;
+const DPORT: u16 = 5400;
+const PAYLOAD: usize = 20_000;
+
+/// The payload of the stream of family `v6`.
+fn payload(v6: bool) -> Vec<u8> {
+    (0..PAYLOAD)
+        .map(|i| ((i * 11 + usize::from(v6) * 5) % 251) as u8)
+        .collect()
+}
+
+/// Headers (Ethernet, IPv4 or IPv6, TCP with PSH|ACK) of the stream, the TCP checksum field
+/// holding the pseudo-header sum without the length (what TSO devices expect), the IP lengths
+/// those of the whole payload (the device rewrites them per segment).
+fn headers(dst: MacAddr, src: MacAddr, v6: bool, seq: u32) -> Vec<u8> {
+    headers_from(dst, src, v6, seq, SPORT)
+}
+
+fn headers_from(dst: MacAddr, src: MacAddr, v6: bool, seq: u32, sport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    let mut pseudo = Checksum::new();
+    if v6 {
+        f.extend_from_slice(&0x86DDu16.to_be_bytes());
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&((20 + PAYLOAD) as u16).to_be_bytes());
+        ip.extend_from_slice(&[6, 64]);
+        ip.extend_from_slice(&OUR_IP6);
+        ip.extend_from_slice(&PEER_IP6);
+        pseudo.add(&OUR_IP6);
+        pseudo.add(&PEER_IP6);
+        f.extend_from_slice(&ip);
+    } else {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        ip[2..4].copy_from_slice(&((20 + 20 + PAYLOAD) as u16).to_be_bytes());
+        ip.extend_from_slice(&OUR_IP4);
+        ip.extend_from_slice(&PEER_IP4);
+        pseudo.add(&OUR_IP4);
+        pseudo.add(&PEER_IP4);
+        f.extend_from_slice(&ip);
+    }
+    pseudo.add(&[0, 6]);
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&DPORT.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&0u32.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, 0x18]);
+    tcp.extend_from_slice(&0xFFFFu16.to_be_bytes());
+    tcp.extend_from_slice(&pseudo.folded().to_be_bytes());
+    tcp.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&tcp);
+    f
+}
+
+/// The TSO packet: the headers in a segment of their own, the payload over 2000-byte segments.
+fn tso_packet(pool: &Mempool, hdr: &[u8], payload: &[u8], mss: u16) -> Packet {
+    let mut b = ChainBuilder::new();
+    for part in std::iter::once(hdr).chain(payload.chunks(2000)) {
+        let mut p = pool.alloc().expect("a buffer");
+        p.extend_from_slice(part).unwrap();
+        b.push(p).unwrap();
+    }
+    let mut p = b.take().unwrap();
+    p.set_flags(OffloadFlags::TX_TCP_SEG | OffloadFlags::TX_TCP_CKSUM | OffloadFlags::TX_IP_CKSUM);
+    p.set_tso_segsz(mss);
+    p
+}
+
+/// tshark capturing `iface` (our stream only) into `path`; returns once it captures.
+fn start_capture(iface: &str, path: &str) -> Child {
+    let mut child = Command::new("tshark")
+        .args([
+            "-i",
+            iface,
+            "-w",
+            path,
+            "-f",
+            &format!("tcp src portrange {SPORT}-{PROBE_SPORT}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark (cargo xtask vm setup installs it)");
+    // tshark says "Capturing on 'IFACE'" once the capture runs.
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let t = Instant::now();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "tshark did not start: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        match std::io::Read::read(&mut err, &mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => panic!("tshark ended: {}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        if !rest.trim().is_empty() {
+            eprintln!("tshark (capture): {}", rest.trim());
+        }
+    });
+    child
+}
+
+/// One segment as tshark read it.
+#[derive(Debug)]
+struct Segment {
+    frame_len: usize,
+    tcp_len: usize,
+    seq: u32,
+    tcp_ok: bool,
+    ip_ok: bool,
+    payload: Vec<u8>,
+}
+
+fn read_segments(path: &str, v6: bool) -> Vec<Segment> {
+    let ip_status = if v6 { "ipv6.version" } else { "ip.checksum.status" };
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            path,
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.analyze_sequence_numbers:FALSE",
+            "-Y",
+            &format!("tcp.srcport == {SPORT}"),
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-e",
+            "frame.len",
+            "-e",
+            "tcp.len",
+            "-e",
+            "tcp.seq_raw",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            ip_status,
+            "-e",
+            "tcp.payload",
+        ])
+        .output()
+        .expect("tshark -r");
+    assert!(
+        out.status.success(),
+        "tshark -r: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 6, "tshark line `{l}`");
+            let hex = f[5].replace(':', "");
+            Segment {
+                frame_len: f[0].parse().unwrap(),
+                tcp_len: f[1].parse().unwrap(),
+                seq: f[2].parse().unwrap(),
+                // Wireshark's checksum status: 1 = good (0 bad, 2 unverified).
+                tcp_ok: f[3] == "1",
+                ip_ok: if v6 { f[4] == "6" } else { f[4] == "1" },
+                payload: (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Sends the TSO packet of one family and checks what tshark saw on the kernel's port.
+fn check_family(tx: &mut TxQueue, pool: &Mempool, iface: &str, macs: (MacAddr, MacAddr), v6: bool, mss: u16) {
+    let name = if v6 { "IPv6" } else { "IPv4" };
+    let path = std::env::temp_dir().join(format!("vm_tso_{name}.pcap"));
+    let path = path.to_str().unwrap();
+    let mut tshark = start_capture(iface, path);
+    // Probes (plain frames, headers only) until the capture holds one.
+    let t = Instant::now();
+    loop {
+        let mut p = pool.alloc().unwrap();
+        p.extend_from_slice(&headers_from(macs.0, macs.1, v6, 0, PROBE_SPORT))
+            .unwrap();
+        let mut b = Burst::new();
+        b.push(p).unwrap();
+        while !b.is_empty() {
+            tx.tx_burst(&mut b);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let out = Command::new("tshark")
+            .args(["-r", path, "-Y", &format!("tcp.srcport == {PROBE_SPORT}")])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        if !out.stdout.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < DEADLINE, "{name}: the capture never saw a probe");
+    }
+    let seq0 = 0x1000_0000u32;
+    let data = payload(v6);
+    let mut b = Burst::new();
+    b.push(tso_packet(pool, &headers(macs.0, macs.1, v6, seq0), &data, mss))
+        .unwrap();
+    let before = tx.counters();
+    let t = Instant::now();
+    while !b.is_empty() {
+        tx.tx_burst(&mut b);
+        assert!(t.elapsed() < DEADLINE, "TX ring never drained");
+    }
+    assert_eq!(
+        tx.counters().packets,
+        before.packets + 1,
+        "{name}: the TSO packet was taken"
+    );
+    let want = PAYLOAD.div_ceil(usize::from(mss));
+    // Until tshark has written every segment (a hang guard, never a speed assertion).
+    let t = Instant::now();
+    while read_segments(path, v6).len() < want && t.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGINT lets tshark finish its file.
+    run("kill", &["-INT", &tshark.id().to_string()]);
+    let _ = tshark.wait();
+    let segs = read_segments(path, v6);
+    if segs.len() != want {
+        let _ = Command::new("ip").args(["-s", "link", "show", iface]).status();
+        let _ = Command::new("tshark").args(["-r", path]).status();
+        println!("our TX queue: {:?}", tx.counters());
+    }
+    assert_eq!(
+        segs.len(),
+        want,
+        "{name}: {want} segments of at most {mss} bytes: {segs:?}"
+    );
+    let l3 = if v6 { 40 } else { 20 };
+    let mut next = seq0;
+    let mut joined = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        let len = if i + 1 < want {
+            usize::from(mss)
+        } else {
+            PAYLOAD - usize::from(mss) * (want - 1)
+        };
+        assert_eq!(s.tcp_len, len, "{name} segment {i}: TCP payload length");
+        assert_eq!(
+            s.frame_len,
+            14 + l3 + 20 + len,
+            "{name} segment {i}: frame length"
+        );
+        assert_eq!(s.seq, next, "{name} segment {i}: sequence number");
+        assert!(s.tcp_ok, "{name} segment {i}: the TCP checksum is bad: {s:?}");
+        assert!(s.ip_ok, "{name} segment {i}: the IP header is bad: {s:?}");
+        next = next.wrapping_add(len as u32);
+        joined.extend_from_slice(&s.payload);
+    }
+    assert_eq!(
+        joined, data,
+        "{name}: the payload, put back together, is byte-exact"
+    );
+    println!(
+        "{name}: one {}-byte packet of {} segments, MSS {mss}: tshark saw {want} TCP segments, \
+         checksums good, sequence numbers consecutive, payload byte-exact",
+        14 + l3 + 20 + PAYLOAD,
+        1 + PAYLOAD.div_ceil(2000)
+    );
+}
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn igb_tso_segments_reach_the_kernel_valid_over_ipv4_and_ipv6() {
+    let (ours, peer_addr) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
+    assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
+    let peer_mac: MacAddr = env("OXPMD_PORT1_MAC").parse().unwrap();
+    let mut port = Port::open(&ours, 0).unwrap_or_else(|e| panic!("open {ours}: {e}"));
+    assert!(port.info().capabilities.contains(Capabilities::TCP_TSO));
+    let map: Arc<dyn DmaMap> = port.dma_map().unwrap();
+    let pool = Mempool::new(
+        &MempoolConfig {
+            cache_size: 32,
+            ..MempoolConfig::new("vm_tso", 2048)
+        },
+        map,
+    )
+    .unwrap();
+    port.configure(&PortConfig::new(pool.clone()).ring_sizes(256, 256))
+        .unwrap();
+    port.start().unwrap();
+    port.wait_link_up(Duration::from_secs(30)).unwrap();
+    let (_rxs, mut txs) = port.take_queues().unwrap();
+    let our_mac = port.mac_addr();
+
+    let iface = kernel_igb(&peer_addr, &[]);
+    // GRO would merge the segments before the capture sees them.
+    run("ethtool", &["-K", &iface, "gro", "off"]);
+    run("ip", &["link", "set", "dev", &iface, "up"]);
+    wait_carrier(&iface);
+    println!("ours {ours} ({our_mac}); kernel {peer_addr} is {iface} ({peer_mac}), GRO off");
+    let tx = &mut txs[0];
+    check_family(tx, &pool, &iface, (peer_mac, our_mac), false, 1448);
+    check_family(tx, &pool, &iface, (peer_mac, our_mac), true, 1428);
+    drop(txs);
+    port.stop().unwrap();
+    drop(port);
+    release(&peer_addr);
+}
