@@ -1,0 +1,356 @@
+//! pktgen: a traffic generator and checker on oxpmd ports.
+//!
+//! ```text
+//! cargo run --release --example pktgen -- --tx-port DEV [--rx-port DEV] [--size 64 | 64-1518 | imix]
+//!     [--rate PPS] [--count N | --duration SECS] [--drain SECS] [--streams N] [--dst-mac MAC|broadcast]
+//!     [-P] [--link-speed MBPS] [--expect-all] [--burst N] [--ring-size N] [--cores LIST] [-T SECS]
+//!     [--gap N:SECS]
+//! ```
+//! Frames are Ethernet + IPv4 + UDP (correct checksums) carrying an 18-byte test header at offset 42:
+//! magic `0x0C5A` (u16), stream id (u16), sequence number (u32, per stream), TX timestamp (u64, ns
+//! since pktgen started) and a 16-bit checksum of those fields and of the payload, whose bytes follow
+//! a pattern derived from the sequence number. Sizes count the FCS (a 64-byte frame carries 60 bytes).
+//!
+//! The receive side (`--rx-port`, which may be the TX port itself) checks every frame: received,
+//! lost (sent but seen neither intact nor corrupted), duplicates, reordered (seen after a later one of
+//! its stream), corrupted (any bit after the Ethernet header wrong: markers, IPv4 header checksum and
+//! length, UDP checksum, test checksum, pattern; or a hardware checksum error flag), and latency
+//! min/avg/max. Over `fault:` ports (docs/port-api.md) it also prints what they injected, and
+//! `--expect-injected` checks that each category found equals what was injected. The
+//! summary prints Mpps, Gbit/s (frame bytes with FCS) and percent of line rate (the link speed, or
+//! `--link-speed`), then a `pktgen-result:` line of key=value pairs for scripts. With `--expect-all`
+//! the exit status is non-zero unless every frame arrived exactly once and intact.
+//!
+//! MACs: src = the TX port's MAC; dst = `--dst-mac`, else the RX port's MAC when it is another port,
+//! else broadcast. A forwarder in between rewrites dst (l2fwd writes 02:00:00:00:00:<port>): give the
+//! RX port `-P` (promiscuous) then.
+//!
+//! `--pcap FILE` captures, on the ports of `--pcap-ports` (default all), the frames pktgen sends
+//! (port 0, as built and handed to the TX queue) and receives (the RX port, as received): the
+//! workers copy them into preallocated records of `oxpmd::pmd::capture` and a writer thread writes
+//! the file; when the writer is behind, frames are not captured and counted (`pcap_dropped`).
+//! `--stats-json` prints one JSON object per `-T` period (default 1 s) and a final one on stdout,
+//! and sends every text line to stderr. Set-up steps print their durations on stderr. See
+//! docs/capture.md.
+
+mod checker;
+#[path = "../common/mod.rs"]
+mod common;
+mod frame;
+mod options;
+mod rate;
+mod report;
+mod rx;
+mod tx;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use checker::RxResult;
+use common::{BoxError, finish_capture, install_signal_handlers, ports_json, say, start_capture, step};
+use options::{Options, USAGE, parse_args};
+use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::pmd::capture::{Capture, json_escape};
+use oxpmd::pmd::vport::fault::{self, FaultCounts};
+use oxpmd::pmd::vport::virtual_pool;
+use oxpmd::pmd::{DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue};
+use report::report;
+use rx::rx_loop;
+use tx::{TxResult, tx_loop};
+
+fn main() -> ExitCode {
+    common::init_logger(log::LevelFilter::Warn);
+    common::cli_main("pktgen", USAGE, parse_args, run, 3)
+}
+
+pub fn pin(cores: &[usize], i: usize, what: &str) {
+    if cores.is_empty() {
+        return;
+    }
+    let c = cores[i % cores.len()];
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+        log::warn!("{what}: could not pin to core {c}");
+    }
+}
+
+/// Live counters shared by the threads and the printer.
+#[derive(Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub received: AtomicU64,
+    pub tx_done: AtomicBool,
+}
+
+fn innermost(spec: &DeviceSpec) -> &DeviceSpec {
+    match spec {
+        DeviceSpec::Fault { inner, .. } => innermost(inner),
+        other => other,
+    }
+}
+
+fn run(opts: &Options) -> Result<bool, BoxError> {
+    install_signal_handlers()?;
+    common::JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
+    // The same device for TX and RX: one port. Two ring ports of one name are the pair's two ends.
+    let tx_spec = DeviceSpec::parse(&opts.tx_port)?;
+    let same = opts
+        .rx_port
+        .as_deref()
+        .map(DeviceSpec::parse)
+        .transpose()?
+        .as_ref()
+        == Some(&tx_spec)
+        && !matches!(innermost(&tx_spec), DeviceSpec::Ring { .. });
+    let mut ports: Vec<Port> = Vec::new();
+    let t = Instant::now();
+    ports.push(Port::open_spec(
+        &tx_spec,
+        &OpenOptions {
+            port_id: 0,
+            ..OpenOptions::default()
+        },
+    )?);
+    if let (Some(rx), false) = (&opts.rx_port, same) {
+        ports.push(Port::open_spec(
+            &DeviceSpec::parse(rx)?,
+            &OpenOptions {
+                port_id: 1,
+                ..OpenOptions::default()
+            },
+        )?);
+    }
+    step("pktgen", &format!("open {} port(s)", ports.len()), t);
+    let t = Instant::now();
+    let pool_size = (ports.len() * 2 * opts.ring_size + 4 * MAX_BURST + 2048).max(8192);
+    let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
+        Some(map) => Mempool::new(
+            &MempoolConfig {
+                cache_size: 256,
+                region: RegionOptions::default(),
+                ..MempoolConfig::new("pktgen", pool_size)
+            },
+            map,
+        )?,
+        None => virtual_pool("pktgen", pool_size, 256)?,
+    };
+    step(
+        "pktgen",
+        &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
+        t,
+    );
+    let t = Instant::now();
+    let cfg = PortConfig::new(pool.clone()).ring_sizes(opts.ring_size, opts.ring_size);
+    for p in ports.iter_mut() {
+        p.configure(&cfg)?;
+    }
+    let rx_idx = if opts.rx_port.is_some() {
+        Some(ports.len() - 1)
+    } else {
+        None
+    };
+    if let (Some(i), true) = (rx_idx, opts.promiscuous) {
+        ports[i].set_promiscuous(true)?;
+    }
+    for p in ports.iter_mut() {
+        p.start()?;
+    }
+    step("pktgen", "configure and start the ports", t);
+    let mut speed = 0u64;
+    for (i, p) in ports.iter_mut().enumerate() {
+        let t = Instant::now();
+        match p.wait_link_up(Duration::from_secs(30)) {
+            Ok(l) => {
+                say!(
+                    "port {} ({}): MAC {} link {l} (waited {:.3} s)",
+                    p.id(),
+                    p.name(),
+                    p.mac_addr(),
+                    t.elapsed().as_secs_f64()
+                );
+                step("pktgen", &format!("link wait, port {} ({})", p.id(), p.name()), t);
+                if i == 0 {
+                    speed = u64::from(l.speed_mbps);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let speed_mbps = opts.link_speed.unwrap_or(if speed == 0 { 10_000 } else { speed });
+    let mut link_events = common::take_link_events(&mut ports);
+    let src = ports[0].mac_addr();
+    let dst = opts.dst_mac.unwrap_or_else(|| match (rx_idx, same) {
+        (Some(i), false) => ports[i].mac_addr(),
+        _ => MacAddr([0xFF; 6]),
+    });
+    let (rx0, mut txqs) = ports[0].take_queues()?;
+    let rxqs: Option<Vec<RxQueue>> = match (rx_idx, same) {
+        (Some(_), true) => Some(rx0),
+        (Some(i), false) => {
+            drop(rx0);
+            let (r, t) = ports[i].take_queues()?;
+            drop(t);
+            Some(r)
+        }
+        (None, _) => {
+            drop(rx0);
+            None
+        }
+    };
+    let txq = txqs.remove(0);
+    drop(txqs);
+    // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
+    let rx_port_id = rx_idx.map(|i| ports[i].id());
+    let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
+    let capture = start_capture("pktgen", opts.pcap.as_deref(), opts.pcap_slots, 2048)?;
+    let tx_tap = capture.as_ref().filter(|_| chosen(0)).map(Capture::tap);
+    let rx_tap = capture
+        .as_ref()
+        .filter(|_| rx_port_id.is_some_and(chosen))
+        .map(Capture::tap);
+    say!(
+        "pktgen: {} -> {}: sizes {:?}, rate {}, {} stream(s), dst {dst}, src {src}, line rate {speed_mbps} Mbit/s",
+        opts.tx_port,
+        opts.rx_port.as_deref().unwrap_or("(no receiver)"),
+        opts.sizes,
+        opts.rate.map_or("max".to_string(), |r| format!("{r} pps")),
+        opts.streams
+    );
+    let t0 = Instant::now();
+    let live = Live::default();
+    let (txr, rxr) = std::thread::scope(|s| -> Result<(TxResult, Option<RxResult>), BoxError> {
+        let tx_pool = pool.clone();
+        let live_ref = &live;
+        let tx = std::thread::Builder::new()
+            .name("pktgen-tx".into())
+            .spawn_scoped(s, move || {
+                tx_loop(txq, tx_pool, opts, dst, src, t0, live_ref, tx_tap)
+            })?;
+        let rx = match rxqs {
+            Some(q) => Some(
+                std::thread::Builder::new()
+                    .name("pktgen-rx".into())
+                    .spawn_scoped(s, move || rx_loop(q, opts, t0, live_ref, rx_tap))?,
+            ),
+            None => None,
+        };
+        let mut last = (Instant::now(), 0u64, 0u64);
+        let mut prev: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
+        while !tx.is_finished() || rx.as_ref().is_some_and(|h| !h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+            common::print_link_events(&mut link_events);
+            if opts.period > 0 && last.0.elapsed().as_secs() >= opts.period {
+                let (sent, recv) = (
+                    live.sent.load(Ordering::Relaxed),
+                    live.received.load(Ordering::Relaxed),
+                );
+                let dt = last.0.elapsed().as_secs_f64();
+                if opts.stats_json {
+                    let (cap, drop) = capture.as_ref().map_or((0, 0), Capture::counts);
+                    println!(
+                        "{{\"type\":\"stats\",\"time_s\":{:.3},\"interval_s\":{dt:.3},\"sent\":{sent},\
+                         \"received\":{recv},\"pcap_captured\":{cap},\"pcap_dropped\":{drop},\"ports\":{}}}",
+                        t0.elapsed().as_secs_f64(),
+                        ports_json(&mut ports, &mut prev, dt)
+                    );
+                }
+                say!(
+                    "  {:>8.1} s: sent {sent} ({:.3} Mpps), received {recv} ({:.3} Mpps)",
+                    t0.elapsed().as_secs_f64(),
+                    (sent - last.1) as f64 / dt / 1e6,
+                    (recv - last.2) as f64 / dt / 1e6
+                );
+                last = (Instant::now(), sent, recv);
+            }
+        }
+        let txr = tx.join().map_err(|_| "the TX thread panicked")?;
+        let rxr = match rx {
+            Some(h) => Some(h.join().map_err(|_| "the RX thread panicked")?),
+            None => None,
+        };
+        Ok((txr, rxr))
+    })?;
+    let cap_report = finish_capture("pktgen: ", capture, opts.pcap.as_deref())?;
+    let final_ports = if opts.stats_json {
+        let mut none: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
+        Some(ports_json(
+            &mut ports,
+            &mut none,
+            (t0.elapsed().as_secs_f64()).max(1e-9),
+        ))
+    } else {
+        None
+    };
+    let mut injected = FaultCounts::default();
+    for p in ports.iter_mut() {
+        p.stop()?;
+        if let Some(c) = fault::injected(p.name()) {
+            for (dir, d) in [("rx", &c.rx), ("tx", &c.tx)] {
+                say!(
+                    "port {} ({}): {dir} faults injected: seen {} dropped {} corrupted {} duplicated {} \
+                     reordered {} rate_dropped {} dup_no_buffer {}",
+                    p.id(),
+                    p.name(),
+                    d.seen,
+                    d.dropped,
+                    d.corrupted,
+                    d.duplicated,
+                    d.reordered,
+                    d.rate_dropped,
+                    d.dup_no_buffer
+                );
+                injected.seen += d.seen;
+                injected.dropped += d.dropped;
+                injected.corrupted += d.corrupted;
+                injected.duplicated += d.duplicated;
+                injected.reordered += d.reordered;
+                injected.rate_dropped += d.rate_dropped;
+                injected.dup_no_buffer += d.dup_no_buffer;
+            }
+        }
+        match p.stats() {
+            Ok(st) => say!(
+                "port {} ({}): ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {} \
+                 rx_multiseg_dropped {}",
+                p.id(),
+                p.name(),
+                st.ipackets,
+                st.opackets,
+                st.imissed,
+                st.ierrors,
+                st.oerrors,
+                st.rx_nombuf,
+                st.rx_multiseg_dropped
+            ),
+            Err(e) => say!("port {} ({}): statistics: {e}", p.id(), p.name()),
+        }
+    }
+    drop(ports);
+    drop(cfg);
+    oxpmd::dma::flush_thread_caches();
+    let (ok, mut kv) = report(opts, &txr, rxr.as_ref(), speed_mbps, &pool, &injected);
+    if let Some(r) = cap_report {
+        kv.push_str(&format!(
+            " pcap_captured={} pcap_dropped={} pcap_written={}",
+            r.captured, r.dropped, r.written
+        ));
+    }
+    say!("pktgen-result: {kv}");
+    if let Some(ports_json) = final_ports {
+        let fields: Vec<String> = kv
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => format!("{}:{v}", json_escape(k)),
+                _ => format!("{}:{}", json_escape(k), json_escape(v)),
+            })
+            .collect();
+        println!(
+            "{{\"type\":\"final\",\"time_s\":{:.3},\"ok\":{ok},\"result\":{{{}}},\"ports\":{ports_json}}}",
+            t0.elapsed().as_secs_f64(),
+            fields.join(",")
+        );
+    }
+    Ok(ok)
+}

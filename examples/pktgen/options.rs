@@ -1,0 +1,262 @@
+//! Command-line options.
+
+use std::time::Duration;
+
+use crate::common::parse_num;
+use crate::frame::{MAX_SIZE, MIN_SIZE};
+use oxpmd::pmd::{MAX_BURST, MacAddr};
+
+pub const USAGE: &str = "usage: pktgen --tx-port DEV [options]
+  --tx-port DEV        port to send on: PCI address (0000:00:02.0) or virtual port (null0, ring:NAME,
+                       fault:OPTIONS:DEV)
+  --rx-port DEV        port to receive and check on (may be the TX port); without it, send only
+  --size S             frame size with FCS: N (64..=1518), MIN-MAX (cycled), or imix (64/594/1518 7:4:1)
+  --rate PPS           frames per second (default: as fast as possible)
+  --count N            send exactly N frames, then wait --drain seconds for stragglers
+  --duration SECS      send for SECS seconds (default without --count: until Ctrl-C)
+  --drain SECS         wait for stragglers after sending (default 1)
+  --gap N:SECS         after every N frames sent, send nothing for SECS seconds (rounds of N
+                       frames separated by idle gaps, e.g. for a forwarder that sleeps when idle)
+  --tx-stall SECS      stop and fail when TX takes no frame for SECS (default 10; 0: never)
+  --streams N          sequence-numbered streams, one UDP source port each (default 1)
+  --dst-mac MAC        destination MAC, or `broadcast` (default: the RX port's MAC, else broadcast)
+  -P                   promiscuous mode on the RX port (needed behind a forwarder rewriting MACs)
+  --link-speed MBPS    line rate for the percentage (default: the TX port's link speed)
+  --expect-all         exit non-zero on any loss, duplicate or corruption
+  --expect-injected    exit non-zero unless the losses, duplicates, reorderings and corruptions
+                       found equal what the fault: ports among --tx-port/--rx-port injected
+  --burst N            TX burst (default 32)
+  --ring-size N        descriptors per queue (default 1024)
+  --cores LIST         pin the TX and RX threads (e.g. 0 or 0,1)
+  --expect-rx-dst MAC  count received frames with another destination MAC as corrupted
+  --expect-rx-src MAC  same for the source MAC (e.g. behind l2fwd: its TX port's MAC)
+  -T SECS              print rates every SECS seconds (default 0: only the summary; 1 with --stats-json)
+  --pcap FILE          write the frames sent and received on the chosen ports to FILE (pcap, ns stamps)
+  --pcap-ports LIST    ports to capture, by id: 0 = TX port, 1 = RX port (default: all)
+  --pcap-slots N       capture records in flight, a power of two (default 4096); beyond, frames are
+                       not captured and counted as capture drops
+  --stats-json         stdout: one JSON object per stats period and a final one; text goes to stderr
+  Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
+
+/// Frame sizes to send (with FCS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sizes {
+    Fixed(usize),
+    Range(usize, usize),
+    Imix,
+}
+
+impl Sizes {
+    pub fn parse(s: &str) -> Result<Sizes, String> {
+        let num = |v: &str| -> Result<usize, String> {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("--size: `{v}` is not a number"))?;
+            if !(MIN_SIZE..=MAX_SIZE).contains(&n) {
+                return Err(format!("--size: {n} out of range {MIN_SIZE}..={MAX_SIZE}"));
+            }
+            Ok(n)
+        };
+        if s == "imix" {
+            return Ok(Sizes::Imix);
+        }
+        match s.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("--size: empty range {a}-{b}"));
+                }
+                Ok(Sizes::Range(a, b))
+            }
+            None => Ok(Sizes::Fixed(num(s)?)),
+        }
+    }
+
+    /// Size of the `i`-th frame.
+    pub fn nth(&self, i: u64) -> usize {
+        match *self {
+            Sizes::Fixed(n) => n,
+            Sizes::Range(a, b) => a + (i % (b - a + 1) as u64) as usize,
+            // Simple IMIX: 7 x 64, 4 x 594, 1 x 1518 per 12 frames.
+            Sizes::Imix => match i % 12 {
+                0..=6 => 64,
+                7..=10 => 594,
+                _ => 1518,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Options {
+    pub tx_port: String,
+    pub rx_port: Option<String>,
+    pub sizes: Sizes,
+    pub rate: Option<u64>,
+    pub count: Option<u64>,
+    pub duration: Option<f64>,
+    pub drain: f64,
+    pub tx_stall: f64,
+    pub streams: u16,
+    pub dst_mac: Option<MacAddr>,
+    pub promiscuous: bool,
+    pub link_speed: Option<u64>,
+    pub expect_all: bool,
+    pub expect_injected: bool,
+    pub burst: usize,
+    pub ring_size: usize,
+    pub cores: Vec<usize>,
+    pub period: u64,
+    pub expect_rx_dst: Option<MacAddr>,
+    pub expect_rx_src: Option<MacAddr>,
+    pub pcap: Option<std::path::PathBuf>,
+    pub pcap_ports: Option<Vec<u16>>,
+    pub pcap_slots: usize,
+    pub stats_json: bool,
+    /// `--gap N:SECS`: frames per round, idle time between rounds.
+    pub gap: Option<(u64, Duration)>,
+}
+
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        tx_port: String::new(),
+        rx_port: None,
+        sizes: Sizes::Fixed(MIN_SIZE),
+        rate: None,
+        count: None,
+        duration: None,
+        drain: 1.0,
+        tx_stall: 10.0,
+        streams: 1,
+        dst_mac: None,
+        promiscuous: false,
+        link_speed: None,
+        expect_all: false,
+        expect_injected: false,
+        burst: 32,
+        ring_size: 1024,
+        cores: Vec::new(),
+        period: 0,
+        expect_rx_dst: None,
+        expect_rx_src: None,
+        pcap: None,
+        pcap_ports: None,
+        pcap_slots: 4096,
+        stats_json: false,
+        gap: None,
+    };
+    let mut it = args.iter();
+    let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
+        it.next().cloned().ok_or_else(|| format!("{opt}: missing value"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--tx-port" => o.tx_port = val(&mut it, a)?,
+            "--rx-port" => o.rx_port = Some(val(&mut it, a)?),
+            "--size" => o.sizes = Sizes::parse(&val(&mut it, a)?)?,
+            "--rate" => o.rate = Some(parse_num(a, it.next(), 1u64..=1_000_000_000)?),
+            "--count" => o.count = Some(parse_num(a, it.next(), 1u64..=1 << 40)?),
+            "--duration" => o.duration = Some(parse_num(a, it.next(), 0.001f64..=31_536_000.0)?),
+            "--drain" => o.drain = parse_num(a, it.next(), 0.0f64..=3600.0)?,
+            "--tx-stall" => o.tx_stall = parse_num(a, it.next(), 0.0f64..=3600.0)?,
+            "--streams" => o.streams = parse_num(a, it.next(), 1u16..=1024)?,
+            "--dst-mac" => {
+                let v = val(&mut it, a)?;
+                o.dst_mac = Some(if v == "broadcast" {
+                    MacAddr([0xFF; 6])
+                } else {
+                    v.parse().map_err(|e| format!("--dst-mac: {e}"))?
+                });
+            }
+            "-P" => o.promiscuous = true,
+            "--link-speed" => o.link_speed = Some(parse_num(a, it.next(), 1u64..=1_000_000)?),
+            "--expect-all" => o.expect_all = true,
+            "--expect-injected" => o.expect_injected = true,
+            "--burst" => o.burst = parse_num(a, it.next(), 1usize..=MAX_BURST)?,
+            "--ring-size" => o.ring_size = parse_num(a, it.next(), 64usize..=4096)?,
+            "--cores" => {
+                let v = val(&mut it, a)?;
+                for c in v.split(',') {
+                    o.cores.push(parse_num("--cores", Some(c.trim()), 0usize..=4095)?);
+                }
+            }
+            "--expect-rx-dst" => {
+                o.expect_rx_dst = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
+            }
+            "--expect-rx-src" => {
+                o.expect_rx_src = Some(val(&mut it, a)?.parse().map_err(|e| format!("{a}: {e}"))?)
+            }
+            "-T" => o.period = parse_num(a, it.next(), 0u64..=86_400)?,
+            "--pcap" => o.pcap = Some(val(&mut it, a)?.into()),
+            "--pcap-ports" => {
+                let v = val(&mut it, a)?;
+                let mut l = Vec::new();
+                for c in v.split(',') {
+                    l.push(parse_num(a, Some(c.trim()), 0u16..=1)?);
+                }
+                o.pcap_ports = Some(l);
+            }
+            "--pcap-slots" => {
+                o.pcap_slots = parse_num(a, it.next(), 2usize..=65536)?;
+                if !o.pcap_slots.is_power_of_two() {
+                    return Err(format!("{a}: {} is not a power of two", o.pcap_slots));
+                }
+            }
+            "--stats-json" => o.stats_json = true,
+            "--gap" => {
+                let v = val(&mut it, a)?;
+                let (n, secs) = v.split_once(':').ok_or("--gap: expected N:SECS")?;
+                let n = parse_num(a, Some(n), 1u64..=1 << 40)?;
+                let secs = parse_num(a, Some(secs), 0.0f64..=3600.0)?;
+                o.gap = Some((n, Duration::from_secs_f64(secs)));
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if o.tx_port.is_empty() {
+        return Err("no TX port given (--tx-port DEV)".into());
+    }
+    if o.expect_all && o.rx_port.is_none() {
+        return Err("--expect-all needs --rx-port".into());
+    }
+    if o.expect_injected && o.rx_port.is_none() {
+        return Err("--expect-injected needs --rx-port".into());
+    }
+    if o.count.is_some() && o.duration.is_some() {
+        return Err("give --count or --duration, not both".into());
+    }
+    if o.pcap.is_none() && o.pcap_ports.is_some() {
+        return Err("--pcap-ports needs --pcap FILE".into());
+    }
+    if o.stats_json && o.period == 0 {
+        o.period = 1;
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_parses_frames_and_seconds() {
+        let o = parse_args(&["--tx-port", "null0", "--gap", "250:1.5"].map(String::from)).unwrap();
+        assert_eq!(o.gap, Some((250, Duration::from_millis(1500))));
+        for bad in ["250", "0:1", "10:x", "10:-1"] {
+            assert!(
+                parse_args(&["--tx-port", "null0", "--gap", bad].map(String::from)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(Sizes::parse("64").unwrap(), Sizes::Fixed(64));
+        assert_eq!(Sizes::parse("64-66").unwrap().nth(4), 65);
+        assert!(Sizes::parse("63").is_err() && Sizes::parse("1519").is_err() && Sizes::parse("9-8").is_err());
+        assert_eq!(Sizes::parse("imix").unwrap().nth(11), 1518);
+    }
+}
