@@ -36,6 +36,8 @@ pub struct Checker {
     pub r: RxResult,
     pub dst: Option<MacAddr>,
     pub src: Option<MacAddr>,
+    /// A chained frame, copied out whole to be checked.
+    jumbo: Vec<u8>,
 }
 
 impl Checker {
@@ -43,6 +45,7 @@ impl Checker {
         Checker {
             dst,
             src,
+            jumbo: Vec::with_capacity(crate::frame::MAX_SIZE),
             streams: (0..streams)
                 .map(|_| StreamRx {
                     max: None,
@@ -82,7 +85,20 @@ impl Checker {
         let flags = pkt.flags();
         let hw_bad =
             flags.contains(OffloadFlags::RX_IP_CKSUM_BAD) || flags.contains(OffloadFlags::RX_L4_CKSUM_BAD);
-        let f = match parse_frame(pkt.data()) {
+        // A chained frame is read whole from a copy (its header may span segments).
+        let whole;
+        let d: &[u8] = if pkt.is_contiguous() {
+            pkt.data()
+        } else {
+            self.jumbo.resize(pkt.len(), 0);
+            if pkt.copy_out(0, &mut self.jumbo).is_err() {
+                self.r.foreign += 1;
+                return;
+            }
+            whole = &self.jumbo[..];
+            whole
+        };
+        let f = match parse_frame(d) {
             None => {
                 self.r.foreign += 1;
                 return;
@@ -100,7 +116,6 @@ impl Checker {
             self.r.first_ns = now_ns;
         }
         self.r.last_ns = now_ns;
-        let d = pkt.data();
         let mac_bad = self.dst.is_some_and(|m| d[0..6] != m.0) || self.src.is_some_and(|m| d[6..12] != m.0);
         if hw_bad || mac_bad {
             self.r.corrupted += 1;

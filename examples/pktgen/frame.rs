@@ -9,8 +9,9 @@ pub const HDR_OFF: usize = 42;
 pub const HDR_LEN: usize = 18;
 /// Smallest frame (with FCS).
 pub const MIN_SIZE: usize = 64;
-/// Largest standard frame (with FCS).
-pub const MAX_SIZE: usize = 1518;
+/// Largest frame (with FCS): a jumbo frame of MTU 9000. Frames larger than one buffer are
+/// sent and received as chained packets.
+pub const MAX_SIZE: usize = 9018;
 /// UDP destination port of the test frames.
 pub const UDP_DST: u16 = 9;
 

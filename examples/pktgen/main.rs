@@ -141,7 +141,9 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         t,
     );
     let t = Instant::now();
-    let cfg = PortConfig::new(pool.clone()).ring_sizes(opts.ring_size, opts.ring_size);
+    let cfg = PortConfig::new(pool.clone())
+        .ring_sizes(opts.ring_size, opts.ring_size)
+        .mtu(opts.mtu());
     for p in ports.iter_mut() {
         p.configure(&cfg)?;
     }
@@ -203,7 +205,12 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
     let rx_port_id = rx_idx.map(|i| ports[i].id());
     let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
-    let capture = start_capture("pktgen", opts.pcap.as_deref(), opts.pcap_slots, 2048)?;
+    let capture = start_capture(
+        "pktgen",
+        opts.pcap.as_deref(),
+        opts.pcap_slots,
+        oxpmd::pmd::max_frame_len(opts.mtu()),
+    )?;
     let tx_tap = capture.as_ref().filter(|_| chosen(0)).map(Capture::tap);
     let rx_tap = capture
         .as_ref()

@@ -10,7 +10,9 @@ pub const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --tx-port DEV        port to send on: PCI address (0000:00:02.0) or virtual port (null0, ring:NAME,
                        fault:OPTIONS:DEV)
   --rx-port DEV        port to receive and check on (may be the TX port); without it, send only
-  --size S             frame size with FCS: N (64..=1518), MIN-MAX (cycled), or imix (64/594/1518 7:4:1)
+  --size S             frame size with FCS: N (64..=9018), MIN-MAX (cycled), or imix (64/594/1518 7:4:1);
+                       frames larger than a buffer (2048 bytes) leave as chained packets
+  --mtu N              the ports' MTU (default: 1500, or what the largest --size needs)
   --rate PPS           frames per second (default: as fast as possible)
   --count N            send exactly N frames, then wait --drain seconds for stragglers
   --duration SECS      send for SECS seconds (default without --count: until Ctrl-C)
@@ -73,6 +75,14 @@ impl Sizes {
         }
     }
 
+    /// The largest frame sent.
+    pub fn largest(&self) -> usize {
+        match *self {
+            Sizes::Fixed(n) | Sizes::Range(_, n) => n,
+            Sizes::Imix => 1518,
+        }
+    }
+
     /// Size of the `i`-th frame.
     pub fn nth(&self, i: u64) -> usize {
         match *self {
@@ -116,6 +126,16 @@ pub struct Options {
     pub stats_json: bool,
     /// `--gap N:SECS`: frames per round, idle time between rounds.
     pub gap: Option<(u64, Duration)>,
+    /// `--mtu` (None: what the largest frame needs, at least 1500).
+    pub mtu: Option<u16>,
+}
+
+impl Options {
+    /// The ports' MTU: `--mtu`, else the standard 1500 or what the largest frame needs.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+            .unwrap_or_else(|| (self.sizes.largest().saturating_sub(18)).max(1500) as u16)
+    }
 }
 
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -145,6 +165,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         pcap_slots: 4096,
         stats_json: false,
         gap: None,
+        mtu: None,
     };
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
@@ -155,6 +176,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--tx-port" => o.tx_port = val(&mut it, a)?,
             "--rx-port" => o.rx_port = Some(val(&mut it, a)?),
             "--size" => o.sizes = Sizes::parse(&val(&mut it, a)?)?,
+            "--mtu" => o.mtu = Some(parse_num(a, it.next(), 68u16..=9728)?),
             "--rate" => o.rate = Some(parse_num(a, it.next(), 1u64..=1_000_000_000)?),
             "--count" => o.count = Some(parse_num(a, it.next(), 1u64..=1 << 40)?),
             "--duration" => o.duration = Some(parse_num(a, it.next(), 0.001f64..=31_536_000.0)?),

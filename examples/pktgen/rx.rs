@@ -31,7 +31,7 @@ pub fn rx_loop(
                 if let Some(t) = tap.as_mut() {
                     let ts = wall_ns();
                     for p in burst.iter() {
-                        t.capture(p.data(), ts);
+                        t.capture_packet(p, ts);
                     }
                     t.publish();
                 }

@@ -8,9 +8,24 @@ use crate::frame::build_frame;
 use crate::options::Options;
 use crate::rate::allowed_now;
 use crate::{Live, pin};
-use oxpmd::dma::Mempool;
+use oxpmd::dma::{ChainBuilder, Mempool, Packet};
 use oxpmd::pmd::capture::{CaptureTap, now_ns as wall_ns};
 use oxpmd::pmd::{Burst, MacAddr, TxQueue};
+
+/// `frame` in `first` and as many more buffers of `pool` as it needs, chained; `None` (all given
+/// back) when the pool runs out.
+fn chained(mut first: Packet, frame: &[u8], pool: &Mempool) -> Option<Packet> {
+    let mut parts = frame.chunks(first.tailroom().max(1));
+    first.extend_from_slice(parts.next()?).ok()?;
+    let mut chain = ChainBuilder::new();
+    chain.push(first).ok()?;
+    for part in parts {
+        let mut seg = pool.alloc()?;
+        seg.extend_from_slice(part).ok()?;
+        chain.push(seg).ok()?;
+    }
+    chain.take()
+}
 
 pub struct TxResult {
     pub sent: u64,
@@ -35,6 +50,8 @@ pub fn tx_loop(
     pin(&opts.cores, 0, "pktgen tx");
     let mut burst = Burst::with_capacity(opts.burst).unwrap_or_default();
     let mut seqs = vec![0u32; usize::from(opts.streams)];
+    // Where a frame larger than one buffer is built before it is split over a chain.
+    let mut jumbo = vec![0u8; crate::frame::MAX_SIZE];
     let mut i = 0u64;
     let mut bytes = 0u64;
     let start = t0.elapsed();
@@ -90,10 +107,22 @@ pub fn tx_loop(
             let Some(mut p) = pool.alloc() else { break };
             let size = opts.sizes.nth(i + burst.len() as u64) - 4;
             let stream = ((i + burst.len() as u64) % u64::from(opts.streams)) as usize;
-            let Some(room) = p.append(size) else { break };
-            build_frame(room, dst, src, stream as u16, seqs[stream], now_ns);
-            if let Some(t) = tap.as_mut() {
-                t.capture(room, cap_ts);
+            if let Some(room) = p.append(size) {
+                build_frame(room, dst, src, stream as u16, seqs[stream], now_ns);
+                if let Some(t) = tap.as_mut() {
+                    t.capture(room, cap_ts);
+                }
+            } else {
+                // Larger than one buffer: built whole, then carried over a chain.
+                let f = &mut jumbo[..size];
+                build_frame(f, dst, src, stream as u16, seqs[stream], now_ns);
+                if let Some(t) = tap.as_mut() {
+                    t.capture(f, cap_ts);
+                }
+                match chained(p, f, &pool) {
+                    Some(c) => p = c,
+                    None => break,
+                }
             }
             seqs[stream] = seqs[stream].wrapping_add(1);
             if burst.push(p).is_err() {
