@@ -398,6 +398,9 @@ impl VfTxQueue {
         if self.state == Rebuild::Failed {
             return false;
         }
+        // What the device marked done before it lost the queue was sent: freed as usual, not
+        // counted as lost.
+        self.inner.ring.cleanup();
         // SAFETY: the queue's enable bit read back 0 just now (quiesce_for_rebuild: every call
         // here starts in `Current`): the device no longer reads its descriptors or buffers.
         #[allow(unsafe_code)]

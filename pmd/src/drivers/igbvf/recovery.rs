@@ -80,7 +80,7 @@ pub(crate) struct Observation {
 }
 
 impl Observation {
-    fn no_answer(&self) -> bool {
+    pub(crate) fn no_answer(&self) -> bool {
         matches!(
             (self.v2p, self.status),
             (None, _) | (Some(u32::MAX), _) | (Some(0), Some(0))
@@ -332,6 +332,19 @@ impl Watched {
         }
     }
 
+    /// Memory decoding and bus mastering on again in the VF's command register; says what it
+    /// found.
+    fn restore_command(&self) -> String {
+        let Some(d) = self.shared.device.as_ref() else {
+            return "no device".into();
+        };
+        let before = d.config_read16(0x04);
+        match d.enable_memory_and_bus_master() {
+            Ok(()) => format!("command register {before:x?}, memory and bus master on"),
+            Err(e) => format!("command register {before:x?}: {e}"),
+        }
+    }
+
     fn recover(&self) -> crate::error::Result<MacAddr> {
         let pf_mac = handshake::handshake(&self.shared, &self.mbx)?;
         let settings = self
@@ -349,13 +362,32 @@ impl Watched {
 /// The watchdog thread's body: looks every [`WATCHDOG_PERIOD`] until `stop`.
 pub(crate) fn run(w: Watched, stop: Arc<AtomicBool>) {
     let mut det = Detector::new();
+    let mut waits = 0u64;
     let name = w.shared.name.clone();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(WATCHDOG_PERIOD);
         let now = Instant::now();
-        match det.observe(&w.look(), now) {
-            Step::Nothing | Step::Wait => {}
+        let seen = w.look();
+        match det.observe(&seen, now) {
+            Step::Nothing => {}
+            Step::Wait => {
+                waits += 1;
+                // A VF whose function was reset (the PF's reset takes its VFs down and up) lost
+                // bus mastering, and QEMU maps its BAR again only on a write to its config
+                // space: set the command register again every 100 ms while it does not answer.
+                let cmd = (seen.no_answer() && waits % 10 == 0).then(|| w.restore_command());
+                if waits % 100 == 0 {
+                    log::info!(
+                        "{name}: igbvf recovery: still waiting for the PF: V2PMAILBOX {:?}, \
+                         STATUS {:?}{}",
+                        seen.v2p.map(|v| format!("{v:#x}")),
+                        seen.status.map(|v| format!("{v:#x}")),
+                        cmd.map(|c| format!(" ({c})")).unwrap_or_default()
+                    );
+                }
+            }
             Step::Down(cause) => {
+                waits = 0;
                 w.shared.recovery.mark_down();
                 log::warn!(
                     "{name}: igbvf lost its PF: {}; TX drops until it is back, then the VF \
