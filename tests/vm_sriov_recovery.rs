@@ -356,6 +356,49 @@ fn outage(f: &Flow, g: &Gap) -> Option<Duration> {
     Some(f.back[g.first_back?]?.saturating_duration_since(*last_before))
 }
 
+/// Our igbvf forwarding on VF 0 (l2fwd, its own process) behind a fresh service, and what the
+/// checks after the fault compare with.
+struct Forwarding {
+    log_start: usize,
+    hp_before: u64,
+    m: Manager,
+    vf: String,
+    w: Wire,
+    fwd: Manager,
+    vmac: MacAddr,
+}
+
+fn forwarding() -> Forwarding {
+    init_log();
+    let log_start = kernel_log().len();
+    let hp_before = hugepages_free();
+    let m = serve(&["--vfs", "1", "--vf", &format!("0:mac={VF_MAC}")]);
+    let vf = vf_addrs(&pf())[0].clone();
+    let mut w = wire();
+    let fwd = start_forwarder(&Forwarder::L2fwd, &vf, &m);
+    let vmac: MacAddr = VF_MAC.parse().unwrap();
+    warm_up(&mut w, vmac);
+    Forwarding {
+        log_start,
+        hp_before,
+        m,
+        vf,
+        w,
+        fwd,
+        vmac,
+    }
+}
+
+/// After the forwarder stopped: the VF works when opened again, the service stops cleanly, and
+/// the checks after a fault hold.
+fn wind_down(m: Manager, mut w: Wire, log_start: usize, hp_before: u64, what: &str) {
+    device_works(&m, &mut w);
+    drop(w);
+    let (ok, out) = m.stop();
+    assert!(ok, "the service failed after {what}:\n{out}");
+    after_checks(log_start, hp_before, what);
+}
+
 /// Kills the service with SIGKILL, leaves it dead `down` long, restarts it with its saved
 /// state.
 fn kill_and_restart(m: Manager, down: Duration) -> FaultDone {
@@ -371,15 +414,15 @@ fn kill_and_restart(m: Manager, down: Duration) -> FaultDone {
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn our_igbvf_forwards_again_by_itself_after_the_pf_service_is_killed_and_restarted() {
-    init_log();
-    let log_start = kernel_log().len();
-    let hp_before = hugepages_free();
-    let m = serve(&["--vfs", "1", "--vf", &format!("0:mac={VF_MAC}")]);
-    let vf = vf_addrs(&pf())[0].clone();
-    let mut w = wire();
-    let fwd = start_forwarder(&Forwarder::L2fwd, &vf, &m);
-    let vmac: MacAddr = VF_MAC.parse().unwrap();
-    warm_up(&mut w, vmac);
+    let Forwarding {
+        log_start,
+        hp_before,
+        m,
+        vf,
+        mut w,
+        fwd,
+        vmac,
+    } = forwarding();
     // The service is down a while (its fd closed: vfio-pci reset the PF).
     let (f, (killed_at, serving_at, m)) = flow_across(&mut w, vmac, RECOVERY_LIMIT, move || {
         kill_and_restart(m, Duration::from_millis(500))
@@ -435,25 +478,21 @@ fn our_igbvf_forwards_again_by_itself_after_the_pf_service_is_killed_and_restart
         "the driver counts {dropped} TX drops, more than the {} frames lost",
         g.lost_in_gap
     );
-    device_works(&m, &mut w);
-    drop(w);
-    let (ok, out) = m.stop();
-    assert!(ok, "the restarted service failed:\n{out}");
-    after_checks(log_start, hp_before, "kill -9 and restart of the PF service");
+    wind_down(
+        m,
+        w,
+        log_start,
+        hp_before,
+        "kill -9 and restart of the PF service",
+    );
 }
 
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn our_igbvf_forwards_again_by_itself_after_a_function_reset_of_the_vf() {
-    init_log();
-    let log_start = kernel_log().len();
-    let hp_before = hugepages_free();
-    let m = serve(&["--vfs", "1", "--vf", &format!("0:mac={VF_MAC}")]);
-    let vf = vf_addrs(&pf())[0].clone();
-    let mut w = wire();
-    let fwd = start_forwarder(&Forwarder::L2fwd, &vf, &m);
-    let vmac: MacAddr = VF_MAC.parse().unwrap();
-    warm_up(&mut w, vmac);
+    let fw = forwarding();
+    let (log_start, hp_before, vmac) = (fw.log_start, fw.hp_before, fw.vmac);
+    let (m, vf, mut w, fwd) = (fw.m, fw.vf, fw.w, fw.fwd);
     let vf2 = vf.clone();
     let (f, (reset_at, _, _)) = flow_across(&mut w, vmac, RECOVERY_LIMIT, move || {
         let at = Instant::now();
@@ -491,11 +530,7 @@ fn our_igbvf_forwards_again_by_itself_after_a_function_reset_of_the_vf() {
     let (ok, out) = fwd.stop();
     assert!(ok, "l2fwd failed (or leaked buffers):\n{out}");
     assert!(xstat(&out, "reset_recoveries").is_some_and(|n| n >= 1), "{out}");
-    device_works(&m, &mut w);
-    drop(w);
-    let (ok, out) = m.stop();
-    assert!(ok, "the service failed:\n{out}");
-    after_checks(log_start, hp_before, "a function reset of the VF");
+    wind_down(m, w, log_start, hp_before, "a function reset of the VF");
 }
 
 #[test]
@@ -563,31 +598,10 @@ fn dpdk_testpmd_across_a_pf_service_kill_and_restart_is_measured() {
 fn kernel_igbvf_across_a_pf_service_kill_and_restart_is_measured() {
     init_log();
     let log_start = kernel_log().len();
-    let out = run_bounded(
-        "modprobe igbvf",
-        Command::new(env("OXPMD_VM_MODPROBE")).arg("igbvf"),
-        COMMAND_LIMIT,
-    );
-    assert!(
-        out.status.success(),
-        "modprobe igbvf: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    modprobe_igbvf();
     let m = serve(&["--vfs", "1", "--vf", &format!("0:kernel,mac={VF_MAC}")]);
     let vf = vf_addrs(&pf())[0].clone();
-    let netdir = format!("/sys/bus/pci/devices/{vf}/net");
-    let t = Instant::now();
-    let ifname = loop {
-        if let Some(e) = std::fs::read_dir(&netdir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(Result::ok)
-        {
-            break e.file_name().to_string_lossy().into_owned();
-        }
-        assert!(t.elapsed() < DEADLINE, "the kernel VF has no netdev ({netdir})");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let ifname = kernel_netdev(&vf);
     let ip = |a: &[&str]| assert!(Command::new("ip").args(a).status().unwrap().success(), "ip {a:?}");
     ip(&["link", "set", "dev", &ifname, "up"]);
     ip(&["addr", "add", "10.79.0.1/24", "dev", &ifname]);

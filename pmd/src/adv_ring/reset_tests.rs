@@ -1,26 +1,13 @@
 //! The rings after the device lost their queue (a reset): RX posts every slot's own buffer again,
 //! TX gives its in-flight packets back, and both run on from descriptor 0 with nothing leaked.
 
-use std::sync::Arc;
-
-use oxpmd_dma::{IdentityMap, Mempool, MempoolConfig, Packet, PageSize, RegionOptions};
+use oxpmd_dma::Packet;
 
 use super::fake::FakeDevice;
+use super::tests::{leak_free, pool};
 use super::{AdvRxRing, AdvTxRing, HeapRingMemory, RingMemory};
 use crate::burst::Burst;
 use crate::stats::QueueCounters;
-
-fn pool(name: &str, capacity: usize) -> Mempool {
-    let cfg = MempoolConfig {
-        cache_size: 16,
-        region: RegionOptions {
-            page_size: PageSize::Base4K,
-            allow_4k_fallback: true,
-        },
-        ..MempoolConfig::new(name, capacity)
-    };
-    Mempool::new(&cfg, Arc::new(IdentityMap)).expect("test pool")
-}
 
 fn frame(seq: u32) -> Vec<u8> {
     let mut f = vec![0u8; 64];
@@ -31,11 +18,6 @@ fn frame(seq: u32) -> Vec<u8> {
 
 fn seq_of(p: &Packet) -> u32 {
     u32::from_be_bytes(p.data()[14..18].try_into().unwrap())
-}
-
-fn leak_free(pool: &Mempool) -> bool {
-    oxpmd_dma::flush_thread_caches();
-    pool.available() == pool.capacity()
 }
 
 /// The device forgets the queue (as a reset does): disabled, head = tail = 0.

@@ -177,9 +177,19 @@ pub(crate) fn handshake(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Resul
     Ok(mac)
 }
 
+/// The handshake, then the replay of the application's settings; keeps and returns the MAC in
+/// use.
+pub(crate) fn reset_and_replay(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Result<MacAddr> {
+    let pf_mac = handshake(shared, mbx)?;
+    let settings = shared.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mac = replay(shared, mbx, &settings, pf_mac)?;
+    *shared.mac.lock().unwrap_or_else(|p| p.into_inner()) = mac;
+    Ok(mac)
+}
+
 /// Asks the PF again for what the application had set (after a handshake). Returns the MAC in
 /// use: the application's, else `pf_mac` (the RESET reply's).
-pub(crate) fn replay(
+fn replay(
     shared: &VfShared,
     mbx: &Mutex<VfMailbox<Bar>>,
     settings: &VfSettings,

@@ -248,10 +248,57 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     }
 }
 
+/// VF `.1`'s side of the mailbox model, for tests.
+#[cfg(test)]
+pub(crate) struct ModelVf(
+    pub(crate) std::sync::Arc<crate::sriov::model::MailboxModel>,
+    pub(crate) usize,
+);
+
+#[cfg(test)]
+impl VfMbxAccess for ModelVf {
+    fn read_ctl(&self) -> Result<u32, BarError> {
+        Ok(self.0.vf_read_mailbox(self.1))
+    }
+    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
+        self.0.vf_write_mailbox(self.1, v);
+        Ok(())
+    }
+    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
+        Ok(self.0.vf_read_mem(self.1, i))
+    }
+    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
+        self.0.vf_write_mem(self.1, i, v);
+        Ok(())
+    }
+}
+
+/// Runs `host`'s service loop on a thread until the flag is set; the thread returns the host.
+#[cfg(test)]
+pub(crate) fn serve_model(
+    mut host: crate::sriov::host::PfHost<std::sync::Arc<crate::sriov::model::MailboxModel>>,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<crate::sriov::host::PfHost<std::sync::Arc<crate::sriov::model::MailboxModel>>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let pf = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while !s2.load(Ordering::Relaxed) {
+            host.poll(t0.elapsed().as_millis() as u64).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        host
+    });
+    (stop, pf)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::mac::MacAddr;
@@ -259,25 +306,6 @@ mod tests {
     use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
     use crate::sriov::model::MailboxModel;
     use crate::sriov::policy::{VfPolicy, VfTable};
-
-    struct ModelVf(Arc<MailboxModel>, usize);
-
-    impl VfMbxAccess for ModelVf {
-        fn read_ctl(&self) -> Result<u32, BarError> {
-            Ok(self.0.vf_read_mailbox(self.1))
-        }
-        fn write_ctl(&self, v: u32) -> Result<(), BarError> {
-            self.0.vf_write_mailbox(self.1, v);
-            Ok(())
-        }
-        fn read_mem(&self, i: usize) -> Result<u32, BarError> {
-            Ok(self.0.vf_read_mem(self.1, i))
-        }
-        fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
-            self.0.vf_write_mem(self.1, i, v);
-            Ok(())
-        }
-    }
 
     #[test]
     fn vf_and_pf_host_talk_through_the_model() {
@@ -297,16 +325,7 @@ mod tests {
         .unwrap();
         let mut host = PfHost::new(m.clone(), "model-pf", t).unwrap();
         host.setup_vmdq().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let pf = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            while !s2.load(Ordering::Relaxed) {
-                host.poll(t0.elapsed().as_millis() as u64).unwrap();
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            host
-        });
+        let (stop, pf) = serve_model(host);
         let vf = VfMailbox::new(ModelVf(m.clone(), 1), Duration::from_secs(10));
         let r = vf.request(&VfRequest::Reset.encode()[..1]).unwrap();
         assert_eq!(r[0], MSG_ACK | 1);

@@ -377,16 +377,7 @@ impl IgbvfDriver {
     /// Resets the VF and redoes the handshake with the PF, then asks again for the settings
     /// the application had made; the queues rebuild their rings at their next burst.
     pub fn reset(&mut self) -> Result<()> {
-        let mbx = self.mailbox()?;
-        let pf_mac = handshake::handshake(&self.shared, mbx)?;
-        let settings = self
-            .shared
-            .settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mac = handshake::replay(&self.shared, mbx, &settings, pf_mac)?;
-        *self.shared.mac.lock().unwrap_or_else(|p| p.into_inner()) = mac;
+        handshake::reset_and_replay(&self.shared, self.mailbox()?)?;
         self.shared.recovery.bump();
         Ok(())
     }

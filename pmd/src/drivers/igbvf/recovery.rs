@@ -346,16 +346,7 @@ impl Watched {
     }
 
     fn recover(&self) -> crate::error::Result<MacAddr> {
-        let pf_mac = handshake::handshake(&self.shared, &self.mbx)?;
-        let settings = self
-            .shared
-            .settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mac = handshake::replay(&self.shared, &self.mbx, &settings, pf_mac)?;
-        *self.shared.mac.lock().unwrap_or_else(|p| p.into_inner()) = mac;
-        Ok(mac)
+        handshake::reset_and_replay(&self.shared, &self.mbx)
     }
 }
 

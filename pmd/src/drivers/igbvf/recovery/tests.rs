@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::drivers::igbvf::mbx::{MbxError, VfMailbox, VfMbxAccess};
+use crate::drivers::igbvf::mbx::{MbxError, ModelVf, VfMailbox, serve_model};
 use crate::sriov::host::PfHost;
 use crate::sriov::mailbox::{self, MSG_ACK, VfRequest};
 use crate::sriov::model::MailboxModel;
 use crate::sriov::policy::{VfPolicy, VfTable};
-use oxpmd_vfio::BarError;
 
 const RSTI: u32 = regs::mbx::RSTI;
 const RSTD: u32 = regs::mbx::RSTD;
@@ -153,28 +152,9 @@ fn queues_see_the_epoch_before_down_clears_and_live_flags_are_per_queue() {
     assert_eq!(crate::xstats::get(&v, "reset_recoveries"), Some(0));
 }
 
-struct ModelVf(Arc<MailboxModel>, usize);
-
-impl VfMbxAccess for ModelVf {
-    fn read_ctl(&self) -> Result<u32, BarError> {
-        Ok(self.0.vf_read_mailbox(self.1))
-    }
-    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
-        self.0.vf_write_mailbox(self.1, v);
-        Ok(())
-    }
-    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
-        Ok(self.0.vf_read_mem(self.1, i))
-    }
-    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
-        self.0.vf_write_mem(self.1, i, v);
-        Ok(())
-    }
-}
-
 #[test]
 fn a_pf_reset_through_the_mailbox_model_is_noticed_waited_out_and_recovered() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     let m = Arc::new(MailboxModel::new());
     let mac = crate::mac::MacAddr([2, 0, 0, 0, 0x30, 1]);
     let table = VfTable::new(
@@ -188,15 +168,7 @@ fn a_pf_reset_through_the_mailbox_model_is_noticed_waited_out_and_recovered() {
     .unwrap();
     let mut host = PfHost::new(m.clone(), "model-pf", table).unwrap();
     host.setup_vmdq().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let pf = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        while !s2.load(Ordering::Relaxed) {
-            host.poll(t0.elapsed().as_millis() as u64).unwrap();
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    });
+    let (stop, pf) = serve_model(host);
     let vf = VfMailbox::new(ModelVf(m.clone(), 0), Duration::from_millis(500));
     let look = |vf: &VfMailbox<ModelVf>| Observation {
         v2p: vf.poll_ctl().ok(),
