@@ -12,12 +12,13 @@
 //! Run with `cargo xtask vm test vm_fault_kill`.
 
 mod common;
+mod fault_checks;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{L2fwd, Running, final_row, pktgen_exact, quad, result};
+use fault_checks::{hugepages_free, is_dmar_fault, kernel_log};
 
 /// Frames of the background pktgen and the rate asked for. A debug build under TCG sends about
 /// 550 a second of them (measured: 672, 992, 1121 back after 1, 2, 3 s), so 5000 are about 9 s of
@@ -27,34 +28,11 @@ const RATE: &str = "2000";
 /// Frames per direction through the restarted l2fwd.
 const AFTER: u64 = 2000;
 
-fn hugepages_free() -> u64 {
-    let info = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
-    info.lines()
-        .find_map(|l| l.strip_prefix("HugePages_Free:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no HugePages_Free in /proc/meminfo:\n{info}"))
-}
-
-fn kernel_log() -> Vec<String> {
-    let out = Command::new("dmesg").output().expect("run dmesg");
-    assert!(out.status.success(), "dmesg: {}", out.status);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Prints a figure of the run even when the test passes: libtest captures `eprintln!` of a
 /// passing test, not what is written to the stderr handle itself.
 fn figure(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "vm_fault_kill: {text}");
-}
-
-/// The IOMMU's fault reports: `DMAR: [DMA Read NO_PASID] Request device [..] fault addr ..`,
-/// `DMAR: DRHD: handling fault status reg ..`.
-fn is_dmar_fault(line: &str) -> bool {
-    line.contains("DMAR") && (line.contains("[DMA") || line.contains("fault"))
 }
 
 /// Fails on any IOMMU fault report among the kernel log lines from `start` on.

@@ -262,16 +262,7 @@ fn our_igbvf_mac_vlan_link_stats_and_bad_input_at_run_time() {
 fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
     init_log();
     let pfa = pf();
-    let out = run_bounded(
-        "modprobe igbvf",
-        Command::new(env("OXPMD_VM_MODPROBE")).arg("igbvf"),
-        COMMAND_LIMIT,
-    );
-    assert!(
-        out.status.success(),
-        "modprobe igbvf: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    modprobe_igbvf();
     let m = serve(&["--vfs", "2", "--vf", "1:kernel,mac=02:00:00:00:77:01"]);
     assert!(
         m.wait_line(
@@ -282,21 +273,7 @@ fn kernel_igbvf_with_a_port_vlan_and_a_mac_change_at_run_time() {
         m.output()
     );
     let vfs = vf_addrs(&pfa);
-    // igbvf registers its netdev at the end of its probe, after the reset handshake (which it
-    // may do twice: the probe resets the VF once more).
-    let netdir = format!("/sys/bus/pci/devices/{}/net", vfs[1]);
-    let t = Instant::now();
-    let ifname = loop {
-        if let Some(e) = std::fs::read_dir(&netdir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(Result::ok)
-        {
-            break e.file_name().to_string_lossy().into_owned();
-        }
-        assert!(t.elapsed() < DEADLINE, "the kernel VF has no netdev ({netdir})");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let ifname = kernel_netdev(&vfs[1]);
     let sysv = |f: &str| {
         std::fs::read_to_string(format!("/sys/class/net/{ifname}/{f}"))
             .unwrap_or_default()

@@ -148,3 +148,36 @@ pub fn receive_vlan(rx: &mut RxQueue, tag: u16, vid: u16, wait: Duration) -> (us
 pub fn token_of(m: &Manager) -> String {
     std::fs::read_to_string(&m.token_file).unwrap().trim().to_string()
 }
+
+/// The network interface of VF `vf` bound to the kernel's igbvf. igbvf registers its netdev at
+/// the end of its probe, after the reset handshake (which it may do twice: the probe resets the
+/// VF once more).
+pub fn kernel_netdev(vf: &str) -> String {
+    let netdir = format!("/sys/bus/pci/devices/{vf}/net");
+    let t = Instant::now();
+    loop {
+        if let Some(e) = std::fs::read_dir(&netdir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+        {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+        assert!(t.elapsed() < DEADLINE, "the kernel VF has no netdev ({netdir})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Loads the kernel's igbvf driver in the guest.
+pub fn modprobe_igbvf() {
+    let out = run_bounded(
+        "modprobe igbvf",
+        Command::new(env("OXPMD_VM_MODPROBE")).arg("igbvf"),
+        COMMAND_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "modprobe igbvf: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

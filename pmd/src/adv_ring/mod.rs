@@ -169,4 +169,6 @@ pub fn check_ring_size(n: usize) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod reset_tests;
+#[cfg(test)]
 mod tests;

@@ -389,6 +389,28 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
     }
 }
 
+impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
+    /// After the device lost the queue (a reset): writes the read format of every slot again for
+    /// the buffer it already holds and starts from descriptor 0, as a freshly built ring. No
+    /// buffer changes hands: each slot keeps its buffer (none taken, none freed). Frames the
+    /// device wrote back before it lost the queue are overwritten: take them first
+    /// ([`rx_burst`](Self::rx_burst) until [`has_pending`](Self::has_pending) is false).
+    /// Then program the base and length again (head 0), enable the queue and [`arm`](Self::arm).
+    ///
+    /// Precondition: the queue is disabled (the device no longer writes its descriptors or
+    /// buffers); otherwise the device could write into a slot while it is being rewritten.
+    pub fn repost_all(&mut self) {
+        self.next = 0;
+        self.discarding = false;
+        // A frame whose EOP never came: its segments are the CPU's (DD was seen for each).
+        drop(self.partial.take());
+        for i in 0..self.slots.len() {
+            let b = self.slots[i];
+            self.post(i, b);
+        }
+    }
+}
+
 impl<R: QueueRegs, M: RingMemory> Drop for AdvRxRing<R, M> {
     fn drop(&mut self) {
         // Invariant 3: the queue is off before any buffer goes back or the ring memory is freed.

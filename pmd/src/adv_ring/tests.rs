@@ -10,7 +10,7 @@ use super::{AdvRxRing, AdvTxRing, HeapRingMemory, RingMemory, TX_RS_THRESH, desc
 use crate::burst::Burst;
 use crate::stats::QueueCounters;
 
-fn pool(name: &str, capacity: usize) -> Mempool {
+pub(super) fn pool(name: &str, capacity: usize) -> Mempool {
     let cfg = MempoolConfig {
         cache_size: 32.min(capacity / 2),
         region: RegionOptions {
@@ -55,7 +55,7 @@ fn tx_ring(count: usize) -> (TestTx, FakeDevice) {
     (ring, dev)
 }
 
-fn leak_free(pool: &Mempool) -> bool {
+pub(super) fn leak_free(pool: &Mempool) -> bool {
     oxpmd_dma::flush_thread_caches();
     pool.available() == pool.capacity()
 }

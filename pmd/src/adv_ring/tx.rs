@@ -437,6 +437,46 @@ fn offload_context(pkt: &Packet, flags: OffloadFlags) -> Offload {
     out
 }
 
+impl<R: QueueRegs, M: RingMemory> AdvTxRing<R, M> {
+    /// After the device lost the queue (a reset): returns every packet still in the ring to its
+    /// pool, zeroes the descriptors and starts from descriptor 0, as a freshly built ring (then
+    /// program TDBA / TDLEN, TDH = TDT = 0 and enable). Returns how many packets were in flight:
+    /// whether the device sent them before it lost the queue is unknown (their DD may never have
+    /// been written), so a caller counts them as lost.
+    ///
+    /// # Safety
+    /// The queue is disabled, read back (the device no longer reads its descriptors or
+    /// buffers): the buffers go back to their pools and may be reused at once.
+    pub unsafe fn discard_in_flight(&mut self) -> usize {
+        fence(Ordering::SeqCst);
+        let mut lost = 0;
+        for b in self.slots.iter_mut() {
+            let b = std::mem::replace(b, RawBuffer::NULL);
+            if !b.is_null() {
+                // SAFETY: a buffer posted by this ring; the caller guarantees the device no
+                // longer accesses it.
+                drop(unsafe { Packet::from_raw(b) });
+                lost += 1;
+            }
+        }
+        for i in 0..self.slots.len() {
+            // SAFETY: i < count: inside the ring; the queue is disabled (the caller's contract).
+            unsafe {
+                desc::write_u64(self.base, i, 0, 0);
+                desc::write_u64(self.base, i, 8, 0);
+            }
+        }
+        self.tail = 0;
+        self.clean = 0;
+        self.since_rs = 0;
+        self.rs_head = 0;
+        self.rs_tail = 0;
+        // The device's context slot was reset with the queue.
+        self.ctx = None;
+        lost
+    }
+}
+
 impl<R: QueueRegs, M: RingMemory> Drop for AdvTxRing<R, M> {
     fn drop(&mut self) {
         // Invariant 3: the queue is off before buffers go back and the memory is freed.

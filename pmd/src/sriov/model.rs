@@ -137,6 +137,20 @@ impl MailboxModel {
         })
     }
 
+    /// Device side, as QEMU's igb shows a PF reset to VF `vf`: while the PF is in reset RSTI is
+    /// set (`released` false); the PF driver's CTRL_EXT.PFRSTD clears it and sets RSTD
+    /// (`released` true).
+    pub fn vf_pf_reset(&self, vf: usize, released: bool) {
+        self.with(|i| {
+            let v = &mut i.v2p[vf & 7];
+            if released {
+                *v = (*v & !v2p::RSTI) | v2p::RSTD;
+            } else {
+                *v |= v2p::RSTI;
+            }
+        })
+    }
+
     /// VF side: write a mailbox word.
     pub fn vf_write_mem(&self, vf: usize, i: usize, v: u32) {
         self.set(regs::vmbmem(vf & 7) + 4 * (i & 15), v)

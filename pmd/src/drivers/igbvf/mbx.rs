@@ -62,7 +62,7 @@ pub enum MbxError {
         waited: Duration,
     },
     /// The PF reset while we talked.
-    #[error("the PF signalled a reset (RSTI) during the exchange")]
+    #[error("the PF signalled a reset (RSTI, or the VF's registers read all ones) during the exchange")]
     PfReset,
 }
 
@@ -75,6 +75,11 @@ pub struct VfMailbox<A: VfMbxAccess> {
     pf_link_up: Cell<bool>,
     /// The PF sent a CONTROL message with NACK: it changed this VF's settings, reset to learn them.
     reset_asked: Cell<bool>,
+    /// RSTI / RSTD seen in any read of V2PMAILBOX since the last [`take_reset_bits`]: RSTD clears
+    /// on read, so whichever read sees it keeps it for the reset watchdog.
+    ///
+    /// [`take_reset_bits`]: VfMailbox::take_reset_bits
+    reset_bits: Cell<u32>,
 }
 
 impl<A: VfMbxAccess> VfMailbox<A> {
@@ -85,7 +90,38 @@ impl<A: VfMbxAccess> VfMailbox<A> {
             timeout,
             pf_link_up: Cell::new(true),
             reset_asked: Cell::new(false),
+            reset_bits: Cell::new(0),
         }
+    }
+
+    /// Reads V2PMAILBOX, keeping any RSTI / RSTD it shows (see [`take_reset_bits`]).
+    ///
+    /// [`take_reset_bits`]: VfMailbox::take_reset_bits
+    fn read_ctl(&self) -> Result<u32, MbxError> {
+        let v = self.access.read_ctl()?;
+        // All ones: the function does not answer (it is being reset, or gone): not a bit pattern.
+        if v != u32::MAX {
+            self.reset_bits
+                .set(self.reset_bits.get() | (v & (mbx::RSTI | mbx::RSTD)));
+        }
+        Ok(v)
+    }
+
+    /// The RSTI / RSTD bits seen since the last call (and clears that record): the PF reset, or
+    /// is resetting, behind this VF's back when no handshake of ours explains them.
+    pub fn take_reset_bits(&self) -> u32 {
+        self.reset_bits.replace(0)
+    }
+
+    /// One read of V2PMAILBOX for the reset watchdog: a message the PF posted meanwhile is taken
+    /// as [`poll_pf_message`](Self::poll_pf_message) does (PFSTS clears on read). Returns the
+    /// value read.
+    pub fn poll_ctl(&self) -> Result<u32, MbxError> {
+        let v = self.read_ctl()?;
+        if v != u32::MAX && v & mbx::PFSTS != 0 {
+            self.take_message()?;
+        }
+        Ok(v)
     }
 
     /// False after the PF said the link is down (a CONTROL message or a reply without CTS),
@@ -120,10 +156,15 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     /// about the link. Returns its word 0. A message not read because the PF holds the lock is
     /// lost to us (PFSTS clears on read); the PF repeats CTS in its next reply.
     pub fn poll_pf_message(&self) -> Result<Option<u32>, MbxError> {
-        let v = self.access.read_ctl()?;
-        if v & mbx::PFSTS == 0 {
+        let v = self.read_ctl()?;
+        if v == u32::MAX || v & mbx::PFSTS == 0 {
             return Ok(None);
         }
+        self.take_message().map(Some)
+    }
+
+    /// Locks, reads and acknowledges the message the PF posted (PFSTS was seen).
+    fn take_message(&self) -> Result<u32, MbxError> {
         self.lock()?;
         let w0 = self.access.read_mem(0)?;
         self.access.write_ctl(mbx::ACK)?;
@@ -134,7 +175,7 @@ impl<A: VfMbxAccess> VfMailbox<A> {
                  port to learn them (MAC, frame size, multicast)"
             );
         }
-        Ok(Some(w0))
+        Ok(w0)
     }
 
     /// The register access.
@@ -146,7 +187,7 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         let t = Instant::now();
         loop {
             self.access.write_ctl(mbx::VFU)?;
-            let v = self.access.read_ctl()?;
+            let v = self.read_ctl()?;
             if v & mbx::VFU != 0 {
                 return Ok(());
             }
@@ -174,8 +215,9 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         let t = Instant::now();
         // PFSTS and PFACK clear on read: remember every bit seen.
         while seen & mbx::PFSTS == 0 {
-            let v = self.access.read_ctl()?;
-            if v & mbx::RSTI != 0 {
+            let v = self.read_ctl()?;
+            // All ones: the function is being reset (its registers do not answer).
+            if v == u32::MAX || v & mbx::RSTI != 0 {
                 return Err(MbxError::PfReset);
             }
             seen |= v;
@@ -206,10 +248,57 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     }
 }
 
+/// VF `.1`'s side of the mailbox model, for tests.
+#[cfg(test)]
+pub(crate) struct ModelVf(
+    pub(crate) std::sync::Arc<crate::sriov::model::MailboxModel>,
+    pub(crate) usize,
+);
+
+#[cfg(test)]
+impl VfMbxAccess for ModelVf {
+    fn read_ctl(&self) -> Result<u32, BarError> {
+        Ok(self.0.vf_read_mailbox(self.1))
+    }
+    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
+        self.0.vf_write_mailbox(self.1, v);
+        Ok(())
+    }
+    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
+        Ok(self.0.vf_read_mem(self.1, i))
+    }
+    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
+        self.0.vf_write_mem(self.1, i, v);
+        Ok(())
+    }
+}
+
+/// Runs `host`'s service loop on a thread until the flag is set; the thread returns the host.
+#[cfg(test)]
+pub(crate) fn serve_model(
+    mut host: crate::sriov::host::PfHost<std::sync::Arc<crate::sriov::model::MailboxModel>>,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<crate::sriov::host::PfHost<std::sync::Arc<crate::sriov::model::MailboxModel>>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let pf = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while !s2.load(Ordering::Relaxed) {
+            host.poll(t0.elapsed().as_millis() as u64).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        host
+    });
+    (stop, pf)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::mac::MacAddr;
@@ -217,25 +306,6 @@ mod tests {
     use crate::sriov::mailbox::{self, MSG_ACK, MSG_CTS, MSG_NACK, ReplyStatus, VfRequest};
     use crate::sriov::model::MailboxModel;
     use crate::sriov::policy::{VfPolicy, VfTable};
-
-    struct ModelVf(Arc<MailboxModel>, usize);
-
-    impl VfMbxAccess for ModelVf {
-        fn read_ctl(&self) -> Result<u32, BarError> {
-            Ok(self.0.vf_read_mailbox(self.1))
-        }
-        fn write_ctl(&self, v: u32) -> Result<(), BarError> {
-            self.0.vf_write_mailbox(self.1, v);
-            Ok(())
-        }
-        fn read_mem(&self, i: usize) -> Result<u32, BarError> {
-            Ok(self.0.vf_read_mem(self.1, i))
-        }
-        fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
-            self.0.vf_write_mem(self.1, i, v);
-            Ok(())
-        }
-    }
 
     #[test]
     fn vf_and_pf_host_talk_through_the_model() {
@@ -255,16 +325,7 @@ mod tests {
         .unwrap();
         let mut host = PfHost::new(m.clone(), "model-pf", t).unwrap();
         host.setup_vmdq().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let pf = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            while !s2.load(Ordering::Relaxed) {
-                host.poll(t0.elapsed().as_millis() as u64).unwrap();
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            host
-        });
+        let (stop, pf) = serve_model(host);
         let vf = VfMailbox::new(ModelVf(m.clone(), 1), Duration::from_secs(10));
         let r = vf.request(&VfRequest::Reset.encode()[..1]).unwrap();
         assert_eq!(r[0], MSG_ACK | 1);

@@ -10,26 +10,36 @@
 //! shared advanced ring; they are enabled at setup (a VF has no RCTL/TCTL: the PF gates the
 //! pool). Statistics: the VF's rolling counters (VFGPRC, VFGPTC, VFGORC, VFGOTC, VFMPRC).
 //!
-//! Teardown: queues disable themselves before their memory goes; the driver's `Drop` disables
-//! its queues, then bus mastering.
+//! Resets the application did not ask for (the PF service killed and restarted, a function
+//! reset of the VF): a watchdog thread of the port notices them, redoes the handshake once the PF
+//! answers and asks again for the application's settings; the queues rebuild their rings on
+//! their own threads (see `recovery`). Frames lost meanwhile are counted (xstats `reset_*`).
+//!
+//! Teardown: the watchdog stops; queues disable themselves before their memory goes; the
+//! driver's `Drop` disables its queues, then bus mastering.
 
 mod error;
+mod handshake;
 mod intr;
 mod link;
 pub mod mbx;
+mod recovery;
 pub mod regs;
 mod stats;
 
 pub(crate) mod queue;
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
+use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
-use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, disable_queue};
+use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
+use self::recovery::Recovery;
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
@@ -41,7 +51,7 @@ use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
-use crate::sriov::mailbox::{self, ReplyStatus, VfRequest, id};
+use crate::sriov::mailbox::{self, VfRequest};
 use crate::stats::DeviceCounters;
 
 /// Driver name.
@@ -58,8 +68,6 @@ pub const MAX_FRAME: u32 = crate::driver::max_frame_len(crate::driver::DEFAULT_M
 /// The largest MTU a VF asks for: the PF grants or refuses it (SET_LPE); oxpmd's PF service
 /// grants frames up to its policy's `max_frame` (9022 by default).
 pub const MAX_MTU: u16 = 9000;
-/// How long the PF may take to release the VF from reset.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one mailbox exchange may take (the PF manager polls every few milliseconds).
 const MBX_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a queue enable may take to read back.
@@ -130,6 +138,12 @@ pub(crate) struct VfShared {
     pub(crate) layout: QueueLayout,
     /// Running totals of the VF's rolling counters (xstats).
     totals: std::sync::Mutex<stats::VfTotals>,
+    /// The reset watchdog's state, shared with the queues.
+    pub(crate) recovery: Recovery,
+    /// What the application asked the PF for (replayed after a reset).
+    settings: Mutex<VfSettings>,
+    /// The MAC in use (the PF's, or the application's).
+    mac: Mutex<MacAddr>,
 }
 
 impl VfShared {
@@ -189,21 +203,20 @@ pub struct IgbvfDriver {
     /// Shared with the link-event poller ([`Driver::link_events`]): PF messages say whether the
     /// PF holds the VF's link down.
     mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
-    mac: MacAddr,
-    /// The max frame asked of the PF (SET_LPE), asked again after every reset.
-    max_frame: u32,
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
     queues: Vec<(VfDir, u16)>,
     /// The connection to the PF service that handed this VF over (kept open while we use it).
     _service: Option<std::os::unix::net::UnixStream>,
+    /// The reset watchdog (None for a PF pool port): its stop flag and thread.
+    watchdog: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for IgbvfDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IgbvfDriver")
             .field("device", &self.shared.name)
-            .field("mac", &self.mac)
+            .field("mac", &self.mac_addr())
             .finish()
     }
 }
@@ -261,17 +274,19 @@ impl IgbvfDriver {
             device: Some(device),
             layout: QueueLayout::VF,
             totals: Default::default(),
+            recovery: Recovery::default(),
+            settings: Mutex::default(),
+            mac: Mutex::new(MacAddr::ZERO),
         });
         let mut drv = IgbvfDriver {
             shared,
             dma,
             mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
-            mac: MacAddr::ZERO,
-            max_frame: MAX_FRAME,
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
             _service: service,
+            watchdog: None,
         };
         drv.reset()?;
         // The totals count from here (whatever the counters held before the open).
@@ -281,7 +296,32 @@ impl IgbvfDriver {
             .unwrap_or_else(|p| p.into_inner())
             .start_from(|off| drv.shared.bar.read32(off))
             .map_err(|e| drv_err(&name, "read statistics", e))?;
+        drv.start_watchdog()?;
         Ok(drv)
+    }
+
+    fn start_watchdog(&mut self) -> Result<()> {
+        let Some(mbx) = self.mbx.clone() else {
+            return Ok(());
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = recovery::Watched {
+            shared: self.shared.clone(),
+            mbx,
+        };
+        let s2 = stop.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("igbvf-watch-{}", self.name()))
+            .spawn(move || recovery::run(w, s2))
+            .map_err(|e| {
+                drv_err(
+                    self.name(),
+                    "start the reset watchdog",
+                    IgbvfError::Ring(format!("thread: {e}")),
+                )
+            })?;
+        self.watchdog = Some((stop, t));
+        Ok(())
     }
 
     /// A port on the PF's own VMDq pool: hardware queue `hwq` of the PF whose BAR0 is `bar`,
@@ -302,22 +342,23 @@ impl IgbvfDriver {
                 device: None,
                 layout: QueueLayout::pf_queue(hwq),
                 totals: Default::default(),
+                recovery: Recovery::default(),
+                settings: Mutex::default(),
+                mac: Mutex::new(mac),
             }),
             dma,
             mbx: None,
-            mac,
-            max_frame: MAX_FRAME,
             rings: None,
             rx_ring_size: 0,
             queues: Vec::new(),
             _service: None,
+            watchdog: None,
         })
     }
 
-    fn mailbox(&self) -> Result<MutexGuard<'_, VfMailbox<Bar>>> {
+    fn mailbox(&self) -> Result<&Mutex<VfMailbox<Bar>>> {
         self.mbx
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+            .as_deref()
             .ok_or_else(|| drv_err(self.name(), "mailbox request", IgbvfError::PfPool))
     }
 
@@ -337,168 +378,24 @@ impl IgbvfDriver {
         &self.shared.name
     }
 
-    /// Resets the VF and redoes the handshake with the PF (also after a PF restart).
+    /// Resets the VF and redoes the handshake with the PF, then asks again for the settings
+    /// the application had made; the queues rebuild their rings at their next burst.
     pub fn reset(&mut self) -> Result<()> {
-        let s = self.shared.clone();
-        let Some(device) = s.device.as_ref() else {
-            return Err(drv_err(&s.name, "reset", IgbvfError::PfPool));
-        };
-        device.enable_memory_and_bus_master().map_err(|e| {
-            drv_err(
-                &s.name,
-                "enable bus mastering",
-                IgbvfError::Vfio {
-                    source: Box::new(e),
-                    hint: "",
-                },
-            )
-        })?;
-        let b = &s.bar;
-        let name = s.name.clone();
-        let e = |op: &'static str| {
-            let name = name.clone();
-            move |e: BarError| drv_err(&name, op, e)
-        };
-        log::debug!(
-            "{}: before reset: STATUS {:#x} CTRL {:#x} V2PMAILBOX {:#x}",
-            s.name,
-            b.read32(regs::STATUS).unwrap_or(0),
-            b.read32(regs::CTRL).unwrap_or(0),
-            b.read32(regs::V2PMAILBOX).unwrap_or(0)
-        );
-        // STATUS mirrors the PF's (never 0 on an 82576: full duplex, speed, IOV mode bits).
-        if b.read32(regs::STATUS).map_err(e("read STATUS"))? == 0
-            && b.read32(regs::V2PMAILBOX).map_err(e("read V2PMAILBOX"))? == 0
-        {
-            return Err(drv_err(&s.name, "reset", IgbvfError::NotDecoded));
-        }
-        b.write32(regs::EIMC, 0x7).map_err(e("mask interrupts"))?;
-        let ctrl = b.read32(regs::CTRL).map_err(e("reset"))?;
-        b.write32(regs::CTRL, ctrl | regs::CTRL_RST).map_err(e("reset"))?;
-        std::thread::sleep(Duration::from_millis(2));
-        // Wait until the PF released the VF (RSTI clear; RSTD clears on read).
-        let t = Instant::now();
-        loop {
-            let v = b.read32(regs::V2PMAILBOX).map_err(e("read V2PMAILBOX"))?;
-            if v & regs::mbx::RSTI == 0 {
-                break;
-            }
-            if t.elapsed() > RELEASE_TIMEOUT {
-                return Err(drv_err(
-                    &s.name,
-                    "reset",
-                    IgbvfError::NotReleased(RELEASE_TIMEOUT),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let r = self
-            .mailbox()?
-            .request(&VfRequest::Reset.encode()[..1])
-            .map_err(|e| drv_err(&s.name, "reset handshake", e))?;
-        match mailbox::reply_status(r[0], id::RESET) {
-            ReplyStatus::Ack => {}
-            ReplyStatus::Nack => {
-                return Err(drv_err(
-                    &s.name,
-                    "reset handshake",
-                    IgbvfError::Refused {
-                        what: "the reset (the PF has no MAC for this VF)",
-                    },
-                ));
-            }
-            ReplyStatus::Unexpected => {
-                return Err(drv_err(
-                    &s.name,
-                    "reset handshake",
-                    IgbvfError::Protocol {
-                        what: "RESET",
-                        word0: r[0],
-                    },
-                ));
-            }
-        }
-        let mac = mailbox::mac_from_words(r[1], r[2]);
-        if !mac.is_valid_unicast() {
-            return Err(drv_err(
-                &s.name,
-                "reset handshake",
-                IgbvfError::Protocol {
-                    what: "RESET (the MAC is not unicast)",
-                    word0: r[0],
-                },
-            ));
-        }
-        self.mac = mac;
-        self.simple_request(
-            VfRequest::SetLpe {
-                max_frame: self.max_frame,
-            },
-            "SET_LPE",
-        )?;
-        log::info!("{}: igbvf reset handshake done, MAC {mac}", s.name);
+        handshake::reset_and_replay(&self.shared, self.mailbox()?)?;
+        self.shared.recovery.bump();
         Ok(())
     }
 
     /// Sends a request whose reply is a bare ACK / NACK.
     fn simple_request(&self, req: VfRequest, what: &'static str) -> Result<()> {
-        let words = req.encode();
-        let r = self
-            .mailbox()?
-            .request(&words)
-            .map_err(|e| drv_err(self.name(), "mailbox request", e))?;
-        match mailbox::reply_status(r[0], req.id()) {
-            ReplyStatus::Ack => Ok(()),
-            ReplyStatus::Nack => Err(drv_err(
-                self.name(),
-                "mailbox request",
-                IgbvfError::Refused { what },
-            )),
-            ReplyStatus::Unexpected => Err(drv_err(
-                self.name(),
-                "mailbox request",
-                IgbvfError::Protocol { what, word0: r[0] },
-            )),
-        }
+        handshake::simple_request(self.name(), self.mailbox()?, req, what)
     }
 
     /// Sends raw mailbox words and returns the PF's reply (for tests of the PF's defences).
     pub fn raw_request(&self, words: &[u32]) -> Result<[u32; mailbox::MBX_WORDS]> {
-        self.mailbox()?
+        handshake::lock(self.mailbox()?)
             .request(words)
             .map_err(|e| drv_err(self.name(), "mailbox request", e))
-    }
-
-    fn wait_enabled(&self, dir: VfDir, q: u16) -> Result<()> {
-        let t = Instant::now();
-        loop {
-            let v = self
-                .shared
-                .bar
-                .read32(self.shared.layout.reg(dir, q, qregs::DCTL))
-                .map_err(|e| drv_err(self.name(), "enable queue", e))?;
-            if v & qregs::DCTL_ENABLE != 0 {
-                return Ok(());
-            }
-            if t.elapsed() > QUEUE_ENABLE_TIMEOUT {
-                return Err(drv_err(
-                    self.name(),
-                    "enable queue",
-                    IgbvfError::QueueEnable(dir.name()),
-                ));
-            }
-            std::thread::yield_now();
-        }
-    }
-
-    fn program_ring(&self, dir: VfDir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
-        let b = &self.shared.bar;
-        b.write32(self.shared.layout.reg(dir, q, qregs::DBAL), iova as u32)?;
-        b.write32(self.shared.layout.reg(dir, q, qregs::DBAH), (iova >> 32) as u32)?;
-        b.write32(self.shared.layout.reg(dir, q, qregs::DLEN), len)?;
-        b.write32(self.shared.layout.reg(dir, q, qregs::DH), 0)?;
-        b.write32(self.shared.layout.reg(dir, q, qregs::DT), 0)?;
-        Ok(())
     }
 
     fn pool_mapped(&self, pool: &Mempool) -> bool {
@@ -598,30 +495,13 @@ impl Driver for IgbvfDriver {
             })?;
         ring.set_max_frame(setup.max_frame);
         let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        self.program_ring(VfDir::Rx, q, ring.iova(), ring.len_bytes())
-            .map_err(|e| drv_err(self.name(), "program the RX ring", e))?;
-        self.shared
-            .bar
-            .write32(
-                self.shared.layout.reg(VfDir::Rx, q, qregs::SRRCTL),
-                bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
-            )
-            .map_err(|e| drv_err(self.name(), "write SRRCTL", e))?;
-        self.shared
-            .bar
-            .write32(
-                self.shared.layout.reg(VfDir::Rx, q, qregs::DCTL),
-                qregs::DCTL_ENABLE,
-            )
-            .map_err(|e| drv_err(self.name(), "enable the RX queue", e))?;
+        let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
         self.queues.push((VfDir::Rx, q));
-        self.wait_enabled(VfDir::Rx, q)?;
+        queue::start_rx(&self.shared, q, ring.iova(), ring.len_bytes(), srrctl)
+            .map_err(|e| drv_err(self.name(), "start the RX queue", e))?;
         ring.arm();
-        Ok(Box::new(VfRxQueue {
-            ring,
-            shared: self.shared.clone(),
-            intr: None,
-        }))
+        self.shared.recovery.set_live(VfDir::Rx, q);
+        Ok(Box::new(VfRxQueue::new(ring, self.shared.clone(), q, srrctl)))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
@@ -649,24 +529,21 @@ impl Driver for IgbvfDriver {
             op: "set up TX queue",
             source: Box::new(e),
         })?;
-        self.program_ring(VfDir::Tx, q, ring.iova(), ring.len_bytes())
-            .map_err(|e| drv_err(self.name(), "program the TX ring", e))?;
-        self.shared
-            .bar
-            .write32(
-                self.shared.layout.reg(VfDir::Tx, q, qregs::DCTL),
-                qregs::DCTL_ENABLE,
-            )
-            .map_err(|e| drv_err(self.name(), "enable the TX queue", e))?;
         self.queues.push((VfDir::Tx, q));
-        self.wait_enabled(VfDir::Tx, q)?;
+        queue::start_tx(&self.shared, q, ring.iova(), ring.len_bytes())
+            .map_err(|e| drv_err(self.name(), "start the TX queue", e))?;
+        self.shared.recovery.set_live(VfDir::Tx, q);
         let pools = MappedPools::new(
             self.name(),
             self.dma.container().clone(),
             setup.pool,
             &format!("TX queue {q}"),
         );
-        Ok(Box::new(AdvTxQueue { ring, pools }))
+        Ok(Box::new(VfTxQueue::new(
+            AdvTxQueue { ring, pools },
+            self.shared.clone(),
+            q,
+        )))
     }
 
     fn start(&mut self) -> Result<()> {
@@ -675,6 +552,8 @@ impl Driver for IgbvfDriver {
     }
 
     fn stop(&mut self) -> Result<()> {
+        // Not a loss for the reset watchdog: these queues are meant to read disabled.
+        self.shared.recovery.clear_live();
         for &(dir, q) in &self.queues {
             disable_queue(&self.shared, dir, q);
         }
@@ -693,12 +572,13 @@ impl Driver for IgbvfDriver {
     }
 
     fn mac_addr(&self) -> MacAddr {
-        self.mac
+        *self.shared.mac.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
         self.simple_request(VfRequest::SetMac(mac), "SET_MAC_ADDR")?;
-        self.mac = mac;
+        *self.shared.mac.lock().unwrap_or_else(|p| p.into_inner()) = mac;
+        recovery::update(&self.shared, |s| s.mac = Some(mac));
         Ok(())
     }
 
@@ -709,7 +589,9 @@ impl Driver for IgbvfDriver {
                 multicast: false,
             },
             "SET_PROMISC (unicast)",
-        )
+        )?;
+        recovery::update(&self.shared, |s| s.promiscuous = on);
+        Ok(())
     }
 
     fn set_all_multicast(&mut self, on: bool) -> Result<()> {
@@ -719,12 +601,20 @@ impl Driver for IgbvfDriver {
                 multicast: on,
             },
             "SET_PROMISC (multicast)",
-        )
+        )?;
+        recovery::update(&self.shared, |s| s.all_multicast = on);
+        Ok(())
     }
 
     fn set_mtu(&mut self, mtu: u16) -> Result<()> {
         let max_frame = crate::driver::max_frame_len(mtu) as u32 + 4;
-        if max_frame == self.max_frame {
+        let asked = self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_frame;
+        if max_frame == asked.unwrap_or(MAX_FRAME) {
             return Ok(());
         }
         if self.mbx.is_none() {
@@ -732,7 +622,7 @@ impl Driver for IgbvfDriver {
             return Err(drv_err(self.name(), "set the MTU", IgbvfError::PfPool));
         }
         self.simple_request(VfRequest::SetLpe { max_frame }, "SET_LPE (the MTU)")?;
-        self.max_frame = max_frame;
+        recovery::update(&self.shared, |st| st.max_frame = Some(max_frame));
         Ok(())
     }
 
@@ -751,21 +641,21 @@ impl Driver for IgbvfDriver {
                 },
             ));
         }
-        let mut hashes = [0u16; mailbox::MAX_MC_HASHES];
-        for (h, m) in hashes.iter_mut().zip(addrs) {
-            *h = mailbox::multicast_hash(*m);
-        }
-        self.simple_request(
-            VfRequest::SetMulticast {
-                count: addrs.len() as u8,
-                hashes,
-            },
-            "SET_MULTICAST",
-        )
+        self.simple_request(handshake::multicast_request(addrs), "SET_MULTICAST")?;
+        recovery::update(&self.shared, |s| s.multicast = addrs.to_vec());
+        Ok(())
     }
 
     fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
-        self.simple_request(VfRequest::SetVlan { vid, add: on }, "SET_VLAN")
+        self.simple_request(VfRequest::SetVlan { vid, add: on }, "SET_VLAN")?;
+        recovery::update(&self.shared, |s| {
+            if on {
+                s.vlans.insert(vid);
+            } else {
+                s.vlans.remove(&vid);
+            }
+        });
+        Ok(())
     }
 
     fn device_counters(&mut self) -> Result<DeviceCounters> {
@@ -777,12 +667,22 @@ impl Driver for IgbvfDriver {
             .totals()
             .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
             .append(out);
+        if self.watchdog.is_some() {
+            self.shared.recovery.append(out);
+        }
         Ok(())
     }
 }
 
 impl Drop for IgbvfDriver {
     fn drop(&mut self) {
+        if let Some((stop, t)) = self.watchdog.take() {
+            stop.store(true, Ordering::Release);
+            if t.join().is_err() {
+                log::error!("{}: teardown: the reset watchdog panicked", self.shared.name);
+            }
+        }
+        self.shared.recovery.clear_live();
         for &(dir, q) in &self.queues {
             disable_queue(&self.shared, dir, q);
         }
