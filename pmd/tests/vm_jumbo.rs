@@ -10,11 +10,10 @@
 //! `cargo xtask vm test vm_jumbo`.
 
 use std::net::UdpSocket;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{ChainBuilder, DmaMap, Mempool, MempoolConfig, Packet};
-use oxpmd_pmd::{Burst, MacAddr, Port, PortConfig, PortStats, RxQueue, TxQueue};
+use oxpmd_dma::{ChainBuilder, Mempool, Packet};
+use oxpmd_pmd::{Burst, MacAddr, Port, PortStats, RxQueue, TxQueue};
 
 mod vm_kernel_peer;
 use vm_kernel_peer::*;
@@ -36,23 +35,9 @@ fn payload(seq: usize, len: usize) -> Vec<u8> {
 }
 
 fn open(addr: &str, mtu: u16) -> (Port, Mempool, RxQueue, TxQueue) {
-    let mut port = Port::open(addr, 0).unwrap_or_else(|e| panic!("open {addr}: {e}"));
-    let map: Arc<dyn DmaMap> = port.dma_map().expect("a DMA map");
-    let pool = Mempool::new(
-        &MempoolConfig {
-            cache_size: 32,
-            ..MempoolConfig::new("vm_jumbo", 2048)
-        },
-        map,
-    )
-    .unwrap();
+    let (port, pool, rx, tx) = open_started(addr, "vm_jumbo", |c| c.mtu(mtu));
     assert_eq!(pool.data_room(), 2048, "jumbo frames must span buffers");
-    port.configure(&PortConfig::new(pool.clone()).ring_sizes(256, 256).mtu(mtu))
-        .unwrap_or_else(|e| panic!("configure {addr} with MTU {mtu}: {e}"));
-    port.start().unwrap();
-    port.wait_link_up(Duration::from_secs(30)).unwrap();
-    let (mut rxs, mut txs) = port.take_queues().unwrap();
-    (port, pool, rxs.remove(0), txs.remove(0))
+    (port, pool, rx, tx)
 }
 
 /// The kernel's igb port on the peer device, MTU 9000, its address and our MAC as a permanent
@@ -88,24 +73,12 @@ fn remove_peer(iface: &str, peer_addr: &str) {
 
 /// Our UDP datagrams received within `wait` (until `want`), each as (nb_segs, whole frame).
 fn receive(rx: &mut RxQueue, want: Option<usize>, wait: Duration) -> Vec<(usize, Vec<u8>)> {
-    let mut got = Vec::new();
-    let mut b = Burst::new();
-    let t = Instant::now();
-    while t.elapsed() < wait && want.is_none_or(|w| got.len() < w) {
-        if rx.rx_burst(&mut b) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for p in b.drain() {
-            let mut head = [0u8; 42];
-            if p.copy_out(0, &mut head).is_err() {
-                continue;
-            }
-            if head[12..14] == [0x08, 0x00] && head[23] == 17 && head[36..38] == OUR_PORT.to_be_bytes() {
-                got.push((p.nb_segs(), p.segments().flatten().copied().collect()));
-            }
-        }
-    }
-    got
+    receive_matching(rx, want, wait, |p| {
+        let mut head = [0u8; 42];
+        p.copy_out(0, &mut head).ok()?;
+        (head[12..14] == [0x08, 0x00] && head[23] == 17 && head[36..38] == OUR_PORT.to_be_bytes())
+            .then(|| (p.nb_segs(), p.segments().flatten().copied().collect()))
+    })
 }
 
 /// `frame` as a chain of segments of at most `seg` bytes from `pool`.

@@ -6,11 +6,9 @@
 //! through, and all-multicast mode lets every group in. Run with `cargo xtask vm test vm_multicast`.
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use oxpmd_dma::{DmaMap, Mempool, MempoolConfig};
-use oxpmd_pmd::{Burst, MacAddr, Port, PortConfig, RxQueue};
+use oxpmd_pmd::{MacAddr, RxQueue};
 
 mod vm_kernel_peer;
 use vm_kernel_peer::*;
@@ -30,22 +28,12 @@ fn group_mac(ip: Ipv4Addr) -> MacAddr {
 
 /// Datagrams to each group, by destination MAC, received within `wait` (until `want` in all).
 fn receive(rx: &mut RxQueue, want: Option<usize>, wait: Duration) -> Vec<MacAddr> {
-    let mut got = Vec::new();
-    let mut b = Burst::new();
-    let t = Instant::now();
-    while t.elapsed() < wait && want.is_none_or(|w| got.len() < w) {
-        if rx.rx_burst(&mut b) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for p in b.drain() {
-            let d = p.data();
-            // IPv4 UDP to PORT.
-            if d.len() >= 42 && d[12..14] == [0x08, 0x00] && d[23] == 17 && d[36..38] == PORT.to_be_bytes() {
-                got.push(MacAddr(d[0..6].try_into().unwrap()));
-            }
-        }
-    }
-    got
+    receive_matching(rx, want, wait, |p| {
+        let d = p.data();
+        // IPv4 UDP to PORT.
+        (d.len() >= 42 && d[12..14] == [0x08, 0x00] && d[23] == 17 && d[36..38] == PORT.to_be_bytes())
+            .then(|| MacAddr(d[0..6].try_into().unwrap()))
+    })
 }
 
 fn send(sock: &UdpSocket, group: Ipv4Addr) {
@@ -64,22 +52,8 @@ fn count(got: &[MacAddr], group: Ipv4Addr) -> usize {
 fn igb_multicast_list_against_the_kernels_multicast_datagrams() {
     let (ours, peer) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
     assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
-    let mut port = Port::open(&ours, 0).unwrap_or_else(|e| panic!("open {ours}: {e}"));
-    let map: Arc<dyn DmaMap> = port.dma_map().expect("igb has a DMA map");
-    let pool = Mempool::new(
-        &MempoolConfig {
-            cache_size: 32,
-            ..MempoolConfig::new("vm_multicast", 2048)
-        },
-        map,
-    )
-    .unwrap();
-    port.configure(&PortConfig::new(pool.clone()).ring_sizes(256, 256))
-        .unwrap();
-    port.start().unwrap();
-    port.wait_link_up(Duration::from_secs(30)).unwrap();
-    let (mut rxs, _txs) = port.take_queues().unwrap();
-    let rx = &mut rxs[0];
+    let (mut port, _pool, mut rx0, _tx) = open_started(&ours, "vm_multicast", |c| c);
+    let rx = &mut rx0;
 
     let iface = kernel_igb(&peer, &[]);
     // No IPv6: no MLD report of the kernel's own to a group of ours.
@@ -129,7 +103,7 @@ fn igb_multicast_list_against_the_kernels_multicast_datagrams() {
     );
     println!("multicast: none, then {IN_LIST} only, then none, then both with all-multicast");
 
-    drop(rxs);
+    drop((rx0, _tx));
     port.stop().unwrap();
     drop(port);
     release(&peer);

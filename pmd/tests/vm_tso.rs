@@ -8,12 +8,11 @@
 //! the payload byte-exact once put back together. Run with `cargo xtask vm test vm_tso`.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{ChainBuilder, DmaMap, Mempool, MempoolConfig, OffloadFlags, Packet};
+use oxpmd_dma::{ChainBuilder, Mempool, OffloadFlags, Packet};
 use oxpmd_pmd::checksum::Checksum;
-use oxpmd_pmd::{Burst, Capabilities, MacAddr, Port, PortConfig, TxQueue};
+use oxpmd_pmd::{Burst, Capabilities, MacAddr, TxQueue};
 
 mod vm_kernel_peer;
 use vm_kernel_peer::*;
@@ -310,22 +309,8 @@ fn igb_tso_segments_reach_the_kernel_valid_over_ipv4_and_ipv6() {
     let (ours, peer_addr) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
     assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
     let peer_mac: MacAddr = env("OXPMD_PORT1_MAC").parse().unwrap();
-    let mut port = Port::open(&ours, 0).unwrap_or_else(|e| panic!("open {ours}: {e}"));
+    let (mut port, pool, _rx, mut tx) = open_started(&ours, "vm_tso", |c| c);
     assert!(port.info().capabilities.contains(Capabilities::TCP_TSO));
-    let map: Arc<dyn DmaMap> = port.dma_map().unwrap();
-    let pool = Mempool::new(
-        &MempoolConfig {
-            cache_size: 32,
-            ..MempoolConfig::new("vm_tso", 2048)
-        },
-        map,
-    )
-    .unwrap();
-    port.configure(&PortConfig::new(pool.clone()).ring_sizes(256, 256))
-        .unwrap();
-    port.start().unwrap();
-    port.wait_link_up(Duration::from_secs(30)).unwrap();
-    let (_rxs, mut txs) = port.take_queues().unwrap();
     let our_mac = port.mac_addr();
 
     let iface = kernel_igb(&peer_addr, &[]);
@@ -334,10 +319,10 @@ fn igb_tso_segments_reach_the_kernel_valid_over_ipv4_and_ipv6() {
     run("ip", &["link", "set", "dev", &iface, "up"]);
     wait_carrier(&iface);
     println!("ours {ours} ({our_mac}); kernel {peer_addr} is {iface} ({peer_mac}), GRO off");
-    let tx = &mut txs[0];
+    let tx = &mut tx;
     check_family(tx, &pool, &iface, (peer_mac, our_mac), false, 1448);
     check_family(tx, &pool, &iface, (peer_mac, our_mac), true, 1428);
-    drop(txs);
+    drop(_rx);
     port.stop().unwrap();
     drop(port);
     release(&peer_addr);

@@ -74,51 +74,21 @@ impl Peer {
 
 /// Frames to our UDP port received within `wait` (until `want` of them, if given).
 fn receive(rx: &mut RxQueue, want: Option<usize>, wait: Duration) -> Vec<(Vec<u8>, OffloadFlags, u16)> {
-    let mut got = Vec::new();
-    let mut b = Burst::new();
-    let t = Instant::now();
-    while t.elapsed() < wait && want.is_none_or(|w| got.len() < w) {
-        if rx.rx_burst(&mut b) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for p in b.drain() {
-            let d = p.data();
-            // UDP to OUR_PORT, tagged or not.
-            let l3 = if d.len() > 14 && d[12..14] == [0x81, 0x00] {
-                18
-            } else {
-                14
-            };
-            if d.len() >= l3 + 24 && d[l3 + 9] == 17 && d[l3 + 22..l3 + 24] == OUR_PORT.to_be_bytes() {
-                got.push((d.to_vec(), p.flags(), p.vlan_tci()));
-            }
-        }
-    }
-    got
+    receive_matching(rx, want, wait, |p| {
+        let d = p.data();
+        // UDP to OUR_PORT, tagged or not.
+        let l3 = if d.len() > 14 && d[12..14] == [0x81, 0x00] {
+            18
+        } else {
+            14
+        };
+        (d.len() >= l3 + 24 && d[l3 + 9] == 17 && d[l3 + 22..l3 + 24] == OUR_PORT.to_be_bytes())
+            .then(|| (d.to_vec(), p.flags(), p.vlan_tci()))
+    })
 }
 
 fn open(addr: &str, strip: bool, filter: bool) -> (Port, Mempool, RxQueue, TxQueue) {
-    let mut port = Port::open(addr, 0).unwrap_or_else(|e| panic!("open {addr}: {e}"));
-    let map: Arc<dyn DmaMap> = port.dma_map().expect("igb has a DMA map");
-    let pool = Mempool::new(
-        &MempoolConfig {
-            cache_size: 32,
-            ..MempoolConfig::new("vm_vlan", 2048)
-        },
-        map,
-    )
-    .unwrap();
-    port.configure(
-        &PortConfig::new(pool.clone())
-            .ring_sizes(256, 256)
-            .vlan_strip(strip)
-            .vlan_filter(filter),
-    )
-    .unwrap();
-    port.start().unwrap();
-    port.wait_link_up(Duration::from_secs(30)).unwrap();
-    let (mut rxs, mut txs) = port.take_queues().unwrap();
-    (port, pool, rxs.remove(0), txs.remove(0))
+    open_started(addr, "vm_vlan", |c| c.vlan_strip(strip).vlan_filter(filter))
 }
 
 fn kernel_peer(peer_addr: &str, our_mac: MacAddr) -> Peer {

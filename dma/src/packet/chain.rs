@@ -67,16 +67,7 @@ impl Packet {
     /// `rte_pktmbuf_chain` does; the segments may come from different pools. Refused (and `tail`
     /// dropped) if the chain would pass [`MAX_SEGS`] segments or [`MAX_PKT_LEN`] bytes.
     pub fn chain(&mut self, tail: Packet) -> Result<(), PacketError> {
-        let nb_segs = self.nb_segs() + tail.nb_segs();
-        let len = self.len() + tail.len();
-        if nb_segs > MAX_SEGS || len > MAX_PKT_LEN {
-            return Err(PacketError::ChainTooLong {
-                nb_segs,
-                len,
-                max_segs: MAX_SEGS,
-                max_len: MAX_PKT_LEN,
-            });
-        }
+        let (nb_segs, len) = chain_limits(self.nb_segs() + tail.nb_segs(), self.len() + tail.len())?;
         let last = self.last_segment();
         let t = tail.into_raw();
         // SAFETY: `last` is this packet's last segment, owned by it (exclusive via &mut self);
@@ -120,20 +111,12 @@ impl Packet {
     /// Copies `dst.len()` bytes starting at `offset` of the packet into `dst`, across segments.
     pub fn copy_out(&self, offset: usize, dst: &mut [u8]) -> Result<(), PacketError> {
         self.check_range(offset, dst.len())?;
-        let mut skip = offset;
-        let mut done = 0;
+        let mut range = RangeCursor::new(offset, dst.len());
         for seg in self.segments() {
-            if done == dst.len() {
+            let Some((part, at)) = range.piece(seg.len()) else {
                 break;
-            }
-            if skip >= seg.len() {
-                skip -= seg.len();
-                continue;
-            }
-            let n = (seg.len() - skip).min(dst.len() - done);
-            dst[done..done + n].copy_from_slice(&seg[skip..skip + n]);
-            done += n;
-            skip = 0;
+            };
+            dst[at..at + part.len()].copy_from_slice(&seg[part]);
         }
         Ok(())
     }
@@ -142,20 +125,13 @@ impl Packet {
     /// change: the range must lie inside the packet).
     pub fn copy_in(&mut self, offset: usize, src: &[u8]) -> Result<(), PacketError> {
         self.check_range(offset, src.len())?;
-        let mut skip = offset;
-        let mut done = 0;
+        let mut range = RangeCursor::new(offset, src.len());
         for seg in self.segments_mut() {
-            if done == src.len() {
+            let Some((part, at)) = range.piece(seg.len()) else {
                 break;
-            }
-            if skip >= seg.len() {
-                skip -= seg.len();
-                continue;
-            }
-            let n = (seg.len() - skip).min(src.len() - done);
-            seg[skip..skip + n].copy_from_slice(&src[done..done + n]);
-            done += n;
-            skip = 0;
+            };
+            let n = part.len();
+            seg[part].copy_from_slice(&src[at..at + n]);
         }
         Ok(())
     }
@@ -196,6 +172,57 @@ impl Packet {
         }
         drop(rest);
         Ok(())
+    }
+}
+
+/// `(nb_segs, len)` of a chain, or the error when it would pass a packet's limits.
+fn chain_limits(nb_segs: usize, len: usize) -> Result<(usize, usize), PacketError> {
+    if nb_segs > MAX_SEGS || len > MAX_PKT_LEN {
+        return Err(PacketError::ChainTooLong {
+            nb_segs,
+            len,
+            max_segs: MAX_SEGS,
+            max_len: MAX_PKT_LEN,
+        });
+    }
+    Ok((nb_segs, len))
+}
+
+/// Walks a byte range of a packet segment by segment: for each segment in order,
+/// [`RangeCursor::piece`] gives the part of it the range covers and where that part sits in the
+/// range.
+pub(crate) struct RangeCursor {
+    /// Bytes of the range still before the current segment.
+    skip: usize,
+    /// Bytes of the range not yet given.
+    left: usize,
+    /// Bytes of the range given so far.
+    done: usize,
+}
+
+impl RangeCursor {
+    pub(crate) fn new(offset: usize, len: usize) -> Self {
+        RangeCursor {
+            skip: offset,
+            left: len,
+            done: 0,
+        }
+    }
+
+    /// The part of the next segment (of `len` bytes) inside the range, as a range of that
+    /// segment and the offset of its first byte within the range; `None` once the range is
+    /// done. A segment wholly before the range gives an empty part.
+    pub(crate) fn piece(&mut self, len: usize) -> Option<(core::ops::Range<usize>, usize)> {
+        if self.left == 0 {
+            return None;
+        }
+        let from = self.skip.min(len);
+        self.skip -= from;
+        let n = (len - from).min(self.left);
+        let at = self.done;
+        self.done += n;
+        self.left -= n;
+        Some((from..from + n, at))
     }
 }
 
@@ -329,16 +356,7 @@ impl ChainBuilder {
             self.head = Some(seg);
             return Ok(());
         };
-        let nb_segs = head.nb_segs() + 1;
-        let len = head.len() + seg.len();
-        if nb_segs > MAX_SEGS || len > MAX_PKT_LEN {
-            return Err(PacketError::ChainTooLong {
-                nb_segs,
-                len,
-                max_segs: MAX_SEGS,
-                max_len: MAX_PKT_LEN,
-            });
-        }
+        let (nb_segs, len) = chain_limits(head.nb_segs() + 1, head.len() + seg.len())?;
         let s = seg.into_raw();
         // SAFETY: `last` is the last segment of the chain `head` owns (kept by every push);
         // `s` is a single-segment buffer the builder now owns.

@@ -130,3 +130,55 @@ pub fn udp_ipv4_frame(
     f.resize(f.len().max(60), 0);
     f
 }
+
+/// Our port on `addr`, configured by `config` (from one RX and one TX queue of 256 descriptors
+/// over a 2048-buffer pool of the device's DMA map), started, its link up, its queues taken.
+pub fn open_started(
+    addr: &str,
+    pool_name: &str,
+    config: impl FnOnce(oxpmd_pmd::PortConfig) -> oxpmd_pmd::PortConfig,
+) -> (
+    oxpmd_pmd::Port,
+    oxpmd_dma::Mempool,
+    oxpmd_pmd::RxQueue,
+    oxpmd_pmd::TxQueue,
+) {
+    use oxpmd_dma::{Mempool, MempoolConfig};
+    let mut port = oxpmd_pmd::Port::open(addr, 0).unwrap_or_else(|e| panic!("open {addr}: {e}"));
+    let map = port.dma_map().expect("a PCI port has a DMA map");
+    let pool = Mempool::new(
+        &MempoolConfig {
+            cache_size: 32,
+            ..MempoolConfig::new(pool_name, 2048)
+        },
+        map,
+    )
+    .unwrap();
+    let cfg = config(oxpmd_pmd::PortConfig::new(pool.clone()).ring_sizes(256, 256));
+    port.configure(&cfg)
+        .unwrap_or_else(|e| panic!("configure {addr}: {e}"));
+    port.start().unwrap();
+    port.wait_link_up(Duration::from_secs(30)).unwrap();
+    let (mut rxs, mut txs) = port.take_queues().unwrap();
+    (port, pool, rxs.remove(0), txs.remove(0))
+}
+
+/// What `pick` makes of the packets `rx` receives within `wait` (until `want` of them, if
+/// given); packets it returns `None` for are dropped.
+pub fn receive_matching<T>(
+    rx: &mut oxpmd_pmd::RxQueue,
+    want: Option<usize>,
+    wait: Duration,
+    mut pick: impl FnMut(&oxpmd_dma::Packet) -> Option<T>,
+) -> Vec<T> {
+    let mut got = Vec::new();
+    let mut b = oxpmd_pmd::Burst::new();
+    let t = Instant::now();
+    while t.elapsed() < wait && want.is_none_or(|w| got.len() < w) {
+        if rx.rx_burst(&mut b) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        got.extend(b.drain().filter_map(|p| pick(&p)));
+    }
+    got
+}
