@@ -132,13 +132,24 @@ impl XskSocket {
             queue_id: queue,
             shared_umem_fd: shared.and_then(|s| s.fd.as_ref()).map_or(0, |f| f.as_raw_fd() as u32),
         };
-        // SAFETY: a sockaddr_xdp that lives across the call, its size passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const SockaddrXdp).cast(),
-                size_of::<SockaddrXdp>() as libc::socklen_t,
-            )
+        // A socket closed a moment ago (a port of this process reopened) keeps its queue until
+        // the kernel's deferred release has run: EBUSY for a few milliseconds.
+        let mut tries = 0;
+        let r = loop {
+            // SAFETY: a sockaddr_xdp that lives across the call, its size passed.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&addr as *const SockaddrXdp).cast(),
+                    size_of::<SockaddrXdp>() as libc::socklen_t,
+                )
+            };
+            let busy = r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY);
+            if !busy || tries == 50 {
+                break r;
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(20));
         };
         if r < 0 {
             let e = std::io::Error::last_os_error();
