@@ -15,8 +15,14 @@ use vm_kernel_peer::*;
 fn l2fwd_between_our_igb_and_xdp_on_the_kernels_igb() {
     let (ours, peer) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
     assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
-    let iface = kernel_igb(&peer, &[]);
-    println!("kernel igb {peer} is {iface}");
-    vm_xdp_common::l2fwd(&ours, &iface, 4096);
+    vm_xdp_common::l2fwd(
+        &ours,
+        || {
+            let iface = kernel_igb(&peer, &[]);
+            println!("kernel igb {peer} is {iface}");
+            iface
+        },
+        4096,
+    );
     release(&peer);
 }

@@ -44,8 +44,14 @@ fn l2fwd_between_our_igb_and_xdp_on_the_kernels_virtio_net() {
     let (ours, peer) = (env("OXPMD_PORT2"), env("OXPMD_PORT3"));
     assert_eq!(env("OXPMD_PORT2_MODEL"), "igb");
     assert_eq!(env("OXPMD_PORT3_MODEL"), "virtio-net");
-    let iface = kernel_virtio_net(&peer);
-    println!("kernel virtio_net {peer} is {iface}");
-    vm_xdp_common::l2fwd(&ours, &iface, 4096);
+    vm_xdp_common::l2fwd(
+        &ours,
+        || {
+            let iface = kernel_virtio_net(&peer);
+            println!("kernel virtio_net {peer} is {iface}");
+            iface
+        },
+        4096,
+    );
     release(&peer);
 }

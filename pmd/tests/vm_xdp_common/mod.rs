@@ -55,8 +55,9 @@ fn len_of(seq: u32) -> usize {
     64 + (seq as usize * 37) % (1514 - 64)
 }
 
-/// Runs the l2fwd check between our igb port `ours` and the kernel interface `iface`.
-pub fn l2fwd(ours: &str, iface: &str, pool_size: usize) {
+/// Runs the l2fwd check between our igb port `ours` and the kernel interface `kernel` gives
+/// (called once our port holds its device, so a kernel driver loaded then leaves it alone).
+pub fn l2fwd(ours: &str, kernel: impl FnOnce() -> String, pool_size: usize) {
     const N: u32 = 3000;
     const FLOWS: u32 = 64;
     const WINDOW: u32 = 32;
@@ -68,6 +69,7 @@ pub fn l2fwd(ours: &str, iface: &str, pool_size: usize) {
     igb.set_promiscuous(true).unwrap();
     igb.start().unwrap();
 
+    let iface = &kernel();
     run("ip", &["link", "set", "dev", iface, "up"]);
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
     let spec = format!("xdp:{iface}");

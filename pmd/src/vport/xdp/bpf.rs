@@ -156,26 +156,33 @@ pub(crate) struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the program with an XSKMAP of `entries` queues and attaches it to `ifindex`
-    /// (native XDP, else generic when the driver has none).
-    pub(crate) fn attach(iface: &str, ifindex: u32, entries: u32) -> Result<XdpProgram, XdpError> {
-        let mut name = [0u8; 16];
-        name[..8].copy_from_slice(b"oxpmd_xs");
+    /// Name of the map and the program (`bpftool` shows it).
+    const NAME: [u8; 16] = *b"oxpmd_xsk\0\0\0\0\0\0\0";
+
+    /// An XSKMAP of `entries` sockets.
+    pub(crate) fn create_map(entries: u32) -> Result<OwnedFd, XdpError> {
         let mut m = MapCreateAttr {
             map_type: BPF_MAP_TYPE_XSKMAP,
             key_size: 4,
             value_size: 4,
             max_entries: entries,
-            map_name: name,
+            map_name: Self::NAME,
             ..Default::default()
         };
-        let map = bpf(BPF_MAP_CREATE, &mut m).map_err(|e| match e.raw_os_error() {
+        bpf(BPF_MAP_CREATE, &mut m).map_err(|e| match e.raw_os_error() {
             Some(libc::EINVAL) => XdpError::NoKernelSupport {
                 op: "bpf(BPF_MAP_CREATE, XSKMAP)",
                 source: e,
             },
             _ => XdpError::os("bpf(BPF_MAP_CREATE, XSKMAP)", e),
-        })?;
+        })
+    }
+
+    /// Loads the program with an XSKMAP of `entries` queues and attaches it to `ifindex`
+    /// (native XDP, else generic when the driver has none).
+    pub(crate) fn attach(iface: &str, ifindex: u32, entries: u32) -> Result<XdpProgram, XdpError> {
+        let name = Self::NAME;
+        let map = Self::create_map(entries)?;
         let insns = redirect_program(map.as_raw_fd());
         let license = c"Dual MIT/GPL";
         let mut log = vec![0u8; 4096];

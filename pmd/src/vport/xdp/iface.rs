@@ -29,6 +29,60 @@ fn sysfs(name: &str) -> PathBuf {
     PathBuf::from("/sys/class/net").join(name)
 }
 
+/// The interface's driver as ethtool names it (ETHTOOL_GDRVINFO: `igb`, `virtio_net`, `veth`).
+fn driver_name(name: &str) -> Option<String> {
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    // SAFETY: all-zero is a valid DrvInfo (plain bytes and integers).
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let fd = ctl_socket().ok()?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: SIOCETHTOOL with ifr_data pointing at a live ethtool_drvinfo of the full size,
+    // which the kernel fills.
+    if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::SIOCETHTOOL, &mut req) } < 0 {
+        return None;
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    (end > 0).then(|| String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// A datagram socket for interface ioctls.
+fn ctl_socket() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a new socket, owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nobody else.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// An ifreq naming `name` (at most IFNAMSIZ - 1 bytes: checked by the caller's lookup).
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain data; zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().take(libc::IFNAMSIZ - 1).zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req
+}
+
 fn count_queues(name: &str, prefix: &str) -> u32 {
     std::fs::read_dir(sysfs(name).join("queues"))
         .map(|d| {
@@ -54,16 +108,7 @@ impl Interface {
         if ifindex == 0 {
             return Err(missing());
         }
-        let driver = std::fs::read_link(sysfs(name).join("device/driver"))
-            .ok()
-            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-            .or_else(|| {
-                // Virtual interfaces (veth) have no device link; uevent names their kind.
-                std::fs::read_to_string(sysfs(name).join("uevent")).ok().and_then(|u| {
-                    u.lines()
-                        .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
-                })
-            });
+        let driver = driver_name(name);
         Ok(Interface {
             name: name.to_string(),
             ifindex,
@@ -118,7 +163,8 @@ impl Interface {
         LinkStatus {
             up,
             speed_mbps: if up { speed as u32 } else { 0 },
-            full_duplex: self.read("duplex").is_none_or(|d| d == "full"),
+            // Virtual NICs report `unknown`: no half-duplex link to speak of.
+            full_duplex: self.read("duplex").is_none_or(|d| d != "half"),
         }
     }
 
@@ -137,18 +183,9 @@ impl Interface {
     /// Sets (`on`) or clears interface flag `flag` (IFF_PROMISC, IFF_ALLMULTI); returns whether
     /// it was set before.
     pub(crate) fn set_flag(&self, flag: libc::c_int, on: bool) -> io::Result<bool> {
-        // SAFETY: a new datagram socket, only used for the ioctls below and closed by OwnedFd.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is ours.
-        let _fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // SAFETY: ifreq is plain data; zero is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in req.ifr_name.iter_mut().zip(self.name.bytes()) {
-            *d = s as libc::c_char;
-        }
+        let owned = ctl_socket()?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&owned);
+        let mut req = ifreq(&self.name);
         // SAFETY: SIOCGIFFLAGS fills ifr_flags of a valid ifreq naming the interface.
         if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
             return Err(io::Error::last_os_error());

@@ -19,6 +19,7 @@ mod bpf;
 mod error;
 mod frames;
 mod iface;
+pub mod probe;
 mod ring;
 mod rx;
 mod socket;

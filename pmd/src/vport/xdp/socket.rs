@@ -70,6 +70,18 @@ fn getsockopt<T: Default>(fd: &OwnedFd, name: i32, op: &'static str) -> Result<T
     if r < 0 { Err(XdpError::last(op)) } else { Ok(v) }
 }
 
+/// Opens and closes an AF_XDP socket (kernel support, CAP_NET_RAW).
+pub(crate) fn probe_socket() -> Result<(), XdpError> {
+    // SAFETY: plain socket(2); the descriptor is owned (and closed) at once.
+    let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(XdpError::last("socket(AF_XDP)"));
+    }
+    // SAFETY: just created, owned by nobody else.
+    drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    Ok(())
+}
+
 impl XskSocket {
     /// Opens a socket on queue `queue` of `ifindex` with rings of `ring_size` entries, the UMEM
     /// being `pool`'s region: registered here, or shared with `shared` (the port's first
