@@ -21,7 +21,18 @@ fn load_veth() {
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn veth_round_trip_in_the_guest() {
     load_veth();
-    println!("guest kernel {}", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim());
-    assert!(xdp_common::veth_round_trip(",mode=copy"), "a veth pair must be possible in the VM");
-    assert!(xdp_common::veth_round_trip(""), "a veth pair must be possible in the VM");
+    println!(
+        "guest kernel {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap()
+            .trim()
+    );
+    assert!(
+        xdp_common::veth_round_trip(",mode=copy"),
+        "a veth pair must be possible in the VM"
+    );
+    assert!(
+        xdp_common::veth_round_trip(""),
+        "a veth pair must be possible in the VM"
+    );
 }

@@ -23,7 +23,9 @@ fn kernel_virtio_net(addr: &str) -> String {
     }
     let mut iface = String::new();
     wait_for("the virtio-net device's network interface", || {
-        let Ok(d) = std::fs::read_dir(dev(addr)) else { return false };
+        let Ok(d) = std::fs::read_dir(dev(addr)) else {
+            return false;
+        };
         for e in d.flatten() {
             if e.file_name().to_string_lossy().starts_with("virtio")
                 && let Ok(Some(n)) = std::fs::read_dir(e.path().join("net")).map(|mut n| n.next())

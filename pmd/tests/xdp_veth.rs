@@ -28,7 +28,9 @@ fn open_fds() -> usize {
 }
 
 fn config(pool: &oxpmd_dma::Mempool) -> oxpmd_pmd::PortConfig {
-    oxpmd_pmd::PortConfig::new(pool.clone()).queues(1, 1).ring_sizes(256, 256)
+    oxpmd_pmd::PortConfig::new(pool.clone())
+        .queues(1, 1)
+        .ring_sizes(256, 256)
 }
 
 #[test]
@@ -41,8 +43,13 @@ fn bad_input_is_a_clear_error_and_leaks_nothing() {
 
     let e = oxpmd_pmd::Port::open("xdp:oxnosuch0", 0).unwrap_err().to_string();
     assert!(e.contains("no network interface `oxnosuch0`"), "{e}");
-    let e = oxpmd_pmd::Port::open(&format!("xdp:{}:1", veth.a), 0).unwrap_err().to_string();
-    assert!(e.contains("queue 1 is out of range") && e.contains("ethtool -L"), "{e}");
+    let e = oxpmd_pmd::Port::open(&format!("xdp:{}:1", veth.a), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("queue 1 is out of range") && e.contains("ethtool -L"),
+        "{e}"
+    );
     let e = oxpmd_pmd::Port::open("xdp:eth0:2-1", 0).unwrap_err().to_string();
     assert!(e.contains("queue range `2-1` is empty"), "{e}");
 
@@ -50,14 +57,20 @@ fn bad_input_is_a_clear_error_and_leaks_nothing() {
     let plain = oxpmd_pmd::vport::virtual_pool("xdp-plain", 512, 0).unwrap();
     let mut port = oxpmd_pmd::Port::open(&format!("xdp:{}", veth.a), 0).unwrap();
     let e = port.configure(&config(&plain)).unwrap_err().to_string();
-    assert!(e.contains("cannot be the UMEM") && e.contains("chunk_aligned"), "{e}");
+    assert!(
+        e.contains("cannot be the UMEM") && e.contains("chunk_aligned"),
+        "{e}"
+    );
     drop(port);
 
     // An XDP program already attached (another port's): refused, naming the fix.
     let first = start_port(&format!("xdp:{}", veth.a), &pool);
     let mut second = oxpmd_pmd::Port::open(&format!("xdp:{}", veth.a), 1).unwrap();
     let e = second.configure(&config(&pool)).unwrap_err().to_string();
-    assert!(e.contains("another XDP program is already attached") && e.contains("xdp off"), "{e}");
+    assert!(
+        e.contains("another XDP program is already attached") && e.contains("xdp off"),
+        "{e}"
+    );
     drop(second);
     // The bpf_link goes with its port: the interface is free again.
     drop(first);
@@ -73,7 +86,10 @@ fn bad_input_is_a_clear_error_and_leaks_nothing() {
     })
     .join()
     .unwrap();
-    assert!(e.contains("CAP_NET_ADMIN") && e.contains("CAP_BPF") && e.contains("setcap"), "{e}");
+    assert!(
+        e.contains("CAP_NET_ADMIN") && e.contains("CAP_BPF") && e.contains("setcap"),
+        "{e}"
+    );
 
     // A frame larger than a UMEM frame: refused at TX (counted), not sent, not kept.
     let big_pool = oxpmd_dma::Mempool::new(
@@ -127,10 +143,12 @@ fn drop_capabilities() {
     };
     let mut d = [Data::default(); 2];
     // SAFETY: capget with a v3 header and room for its two data words.
-    assert_eq!(unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) }, 0);
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) };
+    assert_eq!(r, 0);
     for w in &mut d {
         w.effective = 0;
     }
     // SAFETY: capset of this thread (pid 0) with the words just read, effective cleared.
-    assert_eq!(unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) }, 0);
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) };
+    assert_eq!(r, 0);
 }

@@ -33,7 +33,11 @@ impl Veth {
                 .output()
                 .map(|o| {
                     if !o.status.success() {
-                        eprintln!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+                        eprintln!(
+                            "ip {}: {}",
+                            args.join(" "),
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        );
                     }
                     o.status.success()
                 })
@@ -106,7 +110,10 @@ impl PacketSocket {
             )
         };
         assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
         // SAFETY: a timeval of the size passed.
         unsafe {
             libc::setsockopt(
@@ -123,7 +130,12 @@ impl PacketSocket {
     pub fn send(&self, frame: &[u8]) {
         // SAFETY: a live buffer of the length passed.
         let r = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(r, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            r,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// One frame, or `None` after 200 ms.
@@ -230,7 +242,9 @@ pub fn veth_round_trip(mode: &str) -> bool {
             txq.tx_burst(&mut burst);
         }
         let d = loop {
-            let d = peer.recv().unwrap_or_else(|| panic!("{spec} → peer: frame {seq} did not arrive"));
+            let d = peer
+                .recv()
+                .unwrap_or_else(|| panic!("{spec} → peer: frame {seq} did not arrive"));
             if is_test_frame(&d) {
                 break d;
             }
@@ -247,7 +261,11 @@ pub fn veth_round_trip(mode: &str) -> bool {
     drop((rxqs, txqs));
     drop(port);
     oxpmd_dma::flush_thread_caches();
-    assert_eq!(pool.available(), pool.capacity(), "every UMEM buffer back in its pool");
+    assert_eq!(
+        pool.available(),
+        pool.capacity(),
+        "every UMEM buffer back in its pool"
+    );
     assert_eq!(other.available(), other.capacity());
     drop(veth);
     true

@@ -5,7 +5,6 @@
 mod bind;
 mod devices;
 mod doctor;
-mod xdp;
 mod error;
 mod group;
 mod host;
@@ -14,6 +13,7 @@ mod serve;
 mod sriov;
 mod state;
 mod vf;
+mod xdp;
 
 use std::path::PathBuf;
 
@@ -494,7 +494,10 @@ fn run(m: &ArgMatches) -> Result<i32, CliError> {
         }
         Some(("doctor", s)) => {
             let mut checks = doctor::run(&host, &addrs(s));
-            let ifaces: Vec<String> = s.get_many::<String>("xdp").map(|v| v.cloned().collect()).unwrap_or_default();
+            let ifaces: Vec<String> = s
+                .get_many::<String>("xdp")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
             checks.extend(xdp::checks(&ifaces));
             let failed = if s.get_flag("json") {
                 let v = doctor::to_json(&checks);

@@ -30,14 +30,28 @@ fn effective_caps() -> Option<u64> {
 /// with them, a failure.
 pub fn checks(ifaces: &[String]) -> Vec<Check> {
     let mut out = Vec::new();
-    let bad = if ifaces.is_empty() { Status::Warn } else { Status::Fail };
-    const SETCAP: &str = "run as root, or `sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep BINARY`";
+    let bad = if ifaces.is_empty() {
+        Status::Warn
+    } else {
+        Status::Fail
+    };
+    const SETCAP: &str =
+        "run as root, or `sudo setcap cap_net_admin,cap_net_raw,cap_bpf,cap_ipc_lock+ep BINARY`";
     let missing: Vec<&str> = match effective_caps() {
-        Some(eff) => CAPS.iter().filter(|(b, _)| eff & (1 << b) == 0).map(|c| c.1).collect(),
+        Some(eff) => CAPS
+            .iter()
+            .filter(|(b, _)| eff & (1 << b) == 0)
+            .map(|c| c.1)
+            .collect(),
         None => Vec::new(),
     };
     out.push(if missing.is_empty() {
-        check("AF_XDP capabilities".into(), Status::Pass, "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF effective".into(), None)
+        check(
+            "AF_XDP capabilities".into(),
+            Status::Pass,
+            "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF effective".into(),
+            None,
+        )
     } else {
         check(
             "AF_XDP capabilities".into(),
@@ -59,7 +73,12 @@ pub fn checks(ifaces: &[String]) -> Vec<Check> {
             e.to_string(),
             Some("use a kernel built with CONFIG_XDP_SOCKETS=y and CONFIG_BPF_SYSCALL=y (Linux 5.4+)".into()),
         ),
-        Err(e) => check("AF_XDP kernel support".into(), bad, e.to_string(), Some(SETCAP.into())),
+        Err(e) => check(
+            "AF_XDP kernel support".into(),
+            bad,
+            e.to_string(),
+            Some(SETCAP.into()),
+        ),
     });
     for name in ifaces {
         out.extend(interface_checks(name));
@@ -98,8 +117,13 @@ fn interface_checks(name: &str) -> Vec<Check> {
         out.push(check(
             format!("{title} MTU"),
             Status::Warn,
-            format!("MTU {} needs 4096-byte UMEM frames (headroom + data room up to 4096)", iface.mtu().unwrap_or(0)),
-            Some(format!("use a chunk-aligned pool of 4096-byte buffers, or `ip link set dev {name} mtu 1500`")),
+            format!(
+                "MTU {} needs 4096-byte UMEM frames (headroom + data room up to 4096)",
+                iface.mtu().unwrap_or(0)
+            ),
+            Some(format!(
+                "use a chunk-aligned pool of 4096-byte buffers, or `ip link set dev {name} mtu 1500`"
+            )),
         ));
     }
     out.push(match probe::zero_copy_support(&iface, 0) {
@@ -126,7 +150,10 @@ fn interface_checks(name: &str) -> Vec<Check> {
 /// Kernel interfaces usable as `xdp:IFACE` (every one but loopback), as a table.
 pub fn to_table(ifaces: &[Interface]) -> String {
     let mut s = String::from("\nKernel interfaces (usable through AF_XDP as xdp:IFACE[:QUEUES]):\n");
-    s.push_str(&format!("{:<16} {:<12} {:>6} {:>6}  {:<24} SPEC\n", "IFACE", "DRIVER", "RXQ", "TXQ", "LINK"));
+    s.push_str(&format!(
+        "{:<16} {:<12} {:>6} {:>6}  {:<24} SPEC\n",
+        "IFACE", "DRIVER", "RXQ", "TXQ", "LINK"
+    ));
     for i in ifaces {
         let last = i.rx_queues.min(i.tx_queues).max(1) - 1;
         s.push_str(&format!(
@@ -137,7 +164,11 @@ pub fn to_table(ifaces: &[Interface]) -> String {
             i.tx_queues,
             i.link().to_string(),
             i.name,
-            if last > 0 { format!(":0-{last}") } else { String::new() }
+            if last > 0 {
+                format!(":0-{last}")
+            } else {
+                String::new()
+            }
         ));
     }
     s

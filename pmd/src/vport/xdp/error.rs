@@ -43,7 +43,9 @@ pub enum XdpError {
         source: io::Error,
     },
     /// The kernel lacks AF_XDP or XSKMAP.
-    #[error("{op}: {source}: the kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS=y is needed, Linux 5.4 or later)")]
+    #[error(
+        "{op}: {source}: the kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS=y is needed, Linux 5.4 or later)"
+    )]
     NoKernelSupport {
         /// The call.
         op: &'static str,

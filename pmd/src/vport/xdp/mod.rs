@@ -151,7 +151,11 @@ impl XdpDriver {
                      2048- or 4096-byte buffers (MempoolConfig {{ chunk_aligned: true, headroom + \
                      data_room <= 4096 }}; this one has {chunk}-byte buffers{})",
                     pool.name(),
-                    if pool.chunk_aligned() { "" } else { ", not chunk-aligned" }
+                    if pool.chunk_aligned() {
+                        ""
+                    } else {
+                        ", not chunk-aligned"
+                    }
                 ),
             });
         }
@@ -204,7 +208,9 @@ impl XdpDriver {
                 op: "open the AF_XDP socket",
                 source: Box::new(e),
             })?;
-            program.insert(queue, sock.raw_fd()).map_err(|e| self.err("set up a queue", e))?;
+            program
+                .insert(queue, sock.raw_fd())
+                .map_err(|e| self.err("set up a queue", e))?;
             let sock = Arc::new(sock);
             let XskRings { fill, rx, tx, comp } = rings;
             self.sockets.push(sock.clone());
@@ -255,7 +261,8 @@ impl Driver for XdpDriver {
     }
 
     fn configure(&mut self, config: &PortConfig) -> Result<()> {
-        self.check_pool(&config.mempool).map_err(|e| self.err("configure", e))?;
+        self.check_pool(&config.mempool)
+            .map_err(|e| self.err("configure", e))?;
         if self.program.is_some() {
             return Err(PortError::InvalidConfig {
                 device: self.name.clone(),
@@ -335,8 +342,16 @@ impl Driver for XdpDriver {
             self.iface.driver.as_deref().unwrap_or("?"),
             self.first,
             self.first + self.count - 1,
-            if self.zero_copy() == Some(true) { "zero-copy" } else { "copy" },
-            if self.program.as_ref().is_some_and(|p| p.native) { "native" } else { "generic" }
+            if self.zero_copy() == Some(true) {
+                "zero-copy"
+            } else {
+                "copy"
+            },
+            if self.program.as_ref().is_some_and(|p| p.native) {
+                "native"
+            } else {
+                "generic"
+            }
         );
         Ok(())
     }
@@ -406,7 +421,10 @@ impl Driver for XdpDriver {
 impl XdpDriver {
     fn set_flag(&mut self, flag: libc::c_int, on: bool) -> Result<()> {
         let was = self.iface.set_flag(flag, on).map_err(|e| {
-            self.err("set an interface flag (promiscuous / all-multicast)", XdpError::os("ioctl(SIOCSIFFLAGS)", e))
+            self.err(
+                "set an interface flag (promiscuous / all-multicast)",
+                XdpError::os("ioctl(SIOCSIFFLAGS)", e),
+            )
         })?;
         if !self.saved_flags.iter().any(|(f, _)| *f == flag) {
             self.saved_flags.push((flag, was));

@@ -122,8 +122,15 @@ impl XskSocket {
             setsockopt(&fd, name, &ring_size, op)?;
         }
         let off: XdpMmapOffsets = getsockopt(&fd, XDP_MMAP_OFFSETS, "getsockopt(XDP_MMAP_OFFSETS)")?;
-        fn map<T: Copy>(fd: &OwnedFd, pgoff: i64, o: &XdpRingOffset, size: u32, producer: bool) -> Result<XskRing<T>, XdpError> {
-            XskRing::map(fd.as_fd(), pgoff, o, size, producer).map_err(|e| XdpError::os("mmap(AF_XDP ring)", e))
+        fn map<T: Copy>(
+            fd: &OwnedFd,
+            pgoff: i64,
+            o: &XdpRingOffset,
+            size: u32,
+            producer: bool,
+        ) -> Result<XskRing<T>, XdpError> {
+            XskRing::map(fd.as_fd(), pgoff, o, size, producer)
+                .map_err(|e| XdpError::os("mmap(AF_XDP ring)", e))
         }
         let rings = XskRings {
             fill: map(&fd, XDP_UMEM_PGOFF_FILL_RING, &off.fr, ring_size, true)?,
@@ -142,7 +149,9 @@ impl XskSocket {
             flags,
             ifindex,
             queue_id: queue,
-            shared_umem_fd: shared.and_then(|s| s.fd.as_ref()).map_or(0, |f| f.as_raw_fd() as u32),
+            shared_umem_fd: shared
+                .and_then(|s| s.fd.as_ref())
+                .map_or(0, |f| f.as_raw_fd() as u32),
         };
         // A socket closed a moment ago (a port of this process reopened) keeps its queue until
         // the kernel's deferred release has run: EBUSY for a few milliseconds.

@@ -29,7 +29,9 @@ impl XdpSpec {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
         {
-            return Err(format!("`{iface}` is not an interface name (1..=15 of A-Z a-z 0-9 _ - . @)"));
+            return Err(format!(
+                "`{iface}` is not an interface name (1..=15 of A-Z a-z 0-9 _ - . @)"
+            ));
         }
         let num = |s: &str| {
             s.parse::<u32>()
@@ -90,14 +92,30 @@ mod tests {
     #[test]
     fn parses_interface_queues_and_mode() {
         let s = XdpSpec::parse("eth0").unwrap();
-        assert_eq!((s.iface.as_str(), s.queues, s.mode), ("eth0", None, XdpMode::Auto));
+        assert_eq!(
+            (s.iface.as_str(), s.queues, s.mode),
+            ("eth0", None, XdpMode::Auto)
+        );
         let s = XdpSpec::parse("enp0s3:0-3,mode=copy").unwrap();
-        assert_eq!((s.iface.as_str(), s.queues, s.mode), ("enp0s3", Some((0, 3)), XdpMode::Copy));
+        assert_eq!(
+            (s.iface.as_str(), s.queues, s.mode),
+            ("enp0s3", Some((0, 3)), XdpMode::Copy)
+        );
         assert_eq!(XdpSpec::parse("veth1:2,mode=zc").unwrap().queues, Some((2, 2)));
         for s in ["eth0", "eth0:1-3,mode=copy", "eth0:2,mode=zc"] {
             assert_eq!(XdpSpec::parse(s).unwrap().to_string(), format!("xdp:{s}"));
         }
-        for bad in ["", ":0", "eth0:", "eth0:3-1", "eth0:x", "eth0:-1", "eth0,mode=fast", "a/b", "0123456789abcdef"] {
+        for bad in [
+            "",
+            ":0",
+            "eth0:",
+            "eth0:3-1",
+            "eth0:x",
+            "eth0:-1",
+            "eth0,mode=fast",
+            "a/b",
+            "0123456789abcdef",
+        ] {
             assert!(XdpSpec::parse(bad).is_err(), "{bad}");
         }
     }

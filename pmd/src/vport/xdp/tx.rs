@@ -106,7 +106,14 @@ impl TxQueueOps for XdpTxQueue {
             let len = p.len() as u32;
             let addr = p.data_iova().wrapping_sub(self.base_iova);
             self.frames.give(p);
-            self.tx.write(written, XdpDesc { addr, len, options: 0 });
+            self.tx.write(
+                written,
+                XdpDesc {
+                    addr,
+                    len,
+                    options: 0,
+                },
+            );
             written += 1;
             bytes += u64::from(len);
         }
