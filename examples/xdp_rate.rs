@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use oxpmd::dma::IdentityMap;
+use oxpmd::dma::{IdentityMap, Mempool, MempoolConfig, PageSize, RegionOptions};
 use oxpmd::pmd::vport::xdp_pool;
 use oxpmd::pmd::{Burst, Port, PortConfig};
 
@@ -29,7 +29,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (iface, peer) = (&args[1], &args[2]);
     let secs: u64 = args.get(3).map_or(Ok(5), |s| s.parse())?;
     let mode = args.get(4).map(|m| format!(",{m}")).unwrap_or_default();
-    let pool = xdp_pool("xdp_rate", 8192, 256, std::sync::Arc::new(IdentityMap))?;
+    // 2 MiB pages where reserved, else 4 KiB (the kernel pins the UMEM page by page either way).
+    let pool = xdp_pool("xdp_rate", 8192, 256, std::sync::Arc::new(IdentityMap)).or_else(|e| {
+        eprintln!("xdp_rate: {e}; using 4 KiB pages");
+        Mempool::new(
+            &MempoolConfig {
+                headroom: 128,
+                data_room: 1920,
+                chunk_aligned: true,
+                region: RegionOptions {
+                    page_size: PageSize::Base4K,
+                    allow_4k_fallback: true,
+                },
+                ..MempoolConfig::new("xdp_rate", 8192)
+            },
+            std::sync::Arc::new(IdentityMap),
+        )
+    })?;
     let mut port = Port::open(&format!("xdp:{iface}:0{mode}"), 0)?;
     port.configure(&PortConfig::new(pool.clone()).queues(1, 1).ring_sizes(2048, 2048))?;
     port.start()?;

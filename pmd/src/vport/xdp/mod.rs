@@ -302,7 +302,7 @@ impl Driver for XdpDriver {
             port_id: setup.port_id,
             queue: setup.queue,
         };
-        q.refill();
+        q.prime();
         Ok(Box::new(q))
     }
 

@@ -27,10 +27,19 @@ pub(crate) struct XdpRxQueue {
 }
 
 impl XdpRxQueue {
-    /// Tops the fill ring up in bursts of [`MAX_BURST`] while the pool has buffers.
-    pub(crate) fn refill(&mut self) {
-        loop {
-            let n = self.fill.free(MAX_BURST as u32);
+    /// Posts half the fill ring before the first frame: the kernel takes all it sees at once,
+    /// and the other half must be free for us to post into while it uses them.
+    pub(crate) fn prime(&mut self) {
+        self.post(self.fill.size() / 2);
+        if self.fill.needs_wakeup() {
+            self.sock.wake(false);
+        }
+    }
+
+    /// Posts up to `limit` buffers in bursts of [`MAX_BURST`] while the pool has buffers.
+    fn post(&mut self, mut limit: u32) {
+        while limit >= MAX_BURST as u32 / 2 {
+            let n = self.fill.free((MAX_BURST as u32).min(limit));
             if n < MAX_BURST as u32 / 2 {
                 break;
             }
@@ -45,7 +54,13 @@ impl XdpRxQueue {
                 }
             }
             self.fill.submit(n);
+            limit -= n;
         }
+    }
+
+    /// Tops the fill ring up while the pool has buffers.
+    pub(crate) fn refill(&mut self) {
+        self.post(u32::MAX);
         if self.fill.needs_wakeup() {
             self.sock.wake(false);
         }

@@ -113,13 +113,22 @@ impl XskSocket {
             };
             setsockopt(&fd, XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")?;
         }
-        for (name, op) in [
-            (XDP_UMEM_FILL_RING, "setsockopt(XDP_UMEM_FILL_RING)"),
-            (XDP_UMEM_COMPLETION_RING, "setsockopt(XDP_UMEM_COMPLETION_RING)"),
-            (XDP_RX_RING, "setsockopt(XDP_RX_RING)"),
-            (XDP_TX_RING, "setsockopt(XDP_TX_RING)"),
+        // The kernel publishes how far it has read the fill ring only when it has used up every
+        // entry it saw at its last look, so a fill ring we keep full would run dry before we
+        // see room in it: the fill (and completion) rings are twice the RX / TX rings, and the
+        // RX queue primes only half of it (`XdpRxQueue::prime`).
+        let umem_ring = ring_size * 2;
+        for (name, size, op) in [
+            (XDP_UMEM_FILL_RING, umem_ring, "setsockopt(XDP_UMEM_FILL_RING)"),
+            (
+                XDP_UMEM_COMPLETION_RING,
+                umem_ring,
+                "setsockopt(XDP_UMEM_COMPLETION_RING)",
+            ),
+            (XDP_RX_RING, ring_size, "setsockopt(XDP_RX_RING)"),
+            (XDP_TX_RING, ring_size, "setsockopt(XDP_TX_RING)"),
         ] {
-            setsockopt(&fd, name, &ring_size, op)?;
+            setsockopt(&fd, name, &size, op)?;
         }
         let off: XdpMmapOffsets = getsockopt(&fd, XDP_MMAP_OFFSETS, "getsockopt(XDP_MMAP_OFFSETS)")?;
         fn map<T: Copy>(
@@ -133,8 +142,8 @@ impl XskSocket {
                 .map_err(|e| XdpError::os("mmap(AF_XDP ring)", e))
         }
         let rings = XskRings {
-            fill: map(&fd, XDP_UMEM_PGOFF_FILL_RING, &off.fr, ring_size, true)?,
-            comp: map(&fd, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, ring_size, false)?,
+            fill: map(&fd, XDP_UMEM_PGOFF_FILL_RING, &off.fr, umem_ring, true)?,
+            comp: map(&fd, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, umem_ring, false)?,
             rx: map(&fd, XDP_PGOFF_RX_RING, &off.rx, ring_size, false)?,
             tx: map(&fd, XDP_PGOFF_TX_RING, &off.tx, ring_size, true)?,
         };
