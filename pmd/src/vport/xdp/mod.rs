@@ -230,6 +230,29 @@ impl XdpDriver {
         })
     }
 
+    /// One half of port queue `q`'s socket (`take` picks it), with the socket; the socket's
+    /// entry goes once both halves are taken.
+    fn take_half<T>(
+        &mut self,
+        q: u16,
+        pool: &Mempool,
+        what: &str,
+        take: impl FnOnce(&mut Halves) -> Option<T>,
+    ) -> Result<(T, Arc<XskSocket>)> {
+        let name = self.name.clone();
+        let h = self.halves(q, pool)?;
+        let half = take(h).ok_or_else(|| PortError::InvalidConfig {
+            device: name,
+            op: "set up a queue",
+            reason: format!("{what} queue {q} is already set up"),
+        })?;
+        let sock = h.sock.clone();
+        if h.rx.is_none() && h.tx.is_none() {
+            self.halves.remove(&q);
+        }
+        Ok((half, sock))
+    }
+
     fn mode_name(&self) -> &'static str {
         match self.zero_copy() {
             Some(true) => "af_xdp(zc)",
@@ -282,16 +305,7 @@ impl Driver for XdpDriver {
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
         let pool = setup.pool.clone();
-        let h = self.halves(setup.queue, &pool)?;
-        let (fill, rx) = h.rx.take().ok_or_else(|| PortError::InvalidConfig {
-            device: String::new(),
-            op: "set up RX queue",
-            reason: format!("RX queue {} is already set up", setup.queue),
-        })?;
-        let sock = h.sock.clone();
-        if h.tx.is_none() {
-            self.halves.remove(&setup.queue);
-        }
+        let ((fill, rx), sock) = self.take_half(setup.queue, &pool, "RX", |h| h.rx.take())?;
         let mut q = rx::XdpRxQueue {
             frames: FrameTable::new(&pool),
             fill,
@@ -309,16 +323,7 @@ impl Driver for XdpDriver {
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let pool = setup.pool.clone();
         let device = self.name.clone();
-        let h = self.halves(setup.queue, &pool)?;
-        let (tx, comp) = h.tx.take().ok_or_else(|| PortError::InvalidConfig {
-            device: device.clone(),
-            op: "set up TX queue",
-            reason: format!("TX queue {} is already set up", setup.queue),
-        })?;
-        let sock = h.sock.clone();
-        if h.rx.is_none() {
-            self.halves.remove(&setup.queue);
-        }
+        let ((tx, comp), sock) = self.take_half(setup.queue, &pool, "TX", |h| h.tx.take())?;
         Ok(Box::new(tx::XdpTxQueue {
             frames: FrameTable::new(&pool),
             tx,
@@ -408,10 +413,7 @@ impl Driver for XdpDriver {
                 ("tx_invalid_descs", s.tx_invalid_descs),
                 ("tx_ring_empty_descs", s.tx_ring_empty_descs),
             ] {
-                out.push(XStat {
-                    name: format!("xsk_q{q}_{name}"),
-                    value: v,
-                });
+                out.push(XStat::new(format!("xsk_q{q}_{name}"), v));
             }
         }
         Ok(())
