@@ -102,9 +102,9 @@ pub fn l2fwd(ours: &str, kernel: impl FnOnce() -> String, pool_size: usize) {
     println!("{spec}: link {}", xdp.link_status().unwrap());
 
     let (igb_mac, xdp_mac) = (igb.mac_addr(), xdp.mac_addr());
-    let (mut irx, mut itx) = igb.take_queues().unwrap();
+    let (mut irxs, mut itxs) = igb.take_queues().unwrap();
     let (mut xrx, mut xtx) = xdp.take_queues().unwrap();
-    let (irx, itx): (&mut RxQueue, &mut TxQueue) = (&mut irx[0], &mut itx[0]);
+    let (irx, itx): (&mut RxQueue, &mut TxQueue) = (&mut irxs[0], &mut itxs[0]);
 
     let mut per_queue = vec![0u64; queues as usize];
     let mut back: HashMap<u32, ()> = HashMap::new();
@@ -211,7 +211,7 @@ pub fn l2fwd(ours: &str, kernel: impl FnOnce() -> String, pool_size: usize) {
     for s in x.iter().filter(|s| s.value != 0) {
         println!("  {} = {}", s.name, s.value);
     }
-    drop((irx, itx, xrx, xtx));
+    drop((irxs, itxs, xrx, xtx));
     drop(xdp);
     drop(igb);
     oxpmd_dma::flush_thread_caches();
