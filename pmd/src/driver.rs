@@ -383,6 +383,8 @@ pub const RING_NAME_MAX: usize = 32;
 ///   produces fresh packets of that length from the mempool, TX frees what it is given;
 /// - `ring:NAME` or `net_ring:NAME` (NAME: 1..=32 of `[A-Za-z0-9_-]`): the first port opened with
 ///   a name and the second one form a pair; what one transmits the other receives.
+/// - `xdp:IFACE[:QUEUES][,mode=auto|zc|copy]`: a kernel-driven interface through AF_XDP sockets
+///   (queues `3` or `0-3`, all when left out; see [`crate::vport::xdp`]);
 /// - `fault:OPTIONS:DEVICE`: DEVICE (any of these forms) with faults injected into its traffic,
 ///   OPTIONS like `drop=0.1%,corrupt=0.01%,dup=0.1%,reorder=0.1%,rate=PPS,seed=N,dir=rx|tx|both`
 ///   (see [`crate::vport::fault`]).
@@ -409,6 +411,9 @@ pub enum DeviceSpec {
         /// The wrapped device.
         inner: Box<DeviceSpec>,
     },
+    /// A kernel-driven interface through AF_XDP: `xdp:IFACE[:Q|:FIRST-LAST][,mode=auto|zc|copy]`
+    /// ([`crate::vport::xdp`]).
+    Xdp(crate::vport::xdp::XdpSpec),
     /// A VF handed over by the PF service: `vf-service:SOCKET:VF` (an 82576 VF, igbvf).
     VfService {
         /// The service's control socket.
@@ -430,6 +435,15 @@ impl DeviceSpec {
         }
         if s.is_empty() || s.len() > 128 {
             return Err(bad());
+        }
+        if let Some(rest) = s.strip_prefix("xdp:").or_else(|| s.strip_prefix("net_af_xdp:")) {
+            return crate::vport::xdp::XdpSpec::parse(rest)
+                .map(DeviceSpec::Xdp)
+                .map_err(|reason| PortError::InvalidConfig {
+                    device: spec.to_string(),
+                    op: "parse the device name (xdp:IFACE[:QUEUES][,mode=auto|zc|copy])",
+                    reason,
+                });
         }
         if s.starts_with("vf-service:") {
             return crate::sriov::handover::parse_spec(s)
@@ -519,6 +533,7 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Null { index, .. } => write!(f, "null{index}"),
             DeviceSpec::Ring { name } => write!(f, "ring:{name}"),
             DeviceSpec::Fault { faults, inner } => write!(f, "fault:{faults}:{inner}"),
+            DeviceSpec::Xdp(x) => write!(f, "{x}"),
             DeviceSpec::VfService { socket, vf } => write!(f, "vf-service:{}:{vf}", socket.display()),
         }
     }

@@ -119,6 +119,10 @@ pub struct MempoolConfig {
     pub data_room: usize,
     /// Backing memory (2 MiB hugepages by default; 4 KiB only by explicit opt-in).
     pub region: RegionOptions,
+    /// Put buffer `i` at offset `i * stride` of the region with a power-of-two stride (headroom +
+    /// data room rounded up to a power of two; the data room grows to fill it), as an AF_XDP
+    /// UMEM in aligned-chunk mode needs. Off by default: buffers are packed at 64-byte steps.
+    pub chunk_aligned: bool,
 }
 
 impl MempoolConfig {
@@ -131,6 +135,7 @@ impl MempoolConfig {
             headroom: DEFAULT_HEADROOM,
             data_room: DEFAULT_DATA_ROOM,
             region: RegionOptions::default(),
+            chunk_aligned: false,
         }
     }
 }
@@ -242,7 +247,7 @@ pub struct ForeignBuffer {
 /// the region.
 pub fn region_len(capacity: usize, headroom: usize, data_room: usize, page: PageSize) -> Option<usize> {
     let buf_len = headroom.checked_add(data_room)?;
-    BufferLayout::new(capacity.max(1), buf_len, page)
+    BufferLayout::new(capacity.max(1), buf_len, page, false)
         .ok()
         .map(|l| l.region_len())
 }
@@ -314,7 +319,7 @@ impl Mempool {
             });
         };
         let layout = |page: PageSize| {
-            BufferLayout::new(config.capacity, buf_len, page).map_err(|e| match e {
+            BufferLayout::new(config.capacity, buf_len, page, config.chunk_aligned).map_err(|e| match e {
                 LayoutError::BufferLargerThanPage { stride, page } => MempoolError::BufferLargerThanPage {
                     name: name.clone(),
                     buffer: stride,
@@ -362,6 +367,20 @@ impl Mempool {
         })?;
         let ring = Ring::new(config.capacity.next_power_of_two())
             .expect("capacity <= RING_MAX_SIZE was checked, so the ring size is valid");
+        // A chunked pool's buffers fill their chunk: the data room is what the headroom leaves.
+        let (buf_len, data_room) = if config.chunk_aligned {
+            (lay.stride, lay.stride - config.headroom)
+        } else {
+            (buf_len, config.data_room)
+        };
+        if buf_len > MAX_BUFFER_LEN {
+            return Err(MempoolError::BufferTooLarge {
+                name,
+                headroom: config.headroom,
+                data_room,
+                max: MAX_BUFFER_LEN,
+            });
+        }
         let base = region.as_ptr();
         let meta_base = meta.as_ptr();
         let shared = Box::new(PoolShared {
@@ -372,8 +391,9 @@ impl Mempool {
             capacity: config.capacity,
             cache_size: config.cache_size,
             headroom: config.headroom,
-            data_room: config.data_room,
+            data_room,
             stride: lay.stride,
+            chunk_aligned: config.chunk_aligned,
             name,
             caches: Mutex::new(Vec::new()),
             region,
@@ -456,6 +476,11 @@ impl Mempool {
     /// rounded up to 64; the metadata is elsewhere).
     pub fn element_size(&self) -> usize {
         self.shared().stride
+    }
+    /// Whether buffer `i` lies at `i * element_size()` of the region, a power of two
+    /// ([`MempoolConfig::chunk_aligned`]).
+    pub fn chunk_aligned(&self) -> bool {
+        self.shared().chunk_aligned
     }
     /// The DMA region holding the buffers' bytes (address, length, page size, IOVA). It holds
     /// no metadata: everything in it may be written by a device.

@@ -27,6 +27,7 @@ pub(crate) struct PoolShared {
     pub(super) headroom: usize,
     pub(super) data_room: usize,
     pub(super) stride: usize,
+    pub(super) chunk_aligned: bool,
     pub(super) name: String,
     /// Lengths published by every live cache, for [`Mempool::available`](super::Mempool::available).
     /// A snapshot figure that orders nothing, so std atomics even under loom (and the std `Mutex`

@@ -109,6 +109,7 @@ impl Port {
                 faults.clone(),
                 Self::open_driver(inner, opts)?,
             )),
+            DeviceSpec::Xdp(x) => Box::new(crate::vport::xdp::XdpDriver::open(x)?),
             DeviceSpec::VfService { socket, vf } => Box::new(
                 crate::drivers::igbvf::IgbvfDriver::open_from_service(socket, *vf)?,
             ),

@@ -1,9 +1,31 @@
 //! Virtual ports: [`null`] (a source and a sink, for measuring the framework), [`ring`] (an
-//! in-process pair, for tests) and [`fault`] (wraps any port and injects faults into its traffic).
+//! in-process pair, for tests), [`fault`] (wraps any port and injects faults into its traffic)
+//! and [`xdp`] (a kernel-driven NIC through AF_XDP).
 
 pub mod fault;
 pub mod null;
 pub mod ring;
+pub mod xdp;
+
+/// A mempool whose region can be the UMEM of `xdp:` ports: chunk-aligned 2048-byte buffers
+/// (128 bytes of headroom, 1920 of data room: an MTU-1500 frame after the kernel's 256-byte
+/// RX headroom), 2 MiB hugepages, mapped through `dma` (the IOMMU mapper of a PCI port the same
+/// packets go to, or [`oxpmd_dma::IdentityMap`] when only `xdp:` and virtual ports use it).
+pub fn xdp_pool(
+    name: &str,
+    capacity: usize,
+    cache_size: usize,
+    dma: std::sync::Arc<dyn oxpmd_dma::DmaMap>,
+) -> Result<oxpmd_dma::Mempool, oxpmd_dma::MempoolError> {
+    let cfg = oxpmd_dma::MempoolConfig {
+        cache_size,
+        headroom: 128,
+        data_room: 1920,
+        chunk_aligned: true,
+        ..oxpmd_dma::MempoolConfig::new(name, capacity)
+    };
+    oxpmd_dma::Mempool::new(&cfg, dma)
+}
 
 /// A mempool for virtual ports (and tests): IOVA = virtual address ([`oxpmd_dma::IdentityMap`]),
 /// 2 MiB hugepages when they can be had, else 4 KiB pages with a logged warning (virtual ports

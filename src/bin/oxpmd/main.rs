@@ -13,6 +13,7 @@ mod serve;
 mod sriov;
 mod state;
 mod vf;
+mod xdp;
 
 use std::path::PathBuf;
 
@@ -142,6 +143,16 @@ fn cli() -> Command {
                     "Check the host (IOMMU, interrupt remapping, vfio, hugepages, memlock, CPUs) and devices",
                 )
                 .arg(addr_arg(false))
+                .arg(
+                    Arg::new("xdp")
+                        .long("xdp")
+                        .value_name("IFACE")
+                        .action(ArgAction::Append)
+                        .help(
+                            "Check AF_XDP on this kernel interface (queues, driver, zero copy: probed by \
+                             binding a socket to queue 0, which a zero-copy driver restarts briefly)",
+                        ),
+                )
                 .arg(json_arg()),
         )
 }
@@ -441,10 +452,14 @@ fn run(m: &ArgMatches) -> Result<i32, CliError> {
     match m.subcommand() {
         Some(("devices", s)) => {
             let views = devices::collect(&host, s.get_flag("all"))?;
+            let ifaces = oxpmd::pmd::vport::xdp::Interface::all();
             if s.get_flag("json") {
-                print_json(&devices::to_json(&views));
+                let mut v = devices::to_json(&views);
+                v["xdp_interfaces"] = xdp::to_json(&ifaces);
+                print_json(&v);
             } else {
                 print!("{}", devices::to_table(&views));
+                print!("{}", xdp::to_table(&ifaces));
             }
             Ok(0)
         }
@@ -478,7 +493,12 @@ fn run(m: &ArgMatches) -> Result<i32, CliError> {
             sriov::sriov(&host, pf, &opts).map(|()| 0)
         }
         Some(("doctor", s)) => {
-            let checks = doctor::run(&host, &addrs(s));
+            let mut checks = doctor::run(&host, &addrs(s));
+            let ifaces: Vec<String> = s
+                .get_many::<String>("xdp")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
+            checks.extend(xdp::checks(&ifaces));
             let failed = if s.get_flag("json") {
                 let v = doctor::to_json(&checks);
                 print_json(&v);

@@ -29,8 +29,9 @@ const BOOT_MODULES: &[(&str, &str)] = &[
     ("9p", ""),
 ];
 /// Modules shipped for on-demand loading only (`$OXPMD_VM_MODPROBE igb`): never loaded at boot, so the
-/// kernel drivers do not take the test NICs.
-const ON_DEMAND_MODULES: &[&str] = &["igb", "igbvf", "virtio_net", "8021q"];
+/// kernel drivers do not take the test NICs. `veth` gives the AF_XDP tests (`vm_xdp_veth`) a
+/// driver-independent pair of interfaces.
+const ON_DEMAND_MODULES: &[&str] = &["igb", "igbvf", "virtio_net", "8021q", "veth"];
 
 /// Host packages the harness needs, with the binary that proves each is there.
 const PACKAGES: &[(&str, &str)] = &[
