@@ -269,17 +269,19 @@ impl Driver for XdpDriver {
 
     fn info(&self) -> DeviceInfo {
         DeviceInfo {
-            driver: self.mode_name(),
             max_rx_queues: self.count as u16,
             max_tx_queues: self.count as u16,
             min_ring_size: MIN_RING,
             max_ring_size: MAX_RING,
-            min_rx_buffer: 0,
-            rx_buffer_unit: 1,
-            capabilities: crate::driver::Capabilities::NONE,
-            reta_size: 0,
-            rss_key_len: 0,
-            rss_hash: crate::rss::RssHash::NONE,
+            // A chain is sent as one UMEM frame (copied); the kernel interface's MTU is the
+            // largest, and the port does not change it (`ip link set dev IFACE mtu N` does).
+            capabilities: crate::driver::Capabilities::TX_MULTI_SEG,
+            max_mtu: self
+                .iface
+                .mtu()
+                .and_then(|m| u16::try_from(m).ok())
+                .unwrap_or(crate::driver::DEFAULT_MTU),
+            ..DeviceInfo::basic(self.mode_name())
         }
     }
 

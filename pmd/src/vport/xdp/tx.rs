@@ -49,6 +49,13 @@ impl XdpTxQueue {
     }
 }
 
+/// Whether `p` goes out from its own buffer: a single segment of the UMEM's pool (a chain, or a
+/// packet of another pool, is copied into one UMEM frame).
+#[inline(always)]
+fn sent_as_is(pool: &oxpmd_dma::Mempool, p: &Packet) -> bool {
+    p.is_contiguous() && pool.owns(p)
+}
+
 impl TxQueueOps for XdpTxQueue {
     #[inline]
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
@@ -58,7 +65,7 @@ impl TxQueueOps for XdpTxQueue {
         let mut k = 0;
         self.copies.clear();
         for p in &pkts.as_slice()[..free] {
-            if !self.pool.owns(p) && self.fits(p) {
+            if !sent_as_is(&self.pool, p) && self.fits(p) {
                 match self.pool.alloc() {
                     Some(b) => self.copies.push(b),
                     None => break,
@@ -85,7 +92,7 @@ impl TxQueueOps for XdpTxQueue {
                 c.ierrors += 1;
                 continue;
             }
-            let p = if self.pool.owns(&p) {
+            let p = if sent_as_is(&self.pool, &p) {
                 p
             } else {
                 let Some(mut b) = copy.next() else {
@@ -100,7 +107,11 @@ impl TxQueueOps for XdpTxQueue {
                     c.ierrors += 1;
                     continue;
                 }
-                b.data_mut().copy_from_slice(p.data());
+                // The whole packet, every segment of a chain: a TX descriptor names one frame.
+                if p.copy_out(0, b.data_mut()).is_err() {
+                    c.ierrors += 1;
+                    continue;
+                }
                 b
             };
             let len = p.len() as u32;
