@@ -45,7 +45,7 @@ impl RawBuffer {
         unsafe { (*self.0).buf_iova + u64::from((*self.0).headroom) }
     }
 
-    /// IOVA of the current data start (for TX after [`Packet::into_raw`]).
+    /// IOVA of the current data start (for TX after [`Packet::into_raw`](crate::Packet::into_raw)).
     ///
     /// # Safety
     /// As [`RawBuffer::buf_iova`].
