@@ -289,6 +289,8 @@ const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
 const IDLE_WINDOW: Duration = Duration::from_secs(120);
 /// CPU time below which QEMU counts as idle over [`IDLE_WINDOW`].
 const IDLE_CPU: Duration = Duration::from_secs(2);
+/// Where a frozen guest's vCPU and local APIC state goes in the run directory (QMP, before the kill).
+pub const FROZEN_STATE_FILE: &str = "frozen-state.txt";
 /// What the kernel prints for such a stall.
 const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
@@ -569,6 +571,12 @@ pub fn run_once(
                 break;
             }
         }
+    }
+    if frozen || boot_stalled {
+        // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study.
+        let state = super::qmp::frozen_state(&super::qmp::socket_path(&run_dir, &nonce), opts.machine.cpus)
+            .unwrap_or_else(|e| format!("QMP: {e}\n"));
+        let _ = fs::write(run_dir.join(FROZEN_STATE_FILE), state);
     }
     if stop_now {
         let _ = child.kill();
