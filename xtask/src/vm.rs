@@ -130,6 +130,8 @@ pub struct Machine {
     pub icount: Option<String>,
     /// `clocksource=` on the kernel command line, none (the kernel's choice) by default.
     pub clocksource: Option<String>,
+    /// More kernel command-line words (e.g. `nohz=off`), none by default.
+    pub append: Option<String>,
 }
 
 impl Default for Machine {
@@ -140,6 +142,7 @@ impl Default for Machine {
             cpus: 2,
             icount: None,
             clocksource: None,
+            append: None,
         }
     }
 }

@@ -229,6 +229,20 @@ impl Soak {
         None
     }
 
+    /// Stops VF 0's l2fwd (SIGINT: its closing lines are checked; `may_leak`: its VF was reset
+    /// under it), starts it again, and returns how long it took to forward again (None: not within
+    /// [`REOPEN_WAIT`]).
+    fn restart_vf_process(&mut self, may_leak: bool) -> Result<Option<Duration>, String> {
+        let old = self.vf_l2fwd.take().ok_or("no VF l2fwd running")?;
+        let _ = self.finish(old, "INT", true, may_leak);
+        self.start_vf_l2fwd()?;
+        let back = self.wait_vf_forwarding(REOPEN_WAIT);
+        if let Some(p) = self.vf_l2fwd.as_mut() {
+            p.mark_rss_start();
+        }
+        Ok(back)
+    }
+
     fn pktgen(&self, stream: &str, port: &str, dst: &str, secs: u64) -> Result<Proc, String> {
         let rate = RATE.to_string();
         let secs = secs.to_string();
@@ -307,36 +321,25 @@ impl Soak {
                             d.as_secs_f64()
                         )
                     }
-                    None => {
-                        let old = self.vf_l2fwd.take().ok_or("no VF l2fwd running")?;
-                        let _ = self.finish(old, "INT", true, true);
-                        self.start_vf_l2fwd()?;
-                        match self.wait_vf_forwarding(REOPEN_WAIT) {
-                            Some(d) => {
-                                note = format!(
-                                    "VF reopened after PF restart (no traffic {} s after it; forwarding again {:.1} s after the reopen)",
-                                    RESUME_WAIT.as_secs(),
-                                    d.as_secs_f64()
-                                )
-                            }
-                            None => {
-                                note = "VF reopened after PF restart, and still no traffic".into();
-                                self.failures
-                                    .push(format!("phase {index} {}: {note}", kind.name()));
-                            }
+                    None => match self.restart_vf_process(true)? {
+                        Some(d) => {
+                            note = format!(
+                                "VF reopened after PF restart (no traffic {} s after it; forwarding again {:.1} s after the reopen)",
+                                RESUME_WAIT.as_secs(),
+                                d.as_secs_f64()
+                            )
                         }
-                        if let Some(p) = self.vf_l2fwd.as_mut() {
-                            p.mark_rss_start();
+                        None => {
+                            note = "VF reopened after PF restart, and still no traffic".into();
+                            self.failures
+                                .push(format!("phase {index} {}: {note}", kind.name()));
                         }
-                    }
+                    },
                 }
             }
             Kind::VfRestart => {
                 thread::sleep(BEFORE_RESTART);
-                let old = self.vf_l2fwd.take().ok_or("no VF l2fwd running")?;
-                let _ = self.finish(old, "INT", true, false);
-                self.start_vf_l2fwd()?;
-                match self.wait_vf_forwarding(REOPEN_WAIT) {
+                match self.restart_vf_process(false)? {
                     Some(d) => {
                         note = format!(
                             "VF process restarted, forwarding again {:.1} s later",
@@ -348,9 +351,6 @@ impl Soak {
                         self.failures
                             .push(format!("phase {index} {}: {note}", kind.name()));
                     }
-                }
-                if let Some(p) = self.vf_l2fwd.as_mut() {
-                    p.mark_rss_start();
                 }
             }
         }

@@ -198,6 +198,10 @@ fn qemu_args(
     if let Some(cs) = &machine.clocksource {
         append.push_str(&format!(" clocksource={cs}"));
     }
+    if let Some(more) = &machine.append {
+        append.push(' ');
+        append.push_str(more);
+    }
     let release = topology.ports_to_release();
     if !release.is_empty() {
         append.push_str(&format!(" oxpmd.release={}", release.join(",")));

@@ -229,7 +229,10 @@ pub fn frozen_state(socket: &Path, cpus: u32) -> Result<String, String> {
                 &serde_json::json!({"execute": "human-monitor-command",
                     "arguments": {"command-line": what, "cpu-index": cpu}}),
             )?;
-            out.push_str(&format!("--- cpu {cpu}: {what}\n{}\n", v.as_str().unwrap_or_default()));
+            out.push_str(&format!(
+                "--- cpu {cpu}: {what}\n{}\n",
+                v.as_str().unwrap_or_default()
+            ));
         }
     }
     Ok(out)

@@ -26,6 +26,7 @@ usage: cargo xtask vm stall-stress [OPTIONS]
   --smp N                -smp (default 2)
   --icount OPTS          -icount OPTS, e.g. shift=auto (default: none)
   --clocksource NAME     guest clocksource= (tsc, hpet, acpi_pm; default: the kernel's choice)
+  --append WORDS         more guest kernel command line (e.g. nohz=off)
   --idle SECS            how long l2fwd --rx-interrupt sits idle in each boot (default 20)
   --log FILE             raw log, appended (default target/stall-stress.log)
   --timeout SECS         per boot (default 420)";
@@ -96,6 +97,7 @@ fn parse(rest: &[String], paths: &Paths) -> Result<Options, String> {
             "--smp" => o.machine.cpus = num(1, 8)? as u32,
             "--icount" => o.machine.icount = Some(v),
             "--clocksource" => o.machine.clocksource = Some(v),
+            "--append" => o.machine.append = Some(v),
             "--idle" => o.idle = num(1, 600)?,
             "--log" => o.log = PathBuf::from(v),
             "--timeout" => o.timeout = parse_secs(opt, &v)?,
@@ -120,6 +122,9 @@ fn describe(m: &Machine) -> String {
     match &m.clocksource {
         Some(cs) => s.push_str(&format!(" clocksource={cs}")),
         None => s.push_str(" (kernel's clocksource)"),
+    }
+    if let Some(more) = &m.append {
+        s.push_str(&format!(" {more}"));
     }
     s
 }
