@@ -3,6 +3,7 @@
 //! - `l2fwd`: the README's main job: l2fwd in the test VM, driven by pktgen.
 //! - `test [--no-vm]`: the whole test suite (the README's test command).
 //! - `memcheck`: the packet-memory tests under valgrind (part of `test`).
+//! - `soak [--minutes N]`: l2fwd, a VF through the userspace PF, restarts, in the test VM.
 //! - `vm ...`: the test VM (setup, run, test, dpdk); see `docs/testvm.md`.
 //! - `bench ...`: benchmark comparisons against DPDK in the same invocation.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ mod bench_l2fwd_vm;
 mod l2fwd;
 mod memcheck;
 mod skips;
+mod soak;
 mod test;
 mod vm;
 
@@ -22,6 +24,7 @@ const USAGE: &str = "usage: cargo xtask <test|vm|bench> ...\n  \
     cargo xtask l2fwd        l2fwd forwarding pktgen traffic in the test VM (the main job)\n  \
     cargo xtask test         every test: unit, loom model, memcheck and VM tests\n  \
     cargo xtask memcheck     the packet-memory tests under valgrind\n  \
+    cargo xtask soak         a bounded soak in the test VM (--minutes N, default 10)\n  \
     cargo xtask vm help      the test VM (setup, run, test, dpdk)\n  \
     cargo xtask bench help   comparisons against DPDK (ring, mempool, ...)";
 
@@ -43,6 +46,9 @@ fn main() -> ExitCode {
         },
         "test" => test::main(rest),
         "memcheck" => memcheck::main(rest),
+        "soak" => soak::main(rest),
+        // Run by `soak` inside the test VM.
+        "soak-guest" => soak::guest_main(rest),
         "l2fwd" => l2fwd::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

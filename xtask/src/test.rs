@@ -207,7 +207,8 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if skip_vm {
-        println!("==> VM tests skipped (--no-vm)");
+        println!("==> VM tests and the soak skipped (--no-vm)");
+        tally.skipped += 1;
     } else {
         ok &= run_step(
             "VM tests",
@@ -220,6 +221,15 @@ pub fn main(args: &[String]) -> ExitCode {
         if !tally.vm_summary_seen {
             eprintln!("xtask test: the VM tests printed no `vm tests:` summary: counted as one failure");
             tally.failed += 1;
+        }
+        // The soak counts as one test: passed when every phase, buffer, memory and IOMMU check held.
+        println!("==> soak ({} minutes)", crate::soak::CI_MINUTES);
+        if crate::soak::run(&cargo, crate::soak::CI_MINUTES).passed {
+            tally.passed += 1;
+        } else {
+            eprintln!("xtask test: the soak failed");
+            tally.failed += 1;
+            ok = false;
         }
     }
     // VM tests are ignored by the host run; they count as skipped only when the VM step did not run.

@@ -4,6 +4,7 @@
 //! - `run [--topology NAME] [--timeout SECS] [--results DIR] -- CMD...`: one command in a fresh VM.
 //! - `test [--topology NAME] [-p PKG] [FILTER]`: every `vm_*` integration test binary, one VM each.
 //! - `dpdk [--topology NAME] [--duration SECS] -- ARGS`: DPDK testpmd on the topology's ports.
+//! - `stall-stress [--thread ..] [--smp N] ...`: boots with one machine variant, counting frozen guests.
 //!
 //! Other xtask modules run commands in the guest through [`run_in_guest`].
 
@@ -11,6 +12,7 @@ mod dpdk;
 mod guest;
 mod qmp;
 mod setup;
+mod stall;
 mod tests;
 mod topology;
 
@@ -44,6 +46,8 @@ usage: cargo xtask vm <command> ...
       --timeout SECS             kill the VM after SECS (default: duration + 300)
       ARGS                       testpmd application arguments (default:
                                  --forward-mode=io --tx-first --auto-start --stats-period 5)
+  stall-stress [OPTIONS]         boot the VM N times with one machine variant (TCG thread mode, CPU,
+                                 -smp, -icount, clocksource) and count frozen guests (--help)
   topologies                     list the topologies and their ports";
 
 /// Where the harness keeps its files.
@@ -108,6 +112,39 @@ pub struct GuestOptions {
     pub shell: bool,
     /// Names the run directory (`target/testvm/runs/<label>-<id>`).
     pub label: String,
+    /// The emulated machine's CPU, clock and accelerator settings (the stall study varies them).
+    pub machine: Machine,
+}
+
+/// The settings of the emulated machine that bear on guest timers under TCG (docs/testvm.md, the
+/// stall table). `Machine::default()` is the harness default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// `-accel tcg,thread=`: `multi` (one host thread per vCPU) or `single` (round-robin).
+    pub tcg_thread: String,
+    /// `-cpu`.
+    pub cpu: String,
+    /// `-smp`.
+    pub cpus: u32,
+    /// `-icount` (e.g. `shift=auto`), none by default.
+    pub icount: Option<String>,
+    /// `clocksource=` on the kernel command line, none (the kernel's choice) by default.
+    pub clocksource: Option<String>,
+    /// More kernel command-line words (e.g. `nohz=off`), none by default.
+    pub append: Option<String>,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            tcg_thread: "multi".into(),
+            cpu: "max".into(),
+            cpus: 2,
+            icount: None,
+            clocksource: None,
+            append: None,
+        }
+    }
 }
 
 impl Default for GuestOptions {
@@ -121,6 +158,7 @@ impl Default for GuestOptions {
             verbose: false,
             shell: false,
             label: "run".into(),
+            machine: Machine::default(),
         }
     }
 }
@@ -236,6 +274,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "run" => cmd_run(rest),
         "test" => tests::cmd_test(rest),
         "dpdk" => dpdk::cmd_dpdk(rest),
+        "stall-stress" => stall::cmd_stall_stress(rest),
         "topologies" => {
             for name in topology::NAMES {
                 if let Ok(t) = Topology::by_name(name) {

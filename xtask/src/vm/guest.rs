@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::topology::Topology;
-use super::{GuestOptions, GuestOutput, Paths};
+use super::{GuestOptions, GuestOutput, Machine, Paths};
 
 /// PCI slot of the read-only 9p share of the workspace (mounted at its host path: a workspace under
 /// /tmp or /run would otherwise be hidden by the guest's tmpfs mounts there).
@@ -32,8 +32,6 @@ pub const SKIPS_FILE: &str = "skipped-tests.txt";
 const POWEROFF_GRACE: Duration = Duration::from_secs(20);
 /// Guest memory in MiB.
 const MEMORY_MIB: u32 = 2048;
-/// Guest CPUs.
-const CPUS: u32 = 2;
 /// Host environment variables passed to the guest command (plus every `OXPMD_*` the host sets that the
 /// topology does not define).
 const PASS_ENV: &[&str] = &[
@@ -181,6 +179,7 @@ fn qemu_args(
     run_dir: &Path,
     nonce: &str,
     results: Option<&Path>,
+    machine: &Machine,
 ) -> Vec<String> {
     // no_timer_check: under TCG on a loaded host the kernel's boot-time check that the timer
     // interrupt arrives through the IO-APIC can miss it, and with interrupt remapping (the
@@ -196,6 +195,13 @@ fn qemu_args(
     if let Some(r) = results {
         append.push_str(&format!(" oxpmd.results={}", r.display()));
     }
+    if let Some(cs) = &machine.clocksource {
+        append.push_str(&format!(" clocksource={cs}"));
+    }
+    if let Some(more) = &machine.append {
+        append.push(' ');
+        append.push_str(more);
+    }
     let release = topology.ports_to_release();
     if !release.is_empty() {
         append.push_str(&format!(" oxpmd.release={}", release.join(",")));
@@ -205,23 +211,26 @@ fn qemu_args(
         "-no-user-config",
         "-display",
         "none",
-        "-accel",
-        "tcg,thread=multi",
         "-M",
         "q35",
-        "-cpu",
-        "max",
         "-no-reboot",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     a.extend([
+        "-accel".into(),
+        format!("tcg,thread={}", machine.tcg_thread),
+        "-cpu".into(),
+        machine.cpu.clone(),
         "-m".into(),
         MEMORY_MIB.to_string(),
         "-smp".into(),
-        CPUS.to_string(),
+        machine.cpus.to_string(),
     ]);
+    if let Some(ic) = &machine.icount {
+        a.extend(["-icount".into(), ic.clone()]);
+    }
     a.extend(["-device".into(), "intel-iommu,intremap=on,caching-mode=on".into()]);
     // No 64-bit PCI hole: the guest then places every BAR below 4 GiB. QEMU 10.0.2's igb truncates
     // VF BAR addresses above 4 GiB to their low 32 bits, so VF registers would read 0
@@ -284,6 +293,8 @@ const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
 const IDLE_WINDOW: Duration = Duration::from_secs(120);
 /// CPU time below which QEMU counts as idle over [`IDLE_WINDOW`].
 const IDLE_CPU: Duration = Duration::from_secs(2);
+/// Where a frozen guest's vCPU and local APIC state goes in the run directory (QMP, before the kill).
+pub const FROZEN_STATE_FILE: &str = "frozen-state.txt";
 /// What the kernel prints for such a stall.
 const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
@@ -324,7 +335,18 @@ pub fn run(
     }
 }
 
-fn run_once(
+/// Whether an error of [`run_once`] is a frozen guest or a stuck boot (what [`run`] reruns).
+pub fn is_freeze(err: &str) -> bool {
+    err.starts_with(FROZEN) || err.starts_with(BOOT_STALL)
+}
+
+/// Whether a console log holds the kernel's RCU stall report.
+pub fn has_stall_report(console: &str) -> bool {
+    console.contains(RCU_STALL_LINE)
+}
+
+/// One boot, one command, no rerun: [`run`] without its retries (the stall study counts each boot).
+pub fn run_once(
     paths: &Paths,
     topology: &Topology,
     cmd: &[String],
@@ -359,7 +381,14 @@ fn run_once(
         }
     }
     write_cmd_script(&run_dir, topology, cmd, opts)?;
-    let args = qemu_args(paths, topology, &run_dir, &nonce, results.as_deref());
+    let args = qemu_args(
+        paths,
+        topology,
+        &run_dir,
+        &nonce,
+        results.as_deref(),
+        &opts.machine,
+    );
     fs::write(run_dir.join("qemu-args.txt"), args.join("\n") + "\n")
         .map_err(|e| format!("write qemu-args.txt: {e}"))?;
 
@@ -546,6 +575,12 @@ fn run_once(
                 break;
             }
         }
+    }
+    if frozen || boot_stalled {
+        // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study.
+        let state = super::qmp::frozen_state(&super::qmp::socket_path(&run_dir, &nonce), opts.machine.cpus)
+            .unwrap_or_else(|e| format!("QMP: {e}\n"));
+        let _ = fs::write(run_dir.join(FROZEN_STATE_FILE), state);
     }
     if stop_now {
         let _ = child.kill();

@@ -183,6 +183,17 @@ fn parse_request(text: &str, nics: &HashSet<String>) -> Result<(String, bool), S
 
 /// One QMP session: greeting, capabilities negotiation, `set_link`.
 fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
+    let (mut writer, mut reader) = connect(socket)?;
+    exchange(
+        &mut writer,
+        &mut reader,
+        &serde_json::json!({"execute": "set_link", "arguments": {"name": nic, "up": up}}),
+    )
+    .map(|_| ())
+}
+
+/// A QMP connection past the greeting and the capabilities negotiation.
+fn connect(socket: &Path) -> Result<(UnixStream, BufReader<UnixStream>), String> {
     let stream = UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
     stream
         .set_read_timeout(Some(QMP_TIMEOUT))
@@ -199,24 +210,45 @@ fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
         &mut reader,
         &serde_json::json!({"execute": "qmp_capabilities"}),
     )?;
-    exchange(
-        &mut writer,
-        &mut reader,
-        &serde_json::json!({"execute": "set_link", "arguments": {"name": nic, "up": up}}),
-    )
+    Ok((writer, reader))
 }
 
-/// Sends a command and reads until its answer (events in between are skipped).
+/// What a frozen guest's vCPUs and local APICs look like (the stall study in docs/testvm.md):
+/// QMP `query-cpus-fast`, then per vCPU the monitor's `info lapic` (the timer's LVT, initial and
+/// current count, IRR/ISR) and `info registers` (RIP, HLT state, EFLAGS.IF).
+pub fn frozen_state(socket: &Path, cpus: u32) -> Result<String, String> {
+    let (mut w, mut r) = connect(socket)?;
+    let mut out = String::new();
+    let cpus_fast = exchange(&mut w, &mut r, &serde_json::json!({"execute": "query-cpus-fast"}))?;
+    out.push_str(&format!("query-cpus-fast: {cpus_fast}\n"));
+    for cpu in 0..cpus {
+        for what in ["info lapic", "info registers"] {
+            let v = exchange(
+                &mut w,
+                &mut r,
+                &serde_json::json!({"execute": "human-monitor-command",
+                    "arguments": {"command-line": what, "cpu-index": cpu}}),
+            )?;
+            out.push_str(&format!(
+                "--- cpu {cpu}: {what}\n{}\n",
+                v.as_str().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Sends a command and reads until its answer, which it returns (events in between are skipped).
 fn exchange(
     writer: &mut UnixStream,
     reader: &mut BufReader<UnixStream>,
     cmd: &serde_json::Value,
-) -> Result<(), String> {
+) -> Result<serde_json::Value, String> {
     writeln!(writer, "{cmd}").map_err(|e| format!("QMP write: {e}"))?;
     loop {
         let msg = read_message(reader)?;
-        if msg.get("return").is_some() {
-            return Ok(());
+        if let Some(v) = msg.get("return") {
+            return Ok(v.clone());
         }
         if let Some(err) = msg.get("error") {
             return Err(format!("QMP {}: {err}", cmd["execute"]));
