@@ -274,6 +274,53 @@ pub(crate) fn keep_best(best: &mut Figures, run: &Figures, better: Better) {
     }
 }
 
+/// A case over several runs: the best, the median and the worst figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Summary {
+    pub best: f64,
+    pub median: f64,
+    pub worst: f64,
+}
+
+impl Summary {
+    /// Spread of the runs, worst minus best, in percent of the median.
+    pub(crate) fn spread_pct(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.worst - self.best).abs() / self.median * 100.0
+        }
+    }
+}
+
+/// Summary of `case` over `runs`, or `None` if a run lacks it.
+pub(crate) fn summary(runs: &[Figures], case: &str, better: Better) -> Option<Summary> {
+    let mut v: Vec<f64> = runs.iter().map(|r| r.get(case).copied()).collect::<Option<_>>()?;
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    };
+    let (lo, hi) = (v[0], v[v.len() - 1]);
+    Some(match better {
+        Better::Lower => Summary {
+            best: lo,
+            median,
+            worst: hi,
+        },
+        Better::Higher => Summary {
+            best: hi,
+            median,
+            worst: lo,
+        },
+    })
+}
+
 /// The 1-minute load average and the CPU count, for the report header (figures are noisy under load).
 pub(crate) fn machine_load() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

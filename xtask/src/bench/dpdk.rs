@@ -155,6 +155,12 @@ impl DpdkTest {
         (cmd, runtime_dir)
     }
 
+    /// The shell command line of one autotest run, for the report.
+    pub(crate) fn command_line(&self, test: &str) -> String {
+        let (args, _) = eal_args("oxpmd-bench");
+        format!("DPDK_TEST={test} {} {}", self.path.display(), args.join(" "))
+    }
+
     /// Runs `ring_perf_autotest` once and returns its figures (see [`parse_ring`]).
     pub(crate) fn ring_perf(&self) -> Result<Figures, BenchError> {
         let (mut cmd, runtime_dir) = self.command("ring_perf_autotest");

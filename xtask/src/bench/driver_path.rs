@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{BenchError, Figures, dpdk, mega, parse_ours, scratch_dir};
+use super::{BenchError, Better, Figures, dpdk, mega, parse_ours, scratch_dir, summary};
 
 /// The group of the machine-readable lines of both harnesses.
 pub(crate) const GROUP: &str = "mempool-driver";
@@ -164,18 +164,7 @@ impl DpdkHarness {
 
 /// Best (highest) and median of a case over runs, or `None` if a run lacks it.
 fn best_and_median(runs: &[Figures], case: &str) -> Option<(f64, f64)> {
-    let mut v: Vec<f64> = runs.iter().map(|r| r.get(case).copied()).collect::<Option<_>>()?;
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    let median = if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    };
-    Some((v[v.len() - 1], median))
+    summary(runs, case, Better::Higher).map(|s| (s.best, s.median))
 }
 
 /// The page size every run of both sides reported, or why the sides cannot be compared.

@@ -29,7 +29,6 @@
 //! shows too little room / too few elements, so across cores the shared line is read far less
 //! often.
 
-use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use std::sync::Arc;
 
@@ -124,8 +123,24 @@ pub struct Ring<T> {
 
 struct Meta<T> {
     mask: usize,
-    slots: Box<[Slot<T>]>,
+    /// `size` slots from `base` on, plus up to one cache-line pair of unused ones (see `new`).
+    storage: Box<[Slot<T>]>,
+    base: usize,
 }
+
+impl<T> Meta<T> {
+    /// The ring's `size` slots.
+    #[inline(always)]
+    fn slots(&self) -> &[Slot<T>] {
+        &self.storage[self.base..]
+    }
+}
+
+/// Alignment of the first slot: the cache-line pair the ring's indices are padded to. DPDK's
+/// rte_ring starts its slots on a cache line too; from a plain allocation (16-byte aligned) a bulk
+/// of eight pointers would straddle two lines, and each line a bulk shares with the next one is
+/// one more line the two cores pass back and forth.
+const SLOT_ALIGN: usize = core::mem::align_of::<CachePadded<u8>>();
 
 // SAFETY: the ring moves owned `T` values between threads (needs `T: Send`); slot accesses are
 // serialised by the head/tail protocol, so sharing `&Ring<T>` never gives two threads access to
@@ -162,16 +177,36 @@ impl<T> Ring<T> {
                 suggestion: size.next_power_of_two(),
             });
         }
-        let mut v: Vec<Slot<T>> = Vec::new();
-        v.try_reserve_exact(size).map_err(|_| RingError::OutOfMemory {
+        // Room to start the slots on a SLOT_ALIGN boundary: possible when the element size
+        // divides it (pointers, the 16-byte elements); other sizes start where the allocation does.
+        let elem = core::mem::size_of::<T>();
+        let extra = if elem != 0 && SLOT_ALIGN % elem == 0 {
+            SLOT_ALIGN / elem
+        } else {
+            0
+        };
+        let oom = || RingError::OutOfMemory {
             size,
-            elem_size: core::mem::size_of::<T>(),
-        })?;
-        v.extend((0..size).map(|_| Slot::new()));
+            elem_size: elem,
+        };
+        let total = size.checked_add(extra).ok_or_else(oom)?;
+        let mut v: Vec<Slot<T>> = Vec::new();
+        v.try_reserve_exact(total).map_err(|_| oom())?;
+        v.extend((0..total).map(|_| Slot::new()));
+        let storage = v.into_boxed_slice();
+        let base = if extra == 0 {
+            0
+        } else {
+            // The allocation is aligned to T's alignment only; skip to the next boundary when
+            // it is a whole number of elements away (else keep 0: still correct, merely unaligned).
+            let gap = (SLOT_ALIGN - storage.as_ptr() as usize % SLOT_ALIGN) % SLOT_ALIGN;
+            if gap % elem == 0 { gap / elem } else { 0 }
+        };
         Ok(Ring {
             meta: CachePadded::new(Meta {
                 mask: size - 1,
-                slots: v.into_boxed_slice(),
+                storage,
+                base,
             }),
             prod: CachePadded::new(HeadTail::new()),
             cons: CachePadded::new(HeadTail::new()),
@@ -225,18 +260,8 @@ impl<T> Ring<T> {
         let prod_tail = self.prod.tail.load(Ordering::Acquire);
         let ring = Arc::new(self);
         (
-            Producer {
-                ring: ring.clone(),
-                multi: producer == SyncMode::Multi,
-                cached: cons_tail,
-                _not_sync: PhantomData,
-            },
-            Consumer {
-                ring,
-                multi: consumer == SyncMode::Multi,
-                cached: prod_tail,
-                _not_sync: PhantomData,
-            },
+            Producer::new(ring.clone(), producer, cons_tail),
+            Consumer::new(ring, consumer, prod_tail),
         )
     }
 
@@ -368,9 +393,9 @@ impl<T> Ring<T> {
         // consumer tail acquired above is at least old + n - size); the two chunks are in bounds;
         // `src` holds n values (caller contract).
         unsafe {
-            write_slots(&self.meta.slots, idx, src, first);
+            write_slots(self.meta.slots(), idx, src, first);
             if first < n {
-                write_slots(&self.meta.slots, 0, src.add(first), n - first);
+                write_slots(self.meta.slots(), 0, src.add(first), n - first);
             }
         }
         Self::publish(&self.prod, old, old.wrapping_add(n), multi);
@@ -395,9 +420,9 @@ impl<T> Ring<T> {
         // SAFETY: slots [old, old+n) are reserved for us and published (prod tail acquired above
         // is >= old + n); in bounds; `dst` has room for n values (caller contract).
         unsafe {
-            read_slots(&self.meta.slots, idx, dst, first);
+            read_slots(self.meta.slots(), idx, dst, first);
             if first < n {
-                read_slots(&self.meta.slots, 0, dst.add(first), n - first);
+                read_slots(self.meta.slots(), 0, dst.add(first), n - first);
             }
         }
         Self::publish(&self.cons, old, old.wrapping_add(n), multi);
@@ -593,7 +618,7 @@ impl<T> Drop for Ring<T> {
             // SAFETY: exclusive access; slots between the tails are initialised and owned by
             // the ring; each is moved out once and dropped.
             unsafe {
-                read_slots(&self.meta.slots, cons & self.meta.mask, v.as_mut_ptr(), 1);
+                read_slots(self.meta.slots(), cons & self.meta.mask, v.as_mut_ptr(), 1);
                 v.assume_init_drop();
             }
             cons = cons.wrapping_add(1);
@@ -601,508 +626,8 @@ impl<T> Drop for Ring<T> {
     }
 }
 
-/// Producer side of a split ring. A [`SyncMode::Single`] producer cannot be cloned; a
-/// [`SyncMode::Multi`] one can ([`Producer::try_clone`]), one clone per thread.
-pub struct Producer<T> {
-    ring: Arc<Ring<T>>,
-    multi: bool,
-    /// Single mode: the consumer tail last read (see `Side`).
-    cached: usize,
-    _not_sync: PhantomData<core::cell::Cell<()>>,
-}
-
-/// Consumer side of a split ring; see [`Producer`].
-pub struct Consumer<T> {
-    ring: Arc<Ring<T>>,
-    multi: bool,
-    /// Single mode: the producer tail last read (see `Side`).
-    cached: usize,
-    _not_sync: PhantomData<core::cell::Cell<()>>,
-}
-
-// SAFETY: a handle only moves owned T between threads (T: Send); it is not Sync (Cell marker)
-// and single-mode handles are not clonable, so at most one thread runs the single path.
-unsafe impl<T: Send> Send for Producer<T> {}
-// SAFETY: as for Producer.
-unsafe impl<T: Send> Send for Consumer<T> {}
-
-macro_rules! handle_common {
-    ($ty:ident) => {
-        impl<T> $ty<T> {
-            /// Another handle for the same side, only in [`SyncMode::Multi`] mode.
-            pub fn try_clone(&self) -> Option<Self> {
-                self.multi.then(|| $ty {
-                    ring: self.ring.clone(),
-                    multi: true,
-                    cached: 0,
-                    _not_sync: PhantomData,
-                })
-            }
-            /// The ring and the protocol this handle uses.
-            #[inline(always)]
-            fn parts(&mut self) -> (&Ring<T>, Side<'_>) {
-                let side = if self.multi {
-                    Side::Multi
-                } else {
-                    Side::Single(&mut self.cached)
-                };
-                (&self.ring, side)
-            }
-            /// The mode of this side.
-            pub fn mode(&self) -> SyncMode {
-                if self.multi {
-                    SyncMode::Multi
-                } else {
-                    SyncMode::Single
-                }
-            }
-            /// Number of slots.
-            #[inline]
-            pub fn capacity(&self) -> usize {
-                self.ring.capacity()
-            }
-            /// Elements in the ring (snapshot).
-            #[inline]
-            pub fn len(&self) -> usize {
-                self.ring.len()
-            }
-            /// Whether the ring is empty (snapshot).
-            #[inline]
-            pub fn is_empty(&self) -> bool {
-                self.ring.is_empty()
-            }
-        }
-        impl<T> core::fmt::Debug for $ty<T> {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("mode", &self.mode())
-                    .field("ring", &self.ring)
-                    .finish()
-            }
-        }
-    };
-}
-handle_common!(Producer);
-handle_common!(Consumer);
-
-impl<T> Producer<T> {
-    /// Enqueues up to `n` values from `src` in this handle's mode; returns how many were moved.
-    ///
-    /// # Safety
-    /// As [`Ring::enqueue_raw`].
-    #[inline(always)]
-    pub unsafe fn enqueue_raw(&mut self, src: *const T, n: usize, behavior: QueueBehavior) -> usize {
-        // SAFETY: caller contract; single mode is exclusive because this handle is unique
-        // (not clonable, &mut self) and the ring is reachable only through the handles.
-        let (ring, side) = self.parts();
-        // SAFETY: as above.
-        unsafe { ring.enqueue_impl(src, n, behavior, side) }
-    }
-
-    /// Enqueues one value, or gives it back when the ring is full.
-    #[inline]
-    pub fn enqueue(&mut self, value: T) -> Result<(), T> {
-        let v = MaybeUninit::new(value);
-        // SAFETY: one initialised value, forgotten if moved in.
-        if unsafe { self.enqueue_raw(v.as_ptr(), 1, QueueBehavior::Fixed) } == 1 {
-            Ok(())
-        } else {
-            // SAFETY: not moved, still ours.
-            Err(unsafe { v.assume_init() })
-        }
-    }
-
-    /// Moves all of `items` in or none; see [`Ring::enqueue_bulk_from_vec`].
-    #[inline]
-    pub fn enqueue_bulk_from_vec(&mut self, items: &mut Vec<T>) -> bool {
-        let (ring, side) = self.parts();
-        // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
-        (unsafe {
-            vec_enqueue(items, QueueBehavior::Fixed, |p, n, b| {
-                ring.enqueue_impl(p, n, b, side)
-            }) != 0
-        }) || items.is_empty()
-    }
-
-    /// Moves as many of `items` in as fit; see [`Ring::enqueue_burst_from_vec`].
-    #[inline]
-    pub fn enqueue_burst_from_vec(&mut self, items: &mut Vec<T>) -> usize {
-        let (ring, side) = self.parts();
-        // SAFETY: see vec_enqueue; exclusivity as in enqueue_raw.
-        unsafe {
-            vec_enqueue(items, QueueBehavior::Variable, |p, n, b| {
-                ring.enqueue_impl(p, n, b, side)
-            })
-        }
-    }
-}
-
-impl<T: Copy> Producer<T> {
-    /// Bulk enqueue of copies of `items`: all or nothing.
-    #[inline]
-    pub fn enqueue_bulk(&mut self, items: &[T]) -> bool {
-        // SAFETY: T: Copy; exclusivity as in enqueue_raw.
-        (unsafe { self.enqueue_raw(items.as_ptr(), items.len(), QueueBehavior::Fixed) != 0 })
-            || items.is_empty()
-    }
-
-    /// Burst enqueue of as many leading `items` as fit; returns the count.
-    #[inline]
-    pub fn enqueue_burst(&mut self, items: &[T]) -> usize {
-        // SAFETY: T: Copy; exclusivity as in enqueue_raw.
-        unsafe { self.enqueue_raw(items.as_ptr(), items.len(), QueueBehavior::Variable) }
-    }
-}
-
-impl<T> Consumer<T> {
-    /// Dequeues up to `n` values into `dst` in this handle's mode; returns how many.
-    ///
-    /// # Safety
-    /// As [`Ring::dequeue_raw`].
-    #[inline(always)]
-    pub unsafe fn dequeue_raw(&mut self, dst: *mut T, n: usize, behavior: QueueBehavior) -> usize {
-        // SAFETY: caller contract; exclusivity of single mode as in Producer::enqueue_raw.
-        let (ring, side) = self.parts();
-        // SAFETY: as above.
-        unsafe { ring.dequeue_impl(dst, n, behavior, side) }
-    }
-
-    /// Dequeues one value.
-    #[inline]
-    pub fn dequeue(&mut self) -> Option<T> {
-        let mut v = MaybeUninit::<T>::uninit();
-        // SAFETY: room for one value, initialised when 1 is returned.
-        if unsafe { self.dequeue_raw(v.as_mut_ptr(), 1, QueueBehavior::Fixed) } == 1 {
-            // SAFETY: initialised by the dequeue.
-            Some(unsafe { v.assume_init() })
-        } else {
-            None
-        }
-    }
-
-    /// Appends exactly `n` values to `out` or none; see [`Ring::dequeue_bulk_into_vec`].
-    #[inline]
-    pub fn dequeue_bulk_into_vec(&mut self, out: &mut Vec<T>, n: usize) -> bool {
-        if n > out.capacity() - out.len() {
-            return false;
-        }
-        let (ring, side) = self.parts();
-        // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
-        unsafe {
-            vec_dequeue(out, n, QueueBehavior::Fixed, |p, n, b| {
-                ring.dequeue_impl(p, n, b, side)
-            }) == n
-        }
-    }
-
-    /// Appends up to `max` values to `out`; see [`Ring::dequeue_burst_into_vec`].
-    #[inline]
-    pub fn dequeue_burst_into_vec(&mut self, out: &mut Vec<T>, max: usize) -> usize {
-        let (ring, side) = self.parts();
-        // SAFETY: see vec_dequeue; exclusivity as in dequeue_raw.
-        unsafe {
-            vec_dequeue(out, max, QueueBehavior::Variable, |p, n, b| {
-                ring.dequeue_impl(p, n, b, side)
-            })
-        }
-    }
-}
-
-impl<T: Copy> Consumer<T> {
-    /// Bulk dequeue filling all of `out`, or nothing.
-    #[inline]
-    pub fn dequeue_bulk(&mut self, out: &mut [T]) -> bool {
-        // SAFETY: room for out.len() values; T: Copy.
-        (unsafe { self.dequeue_raw(out.as_mut_ptr(), out.len(), QueueBehavior::Fixed) != 0 })
-            || out.is_empty()
-    }
-
-    /// Burst dequeue into the front of `out`; returns the count.
-    #[inline]
-    pub fn dequeue_burst(&mut self, out: &mut [T]) -> usize {
-        // SAFETY: room for out.len() values; T: Copy.
-        unsafe { self.dequeue_raw(out.as_mut_ptr(), out.len(), QueueBehavior::Variable) }
-    }
-}
-
+mod handle;
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize as StdAtomic;
+mod tests;
 
-    #[test]
-    fn bad_sizes_are_errors() {
-        assert_eq!(Ring::<u32>::new(0).unwrap_err(), RingError::ZeroSize);
-        assert_eq!(
-            Ring::<u32>::new(1000).unwrap_err(),
-            RingError::NotPowerOfTwo {
-                size: 1000,
-                suggestion: 1024
-            }
-        );
-        assert!(matches!(
-            Ring::<u8>::new(RING_MAX_SIZE * 2),
-            Err(RingError::TooLarge { .. })
-        ));
-        assert!(Ring::<u32>::new(1).is_ok());
-    }
-
-    #[test]
-    fn bulk_is_all_or_nothing_burst_is_partial() {
-        let r = Ring::<u64>::new(8).unwrap();
-        assert!(r.enqueue_bulk(&[1, 2, 3, 4, 5]));
-        assert!(!r.enqueue_bulk(&[6, 7, 8, 9]));
-        assert_eq!(r.len(), 5);
-        assert_eq!(r.enqueue_burst(&[6, 7, 8, 9]), 3);
-        assert!(r.is_full());
-        let mut out = [0u64; 10];
-        assert!(!r.dequeue_bulk(&mut out));
-        assert!(r.dequeue_bulk(&mut out[..2]));
-        assert_eq!(&out[..2], &[1, 2]);
-        assert_eq!(r.dequeue_burst(&mut out), 6);
-        assert_eq!(&out[..6], &[3, 4, 5, 6, 7, 8]);
-        assert!(r.is_empty());
-        assert_eq!(r.dequeue(), None);
-    }
-
-    #[test]
-    fn wraparound_keeps_fifo_order() {
-        let (mut p, mut c) = Ring::<u32>::new(16)
-            .unwrap()
-            .split(SyncMode::Single, SyncMode::Single);
-        assert!(p.try_clone().is_none());
-        let mut next_in = 0u32;
-        let mut next_out = 0u32;
-        for round in 0..1000u32 {
-            let k = (round % 13 + 1) as usize;
-            let items: Vec<u32> = (next_in..next_in + k as u32).collect();
-            if p.enqueue_bulk(&items) {
-                next_in += k as u32;
-            }
-            let mut out = [0u32; 11];
-            let m = (round % 11 + 1) as usize;
-            let got = c.dequeue_burst(&mut out[..m]);
-            for v in &out[..got] {
-                assert_eq!(*v, next_out);
-                next_out += 1;
-            }
-        }
-        assert!(next_out > 1000);
-    }
-
-    #[test]
-    fn every_bulk_size_copies_exactly_with_wraparound() {
-        // Sizes 1..=40 cover every inline copy path (blocks of 8, 4, 2, 1); 300 covers the
-        // large-copy path; the odd start offset forces both wrap-around chunks.
-        let r = Ring::<u64>::new(512).unwrap();
-        let mut next = 0u64;
-        for n in (1..=40).chain([300, 511, 512]) {
-            assert!(r.enqueue_bulk(&[u64::MAX; 3]));
-            let mut skip = [0u64; 3];
-            assert!(r.dequeue_bulk(&mut skip));
-            let src: Vec<u64> = (next..next + n as u64).collect();
-            assert!(r.enqueue_bulk(&src));
-            let mut dst = vec![0u64; n];
-            assert!(r.dequeue_bulk(&mut dst));
-            assert_eq!(dst, src, "bulk of {n}");
-            next += n as u64;
-        }
-    }
-
-    struct Counted<'a>(u32, &'a StdAtomic);
-    impl Drop for Counted<'_> {
-        fn drop(&mut self) {
-            self.1.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    #[test]
-    fn moves_without_clone_and_drop_drains() {
-        let drops = StdAtomic::new(0);
-        {
-            let r = Ring::new(4).unwrap();
-            let mut v: Vec<Counted> = (0..6).map(|i| Counted(i, &drops)).collect();
-            assert!(!r.enqueue_bulk_from_vec(&mut v));
-            assert_eq!(v.len(), 6);
-            assert_eq!(r.enqueue_burst_from_vec(&mut v), 4);
-            assert_eq!(v.iter().map(|c| c.0).collect::<Vec<_>>(), vec![4, 5]);
-            drop(v);
-            assert_eq!(drops.load(Ordering::Relaxed), 2);
-            let mut out = Vec::with_capacity(1);
-            assert!(!r.dequeue_bulk_into_vec(&mut out, 2), "spare capacity is 1");
-            assert!(r.dequeue_bulk_into_vec(&mut out, 1));
-            assert_eq!(out[0].0, 0);
-            assert_eq!(drops.load(Ordering::Relaxed), 2);
-            assert_eq!(r.dequeue().map(|c| c.0), Some(1));
-            assert_eq!(drops.load(Ordering::Relaxed), 3);
-            drop(out);
-            assert_eq!(drops.load(Ordering::Relaxed), 4);
-            // two remain in the ring
-        }
-        assert_eq!(drops.load(Ordering::Relaxed), 6);
-    }
-
-    #[test]
-    fn split_after_shared_use_respects_capacity_and_moves_each_once() {
-        // Regression: `split` used to start the single-mode cached tails at 0, so after use
-        // through `&self` the SP free room and the SC entry count wrapped around.
-        const CAP: usize = 8;
-        let drops = StdAtomic::new(0);
-        let r = Ring::new(CAP).unwrap();
-        let mut next = 0u32;
-        // Move the indices far from 0 and leave the ring partly full (3 elements).
-        for _ in 0..13 {
-            for _ in 0..5 {
-                assert!(r.enqueue(Counted(next, &drops)).is_ok());
-                next += 1;
-            }
-            let mut out = Vec::with_capacity(5);
-            assert!(r.dequeue_bulk_into_vec(&mut out, 5));
-        }
-        for _ in 0..3 {
-            assert!(r.enqueue(Counted(next, &drops)).is_ok());
-            next += 1;
-        }
-        let dropped_before = drops.load(Ordering::Relaxed);
-        assert_eq!(dropped_before, 13 * 5);
-        let mut first_out = next - 3;
-        let (mut p, mut c) = r.split(SyncMode::Single, SyncMode::Single);
-        for round in 0..3 {
-            // More than the free room in one bulk: refused whole.
-            let free = if round == 0 { CAP - 3 } else { CAP };
-            let mut too_many: Vec<Counted> = (0..=free as u32).map(|i| Counted(1000 + i, &drops)).collect();
-            assert!(!p.enqueue_bulk_from_vec(&mut too_many), "round {round}");
-            assert_eq!(too_many.len(), free + 1);
-            drop(too_many);
-            // Fill one by one: exactly the free room is accepted.
-            let mut accepted = 0;
-            loop {
-                match p.enqueue(Counted(next, &drops)) {
-                    Ok(()) => {
-                        accepted += 1;
-                        next += 1;
-                    }
-                    Err(v) => {
-                        core::mem::forget(v); // not counted as a drop of a ring element
-                        break;
-                    }
-                }
-                assert!(accepted <= free, "round {round}: more than capacity accepted");
-            }
-            assert_eq!(accepted, free, "round {round}");
-            assert_eq!(c.len(), CAP);
-            // Drain exactly to empty, in order, each once.
-            let mut got = Vec::new();
-            while let Some(v) = c.dequeue() {
-                assert!(got.len() < CAP, "round {round}: more than capacity dequeued");
-                got.push(v.0);
-                drop(v);
-            }
-            assert_eq!(got, (first_out..next).collect::<Vec<_>>(), "round {round}");
-            first_out = next;
-            let mut none = Vec::with_capacity(4);
-            assert!(!c.dequeue_bulk_into_vec(&mut none, 1));
-            assert_eq!(c.dequeue_burst_into_vec(&mut none, 4), 0);
-        }
-        // Leave the ring full: its Drop drops the rest.
-        let mut fill: Vec<Counted> = (0..CAP as u32).map(|i| Counted(next + i, &drops)).collect();
-        assert!(p.enqueue_bulk_from_vec(&mut fill));
-        let dropped_mid = drops.load(Ordering::Relaxed);
-        drop(p);
-        drop(c);
-        assert_eq!(drops.load(Ordering::Relaxed), dropped_mid + CAP);
-        // Every element created was dropped exactly once: the 13 * 5 + 3 before the split, the
-        // refused bulks (6, 9, 9), the fills (5, 8, 8) and the final CAP.
-        let created = 13 * 5 + 3 + (CAP - 3 + 1) + (CAP - 3) + 2 * (CAP + 1) + 2 * CAP + CAP;
-        assert_eq!(drops.load(Ordering::Relaxed), created);
-    }
-
-    #[test]
-    fn single_value_enqueue_gives_back_when_full() {
-        let r = Ring::new(1).unwrap();
-        assert!(r.enqueue(String::from("a")).is_ok());
-        assert_eq!(r.enqueue(String::from("b")), Err(String::from("b")));
-        assert_eq!(r.dequeue().as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn spsc_threads_keep_order() {
-        const N: u64 = 200_000;
-        let (mut p, mut c) = Ring::<u64>::new(32)
-            .unwrap()
-            .split(SyncMode::Single, SyncMode::Single);
-        let h = std::thread::spawn(move || {
-            let mut i = 0;
-            while i < N {
-                let batch: Vec<u64> = (i..(i + 5).min(N)).collect();
-                if p.enqueue_bulk(&batch) {
-                    i += batch.len() as u64;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        });
-        let mut next = 0;
-        let mut out = [0u64; 7];
-        while next < N {
-            let n = c.dequeue_burst(&mut out);
-            for v in &out[..n] {
-                assert_eq!(*v, next);
-                next += 1;
-            }
-            if n == 0 {
-                std::thread::yield_now();
-            }
-        }
-        h.join().unwrap();
-        assert!(c.is_empty());
-    }
-
-    #[test]
-    fn mpmc_threads_lose_nothing() {
-        const PER: u64 = 20_000;
-        const PRODUCERS: u64 = 3;
-        let (p, c) = Ring::<u64>::new(64)
-            .unwrap()
-            .split(SyncMode::Multi, SyncMode::Multi);
-        let total = std::sync::Arc::new(StdAtomic::new(0));
-        let sum = std::sync::Arc::new(StdAtomic::new(0));
-        let mut hs = Vec::new();
-        for t in 0..PRODUCERS {
-            let mut p = p.try_clone().unwrap();
-            hs.push(std::thread::spawn(move || {
-                let mut i = 0;
-                while i < PER {
-                    let batch: Vec<u64> = (i..(i + 7).min(PER)).map(|x| t * PER + x + 1).collect();
-                    if p.enqueue_bulk(&batch) {
-                        i += batch.len() as u64;
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-            }));
-        }
-        for _ in 0..2 {
-            let mut c = c.try_clone().unwrap();
-            let (total, sum) = (total.clone(), sum.clone());
-            hs.push(std::thread::spawn(move || {
-                let mut out = [0u64; 5];
-                while total.load(Ordering::Relaxed) < (PER * PRODUCERS) as usize {
-                    let n = c.dequeue_burst(&mut out);
-                    if n == 0 {
-                        std::thread::yield_now();
-                    }
-                    sum.fetch_add(out[..n].iter().sum::<u64>() as usize, Ordering::Relaxed);
-                    total.fetch_add(n, Ordering::Relaxed);
-                }
-            }));
-        }
-        for h in hs {
-            h.join().unwrap();
-        }
-        let n = PER * PRODUCERS;
-        assert_eq!(total.load(Ordering::Relaxed) as u64, n);
-        assert_eq!(sum.load(Ordering::Relaxed) as u64, n * (n + 1) / 2);
-        assert!(c.is_empty());
-    }
-}
+pub use handle::{Consumer, Producer};
