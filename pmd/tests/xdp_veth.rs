@@ -5,12 +5,21 @@ mod xdp_common;
 
 use xdp_common::*;
 
+/// Held by each test: the descriptor count of `bad_input_is_a_clear_error_and_leaks_nothing`
+/// is the process's, which a test running beside it would change.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn skip(what: &str) {
     eprintln!("SKIPPED {what}: cannot create a veth pair here (needs CAP_NET_ADMIN and the veth driver)");
 }
 
 #[test]
 fn veth_copy_mode_round_trip() {
+    let _one = serial();
     if !veth_round_trip(",mode=copy") {
         skip("veth_copy_mode_round_trip");
     }
@@ -18,6 +27,7 @@ fn veth_copy_mode_round_trip() {
 
 #[test]
 fn veth_auto_mode_round_trip() {
+    let _one = serial();
     if !veth_round_trip("") {
         skip("veth_auto_mode_round_trip");
     }
@@ -35,6 +45,7 @@ fn config(pool: &oxpmd_dma::Mempool) -> oxpmd_pmd::PortConfig {
 
 #[test]
 fn bad_input_is_a_clear_error_and_leaks_nothing() {
+    let _one = serial();
     let Some(veth) = Veth::create("b") else {
         return skip("bad_input_is_a_clear_error_and_leaks_nothing");
     };
