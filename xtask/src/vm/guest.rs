@@ -2,14 +2,17 @@
 //!
 //! The host writes the command to `cmd.sh` in a per-run directory under target/testvm/runs/, which the
 //! guest sees through the read-only root share and, writable, through a second 9p share mounted at the
-//! same path. The guest init prints `oxpmd-vm:<nonce>:start` before the command and
-//! `oxpmd-vm:<nonce>:exit=<code>` after it; the host streams the console between the two markers.
+//! same path. The guest has two serial ports: the kernel console (ttyS0, a file the host follows)
+//! and the command channel (ttyS1, QEMU's stdout), where init prints `oxpmd-vm:<nonce>:start`
+//! before the command and `oxpmd-vm:<nonce>:exit=<code>` after it; the host streams the command
+//! channel between the two markers. console.log in the run directory holds both.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -169,8 +172,12 @@ fn write_cmd_script(
 }
 
 enum Event {
+    /// A line of the command channel (the second serial port): init's markers and the command's output.
     Console(String),
+    /// The command channel closed (QEMU exited).
     ConsoleClosed,
+    /// A line the guest kernel printed on its console (the first serial port).
+    Kernel(String),
 }
 
 fn qemu_args(
@@ -236,6 +243,18 @@ fn qemu_args(
     // VF BAR addresses above 4 GiB to their low 32 bits, so VF registers would read 0
     // (docs/sriov.md).
     a.extend(["-global".into(), "q35-pcihost.pci-hole64-size=0".into()]);
+    // Two serial ports, so that the kernel's messages never land inside a line of the command's:
+    // the first (ttyS0) is the kernel console, written to a file the host follows; the second
+    // (ttyS1) carries only what init and the command write, on QEMU's stdout. On one port a
+    // kernel message could split the start or exit marker, and a run that did its work was lost.
+    a.extend([
+        "-chardev".into(),
+        format!(
+            "file,id=kernel,path={}",
+            run_dir.join(KERNEL_CONSOLE_FILE).display()
+        ),
+    ]);
+    a.extend(["-serial".into(), "chardev:kernel".into()]);
     a.extend(["-chardev".into(), "stdio,id=console,signal=off".into()]);
     a.extend(["-serial".into(), "chardev:console".into()]);
     a.extend(["-kernel".into(), paths.kernel().display().to_string()]);
@@ -299,6 +318,10 @@ pub const FROZEN_STATE_FILE: &str = "frozen-state.txt";
 const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
 const FROZEN: &str = "the guest froze (RCU stall) while running the command";
+
+/// The kernel console's file in the run directory (the first serial port; console.log merges it
+/// with the command channel).
+pub const KERNEL_CONSOLE_FILE: &str = "kernel-console.log";
 
 /// How many times a stuck boot or a frozen guest is tried again, each in a fresh VM. Two: the
 /// TCG freeze (a halted vCPU whose timer never fires) was seen twice in one suite run of about 30
@@ -408,6 +431,15 @@ pub fn run_once(
     let stdout = child.stdout.take().ok_or("qemu: no stdout pipe")?;
     let stderr = child.stderr.take().ok_or("qemu: no stderr pipe")?;
     let (tx, rx) = mpsc::channel::<Event>();
+    let stop_following = Arc::new(AtomicBool::new(false));
+    let kernel_thread = {
+        let (path, tx, stop) = (
+            run_dir.join(KERNEL_CONSOLE_FILE),
+            tx.clone(),
+            Arc::clone(&stop_following),
+        );
+        thread::spawn(move || follow_kernel_console(path, tx, stop))
+    };
     let console_thread = thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut buf = Vec::new();
@@ -416,9 +448,7 @@ pub fn run_once(
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
-                    if tx.send(Event::Console(line)).is_err() {
+                    if tx.send(Event::Console(clean_line(&buf))).is_err() {
                         return;
                     }
                 }
@@ -515,25 +545,34 @@ pub fn run_once(
             _ => wait_until,
         };
         match rx.recv_timeout(wait_until - now) {
-            Ok(Event::Console(line)) => {
+            Ok(Event::Kernel(line)) => {
                 let _ = writeln!(console_log, "{line}");
-                // Console output: not idle (the window starts again).
+                // Kernel output: not idle (the window starts again), but a stall report is no sign
+                // of life.
                 if line.contains(RCU_STALL_LINE) {
-                    // A stall report is no sign of life.
+                    if started.is_some() && stall_seen.is_none() {
+                        stall_seen = Some(Instant::now());
+                    }
                 } else {
                     idle_since = None;
                 }
-                if started.is_some() && stall_seen.is_none() && line.contains(RCU_STALL_LINE) {
-                    stall_seen = Some(Instant::now());
-                }
                 if exit_code.is_none() {
-                    tail.push(line.clone());
-                    if tail.len() > 60 {
-                        tail.remove(0);
-                    }
+                    push_tail(&mut tail, &line);
+                }
+                // Kernel messages during the command (an IOMMU fault, a driver warning) are shown next
+                // to the output that caused them, on lines of their own, but are not the command's output.
+                if (started.is_some() && exit_code.is_none() && opts.echo) || opts.verbose {
+                    println!("guest kernel: {line}");
+                }
+            }
+            Ok(Event::Console(line)) => {
+                let _ = writeln!(console_log, "{line}");
+                idle_since = None;
+                if exit_code.is_none() {
+                    push_tail(&mut tail, &line);
                 }
                 if started.is_none() {
-                    if line.ends_with(&start_marker) {
+                    if line.contains(&start_marker) {
                         started = Some(start.elapsed());
                         tail.clear();
                         if opts.echo && opts.verbose {
@@ -589,6 +628,17 @@ pub fn run_once(
     let status = wait_or_kill(&mut child, POWEROFF_GRACE);
     relay.stop();
     let _ = console_thread.join();
+    stop_following.store(true, Ordering::Release);
+    let _ = kernel_thread.join();
+    // The kernel's last words (a panic, say) arrive after the loop: into the log and the tail.
+    while let Ok(event) = rx.try_recv() {
+        if let Event::Kernel(line) | Event::Console(line) = event {
+            let _ = writeln!(console_log, "{line}");
+            if exit_code.is_none() {
+                push_tail(&mut tail, &line);
+            }
+        }
+    }
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
@@ -681,6 +731,60 @@ pub fn run_once(
             run_dir.join("console.log").display()
         )),
     }
+}
+
+/// Keeps the last 60 console lines (shown when the run fails before or outside the command).
+fn push_tail(tail: &mut Vec<String>, line: &str) {
+    tail.push(line.to_string());
+    if tail.len() > 60 {
+        tail.remove(0);
+    }
+}
+
+/// Follows the kernel console file QEMU writes ([`KERNEL_CONSOLE_FILE`]), sending each whole line
+/// as it appears; once `stop` is set it sends what is left and returns.
+fn follow_kernel_console(path: PathBuf, tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) {
+    let mut file = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if file.is_none() {
+            file = fs::File::open(&path).ok();
+        }
+        let mut got = 0;
+        if let Some(f) = file.as_mut() {
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+                pending.extend_from_slice(&buf[..n]);
+            }
+        }
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if tx.send(Event::Kernel(clean_line(&line))).is_err() {
+                return;
+            }
+        }
+        if stopping {
+            if !pending.is_empty() {
+                let _ = tx.send(Event::Kernel(clean_line(&pending)));
+            }
+            return;
+        }
+        if got == 0 {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A console line without its line ending and carriage returns.
+fn clean_line(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .trim_end_matches(['\n', '\r'])
+        .replace('\r', "")
 }
 
 fn emit(opts: &GuestOptions, output: &mut String, line: &str) {

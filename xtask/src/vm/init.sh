@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # /init of the oxpmd test VM (built by `cargo xtask vm setup`, see docs/testvm.md).
 # Loads the VFIO and 9p modules, mounts the host's root read-only, prepares hugepages and runs the command
-# the host wrote to $RUN/cmd.sh in a chroot, then reports its exit status on the console and powers off.
+# the host wrote to $RUN/cmd.sh in a chroot, then reports its exit status on the command channel (ttyS1) and powers off.
 /bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin /host /tmp
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -9,6 +9,14 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+
+# The kernel logs to the first serial port (console=ttyS0); init and the command write to the second,
+# which carries nothing else, so no kernel message can land inside a marker or a line of output.
+if [ -c /dev/ttyS1 ]; then
+    exec >/dev/ttyS1 2>&1
+else
+    echo "oxpmd-vm: init: no /dev/ttyS1 (the command channel); output stays on the kernel console"
+fi
 
 RUN=
 RESULTS=

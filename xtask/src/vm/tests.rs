@@ -155,6 +155,8 @@ struct BinaryRun {
     skipped: u32,
     boot: Option<Duration>,
     elapsed: Duration,
+    /// Why a failed run failed (repeated after the summary, where a CI log's tail shows it).
+    why: Option<String>,
 }
 
 /// Runs one VM test binary in a fresh VM and counts its tests.
@@ -183,6 +185,7 @@ fn run_binary(
         ..GuestOptions::default()
     };
     let started = Instant::now();
+    let mut why = None;
     let (status, p, f, k, boot) = match guest::run(paths, topo, &cmd, &opts) {
         Ok(out) => {
             let counts = libtest_counts(&out.output);
@@ -205,17 +208,29 @@ fn run_binary(
                 "FAILED"
             };
             if status != "ok" {
-                println!(
-                    "vm test: {}: exit code {}; logs in {}",
-                    bin.name,
+                let failing: Vec<&str> = out
+                    .output
+                    .lines()
+                    .filter(|l| l.starts_with("test ") && l.ends_with("FAILED"))
+                    .collect();
+                let text = format!(
+                    "exit code {}; {}logs in {}",
                     out.exit_code,
+                    if failing.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}; ", failing.join(", "))
+                    },
                     out.run_dir.display()
                 );
+                println!("vm test: {}: {text}", bin.name);
+                why = Some(text);
             }
             (status, p, f, k, Some(out.boot_to_command))
         }
         Err(e) => {
             println!("vm test: {}: {e}", bin.name);
+            why = Some(e);
             ("ERROR", 0, 1, 0, None)
         }
     };
@@ -226,6 +241,7 @@ fn run_binary(
         skipped: k,
         boot,
         elapsed: started.elapsed(),
+        why,
     })
 }
 
@@ -330,6 +346,7 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     let mut failed = 0u32;
     let mut skipped = 0u32;
     let mut rows = Vec::new();
+    let mut failures = Vec::new();
     // Per binary: the rounds in which it failed.
     let mut failed_rounds: Vec<Vec<u32>> = vec![Vec::new(); selected.len()];
     for round in 1..=repeat {
@@ -348,6 +365,15 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
             skipped += r.skipped;
             if r.status != "ok" {
                 failed_rounds[i].push(round);
+            }
+            if let Some(why) = &r.why {
+                // The first lines are what tells; the logs hold the rest.
+                let short: Vec<&str> = why.lines().take(12).collect();
+                failures.push(format!(
+                    "  {} (round {round}): {}",
+                    bin.name,
+                    short.join("\n    ")
+                ));
             }
             rows.push(format!(
                 "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  boot-to-command {}  total {:.1} s{}",
@@ -389,6 +415,12 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
                     format!(" (rounds {rounds:?})")
                 }
             );
+        }
+    }
+    if !failures.is_empty() {
+        println!("\nwhat failed:");
+        for f in &failures {
+            println!("{f}");
         }
     }
     println!("vm tests: {passed} passed, {failed} failed, {skipped} skipped");
