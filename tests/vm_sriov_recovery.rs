@@ -33,9 +33,14 @@ const VF_MAC: &str = "02:00:00:00:79:00";
 const PERIOD: Duration = Duration::from_millis(3);
 /// Frames sent this recently may still be on their way back when the flow stops: not judged.
 const IN_FLIGHT: Duration = Duration::from_millis(500);
-/// How long a forwarder may take to forward again after the PF service serves again (a hang
-/// guard for ours; the observation window for the kernel's and DPDK's).
+/// How long our forwarder may take to forward again after the PF service serves again (a hang
+/// guard: it ends as soon as frames come back).
 const RECOVERY_LIMIT: Duration = Duration::from_secs(40);
+/// How long the kernel's and DPDK's igbvf are watched after the PF service serves again. Neither
+/// comes back, for a reason the test prints (the VF's command register reads 0: memory and bus
+/// mastering off); a longer watch only lengthens the suite. Both have their own watchdog (the
+/// kernel's every 2 s), which would have acted by then.
+const PEER_WINDOW: Duration = Duration::from_secs(10);
 const TAG: u16 = 0x79;
 
 /// Prints a figure even when the test passes (libtest captures `eprintln!` of a passing test).
@@ -562,7 +567,7 @@ fn dpdk_testpmd_across_a_pf_service_kill_and_restart_is_measured() {
     let vmac: MacAddr = VF_MAC.parse().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     warm_up(&mut w, vmac);
-    let (f, (_, serving_at, m)) = flow_across(&mut w, vmac, Duration::from_secs(30), move || {
+    let (f, (_, serving_at, m)) = flow_across(&mut w, vmac, PEER_WINDOW, move || {
         kill_and_restart(m, Duration::from_millis(500))
     });
     let m = m.expect("restarted");
@@ -671,7 +676,7 @@ fn kernel_igbvf_across_a_pf_service_kill_and_restart_is_measured() {
     std::thread::sleep(Duration::from_millis(500));
     let m = serve(&["--vfs", "1", "--restart"]);
     let serving_at = Instant::now();
-    let after = requests(&mut w, RECOVERY_LIMIT);
+    let after = requests(&mut w, PEER_WINDOW);
     let carrier = std::fs::read_to_string(format!("/sys/class/net/{ifname}/operstate")).unwrap_or_default();
     match after
         .iter()
@@ -683,13 +688,13 @@ fn kernel_igbvf_across_a_pf_service_kill_and_restart_is_measured() {
             t.saturating_duration_since(killed_at).as_secs_f64() * 1e3,
             t.saturating_duration_since(serving_at).as_secs_f64() * 1e3,
             after.len(),
-            RECOVERY_LIMIT.as_secs(),
+            PEER_WINDOW.as_secs(),
             carrier.trim()
         )),
         None => figure(&format!(
             "kernel igbvf across kill -9 + restart: no echo request in the {} s after the restarted \
              service served; operstate {}",
-            RECOVERY_LIMIT.as_secs(),
+            PEER_WINDOW.as_secs(),
             carrier.trim()
         )),
     }

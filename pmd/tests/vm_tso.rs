@@ -3,11 +3,13 @@
 //! TCP segmentation offload against the guest kernel on the other end of the link: our igb port
 //! (OXPMD_PORT0) sends one 20 000-byte TCP payload per address family as a single chained
 //! packet flagged `TX_TCP_SEG` (MSS 1448 over IPv4, 1428 over IPv6); the kernel's igb port
-//! (OXPMD_PORT1, GRO off) is captured with tshark, which must see the segments the device cut:
+//! (OXPMD_PORT1, GRO off) is captured by a live tshark, which must see the segments the device cut:
 //! each at most the MSS, consecutive sequence numbers, valid IPv4 header and TCP checksums, and
 //! the payload byte-exact once put back together. Run with `cargo xtask vm test vm_tso`.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use oxpmd_dma::{ChainBuilder, Mempool, OffloadFlags, Packet};
@@ -95,45 +97,106 @@ fn tso_packet(pool: &Mempool, hdr: &[u8], payload: &[u8], mss: u16) -> Packet {
     p
 }
 
-/// tshark capturing `iface` (our stream only) into `path`; returns once it captures.
-fn start_capture(iface: &str, path: &str) -> Child {
-    let mut child = Command::new("tshark")
-        .args([
-            "-i",
-            iface,
-            "-w",
-            path,
-            "-f",
-            &format!("tcp src portrange {SPORT}-{PROBE_SPORT}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark (cargo xtask vm setup installs it)");
-    // tshark says "Capturing on 'IFACE'" once the capture runs.
-    let mut err = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let t = Instant::now();
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
-        assert!(
-            t.elapsed() < DEADLINE,
-            "tshark did not start: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        match std::io::Read::read(&mut err, &mut byte) {
-            Ok(1) => seen.push(byte[0]),
-            _ => panic!("tshark ended: {}", String::from_utf8_lossy(&seen)),
+/// A live tshark on the kernel's port, dissecting as it captures: one line per TCP frame of our
+/// ports, checksums verified. One tshark per family (each start costs seconds under TCG, so the
+/// capture is never re-read from a file in a loop).
+struct LiveCapture {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl LiveCapture {
+    /// Starts tshark on `iface`; returns once it says it captures.
+    fn start(iface: &str, v6: bool) -> LiveCapture {
+        let ip_status = if v6 { "ipv6.version" } else { "ip.checksum.status" };
+        let mut child = Command::new("tshark")
+            .args(["-i", iface, "-l", "-f"])
+            .arg(format!("tcp src portrange {SPORT}-{PROBE_SPORT}"))
+            .args([
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-o",
+                "tcp.analyze_sequence_numbers:FALSE",
+                "-T",
+                "fields",
+                "-E",
+                "separator=/t",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "frame.len",
+                "-e",
+                "tcp.len",
+                "-e",
+                "tcp.seq_raw",
+                "-e",
+                "tcp.checksum.status",
+                "-e",
+                ip_status,
+                "-e",
+                "tcp.payload",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark (cargo xtask vm setup installs it)");
+        // tshark says "Capturing on 'IFACE'" once the capture runs.
+        let mut err = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let t = Instant::now();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+            assert!(
+                t.elapsed() < DEADLINE,
+                "tshark did not start: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            match std::io::Read::read(&mut err, &mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => panic!("tshark ended: {}", String::from_utf8_lossy(&seen)),
+            }
         }
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+            if !rest.trim().is_empty() {
+                eprintln!("tshark (capture): {}", rest.trim());
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LiveCapture { child, lines }
     }
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        if !rest.trim().is_empty() {
-            eprintln!("tshark (capture): {}", rest.trim());
+
+    /// The next frame tshark dissected, as (source port, fields), within `wait`.
+    fn next(&self, wait: Duration) -> Option<(u16, Vec<String>)> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        let mut f = line.split('\t').map(str::to_string);
+        let sport = f.next()?.parse().ok()?;
+        Some((sport, f.collect()))
+    }
+
+    /// Stops tshark (SIGINT lets it print what it still holds) and returns the frames it printed
+    /// since the last [`LiveCapture::next`].
+    fn stop(mut self) -> Vec<(u16, Vec<String>)> {
+        run("kill", &["-INT", &self.child.id().to_string()]);
+        let _ = self.child.wait();
+        let mut rest = Vec::new();
+        while let Some(frame) = self.next(Duration::from_secs(2)) {
+            rest.push(frame);
         }
-    });
-    child
+        rest
+    }
 }
 
 /// One segment as tshark read it.
@@ -147,74 +210,33 @@ struct Segment {
     payload: Vec<u8>,
 }
 
-fn read_segments(path: &str, v6: bool) -> Vec<Segment> {
-    let ip_status = if v6 { "ipv6.version" } else { "ip.checksum.status" };
-    let out = Command::new("tshark")
-        .args([
-            "-r",
-            path,
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.analyze_sequence_numbers:FALSE",
-            "-Y",
-            &format!("tcp.srcport == {SPORT}"),
-            "-T",
-            "fields",
-            "-E",
-            "separator=/t",
-            "-e",
-            "frame.len",
-            "-e",
-            "tcp.len",
-            "-e",
-            "tcp.seq_raw",
-            "-e",
-            "tcp.checksum.status",
-            "-e",
-            ip_status,
-            "-e",
-            "tcp.payload",
-        ])
-        .output()
-        .expect("tshark -r");
-    assert!(
-        out.status.success(),
-        "tshark -r: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 6, "tshark line `{l}`");
-            let hex = f[5].replace(':', "");
-            Segment {
-                frame_len: f[0].parse().unwrap(),
-                tcp_len: f[1].parse().unwrap(),
-                seq: f[2].parse().unwrap(),
-                // Wireshark's checksum status: 1 = good (0 bad, 2 unverified).
-                tcp_ok: f[3] == "1",
-                ip_ok: if v6 { f[4] == "6" } else { f[4] == "1" },
-                payload: (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-                    .collect(),
-            }
-        })
-        .collect()
+impl Segment {
+    /// A segment from tshark's fields (frame.len, tcp.len, tcp.seq_raw, tcp.checksum.status, the
+    /// IP status field, tcp.payload).
+    fn parse(f: &[String], v6: bool) -> Segment {
+        assert_eq!(f.len(), 6, "tshark fields {f:?}");
+        let hex = f[5].replace(':', "");
+        Segment {
+            frame_len: f[0].parse().unwrap(),
+            tcp_len: f[1].parse().unwrap(),
+            seq: f[2].parse().unwrap(),
+            // Wireshark's checksum status: 1 = good (0 bad, 2 unverified).
+            tcp_ok: f[3] == "1",
+            ip_ok: if v6 { f[4] == "6" } else { f[4] == "1" },
+            payload: (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect(),
+        }
+    }
 }
 
 /// Sends the TSO packet of one family and checks what tshark saw on the kernel's port.
 fn check_family(tx: &mut TxQueue, pool: &Mempool, iface: &str, macs: (MacAddr, MacAddr), v6: bool, mss: u16) {
     let name = if v6 { "IPv6" } else { "IPv4" };
-    let path = std::env::temp_dir().join(format!("vm_tso_{name}.pcap"));
-    let path = path.to_str().unwrap();
-    let mut tshark = start_capture(iface, path);
-    // Probes (plain frames, headers only) until the capture holds one.
+    let capture = LiveCapture::start(iface, v6);
+    // Probes (plain frames, headers only) until the capture shows one.
     let t = Instant::now();
-    loop {
+    'probing: loop {
         let mut p = pool.alloc().unwrap();
         p.extend_from_slice(&headers_from(macs.0, macs.1, v6, 0, PROBE_SPORT))
             .unwrap();
@@ -223,14 +245,10 @@ fn check_family(tx: &mut TxQueue, pool: &Mempool, iface: &str, macs: (MacAddr, M
         while !b.is_empty() {
             tx.tx_burst(&mut b);
         }
-        std::thread::sleep(Duration::from_millis(300));
-        let out = Command::new("tshark")
-            .args(["-r", path, "-Y", &format!("tcp.srcport == {PROBE_SPORT}")])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        if !out.stdout.is_empty() {
-            break;
+        while let Some((sport, _)) = capture.next(Duration::from_millis(300)) {
+            if sport == PROBE_SPORT {
+                break 'probing;
+            }
         }
         assert!(t.elapsed() < DEADLINE, "{name}: the capture never saw a probe");
     }
@@ -251,18 +269,25 @@ fn check_family(tx: &mut TxQueue, pool: &Mempool, iface: &str, macs: (MacAddr, M
         "{name}: the TSO packet was taken"
     );
     let want = PAYLOAD.div_ceil(usize::from(mss));
-    // Until tshark has written every segment (a hang guard, never a speed assertion).
+    // Until tshark has shown every segment (a hang guard, never a speed assertion); then what
+    // it prints on stopping, so that a segment too many is seen too.
+    let mut segs = Vec::new();
     let t = Instant::now();
-    while read_segments(path, v6).len() < want && t.elapsed() < DEADLINE {
-        std::thread::sleep(Duration::from_millis(200));
+    while segs.len() < want && t.elapsed() < DEADLINE {
+        if let Some((sport, f)) = capture.next(Duration::from_millis(200))
+            && sport == SPORT
+        {
+            segs.push(Segment::parse(&f, v6));
+        }
     }
-    // SIGINT lets tshark finish its file.
-    run("kill", &["-INT", &tshark.id().to_string()]);
-    let _ = tshark.wait();
-    let segs = read_segments(path, v6);
+    std::thread::sleep(Duration::from_millis(500));
+    for (sport, f) in capture.stop() {
+        if sport == SPORT {
+            segs.push(Segment::parse(&f, v6));
+        }
+    }
     if segs.len() != want {
         let _ = Command::new("ip").args(["-s", "link", "show", iface]).status();
-        let _ = Command::new("tshark").args(["-r", path]).status();
         println!("our TX queue: {:?}", tx.counters());
     }
     assert_eq!(

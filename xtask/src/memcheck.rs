@@ -1,5 +1,6 @@
-//! `cargo xtask memcheck`: the unit tests of the crates that hold the packet memory (dma, pmd) and
-//! the device fault-injection test, run under valgrind's memcheck.
+//! `cargo xtask memcheck`: the unit tests of the crates that hold the packet memory (dma, and pmd's
+//! modules that share memory with a device or the kernel) and the device fault-injection test, run
+//! under valgrind's memcheck.
 //!
 //! Those tests drive every `unsafe` access to buffer and ring memory, with fake devices writing
 //! into it from other threads; memcheck reports any read of freed or unmapped memory, any
@@ -79,6 +80,24 @@ fn test_executables(cargo: &str) -> Result<Vec<(String, PathBuf)>, String> {
     Ok(exes)
 }
 
+/// The tests of a binary run under memcheck: for the pmd crate, its modules that touch memory a
+/// device or the kernel shares (the descriptor rings, the drivers' queues, AF_XDP's rings, the
+/// IOMMU mappings, passed file descriptors); the rest of its tests (policies, state files, the
+/// fault port's statistics) hold no `unsafe` and, under memcheck's slowdown, took most of its
+/// minutes. Every test of the other binaries runs.
+fn memcheck_filters(name: &str) -> &'static [&'static str] {
+    match name {
+        "oxpmd_pmd" => &[
+            "adv_ring::",
+            "drivers::",
+            "vport::xdp::",
+            "iommu::",
+            "sriov::unix_fd::",
+        ],
+        _ => &[],
+    }
+}
+
 /// Runs one test binary under memcheck, streaming its output; true when it passed cleanly.
 fn run_one(valgrind: &Path, name: &str, exe: &Path) -> bool {
     let mut cmd = Command::new(valgrind);
@@ -94,6 +113,7 @@ fn run_one(valgrind: &Path, name: &str, exe: &Path) -> bool {
     ])
     .arg(exe)
     .arg("--test-threads=2")
+    .args(memcheck_filters(name))
     .env("PROPTEST_CASES", PROPTEST_CASES_UNDER_MEMCHECK);
     println!("==> memcheck {name}: {cmd:?}");
     match crate::test::run_streaming(&mut cmd, |_| {}) {

@@ -26,24 +26,50 @@ pub const CI_MINUTES: u64 = 2;
 const GUEST_OVERHEAD: Duration = Duration::from_secs(600);
 
 const USAGE: &str = "\
-usage: cargo xtask soak [--minutes N]
+usage: cargo xtask soak [--minutes N] [--dev]
   l2fwd between pktgen streams, a VF forwarding through the userspace PF service, a hostile VF
   storming its mailbox, PF service and VF process restarts, for N minutes (1..=600, default 10)
   in the test VM; a line per phase, memory, buffers and IOMMU faults at the end; the exit status
-  is non-zero on any loss outside a restart window, a leak, memory growth or an IOMMU fault";
+  is non-zero on any loss outside a restart window, a leak, memory growth or an IOMMU fault.
+  --dev: the programs built with the dev profile instead of --release";
 
 /// What a soak run gave, as `cargo xtask test` counts it (one test).
 pub struct Outcome {
     pub passed: bool,
 }
 
-fn parse(args: &[String]) -> Result<u64, String> {
+/// How the soak's programs are built.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Build {
+    /// `--release`: what applications run (`cargo xtask soak` by default).
+    Release,
+    /// The dev profile that `cargo test` already built (the CI soak: it checks loss, leaks and
+    /// memory at 500 frames/s, not speed, and a release build would add minutes to CI).
+    Dev,
+}
+
+impl Build {
+    /// The cargo profile directory under target/.
+    fn dir(self) -> &'static str {
+        match self {
+            Build::Release => "release",
+            Build::Dev => "debug",
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<(u64, Build), String> {
     let mut minutes = DEFAULT_MINUTES;
+    let mut build = Build::Release;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = match a.split_once('=') {
             Some(("--minutes", v)) => Some(v.to_string()),
             _ if a == "--minutes" => it.next().cloned(),
+            _ if a == "--dev" => {
+                build = Build::Dev;
+                continue;
+            }
             _ if a == "-h" || a == "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument `{a}`")),
         };
@@ -53,15 +79,15 @@ fn parse(args: &[String]) -> Result<u64, String> {
             .filter(|m| (1..=600).contains(m))
             .ok_or_else(|| format!("--minutes: expected 1..=600, got {v:?}"))?;
     }
-    Ok(minutes)
+    Ok((minutes, build))
 }
 
 /// Entry point of `cargo xtask soak`.
 pub fn main(args: &[String]) -> ExitCode {
     match parse(args) {
-        Ok(minutes) => {
+        Ok((minutes, build)) => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            if run(&cargo, minutes).passed {
+            if run(&cargo, minutes, build).passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -78,8 +104,8 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 /// Builds the programs the soak runs, boots the VM and runs it for `minutes`.
-pub fn run(cargo: &str, minutes: u64) -> Outcome {
-    match try_run(cargo, minutes) {
+pub fn run(cargo: &str, minutes: u64, build: Build) -> Outcome {
+    match try_run(cargo, minutes, build) {
         Ok(passed) => Outcome { passed },
         Err(e) => {
             eprintln!("xtask soak: {e}");
@@ -88,31 +114,35 @@ pub fn run(cargo: &str, minutes: u64) -> Outcome {
     }
 }
 
-fn try_run(cargo: &str, minutes: u64) -> Result<bool, String> {
-    println!("==> soak: building l2fwd, pktgen, vf-mailbox-storm and the oxpmd tool (release)");
-    crate::vm::run_checked(
-        Command::new(cargo).args([
-            "build",
-            "--release",
-            "--example",
-            "l2fwd",
-            "--example",
-            "pktgen",
-            "--example",
-            "vf-mailbox-storm",
-        ]),
-        "building the examples",
-    )?;
-    crate::vm::run_checked(
-        Command::new(cargo).args(["build", "--release", "--features", "cli", "--bin", "oxpmd"]),
-        "building the oxpmd tool",
-    )?;
+fn try_run(cargo: &str, minutes: u64, build: Build) -> Result<bool, String> {
+    println!(
+        "==> soak: building l2fwd, pktgen, vf-mailbox-storm and the oxpmd tool ({})",
+        build.dir()
+    );
+    // One cargo invocation: the examples' dev-dependencies then unify features once, and the
+    // libraries are not built a second time for the tool.
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build");
+    if build == Build::Release {
+        cmd.arg("--release");
+    }
+    cmd.args([
+        "--example",
+        "l2fwd",
+        "--example",
+        "pktgen",
+        "--example",
+        "vf-mailbox-storm",
+        "--bin",
+        "oxpmd",
+    ]);
+    crate::vm::run_checked(&mut cmd, "building the soak's programs")?;
     let paths = Paths::new();
-    let release = paths
+    let bin_dir = paths
         .testvm
         .parent()
-        .map(|t| t.join("release"))
-        .unwrap_or_else(|| PathBuf::from("target/release"));
+        .map(|t| t.join(build.dir()))
+        .unwrap_or_else(|| PathBuf::from("target").join(build.dir()));
     let xtask = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
     let cmd: Vec<String> = vec![
         xtask.display().to_string(),
@@ -120,7 +150,7 @@ fn try_run(cargo: &str, minutes: u64) -> Result<bool, String> {
         "--minutes".into(),
         minutes.to_string(),
         "--bin".into(),
-        release.display().to_string(),
+        bin_dir.display().to_string(),
     ];
     println!("==> soak: booting the test VM (topology quad) for a {minutes}-minute soak");
     let opts = GuestOptions {
@@ -142,14 +172,14 @@ fn try_run(cargo: &str, minutes: u64) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{Build, parse};
 
     #[test]
     fn minutes_are_bounded() {
         let a = |v: &[&str]| parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(a(&[]).unwrap(), 10);
-        assert_eq!(a(&["--minutes", "2"]).unwrap(), 2);
-        assert_eq!(a(&["--minutes=3"]).unwrap(), 3);
+        assert_eq!(a(&[]).unwrap(), (10, Build::Release));
+        assert_eq!(a(&["--minutes", "2"]).unwrap(), (2, Build::Release));
+        assert_eq!(a(&["--minutes=3", "--dev"]).unwrap(), (3, Build::Dev));
         assert!(a(&["--minutes", "0"]).is_err());
         assert!(a(&["--minutes", "601"]).is_err());
         assert!(a(&["--minutes"]).is_err());

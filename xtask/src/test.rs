@@ -224,7 +224,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         // The soak counts as one test: passed when every phase, buffer, memory and IOMMU check held.
         println!("==> soak ({} minutes)", crate::soak::CI_MINUTES);
-        if crate::soak::run(&cargo, crate::soak::CI_MINUTES).passed {
+        if crate::soak::run(&cargo, crate::soak::CI_MINUTES, crate::soak::Build::Dev).passed {
             tally.passed += 1;
         } else {
             eprintln!("xtask test: the soak failed");
