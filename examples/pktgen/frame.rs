@@ -1,6 +1,7 @@
 //! The test frames: building them and verifying what comes back.
 
 use oxpmd::pmd::MacAddr;
+use oxpmd::pmd::checksum::{Checksum, checksum};
 
 pub const MAGIC: u16 = 0x0C5A;
 /// Offset of the test header: after Ethernet (14), IPv4 (20) and UDP (8).
@@ -15,19 +16,15 @@ pub const MAX_SIZE: usize = 9018;
 /// UDP destination port of the test frames.
 pub const UDP_DST: u16 = 9;
 
-pub fn checksum16(data: &[u8], init: u32) -> u16 {
-    let mut sum = init;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
+/// The UDP checksum of the datagram at `f[34..]` over its pseudo header (the test frames' IPv4
+/// addresses at `f[26..34]`); a frame that carries a correct one gives 0.
+fn udp_checksum(f: &[u8], udp_len: u16) -> u16 {
+    let mut c = Checksum::new();
+    c.add(&f[26..34]);
+    c.add(&[0, 17]);
+    c.add(&udp_len.to_be_bytes());
+    c.add(&f[34..]);
+    c.finish()
 }
 
 /// Fills `f` (the frame without FCS) with the test frame of `stream`/`seq`.
@@ -44,7 +41,7 @@ pub fn build_frame(f: &mut [u8], dst: MacAddr, src: MacAddr, stream: u16, seq: u
         ]);
         ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
         ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
-        let c = checksum16(ip, 0);
+        let c = checksum(ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
     }
     let udp_len = ip_len - 20;
@@ -62,11 +59,7 @@ pub fn build_frame(f: &mut [u8], dst: MacAddr, src: MacAddr, stream: u16, seq: u
     let c = test_checksum(f);
     f[HDR_OFF + 16..HDR_OFF + 18].copy_from_slice(&c.to_be_bytes());
     // UDP checksum over the pseudo header and the datagram.
-    let mut pseudo = 17u32 + u32::from(udp_len);
-    for w in f[26..34].chunks_exact(2) {
-        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    let c = match checksum16(&f[34..], pseudo) {
+    let c = match udp_checksum(f, udp_len) {
         0 => 0xFFFF,
         c => c,
     };
@@ -80,11 +73,10 @@ pub fn pattern(seq: u32, i: usize) -> u8 {
 
 /// Checksum of the test header fields (stream, seq, timestamp) and the payload.
 pub fn test_checksum(f: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for w in f[HDR_OFF + 2..HDR_OFF + 16].chunks_exact(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    checksum16(&f[HDR_OFF + HDR_LEN..], sum)
+    let mut c = Checksum::new();
+    c.add(&f[HDR_OFF + 2..HDR_OFF + 16]);
+    c.add(&f[HDR_OFF + HDR_LEN..]);
+    c.finish()
 }
 
 /// A parsed, verified test frame.
@@ -124,7 +116,7 @@ pub fn parse_frame(d: &[u8]) -> Option<Result<TestFrame, &'static str>> {
         4 => return Some(Err("header")),
         _ => return None,
     }
-    if checksum16(&d[14..34], 0) != 0 {
+    if checksum(&d[14..34]) != 0 {
         return Some(Err("IPv4 header checksum"));
     }
     let ip_len = usize::from(u16::from_be_bytes([d[16], d[17]]));
@@ -132,11 +124,7 @@ pub fn parse_frame(d: &[u8]) -> Option<Result<TestFrame, &'static str>> {
         return Some(Err("length"));
     }
     let udp_len = u16::from_be_bytes([d[38], d[39]]);
-    let mut pseudo = 17u32 + u32::from(udp_len);
-    for w in d[26..34].chunks_exact(2) {
-        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if d[40..42] == [0, 0] || checksum16(&d[34..], pseudo) != 0 {
+    if d[40..42] == [0, 0] || udp_checksum(d, udp_len) != 0 {
         return Some(Err("UDP checksum"));
     }
     let seq = u32::from_be_bytes([d[HDR_OFF + 4], d[HDR_OFF + 5], d[HDR_OFF + 6], d[HDR_OFF + 7]]);
@@ -186,7 +174,7 @@ mod tests {
         let mut g = f.clone();
         g[59] ^= 1;
         assert!(matches!(parse_frame(&g), Some(Err(_))));
-        assert_eq!(checksum16(&f[14..34], 0), 0, "IPv4 header checksum verifies");
+        assert_eq!(checksum(&f[14..34]), 0, "IPv4 header checksum verifies");
     }
 
     #[test]

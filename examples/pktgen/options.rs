@@ -278,7 +278,8 @@ mod tests {
     fn sizes_parse() {
         assert_eq!(Sizes::parse("64").unwrap(), Sizes::Fixed(64));
         assert_eq!(Sizes::parse("64-66").unwrap().nth(4), 65);
-        assert!(Sizes::parse("63").is_err() && Sizes::parse("1519").is_err() && Sizes::parse("9-8").is_err());
+        assert!(Sizes::parse("63").is_err() && Sizes::parse("9019").is_err() && Sizes::parse("9-8").is_err());
+        assert_eq!(Sizes::parse("9018").unwrap(), Sizes::Fixed(9018));
         assert_eq!(Sizes::parse("imix").unwrap().nth(11), 1518);
     }
 }
