@@ -436,11 +436,15 @@ fn dpdk_testpmd_igbvf_with_the_token_a_port_vlan_and_its_default_max_frame() {
             "2",
         ]);
     let tp = Manager::with_limit(tp, PathBuf::new(), PathBuf::new(), Duration::from_secs(300));
+    // Started: a link event, the interactive prompt, or (with --stats-period, which has no
+    // prompt) its first statistics; one wait for any of them.
     assert!(
         tp.wait_line(
-            |l| l.contains("Port 0: link state change event") || l.contains("Press enter"),
+            |l| l.contains("Port 0: link state change event")
+                || l.contains("Press enter")
+                || l.contains("Port statistics"),
             DEADLINE
-        ) || tp.wait_line(|l| l.contains("Port statistics"), DEADLINE),
+        ),
         "testpmd did not start:\n{}",
         tp.output()
     );
