@@ -10,7 +10,7 @@ use super::frames::{FrameTable, received};
 use super::ring::XskRing;
 use super::socket::XskSocket;
 use super::sys::XdpDesc;
-use crate::burst::{Burst, MAX_BURST};
+use crate::burst::{Burst, DEFAULT_BURST, MAX_BURST};
 use crate::driver::RxQueueOps;
 use crate::stats::QueueCounters;
 
@@ -36,11 +36,20 @@ impl XdpRxQueue {
         }
     }
 
-    /// Posts up to `limit` buffers in bursts of [`MAX_BURST`] while the pool has buffers.
-    fn post(&mut self, mut limit: u32) {
-        while limit >= MAX_BURST as u32 / 2 {
+    /// Posts up to `limit` buffers in bursts of [`MAX_BURST`] while the pool has buffers, never
+    /// more than the RX ring's size (half the fill ring) out with the kernel at once: that is
+    /// what the port's pool-size check counts on per RX queue, and the fill ring's other half is
+    /// only room to post into before the kernel says how far it has read.
+    /// Posting waits for at least [`DEFAULT_BURST`] free places (or the whole ring, if smaller),
+    /// so that a syscall-free refill is never a handful of buffers.
+    fn post(&mut self, limit: u32) {
+        let ring = self.fill.size() / 2;
+        let out = u32::try_from(self.frames.out()).unwrap_or(u32::MAX);
+        let mut limit = limit.min(ring.saturating_sub(out));
+        let batch = (DEFAULT_BURST as u32).min(ring);
+        while limit >= batch {
             let n = self.fill.free((MAX_BURST as u32).min(limit));
-            if n < MAX_BURST as u32 / 2 {
+            if n < batch {
                 break;
             }
             let fresh = &mut self.fresh[..n as usize];
