@@ -11,7 +11,7 @@
 mod dpdk;
 mod guest;
 mod qmp;
-mod setup;
+pub(crate) mod setup;
 mod stall;
 mod tests;
 mod topology;

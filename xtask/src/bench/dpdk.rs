@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{BenchError, Figures, scratch_dir};
+use crate::vm::setup::is_root;
 
 /// CPUs both sides run on (lcore 0 is DPDK's main lcore, which runs the producer / the first worker).
 pub(crate) const CPUS: [usize; 2] = [0, 1];
@@ -61,18 +62,6 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&paths)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// Whether this process runs as root (effective uid 0), read from /proc/self/status.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
 }
 
 fn apt_install() -> Result<(), BenchError> {

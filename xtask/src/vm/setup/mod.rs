@@ -58,7 +58,8 @@ pub fn check_ready(paths: &Paths) -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (effective uid 0), read from /proc/self/status.
+pub(crate) fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
