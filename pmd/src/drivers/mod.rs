@@ -10,6 +10,7 @@
 
 mod adv_tx_queue;
 pub mod igb;
+pub(crate) mod igb_family;
 pub mod igbvf;
 pub mod virtio;
 

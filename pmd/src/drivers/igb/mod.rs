@@ -36,14 +36,17 @@ use std::time::{Duration, Instant};
 use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
-use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
-use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rx, tx};
+use self::queue::{IgbQueueRegs, IgbRxQueue};
+use self::regs::{Reg, filter, general, interrupt, mdic, rx, tx};
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
+use crate::drivers::igb_family::queue_ctl::{disable_queue, start_queue};
+use crate::drivers::igb_family::queue_regs as qregs;
+use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
@@ -65,8 +68,6 @@ pub const MAX_MTU: u16 = 9216 - 26;
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one MDIC (PHY register) operation may take.
 const MDIC_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long a queue enable may take to read back.
-const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Failures of the igb driver itself (wrapped in [`PortError::Driver`] with the device and the
 /// operation).
@@ -112,16 +113,6 @@ pub enum IgbError {
         reg: u32,
         /// MDIC value read back.
         mdic: u32,
-    },
-    /// A queue did not report enabled.
-    #[error("{dir} queue {queue}: enable bit not set {timeout:?} after enabling")]
-    QueueEnableTimeout {
-        /// "RX" or "TX".
-        dir: &'static str,
-        /// Queue.
-        queue: u16,
-        /// Wait.
-        timeout: Duration,
     },
     /// The RX mempool is not mapped for this device.
     #[error(
@@ -398,29 +389,6 @@ impl IgbDriver {
         Ok(())
     }
 
-    fn wait_enabled(&self, dir: Dir, q: u16) -> Result<()> {
-        let ctl = dir.reg(q, qregs::DCTL);
-        let t = Instant::now();
-        loop {
-            let v = self.shared.read(ctl).map_err(self.reg_err("enable queue"))?;
-            if v & qregs::DCTL_ENABLE != 0 {
-                return Ok(());
-            }
-            if t.elapsed() > QUEUE_ENABLE_TIMEOUT {
-                return Err(drv_err(
-                    self.name(),
-                    "enable queue",
-                    IgbError::QueueEnableTimeout {
-                        dir: dir.name(),
-                        queue: q,
-                        timeout: QUEUE_ENABLE_TIMEOUT,
-                    },
-                ));
-            }
-            std::thread::yield_now();
-        }
-    }
-
     /// The slice of the ring region for queue `q` of `dir`.
     fn ring_slice(&self, dir: Dir, q: u16, descs: usize) -> Result<RingSlice> {
         let region = self.rings.clone().ok_or_else(|| {
@@ -442,16 +410,6 @@ impl IgbDriver {
                 IgbError::Ring(format!("{} queue {q} does not fit the ring region", dir.name())),
             )
         })
-    }
-
-    fn program_ring(&self, dir: Dir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
-        let s = &self.shared;
-        s.write(dir.reg(q, qregs::DBAL), iova as u32)?;
-        s.write(dir.reg(q, qregs::DBAH), (iova >> 32) as u32)?;
-        s.write(dir.reg(q, qregs::DLEN), len)?;
-        s.write(dir.reg(q, qregs::DH), 0)?;
-        s.write(dir.reg(q, qregs::DT), 0)?;
-        Ok(())
     }
 }
 
@@ -593,9 +551,9 @@ impl Driver for IgbDriver {
                 },
             ));
         }
-        disable_queue(&self.shared, Dir::Rx, q);
+        disable_queue(&*self.shared, Dir::Rx, q);
         let mem = self.ring_slice(Dir::Rx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size)
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size, true)
             .map_err(self.reg_err("map RX tail register"))?;
         let mut ring =
             AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
@@ -609,19 +567,17 @@ impl Driver for IgbDriver {
         // A frame longer than one buffer goes on over the next descriptors (EOP on the last).
         ring.set_max_frame(setup.max_frame);
         let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
-            .map_err(self.reg_err("program RX ring"))?;
-        self.shared
-            .write(
-                Dir::Rx.reg(q, qregs::SRRCTL),
-                bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
-            )
-            .map_err(self.reg_err("write SRRCTL"))?;
-        self.shared
-            .write(Dir::Rx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
-            .map_err(self.reg_err("enable RX queue"))?;
+        let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
         self.queues.push((Dir::Rx, q));
-        self.wait_enabled(Dir::Rx, q)?;
+        start_queue(
+            &*self.shared,
+            Dir::Rx,
+            q,
+            ring.iova(),
+            ring.len_bytes(),
+            Some(srrctl),
+        )
+        .map_err(|e| port_err(self.name(), "start the RX queue", e))?;
         ring.arm();
         Ok(Box::new(IgbRxQueue {
             ring,
@@ -632,22 +588,18 @@ impl Driver for IgbDriver {
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let q = setup.queue;
-        disable_queue(&self.shared, Dir::Tx, q);
+        disable_queue(&*self.shared, Dir::Tx, q);
         let mem = self.ring_slice(Dir::Tx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size)
+        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, true)
             .map_err(self.reg_err("map TX tail register"))?;
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
             device: self.name().to_string(),
             op: "set up TX queue",
             source: Box::new(e),
         })?;
-        self.program_ring(Dir::Tx, q, ring.iova(), ring.len_bytes())
-            .map_err(self.reg_err("program TX ring"))?;
-        self.shared
-            .write(Dir::Tx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
-            .map_err(self.reg_err("enable TX queue"))?;
         self.queues.push((Dir::Tx, q));
-        self.wait_enabled(Dir::Tx, q)?;
+        start_queue(&*self.shared, Dir::Tx, q, ring.iova(), ring.len_bytes(), None)
+            .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
         let pools = MappedPools::new(
             self.name(),
             self.dma.container().clone(),
@@ -793,7 +745,7 @@ impl Drop for IgbDriver {
             log::error!("{}: teardown: RCTL/TCTL: {e}", s.name);
         }
         for &(dir, q) in &self.queues {
-            disable_queue(s, dir, q);
+            disable_queue(&**s, dir, q);
         }
         if let Err(e) = s.modify(general::CTRL_EXT, 0, general::CTRL_EXT_DRV_LOAD) {
             log::warn!("{}: teardown: CTRL_EXT: {e}", s.name);

@@ -237,57 +237,36 @@ pub mod rss {
 
 // The statistics registers are listed, with their names, in `super::stats::COUNTERS`.
 
-/// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`.
+/// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`
+/// (the registers of one block are the family's, `igb_family::queue_regs::QueueReg`).
 pub mod queue {
     use super::Reg;
+    use crate::drivers::igb_family::Dir;
+    use crate::drivers::igb_family::queue_regs::{QueueBlocks, QueueReg};
+
     /// Queues of the 82576.
     pub const NUM_QUEUES: u16 = 16;
-    const RX_BASE: usize = 0xC000;
-    const TX_BASE: usize = 0xE000;
-    const STRIDE: usize = 0x40;
+    /// Where the PF's queue blocks lie.
+    pub(crate) const BLOCKS: QueueBlocks = QueueBlocks {
+        rx: 0xC000,
+        tx: 0xE000,
+        stride: 0x40,
+        queues: NUM_QUEUES,
+    };
 
-    /// Descriptor base address low (both directions).
-    pub const DBAL: usize = 0x00;
-    /// Descriptor base address high.
-    pub const DBAH: usize = 0x04;
-    /// Descriptor ring length in bytes (multiple of 128).
-    pub const DLEN: usize = 0x08;
-    /// RX: split and replication control.
-    pub const SRRCTL: usize = 0x0C;
-    /// Head.
-    pub const DH: usize = 0x10;
-    /// Tail.
-    pub const DT: usize = 0x18;
-    /// Queue control (RXDCTL / TXDCTL).
-    pub const DCTL: usize = 0x28;
-
-    /// RXDCTL / TXDCTL: queue enable.
-    pub const DCTL_ENABLE: u32 = 1 << 25;
-    /// SRRCTL: packet buffer size field (1 KiB units, bits 6:0).
-    pub const SRRCTL_BSIZEPKT_MASK: u32 = 0x7F;
-    /// SRRCTL: advanced one-buffer descriptors.
-    pub const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 0x0200_0000;
-    /// SRRCTL: drop frames when the queue has no descriptor (instead of stalling the port).
-    pub const SRRCTL_DROP_EN: u32 = 0x8000_0000;
-    /// SRRCTL.BSIZEPKT counts in units of this many bytes.
-    pub const SRRCTL_BSIZEPKT_UNIT: usize = 1024;
-
-    /// SRRCTL.BSIZEPKT for buffers of `data_room` bytes behind the descriptor's address: whole
-    /// KiB, rounded down, so the device never writes past the buffer (the next buffer's headroom
-    /// lies right after it). `None` when `data_room` is below one KiB.
-    pub fn srrctl_bsizepkt(data_room: usize) -> Option<u32> {
-        let kib = (data_room / SRRCTL_BSIZEPKT_UNIT).min(SRRCTL_BSIZEPKT_MASK as usize);
-        (kib > 0).then_some(kib as u32)
+    /// The blocks of a PF pool port whose queue 0 is hardware queue `hwq`.
+    pub(crate) const fn pool_blocks(hwq: u16) -> QueueBlocks {
+        QueueBlocks {
+            rx: BLOCKS.rx + BLOCKS.stride * hwq as usize,
+            tx: BLOCKS.tx + BLOCKS.stride * hwq as usize,
+            stride: BLOCKS.stride,
+            queues: NUM_QUEUES.saturating_sub(hwq),
+        }
     }
 
-    /// Register `field` of RX queue `q`.
-    pub const fn rx(q: u16, field: usize) -> Reg {
-        Reg(RX_BASE + STRIDE * q as usize + field)
-    }
-
-    /// Register `field` of TX queue `q`.
-    pub const fn tx(q: u16, field: usize) -> Reg {
-        Reg(TX_BASE + STRIDE * q as usize + field)
+    /// Register `r` of queue `q` of `dir`.
+    pub(crate) const fn reg(dir: Dir, q: u16, r: QueueReg) -> Reg {
+        Reg(BLOCKS.offset(dir, q, r))
     }
 }
 
@@ -297,11 +276,14 @@ mod tests {
 
     #[test]
     fn queue_blocks_follow_the_datasheet() {
-        assert_eq!(queue::rx(0, queue::DBAL).off(), 0xC000);
-        assert_eq!(queue::rx(1, queue::DT).off(), 0xC058);
-        assert_eq!(queue::rx(3, queue::DCTL).off(), 0xC0E8);
-        assert_eq!(queue::tx(0, queue::DT).off(), 0xE018);
-        assert_eq!(queue::tx(2, queue::DCTL).off(), 0xE0A8);
+        use crate::drivers::igb_family::Dir;
+        use crate::drivers::igb_family::queue_regs::QueueReg;
+        assert_eq!(queue::reg(Dir::Rx, 0, QueueReg::DBAL).off(), 0xC000);
+        assert_eq!(queue::reg(Dir::Rx, 1, QueueReg::DT).off(), 0xC058);
+        assert_eq!(queue::reg(Dir::Rx, 3, QueueReg::DCTL).off(), 0xC0E8);
+        assert_eq!(queue::reg(Dir::Tx, 0, QueueReg::DT).off(), 0xE018);
+        assert_eq!(queue::reg(Dir::Tx, 2, QueueReg::DCTL).off(), 0xE0A8);
+        assert_eq!(queue::pool_blocks(2).offset(Dir::Tx, 0, QueueReg::DT), 0xE098);
         assert_eq!(tx::TCTL_ON, 0x0103_F0FA);
         assert_eq!(rss::MRQC_FIELDS, 0x00FF_0000);
     }

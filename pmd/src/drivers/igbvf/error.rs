@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use oxpmd_vfio::BarError;
 
-use super::QUEUE_ENABLE_TIMEOUT;
 use super::mbx::MbxError;
 
 /// Failures of the igbvf driver (inside [`PortError::Driver`](crate::PortError::Driver)).
@@ -88,9 +87,6 @@ pub enum IgbvfError {
          this port"
     )]
     PoolNotMapped(String),
-    /// Queue did not enable.
-    #[error("{0} queue did not report enabled within {QUEUE_ENABLE_TIMEOUT:?}")]
-    QueueEnable(&'static str),
     /// The PF service did not hand the VF over.
     #[error(transparent)]
     Service(#[from] crate::sriov::handover::VfServiceError),

@@ -38,7 +38,7 @@ use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
 use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
-use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
+use self::queue::{VfQueueRegs, VfRxQueue, VfTxQueue};
 use self::recovery::Recovery;
 use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
 use crate::driver::{
@@ -46,7 +46,9 @@ use crate::driver::{
     TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
-use crate::drivers::igb::regs::queue as qregs;
+use crate::drivers::igb_family::queue_ctl::disable_queue;
+use crate::drivers::igb_family::queue_regs::{self as qregs, QueueBlocks};
+use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
 use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::mac::MacAddr;
@@ -70,8 +72,6 @@ pub const MAX_FRAME: u32 = crate::driver::max_frame_len(crate::driver::DEFAULT_M
 pub const MAX_MTU: u16 = 9000;
 /// How long one mailbox exchange may take (the PF manager polls every few milliseconds).
 const MBX_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a queue enable may take to read back.
-const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub use error::IgbvfError;
 
@@ -135,7 +135,8 @@ pub(crate) struct VfShared {
     pub(crate) bar: Bar,
     /// The VF's VFIO device (None for a PF pool port: the PF host owns the device).
     device: Option<Device>,
-    pub(crate) layout: QueueLayout,
+    /// Where the port's queue registers are in `bar`.
+    pub(crate) queue_blocks: QueueBlocks,
     /// Running totals of the VF's rolling counters (xstats).
     totals: std::sync::Mutex<stats::VfTotals>,
     /// The reset watchdog's state, shared with the queues.
@@ -149,16 +150,21 @@ pub(crate) struct VfShared {
 impl VfShared {
     /// Advances the running totals and returns them (a PF pool port has none: its counters
     /// are not in this BAR).
+    /// A port on the PF's own pool: no device, mailbox or counters of its own.
+    fn is_pf_pool(&self) -> bool {
+        self.device.is_none()
+    }
+
     fn totals(&self) -> std::result::Result<stats::VfTotals, BarError> {
         let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        if self.layout == QueueLayout::VF {
+        if !self.is_pf_pool() {
             t.accumulate(|off| self.bar.read32(off))?;
         }
         Ok(t.clone())
     }
 
     fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
-        if self.layout != QueueLayout::VF {
+        if self.is_pf_pool() {
             // A PF pool port: the VF counters are not in this BAR.
             return Ok(IgbvfHwStats::default());
         }
@@ -205,7 +211,7 @@ pub struct IgbvfDriver {
     mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
     rings: Option<Arc<DmaRegion>>,
     rx_ring_size: usize,
-    queues: Vec<(VfDir, u16)>,
+    queues: Vec<(Dir, u16)>,
     /// The connection to the PF service that handed this VF over (kept open while we use it).
     _service: Option<std::os::unix::net::UnixStream>,
     /// The reset watchdog (None for a PF pool port): its stop flag and thread.
@@ -272,7 +278,7 @@ impl IgbvfDriver {
             name: name.clone(),
             bar: bar.clone(),
             device: Some(device),
-            layout: QueueLayout::VF,
+            queue_blocks: regs::QUEUE_BLOCKS,
             totals: Default::default(),
             recovery: Recovery::default(),
             settings: Mutex::default(),
@@ -340,7 +346,7 @@ impl IgbvfDriver {
                 name: name.to_string(),
                 bar,
                 device: None,
-                layout: QueueLayout::pf_queue(hwq),
+                queue_blocks: crate::drivers::igb::regs::queue::pool_blocks(hwq),
                 totals: Default::default(),
                 recovery: Recovery::default(),
                 settings: Mutex::default(),
@@ -468,7 +474,7 @@ impl Driver for IgbvfDriver {
                 IgbvfError::PoolNotMapped(setup.pool.name().to_string()),
             ));
         }
-        disable_queue(&self.shared, VfDir::Rx, q);
+        disable_queue(&*self.shared, Dir::Rx, q);
         let region = self.rings.clone().ok_or_else(|| {
             drv_err(
                 self.name(),
@@ -483,7 +489,7 @@ impl Driver for IgbvfDriver {
                 IgbvfError::Ring("ring does not fit".into()),
             )
         })?;
-        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Rx, q)
+        let regs = VfQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size, false)
             .map_err(|e| drv_err(self.name(), "map the RX tail", e))?;
         let mut ring =
             AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
@@ -496,17 +502,17 @@ impl Driver for IgbvfDriver {
         ring.set_max_frame(setup.max_frame);
         let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
         let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
-        self.queues.push((VfDir::Rx, q));
+        self.queues.push((Dir::Rx, q));
         queue::start_rx(&self.shared, q, ring.iova(), ring.len_bytes(), srrctl)
-            .map_err(|e| drv_err(self.name(), "start the RX queue", e))?;
+            .map_err(|e| port_err(self.name(), "start the RX queue", e))?;
         ring.arm();
-        self.shared.recovery.set_live(VfDir::Rx, q);
+        self.shared.recovery.set_live(Dir::Rx, q);
         Ok(Box::new(VfRxQueue::new(ring, self.shared.clone(), q, srrctl)))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let q = setup.queue;
-        disable_queue(&self.shared, VfDir::Tx, q);
+        disable_queue(&*self.shared, Dir::Tx, q);
         let region = self.rings.clone().ok_or_else(|| {
             drv_err(
                 self.name(),
@@ -522,17 +528,17 @@ impl Driver for IgbvfDriver {
                 IgbvfError::Ring("ring does not fit".into()),
             )
         })?;
-        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Tx, q)
+        let regs = VfQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, false)
             .map_err(|e| drv_err(self.name(), "map the TX tail", e))?;
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
             device: self.name().to_string(),
             op: "set up TX queue",
             source: Box::new(e),
         })?;
-        self.queues.push((VfDir::Tx, q));
+        self.queues.push((Dir::Tx, q));
         queue::start_tx(&self.shared, q, ring.iova(), ring.len_bytes())
-            .map_err(|e| drv_err(self.name(), "start the TX queue", e))?;
-        self.shared.recovery.set_live(VfDir::Tx, q);
+            .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
+        self.shared.recovery.set_live(Dir::Tx, q);
         let pools = MappedPools::new(
             self.name(),
             self.dma.container().clone(),
@@ -555,7 +561,7 @@ impl Driver for IgbvfDriver {
         // Not a loss for the reset watchdog: these queues are meant to read disabled.
         self.shared.recovery.clear_live();
         for &(dir, q) in &self.queues {
-            disable_queue(&self.shared, dir, q);
+            disable_queue(&*self.shared, dir, q);
         }
         Ok(())
     }
@@ -684,7 +690,7 @@ impl Drop for IgbvfDriver {
         }
         self.shared.recovery.clear_live();
         for &(dir, q) in &self.queues {
-            disable_queue(&self.shared, dir, q);
+            disable_queue(&*self.shared, dir, q);
         }
         if let Some(d) = &self.shared.device {
             if let Err(e) = d.disable_bus_master() {

@@ -34,9 +34,10 @@ use oxpmd_vfio::Bar;
 
 use super::handshake::{self, VfSettings};
 use super::mbx::VfMailbox;
-use super::queue::VfDir;
 use super::{VfShared, regs};
-use crate::drivers::igb::regs::queue as qregs;
+use crate::drivers::igb_family::Dir;
+use crate::drivers::igb_family::QueueDevice;
+use crate::drivers::igb_family::queue_regs::{DCTL_ENABLE, QueueReg};
 use crate::mac::MacAddr;
 use crate::xstats::XStat;
 
@@ -218,10 +219,10 @@ impl Default for Recovery {
     }
 }
 
-fn live_bit(dir: VfDir, q: u16) -> u32 {
+fn live_bit(dir: Dir, q: u16) -> u32 {
     let shift = match dir {
-        VfDir::Rx => 0,
-        VfDir::Tx => 8,
+        Dir::Rx => 0,
+        Dir::Tx => 8,
     };
     1 << (shift + u32::from(q & 7))
 }
@@ -239,11 +240,11 @@ impl Recovery {
         self.down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_live(&self, dir: VfDir, q: u16) {
+    pub(crate) fn set_live(&self, dir: Dir, q: u16) {
         self.live.fetch_or(live_bit(dir, q), Ordering::SeqCst);
     }
 
-    pub(crate) fn clear_live_one(&self, dir: VfDir, q: u16) {
+    pub(crate) fn clear_live_one(&self, dir: Dir, q: u16) {
         self.live.fetch_and(!live_bit(dir, q), Ordering::SeqCst);
     }
 
@@ -251,7 +252,7 @@ impl Recovery {
         self.live.store(0, Ordering::SeqCst);
     }
 
-    fn is_live(&self, dir: VfDir, q: u16) -> bool {
+    fn is_live(&self, dir: Dir, q: u16) -> bool {
         self.live.load(Ordering::SeqCst) & live_bit(dir, q) != 0
     }
 
@@ -311,15 +312,15 @@ impl Watched {
         };
         let status = s.bar.read32(regs::STATUS).ok();
         let mut queue_lost = false;
-        for dir in [VfDir::Rx, VfDir::Tx] {
+        for dir in [Dir::Rx, Dir::Tx] {
             for q in 0..2u16 {
                 if !s.recovery.is_live(dir, q) {
                     continue;
                 }
-                let ctl = s.bar.read32(s.layout.reg(dir, q, qregs::DCTL));
+                let ctl = s.read_queue(dir, q, QueueReg::DCTL);
                 // The register first, then the flag: a queue that disabled itself cleared its
                 // flag before its write, so it is not taken for a lost one.
-                if ctl.is_ok_and(|v| v & qregs::DCTL_ENABLE == 0) && s.recovery.is_live(dir, q) {
+                if ctl.is_ok_and(|v| v & DCTL_ENABLE == 0) && s.recovery.is_live(dir, q) {
                     queue_lost = true;
                 }
             }

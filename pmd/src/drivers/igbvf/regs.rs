@@ -1,6 +1,8 @@
 //! The 82576 VF register map (VF BAR0, 16 KiB), from the datasheet as reflected in Linux igbvf.
 #![forbid(unsafe_code)]
 
+use crate::drivers::igb_family::queue_regs::QueueBlocks;
+
 /// Device control; RST resets the VF.
 pub const CTRL: usize = 0x0000;
 /// CTRL: VF reset.
@@ -21,28 +23,28 @@ pub const EIMC: usize = 0x1528;
 /// V2PMAILBOX bits (defined once, in the mailbox protocol).
 pub use crate::sriov::mailbox::v2p as mbx;
 
-/// Queue register `field` of RX queue `q` (0 or 1).
-pub const fn rx(q: u16, field: usize) -> usize {
-    0x2800 + 0x100 * q as usize + field
-}
-
-/// Queue register `field` of TX queue `q` (0 or 1).
-pub const fn tx(q: u16, field: usize) -> usize {
-    0x3800 + 0x100 * q as usize + field
-}
+/// Where the VF's two queue blocks lie.
+pub(crate) const QUEUE_BLOCKS: QueueBlocks = QueueBlocks {
+    rx: 0x2800,
+    tx: 0x3800,
+    stride: 0x100,
+    queues: 2,
+};
 
 // The statistics registers are listed in `super::stats`.
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drivers::igb::regs::queue;
+    use crate::drivers::igb_family::Dir;
+    use crate::drivers::igb_family::queue_regs::QueueReg;
 
     #[test]
     fn queue_offsets() {
-        assert_eq!(rx(0, queue::DBAL), 0x2800);
-        assert_eq!(rx(1, queue::DCTL), 0x2928);
-        assert_eq!(tx(0, queue::DT), 0x3818);
-        assert_eq!(tx(1, queue::DCTL), 0x3928);
+        let b = QUEUE_BLOCKS;
+        assert_eq!(b.offset(Dir::Rx, 0, QueueReg::DBAL), 0x2800);
+        assert_eq!(b.offset(Dir::Rx, 1, QueueReg::DCTL), 0x2928);
+        assert_eq!(b.offset(Dir::Tx, 0, QueueReg::DT), 0x3818);
+        assert_eq!(b.offset(Dir::Tx, 1, QueueReg::DCTL), 0x3928);
     }
 }

@@ -133,11 +133,11 @@ fn a_failed_handshake_is_tried_again_after_the_retry_delay_and_counted() {
 fn queues_see_the_epoch_before_down_clears_and_live_flags_are_per_queue() {
     let r = Recovery::default();
     let e0 = r.epoch();
-    r.set_live(VfDir::Rx, 0);
-    r.set_live(VfDir::Tx, 0);
-    assert!(r.is_live(VfDir::Rx, 0) && r.is_live(VfDir::Tx, 0));
-    r.clear_live_one(VfDir::Rx, 0);
-    assert!(!r.is_live(VfDir::Rx, 0) && r.is_live(VfDir::Tx, 0));
+    r.set_live(Dir::Rx, 0);
+    r.set_live(Dir::Tx, 0);
+    assert!(r.is_live(Dir::Rx, 0) && r.is_live(Dir::Tx, 0));
+    r.clear_live_one(Dir::Rx, 0);
+    assert!(!r.is_live(Dir::Rx, 0) && r.is_live(Dir::Tx, 0));
     r.mark_down();
     assert!(r.is_down());
     r.add_tx_dropped(7);
