@@ -33,22 +33,24 @@ mod queue;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
+use oxpmd_dma::DmaMap;
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::queue::{IgbQueueRegs, IgbRxQueue};
 use self::regs::{Reg, filter, general, interrupt, mdic, rx, tx};
-use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use crate::adv_ring::{AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
+use crate::drivers::igb_family::open::{disable_bus_master, enable_bus_master, map_bar0};
+use crate::drivers::igb_family::port_queues::PortQueues;
 use crate::drivers::igb_family::queue_ctl::{disable_queue, start_queue};
 use crate::drivers::igb_family::queue_regs as qregs;
 use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
+use crate::iommu::MappedPools;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;
@@ -79,12 +81,6 @@ pub enum IgbError {
     /// A VFIO operation failed.
     #[error(transparent)]
     Vfio(#[from] oxpmd_vfio::Error),
-    /// A DMA mapping failed.
-    #[error(transparent)]
-    DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Descriptor ring memory could not be allocated.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
     /// An RSS key of the wrong length.
     #[error("RSS key of {len} bytes: the 82576 takes {}", rss::KEY_LEN)]
     RssKeyLength {
@@ -114,18 +110,6 @@ pub enum IgbError {
         /// MDIC value read back.
         mdic: u32,
     },
-    /// The RX mempool is not mapped for this device.
-    #[error(
-        "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of any PCI port of this process (all PCI ports share one container)"
-    )]
-    PoolNotMapped {
-        /// Pool name.
-        pool: String,
-    },
-    /// The ring memory was not usable.
-    #[error("descriptor ring: {0}")]
-    Ring(String),
 }
 
 fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError {
@@ -175,16 +159,11 @@ impl IgbShared {
 /// An igb PF opened through VFIO.
 pub struct IgbDriver {
     shared: Arc<IgbShared>,
-    dma: Arc<VfioDmaMap>,
+    /// The ring region and the queues set up on it.
+    queues: PortQueues<IgbShared>,
     mac: MacAddr,
     /// UPE / MPE bits kept across start / stop.
     filter_bits: u32,
-    rings: Option<Arc<DmaRegion>>,
-    rx_ring_size: usize,
-    tx_ring_size: usize,
-    rx_queues: u16,
-    /// Queues set up (disabled again at drop).
-    queues: Vec<(Dir, u16)>,
     port_id: u16,
     link_restarted: Instant,
     /// The VLAN filter table as written.
@@ -215,7 +194,7 @@ impl IgbDriver {
         let name = addr.to_string();
         let (device, dma) =
             crate::iommu::open_pci_function(addr, None).map_err(|e| e.into_port_error(&name, ""))?;
-        let bar = device.map_bar(0).map_err(|e| drv_err(&name, "map BAR0", e))?;
+        let bar = map_bar0(&name, &device)?;
         let shared = Arc::new(IgbShared {
             name: name.clone(),
             bar,
@@ -224,15 +203,10 @@ impl IgbDriver {
             msix: crate::link_events::MsixVectors::new(1 + u32::from(MAX_QUEUES)),
         });
         let mut drv = IgbDriver {
+            queues: PortQueues::new(shared.clone(), dma),
             shared,
-            dma,
             mac: MacAddr::ZERO,
             filter_bits: 0,
-            rings: None,
-            rx_ring_size: 0,
-            tx_ring_size: 0,
-            rx_queues: 0,
-            queues: Vec::new(),
             port_id: opts.port_id,
             link_restarted: Instant::now(),
             vlan: vlan::VlanFilter::default(),
@@ -280,9 +254,7 @@ impl IgbDriver {
 
     fn bring_up(&mut self) -> Result<()> {
         let s = self.shared.clone();
-        s.device
-            .enable_memory_and_bus_master()
-            .map_err(|e| drv_err(&s.name, "enable memory space and bus mastering", e))?;
+        enable_bus_master(&s.name, &s.device)?;
         self.mask_interrupts().map_err(self.reg_err("mask interrupts"))?;
         // Reset, wait at least 1 ms, poll until the bit clears.
         s.modify(general::CTRL, general::CTRL_RST, 0)
@@ -388,29 +360,6 @@ impl IgbDriver {
         self.mac = mac;
         Ok(())
     }
-
-    /// The slice of the ring region for queue `q` of `dir`.
-    fn ring_slice(&self, dir: Dir, q: u16, descs: usize) -> Result<RingSlice> {
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                IgbError::Ring("configure was not called".into()),
-            )
-        })?;
-        let rx_bytes = usize::from(self.rx_queues) * self.rx_ring_size * desc::DESC_SIZE;
-        let offset = match dir {
-            Dir::Rx => usize::from(q) * self.rx_ring_size * desc::DESC_SIZE,
-            Dir::Tx => rx_bytes + usize::from(q) * self.tx_ring_size * desc::DESC_SIZE,
-        };
-        RingSlice::new(region, offset, descs * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                IgbError::Ring(format!("{} queue {q} does not fit the ring region", dir.name())),
-            )
-        })
-    }
 }
 
 /// The link as the STATUS register tells it.
@@ -426,23 +375,6 @@ fn link_from_status(st: u32) -> LinkStatus {
         up,
         speed_mbps,
         full_duplex: up && st & general::STATUS_FD != 0,
-    }
-}
-
-/// SRRCTL.BSIZEPKT for an RX queue of `pool` (shared with igbvf): the data room rounded down to
-/// whole KiB, so never more than the buffer holds; refused (as `Port::configure` does first) when
-/// that cannot hold a full frame.
-pub(crate) fn rx_buffer_size(device: &str, info: &DeviceInfo, pool: &oxpmd_dma::Mempool) -> Result<u32> {
-    match (
-        crate::port::rx_buffer_refusal(pool, info),
-        qregs::srrctl_bsizepkt(pool.data_room()),
-    ) {
-        (None, Some(kib)) => Ok(kib),
-        (reason, _) => Err(PortError::InvalidConfig {
-            device: device.to_string(),
-            op: "set up RX queue",
-            reason: reason.unwrap_or_else(|| format!("mempool `{}`: no whole KiB of data room", pool.name())),
-        }),
     }
 }
 
@@ -476,37 +408,7 @@ impl Driver for IgbDriver {
 
     fn configure(&mut self, config: &PortConfig) -> Result<()> {
         let s = self.shared.clone();
-        if self.rings.is_some() {
-            return Err(drv_err(
-                &s.name,
-                "configure",
-                IgbError::Ring("already configured".into()),
-            ));
-        }
-        if !pool_is_mapped(self.dma.container(), &config.mempool) {
-            return Err(drv_err(
-                &s.name,
-                "configure",
-                IgbError::PoolNotMapped {
-                    pool: config.mempool.name().to_string(),
-                },
-            ));
-        }
-        // One region holds every ring of the port: RX rings first, then TX rings.
-        let bytes = (usize::from(config.rx_queues) * config.rx_ring_size
-            + usize::from(config.tx_queues) * config.tx_ring_size)
-            * desc::DESC_SIZE;
-        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
-            .map_err(|e| drv_err(&s.name, "allocate descriptor rings", e))?;
-        let map: Arc<dyn DmaMap> = self.dma.clone();
-        region
-            .map(map)
-            .map_err(|e| drv_err(&s.name, "map descriptor rings", e))?;
-        self.rings = Some(Arc::new(region));
-        self.rx_ring_size = config.rx_ring_size;
-        self.tx_ring_size = config.tx_ring_size;
-        self.rx_queues = config.rx_queues;
-
+        self.queues.configure(config)?;
         // RSS on every RX queue (the hash is reported even with one queue).
         self.write_reta(&crate::rss::round_robin_reta(
             regs::rss::RETA_ENTRIES,
@@ -541,44 +443,8 @@ impl Driver for IgbDriver {
     }
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
-        let q = setup.queue;
-        if !pool_is_mapped(self.dma.container(), setup.pool) {
-            return Err(drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbError::PoolNotMapped {
-                    pool: setup.pool.name().to_string(),
-                },
-            ));
-        }
-        disable_queue(&*self.shared, Dir::Rx, q);
-        let mem = self.ring_slice(Dir::Rx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size, true)
-            .map_err(self.reg_err("map RX tail register"))?;
-        let mut ring =
-            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
-                PortError::Driver {
-                    device: self.name().to_string(),
-                    op: "set up RX queue",
-                    source: Box::new(e),
-                }
-            })?;
-        ring.set_vlan_stripped(setup.vlan_strip);
-        // A frame longer than one buffer goes on over the next descriptors (EOP on the last).
-        ring.set_max_frame(setup.max_frame);
-        let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
-        self.queues.push((Dir::Rx, q));
-        start_queue(
-            &*self.shared,
-            Dir::Rx,
-            q,
-            ring.iova(),
-            ring.len_bytes(),
-            Some(srrctl),
-        )
-        .map_err(|e| port_err(self.name(), "start the RX queue", e))?;
-        ring.arm();
+        let info = self.info();
+        let (ring, _) = self.queues.set_up_rx(setup, &info, true)?;
         Ok(Box::new(IgbRxQueue {
             ring,
             shared: self.shared.clone(),
@@ -589,7 +455,9 @@ impl Driver for IgbDriver {
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let q = setup.queue;
         disable_queue(&*self.shared, Dir::Tx, q);
-        let mem = self.ring_slice(Dir::Tx, q, setup.ring_size)?;
+        let mem = self
+            .queues
+            .ring_slice(Dir::Tx, q, setup.ring_size, "set up TX queue")?;
         let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, true)
             .map_err(self.reg_err("map TX tail register"))?;
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
@@ -597,12 +465,12 @@ impl Driver for IgbDriver {
             op: "set up TX queue",
             source: Box::new(e),
         })?;
-        self.queues.push((Dir::Tx, q));
+        self.queues.push_set_up(Dir::Tx, q);
         start_queue(&*self.shared, Dir::Tx, q, ring.iova(), ring.len_bytes(), None)
             .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
         let pools = MappedPools::new(
             self.name(),
-            self.dma.container().clone(),
+            self.queues.dma().container().clone(),
             setup.pool,
             &format!("TX queue {q}"),
         );
@@ -685,7 +553,7 @@ impl Driver for IgbDriver {
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
-        Some(self.dma.clone())
+        Some(self.queues.dma().clone())
     }
 
     fn device_counters(&mut self) -> Result<DeviceCounters> {
@@ -744,15 +612,11 @@ impl Drop for IgbDriver {
         {
             log::error!("{}: teardown: RCTL/TCTL: {e}", s.name);
         }
-        for &(dir, q) in &self.queues {
-            disable_queue(&**s, dir, q);
-        }
+        self.queues.disable_all();
         if let Err(e) = s.modify(general::CTRL_EXT, 0, general::CTRL_EXT_DRV_LOAD) {
             log::warn!("{}: teardown: CTRL_EXT: {e}", s.name);
         }
-        if let Err(e) = s.device.disable_bus_master() {
-            log::error!("{}: teardown: bus master off: {e}", s.name);
-        }
+        disable_bus_master(&s.name, &s.device);
         log::info!("{}: stopped, queues disabled, bus mastering off", s.name);
     }
 }

@@ -1,12 +1,15 @@
 //! What the igb (82576 PF) and igbvf (82576 VF) drivers share, written once: a queue's register
-//! block and the steps that enable, program and disable it ([`queue_ctl`]), and the registers a
-//! ring of the shared [`adv_ring`](crate::adv_ring) drives ([`ring_regs`]).
+//! block and the steps that enable, program and disable it ([`queue_ctl`]), the registers a ring
+//! of the shared [`adv_ring`](crate::adv_ring) drives ([`ring_regs`]), a port's rings and queue
+//! set-up ([`port_queues`]), and the open steps both take ([`open`]).
 //!
 //! A PF and a VF of the 82576 lay out each queue's registers the same way (RDBAL .. RXDCTL at the
 //! same offsets inside the queue's block); only where the blocks are differs
 //! ([`queue_regs::QueueBlocks`]). Each driver says how its queue registers are reached by
 //! implementing [`QueueDevice`].
 
+pub(crate) mod open;
+pub(crate) mod port_queues;
 pub(crate) mod queue_ctl;
 pub(crate) mod queue_regs;
 pub(crate) mod ring_regs;
@@ -68,6 +71,19 @@ pub(crate) enum FamilyError {
     /// A register access failed (outside the mapped BAR).
     #[error("BAR0 access: {0}")]
     Bar(#[from] BarError),
+    /// The RX mempool is not mapped for this device.
+    #[error(
+        "mempool `{pool}` is not mapped in this port's IOMMU container; create it with \
+         Port::dma_map() of this port (or of any PCI port this process opened itself: those \
+         share one container)"
+    )]
+    PoolNotMapped {
+        /// Pool name.
+        pool: String,
+    },
+    /// The ring memory was not usable.
+    #[error("descriptor ring: {0}")]
+    Ring(String),
     /// A queue did not report enabled.
     #[error("{dir} queue {queue}: enable bit not set {timeout:?} after enabling")]
     QueueEnableTimeout {

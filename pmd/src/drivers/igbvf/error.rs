@@ -75,18 +75,9 @@ pub enum IgbvfError {
     /// DMA mapping.
     #[error(transparent)]
     DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Ring memory.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
     /// Ring setup.
     #[error("descriptor ring: {0}")]
     Ring(String),
-    /// The pool is not mapped for this VF.
-    #[error(
-        "mempool `{0}` is not mapped in this VF's IOMMU container; create it with Port::dma_map() of \
-         this port"
-    )]
-    PoolNotMapped(String),
     /// The PF service did not hand the VF over.
     #[error(transparent)]
     Service(#[from] crate::sriov::handover::VfServiceError),

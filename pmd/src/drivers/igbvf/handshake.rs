@@ -82,16 +82,7 @@ pub(crate) fn handshake(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Resul
         return Err(drv_err(&s.name, "reset", IgbvfError::PfPool));
     };
     // A function reset (ours, the PF's or the VF's) clears bus mastering in its command register.
-    device.enable_memory_and_bus_master().map_err(|e| {
-        drv_err(
-            &s.name,
-            "enable bus mastering",
-            IgbvfError::Vfio {
-                source: Box::new(e),
-                hint: "",
-            },
-        )
-    })?;
+    crate::drivers::igb_family::open::enable_bus_master(&s.name, device)?;
     let b = &s.bar;
     let e = |op: &'static str| move |e: BarError| drv_err(&s.name, op, e);
     log::debug!(

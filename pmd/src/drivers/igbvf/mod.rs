@@ -33,24 +33,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
+use oxpmd_dma::DmaMap;
 use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
 use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
 use self::queue::{VfQueueRegs, VfRxQueue, VfTxQueue};
 use self::recovery::Recovery;
-use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use crate::adv_ring::{AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
 use crate::drivers::adv_tx_queue::AdvTxQueue;
+use crate::drivers::igb_family::open::{disable_bus_master, map_bar0};
+use crate::drivers::igb_family::port_queues::PortQueues;
 use crate::drivers::igb_family::queue_ctl::disable_queue;
 use crate::drivers::igb_family::queue_regs::{self as qregs, QueueBlocks};
 use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, VfioDmaMap};
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::sriov::mailbox::{self, VfRequest};
@@ -204,14 +206,12 @@ impl IgbvfStatsReader {
 /// An 82576 VF opened through VFIO.
 pub struct IgbvfDriver {
     shared: Arc<VfShared>,
-    dma: Arc<VfioDmaMap>,
+    /// The ring region and the queues set up on it.
+    queues: PortQueues<VfShared>,
     /// The mailbox (None for a PF pool port).
     /// Shared with the link-event poller ([`Driver::link_events`]): PF messages say whether the
     /// PF holds the VF's link down.
     mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
-    rings: Option<Arc<DmaRegion>>,
-    rx_ring_size: usize,
-    queues: Vec<(Dir, u16)>,
     /// The connection to the PF service that handed this VF over (kept open while we use it).
     _service: Option<std::os::unix::net::UnixStream>,
     /// The reset watchdog (None for a PF pool port): its stop flag and thread.
@@ -267,13 +267,7 @@ impl IgbvfDriver {
         dma: Arc<VfioDmaMap>,
         service: Option<std::os::unix::net::UnixStream>,
     ) -> Result<IgbvfDriver> {
-        let vfio = |e| IgbvfError::Vfio {
-            source: Box::new(e),
-            hint: "",
-        };
-        let bar = device
-            .map_bar(0)
-            .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;
+        let bar = map_bar0(&name, &device)?;
         let shared = Arc::new(VfShared {
             name: name.clone(),
             bar: bar.clone(),
@@ -285,12 +279,9 @@ impl IgbvfDriver {
             mac: Mutex::new(MacAddr::ZERO),
         });
         let mut drv = IgbvfDriver {
+            queues: PortQueues::new(shared.clone(), dma),
             shared,
-            dma,
             mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
-            rings: None,
-            rx_ring_size: 0,
-            queues: Vec::new(),
             _service: service,
             watchdog: None,
         };
@@ -341,22 +332,20 @@ impl IgbvfDriver {
         mac: MacAddr,
     ) -> Result<IgbvfDriver> {
         let dma = Arc::new(VfioDmaMap::new(container).map_err(|e| drv_err(name, "set up DMA mapping", e))?);
+        let shared = Arc::new(VfShared {
+            name: name.to_string(),
+            bar,
+            device: None,
+            queue_blocks: crate::drivers::igb::regs::queue::pool_blocks(hwq),
+            totals: Default::default(),
+            recovery: Recovery::default(),
+            settings: Mutex::default(),
+            mac: Mutex::new(mac),
+        });
         Ok(IgbvfDriver {
-            shared: Arc::new(VfShared {
-                name: name.to_string(),
-                bar,
-                device: None,
-                queue_blocks: crate::drivers::igb::regs::queue::pool_blocks(hwq),
-                totals: Default::default(),
-                recovery: Recovery::default(),
-                settings: Mutex::default(),
-                mac: Mutex::new(mac),
-            }),
-            dma,
+            queues: PortQueues::new(shared.clone(), dma),
+            shared,
             mbx: None,
-            rings: None,
-            rx_ring_size: 0,
-            queues: Vec::new(),
             _service: None,
             watchdog: None,
         })
@@ -403,10 +392,6 @@ impl IgbvfDriver {
             .request(words)
             .map_err(|e| drv_err(self.name(), "mailbox request", e))
     }
-
-    fn pool_mapped(&self, pool: &Mempool) -> bool {
-        pool_is_mapped(self.dma.container(), pool)
-    }
 }
 
 impl Driver for IgbvfDriver {
@@ -439,95 +424,27 @@ impl Driver for IgbvfDriver {
     }
 
     fn configure(&mut self, config: &PortConfig) -> Result<()> {
-        if self.rings.is_some() {
-            return Err(drv_err(
-                self.name(),
-                "configure",
-                IgbvfError::Ring("already configured".into()),
-            ));
-        }
-        if !self.pool_mapped(&config.mempool) {
-            return Err(drv_err(
-                self.name(),
-                "configure",
-                IgbvfError::PoolNotMapped(config.mempool.name().to_string()),
-            ));
-        }
-        let bytes = (config.rx_ring_size + config.tx_ring_size) * desc::DESC_SIZE;
-        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
-            .map_err(|e| drv_err(self.name(), "allocate descriptor rings", e))?;
-        let map: Arc<dyn DmaMap> = self.dma.clone();
-        region
-            .map(map)
-            .map_err(|e| drv_err(self.name(), "map descriptor rings", e))?;
-        self.rings = Some(Arc::new(region));
-        self.rx_ring_size = config.rx_ring_size;
-        Ok(())
+        self.queues.configure(config)
     }
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
-        let q = setup.queue;
-        if !self.pool_mapped(setup.pool) {
-            return Err(drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::PoolNotMapped(setup.pool.name().to_string()),
-            ));
-        }
-        disable_queue(&*self.shared, Dir::Rx, q);
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::Ring("not configured".into()),
-            )
-        })?;
-        let mem = RingSlice::new(region, 0, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::Ring("ring does not fit".into()),
-            )
-        })?;
-        let regs = VfQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size, false)
-            .map_err(|e| drv_err(self.name(), "map the RX tail", e))?;
-        let mut ring =
-            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
-                PortError::Driver {
-                    device: self.name().to_string(),
-                    op: "set up RX queue",
-                    source: Box::new(e),
-                }
-            })?;
-        ring.set_max_frame(setup.max_frame);
-        let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
-        self.queues.push((Dir::Rx, q));
-        queue::start_rx(&self.shared, q, ring.iova(), ring.len_bytes(), srrctl)
-            .map_err(|e| port_err(self.name(), "start the RX queue", e))?;
-        ring.arm();
-        self.shared.recovery.set_live(Dir::Rx, q);
-        Ok(Box::new(VfRxQueue::new(ring, self.shared.clone(), q, srrctl)))
+        let info = self.info();
+        let (ring, srrctl) = self.queues.set_up_rx(setup, &info, false)?;
+        self.shared.recovery.set_live(Dir::Rx, setup.queue);
+        Ok(Box::new(VfRxQueue::new(
+            ring,
+            self.shared.clone(),
+            setup.queue,
+            srrctl,
+        )))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
         let q = setup.queue;
         disable_queue(&*self.shared, Dir::Tx, q);
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up TX queue",
-                IgbvfError::Ring("not configured".into()),
-            )
-        })?;
-        let offset = self.rx_ring_size * desc::DESC_SIZE;
-        let mem = RingSlice::new(region, offset, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up TX queue",
-                IgbvfError::Ring("ring does not fit".into()),
-            )
-        })?;
+        let mem = self
+            .queues
+            .ring_slice(Dir::Tx, q, setup.ring_size, "set up TX queue")?;
         let regs = VfQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, false)
             .map_err(|e| drv_err(self.name(), "map the TX tail", e))?;
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
@@ -535,13 +452,13 @@ impl Driver for IgbvfDriver {
             op: "set up TX queue",
             source: Box::new(e),
         })?;
-        self.queues.push((Dir::Tx, q));
+        self.queues.push_set_up(Dir::Tx, q);
         queue::start_tx(&self.shared, q, ring.iova(), ring.len_bytes())
             .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
         self.shared.recovery.set_live(Dir::Tx, q);
         let pools = MappedPools::new(
             self.name(),
-            self.dma.container().clone(),
+            self.queues.dma().container().clone(),
             setup.pool,
             &format!("TX queue {q}"),
         );
@@ -560,9 +477,7 @@ impl Driver for IgbvfDriver {
     fn stop(&mut self) -> Result<()> {
         // Not a loss for the reset watchdog: these queues are meant to read disabled.
         self.shared.recovery.clear_live();
-        for &(dir, q) in &self.queues {
-            disable_queue(&*self.shared, dir, q);
-        }
+        self.queues.disable_all();
         Ok(())
     }
 
@@ -633,7 +548,7 @@ impl Driver for IgbvfDriver {
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
-        Some(self.dma.clone())
+        Some(self.queues.dma().clone())
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
@@ -689,13 +604,9 @@ impl Drop for IgbvfDriver {
             }
         }
         self.shared.recovery.clear_live();
-        for &(dir, q) in &self.queues {
-            disable_queue(&*self.shared, dir, q);
-        }
+        self.queues.disable_all();
         if let Some(d) = &self.shared.device {
-            if let Err(e) = d.disable_bus_master() {
-                log::error!("{}: teardown: bus master off: {e}", self.shared.name);
-            }
+            disable_bus_master(&self.shared.name, d);
         }
         log::info!(
             "{}: igbvf stopped, queues disabled, bus mastering off",
