@@ -36,21 +36,17 @@ use std::time::{Duration, Instant};
 use oxpmd_dma::DmaMap;
 use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
-use self::queue::{IgbQueueRegs, IgbRxQueue};
+use self::queue::IgbRxQueue;
 use self::regs::{Reg, filter, general, interrupt, mdic, rx, tx};
-use crate::adv_ring::{AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE};
+use crate::adv_ring::{MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
-use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::drivers::igb_family::open::{disable_bus_master, enable_bus_master, map_bar0};
 use crate::drivers::igb_family::port_queues::PortQueues;
-use crate::drivers::igb_family::queue_ctl::{disable_queue, start_queue};
 use crate::drivers::igb_family::queue_regs as qregs;
-use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
-use crate::iommu::MappedPools;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;
@@ -453,28 +449,7 @@ impl Driver for IgbDriver {
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
-        let q = setup.queue;
-        disable_queue(&*self.shared, Dir::Tx, q);
-        let mem = self
-            .queues
-            .ring_slice(Dir::Tx, q, setup.ring_size, "set up TX queue")?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, true)
-            .map_err(self.reg_err("map TX tail register"))?;
-        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
-            device: self.name().to_string(),
-            op: "set up TX queue",
-            source: Box::new(e),
-        })?;
-        self.queues.push_set_up(Dir::Tx, q);
-        start_queue(&*self.shared, Dir::Tx, q, ring.iova(), ring.len_bytes(), None)
-            .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
-        let pools = MappedPools::new(
-            self.name(),
-            self.queues.dma().container().clone(),
-            setup.pool,
-            &format!("TX queue {q}"),
-        );
-        Ok(Box::new(AdvTxQueue { ring, pools }))
+        Ok(Box::new(self.queues.set_up_tx(setup)?))
     }
 
     fn start(&mut self) -> Result<()> {

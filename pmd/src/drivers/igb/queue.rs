@@ -1,6 +1,6 @@
 //! igb queues on top of the shared advanced descriptor ring: how the shared queue code reaches
 //! the PF's queue registers ([`QueueDevice`]) and the [`RxQueueOps`] wrapper (the TX wrapper is
-//! shared with igbvf: `drivers::adv_tx_queue`).
+//! shared with igbvf: `igb_family::tx_queue`).
 //!
 //! The only unsafe code of the driver: the `QueueDevice` implementation below.
 #![allow(unsafe_code)]

@@ -1,7 +1,8 @@
 //! What the igb (82576 PF) and igbvf (82576 VF) drivers share, written once: a queue's register
 //! block and the steps that enable, program and disable it ([`queue_ctl`]), the registers a ring
 //! of the shared [`adv_ring`](crate::adv_ring) drives ([`ring_regs`]), a port's rings and queue
-//! set-up ([`port_queues`]), and the open steps both take ([`open`]).
+//! set-up ([`port_queues`]), the TX queue ([`tx_queue`]), and the open steps both take
+//! ([`open`]).
 //!
 //! A PF and a VF of the 82576 lay out each queue's registers the same way (RDBAL .. RXDCTL at the
 //! same offsets inside the queue's block); only where the blocks are differs
@@ -13,6 +14,7 @@ pub(crate) mod port_queues;
 pub(crate) mod queue_ctl;
 pub(crate) mod queue_regs;
 pub(crate) mod ring_regs;
+pub(crate) mod tx_queue;
 
 use std::time::Duration;
 

@@ -9,11 +9,12 @@ use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
 use super::queue_ctl::{disable_queue, start_queue};
 use super::queue_regs::{SRRCTL_DESCTYPE_ADV_ONEBUF, SRRCTL_DROP_EN, srrctl_bsizepkt};
 use super::ring_regs::RingRegs;
+use super::tx_queue::AdvTxQueue;
 use super::{Dir, FamilyError, QueueDevice, port_err};
-use crate::adv_ring::{AdvRxRing, desc};
-use crate::driver::{DeviceInfo, RxQueueSetup};
+use crate::adv_ring::{AdvRxRing, AdvTxRing, desc};
+use crate::driver::{DeviceInfo, RxQueueSetup, TxQueueSetup};
 use crate::error::{PortError, Result};
-use crate::iommu::{RingSlice, VfioDmaMap, pool_is_mapped};
+use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
 use crate::port::PortConfig;
 
 /// One region holds every ring of the port: RX rings first, then TX rings.
@@ -150,9 +151,26 @@ impl<D: QueueDevice> PortQueues<D> {
         Ok((ring, srrctl))
     }
 
-    /// Notes queue `q` of `dir` as set up: it is disabled again at teardown.
-    pub(crate) fn push_set_up(&mut self, dir: Dir, q: u16) {
-        self.set_up.push((dir, q));
+    /// Builds TX queue `setup.queue`'s ring and starts the queue.
+    pub(crate) fn set_up_tx(&mut self, setup: &TxQueueSetup<'_>) -> Result<AdvTxQueue<RingRegs<D>>> {
+        const OP: &str = "set up TX queue";
+        let q = setup.queue;
+        let name = self.dev.name();
+        disable_queue(&*self.dev, Dir::Tx, q);
+        let mem = self.ring_slice(Dir::Tx, q, setup.ring_size, OP)?;
+        let regs = RingRegs::new(self.dev.clone(), Dir::Tx, q, setup.ring_size, false)
+            .map_err(|e| port_err(name, "map the TX tail register", e))?;
+        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| port_err(name, OP, e))?;
+        self.set_up.push((Dir::Tx, q));
+        start_queue(&*self.dev, Dir::Tx, q, ring.iova(), ring.len_bytes(), None)
+            .map_err(|e| port_err(name, "start the TX queue", e))?;
+        let pools = MappedPools::new(
+            name,
+            self.dma.container().clone(),
+            setup.pool,
+            &format!("TX queue {q}"),
+        );
+        Ok(AdvTxQueue { ring, pools })
     }
 
     /// Disables every queue set up (queues still alive elsewhere disable again at their own

@@ -38,21 +38,19 @@ use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
 
 use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
-use self::queue::{VfQueueRegs, VfRxQueue, VfTxQueue};
+use self::queue::{VfRxQueue, VfTxQueue};
 use self::recovery::Recovery;
-use crate::adv_ring::{AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE};
+use crate::adv_ring::{MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
-use crate::drivers::adv_tx_queue::AdvTxQueue;
+use crate::drivers::igb_family::Dir;
 use crate::drivers::igb_family::open::{disable_bus_master, map_bar0};
 use crate::drivers::igb_family::port_queues::PortQueues;
-use crate::drivers::igb_family::queue_ctl::disable_queue;
 use crate::drivers::igb_family::queue_regs::{self as qregs, QueueBlocks};
-use crate::drivers::igb_family::{Dir, port_err};
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, VfioDmaMap};
+use crate::iommu::VfioDmaMap;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::sriov::mailbox::{self, VfRequest};
@@ -440,33 +438,9 @@ impl Driver for IgbvfDriver {
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
-        let q = setup.queue;
-        disable_queue(&*self.shared, Dir::Tx, q);
-        let mem = self
-            .queues
-            .ring_slice(Dir::Tx, q, setup.ring_size, "set up TX queue")?;
-        let regs = VfQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size, false)
-            .map_err(|e| drv_err(self.name(), "map the TX tail", e))?;
-        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
-            device: self.name().to_string(),
-            op: "set up TX queue",
-            source: Box::new(e),
-        })?;
-        self.queues.push_set_up(Dir::Tx, q);
-        queue::start_tx(&self.shared, q, ring.iova(), ring.len_bytes())
-            .map_err(|e| port_err(self.name(), "start the TX queue", e))?;
-        self.shared.recovery.set_live(Dir::Tx, q);
-        let pools = MappedPools::new(
-            self.name(),
-            self.queues.dma().container().clone(),
-            setup.pool,
-            &format!("TX queue {q}"),
-        );
-        Ok(Box::new(VfTxQueue::new(
-            AdvTxQueue { ring, pools },
-            self.shared.clone(),
-            q,
-        )))
+        let inner = self.queues.set_up_tx(setup)?;
+        self.shared.recovery.set_live(Dir::Tx, setup.queue);
+        Ok(Box::new(VfTxQueue::new(inner, self.shared.clone(), setup.queue)))
     }
 
     fn start(&mut self) -> Result<()> {

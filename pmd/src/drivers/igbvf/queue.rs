@@ -12,11 +12,11 @@ use super::VfShared;
 use crate::adv_ring::AdvRxRing;
 use crate::burst::Burst;
 use crate::driver::{RxQueueOps, TxQueueOps};
-use crate::drivers::adv_tx_queue::AdvTxQueue;
 use crate::drivers::igb_family::queue_ctl::{disable_queue, start_queue};
 use crate::drivers::igb_family::queue_regs::QueueReg;
 use crate::drivers::igb_family::ring_regs::RingRegs;
-use crate::drivers::igb_family::{Dir, FamilyError, QueueDevice};
+use crate::drivers::igb_family::tx_queue::AdvTxQueue;
+use crate::drivers::igb_family::{Dir, QueueDevice};
 use crate::iommu::RingSlice;
 use crate::stats::QueueCounters;
 
@@ -58,23 +58,6 @@ unsafe impl QueueDevice for VfShared {
         };
         crate::iommu::stop_bus_master(device, &self.name, dir.name(), q, "VF")
     }
-}
-
-/// Programs RX queue `q` (ring at `iova`, `len` bytes, SRRCTL value `srrctl`) and enables it;
-/// the caller arms the ring next (RDT).
-pub(crate) fn start_rx(
-    shared: &VfShared,
-    q: u16,
-    iova: u64,
-    len: u32,
-    srrctl: u32,
-) -> Result<(), FamilyError> {
-    start_queue(shared, Dir::Rx, q, iova, len, Some(srrctl))
-}
-
-/// Programs TX queue `q` (ring at `iova`, `len` bytes) and enables it.
-pub(crate) fn start_tx(shared: &VfShared, q: u16, iova: u64, len: u32) -> Result<(), FamilyError> {
-    start_queue(shared, Dir::Tx, q, iova, len, None)
 }
 
 /// Where a queue stands in a recovery (see `super::recovery`).
@@ -154,13 +137,8 @@ impl VfRxQueue {
             return self.ring.rx_burst(out, c);
         }
         self.ring.repost_all();
-        if let Err(e) = start_rx(
-            &s,
-            self.queue,
-            self.ring.iova(),
-            self.ring.len_bytes(),
-            self.srrctl,
-        ) {
+        let (iova, len) = (self.ring.iova(), self.ring.len_bytes());
+        if let Err(e) = start_queue(&*s, Dir::Rx, self.queue, iova, len, Some(self.srrctl)) {
             // The PF or the VF went away again: the next burst disables (read back) and tries
             // again.
             log::warn!("{}: RX queue {}: restart after a reset: {e}", s.name, self.queue);
@@ -274,7 +252,7 @@ impl VfTxQueue {
         let lost = unsafe { self.inner.ring.discard_in_flight() };
         s.recovery.add_tx_dropped(lost);
         let ring = &self.inner.ring;
-        if let Err(e) = start_tx(&s, self.queue, ring.iova(), ring.len_bytes()) {
+        if let Err(e) = start_queue(&*s, Dir::Tx, self.queue, ring.iova(), ring.len_bytes(), None) {
             // The next call disables (read back) and tries again; the ring stays empty until then.
             log::warn!("{}: TX queue {}: restart after a reset: {e}", s.name, self.queue);
             self.state = Rebuild::Current;
