@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use oxpmd_vfio::{BarError, Register};
+use oxpmd_vfio::Register;
 
 use std::os::fd::BorrowedFd;
 
@@ -34,16 +34,16 @@ unsafe impl QueueDevice for IgbShared {
         &self.name
     }
 
-    fn read_queue(&self, dir: Dir, q: u16, r: QueueReg) -> std::result::Result<u32, BarError> {
+    fn read_queue(&self, dir: Dir, q: u16, r: QueueReg) -> u32 {
         self.read(queue::reg(dir, q, r))
     }
 
-    fn write_queue(&self, dir: Dir, q: u16, r: QueueReg, v: u32) -> std::result::Result<(), BarError> {
-        self.write(queue::reg(dir, q, r), v)
+    fn write_queue(&self, dir: Dir, q: u16, r: QueueReg, v: u32) {
+        self.write(queue::reg(dir, q, r), v);
     }
 
-    fn tail(&self, dir: Dir, q: u16) -> std::result::Result<Register, BarError> {
-        self.bar.register(queue::reg(dir, q, QueueReg::DT).off())
+    fn tail(&self, dir: Dir, q: u16) -> Register {
+        self.regs.register(queue::reg(dir, q, QueueReg::DT))
     }
 
     fn stop_bus_master(&self, dir: Dir, q: u16) -> bool {

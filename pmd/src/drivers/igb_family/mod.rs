@@ -1,8 +1,9 @@
 //! What the igb (82576 PF) and igbvf (82576 VF) drivers share, written once: a queue's register
 //! block and the steps that enable, program and disable it ([`queue_ctl`]), the registers a ring
 //! of the shared [`adv_ring`](crate::adv_ring) drives ([`ring_regs`]), a port's rings and queue
-//! set-up ([`port_queues`]), the TX queue ([`tx_queue`]), and the open steps both take
-//! ([`open`]).
+//! set-up ([`port_queues`]), the TX queue ([`tx_queue`]), the open steps both take ([`open`]),
+//! and the form of their register-offset types ([`register_type`]: `IgbReg`, `VfReg`), checked
+//! against BAR0 once when it is mapped.
 //!
 //! A PF and a VF of the 82576 lay out each queue's registers the same way (RDBAL .. RXDCTL at the
 //! same offsets inside the queue's block); only where the blocks are differs
@@ -13,12 +14,13 @@ pub(crate) mod open;
 pub(crate) mod port_queues;
 pub(crate) mod queue_ctl;
 pub(crate) mod queue_regs;
+pub(crate) mod register_type;
 pub(crate) mod ring_regs;
 pub(crate) mod tx_queue;
 
 use std::time::Duration;
 
-use oxpmd_vfio::{BarError, Register};
+use oxpmd_vfio::Register;
 
 use self::queue_regs::QueueReg;
 
@@ -54,13 +56,13 @@ pub(crate) unsafe trait QueueDevice: Send + Sync {
     fn name(&self) -> &str;
 
     /// Reads register `r` of queue `q` of `dir`.
-    fn read_queue(&self, dir: Dir, q: u16, r: QueueReg) -> Result<u32, BarError>;
+    fn read_queue(&self, dir: Dir, q: u16, r: QueueReg) -> u32;
 
     /// Writes register `r` of queue `q` of `dir`.
-    fn write_queue(&self, dir: Dir, q: u16, r: QueueReg, v: u32) -> Result<(), BarError>;
+    fn write_queue(&self, dir: Dir, q: u16, r: QueueReg, v: u32);
 
-    /// The tail register of queue `q` of `dir`, checked once, for the datapath.
-    fn tail(&self, dir: Dir, q: u16) -> Result<Register, BarError>;
+    /// The tail register of queue `q` of `dir`, for the datapath.
+    fn tail(&self, dir: Dir, q: u16) -> Register;
 
     /// Turns the function's bus mastering off (a queue would not disable); true once it is off.
     fn stop_bus_master(&self, dir: Dir, q: u16) -> bool;
@@ -70,9 +72,6 @@ pub(crate) unsafe trait QueueDevice: Send + Sync {
 /// device and the operation).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FamilyError {
-    /// A register access failed (outside the mapped BAR).
-    #[error("BAR0 access: {0}")]
-    Bar(#[from] BarError),
     /// The RX mempool is not mapped for this device.
     #[error(
         "mempool `{pool}` is not mapped in this port's IOMMU container; create it with \

@@ -129,8 +129,7 @@ impl<D: QueueDevice> PortQueues<D> {
         self.check_pool(setup.pool, OP)?;
         disable_queue(&*self.dev, Dir::Rx, q);
         let mem = self.ring_slice(Dir::Rx, q, setup.ring_size, OP)?;
-        let regs = RingRegs::new(self.dev.clone(), Dir::Rx, q, setup.ring_size, batch_tail)
-            .map_err(|e| port_err(name, "map the RX tail register", e))?;
+        let regs = RingRegs::new(self.dev.clone(), Dir::Rx, q, setup.ring_size, batch_tail);
         let mut ring = AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q)
             .map_err(|e| port_err(name, OP, e))?;
         ring.set_vlan_stripped(setup.vlan_strip);
@@ -158,8 +157,7 @@ impl<D: QueueDevice> PortQueues<D> {
         let name = self.dev.name();
         disable_queue(&*self.dev, Dir::Tx, q);
         let mem = self.ring_slice(Dir::Tx, q, setup.ring_size, OP)?;
-        let regs = RingRegs::new(self.dev.clone(), Dir::Tx, q, setup.ring_size, false)
-            .map_err(|e| port_err(name, "map the TX tail register", e))?;
+        let regs = RingRegs::new(self.dev.clone(), Dir::Tx, q, setup.ring_size, false);
         let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| port_err(name, OP, e))?;
         self.set_up.push((Dir::Tx, q));
         start_queue(&*self.dev, Dir::Tx, q, ring.iova(), ring.len_bytes(), None)

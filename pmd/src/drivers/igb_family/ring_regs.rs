@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use oxpmd_vfio::{BarError, Register};
+use oxpmd_vfio::Register;
 
 use super::queue_ctl::disable_queue;
 use super::{Dir, QueueDevice};
@@ -38,15 +38,9 @@ pub(crate) struct RingRegs<D: QueueDevice> {
 impl<D: QueueDevice> RingRegs<D> {
     /// The registers of queue `queue` of `dir`; `batch_rx_tail` batches an RX ring of
     /// `ring_size` descriptors' tail writes (see [`RX_TAIL_THRESH`]).
-    pub(crate) fn new(
-        dev: Arc<D>,
-        dir: Dir,
-        queue: u16,
-        ring_size: usize,
-        batch_rx_tail: bool,
-    ) -> Result<Self, BarError> {
-        let tail = dev.tail(dir, queue)?;
-        Ok(RingRegs {
+    pub(crate) fn new(dev: Arc<D>, dir: Dir, queue: u16, ring_size: usize, batch_rx_tail: bool) -> Self {
+        let tail = dev.tail(dir, queue);
+        RingRegs {
             dev,
             tail,
             dir,
@@ -55,7 +49,7 @@ impl<D: QueueDevice> RingRegs<D> {
                 last: None,
                 ring_size: ring_size as u32,
             }),
-        })
+        }
     }
 }
 

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use oxpmd_vfio::BarError;
-
 use super::mbx::MbxError;
 
 /// Failures of the igbvf driver (inside [`PortError::Driver`](crate::PortError::Driver)).
@@ -25,9 +23,6 @@ pub enum IgbvfError {
         /// Why.
         source: Box<oxpmd_vfio::Error>,
     },
-    /// A register access failed.
-    #[error("BAR0 access: {0}")]
-    Bar(#[from] BarError),
     /// A mailbox exchange failed.
     #[error(transparent)]
     Mailbox(#[from] MbxError),

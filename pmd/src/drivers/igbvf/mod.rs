@@ -23,6 +23,7 @@ mod handshake;
 mod intr;
 mod link;
 pub mod mbx;
+mod port_regs;
 mod recovery;
 pub mod regs;
 mod stats;
@@ -34,21 +35,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxpmd_dma::DmaMap;
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
+use oxpmd_vfio::{Bar, BarView, Container, Device, PciAddress, VfToken};
 
 use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
+use self::port_regs::PortRegs;
 use self::queue::{VfRxQueue, VfTxQueue};
 use self::recovery::Recovery;
+use self::regs::VfReg;
 use crate::adv_ring::{MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
+use crate::drivers::igb::regs::IgbReg;
 use crate::drivers::igb_family::Dir;
-use crate::drivers::igb_family::open::{disable_bus_master, map_bar0};
+use crate::drivers::igb_family::open::{disable_bus_master, map_bar0, view_bar0};
 use crate::drivers::igb_family::port_queues::PortQueues;
-use crate::drivers::igb_family::queue_regs::{self as qregs, QueueBlocks};
+use crate::drivers::igb_family::queue_regs as qregs;
 use crate::error::{PortError, Result};
 use crate::iommu::VfioDmaMap;
 use crate::mac::MacAddr;
@@ -132,11 +136,10 @@ pub struct IgbvfHwStats {
 /// What the driver and its queues share.
 pub(crate) struct VfShared {
     pub(crate) name: String,
-    pub(crate) bar: Bar,
+    /// Its registers (checked at open to hold every register read through them).
+    pub(crate) regs: PortRegs,
     /// The VF's VFIO device (None for a PF pool port: the PF host owns the device).
     device: Option<Device>,
-    /// Where the port's queue registers are in `bar`.
-    pub(crate) queue_blocks: QueueBlocks,
     /// Running totals of the VF's rolling counters (xstats).
     totals: std::sync::Mutex<stats::VfTotals>,
     /// The reset watchdog's state, shared with the queues.
@@ -150,31 +153,26 @@ pub(crate) struct VfShared {
 impl VfShared {
     /// Advances the running totals and returns them (a PF pool port has none: its counters
     /// are not in this BAR).
-    /// A port on the PF's own pool: no device, mailbox or counters of its own.
-    fn is_pf_pool(&self) -> bool {
-        self.device.is_none()
-    }
-
-    fn totals(&self) -> std::result::Result<stats::VfTotals, BarError> {
+    fn totals(&self) -> stats::VfTotals {
         let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.is_pf_pool() {
-            t.accumulate(|off| self.bar.read32(off))?;
+        if let Some(v) = self.regs.vf() {
+            t.accumulate(|r| v.read(r));
         }
-        Ok(t.clone())
+        t.clone()
     }
 
-    fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
-        if self.is_pf_pool() {
+    fn hw_stats(&self) -> IgbvfHwStats {
+        let Some(v) = self.regs.vf() else {
             // A PF pool port: the VF counters are not in this BAR.
-            return Ok(IgbvfHwStats::default());
+            return IgbvfHwStats::default();
+        };
+        IgbvfHwStats {
+            gprc: v.read(stats::GPRC),
+            gptc: v.read(stats::GPTC),
+            gorc: v.read(stats::GORC),
+            gotc: v.read(stats::GOTC),
+            mprc: v.read(stats::MPRC),
         }
-        Ok(IgbvfHwStats {
-            gprc: self.bar.read32(stats::GPRC)?,
-            gptc: self.bar.read32(stats::GPTC)?,
-            gorc: self.bar.read32(stats::GORC)?,
-            gotc: self.bar.read32(stats::GOTC)?,
-            mprc: self.bar.read32(stats::MPRC)?,
-        })
     }
 }
 
@@ -195,9 +193,7 @@ impl std::fmt::Debug for IgbvfStatsReader {
 impl IgbvfStatsReader {
     /// The VF's counters now.
     pub fn read(&self) -> Result<IgbvfHwStats> {
-        self.shared
-            .hw_stats()
-            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
+        Ok(self.shared.hw_stats())
     }
 }
 
@@ -209,7 +205,7 @@ pub struct IgbvfDriver {
     /// The mailbox (None for a PF pool port).
     /// Shared with the link-event poller ([`Driver::link_events`]): PF messages say whether the
     /// PF holds the VF's link down.
-    mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
+    mbx: Option<Arc<Mutex<mbx::BarMailbox>>>,
     /// The connection to the PF service that handed this VF over (kept open while we use it).
     _service: Option<std::os::unix::net::UnixStream>,
     /// The reset watchdog (None for a PF pool port): its stop flag and thread.
@@ -265,12 +261,11 @@ impl IgbvfDriver {
         dma: Arc<VfioDmaMap>,
         service: Option<std::os::unix::net::UnixStream>,
     ) -> Result<IgbvfDriver> {
-        let bar = map_bar0(&name, &device)?;
+        let regs: BarView<VfReg> = map_bar0(&name, &device)?;
         let shared = Arc::new(VfShared {
             name: name.clone(),
-            bar: bar.clone(),
+            regs: PortRegs::Vf(regs.clone()),
             device: Some(device),
-            queue_blocks: regs::QUEUE_BLOCKS,
             totals: Default::default(),
             recovery: Recovery::default(),
             settings: Mutex::default(),
@@ -279,18 +274,16 @@ impl IgbvfDriver {
         let mut drv = IgbvfDriver {
             queues: PortQueues::new(shared.clone(), dma),
             shared,
-            mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
+            mbx: Some(Arc::new(Mutex::new(VfMailbox::new(regs, MBX_TIMEOUT)))),
             _service: service,
             watchdog: None,
         };
         drv.reset()?;
         // The totals count from here (whatever the counters held before the open).
-        drv.shared
-            .totals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .start_from(|off| drv.shared.bar.read32(off))
-            .map_err(|e| drv_err(&name, "read statistics", e))?;
+        if let Some(v) = drv.shared.regs.vf() {
+            let mut t = drv.shared.totals.lock().unwrap_or_else(|p| p.into_inner());
+            t.start_from(|r| v.read(r));
+        }
         drv.start_watchdog()?;
         Ok(drv)
     }
@@ -329,12 +322,12 @@ impl IgbvfDriver {
         hwq: u16,
         mac: MacAddr,
     ) -> Result<IgbvfDriver> {
+        let pf = view_bar0::<IgbReg>(name, &bar)?;
         let dma = Arc::new(VfioDmaMap::new(container).map_err(|e| drv_err(name, "set up DMA mapping", e))?);
         let shared = Arc::new(VfShared {
             name: name.to_string(),
-            bar,
+            regs: PortRegs::PfPool { pf, hwq },
             device: None,
-            queue_blocks: crate::drivers::igb::regs::queue::pool_blocks(hwq),
             totals: Default::default(),
             recovery: Recovery::default(),
             settings: Mutex::default(),
@@ -349,7 +342,7 @@ impl IgbvfDriver {
         })
     }
 
-    fn mailbox(&self) -> Result<&Mutex<VfMailbox<Bar>>> {
+    fn mailbox(&self) -> Result<&Mutex<mbx::BarMailbox>> {
         self.mbx
             .as_deref()
             .ok_or_else(|| drv_err(self.name(), "mailbox request", IgbvfError::PfPool))
@@ -558,10 +551,7 @@ impl Driver for IgbvfDriver {
     }
 
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
-        self.shared
-            .totals()
-            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
-            .append(out);
+        self.shared.totals().append(out);
         if self.watchdog.is_some() {
             self.shared.recovery.append(out);
         }

@@ -1,64 +1,23 @@
-//! igbvf queues on the shared advanced descriptor ring: ring memory (a [`RingSlice`] of a DMA
-//! region mapped through the VF's VFIO container), the queue's tail / enable registers, and the
-//! [`RxQueueOps`] / [`TxQueueOps`] wrappers.
-// One `unsafe impl` (QueueDevice) and one unsafe block (the TX ring's discard after a reset).
+//! igbvf queues on the shared advanced descriptor ring: the [`RxQueueOps`] / [`TxQueueOps`]
+//! wrappers, which rebuild their rings after a reset.
+// One unsafe block: the TX ring's discard after a reset.
 #![deny(unsafe_code)]
 
 use std::sync::Arc;
-
-use oxpmd_vfio::{BarError, Register};
 
 use super::VfShared;
 use crate::adv_ring::AdvRxRing;
 use crate::burst::Burst;
 use crate::driver::{RxQueueOps, TxQueueOps};
+use crate::drivers::igb_family::Dir;
 use crate::drivers::igb_family::queue_ctl::{disable_queue, start_queue};
-use crate::drivers::igb_family::queue_regs::QueueReg;
 use crate::drivers::igb_family::ring_regs::RingRegs;
 use crate::drivers::igb_family::tx_queue::AdvTxQueue;
-use crate::drivers::igb_family::{Dir, QueueDevice};
 use crate::iommu::RingSlice;
 use crate::stats::QueueCounters;
 
 /// The registers a ring of the VF drives.
 pub(crate) type VfQueueRegs = RingRegs<VfShared>;
-
-// SAFETY: `read_queue` is a volatile read of the BAR that holds the port's queues (the VF's, or
-// the PF's for a PF pool port; no cached value); `stop_bus_master` returns true only once bus
-// mastering is off in the VF's command register (a PF pool port has no device of its own and
-// returns false).
-#[allow(unsafe_code)]
-unsafe impl QueueDevice for VfShared {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn read_queue(&self, dir: Dir, q: u16, r: QueueReg) -> Result<u32, BarError> {
-        self.bar.read32(self.queue_blocks.offset(dir, q, r))
-    }
-
-    fn write_queue(&self, dir: Dir, q: u16, r: QueueReg, v: u32) -> Result<(), BarError> {
-        self.bar.write32(self.queue_blocks.offset(dir, q, r), v)
-    }
-
-    fn tail(&self, dir: Dir, q: u16) -> Result<Register, BarError> {
-        self.bar.register(self.queue_blocks.offset(dir, q, QueueReg::DT))
-    }
-
-    fn stop_bus_master(&self, dir: Dir, q: u16) -> bool {
-        let Some(device) = self.device.as_ref() else {
-            // A PF pool port: the device is the PF, owned by the PF host; its bus mastering
-            // cannot be turned off from here (the ring then leaks its buffers).
-            log::error!(
-                "{}: {} queue {q}: no VFIO device of its own (PF pool port): DMA cannot be stopped",
-                self.name,
-                dir.name(),
-            );
-            return false;
-        };
-        crate::iommu::stop_bus_master(device, &self.name, dir.name(), q, "VF")
-    }
-}
 
 /// Where a queue stands in a recovery (see `super::recovery`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,10 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_vfio::Bar;
-
 use super::handshake::{self, VfSettings};
-use super::mbx::VfMailbox;
+use super::mbx::BarMailbox;
 use super::{VfShared, regs};
 use crate::drivers::igb_family::Dir;
 use crate::drivers::igb_family::QueueDevice;
@@ -74,8 +72,8 @@ pub(crate) struct Observation {
     pub(crate) v2p: Option<u32>,
     /// RSTI / RSTD seen by any mailbox read since the last look.
     pub(crate) reset_bits: u32,
-    /// STATUS (None: the read failed).
-    pub(crate) status: Option<u32>,
+    /// STATUS.
+    pub(crate) status: u32,
     /// A queue that should be enabled reads disabled.
     pub(crate) queue_lost: bool,
 }
@@ -84,7 +82,7 @@ impl Observation {
     pub(crate) fn no_answer(&self) -> bool {
         matches!(
             (self.v2p, self.status),
-            (None, _) | (Some(u32::MAX), _) | (Some(0), Some(0))
+            (None, _) | (Some(u32::MAX), _) | (Some(0), 0)
         )
     }
 }
@@ -300,7 +298,7 @@ impl Recovery {
 /// The watchdog's view of the port: what it reads and what it replays.
 pub(crate) struct Watched {
     pub(crate) shared: Arc<VfShared>,
-    pub(crate) mbx: Arc<Mutex<VfMailbox<Bar>>>,
+    pub(crate) mbx: Arc<Mutex<BarMailbox>>,
 }
 
 impl Watched {
@@ -310,7 +308,7 @@ impl Watched {
             let m = handshake::lock(&self.mbx);
             (m.poll_ctl().ok(), m.take_reset_bits())
         };
-        let status = s.bar.read32(regs::STATUS).ok();
+        let status = s.regs.status();
         let mut queue_lost = false;
         for dir in [Dir::Rx, Dir::Tx] {
             for q in 0..2u16 {
@@ -320,7 +318,7 @@ impl Watched {
                 let ctl = s.read_queue(dir, q, QueueReg::DCTL);
                 // The register first, then the flag: a queue that disabled itself cleared its
                 // flag before its write, so it is not taken for a lost one.
-                if ctl.is_ok_and(|v| v & DCTL_ENABLE == 0) && s.recovery.is_live(dir, q) {
+                if ctl & DCTL_ENABLE == 0 && s.recovery.is_live(dir, q) {
                     queue_lost = true;
                 }
             }
@@ -371,9 +369,9 @@ pub(crate) fn run(w: Watched, stop: Arc<AtomicBool>) {
                 if waits % 100 == 0 {
                     log::info!(
                         "{name}: igbvf recovery: still waiting for the PF: V2PMAILBOX {:?}, \
-                         STATUS {:?}{}",
+                         STATUS {:#x}{}",
                         seen.v2p.map(|v| format!("{v:#x}")),
-                        seen.status.map(|v| format!("{v:#x}")),
+                        seen.status,
                         cmd.map(|c| format!(" ({c})")).unwrap_or_default()
                     );
                 }

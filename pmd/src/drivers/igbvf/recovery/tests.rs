@@ -20,7 +20,7 @@ fn seen(v2p: u32) -> Observation {
     Observation {
         v2p: Some(v2p),
         reset_bits: 0,
-        status: Some(STATUS_UP),
+        status: STATUS_UP,
         queue_lost: false,
     }
 }
@@ -80,7 +80,7 @@ fn registers_that_do_not_answer_are_a_reset_in_progress() {
         Observation { v2p: None, ..seen(0) },
         Observation {
             v2p: Some(0),
-            status: Some(0),
+            status: 0,
             ..seen(0)
         },
     ] {
@@ -173,7 +173,7 @@ fn a_pf_reset_through_the_mailbox_model_is_noticed_waited_out_and_recovered() {
     let look = |vf: &VfMailbox<ModelVf>| Observation {
         v2p: vf.poll_ctl().ok(),
         reset_bits: vf.take_reset_bits(),
-        status: Some(STATUS_UP),
+        status: STATUS_UP,
         queue_lost: false,
     };
     let r = vf.request(&VfRequest::Reset.encode()[..1]).unwrap();
