@@ -119,6 +119,43 @@ impl Bar {
         self.inner.areas.iter().map(|a| (a.offset, a.len)).collect()
     }
 
+    /// The start of the mapped area at offset 0 and its length (null and 0 when the BAR's start
+    /// is not mapped), for [`BarView`](crate::BarView)'s one check.
+    pub(crate) fn mapped_from_start(&self) -> (*mut u8, usize) {
+        let i = &*self.inner;
+        if i.base_off == 0 {
+            (i.base, i.base_len)
+        } else {
+            (std::ptr::null_mut(), 0)
+        }
+    }
+
+    /// A BAR over `size` bytes of anonymous memory (zeroed), standing in for a device's in
+    /// tests of the code above it: reads return what was written.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn anonymous(index: u32, size: usize) -> Bar {
+        let map = MmapOptions::new()
+            .len(size)
+            .map_anon()
+            .expect("anonymous mapping for a test BAR");
+        let map = MmapRaw::from(map);
+        let base = map.as_mut_ptr();
+        Bar {
+            inner: Arc::new(BarInner {
+                index,
+                size: size as u64,
+                base,
+                base_off: 0,
+                base_len: size,
+                areas: vec![Area {
+                    offset: 0,
+                    len: size,
+                    map,
+                }],
+            }),
+        }
+    }
+
     /// The pointer for a 4-byte access at `off`, after the bounds, alignment and area checks.
     #[inline(always)]
     fn ptr32(&self, off: usize) -> Result<*mut u32, BarError> {
@@ -265,6 +302,14 @@ impl std::fmt::Debug for Register {
 }
 
 impl Register {
+    /// A register at `ptr` inside `bar`'s mapping.
+    ///
+    /// # Safety
+    /// `ptr` is 4-aligned and `ptr .. ptr + 4` lies inside a mapped area of `bar`.
+    pub(crate) unsafe fn from_raw(ptr: *mut u32, bar: Bar) -> Register {
+        Register { ptr, _bar: bar }
+    }
+
     /// Volatile read.
     #[inline(always)]
     pub fn read(&self) -> u32 {

@@ -44,9 +44,11 @@
 //!
 //! Several groups and devices share one [`Container`] (one IOMMU address space); DMA mappings are
 //! tracked and unmapped when the last handle to the container goes. The only `unsafe` is in the
-//! ioctl, eventfd and BAR access wrappers (`sys`, `container`, `device`, `bar`), each justified.
+//! ioctl, eventfd and BAR access wrappers (`sys`, `container`, `device`, `bar`, `bar_view`), each
+//! justified.
 
 pub mod bar;
+pub mod bar_view;
 pub mod container;
 pub mod device;
 pub mod error;
@@ -60,6 +62,7 @@ pub mod uapi;
 mod testutil;
 
 pub use bar::{Bar, Register};
+pub use bar_view::{BarTooSmall, BarView, RegisterMap};
 pub use container::{Container, DmaMapping, Group, GroupStatus, IommuInfo, IovaRange, adopt_device};
 pub use device::{Device, DeviceInfo, Interrupts, IrqInfo, IrqKind, RegionInfo, SparseArea, wait_readable};
 pub use error::{BarError, BarErrorKind, Error, Op, Result};

@@ -8,8 +8,8 @@
 //! as `RingMemory`) allows it for itself and documents each block.
 #![deny(unsafe_code)]
 
-mod adv_tx_queue;
 pub mod igb;
+pub(crate) mod igb_family;
 pub mod igbvf;
 pub mod virtio;
 

@@ -20,8 +20,6 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxpmd_vfio::BarError;
-
 use super::regs::{general, interrupt};
 use super::{IgbShared, drv_err, link_from_status};
 use crate::driver::LinkStatus;
@@ -45,55 +43,46 @@ impl IgbLinkSource {
             .msix
             .claim_link(&shared.device, &shared.name, LINK_VECTOR as usize)?;
         let src = IgbLinkSource { shared, wake };
-        src.program()
-            .map_err(|e| drv_err(&src.shared.name, "route LSC to MSI-X vector 0", e))?;
+        src.program();
         Ok(src)
     }
 
-    fn program(&self) -> std::result::Result<(), BarError> {
+    fn program(&self) {
         let s = &self.shared;
         let bit = 1u32 << LINK_VECTOR;
-        msix_mode(s)?;
+        msix_mode(s);
         s.modify(
             interrupt::IVAR_MISC,
             (interrupt::IVAR_VALID | LINK_VECTOR) << interrupt::IVAR_MISC_OTHER_SHIFT,
             0xFF << interrupt::IVAR_MISC_OTHER_SHIFT,
-        )?;
-        s.modify(interrupt::EIAC, bit, 0)?;
+        );
+        s.modify(interrupt::EIAC, bit, 0);
         // A stale LSC left pending would keep the next one from raising an interrupt.
-        s.read(interrupt::ICR)?;
-        s.write(interrupt::IMS, interrupt::ICR_LSC)?;
-        s.write(interrupt::EIMS, bit)?;
-        Ok(())
+        s.read(interrupt::ICR);
+        s.write(interrupt::IMS, interrupt::ICR_LSC);
+        s.write(interrupt::EIMS, bit);
     }
 }
 
 /// GPIE for MSI-X vectors: EICR bits name vectors, ICR clears on read, PBA support.
-fn msix_mode(s: &IgbShared) -> std::result::Result<(), BarError> {
+fn msix_mode(s: &IgbShared) {
     s.modify(
         interrupt::GPIE,
         interrupt::GPIE_MSIX_MODE | interrupt::GPIE_NSICR | interrupt::GPIE_PBA,
         0,
-    )
-    .map(|_| ())
+    );
 }
 
 impl LinkEventSource for IgbLinkSource {
     fn read_link(&mut self) -> Result<LinkStatus> {
-        let st = self
-            .shared
-            .read(general::STATUS)
-            .map_err(|e| drv_err(&self.shared.name, "read STATUS", e))?;
-        Ok(link_from_status(st))
+        Ok(link_from_status(self.shared.read(general::STATUS)))
     }
 
     fn take_wakeup(&mut self) -> Result<bool> {
         if !self.wake.take()? {
             return Ok(false);
         }
-        self.shared
-            .read(interrupt::ICR)
-            .map_err(|e| drv_err(&self.shared.name, "read ICR", e))?;
+        self.shared.read(interrupt::ICR);
         Ok(true)
     }
 
@@ -113,13 +102,9 @@ impl LinkEventSource for IgbLinkSource {
 impl Drop for IgbLinkSource {
     fn drop(&mut self) {
         let s = &self.shared;
-        let off = s
-            .write(interrupt::IMC, interrupt::ICR_LSC)
-            .and_then(|_| s.write(interrupt::EIMC, 1 << LINK_VECTOR))
-            .and_then(|_| s.modify(interrupt::IVAR_MISC, 0, 0xFF << interrupt::IVAR_MISC_OTHER_SHIFT));
-        if let Err(e) = off {
-            log::warn!("{}: link events off: {e}", s.name);
-        }
+        s.write(interrupt::IMC, interrupt::ICR_LSC);
+        s.write(interrupt::EIMC, 1 << LINK_VECTOR);
+        s.modify(interrupt::IVAR_MISC, 0, 0xFF << interrupt::IVAR_MISC_OTHER_SHIFT);
         s.msix.release_link();
     }
 }
@@ -157,22 +142,20 @@ impl IgbRxInterrupt {
             queue,
             vector,
         };
-        intr.program()
-            .map_err(|e| drv_err(&name, "route the RX queue to its MSI-X vector", e))?;
+        intr.program();
         Ok(intr)
     }
 
-    fn ivar(&self) -> super::regs::Reg {
-        super::regs::Reg(interrupt::IVAR0.off() + 4 * usize::from(self.queue))
-    }
-
-    fn program(&self) -> std::result::Result<(), BarError> {
+    fn program(&self) {
         let s = &self.shared;
-        msix_mode(s)?;
-        s.write(interrupt::EIMC, 1 << self.vector)?;
-        s.modify(self.ivar(), interrupt::IVAR_VALID | self.vector, 0xFF)?;
-        s.modify(interrupt::EIAC, 1 << self.vector, 0)?;
-        Ok(())
+        msix_mode(s);
+        s.write(interrupt::EIMC, 1 << self.vector);
+        s.modify(
+            interrupt::ivar(self.queue),
+            interrupt::IVAR_VALID | self.vector,
+            0xFF,
+        );
+        s.modify(interrupt::EIAC, 1 << self.vector, 0);
     }
 
     /// Unmasks the vector. Its EICR bit is cleared first: frames the last poll already took
@@ -180,18 +163,15 @@ impl IgbRxInterrupt {
     /// in the ring, where the caller looks next.
     pub(crate) fn arm(&self) -> Result<()> {
         let bit = 1 << self.vector;
-        self.shared
-            .write(interrupt::EICR, bit)
-            .and_then(|()| self.shared.write(interrupt::EIMS, bit))
-            .map_err(|e| drv_err(&self.shared.name, "arm the RX interrupt", e))
+        self.shared.write(interrupt::EICR, bit);
+        self.shared.write(interrupt::EIMS, bit);
+        Ok(())
     }
 
     /// Masks the vector and consumes its count.
     pub(crate) fn disarm(&self) -> Result<()> {
         let name = &self.shared.name;
-        self.shared
-            .write(interrupt::EIMC, 1 << self.vector)
-            .map_err(|e| drv_err(name, "disarm the RX interrupt", e))?;
+        self.shared.write(interrupt::EIMC, 1 << self.vector);
         self.irqs
             .take_count(self.vector as usize)
             .map(|_| ())
@@ -208,11 +188,7 @@ impl IgbRxInterrupt {
 impl Drop for IgbRxInterrupt {
     fn drop(&mut self) {
         let s = &self.shared;
-        let off = s
-            .write(interrupt::EIMC, 1 << self.vector)
-            .and_then(|_| s.modify(self.ivar(), 0, 0xFF));
-        if let Err(e) = off {
-            log::warn!("{}: RX queue {} interrupt off: {e}", s.name, self.queue);
-        }
+        s.write(interrupt::EIMC, 1 << self.vector);
+        s.modify(interrupt::ivar(self.queue), 0, 0xFF);
     }
 }

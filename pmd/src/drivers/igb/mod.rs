@@ -19,6 +19,7 @@
 //! and ring go back; the driver's `Drop` clears RCTL.EN / TCTL.EN, disables every queue it set up,
 //! then turns bus mastering off. Memory is freed afterwards by its owners (queues, pools).
 
+mod error;
 pub(crate) mod intr;
 pub(crate) mod multicast;
 pub mod regs;
@@ -26,26 +27,30 @@ mod rss;
 mod stats;
 mod vlan;
 
+pub use self::error::IgbError;
 pub use self::stats::{IgbHwStats, IgbStatsReader};
+
+use self::error::drv_err;
 
 mod queue;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_dma::{DmaMap, DmaRegion, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
+use oxpmd_dma::DmaMap;
+use oxpmd_vfio::{BarView, Device, PciAddress};
 
-use self::queue::{Dir, IgbQueueRegs, IgbRxQueue, disable_queue};
-use self::regs::{Reg, filter, general, interrupt, mdic, queue as qregs, rx, tx};
-use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use self::queue::IgbRxQueue;
+use self::regs::{IgbReg, filter, general, interrupt, mdic, rx, tx};
+use crate::adv_ring::{MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
-use crate::drivers::adv_tx_queue::AdvTxQueue;
-use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
+use crate::drivers::igb_family::open::{disable_bus_master, enable_bus_master, map_bar0};
+use crate::drivers::igb_family::port_queues::PortQueues;
+use crate::drivers::igb_family::queue_regs as qregs;
+use crate::error::Result;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::stats::DeviceCounters;
@@ -65,90 +70,12 @@ pub const MAX_MTU: u16 = 9216 - 26;
 const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one MDIC (PHY register) operation may take.
 const MDIC_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long a queue enable may take to read back.
-const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// Failures of the igb driver itself (wrapped in [`PortError::Driver`] with the device and the
-/// operation).
-#[derive(Debug, thiserror::Error)]
-pub enum IgbError {
-    /// A register access failed (outside the mapped BAR).
-    #[error("BAR0 access: {0}")]
-    Bar(#[from] BarError),
-    /// A VFIO operation failed.
-    #[error(transparent)]
-    Vfio(#[from] oxpmd_vfio::Error),
-    /// A DMA mapping failed.
-    #[error(transparent)]
-    DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Descriptor ring memory could not be allocated.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
-    /// An RSS key of the wrong length.
-    #[error("RSS key of {len} bytes: the 82576 takes {}", rss::KEY_LEN)]
-    RssKeyLength {
-        /// Bytes given.
-        len: usize,
-    },
-    /// The device did not leave reset.
-    #[error("CTRL.RST still set {0:?} after the reset; the device does not respond")]
-    ResetTimeout(Duration),
-    /// A PHY register access did not complete.
-    #[error("MDIC {op} of PHY register {reg} did not complete within {timeout:?}")]
-    MdicTimeout {
-        /// "read" or "write".
-        op: &'static str,
-        /// PHY register.
-        reg: u32,
-        /// Wait.
-        timeout: Duration,
-    },
-    /// A PHY register access failed.
-    #[error("MDIC {op} of PHY register {reg} failed (MDIC.ERROR set, MDIC = {mdic:#010x})")]
-    MdicError {
-        /// "read" or "write".
-        op: &'static str,
-        /// PHY register.
-        reg: u32,
-        /// MDIC value read back.
-        mdic: u32,
-    },
-    /// A queue did not report enabled.
-    #[error("{dir} queue {queue}: enable bit not set {timeout:?} after enabling")]
-    QueueEnableTimeout {
-        /// "RX" or "TX".
-        dir: &'static str,
-        /// Queue.
-        queue: u16,
-        /// Wait.
-        timeout: Duration,
-    },
-    /// The RX mempool is not mapped for this device.
-    #[error(
-        "mempool `{pool}` is not mapped in this device's IOMMU container; create it with \
-         Port::dma_map() of any PCI port of this process (all PCI ports share one container)"
-    )]
-    PoolNotMapped {
-        /// Pool name.
-        pool: String,
-    },
-    /// The ring memory was not usable.
-    #[error("descriptor ring: {0}")]
-    Ring(String),
-}
-
-fn drv_err(device: &str, op: &'static str, e: impl Into<IgbError>) -> PortError {
-    PortError::Driver {
-        device: device.to_string(),
-        op,
-        source: Box::new(e.into()),
-    }
-}
 
 /// What the driver and its queues share: the device, its BAR0 and the counters.
 pub(crate) struct IgbShared {
     pub(crate) name: String,
-    pub(crate) bar: Bar,
+    /// BAR0, checked at open to hold every register of [`IgbReg`].
+    pub(crate) regs: BarView<IgbReg>,
     device: Device,
     stats: Mutex<stats::HwTotals>,
     /// MSI-X, enabled on first use (link events), and the claim on the link vector.
@@ -157,43 +84,35 @@ pub(crate) struct IgbShared {
 
 impl IgbShared {
     #[inline]
-    pub(crate) fn read(&self, r: Reg) -> std::result::Result<u32, BarError> {
-        self.bar.read32(r.off())
+    pub(crate) fn read(&self, r: IgbReg) -> u32 {
+        self.regs.read(r)
     }
 
     #[inline]
-    pub(crate) fn write(&self, r: Reg, v: u32) -> std::result::Result<(), BarError> {
-        self.bar.write32(r.off(), v)
+    pub(crate) fn write(&self, r: IgbReg, v: u32) {
+        self.regs.write(r, v);
     }
 
-    fn modify(&self, r: Reg, set: u32, clear: u32) -> std::result::Result<u32, BarError> {
-        let v = (self.read(r)? & !clear) | set;
-        self.write(r, v)?;
-        Ok(v)
+    fn modify(&self, r: IgbReg, set: u32, clear: u32) -> u32 {
+        self.regs.modify(r, set, clear)
     }
 
-    /// Reads every clear-on-read counter and adds it to the totals; returns the totals.
     /// Reads every statistics register once into the running totals and returns them.
-    fn read_stats(&self) -> std::result::Result<stats::HwTotals, BarError> {
+    fn read_stats(&self) -> stats::HwTotals {
         let mut t = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        t.accumulate(|r| self.read(r))?;
-        Ok(t.clone())
+        t.accumulate(|r| self.read(r));
+        t.clone()
     }
 }
 
 /// An igb PF opened through VFIO.
 pub struct IgbDriver {
     shared: Arc<IgbShared>,
-    dma: Arc<VfioDmaMap>,
+    /// The ring region and the queues set up on it.
+    queues: PortQueues<IgbShared>,
     mac: MacAddr,
     /// UPE / MPE bits kept across start / stop.
     filter_bits: u32,
-    rings: Option<Arc<DmaRegion>>,
-    rx_ring_size: usize,
-    tx_ring_size: usize,
-    rx_queues: u16,
-    /// Queues set up (disabled again at drop).
-    queues: Vec<(Dir, u16)>,
     port_id: u16,
     link_restarted: Instant,
     /// The VLAN filter table as written.
@@ -224,24 +143,19 @@ impl IgbDriver {
         let name = addr.to_string();
         let (device, dma) =
             crate::iommu::open_pci_function(addr, None).map_err(|e| e.into_port_error(&name, ""))?;
-        let bar = device.map_bar(0).map_err(|e| drv_err(&name, "map BAR0", e))?;
+        let regs = map_bar0(&name, &device)?;
         let shared = Arc::new(IgbShared {
             name: name.clone(),
-            bar,
+            regs,
             device,
             stats: Mutex::new(stats::HwTotals::default()),
             msix: crate::link_events::MsixVectors::new(1 + u32::from(MAX_QUEUES)),
         });
         let mut drv = IgbDriver {
+            queues: PortQueues::new(shared.clone(), dma),
             shared,
-            dma,
             mac: MacAddr::ZERO,
             filter_bits: 0,
-            rings: None,
-            rx_ring_size: 0,
-            tx_ring_size: 0,
-            rx_queues: 0,
-            queues: Vec::new(),
             port_id: opts.port_id,
             link_restarted: Instant::now(),
             vlan: vlan::VlanFilter::default(),
@@ -267,53 +181,40 @@ impl IgbDriver {
         &self.shared.name
     }
 
-    fn write_reta(&self, reta: &[u16]) -> Result<()> {
+    fn write_reta(&self, reta: &[u16]) {
         for (i, v) in rss::reta_registers(reta).iter().enumerate() {
-            self.shared
-                .write(Reg(regs::rss::RETA.off() + 4 * i), *v)
-                .map_err(self.reg_err("write RETA"))?;
+            self.shared.write(regs::rss::reta(i), *v);
         }
-        Ok(())
     }
 
-    fn reg_err(&self, op: &'static str) -> impl Fn(BarError) -> PortError + '_ {
-        move |e| drv_err(self.name(), op, e)
-    }
-
-    fn mask_interrupts(&self) -> std::result::Result<(), BarError> {
-        self.shared.write(interrupt::IMC, interrupt::ALL)?;
-        self.shared.write(interrupt::EIMC, interrupt::ALL)?;
-        self.shared.read(interrupt::ICR)?;
-        Ok(())
+    fn mask_interrupts(&self) {
+        self.shared.write(interrupt::IMC, interrupt::ALL);
+        self.shared.write(interrupt::EIMC, interrupt::ALL);
+        self.shared.read(interrupt::ICR);
     }
 
     fn bring_up(&mut self) -> Result<()> {
         let s = self.shared.clone();
-        s.device
-            .enable_memory_and_bus_master()
-            .map_err(|e| drv_err(&s.name, "enable memory space and bus mastering", e))?;
-        self.mask_interrupts().map_err(self.reg_err("mask interrupts"))?;
+        enable_bus_master(&s.name, &s.device)?;
+        self.mask_interrupts();
         // Reset, wait at least 1 ms, poll until the bit clears.
-        s.modify(general::CTRL, general::CTRL_RST, 0)
-            .map_err(self.reg_err("reset"))?;
+        s.modify(general::CTRL, general::CTRL_RST, 0);
         std::thread::sleep(Duration::from_millis(2));
         let t = Instant::now();
-        while s.read(general::CTRL).map_err(self.reg_err("reset"))? & general::CTRL_RST != 0 {
+        while s.read(general::CTRL) & general::CTRL_RST != 0 {
             if t.elapsed() > RESET_TIMEOUT {
                 return Err(drv_err(&s.name, "reset", IgbError::ResetTimeout(RESET_TIMEOUT)));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        self.mask_interrupts()
-            .map_err(self.reg_err("mask interrupts after reset"))?;
-        s.modify(general::CTRL_EXT, general::CTRL_EXT_DRV_LOAD, 0)
-            .map_err(self.reg_err("set CTRL_EXT.DRV_LOAD"))?;
+        self.mask_interrupts();
+        s.modify(general::CTRL_EXT, general::CTRL_EXT_DRV_LOAD, 0);
         // Receive and transmit stay off until start.
-        s.write(rx::RCTL, 0).map_err(self.reg_err("clear RCTL"))?;
-        s.write(tx::TCTL, 0).map_err(self.reg_err("clear TCTL"))?;
+        s.write(rx::RCTL, 0);
+        s.write(tx::TCTL, 0);
         // MAC address from entry 0 of the receive address table, written back valid.
-        let lo = s.read(filter::RAL0).map_err(self.reg_err("read RAL0"))?;
-        let hi = s.read(filter::RAH0).map_err(self.reg_err("read RAH0"))?;
+        let lo = s.read(filter::RAL0);
+        let hi = s.read(filter::RAH0);
         let l = lo.to_le_bytes();
         let h = hi.to_le_bytes();
         let mut mac = MacAddr([l[0], l[1], l[2], l[3], h[0], h[1]]);
@@ -325,21 +226,19 @@ impl IgbDriver {
             );
             mac = fallback;
         }
-        self.write_mac(mac)?;
+        self.write_mac(mac);
         for i in 0..filter::MTA_LEN {
-            s.write(Reg(filter::MTA.off() + 4 * i), 0)
-                .map_err(self.reg_err("clear MTA"))?;
+            s.write(filter::mta(i), 0);
         }
         // Link: let the MAC follow the PHY, restart autonegotiation.
-        s.modify(general::CTRL, general::CTRL_SLU, 0)
-            .map_err(self.reg_err("set CTRL.SLU"))?;
+        s.modify(general::CTRL, general::CTRL_SLU, 0);
         self.phy_write(
             mdic::PHY_BMCR,
             mdic::BMCR_AN_ENABLE | mdic::BMCR_RESTART_AN | mdic::BMCR_FULL_DUPLEX | mdic::BMCR_SPEED_1000,
         )?;
         self.link_restarted = Instant::now();
         // Clear the counters the reset may have left.
-        s.read_stats().map_err(self.reg_err("clear statistics"))?;
+        s.read_stats();
         *s.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats::HwTotals::default();
         log::info!("{}: igb reset, MAC {mac}, autonegotiation restarted", s.name);
         Ok(())
@@ -352,10 +251,10 @@ impl IgbDriver {
             | (reg << mdic::REG_SHIFT)
             | (mdic::PHY_ADDR << mdic::PHY_SHIFT)
             | mdic::OP_WRITE;
-        s.write(mdic::MDIC, cmd).map_err(self.reg_err("MDIC write"))?;
+        s.write(mdic::MDIC, cmd);
         let t = Instant::now();
         loop {
-            let v = s.read(mdic::MDIC).map_err(self.reg_err("MDIC write"))?;
+            let v = s.read(mdic::MDIC);
             if v & mdic::ERROR != 0 {
                 return Err(drv_err(
                     &s.name,
@@ -385,73 +284,16 @@ impl IgbDriver {
         }
     }
 
-    fn write_mac(&mut self, mac: MacAddr) -> Result<()> {
+    fn write_mac(&mut self, mac: MacAddr) {
         let m = mac.0;
         let lo = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
         let hi = u32::from(u16::from_le_bytes([m[4], m[5]])) | filter::RAH_AV;
         let s = &self.shared;
         // Invalidate first so the filter never holds half an address.
-        s.write(filter::RAH0, 0).map_err(self.reg_err("write RAH0"))?;
-        s.write(filter::RAL0, lo).map_err(self.reg_err("write RAL0"))?;
-        s.write(filter::RAH0, hi).map_err(self.reg_err("write RAH0"))?;
+        s.write(filter::RAH0, 0);
+        s.write(filter::RAL0, lo);
+        s.write(filter::RAH0, hi);
         self.mac = mac;
-        Ok(())
-    }
-
-    fn wait_enabled(&self, dir: Dir, q: u16) -> Result<()> {
-        let ctl = dir.reg(q, qregs::DCTL);
-        let t = Instant::now();
-        loop {
-            let v = self.shared.read(ctl).map_err(self.reg_err("enable queue"))?;
-            if v & qregs::DCTL_ENABLE != 0 {
-                return Ok(());
-            }
-            if t.elapsed() > QUEUE_ENABLE_TIMEOUT {
-                return Err(drv_err(
-                    self.name(),
-                    "enable queue",
-                    IgbError::QueueEnableTimeout {
-                        dir: dir.name(),
-                        queue: q,
-                        timeout: QUEUE_ENABLE_TIMEOUT,
-                    },
-                ));
-            }
-            std::thread::yield_now();
-        }
-    }
-
-    /// The slice of the ring region for queue `q` of `dir`.
-    fn ring_slice(&self, dir: Dir, q: u16, descs: usize) -> Result<RingSlice> {
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                IgbError::Ring("configure was not called".into()),
-            )
-        })?;
-        let rx_bytes = usize::from(self.rx_queues) * self.rx_ring_size * desc::DESC_SIZE;
-        let offset = match dir {
-            Dir::Rx => usize::from(q) * self.rx_ring_size * desc::DESC_SIZE,
-            Dir::Tx => rx_bytes + usize::from(q) * self.tx_ring_size * desc::DESC_SIZE,
-        };
-        RingSlice::new(region, offset, descs * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up queue",
-                IgbError::Ring(format!("{} queue {q} does not fit the ring region", dir.name())),
-            )
-        })
-    }
-
-    fn program_ring(&self, dir: Dir, q: u16, iova: u64, len: u32) -> std::result::Result<(), BarError> {
-        let s = &self.shared;
-        s.write(dir.reg(q, qregs::DBAL), iova as u32)?;
-        s.write(dir.reg(q, qregs::DBAH), (iova >> 32) as u32)?;
-        s.write(dir.reg(q, qregs::DLEN), len)?;
-        s.write(dir.reg(q, qregs::DH), 0)?;
-        s.write(dir.reg(q, qregs::DT), 0)?;
-        Ok(())
     }
 }
 
@@ -468,23 +310,6 @@ fn link_from_status(st: u32) -> LinkStatus {
         up,
         speed_mbps,
         full_duplex: up && st & general::STATUS_FD != 0,
-    }
-}
-
-/// SRRCTL.BSIZEPKT for an RX queue of `pool` (shared with igbvf): the data room rounded down to
-/// whole KiB, so never more than the buffer holds; refused (as `Port::configure` does first) when
-/// that cannot hold a full frame.
-pub(crate) fn rx_buffer_size(device: &str, info: &DeviceInfo, pool: &oxpmd_dma::Mempool) -> Result<u32> {
-    match (
-        crate::port::rx_buffer_refusal(pool, info),
-        qregs::srrctl_bsizepkt(pool.data_room()),
-    ) {
-        (None, Some(kib)) => Ok(kib),
-        (reason, _) => Err(PortError::InvalidConfig {
-            device: device.to_string(),
-            op: "set up RX queue",
-            reason: reason.unwrap_or_else(|| format!("mempool `{}`: no whole KiB of data room", pool.name())),
-        }),
     }
 }
 
@@ -518,42 +343,12 @@ impl Driver for IgbDriver {
 
     fn configure(&mut self, config: &PortConfig) -> Result<()> {
         let s = self.shared.clone();
-        if self.rings.is_some() {
-            return Err(drv_err(
-                &s.name,
-                "configure",
-                IgbError::Ring("already configured".into()),
-            ));
-        }
-        if !pool_is_mapped(self.dma.container(), &config.mempool) {
-            return Err(drv_err(
-                &s.name,
-                "configure",
-                IgbError::PoolNotMapped {
-                    pool: config.mempool.name().to_string(),
-                },
-            ));
-        }
-        // One region holds every ring of the port: RX rings first, then TX rings.
-        let bytes = (usize::from(config.rx_queues) * config.rx_ring_size
-            + usize::from(config.tx_queues) * config.tx_ring_size)
-            * desc::DESC_SIZE;
-        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
-            .map_err(|e| drv_err(&s.name, "allocate descriptor rings", e))?;
-        let map: Arc<dyn DmaMap> = self.dma.clone();
-        region
-            .map(map)
-            .map_err(|e| drv_err(&s.name, "map descriptor rings", e))?;
-        self.rings = Some(Arc::new(region));
-        self.rx_ring_size = config.rx_ring_size;
-        self.tx_ring_size = config.tx_ring_size;
-        self.rx_queues = config.rx_queues;
-
+        self.queues.configure(config)?;
         // RSS on every RX queue (the hash is reported even with one queue).
         self.write_reta(&crate::rss::round_robin_reta(
             regs::rss::RETA_ENTRIES,
             config.rx_queues,
-        ))?;
+        ));
         let key = match &config.rss_key {
             // Length checked against the device's by the port.
             Some(k) => <[u8; rss::KEY_LEN]>::try_from(k.as_slice())
@@ -561,68 +356,24 @@ impl Driver for IgbDriver {
             None => rss::random_key(),
         };
         for (i, v) in rss::key_registers(&key).iter().enumerate() {
-            s.write(Reg(regs::rss::RSSRK.off() + 4 * i), *v)
-                .map_err(self.reg_err("write RSS key"))?;
+            s.write(regs::rss::rssrk(i), *v);
         }
         self.rss_key = Some(key);
         let fields = rss::mrqc_fields(config.rss_hash.unwrap_or_else(rss::supported));
-        s.write(regs::rss::MRQC, regs::rss::MRQC_ENABLE_RSS | fields)
-            .map_err(self.reg_err("write MRQC"))?;
+        s.write(regs::rss::MRQC, regs::rss::MRQC_ENABLE_RSS | fields);
         // Checksum status in the write-back; PCSD: the write-back carries the RSS hash.
         s.write(
             rx::RXCSUM,
             rx::RXCSUM_IPOFLD | rx::RXCSUM_TUOFLD | rx::RXCSUM_PCSD,
-        )
-        .map_err(self.reg_err("write RXCSUM"))?;
-        s.write(rx::RCTL, rx::RCTL_BAM | rx::RCTL_SECRC | self.filter_bits)
-            .map_err(self.reg_err("write RCTL"))?;
-        self.vlan
-            .configure(&s, config.vlan_strip, config.vlan_filter)
-            .map_err(self.reg_err("configure VLAN stripping and filtering"))?;
+        );
+        s.write(rx::RCTL, rx::RCTL_BAM | rx::RCTL_SECRC | self.filter_bits);
+        self.vlan.configure(&s, config.vlan_strip, config.vlan_filter);
         Ok(())
     }
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
-        let q = setup.queue;
-        if !pool_is_mapped(self.dma.container(), setup.pool) {
-            return Err(drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbError::PoolNotMapped {
-                    pool: setup.pool.name().to_string(),
-                },
-            ));
-        }
-        disable_queue(&self.shared, Dir::Rx, q);
-        let mem = self.ring_slice(Dir::Rx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Rx, q, setup.ring_size)
-            .map_err(self.reg_err("map RX tail register"))?;
-        let mut ring =
-            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
-                PortError::Driver {
-                    device: self.name().to_string(),
-                    op: "set up RX queue",
-                    source: Box::new(e),
-                }
-            })?;
-        ring.set_vlan_stripped(setup.vlan_strip);
-        // A frame longer than one buffer goes on over the next descriptors (EOP on the last).
-        ring.set_max_frame(setup.max_frame);
-        let bsize = rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        self.program_ring(Dir::Rx, q, ring.iova(), ring.len_bytes())
-            .map_err(self.reg_err("program RX ring"))?;
-        self.shared
-            .write(
-                Dir::Rx.reg(q, qregs::SRRCTL),
-                bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN,
-            )
-            .map_err(self.reg_err("write SRRCTL"))?;
-        self.shared
-            .write(Dir::Rx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
-            .map_err(self.reg_err("enable RX queue"))?;
-        self.queues.push((Dir::Rx, q));
-        self.wait_enabled(Dir::Rx, q)?;
-        ring.arm();
+        let info = self.info();
+        let (ring, _) = self.queues.set_up_rx(setup, &info, true)?;
         Ok(Box::new(IgbRxQueue {
             ring,
             shared: self.shared.clone(),
@@ -631,55 +382,25 @@ impl Driver for IgbDriver {
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
-        let q = setup.queue;
-        disable_queue(&self.shared, Dir::Tx, q);
-        let mem = self.ring_slice(Dir::Tx, q, setup.ring_size)?;
-        let regs = IgbQueueRegs::new(self.shared.clone(), Dir::Tx, q, setup.ring_size)
-            .map_err(self.reg_err("map TX tail register"))?;
-        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
-            device: self.name().to_string(),
-            op: "set up TX queue",
-            source: Box::new(e),
-        })?;
-        self.program_ring(Dir::Tx, q, ring.iova(), ring.len_bytes())
-            .map_err(self.reg_err("program TX ring"))?;
-        self.shared
-            .write(Dir::Tx.reg(q, qregs::DCTL), qregs::DCTL_ENABLE)
-            .map_err(self.reg_err("enable TX queue"))?;
-        self.queues.push((Dir::Tx, q));
-        self.wait_enabled(Dir::Tx, q)?;
-        let pools = MappedPools::new(
-            self.name(),
-            self.dma.container().clone(),
-            setup.pool,
-            &format!("TX queue {q}"),
-        );
-        Ok(Box::new(AdvTxQueue { ring, pools }))
+        Ok(Box::new(self.queues.set_up_tx(setup)?))
     }
 
     fn start(&mut self) -> Result<()> {
         let s = &self.shared;
-        s.write(tx::TCTL, tx::TCTL_ON)
-            .map_err(self.reg_err("enable TX"))?;
-        s.modify(rx::RCTL, rx::RCTL_EN, 0)
-            .map_err(self.reg_err("enable RX"))?;
+        s.write(tx::TCTL, tx::TCTL_ON);
+        s.modify(rx::RCTL, rx::RCTL_EN, 0);
         Ok(())
     }
 
     fn stop(&mut self) -> Result<()> {
         let s = &self.shared;
-        s.modify(rx::RCTL, 0, rx::RCTL_EN)
-            .map_err(self.reg_err("disable RX"))?;
-        s.modify(tx::TCTL, 0, tx::TCTL_EN)
-            .map_err(self.reg_err("disable TX"))?;
+        s.modify(rx::RCTL, 0, rx::RCTL_EN);
+        s.modify(tx::TCTL, 0, tx::TCTL_EN);
         Ok(())
     }
 
     fn link(&mut self) -> Result<LinkStatus> {
-        let st = self
-            .shared
-            .read(general::STATUS)
-            .map_err(self.reg_err("read STATUS"))?;
+        let st = self.shared.read(general::STATUS);
         Ok(link_from_status(st))
     }
 
@@ -692,24 +413,21 @@ impl Driver for IgbDriver {
     }
 
     fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
-        self.write_mac(mac)
+        self.write_mac(mac);
+        Ok(())
     }
 
     fn set_promiscuous(&mut self, on: bool) -> Result<()> {
         let (set, clear) = if on { (rx::RCTL_UPE, 0) } else { (0, rx::RCTL_UPE) };
         self.filter_bits = (self.filter_bits & !clear) | set;
-        self.shared
-            .modify(rx::RCTL, set, clear)
-            .map_err(self.reg_err("set promiscuous mode"))?;
+        self.shared.modify(rx::RCTL, set, clear);
         Ok(())
     }
 
     fn set_all_multicast(&mut self, on: bool) -> Result<()> {
         let (set, clear) = if on { (rx::RCTL_MPE, 0) } else { (0, rx::RCTL_MPE) };
         self.filter_bits = (self.filter_bits & !clear) | set;
-        self.shared
-            .modify(rx::RCTL, set, clear)
-            .map_err(self.reg_err("set all-multicast mode"))?;
+        self.shared.modify(rx::RCTL, set, clear);
         Ok(())
     }
 
@@ -717,30 +435,23 @@ impl Driver for IgbDriver {
         // Beyond the standard MTU the device needs LPE, and then drops frames longer than
         // RLPML, which counts the FCS (as QEMU's hw/net/igb_core.c igb_rx_is_oversized does).
         let rlpml = crate::driver::max_frame_len(mtu) as u32 + 4;
-        self.shared
-            .write(rx::RLPML, rlpml)
-            .map_err(self.reg_err("write RLPML"))?;
+        self.shared.write(rx::RLPML, rlpml);
         let (set, clear) = if mtu > crate::driver::DEFAULT_MTU {
             (rx::RCTL_LPE, 0)
         } else {
             (0, rx::RCTL_LPE)
         };
         self.filter_bits = (self.filter_bits & !clear) | set;
-        self.shared
-            .modify(rx::RCTL, set, clear)
-            .map_err(self.reg_err("set long packet reception (RCTL.LPE)"))?;
+        self.shared.modify(rx::RCTL, set, clear);
         Ok(())
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
-        Some(self.dma.clone())
+        Some(self.queues.dma().clone())
     }
 
     fn device_counters(&mut self) -> Result<DeviceCounters> {
-        let st = self
-            .shared
-            .read_stats()
-            .map_err(self.reg_err("read statistics"))?;
+        let st = self.shared.read_stats();
         let st = IgbHwStats::from(&st);
         Ok(DeviceCounters {
             imissed: st.mpc,
@@ -751,15 +462,14 @@ impl Driver for IgbDriver {
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
         for (i, v) in multicast::mta_for(addrs).iter().enumerate() {
-            self.shared
-                .write(Reg(filter::MTA.off() + 4 * i), *v)
-                .map_err(self.reg_err("write the multicast table"))?;
+            self.shared.write(filter::mta(i), *v);
         }
         Ok(())
     }
 
     fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {
-        self.write_reta(reta)
+        self.write_reta(reta);
+        Ok(())
     }
 
     fn rss_key(&self) -> Option<Vec<u8>> {
@@ -767,16 +477,12 @@ impl Driver for IgbDriver {
     }
 
     fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
-        self.vlan
-            .set(&self.shared, vid, on)
-            .map_err(self.reg_err("write the VLAN filter table"))
+        self.vlan.set(&self.shared, vid, on);
+        Ok(())
     }
 
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
-        self.shared
-            .read_stats()
-            .map_err(self.reg_err("read statistics"))?
-            .append(out);
+        self.shared.read_stats().append(out);
         Ok(())
     }
 }
@@ -786,21 +492,11 @@ impl Drop for IgbDriver {
         let s = &self.shared;
         // Device off before any memory can go: receive and transmit off, every queue disabled
         // (queues still alive elsewhere disable again at their own drop), then bus mastering off.
-        if let Err(e) = s
-            .modify(rx::RCTL, 0, rx::RCTL_EN)
-            .and_then(|_| s.modify(tx::TCTL, 0, tx::TCTL_EN))
-        {
-            log::error!("{}: teardown: RCTL/TCTL: {e}", s.name);
-        }
-        for &(dir, q) in &self.queues {
-            disable_queue(s, dir, q);
-        }
-        if let Err(e) = s.modify(general::CTRL_EXT, 0, general::CTRL_EXT_DRV_LOAD) {
-            log::warn!("{}: teardown: CTRL_EXT: {e}", s.name);
-        }
-        if let Err(e) = s.device.disable_bus_master() {
-            log::error!("{}: teardown: bus master off: {e}", s.name);
-        }
+        s.modify(rx::RCTL, 0, rx::RCTL_EN);
+        s.modify(tx::TCTL, 0, tx::TCTL_EN);
+        self.queues.disable_all();
+        s.modify(general::CTRL_EXT, 0, general::CTRL_EXT_DRV_LOAD);
+        disable_bus_master(&s.name, &s.device);
         log::info!("{}: stopped, queues disabled, bus mastering off", s.name);
     }
 }

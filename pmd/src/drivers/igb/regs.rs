@@ -1,28 +1,30 @@
 //! Intel 82576 PF register map: the registers this driver touches, grouped per block, with the
 //! offsets and bits of the 82576 datasheet (as QEMU's `igb` model implements them).
-#![forbid(unsafe_code)]
+//!
+//! Every register is an [`IgbReg`]: a value of it is below [`IgbReg::EXTENT`] by construction,
+//! so once the BAR was checked to map that much (`BarView::new`, at open) no access needs a check.
+#![deny(unsafe_code)]
 #![allow(clippy::unreadable_literal)]
 
-/// A register: its byte offset in BAR0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reg(pub usize);
+use crate::drivers::igb_family::register_type::bar0_registers;
 
-impl Reg {
-    /// The byte offset.
-    pub const fn off(self) -> usize {
-        self.0
-    }
-}
+bar0_registers!(
+    /// A register of the PF's BAR0: its byte offset, 4-aligned and below [`IgbReg::EXTENT`]
+    /// (the end of TX queue 15's block, the highest register this driver uses).
+    IgbReg,
+    "82576 PF",
+    queue::BLOCKS.tx + queue::BLOCKS.stride * queue::NUM_QUEUES as usize
+);
 
 /// Device control and status.
 pub mod general {
-    use super::Reg;
+    use super::IgbReg;
     /// Device control.
-    pub const CTRL: Reg = Reg(0x0000);
+    pub const CTRL: IgbReg = IgbReg::new(0x0000);
     /// Device status (read-only).
-    pub const STATUS: Reg = Reg(0x0008);
+    pub const STATUS: IgbReg = IgbReg::new(0x0008);
     /// Extended device control.
-    pub const CTRL_EXT: Reg = Reg(0x0018);
+    pub const CTRL_EXT: IgbReg = IgbReg::new(0x0018);
 
     /// CTRL: set link up (lets the MAC follow the PHY's link).
     pub const CTRL_SLU: u32 = 1 << 6;
@@ -50,28 +52,30 @@ pub mod general {
 /// Interrupt cause and mask registers. Every interrupt stays masked except those a user asks
 /// for (link-state events: LSC on the "other causes" MSI-X vector).
 pub mod interrupt {
-    use super::Reg;
+    use super::IgbReg;
     /// Interrupt cause read (clear on read once GPIE.NSICR is set).
-    pub const ICR: Reg = Reg(0x00C0);
+    pub const ICR: IgbReg = IgbReg::new(0x00C0);
     /// Interrupt mask set (and read).
-    pub const IMS: Reg = Reg(0x00D0);
+    pub const IMS: IgbReg = IgbReg::new(0x00D0);
     /// Interrupt mask clear.
-    pub const IMC: Reg = Reg(0x00D8);
+    pub const IMC: IgbReg = IgbReg::new(0x00D8);
     /// General purpose interrupt enable.
-    pub const GPIE: Reg = Reg(0x1514);
+    pub const GPIE: IgbReg = IgbReg::new(0x1514);
     /// Extended interrupt mask set (one bit per MSI-X vector in MSI-X mode).
-    pub const EIMS: Reg = Reg(0x1524);
+    pub const EIMS: IgbReg = IgbReg::new(0x1524);
     /// Extended interrupt mask clear.
-    pub const EIMC: Reg = Reg(0x1528);
+    pub const EIMC: IgbReg = IgbReg::new(0x1528);
     /// Extended interrupt cause read (write 1 to clear a vector's bit).
-    pub const EICR: Reg = Reg(0x1580);
+    pub const EICR: IgbReg = IgbReg::new(0x1580);
     /// Extended interrupt auto clear: EICR bits cleared when their vector's message is sent.
-    pub const EIAC: Reg = Reg(0x152C);
+    pub const EIAC: IgbReg = IgbReg::new(0x152C);
     /// Interrupt vector allocation of the queues: register q holds RX queue q in bits 7:0 (TX
     /// queue q in 15:8, queues q+8 above).
-    pub const IVAR0: Reg = Reg(0x1700);
+    pub const fn ivar(q: u16) -> IgbReg {
+        IgbReg::new(0x1700 + 4 * q as usize)
+    }
     /// Interrupt vector allocation of the "other" causes (bits 15:8; TCP timer in 7:0).
-    pub const IVAR_MISC: Reg = Reg(0x1740);
+    pub const IVAR_MISC: IgbReg = IgbReg::new(0x1740);
     /// Every cause.
     pub const ALL: u32 = 0xFFFF_FFFF;
 
@@ -91,9 +95,9 @@ pub mod interrupt {
 
 /// MDI control: PHY register access.
 pub mod mdic {
-    use super::Reg;
+    use super::IgbReg;
     /// MDI control register.
-    pub const MDIC: Reg = Reg(0x0020);
+    pub const MDIC: IgbReg = IgbReg::new(0x0020);
     /// Shift of the PHY register number.
     pub const REG_SHIFT: u32 = 16;
     /// Shift of the PHY address.
@@ -125,11 +129,11 @@ pub mod mdic {
 
 /// Receive control and filters.
 pub mod rx {
-    use super::Reg;
+    use super::IgbReg;
     /// Receive control.
-    pub const RCTL: Reg = Reg(0x0100);
+    pub const RCTL: IgbReg = IgbReg::new(0x0100);
     /// Receive checksum control.
-    pub const RXCSUM: Reg = Reg(0x5000);
+    pub const RXCSUM: IgbReg = IgbReg::new(0x5000);
 
     /// RCTL: receiver enable.
     pub const RCTL_EN: u32 = 1 << 1;
@@ -154,14 +158,14 @@ pub mod rx {
     pub const RXCSUM_PCSD: u32 = 1 << 13;
 
     /// RLPML: the longest frame received with RCTL.LPE, FCS included (bits 13:0).
-    pub const RLPML: Reg = Reg(0x5004);
+    pub const RLPML: IgbReg = IgbReg::new(0x5004);
 }
 
 /// Transmit control.
 pub mod tx {
-    use super::Reg;
+    use super::IgbReg;
     /// Transmit control.
-    pub const TCTL: Reg = Reg(0x0400);
+    pub const TCTL: IgbReg = IgbReg::new(0x0400);
     /// TCTL: transmitter enable.
     pub const TCTL_EN: u32 = 1 << 1;
     /// TCTL: pad short packets.
@@ -179,30 +183,46 @@ pub mod tx {
 
 /// Address filters: the receive address table and the multicast table.
 pub mod filter {
-    use super::Reg;
+    use super::IgbReg;
     /// Multicast table array: 128 registers of 32 bits.
-    pub const MTA: Reg = Reg(0x5200);
+    pub const MTA: IgbReg = IgbReg::new(0x5200);
+    /// Word `n` of the multicast table.
+    pub const fn mta(n: usize) -> IgbReg {
+        IgbReg::new(MTA.off() + 4 * n)
+    }
+    /// Word `n` of the VLAN filter table (4096 bits).
+    pub const fn vfta(n: usize) -> IgbReg {
+        IgbReg::new(crate::sriov::regs::vfta(n))
+    }
     /// Entries of the multicast table.
     pub const MTA_LEN: usize = 128;
     /// Receive address low of entry 0 (the port's MAC, bytes 0..4).
-    pub const RAL0: Reg = Reg(0x5400);
+    pub const RAL0: IgbReg = IgbReg::new(0x5400);
     /// Receive address high of entry 0 (bytes 4..6, AV, pool select).
-    pub const RAH0: Reg = Reg(0x5404);
+    pub const RAH0: IgbReg = IgbReg::new(0x5404);
     /// RAH: address valid.
     pub const RAH_AV: u32 = 1 << 31;
 }
 
 /// Multiple receive queues and RSS.
 pub mod rss {
-    use super::Reg;
+    use super::IgbReg;
     /// Multiple receive queues command.
-    pub const MRQC: Reg = Reg(0x5818);
+    pub const MRQC: IgbReg = IgbReg::new(0x5818);
     /// Redirection table: 32 registers, 128 one-byte entries (queue index in the low 4 bits).
-    pub const RETA: Reg = Reg(0x5C00);
+    pub const RETA: IgbReg = IgbReg::new(0x5C00);
+    /// Register `n` of the redirection table.
+    pub const fn reta(n: usize) -> IgbReg {
+        IgbReg::new(RETA.off() + 4 * n)
+    }
     /// Entries of the redirection table.
     pub const RETA_ENTRIES: usize = 128;
     /// RSS random key: 10 registers (40 bytes).
-    pub const RSSRK: Reg = Reg(0x5C80);
+    pub const RSSRK: IgbReg = IgbReg::new(0x5C80);
+    /// Register `n` of the RSS key.
+    pub const fn rssrk(n: usize) -> IgbReg {
+        IgbReg::new(RSSRK.off() + 4 * n)
+    }
     /// Registers of the RSS key.
     pub const RSSRK_LEN: usize = 10;
 
@@ -237,57 +257,26 @@ pub mod rss {
 
 // The statistics registers are listed, with their names, in `super::stats::COUNTERS`.
 
-/// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`.
+/// Per-queue registers: RX queue `q` at `0xC000 + 0x40 * q`, TX queue `q` at `0xE000 + 0x40 * q`
+/// (the registers of one block are the family's, `igb_family::queue_regs::QueueReg`).
 pub mod queue {
-    use super::Reg;
+    use super::IgbReg;
+    use crate::drivers::igb_family::Dir;
+    use crate::drivers::igb_family::queue_regs::{QueueBlocks, QueueReg};
+
     /// Queues of the 82576.
     pub const NUM_QUEUES: u16 = 16;
-    const RX_BASE: usize = 0xC000;
-    const TX_BASE: usize = 0xE000;
-    const STRIDE: usize = 0x40;
+    /// Where the PF's queue blocks lie.
+    pub(crate) const BLOCKS: QueueBlocks = QueueBlocks {
+        rx: 0xC000,
+        tx: 0xE000,
+        stride: 0x40,
+        queues: NUM_QUEUES,
+    };
 
-    /// Descriptor base address low (both directions).
-    pub const DBAL: usize = 0x00;
-    /// Descriptor base address high.
-    pub const DBAH: usize = 0x04;
-    /// Descriptor ring length in bytes (multiple of 128).
-    pub const DLEN: usize = 0x08;
-    /// RX: split and replication control.
-    pub const SRRCTL: usize = 0x0C;
-    /// Head.
-    pub const DH: usize = 0x10;
-    /// Tail.
-    pub const DT: usize = 0x18;
-    /// Queue control (RXDCTL / TXDCTL).
-    pub const DCTL: usize = 0x28;
-
-    /// RXDCTL / TXDCTL: queue enable.
-    pub const DCTL_ENABLE: u32 = 1 << 25;
-    /// SRRCTL: packet buffer size field (1 KiB units, bits 6:0).
-    pub const SRRCTL_BSIZEPKT_MASK: u32 = 0x7F;
-    /// SRRCTL: advanced one-buffer descriptors.
-    pub const SRRCTL_DESCTYPE_ADV_ONEBUF: u32 = 0x0200_0000;
-    /// SRRCTL: drop frames when the queue has no descriptor (instead of stalling the port).
-    pub const SRRCTL_DROP_EN: u32 = 0x8000_0000;
-    /// SRRCTL.BSIZEPKT counts in units of this many bytes.
-    pub const SRRCTL_BSIZEPKT_UNIT: usize = 1024;
-
-    /// SRRCTL.BSIZEPKT for buffers of `data_room` bytes behind the descriptor's address: whole
-    /// KiB, rounded down, so the device never writes past the buffer (the next buffer's headroom
-    /// lies right after it). `None` when `data_room` is below one KiB.
-    pub fn srrctl_bsizepkt(data_room: usize) -> Option<u32> {
-        let kib = (data_room / SRRCTL_BSIZEPKT_UNIT).min(SRRCTL_BSIZEPKT_MASK as usize);
-        (kib > 0).then_some(kib as u32)
-    }
-
-    /// Register `field` of RX queue `q`.
-    pub const fn rx(q: u16, field: usize) -> Reg {
-        Reg(RX_BASE + STRIDE * q as usize + field)
-    }
-
-    /// Register `field` of TX queue `q`.
-    pub const fn tx(q: u16, field: usize) -> Reg {
-        Reg(TX_BASE + STRIDE * q as usize + field)
+    /// Register `r` of queue `q` of `dir`.
+    pub(crate) const fn reg(dir: Dir, q: u16, r: QueueReg) -> IgbReg {
+        IgbReg::new(BLOCKS.offset(dir, q, r))
     }
 }
 
@@ -297,11 +286,16 @@ mod tests {
 
     #[test]
     fn queue_blocks_follow_the_datasheet() {
-        assert_eq!(queue::rx(0, queue::DBAL).off(), 0xC000);
-        assert_eq!(queue::rx(1, queue::DT).off(), 0xC058);
-        assert_eq!(queue::rx(3, queue::DCTL).off(), 0xC0E8);
-        assert_eq!(queue::tx(0, queue::DT).off(), 0xE018);
-        assert_eq!(queue::tx(2, queue::DCTL).off(), 0xE0A8);
+        use crate::drivers::igb_family::Dir;
+        use crate::drivers::igb_family::queue_regs::QueueReg;
+        assert_eq!(queue::reg(Dir::Rx, 0, QueueReg::DBAL).off(), 0xC000);
+        assert_eq!(queue::reg(Dir::Rx, 1, QueueReg::DT).off(), 0xC058);
+        assert_eq!(queue::reg(Dir::Rx, 3, QueueReg::DCTL).off(), 0xC0E8);
+        assert_eq!(queue::reg(Dir::Tx, 0, QueueReg::DT).off(), 0xE018);
+        assert_eq!(queue::reg(Dir::Tx, 2, QueueReg::DCTL).off(), 0xE0A8);
+        assert_eq!(interrupt::ivar(3).off(), 0x170C);
+        assert_eq!(filter::vfta(127).off(), 0x57FC);
+        assert_eq!(IgbReg::EXTENT, 0xE400);
         assert_eq!(tx::TCTL_ON, 0x0103_F0FA);
         assert_eq!(rss::MRQC_FIELDS, 0x00FF_0000);
     }

@@ -2,9 +2,6 @@
 
 use std::time::Duration;
 
-use oxpmd_vfio::BarError;
-
-use super::QUEUE_ENABLE_TIMEOUT;
 use super::mbx::MbxError;
 
 /// Failures of the igbvf driver (inside [`PortError::Driver`](crate::PortError::Driver)).
@@ -26,9 +23,6 @@ pub enum IgbvfError {
         /// Why.
         source: Box<oxpmd_vfio::Error>,
     },
-    /// A register access failed.
-    #[error("BAR0 access: {0}")]
-    Bar(#[from] BarError),
     /// A mailbox exchange failed.
     #[error(transparent)]
     Mailbox(#[from] MbxError),
@@ -76,21 +70,9 @@ pub enum IgbvfError {
     /// DMA mapping.
     #[error(transparent)]
     DmaMap(#[from] oxpmd_dma::DmaMapError),
-    /// Ring memory.
-    #[error(transparent)]
-    Region(#[from] oxpmd_dma::RegionError),
     /// Ring setup.
     #[error("descriptor ring: {0}")]
     Ring(String),
-    /// The pool is not mapped for this VF.
-    #[error(
-        "mempool `{0}` is not mapped in this VF's IOMMU container; create it with Port::dma_map() of \
-         this port"
-    )]
-    PoolNotMapped(String),
-    /// Queue did not enable.
-    #[error("{0} queue did not report enabled within {QUEUE_ENABLE_TIMEOUT:?}")]
-    QueueEnable(&'static str),
     /// The PF service did not hand the VF over.
     #[error(transparent)]
     Service(#[from] crate::sriov::handover::VfServiceError),

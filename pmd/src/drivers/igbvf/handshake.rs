@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use oxpmd_vfio::{Bar, BarError};
-
-use super::mbx::VfMailbox;
+use super::mbx::BarMailbox;
 use super::{IgbvfError, MAX_FRAME, VfShared, drv_err, regs};
 use crate::error::Result;
 use crate::mac::MacAddr;
@@ -36,14 +34,14 @@ pub(crate) struct VfSettings {
     pub(crate) max_frame: Option<u32>,
 }
 
-pub(crate) fn lock(mbx: &Mutex<VfMailbox<Bar>>) -> MutexGuard<'_, VfMailbox<Bar>> {
+pub(crate) fn lock(mbx: &Mutex<BarMailbox>) -> MutexGuard<'_, BarMailbox> {
     mbx.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sends a request whose reply is a bare ACK / NACK.
 pub(crate) fn simple_request(
     name: &str,
-    mbx: &Mutex<VfMailbox<Bar>>,
+    mbx: &Mutex<BarMailbox>,
     req: VfRequest,
     what: &'static str,
 ) -> Result<()> {
@@ -76,42 +74,28 @@ pub(crate) fn multicast_request(addrs: &[MacAddr]) -> VfRequest {
 
 /// Resets the VF (`CTRL.RST`: its queues stop), waits until the PF released it, and does the
 /// handshake: RESET (the PF's ACK carries our MAC), then SET_LPE. Returns the PF's MAC for us.
-pub(crate) fn handshake(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Result<MacAddr> {
+pub(crate) fn handshake(shared: &VfShared, mbx: &Mutex<BarMailbox>) -> Result<MacAddr> {
     let s = shared;
-    let Some(device) = s.device.as_ref() else {
+    let (Some(device), Some(b)) = (s.device.as_ref(), s.regs.vf()) else {
         return Err(drv_err(&s.name, "reset", IgbvfError::PfPool));
     };
     // A function reset (ours, the PF's or the VF's) clears bus mastering in its command register.
-    device.enable_memory_and_bus_master().map_err(|e| {
-        drv_err(
-            &s.name,
-            "enable bus mastering",
-            IgbvfError::Vfio {
-                source: Box::new(e),
-                hint: "",
-            },
-        )
-    })?;
-    let b = &s.bar;
-    let e = |op: &'static str| move |e: BarError| drv_err(&s.name, op, e);
+    crate::drivers::igb_family::open::enable_bus_master(&s.name, device)?;
     log::debug!(
         "{}: before reset: STATUS {:#x} CTRL {:#x} V2PMAILBOX {:#x}",
         s.name,
-        b.read32(regs::STATUS).unwrap_or(0),
-        b.read32(regs::CTRL).unwrap_or(0),
-        b.read32(regs::V2PMAILBOX).unwrap_or(0)
+        b.read(regs::STATUS),
+        b.read(regs::CTRL),
+        b.read(regs::V2PMAILBOX)
     );
     // STATUS mirrors the PF's (never 0 on an 82576: full duplex, speed, IOV mode bits).
-    if b.read32(regs::STATUS).map_err(e("read STATUS"))? == 0
-        && b.read32(regs::V2PMAILBOX).map_err(e("read V2PMAILBOX"))? == 0
-    {
+    if b.read(regs::STATUS) == 0 && b.read(regs::V2PMAILBOX) == 0 {
         return Err(drv_err(&s.name, "reset", IgbvfError::NotDecoded));
     }
     // The reset stops every queue: none is live until it was set up again.
     s.recovery.clear_live();
-    b.write32(regs::EIMC, 0x7).map_err(e("mask interrupts"))?;
-    let ctrl = b.read32(regs::CTRL).map_err(e("reset"))?;
-    b.write32(regs::CTRL, ctrl | regs::CTRL_RST).map_err(e("reset"))?;
+    b.write(regs::VTEIMC, 0x7);
+    b.modify(regs::CTRL, regs::CTRL_RST, 0);
     std::thread::sleep(Duration::from_millis(2));
     let m = lock(mbx);
     // Wait until the PF released the VF (RSTI clear; RSTD clears on read).
@@ -184,7 +168,7 @@ pub(crate) fn handshake(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Resul
 
 /// The handshake, then the replay of the application's settings; keeps and returns the MAC in
 /// use.
-pub(crate) fn reset_and_replay(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -> Result<MacAddr> {
+pub(crate) fn reset_and_replay(shared: &VfShared, mbx: &Mutex<BarMailbox>) -> Result<MacAddr> {
     let pf_mac = handshake(shared, mbx)?;
     let settings = shared.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mac = replay(shared, mbx, &settings, pf_mac)?;
@@ -196,7 +180,7 @@ pub(crate) fn reset_and_replay(shared: &VfShared, mbx: &Mutex<VfMailbox<Bar>>) -
 /// use: the application's, else `pf_mac` (the RESET reply's).
 fn replay(
     shared: &VfShared,
-    mbx: &Mutex<VfMailbox<Bar>>,
+    mbx: &Mutex<BarMailbox>,
     settings: &VfSettings,
     pf_mac: MacAddr,
 ) -> Result<MacAddr> {

@@ -7,17 +7,12 @@
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
-use oxpmd_vfio::{Interrupts, IrqKind};
+use oxpmd_vfio::{BarView, Interrupts, IrqKind};
 
+use super::regs::{VTEIAC, VTEICR, VTEIMC, VTEIMS, VTIVAR0, VfReg};
 use super::{IgbvfError, VfShared, drv_err};
 use crate::error::{PortError, Result};
 
-/// VF registers of the interrupt block.
-const VTEIMS: usize = 0x1524;
-const VTEIMC: usize = 0x1528;
-const VTEIAC: usize = 0x152C;
-const VTEICR: usize = 0x1580;
-const VTIVAR0: usize = 0x1700;
 /// VTIVAR entry: the vector is valid.
 const IVAR_VALID: u32 = 0x80;
 /// The vector of RX queue 0.
@@ -35,6 +30,8 @@ fn vfio(e: oxpmd_vfio::Error) -> IgbvfError {
 /// RX queue 0's interrupt.
 pub(crate) struct VfRxInterrupt {
     shared: Arc<VfShared>,
+    /// The VF's registers (a PF pool port has no interrupt of its own).
+    regs: BarView<VfReg>,
     irqs: Interrupts,
 }
 
@@ -42,40 +39,34 @@ impl VfRxInterrupt {
     /// Enables the VF's MSI-X vectors through VFIO and routes RX queue 0 to vector 0, masked.
     pub(crate) fn enable(shared: Arc<VfShared>, queue: u16) -> Result<VfRxInterrupt> {
         let name = shared.name.clone();
-        let Some(device) = shared.device.as_ref() else {
+        let (Some(device), Some(b)) = (shared.device.as_ref(), shared.regs.vf()) else {
             // A PF pool port: its interrupts are the PF host's.
             return Err(PortError::NoRxInterrupt { device: name, queue });
         };
         let irqs = device
             .enable_irqs(IrqKind::Msix, VF_VECTORS)
             .map_err(|e| drv_err(&name, "enable MSI-X for RX interrupts", vfio(e)))?;
-        let b = &shared.bar;
         let bit = 1u32 << RX_VECTOR;
-        b.write32(VTEIMC, bit)
-            .and_then(|()| b.read32(VTIVAR0))
-            .and_then(|v| b.write32(VTIVAR0, (v & !0xFF) | IVAR_VALID | RX_VECTOR))
-            .and_then(|()| b.read32(VTEIAC))
-            .and_then(|v| b.write32(VTEIAC, v | bit))
-            .map_err(|e| drv_err(&name, "route the RX queue to its MSI-X vector", e))?;
-        Ok(VfRxInterrupt { shared, irqs })
+        b.write(VTEIMC, bit);
+        b.modify(VTIVAR0, IVAR_VALID | RX_VECTOR, 0xFF);
+        b.modify(VTEIAC, bit, 0);
+        let regs = b.clone();
+        Ok(VfRxInterrupt { shared, regs, irqs })
     }
 
     /// Unmasks the vector, its cause cleared first (frames the last poll took left it set).
     pub(crate) fn arm(&self) -> Result<()> {
         let bit = 1u32 << RX_VECTOR;
-        let b = &self.shared.bar;
-        b.write32(VTEICR, bit)
-            .and_then(|()| b.write32(VTEIMS, bit))
-            .map_err(|e| drv_err(&self.shared.name, "arm the RX interrupt", e))
+        let b = &self.regs;
+        b.write(VTEICR, bit);
+        b.write(VTEIMS, bit);
+        Ok(())
     }
 
     /// Masks the vector and consumes its count.
     pub(crate) fn disarm(&self) -> Result<()> {
         let name = &self.shared.name;
-        self.shared
-            .bar
-            .write32(VTEIMC, 1 << RX_VECTOR)
-            .map_err(|e| drv_err(name, "disarm the RX interrupt", e))?;
+        self.regs.write(VTEIMC, 1 << RX_VECTOR);
         self.irqs
             .take_count(RX_VECTOR as usize)
             .map(|_| ())
@@ -91,13 +82,8 @@ impl VfRxInterrupt {
 
 impl Drop for VfRxInterrupt {
     fn drop(&mut self) {
-        let b = &self.shared.bar;
-        let off = b
-            .write32(VTEIMC, 1 << RX_VECTOR)
-            .and_then(|()| b.read32(VTIVAR0))
-            .and_then(|v| b.write32(VTIVAR0, v & !0xFF));
-        if let Err(e) = off {
-            log::warn!("{}: RX interrupt off: {e}", self.shared.name);
-        }
+        let b = &self.regs;
+        b.write(VTEIMC, 1 << RX_VECTOR);
+        b.modify(VTIVAR0, 0, 0xFF);
     }
 }

@@ -3,20 +3,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxpmd_vfio::Bar;
-
-use super::mbx::VfMailbox;
-use super::{VfShared, drv_err, regs};
+use super::mbx::BarMailbox;
+use super::regs;
+use super::{VfShared, drv_err};
 use crate::driver::LinkStatus;
 use crate::error::Result;
 
 /// The VF's link: STATUS.LU (the PF's physical link), held down while the PF's last message
 /// said so (`oxpmd vf set ... state disable`: a CONTROL message without CTS).
-pub(super) fn vf_link(shared: &VfShared, mbx: Option<&Mutex<VfMailbox<Bar>>>) -> Result<LinkStatus> {
-    let st = shared
-        .bar
-        .read32(regs::STATUS)
-        .map_err(|e| drv_err(&shared.name, "read STATUS", e))?;
+pub(super) fn vf_link(shared: &VfShared, mbx: Option<&Mutex<BarMailbox>>) -> Result<LinkStatus> {
+    let st = shared.regs.status();
     let pf_up = match mbx {
         Some(m) => {
             let m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -43,7 +39,7 @@ const LINK_POLL: Duration = Duration::from_millis(10);
 /// read when nothing changed); a wait looks every [`LINK_POLL`].
 pub(super) struct VfLinkPoll {
     pub(super) shared: Arc<VfShared>,
-    pub(super) mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
+    pub(super) mbx: Option<Arc<Mutex<BarMailbox>>>,
 }
 
 impl crate::link_events::LinkEventSource for VfLinkPoll {

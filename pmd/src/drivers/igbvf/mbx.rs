@@ -4,44 +4,44 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use oxpmd_vfio::{Bar, BarError};
+use oxpmd_vfio::BarView;
 
-use super::regs::{self, mbx};
+use super::regs::{self, VfReg, mbx};
 use crate::sriov::mailbox::{self, MBX_WORDS, MSG_ACK, MSG_CTS, MSG_NACK};
 
 /// Register access of the VF's mailbox (BAR0, or a model in tests).
 pub trait VfMbxAccess {
     /// Reads V2PMAILBOX (PFSTS, PFACK and RSTD clear on read).
-    fn read_ctl(&self) -> Result<u32, BarError>;
+    fn read_ctl(&self) -> u32;
     /// Writes V2PMAILBOX.
-    fn write_ctl(&self, v: u32) -> Result<(), BarError>;
-    /// Reads word `i` of the mailbox memory.
-    fn read_mem(&self, i: usize) -> Result<u32, BarError>;
-    /// Writes word `i` of the mailbox memory.
-    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError>;
+    fn write_ctl(&self, v: u32);
+    /// Reads word `i` (modulo 16) of the mailbox memory.
+    fn read_mem(&self, i: usize) -> u32;
+    /// Writes word `i` (modulo 16) of the mailbox memory.
+    fn write_mem(&self, i: usize, v: u32);
 }
 
-impl VfMbxAccess for Bar {
-    fn read_ctl(&self) -> Result<u32, BarError> {
-        self.read32(regs::V2PMAILBOX)
+impl VfMbxAccess for BarView<VfReg> {
+    fn read_ctl(&self) -> u32 {
+        self.read(regs::V2PMAILBOX)
     }
-    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
-        self.write32(regs::V2PMAILBOX, v)
+    fn write_ctl(&self, v: u32) {
+        self.write(regs::V2PMAILBOX, v);
     }
-    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
-        self.read32(regs::VMBMEM + 4 * (i % MBX_WORDS))
+    fn read_mem(&self, i: usize) -> u32 {
+        self.read(VfReg::vmbmem(i))
     }
-    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
-        self.write32(regs::VMBMEM + 4 * (i % MBX_WORDS), v)
+    fn write_mem(&self, i: usize, v: u32) {
+        self.write(VfReg::vmbmem(i), v);
     }
 }
+
+/// The mailbox of a VF's BAR0.
+pub(crate) type BarMailbox = VfMailbox<BarView<VfReg>>;
 
 /// Mailbox failures.
 #[derive(Debug, thiserror::Error)]
 pub enum MbxError {
-    /// Register access failed.
-    #[error("mailbox register access: {0}")]
-    Bar(#[from] BarError),
     /// The PF never released the buffer.
     #[error("could not lock the mailbox within {waited:?} (V2PMAILBOX = {last:#x}: the PF holds it)")]
     Lock {
@@ -97,14 +97,14 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     /// Reads V2PMAILBOX, keeping any RSTI / RSTD it shows (see [`take_reset_bits`]).
     ///
     /// [`take_reset_bits`]: VfMailbox::take_reset_bits
-    fn read_ctl(&self) -> Result<u32, MbxError> {
-        let v = self.access.read_ctl()?;
+    fn read_ctl(&self) -> u32 {
+        let v = self.access.read_ctl();
         // All ones: the function does not answer (it is being reset, or gone): not a bit pattern.
         if v != u32::MAX {
             self.reset_bits
                 .set(self.reset_bits.get() | (v & (mbx::RSTI | mbx::RSTD)));
         }
-        Ok(v)
+        v
     }
 
     /// The RSTI / RSTD bits seen since the last call (and clears that record): the PF reset, or
@@ -117,7 +117,7 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     /// as [`poll_pf_message`](Self::poll_pf_message) does (PFSTS clears on read). Returns the
     /// value read.
     pub fn poll_ctl(&self) -> Result<u32, MbxError> {
-        let v = self.read_ctl()?;
+        let v = self.read_ctl();
         if v != u32::MAX && v & mbx::PFSTS != 0 {
             self.take_message()?;
         }
@@ -156,7 +156,7 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     /// about the link. Returns its word 0. A message not read because the PF holds the lock is
     /// lost to us (PFSTS clears on read); the PF repeats CTS in its next reply.
     pub fn poll_pf_message(&self) -> Result<Option<u32>, MbxError> {
-        let v = self.read_ctl()?;
+        let v = self.read_ctl();
         if v == u32::MAX || v & mbx::PFSTS == 0 {
             return Ok(None);
         }
@@ -166,8 +166,8 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     /// Locks, reads and acknowledges the message the PF posted (PFSTS was seen).
     fn take_message(&self) -> Result<u32, MbxError> {
         self.lock()?;
-        let w0 = self.access.read_mem(0)?;
-        self.access.write_ctl(mbx::ACK)?;
+        let w0 = self.access.read_mem(0);
+        self.access.write_ctl(mbx::ACK);
         self.note(w0);
         if w0 & MSG_NACK != 0 && (w0 & mailbox::MSG_ID_MASK) as u16 == mailbox::id::PF_CONTROL {
             log::warn!(
@@ -186,8 +186,8 @@ impl<A: VfMbxAccess> VfMailbox<A> {
     fn lock(&self) -> Result<(), MbxError> {
         let t = Instant::now();
         loop {
-            self.access.write_ctl(mbx::VFU)?;
-            let v = self.read_ctl()?;
+            self.access.write_ctl(mbx::VFU);
+            let v = self.read_ctl();
             if v & mbx::VFU != 0 {
                 return Ok(());
             }
@@ -207,15 +207,15 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         self.poll_pf_message()?;
         self.lock()?;
         for (i, w) in msg.iter().take(MBX_WORDS).enumerate() {
-            self.access.write_mem(i, *w)?;
+            self.access.write_mem(i, *w);
         }
         // REQ without VFU: posts and releases the lock.
-        self.access.write_ctl(mbx::REQ)?;
+        self.access.write_ctl(mbx::REQ);
         let mut seen = 0u32;
         let t = Instant::now();
         // PFSTS and PFACK clear on read: remember every bit seen.
         while seen & mbx::PFSTS == 0 {
-            let v = self.read_ctl()?;
+            let v = self.read_ctl();
             // All ones: the function is being reset (its registers do not answer).
             if v == u32::MAX || v & mbx::RSTI != 0 {
                 return Err(MbxError::PfReset);
@@ -239,10 +239,10 @@ impl<A: VfMbxAccess> VfMailbox<A> {
         self.lock()?;
         let mut out = [0u32; MBX_WORDS];
         for (i, w) in out.iter_mut().enumerate() {
-            *w = self.access.read_mem(i)?;
+            *w = self.access.read_mem(i);
         }
         // ACK without VFU: acknowledges and releases the lock.
-        self.access.write_ctl(mbx::ACK)?;
+        self.access.write_ctl(mbx::ACK);
         self.note(out[0]);
         Ok(out)
     }
@@ -257,19 +257,17 @@ pub(crate) struct ModelVf(
 
 #[cfg(test)]
 impl VfMbxAccess for ModelVf {
-    fn read_ctl(&self) -> Result<u32, BarError> {
-        Ok(self.0.vf_read_mailbox(self.1))
+    fn read_ctl(&self) -> u32 {
+        self.0.vf_read_mailbox(self.1)
     }
-    fn write_ctl(&self, v: u32) -> Result<(), BarError> {
+    fn write_ctl(&self, v: u32) {
         self.0.vf_write_mailbox(self.1, v);
-        Ok(())
     }
-    fn read_mem(&self, i: usize) -> Result<u32, BarError> {
-        Ok(self.0.vf_read_mem(self.1, i))
+    fn read_mem(&self, i: usize) -> u32 {
+        self.0.vf_read_mem(self.1, i % MBX_WORDS)
     }
-    fn write_mem(&self, i: usize, v: u32) -> Result<(), BarError> {
-        self.0.vf_write_mem(self.1, i, v);
-        Ok(())
+    fn write_mem(&self, i: usize, v: u32) {
+        self.0.vf_write_mem(self.1, i % MBX_WORDS, v);
     }
 }
 
@@ -370,9 +368,9 @@ mod tests {
         let serve = |host: &mut PfHost<Arc<MailboxModel>>, words: &[u32]| {
             vf.lock().unwrap();
             for (i, w) in words.iter().enumerate() {
-                vf.access.write_mem(i, *w).unwrap();
+                vf.access.write_mem(i, *w);
             }
-            vf.access.write_ctl(mbx::REQ).unwrap();
+            vf.access.write_ctl(mbx::REQ);
             host.poll(0).unwrap();
             vf.poll_pf_message().unwrap().expect("a reply")
         };

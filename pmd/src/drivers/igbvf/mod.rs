@@ -23,6 +23,7 @@ mod handshake;
 mod intr;
 mod link;
 pub mod mbx;
+mod port_regs;
 mod recovery;
 pub mod regs;
 mod stats;
@@ -33,22 +34,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxpmd_dma::{DmaMap, DmaRegion, Mempool, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Container, Device, PciAddress, VfToken};
+use oxpmd_dma::DmaMap;
+use oxpmd_vfio::{Bar, BarView, Container, Device, PciAddress, VfToken};
 
 use self::handshake::VfSettings;
 use self::mbx::VfMailbox;
-use self::queue::{QueueLayout, VfDir, VfQueueRegs, VfRxQueue, VfTxQueue, disable_queue};
+use self::port_regs::PortRegs;
+use self::queue::{VfRxQueue, VfTxQueue};
 use self::recovery::Recovery;
-use crate::adv_ring::{AdvRxRing, AdvTxRing, MAX_RING_SIZE, MIN_RING_SIZE, desc};
+use self::regs::VfReg;
+use crate::adv_ring::{MAX_RING_SIZE, MIN_RING_SIZE};
 use crate::driver::{
     Capabilities, DeviceInfo, Driver, LinkStatus, OpenOptions, RxQueueOps, RxQueueSetup, TxQueueOps,
     TxQueueSetup,
 };
-use crate::drivers::adv_tx_queue::AdvTxQueue;
-use crate::drivers::igb::regs::queue as qregs;
+use crate::drivers::igb::regs::IgbReg;
+use crate::drivers::igb_family::Dir;
+use crate::drivers::igb_family::open::{disable_bus_master, map_bar0, view_bar0};
+use crate::drivers::igb_family::port_queues::PortQueues;
+use crate::drivers::igb_family::queue_regs as qregs;
 use crate::error::{PortError, Result};
-use crate::iommu::{MappedPools, RingSlice, VfioDmaMap, pool_is_mapped};
+use crate::iommu::VfioDmaMap;
 use crate::mac::MacAddr;
 use crate::port::PortConfig;
 use crate::sriov::mailbox::{self, VfRequest};
@@ -70,8 +76,6 @@ pub const MAX_FRAME: u32 = crate::driver::max_frame_len(crate::driver::DEFAULT_M
 pub const MAX_MTU: u16 = 9000;
 /// How long one mailbox exchange may take (the PF manager polls every few milliseconds).
 const MBX_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a queue enable may take to read back.
-const QUEUE_ENABLE_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub use error::IgbvfError;
 
@@ -132,10 +136,10 @@ pub struct IgbvfHwStats {
 /// What the driver and its queues share.
 pub(crate) struct VfShared {
     pub(crate) name: String,
-    pub(crate) bar: Bar,
+    /// Its registers (checked at open to hold every register read through them).
+    pub(crate) regs: PortRegs,
     /// The VF's VFIO device (None for a PF pool port: the PF host owns the device).
     device: Option<Device>,
-    pub(crate) layout: QueueLayout,
     /// Running totals of the VF's rolling counters (xstats).
     totals: std::sync::Mutex<stats::VfTotals>,
     /// The reset watchdog's state, shared with the queues.
@@ -149,26 +153,26 @@ pub(crate) struct VfShared {
 impl VfShared {
     /// Advances the running totals and returns them (a PF pool port has none: its counters
     /// are not in this BAR).
-    fn totals(&self) -> std::result::Result<stats::VfTotals, BarError> {
+    fn totals(&self) -> stats::VfTotals {
         let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        if self.layout == QueueLayout::VF {
-            t.accumulate(|off| self.bar.read32(off))?;
+        if let Some(v) = self.regs.vf() {
+            t.accumulate(|r| v.read(r));
         }
-        Ok(t.clone())
+        t.clone()
     }
 
-    fn hw_stats(&self) -> std::result::Result<IgbvfHwStats, BarError> {
-        if self.layout != QueueLayout::VF {
+    fn hw_stats(&self) -> IgbvfHwStats {
+        let Some(v) = self.regs.vf() else {
             // A PF pool port: the VF counters are not in this BAR.
-            return Ok(IgbvfHwStats::default());
+            return IgbvfHwStats::default();
+        };
+        IgbvfHwStats {
+            gprc: v.read(stats::GPRC),
+            gptc: v.read(stats::GPTC),
+            gorc: v.read(stats::GORC),
+            gotc: v.read(stats::GOTC),
+            mprc: v.read(stats::MPRC),
         }
-        Ok(IgbvfHwStats {
-            gprc: self.bar.read32(stats::GPRC)?,
-            gptc: self.bar.read32(stats::GPTC)?,
-            gorc: self.bar.read32(stats::GORC)?,
-            gotc: self.bar.read32(stats::GOTC)?,
-            mprc: self.bar.read32(stats::MPRC)?,
-        })
     }
 }
 
@@ -189,23 +193,19 @@ impl std::fmt::Debug for IgbvfStatsReader {
 impl IgbvfStatsReader {
     /// The VF's counters now.
     pub fn read(&self) -> Result<IgbvfHwStats> {
-        self.shared
-            .hw_stats()
-            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))
+        Ok(self.shared.hw_stats())
     }
 }
 
 /// An 82576 VF opened through VFIO.
 pub struct IgbvfDriver {
     shared: Arc<VfShared>,
-    dma: Arc<VfioDmaMap>,
+    /// The ring region and the queues set up on it.
+    queues: PortQueues<VfShared>,
     /// The mailbox (None for a PF pool port).
     /// Shared with the link-event poller ([`Driver::link_events`]): PF messages say whether the
     /// PF holds the VF's link down.
-    mbx: Option<Arc<Mutex<VfMailbox<Bar>>>>,
-    rings: Option<Arc<DmaRegion>>,
-    rx_ring_size: usize,
-    queues: Vec<(VfDir, u16)>,
+    mbx: Option<Arc<Mutex<mbx::BarMailbox>>>,
     /// The connection to the PF service that handed this VF over (kept open while we use it).
     _service: Option<std::os::unix::net::UnixStream>,
     /// The reset watchdog (None for a PF pool port): its stop flag and thread.
@@ -261,41 +261,29 @@ impl IgbvfDriver {
         dma: Arc<VfioDmaMap>,
         service: Option<std::os::unix::net::UnixStream>,
     ) -> Result<IgbvfDriver> {
-        let vfio = |e| IgbvfError::Vfio {
-            source: Box::new(e),
-            hint: "",
-        };
-        let bar = device
-            .map_bar(0)
-            .map_err(|e| drv_err(&name, "map BAR0", vfio(e)))?;
+        let regs: BarView<VfReg> = map_bar0(&name, &device)?;
         let shared = Arc::new(VfShared {
             name: name.clone(),
-            bar: bar.clone(),
+            regs: PortRegs::Vf(regs.clone()),
             device: Some(device),
-            layout: QueueLayout::VF,
             totals: Default::default(),
             recovery: Recovery::default(),
             settings: Mutex::default(),
             mac: Mutex::new(MacAddr::ZERO),
         });
         let mut drv = IgbvfDriver {
+            queues: PortQueues::new(shared.clone(), dma),
             shared,
-            dma,
-            mbx: Some(Arc::new(Mutex::new(VfMailbox::new(bar, MBX_TIMEOUT)))),
-            rings: None,
-            rx_ring_size: 0,
-            queues: Vec::new(),
+            mbx: Some(Arc::new(Mutex::new(VfMailbox::new(regs, MBX_TIMEOUT)))),
             _service: service,
             watchdog: None,
         };
         drv.reset()?;
         // The totals count from here (whatever the counters held before the open).
-        drv.shared
-            .totals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .start_from(|off| drv.shared.bar.read32(off))
-            .map_err(|e| drv_err(&name, "read statistics", e))?;
+        if let Some(v) = drv.shared.regs.vf() {
+            let mut t = drv.shared.totals.lock().unwrap_or_else(|p| p.into_inner());
+            t.start_from(|r| v.read(r));
+        }
         drv.start_watchdog()?;
         Ok(drv)
     }
@@ -334,29 +322,27 @@ impl IgbvfDriver {
         hwq: u16,
         mac: MacAddr,
     ) -> Result<IgbvfDriver> {
+        let pf = view_bar0::<IgbReg>(name, &bar)?;
         let dma = Arc::new(VfioDmaMap::new(container).map_err(|e| drv_err(name, "set up DMA mapping", e))?);
+        let shared = Arc::new(VfShared {
+            name: name.to_string(),
+            regs: PortRegs::PfPool { pf, hwq },
+            device: None,
+            totals: Default::default(),
+            recovery: Recovery::default(),
+            settings: Mutex::default(),
+            mac: Mutex::new(mac),
+        });
         Ok(IgbvfDriver {
-            shared: Arc::new(VfShared {
-                name: name.to_string(),
-                bar,
-                device: None,
-                layout: QueueLayout::pf_queue(hwq),
-                totals: Default::default(),
-                recovery: Recovery::default(),
-                settings: Mutex::default(),
-                mac: Mutex::new(mac),
-            }),
-            dma,
+            queues: PortQueues::new(shared.clone(), dma),
+            shared,
             mbx: None,
-            rings: None,
-            rx_ring_size: 0,
-            queues: Vec::new(),
             _service: None,
             watchdog: None,
         })
     }
 
-    fn mailbox(&self) -> Result<&Mutex<VfMailbox<Bar>>> {
+    fn mailbox(&self) -> Result<&Mutex<mbx::BarMailbox>> {
         self.mbx
             .as_deref()
             .ok_or_else(|| drv_err(self.name(), "mailbox request", IgbvfError::PfPool))
@@ -397,10 +383,6 @@ impl IgbvfDriver {
             .request(words)
             .map_err(|e| drv_err(self.name(), "mailbox request", e))
     }
-
-    fn pool_mapped(&self, pool: &Mempool) -> bool {
-        pool_is_mapped(self.dma.container(), pool)
-    }
 }
 
 impl Driver for IgbvfDriver {
@@ -433,117 +415,25 @@ impl Driver for IgbvfDriver {
     }
 
     fn configure(&mut self, config: &PortConfig) -> Result<()> {
-        if self.rings.is_some() {
-            return Err(drv_err(
-                self.name(),
-                "configure",
-                IgbvfError::Ring("already configured".into()),
-            ));
-        }
-        if !self.pool_mapped(&config.mempool) {
-            return Err(drv_err(
-                self.name(),
-                "configure",
-                IgbvfError::PoolNotMapped(config.mempool.name().to_string()),
-            ));
-        }
-        let bytes = (config.rx_ring_size + config.tx_ring_size) * desc::DESC_SIZE;
-        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
-            .map_err(|e| drv_err(self.name(), "allocate descriptor rings", e))?;
-        let map: Arc<dyn DmaMap> = self.dma.clone();
-        region
-            .map(map)
-            .map_err(|e| drv_err(self.name(), "map descriptor rings", e))?;
-        self.rings = Some(Arc::new(region));
-        self.rx_ring_size = config.rx_ring_size;
-        Ok(())
+        self.queues.configure(config)
     }
 
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
-        let q = setup.queue;
-        if !self.pool_mapped(setup.pool) {
-            return Err(drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::PoolNotMapped(setup.pool.name().to_string()),
-            ));
-        }
-        disable_queue(&self.shared, VfDir::Rx, q);
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::Ring("not configured".into()),
-            )
-        })?;
-        let mem = RingSlice::new(region, 0, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up RX queue",
-                IgbvfError::Ring("ring does not fit".into()),
-            )
-        })?;
-        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Rx, q)
-            .map_err(|e| drv_err(self.name(), "map the RX tail", e))?;
-        let mut ring =
-            AdvRxRing::new(mem, regs, setup.pool, setup.ring_size, setup.port_id, q).map_err(|e| {
-                PortError::Driver {
-                    device: self.name().to_string(),
-                    op: "set up RX queue",
-                    source: Box::new(e),
-                }
-            })?;
-        ring.set_max_frame(setup.max_frame);
-        let bsize = crate::drivers::igb::rx_buffer_size(self.name(), &self.info(), setup.pool)?;
-        let srrctl = bsize | qregs::SRRCTL_DESCTYPE_ADV_ONEBUF | qregs::SRRCTL_DROP_EN;
-        self.queues.push((VfDir::Rx, q));
-        queue::start_rx(&self.shared, q, ring.iova(), ring.len_bytes(), srrctl)
-            .map_err(|e| drv_err(self.name(), "start the RX queue", e))?;
-        ring.arm();
-        self.shared.recovery.set_live(VfDir::Rx, q);
-        Ok(Box::new(VfRxQueue::new(ring, self.shared.clone(), q, srrctl)))
+        let info = self.info();
+        let (ring, srrctl) = self.queues.set_up_rx(setup, &info, false)?;
+        self.shared.recovery.set_live(Dir::Rx, setup.queue);
+        Ok(Box::new(VfRxQueue::new(
+            ring,
+            self.shared.clone(),
+            setup.queue,
+            srrctl,
+        )))
     }
 
     fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
-        let q = setup.queue;
-        disable_queue(&self.shared, VfDir::Tx, q);
-        let region = self.rings.clone().ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up TX queue",
-                IgbvfError::Ring("not configured".into()),
-            )
-        })?;
-        let offset = self.rx_ring_size * desc::DESC_SIZE;
-        let mem = RingSlice::new(region, offset, setup.ring_size * desc::DESC_SIZE).ok_or_else(|| {
-            drv_err(
-                self.name(),
-                "set up TX queue",
-                IgbvfError::Ring("ring does not fit".into()),
-            )
-        })?;
-        let regs = VfQueueRegs::new(self.shared.clone(), VfDir::Tx, q)
-            .map_err(|e| drv_err(self.name(), "map the TX tail", e))?;
-        let ring = AdvTxRing::new(mem, regs, setup.ring_size).map_err(|e| PortError::Driver {
-            device: self.name().to_string(),
-            op: "set up TX queue",
-            source: Box::new(e),
-        })?;
-        self.queues.push((VfDir::Tx, q));
-        queue::start_tx(&self.shared, q, ring.iova(), ring.len_bytes())
-            .map_err(|e| drv_err(self.name(), "start the TX queue", e))?;
-        self.shared.recovery.set_live(VfDir::Tx, q);
-        let pools = MappedPools::new(
-            self.name(),
-            self.dma.container().clone(),
-            setup.pool,
-            &format!("TX queue {q}"),
-        );
-        Ok(Box::new(VfTxQueue::new(
-            AdvTxQueue { ring, pools },
-            self.shared.clone(),
-            q,
-        )))
+        let inner = self.queues.set_up_tx(setup)?;
+        self.shared.recovery.set_live(Dir::Tx, setup.queue);
+        Ok(Box::new(VfTxQueue::new(inner, self.shared.clone(), setup.queue)))
     }
 
     fn start(&mut self) -> Result<()> {
@@ -554,9 +444,7 @@ impl Driver for IgbvfDriver {
     fn stop(&mut self) -> Result<()> {
         // Not a loss for the reset watchdog: these queues are meant to read disabled.
         self.shared.recovery.clear_live();
-        for &(dir, q) in &self.queues {
-            disable_queue(&self.shared, dir, q);
-        }
+        self.queues.disable_all();
         Ok(())
     }
 
@@ -627,7 +515,7 @@ impl Driver for IgbvfDriver {
     }
 
     fn dma_map(&self) -> Option<Arc<dyn DmaMap>> {
-        Some(self.dma.clone())
+        Some(self.queues.dma().clone())
     }
 
     fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
@@ -663,10 +551,7 @@ impl Driver for IgbvfDriver {
     }
 
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
-        self.shared
-            .totals()
-            .map_err(|e| drv_err(&self.shared.name, "read statistics", e))?
-            .append(out);
+        self.shared.totals().append(out);
         if self.watchdog.is_some() {
             self.shared.recovery.append(out);
         }
@@ -683,13 +568,9 @@ impl Drop for IgbvfDriver {
             }
         }
         self.shared.recovery.clear_live();
-        for &(dir, q) in &self.queues {
-            disable_queue(&self.shared, dir, q);
-        }
+        self.queues.disable_all();
         if let Some(d) = &self.shared.device {
-            if let Err(e) = d.disable_bus_master() {
-                log::error!("{}: teardown: bus master off: {e}", self.shared.name);
-            }
+            disable_bus_master(&self.shared.name, d);
         }
         log::info!(
             "{}: igbvf stopped, queues disabled, bus mastering off",

@@ -30,13 +30,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxpmd_vfio::Bar;
-
 use super::handshake::{self, VfSettings};
-use super::mbx::VfMailbox;
-use super::queue::VfDir;
+use super::mbx::BarMailbox;
 use super::{VfShared, regs};
-use crate::drivers::igb::regs::queue as qregs;
+use crate::drivers::igb_family::Dir;
+use crate::drivers::igb_family::QueueDevice;
+use crate::drivers::igb_family::queue_regs::{DCTL_ENABLE, QueueReg};
 use crate::mac::MacAddr;
 use crate::xstats::XStat;
 
@@ -73,8 +72,8 @@ pub(crate) struct Observation {
     pub(crate) v2p: Option<u32>,
     /// RSTI / RSTD seen by any mailbox read since the last look.
     pub(crate) reset_bits: u32,
-    /// STATUS (None: the read failed).
-    pub(crate) status: Option<u32>,
+    /// STATUS.
+    pub(crate) status: u32,
     /// A queue that should be enabled reads disabled.
     pub(crate) queue_lost: bool,
 }
@@ -83,7 +82,7 @@ impl Observation {
     pub(crate) fn no_answer(&self) -> bool {
         matches!(
             (self.v2p, self.status),
-            (None, _) | (Some(u32::MAX), _) | (Some(0), Some(0))
+            (None, _) | (Some(u32::MAX), _) | (Some(0), 0)
         )
     }
 }
@@ -218,10 +217,10 @@ impl Default for Recovery {
     }
 }
 
-fn live_bit(dir: VfDir, q: u16) -> u32 {
+fn live_bit(dir: Dir, q: u16) -> u32 {
     let shift = match dir {
-        VfDir::Rx => 0,
-        VfDir::Tx => 8,
+        Dir::Rx => 0,
+        Dir::Tx => 8,
     };
     1 << (shift + u32::from(q & 7))
 }
@@ -239,11 +238,11 @@ impl Recovery {
         self.down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_live(&self, dir: VfDir, q: u16) {
+    pub(crate) fn set_live(&self, dir: Dir, q: u16) {
         self.live.fetch_or(live_bit(dir, q), Ordering::SeqCst);
     }
 
-    pub(crate) fn clear_live_one(&self, dir: VfDir, q: u16) {
+    pub(crate) fn clear_live_one(&self, dir: Dir, q: u16) {
         self.live.fetch_and(!live_bit(dir, q), Ordering::SeqCst);
     }
 
@@ -251,7 +250,7 @@ impl Recovery {
         self.live.store(0, Ordering::SeqCst);
     }
 
-    fn is_live(&self, dir: VfDir, q: u16) -> bool {
+    fn is_live(&self, dir: Dir, q: u16) -> bool {
         self.live.load(Ordering::SeqCst) & live_bit(dir, q) != 0
     }
 
@@ -299,7 +298,7 @@ impl Recovery {
 /// The watchdog's view of the port: what it reads and what it replays.
 pub(crate) struct Watched {
     pub(crate) shared: Arc<VfShared>,
-    pub(crate) mbx: Arc<Mutex<VfMailbox<Bar>>>,
+    pub(crate) mbx: Arc<Mutex<BarMailbox>>,
 }
 
 impl Watched {
@@ -309,17 +308,17 @@ impl Watched {
             let m = handshake::lock(&self.mbx);
             (m.poll_ctl().ok(), m.take_reset_bits())
         };
-        let status = s.bar.read32(regs::STATUS).ok();
+        let status = s.regs.status();
         let mut queue_lost = false;
-        for dir in [VfDir::Rx, VfDir::Tx] {
+        for dir in [Dir::Rx, Dir::Tx] {
             for q in 0..2u16 {
                 if !s.recovery.is_live(dir, q) {
                     continue;
                 }
-                let ctl = s.bar.read32(s.layout.reg(dir, q, qregs::DCTL));
+                let ctl = s.read_queue(dir, q, QueueReg::DCTL);
                 // The register first, then the flag: a queue that disabled itself cleared its
                 // flag before its write, so it is not taken for a lost one.
-                if ctl.is_ok_and(|v| v & qregs::DCTL_ENABLE == 0) && s.recovery.is_live(dir, q) {
+                if ctl & DCTL_ENABLE == 0 && s.recovery.is_live(dir, q) {
                     queue_lost = true;
                 }
             }
@@ -370,9 +369,9 @@ pub(crate) fn run(w: Watched, stop: Arc<AtomicBool>) {
                 if waits % 100 == 0 {
                     log::info!(
                         "{name}: igbvf recovery: still waiting for the PF: V2PMAILBOX {:?}, \
-                         STATUS {:?}{}",
+                         STATUS {:#x}{}",
                         seen.v2p.map(|v| format!("{v:#x}")),
-                        seen.status.map(|v| format!("{v:#x}")),
+                        seen.status,
                         cmd.map(|c| format!(" ({c})")).unwrap_or_default()
                     );
                 }

@@ -7,28 +7,28 @@
 //! it has one (multicast, loopback); the good-frame counters DPDK folds into its basic stats get
 //! the names the igb driver gives the PF's.
 
+use super::regs::VfReg;
 use crate::xstats::XStat;
-use oxpmd_vfio::BarError;
 
-/// (xstats name, register offset) of each VF counter.
-const COUNTERS: &[(&str, usize)] = &[
-    ("rx_mac_good_packets", 0x0F10),      // VFGPRC
-    ("tx_mac_good_packets", 0x0F14),      // VFGPTC
-    ("rx_mac_good_bytes", 0x0F18),        // VFGORC
-    ("tx_mac_good_bytes", 0x0F34),        // VFGOTC
-    ("rx_multicast_packets", 0x0F3C),     // VFMPRC
-    ("rx_good_loopback_packets", 0x0F40), // VFGPRLBC
-    ("tx_good_loopback_packets", 0x0F44), // VFGPTLBC
-    ("rx_good_loopback_bytes", 0x0F48),   // VFGORLBC
-    ("tx_good_loopback_bytes", 0x0F50),   // VFGOTLBC
+/// (xstats name, register) of each VF counter.
+const COUNTERS: &[(&str, VfReg)] = &[
+    ("rx_mac_good_packets", VfReg::new(0x0F10)),      // VFGPRC
+    ("tx_mac_good_packets", VfReg::new(0x0F14)),      // VFGPTC
+    ("rx_mac_good_bytes", VfReg::new(0x0F18)),        // VFGORC
+    ("tx_mac_good_bytes", VfReg::new(0x0F34)),        // VFGOTC
+    ("rx_multicast_packets", VfReg::new(0x0F3C)),     // VFMPRC
+    ("rx_good_loopback_packets", VfReg::new(0x0F40)), // VFGPRLBC
+    ("tx_good_loopback_packets", VfReg::new(0x0F44)), // VFGPTLBC
+    ("rx_good_loopback_bytes", VfReg::new(0x0F48)),   // VFGORLBC
+    ("tx_good_loopback_bytes", VfReg::new(0x0F50)),   // VFGOTLBC
 ];
 
-/// Register offsets of the counters the stats reader reports.
-pub(crate) const GPRC: usize = COUNTERS[0].1;
-pub(crate) const GPTC: usize = COUNTERS[1].1;
-pub(crate) const GORC: usize = COUNTERS[2].1;
-pub(crate) const GOTC: usize = COUNTERS[3].1;
-pub(crate) const MPRC: usize = COUNTERS[4].1;
+/// The counters the stats reader reports.
+pub(crate) const GPRC: VfReg = COUNTERS[0].1;
+pub(crate) const GPTC: VfReg = COUNTERS[1].1;
+pub(crate) const GORC: VfReg = COUNTERS[2].1;
+pub(crate) const GOTC: VfReg = COUNTERS[3].1;
+pub(crate) const MPRC: VfReg = COUNTERS[4].1;
 
 /// The last reading and the running total of each counter.
 #[derive(Debug, Clone, Default)]
@@ -39,28 +39,20 @@ pub(crate) struct VfTotals {
 
 impl VfTotals {
     /// Reads every counter through `read` and adds what it advanced since the last reading.
-    pub(crate) fn accumulate(
-        &mut self,
-        mut read: impl FnMut(usize) -> Result<u32, BarError>,
-    ) -> Result<(), BarError> {
-        for (i, (_, off)) in COUNTERS.iter().enumerate() {
-            let now = read(*off)?;
+    pub(crate) fn accumulate(&mut self, mut read: impl FnMut(VfReg) -> u32) {
+        for (i, (_, reg)) in COUNTERS.iter().enumerate() {
+            let now = read(*reg);
             self.total[i] += u64::from(now.wrapping_sub(self.last[i]));
             self.last[i] = now;
         }
-        Ok(())
     }
 
     /// Takes the counters' current values as the starting point: totals count from here.
-    pub(crate) fn start_from(
-        &mut self,
-        mut read: impl FnMut(usize) -> Result<u32, BarError>,
-    ) -> Result<(), BarError> {
-        for (i, (_, off)) in COUNTERS.iter().enumerate() {
-            self.last[i] = read(*off)?;
+    pub(crate) fn start_from(&mut self, mut read: impl FnMut(VfReg) -> u32) {
+        for (i, (_, reg)) in COUNTERS.iter().enumerate() {
+            self.last[i] = read(*reg);
             self.total[i] = 0;
         }
-        Ok(())
     }
 
     /// Appends every total under its xstats name.
@@ -79,9 +71,9 @@ mod tests {
     fn a_counter_that_wraps_between_reads_is_counted_right() {
         let mut t = VfTotals::default();
         let mut now = u32::MAX - 5;
-        t.accumulate(|off| Ok(if off == GPRC { now } else { 0 })).unwrap();
+        t.accumulate(|r| if r == GPRC { now } else { 0 });
         now = 10; // wrapped: 16 more
-        t.accumulate(|off| Ok(if off == GPRC { now } else { 0 })).unwrap();
+        t.accumulate(|r| if r == GPRC { now } else { 0 });
         let mut v = Vec::new();
         t.append(&mut v);
         assert_eq!(

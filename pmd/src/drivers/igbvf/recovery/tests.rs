@@ -20,7 +20,7 @@ fn seen(v2p: u32) -> Observation {
     Observation {
         v2p: Some(v2p),
         reset_bits: 0,
-        status: Some(STATUS_UP),
+        status: STATUS_UP,
         queue_lost: false,
     }
 }
@@ -80,7 +80,7 @@ fn registers_that_do_not_answer_are_a_reset_in_progress() {
         Observation { v2p: None, ..seen(0) },
         Observation {
             v2p: Some(0),
-            status: Some(0),
+            status: 0,
             ..seen(0)
         },
     ] {
@@ -133,11 +133,11 @@ fn a_failed_handshake_is_tried_again_after_the_retry_delay_and_counted() {
 fn queues_see_the_epoch_before_down_clears_and_live_flags_are_per_queue() {
     let r = Recovery::default();
     let e0 = r.epoch();
-    r.set_live(VfDir::Rx, 0);
-    r.set_live(VfDir::Tx, 0);
-    assert!(r.is_live(VfDir::Rx, 0) && r.is_live(VfDir::Tx, 0));
-    r.clear_live_one(VfDir::Rx, 0);
-    assert!(!r.is_live(VfDir::Rx, 0) && r.is_live(VfDir::Tx, 0));
+    r.set_live(Dir::Rx, 0);
+    r.set_live(Dir::Tx, 0);
+    assert!(r.is_live(Dir::Rx, 0) && r.is_live(Dir::Tx, 0));
+    r.clear_live_one(Dir::Rx, 0);
+    assert!(!r.is_live(Dir::Rx, 0) && r.is_live(Dir::Tx, 0));
     r.mark_down();
     assert!(r.is_down());
     r.add_tx_dropped(7);
@@ -173,7 +173,7 @@ fn a_pf_reset_through_the_mailbox_model_is_noticed_waited_out_and_recovered() {
     let look = |vf: &VfMailbox<ModelVf>| Observation {
         v2p: vf.poll_ctl().ok(),
         reset_bits: vf.take_reset_bits(),
-        status: Some(STATUS_UP),
+        status: STATUS_UP,
         queue_lost: false,
     };
     let r = vf.request(&VfRequest::Reset.encode()[..1]).unwrap();

@@ -1,5 +1,5 @@
-//! The TX queue of the PCI drivers on the advanced descriptor ring (igb and igbvf): the ring, and
-//! the check that every packet lies in memory mapped for the device (design invariant 3).
+//! The TX queue of the 82576 drivers (igb and igbvf) on the advanced descriptor ring: the ring,
+//! and the check that every packet lies in memory mapped for the device (design invariant 3).
 #![forbid(unsafe_code)]
 
 use crate::adv_ring::{AdvTxRing, QueueRegs};
