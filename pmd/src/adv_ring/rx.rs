@@ -397,8 +397,12 @@ impl<R: QueueRegs, M: RingMemory> AdvRxRing<R, M> {
     /// ([`rx_burst`](Self::rx_burst) until [`has_pending`](Self::has_pending) is false).
     /// Then program the base and length again (head 0), enable the queue and [`arm`](Self::arm).
     ///
-    /// Precondition: the queue is disabled (the device no longer writes its descriptors or
-    /// buffers); otherwise the device could write into a slot while it is being rewritten.
+    /// Call it with the queue disabled (the device no longer writes its descriptors or buffers);
+    /// otherwise a frame the device writes while its slot is rewritten is lost. That is a
+    /// correctness condition, not a safety one, hence a safe fn: every address written is that of
+    /// a buffer the ring keeps posted before, during and after the call, so a device still
+    /// running can write only into memory the ring owns for it, and nothing it writes into a
+    /// descriptor is trusted (the write-back is bounded on the next [`rx_burst`](Self::rx_burst)).
     pub fn repost_all(&mut self) {
         self.next = 0;
         self.discarding = false;
