@@ -6,13 +6,21 @@
 //! BARs mapped → memory space and bus mastering on → reset (status 0, polled) → ACKNOWLEDGE →
 //! DRIVER → feature negotiation: `VERSION_1` and `ACCESS_PLATFORM` are **required** (a device
 //! without them is refused with [`VirtioError::MissingFeature`], naming the fix), `MAC`,
-//! `STATUS`, `MRG_RXBUF` and `CSUM` are taken when offered → FEATURES_OK, read back → MAC from the
-//! device configuration; the control virtqueue (when offered) is set up at index
-//! 2 x max_virtqueue_pairs. `configure` allocates one DMA region for every ring of the port
-//! (mapped through the container); each queue is programmed (size, the three ring addresses, no
-//! MSI-X vector: the driver polls, notify offset) and enabled; `start` sets DRIVER_OK, sends the
-//! control commands (queue pairs with MQ, MAC, promiscuous / all-multicast; not promiscuous by
-//! default, like the other drivers) and kicks the RX queues.
+//! `STATUS`, `MRG_RXBUF`, `MTU`, `CSUM` and the control queue with `CTRL_RX`, `CTRL_MAC_ADDR`
+//! and `MQ` are taken when offered → FEATURES_OK, read back → MAC from the device configuration;
+//! the control virtqueue (when offered) is set up at index 2 x max_virtqueue_pairs.
+//!
+//! `configure` first negotiates again when the configuration needs other features: `CTRL_VLAN`
+//! (the VLAN filter table) is taken only for a port configured with `PortConfig::vlan_filter`,
+//! because a device with it negotiated drops the tagged frames of every VLAN id not added, and
+//! without it lets every VLAN through (as DPDK's virtio PMD decides in dev_configure); the same
+//! bring-up then runs again from the reset. Then it allocates one DMA region for every ring of
+//! the port (mapped through the container); each queue is programmed (size, the three ring
+//! addresses, no MSI-X vector: the driver polls, notify offset) and enabled; `start` sets
+//! DRIVER_OK, sends the control commands (queue pairs with MQ, MAC, then the RX filters of
+//! [`filters`]: the whole VLAN table, the multicast list, all-multicast and promiscuous mode,
+//! not promiscuous by default like the other drivers) and kicks the RX queues. While the port
+//! runs, each filter change is one control command.
 //!
 //! Queues: receiveq N is virtqueue 2N, transmitq N is 2N+1; with VIRTIO_NET_F_MQ (and the control
 //! queue) up to max_virtqueue_pairs pairs, told to the device with VQ_PAIRS_SET at start.
@@ -31,6 +39,7 @@ pub mod caps;
 pub mod ctrl;
 mod error;
 mod features;
+pub mod filters;
 mod intr;
 pub mod packed;
 pub mod queue;
@@ -47,6 +56,7 @@ use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
 
 use self::caps::{VirtioCaps, find_virtio_caps};
 use self::ctrl::{CtrlCommand, CtrlQueue};
+use self::filters::{FilterCommand, Refusal, RxFilters};
 use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
 use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
@@ -84,7 +94,9 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub use error::VirtioError;
 pub(crate) use error::drv_err;
-pub use features::{CTRL_VQ_FEATURES, MODERN_DEVICE_FIX, OPTIONAL_FEATURES, REQUIRED_FEATURES, negotiate};
+pub use features::{
+    CTRL_VQ_FEATURES, MODERN_DEVICE_FIX, OPTIONAL_FEATURES, REQUIRED_FEATURES, Wanted, negotiate,
+};
 
 /// Options of the virtio-net driver beyond [`OpenOptions`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,6 +162,12 @@ impl<Q: Virtqueue> TxQueueOps for TxQueueBox<Q> {
 pub struct VirtioDriver {
     shared: Arc<VirtioShared>,
     dma: Arc<VfioDmaMap>,
+    /// The port id (for the fallback MAC) and the options the device was opened with, kept for
+    /// a renegotiation at configure.
+    port_id: u16,
+    vopts: VirtioOptions,
+    /// What the device offers.
+    offered: u64,
     features: u64,
     mac: MacAddr,
     num_queues: u16,
@@ -169,9 +187,10 @@ pub struct VirtioDriver {
     pairs: u16,
     /// The control virtqueue (with VIRTIO_NET_F_CTRL_VQ), and its memory.
     ctrl: Option<Box<dyn CtrlCommand>>,
-    /// RX mode and MAC wanted (applied at start, or at once after it).
-    promiscuous: bool,
-    all_multicast: bool,
+    /// RX modes, multicast list and VLAN table wanted (applied at start, or at once after it).
+    filters: RxFilters,
+    /// The MAC was set by the application (applied at start, or at once after it; kept across a
+    /// renegotiation).
     mac_changed: bool,
 }
 
@@ -179,6 +198,7 @@ impl std::fmt::Debug for VirtioDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtioDriver")
             .field("device", &self.shared.name)
+            .field("offered", &format_args!("{:#x}", self.offered))
             .field("features", &format_args!("{:#x}", self.features))
             .field("mac", &self.mac)
             .finish()
@@ -214,6 +234,9 @@ impl VirtioDriver {
         let mut drv = VirtioDriver {
             shared,
             dma,
+            port_id: opts.port_id,
+            vopts,
+            offered: 0,
             features: 0,
             mac: MacAddr::ZERO,
             num_queues: 0,
@@ -228,11 +251,13 @@ impl VirtioDriver {
             max_mtu: MAX_MTU,
             pairs: 1,
             ctrl: None,
-            promiscuous: false,
-            all_multicast: false,
+            filters: RxFilters::default(),
             mac_changed: false,
         };
-        drv.initialize(opts.port_id, vopts)?;
+        drv.initialize(Wanted {
+            packed: vopts.packed,
+            vlan_filter: false,
+        })?;
         Ok(drv)
     }
 
@@ -288,8 +313,11 @@ impl VirtioDriver {
         &self.shared.name
     }
 
-    /// Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, MAC.
-    fn initialize(&mut self, port_id: u16, vopts: VirtioOptions) -> Result<()> {
+    /// Reset, ACKNOWLEDGE, DRIVER, features (the optional ones offered and what is `wanted`),
+    /// FEATURES_OK, MAC (unless the application set one), queue pairs, control queue. Run at open,
+    /// and again by `configure` when the configuration needs other features: the reset ends
+    /// everything the device held (the old control queue is dropped only after it).
+    fn initialize(&mut self, wanted: Wanted) -> Result<()> {
         let s = self.shared.clone();
         s.device
             .enable_memory_and_bus_master()
@@ -307,7 +335,8 @@ impl VirtioDriver {
                 .map_err(self.reg_err("read device features"))?;
             offered |= u64::from(v) << (32 * sel);
         }
-        let features = match negotiate(&s.name, offered, vopts.packed) {
+        self.offered = offered;
+        let features = match negotiate(&s.name, offered, wanted) {
             Ok(f) => f,
             Err(e) => {
                 let _ = s.add_status(status::FAILED);
@@ -349,11 +378,13 @@ impl VirtioDriver {
             MacAddr::ZERO
         };
         if !mac.is_valid_unicast() {
-            let fallback = MacAddr::local(port_id);
+            let fallback = MacAddr::local(self.port_id);
             log::warn!("{}: device offers no valid MAC ({mac}); using {fallback}", s.name);
             mac = fallback;
         }
-        self.mac = mac;
+        if !self.mac_changed {
+            self.mac = mac;
+        }
         self.max_mtu = if features & feature::NET_MTU != 0 {
             s.read_device_cfg::<2>(netcfg::MTU)
                 .map_err(self.reg_err("read the device's MTU"))?
@@ -376,9 +407,10 @@ impl VirtioDriver {
             self.setup_ctrl_queue()?;
         }
         log::info!(
-            "{}: virtio-net reset, features {features:#x} (offered {offered:#x}), {} virtqueues, MAC {mac}",
+            "{}: virtio-net reset, features {features:#x} (offered {offered:#x}), {} virtqueues, MAC {}",
             s.name,
-            self.num_queues
+            self.num_queues,
+            self.mac
         );
         Ok(())
     }
@@ -451,8 +483,14 @@ impl VirtioDriver {
         q.command(class, cmd, data).map_err(|e| drv_err(&name, op, e))
     }
 
-    /// Applies the wanted RX mode, MAC and queue pairs through the control queue (after
-    /// DRIVER_OK). Without the features, nothing is sent: the device stays promiscuous.
+    /// Sends a filter command now (after DRIVER_OK).
+    fn send(&mut self, c: &FilterCommand) -> Result<()> {
+        self.command(c.op, c.class, c.cmd, &c.data)
+    }
+
+    /// Applies the wanted queue pairs, MAC and RX filters (modes, multicast list, VLAN table)
+    /// through the control queue, after DRIVER_OK: all of them, since the reset before emptied
+    /// the device's. Without the features, nothing is sent: the device stays promiscuous.
     fn apply_ctrl(&mut self) -> Result<()> {
         if self.ctrl.is_none() {
             return Ok(());
@@ -465,18 +503,29 @@ impl VirtioDriver {
             let m = self.mac.0;
             self.command("set MAC address", ctrlcmd::CLASS_MAC, ctrlcmd::MAC_ADDR_SET, &m)?;
         }
-        if self.features & feature::NET_CTRL_RX != 0 {
-            let p = [u8::from(self.promiscuous)];
-            self.command("set promiscuous mode", ctrlcmd::CLASS_RX, ctrlcmd::RX_PROMISC, &p)?;
-            let a = [u8::from(self.all_multicast)];
-            self.command(
-                "set all-multicast mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_ALLMULTI,
-                &a,
-            )?;
+        if let Some(q) = self.ctrl.as_mut() {
+            let name = &self.shared.name;
+            self.filters
+                .replay(self.features, q.as_mut())
+                .map_err(|(op, e)| drv_err(name, op, e))?;
         }
         Ok(())
+    }
+
+    /// The refusal of a filter the device cannot have, as a port error of `op`.
+    fn refused(&self, op: &'static str, r: Refusal) -> PortError {
+        match r {
+            Refusal::Unsupported(op) => PortError::Unsupported {
+                device: self.name().to_string(),
+                op,
+                driver: DRIVER_NAME,
+            },
+            Refusal::Invalid(reason) => PortError::InvalidConfig {
+                device: self.name().to_string(),
+                op,
+                reason: reason.to_string(),
+            },
+        }
     }
 
     /// The negotiated feature bits.
@@ -601,11 +650,13 @@ impl Driver for VirtioDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: 1,
-            // Both in software (crate::vlan): virtio-net has no VLAN offload; its VLAN filter
-            // (VIRTIO_NET_F_CTRL_VLAN) is not driven. Merged RX buffers are chained packets.
+            // Stripping and insertion in software (crate::vlan): virtio-net has no VLAN offload.
+            // The filters through the control queue (filters.rs). Merged RX buffers are chained
+            // packets.
             capabilities: Capabilities::VLAN_STRIP
                 | Capabilities::VLAN_INSERT
                 | Capabilities::TX_MULTI_SEG
+                | filters::capabilities(self.offered, self.features)
                 | if self.features & feature::NET_MRG_RXBUF != 0 {
                     Capabilities::RX_SCATTER
                 } else {
@@ -634,6 +685,26 @@ impl Driver for VirtioDriver {
                     pool: config.mempool.name().to_string(),
                 },
             ));
+        }
+        if config.vlan_filter && !filters::offers_vlan_filter(self.offered) {
+            return Err(self.refused("configure", filters::NO_VLAN_FILTER));
+        }
+        // CTRL_VLAN only for a port that filters VLANs (a device with it negotiated drops every
+        // tagged frame of a VLAN not in the table), as DPDK's virtio PMD does in dev_configure:
+        // features other than the open's mean a reset and a new negotiation.
+        let wanted = Wanted {
+            packed: self.vopts.packed,
+            vlan_filter: config.vlan_filter,
+        };
+        let features = negotiate(self.name(), self.offered, wanted)
+            .map_err(|e| drv_err(self.name(), "negotiate features", e))?;
+        if features != self.features {
+            log::info!(
+                "{}: configure: features {features:#x} wanted (negotiated {:#x}): reset and negotiate again",
+                self.name(),
+                self.features
+            );
+            self.initialize(wanted)?;
         }
         let per = self.queue_bytes(config.rx_ring_size.max(config.tx_ring_size));
         let count = usize::from(config.rx_queues) + usize::from(config.tx_queues);
@@ -824,14 +895,9 @@ impl Driver for VirtioDriver {
             });
         }
         if self.driver_ok {
-            self.command(
-                "set promiscuous mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_PROMISC,
-                &[u8::from(on)],
-            )?;
+            self.send(&FilterCommand::promiscuous(on))?;
         }
-        self.promiscuous = on;
+        self.filters.promiscuous = on;
         Ok(())
     }
 
@@ -847,14 +913,36 @@ impl Driver for VirtioDriver {
             });
         }
         if self.driver_ok {
-            self.command(
-                "set all-multicast mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_ALLMULTI,
-                &[u8::from(on)],
-            )?;
+            self.send(&FilterCommand::all_multicast(on))?;
         }
-        self.all_multicast = on;
+        self.filters.all_multicast = on;
+        Ok(())
+    }
+
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        let op = if on {
+            "add a VLAN filter"
+        } else {
+            "remove a VLAN filter"
+        };
+        if let Some(r) = filters::vlan_refusal(self.offered, self.features, vid) {
+            return Err(self.refused(op, r));
+        }
+        if self.driver_ok {
+            self.send(&FilterCommand::vlan(vid, on))?;
+        }
+        self.filters.set_vlan(vid, on);
+        Ok(())
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        if let Some(r) = filters::multicast_refusal(self.features, addrs.len()) {
+            return Err(self.refused("set the multicast address list", r));
+        }
+        if self.driver_ok {
+            self.send(&FilterCommand::mac_table(addrs))?;
+        }
+        self.filters.set_multicast(addrs);
         Ok(())
     }
 

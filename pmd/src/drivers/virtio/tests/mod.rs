@@ -1,6 +1,6 @@
 //! Unit tests of the virtio-net driver: feature negotiation, the rings, the RX / TX queues and
 //! the control queue against a fake device that plays the device side over the same in-memory
-//! rings, a hostile device, and teardown races.
+//! rings, the RX filters, a hostile device, and teardown races.
 //!
 //! Buffer addresses are CPU addresses here (pools over `IdentityMap`, `HeapRingMemory`).
 
@@ -24,6 +24,7 @@ macro_rules! both_kinds {
 
 mod ctrl;
 mod fake;
+mod filters;
 mod hostile;
 mod negotiation;
 mod rings;
