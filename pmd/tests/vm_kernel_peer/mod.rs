@@ -131,18 +131,21 @@ pub fn udp_ipv4_frame(
     f
 }
 
-/// Our port on `addr`, configured by `config` (from one RX and one TX queue of 256 descriptors
-/// over a 2048-buffer pool of the device's DMA map), started, its link up, its queues taken.
-pub fn open_started(
-    addr: &str,
-    pool_name: &str,
-    config: impl FnOnce(oxpmd_pmd::PortConfig) -> oxpmd_pmd::PortConfig,
-) -> (
+/// A port of ours with its pool and its one RX and one TX queue.
+pub type OpenedPort = (
     oxpmd_pmd::Port,
     oxpmd_dma::Mempool,
     oxpmd_pmd::RxQueue,
     oxpmd_pmd::TxQueue,
-) {
+);
+
+/// Our port on `addr`, configured by `config` (from one RX and one TX queue of 256 descriptors
+/// over a 2048-buffer pool of the device's DMA map), not started, its queues taken.
+pub fn open_configured(
+    addr: &str,
+    pool_name: &str,
+    config: impl FnOnce(oxpmd_pmd::PortConfig) -> oxpmd_pmd::PortConfig,
+) -> OpenedPort {
     use oxpmd_dma::{Mempool, MempoolConfig};
     let mut port = oxpmd_pmd::Port::open(addr, 0).unwrap_or_else(|e| panic!("open {addr}: {e}"));
     let map = port.dma_map().expect("a PCI port has a DMA map");
@@ -157,10 +160,20 @@ pub fn open_started(
     let cfg = config(oxpmd_pmd::PortConfig::new(pool.clone()).ring_sizes(256, 256));
     port.configure(&cfg)
         .unwrap_or_else(|e| panic!("configure {addr}: {e}"));
-    port.start().unwrap();
-    port.wait_link_up(Duration::from_secs(30)).unwrap();
     let (mut rxs, mut txs) = port.take_queues().unwrap();
     (port, pool, rxs.remove(0), txs.remove(0))
+}
+
+/// [`open_configured`], then started with its link up.
+pub fn open_started(
+    addr: &str,
+    pool_name: &str,
+    config: impl FnOnce(oxpmd_pmd::PortConfig) -> oxpmd_pmd::PortConfig,
+) -> OpenedPort {
+    let (mut port, pool, rx, tx) = open_configured(addr, pool_name, config);
+    port.start().unwrap();
+    port.wait_link_up(Duration::from_secs(30)).unwrap();
+    (port, pool, rx, tx)
 }
 
 /// What `pick` makes of the packets `rx` receives within `wait` (until `want` of them, if

@@ -1,5 +1,5 @@
-//! The virtio-net control virtqueue: synchronous commands (RX mode, MAC address, number of queue
-//! pairs), one at a time, off the datapath.
+//! The virtio-net control virtqueue: synchronous commands (RX mode, MAC address and filter table,
+//! VLAN filter, number of queue pairs), one at a time, off the datapath.
 //!
 //! Each command is a three-descriptor chain over a small command buffer in DMA memory: the
 //! `{class, command}` header and the data (device-readable), then the one-byte ack
@@ -14,14 +14,17 @@ use super::regs::ctrl;
 use super::split::{Seg, Used, Virtqueue};
 use crate::adv_ring::RingMemory;
 
-/// Most data bytes one command carries (a MAC address: 6).
-pub const MAX_DATA: usize = 8;
-/// Offsets in the command buffer.
+/// Most data bytes one command carries: a MAC filter table of [`MAX_TABLE_ENTRIES`] addresses
+/// (two le32 counts and 6 bytes an address).
+pub const MAX_DATA: usize = 4 + 4 + 6 * MAX_TABLE_ENTRIES;
+/// Most addresses of a MAC filter table command (unicast and multicast together).
+pub const MAX_TABLE_ENTRIES: usize = 64;
+/// Offsets in the command buffer: the header, the ack, then the data.
 const HDR: usize = 0;
+const ACK: usize = 8;
 const DATA: usize = 16;
-const ACK: usize = 32;
 /// Bytes of command buffer needed after the ring.
-pub const BUFFER_BYTES: usize = 64;
+pub const BUFFER_BYTES: usize = (DATA + MAX_DATA).next_multiple_of(64);
 /// How long the device may take to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -103,7 +106,7 @@ impl<D: Doorbell, Q: Virtqueue, B: RingMemory> CtrlCommand for CtrlQueue<D, Q, B
     fn command(&mut self, class: u8, cmd: u8, data: &[u8]) -> Result<(), CtrlError> {
         let invalid = |reason| CtrlError::Invalid { class, cmd, reason };
         if data.is_empty() || data.len() > MAX_DATA {
-            return Err(invalid("data must be 1..=8 bytes"));
+            return Err(invalid("data empty or longer than the command buffer"));
         }
         if self.ring.in_flight() != 0 {
             return Err(invalid("a previous command never came back; reopen the port"));

@@ -6,13 +6,21 @@
 //! BARs mapped → memory space and bus mastering on → reset (status 0, polled) → ACKNOWLEDGE →
 //! DRIVER → feature negotiation: `VERSION_1` and `ACCESS_PLATFORM` are **required** (a device
 //! without them is refused with [`VirtioError::MissingFeature`], naming the fix), `MAC`,
-//! `STATUS`, `MRG_RXBUF` and `CSUM` are taken when offered → FEATURES_OK, read back → MAC from the
-//! device configuration; the control virtqueue (when offered) is set up at index
-//! 2 x max_virtqueue_pairs. `configure` allocates one DMA region for every ring of the port
-//! (mapped through the container); each queue is programmed (size, the three ring addresses, no
-//! MSI-X vector: the driver polls, notify offset) and enabled; `start` sets DRIVER_OK, sends the
-//! control commands (queue pairs with MQ, MAC, promiscuous / all-multicast; not promiscuous by
-//! default, like the other drivers) and kicks the RX queues.
+//! `STATUS`, `MRG_RXBUF`, `MTU`, `CSUM` and the control queue with `CTRL_RX`, `CTRL_MAC_ADDR`
+//! and `MQ` are taken when offered → FEATURES_OK, read back → MAC from the device configuration;
+//! the control virtqueue (when offered) is set up at index 2 x max_virtqueue_pairs.
+//!
+//! `configure` first negotiates again when the configuration needs other features: `CTRL_VLAN`
+//! (the VLAN filter table) is taken only for a port configured with `PortConfig::vlan_filter`,
+//! because a device with it negotiated drops the tagged frames of every VLAN id not added, and
+//! without it lets every VLAN through (as DPDK's virtio PMD decides in dev_configure); the same
+//! bring-up then runs again from the reset. Then it allocates one DMA region for every ring of
+//! the port (mapped through the container); each queue is programmed (size, the three ring
+//! addresses, no MSI-X vector: the driver polls, notify offset) and enabled; `start` sets
+//! DRIVER_OK, sends the control commands (queue pairs with MQ, MAC, then the RX filters of
+//! [`filters`]: the whole VLAN table, the multicast list, all-multicast and promiscuous mode,
+//! not promiscuous by default like the other drivers) and kicks the RX queues. While the port
+//! runs, each filter change is one control command.
 //!
 //! Queues: receiveq N is virtqueue 2N, transmitq N is 2N+1; with VIRTIO_NET_F_MQ (and the control
 //! queue) up to max_virtqueue_pairs pairs, told to the device with VQ_PAIRS_SET at start.
@@ -27,10 +35,12 @@
 //! afterwards by its owners.
 #![allow(unsafe_code)]
 
+mod bringup;
 pub mod caps;
 pub mod ctrl;
 mod error;
 mod features;
+pub mod filters;
 mod intr;
 pub mod packed;
 pub mod queue;
@@ -39,17 +49,18 @@ mod rx_intr;
 mod shared;
 pub mod split;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oxpmd_dma::{DmaMap, DmaRegion, Packet, RegionOptions};
-use oxpmd_vfio::{Bar, BarError, Device, PciAddress};
+use oxpmd_vfio::{BarError, PciAddress};
 
-use self::caps::{VirtioCaps, find_virtio_caps};
-use self::ctrl::{CtrlCommand, CtrlQueue};
+use self::caps::VirtioCaps;
+use self::ctrl::CtrlCommand;
+use self::filters::{FilterCommand, Refusal, RxFilters};
 use self::packed::{PackedRing, packed_bytes};
 use self::queue::{Doorbell, TxAddressCheck, VirtioRxQueue, VirtioTxQueue, tx_header_table_bytes};
-use self::regs::{common, ctrl as ctrlcmd, feature, netcfg, status};
+use self::regs::{ctrl as ctrlcmd, feature, status};
 use self::rx_intr::RxQueueBox;
 use self::split::{SplitLayout, SplitRing, Virtqueue};
 use crate::burst::Burst;
@@ -84,7 +95,9 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub use error::VirtioError;
 pub(crate) use error::drv_err;
-pub use features::{CTRL_VQ_FEATURES, MODERN_DEVICE_FIX, OPTIONAL_FEATURES, REQUIRED_FEATURES, negotiate};
+pub use features::{
+    CTRL_VQ_FEATURES, MODERN_DEVICE_FIX, OPTIONAL_FEATURES, REQUIRED_FEATURES, Wanted, negotiate,
+};
 
 /// Options of the virtio-net driver beyond [`OpenOptions`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,6 +163,12 @@ impl<Q: Virtqueue> TxQueueOps for TxQueueBox<Q> {
 pub struct VirtioDriver {
     shared: Arc<VirtioShared>,
     dma: Arc<VfioDmaMap>,
+    /// The port id (for the fallback MAC) and the options the device was opened with, kept for
+    /// a renegotiation at configure.
+    port_id: u16,
+    vopts: VirtioOptions,
+    /// What the device offers.
+    offered: u64,
     features: u64,
     mac: MacAddr,
     num_queues: u16,
@@ -169,9 +188,10 @@ pub struct VirtioDriver {
     pairs: u16,
     /// The control virtqueue (with VIRTIO_NET_F_CTRL_VQ), and its memory.
     ctrl: Option<Box<dyn CtrlCommand>>,
-    /// RX mode and MAC wanted (applied at start, or at once after it).
-    promiscuous: bool,
-    all_multicast: bool,
+    /// RX modes, multicast list and VLAN table wanted (applied at start, or at once after it).
+    filters: RxFilters,
+    /// The MAC was set by the application (applied at start, or at once after it; kept across a
+    /// renegotiation).
     mac_changed: bool,
 }
 
@@ -179,6 +199,7 @@ impl std::fmt::Debug for VirtioDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtioDriver")
             .field("device", &self.shared.name)
+            .field("offered", &format_args!("{:#x}", self.offered))
             .field("features", &format_args!("{:#x}", self.features))
             .field("mac", &self.mac)
             .finish()
@@ -214,6 +235,9 @@ impl VirtioDriver {
         let mut drv = VirtioDriver {
             shared,
             dma,
+            port_id: opts.port_id,
+            vopts,
+            offered: 0,
             features: 0,
             mac: MacAddr::ZERO,
             num_queues: 0,
@@ -228,56 +252,14 @@ impl VirtioDriver {
             max_mtu: MAX_MTU,
             pairs: 1,
             ctrl: None,
-            promiscuous: false,
-            all_multicast: false,
+            filters: RxFilters::default(),
             mac_changed: false,
         };
-        drv.initialize(opts.port_id, vopts)?;
+        drv.initialize(Wanted {
+            packed: vopts.packed,
+            vlan_filter: false,
+        })?;
         Ok(drv)
-    }
-
-    /// Reads config space, finds the virtio structures and maps their BARs.
-    fn map_structures(name: &str, device: Device) -> Result<VirtioShared> {
-        let mut cfg = [0u8; 256];
-        device
-            .read_config(0, &mut cfg)
-            .map_err(|e| drv_err(name, "read PCI config space", e))?;
-        let mut bar_sizes = [0u64; 6];
-        for (i, s) in bar_sizes.iter_mut().enumerate() {
-            *s = device.region_info(i as u32).map(|r| r.size).unwrap_or(0);
-        }
-        let caps = find_virtio_caps(&cfg, &bar_sizes)
-            .map_err(|e| drv_err(name, "find the virtio capabilities", e))?;
-        let mut bars: Vec<(u8, Bar)> = Vec::new();
-        let mut bar = |idx: u8| -> Result<Bar> {
-            if let Some((_, b)) = bars.iter().find(|(i, _)| *i == idx) {
-                return Ok(b.clone());
-            }
-            let b = device
-                .map_bar(u32::from(idx))
-                .map_err(|e| drv_err(name, "map a virtio BAR", e))?;
-            bars.push((idx, b.clone()));
-            Ok(b)
-        };
-        let common = bar(caps.common.bar)?;
-        let notify = bar(caps.notify.bar)?;
-        let device_cfg = match caps.device {
-            Some(d) => Some((bar(d.bar)?, d.offset as usize, d.length as usize)),
-            None => None,
-        };
-        Ok(VirtioShared {
-            name: name.to_string(),
-            device,
-            common,
-            common_off: caps.common.offset as usize,
-            notify,
-            device_cfg,
-            caps,
-            stopped: StopOnce::new(),
-            reset_lock: Mutex::new(()),
-            msix: crate::link_events::MsixVectors::new(MAX_MSIX_VECTORS),
-            queue_select: Mutex::new(()),
-        })
     }
 
     fn reg_err(&self, op: &'static str) -> impl Fn(BarError) -> PortError + '_ {
@@ -286,101 +268,6 @@ impl VirtioDriver {
 
     fn name(&self) -> &str {
         &self.shared.name
-    }
-
-    /// Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, MAC.
-    fn initialize(&mut self, port_id: u16, vopts: VirtioOptions) -> Result<()> {
-        let s = self.shared.clone();
-        s.device
-            .enable_memory_and_bus_master()
-            .map_err(|e| drv_err(&s.name, "enable memory space and bus mastering", e))?;
-        s.reset().map_err(|e| drv_err(&s.name, "reset", e))?;
-        s.add_status(status::ACKNOWLEDGE)
-            .map_err(self.reg_err("set ACKNOWLEDGE"))?;
-        s.add_status(status::DRIVER).map_err(self.reg_err("set DRIVER"))?;
-        let mut offered = 0u64;
-        for sel in 0..2u32 {
-            s.w32(common::DEVICE_FEATURE_SELECT, sel)
-                .map_err(self.reg_err("read device features"))?;
-            let v = s
-                .r32(common::DEVICE_FEATURE)
-                .map_err(self.reg_err("read device features"))?;
-            offered |= u64::from(v) << (32 * sel);
-        }
-        let features = match negotiate(&s.name, offered, vopts.packed) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = s.add_status(status::FAILED);
-                return Err(drv_err(&s.name, "negotiate features", e));
-            }
-        };
-        for sel in 0..2u32 {
-            s.w32(common::DRIVER_FEATURE_SELECT, sel)
-                .map_err(self.reg_err("write driver features"))?;
-            s.w32(common::DRIVER_FEATURE, (features >> (32 * sel)) as u32)
-                .map_err(self.reg_err("write driver features"))?;
-        }
-        let st = s
-            .add_status(status::FEATURES_OK)
-            .map_err(self.reg_err("set FEATURES_OK"))?;
-        let back = s.status().map_err(self.reg_err("read status"))?;
-        if back & status::FEATURES_OK == 0 {
-            let _ = s.add_status(status::FAILED);
-            return Err(drv_err(
-                &s.name,
-                "negotiate features",
-                VirtioError::FeaturesRefused {
-                    device: s.name.clone(),
-                    features,
-                },
-            ));
-        }
-        debug_assert_eq!(st & status::FEATURES_OK, status::FEATURES_OK);
-        self.features = features;
-        self.num_queues = s
-            .r16(common::NUM_QUEUES)
-            .map_err(self.reg_err("read num_queues"))?;
-        let mut mac = if features & feature::NET_MAC != 0 {
-            s.read_device_cfg::<6>(netcfg::MAC)
-                .map_err(self.reg_err("read MAC"))?
-                .map(MacAddr)
-                .unwrap_or(MacAddr::ZERO)
-        } else {
-            MacAddr::ZERO
-        };
-        if !mac.is_valid_unicast() {
-            let fallback = MacAddr::local(port_id);
-            log::warn!("{}: device offers no valid MAC ({mac}); using {fallback}", s.name);
-            mac = fallback;
-        }
-        self.mac = mac;
-        self.max_mtu = if features & feature::NET_MTU != 0 {
-            s.read_device_cfg::<2>(netcfg::MTU)
-                .map_err(self.reg_err("read the device's MTU"))?
-                .map(u16::from_le_bytes)
-                .unwrap_or(crate::driver::DEFAULT_MTU)
-                .clamp(crate::driver::MIN_MTU, MAX_MTU)
-        } else {
-            MAX_MTU
-        };
-        if features & feature::NET_MQ != 0 {
-            let pairs = s
-                .read_device_cfg::<2>(netcfg::MAX_VIRTQUEUE_PAIRS)
-                .map_err(self.reg_err("read max_virtqueue_pairs"))?
-                .map(u16::from_le_bytes)
-                .unwrap_or(1);
-            // The specification's range is 1..=0x8000; the queues must exist too.
-            self.max_pairs = pairs.clamp(1, (self.num_queues.saturating_sub(1) / 2).max(1));
-        }
-        if features & feature::NET_CTRL_VQ != 0 {
-            self.setup_ctrl_queue()?;
-        }
-        log::info!(
-            "{}: virtio-net reset, features {features:#x} (offered {offered:#x}), {} virtqueues, MAC {mac}",
-            s.name,
-            self.num_queues
-        );
-        Ok(())
     }
 
     /// Whether the virtqueues are packed.
@@ -397,50 +284,6 @@ impl VirtioDriver {
         }
     }
 
-    /// Builds and enables the control virtqueue (index 2 * max_pairs), before DRIVER_OK.
-    fn setup_ctrl_queue(&mut self) -> Result<()> {
-        let index = 2 * self.max_pairs;
-        let (size, notify_off) = self.select_queue(index, CTRL_QUEUE_SIZE)?;
-        let ring_part = self.ring_bytes(size).next_multiple_of(128);
-        let bytes = (ring_part + ctrl::BUFFER_BYTES).next_multiple_of(4096);
-        let mut region = DmaRegion::new(bytes, &RegionOptions::default())
-            .map_err(|e| drv_err(self.name(), "allocate the control queue", e))?;
-        let map: Arc<dyn DmaMap> = self.dma.clone();
-        region
-            .map(map)
-            .map_err(|e| drv_err(self.name(), "map the control queue", e))?;
-        let region = Arc::new(region);
-        let fail = |what| drv_err(self.name(), "set up the control queue", VirtioError::State(what));
-        let mem = RingSlice::new(region.clone(), 0, ring_part).ok_or_else(|| fail("region not mapped"))?;
-        let buf =
-            RingSlice::new(region, ring_part, ctrl::BUFFER_BYTES).ok_or_else(|| fail("region not mapped"))?;
-        let bell = VirtioDoorbell {
-            shared: self.shared.clone(),
-            off: notify_off,
-            index,
-        };
-        let (q, addrs): (Box<dyn CtrlCommand>, _) = if self.packed() {
-            let ring = PackedRing::new(mem, size).ok_or_else(|| fail("ring does not fit"))?;
-            let a = (ring.desc_iova(), ring.avail_iova(), ring.used_iova());
-            let q = CtrlQueue::new(ring, buf, bell).ok_or_else(|| fail("buffer does not fit"))?;
-            (Box::new(q), a)
-        } else {
-            let ring = SplitRing::new(mem, size).map_err(|e| {
-                drv_err(
-                    self.name(),
-                    "set up the control queue",
-                    queue::QueueError::Ring(e),
-                )
-            })?;
-            let a = (ring.desc_iova(), ring.avail_iova(), ring.used_iova());
-            let q = CtrlQueue::new(ring, buf, bell).ok_or_else(|| fail("buffer does not fit"))?;
-            (Box::new(q), a)
-        };
-        self.enable_queue(index, size, addrs.0, addrs.1, addrs.2)?;
-        self.ctrl = Some(q);
-        Ok(())
-    }
-
     /// Sends a control command now (after DRIVER_OK).
     fn command(&mut self, op: &'static str, class: u8, cmd: u8, data: &[u8]) -> Result<()> {
         let name = self.shared.name.clone();
@@ -451,8 +294,14 @@ impl VirtioDriver {
         q.command(class, cmd, data).map_err(|e| drv_err(&name, op, e))
     }
 
-    /// Applies the wanted RX mode, MAC and queue pairs through the control queue (after
-    /// DRIVER_OK). Without the features, nothing is sent: the device stays promiscuous.
+    /// Sends a filter command now (after DRIVER_OK).
+    fn send(&mut self, c: &FilterCommand) -> Result<()> {
+        self.command(c.op, c.class, c.cmd, &c.data)
+    }
+
+    /// Applies the wanted queue pairs, MAC and RX filters (modes, multicast list, VLAN table)
+    /// through the control queue, after DRIVER_OK: all of them, since the reset before emptied
+    /// the device's. Without the features, nothing is sent: the device stays promiscuous.
     fn apply_ctrl(&mut self) -> Result<()> {
         if self.ctrl.is_none() {
             return Ok(());
@@ -465,18 +314,29 @@ impl VirtioDriver {
             let m = self.mac.0;
             self.command("set MAC address", ctrlcmd::CLASS_MAC, ctrlcmd::MAC_ADDR_SET, &m)?;
         }
-        if self.features & feature::NET_CTRL_RX != 0 {
-            let p = [u8::from(self.promiscuous)];
-            self.command("set promiscuous mode", ctrlcmd::CLASS_RX, ctrlcmd::RX_PROMISC, &p)?;
-            let a = [u8::from(self.all_multicast)];
-            self.command(
-                "set all-multicast mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_ALLMULTI,
-                &a,
-            )?;
+        if let Some(q) = self.ctrl.as_mut() {
+            let name = &self.shared.name;
+            self.filters
+                .replay(self.features, q.as_mut())
+                .map_err(|(op, e)| drv_err(name, op, e))?;
         }
         Ok(())
+    }
+
+    /// The refusal of a filter the device cannot have, as a port error of `op`.
+    fn refused(&self, op: &'static str, r: Refusal) -> PortError {
+        match r {
+            Refusal::Unsupported(op) => PortError::Unsupported {
+                device: self.name().to_string(),
+                op,
+                driver: DRIVER_NAME,
+            },
+            Refusal::Invalid(reason) => PortError::InvalidConfig {
+                device: self.name().to_string(),
+                op,
+                reason: reason.to_string(),
+            },
+        }
     }
 
     /// The negotiated feature bits.
@@ -498,67 +358,6 @@ impl VirtioDriver {
     /// the TX header table; rounded to 4 KiB.
     fn queue_bytes(&self, size: usize) -> usize {
         (self.ring_bytes(size).next_multiple_of(128) + tx_header_table_bytes(size)).next_multiple_of(4096)
-    }
-
-    /// Programs virtqueue `index`: size (clamped to the device's), the ring addresses, no MSI-X
-    /// vector; returns the size used and the queue's notify offset in the notify BAR.
-    fn select_queue(&self, index: u16, want: usize) -> Result<(usize, usize)> {
-        let s = &self.shared;
-        s.w16(common::QUEUE_SELECT, index)
-            .map_err(self.reg_err("select queue"))?;
-        let max = s
-            .r16(common::QUEUE_SIZE)
-            .map_err(self.reg_err("read queue size"))?;
-        if max == 0 {
-            return Err(drv_err(
-                &s.name,
-                "set up queue",
-                VirtioError::NoQueue {
-                    index,
-                    num_queues: self.num_queues,
-                },
-            ));
-        }
-        let max = usize::from(max);
-        // Split queue sizes are powers of two.
-        let dev_max = if max.is_power_of_two() {
-            max
-        } else {
-            max.next_power_of_two() / 2
-        };
-        let size = want.min(dev_max);
-        if size < want {
-            log::info!(
-                "{}: virtqueue {index}: {want} entries asked, the device allows {max}: using {size}",
-                s.name
-            );
-        }
-        let off = s
-            .r16(common::QUEUE_NOTIFY_OFF)
-            .map_err(self.reg_err("read queue notify offset"))?;
-        let rel = u64::from(off) * u64::from(s.caps.notify_off_multiplier);
-        if rel + 2 > u64::from(s.caps.notify.length) {
-            return Err(drv_err(
-                &s.name,
-                "set up queue",
-                VirtioError::NotifyOutOfRange { index, offset: rel },
-            ));
-        }
-        Ok((size, s.caps.notify.offset as usize + rel as usize))
-    }
-
-    fn enable_queue(&self, index: u16, size: usize, desc: u64, driver: u64, device: u64) -> Result<()> {
-        let s = &self.shared;
-        let w = || -> std::result::Result<(), BarError> {
-            s.w16(common::QUEUE_SELECT, index)?;
-            s.w16(common::QUEUE_SIZE, size as u16)?;
-            s.w16(common::QUEUE_MSIX_VECTOR, common::NO_VECTOR)?;
-            s.w64(common::QUEUE_DESC, desc)?;
-            s.w64(common::QUEUE_DRIVER, driver)?;
-            s.w64(common::QUEUE_DEVICE, device)?;
-            s.w16(common::QUEUE_ENABLE, 1)
-        };
-        w().map_err(self.reg_err("program queue"))
     }
 
     /// The memory of queue slot `slot` for a ring of `size` entries: the ring, and the TX header
@@ -601,11 +400,13 @@ impl Driver for VirtioDriver {
             max_ring_size: MAX_RING_SIZE,
             min_rx_buffer: MIN_RX_BUFFER,
             rx_buffer_unit: 1,
-            // Both in software (crate::vlan): virtio-net has no VLAN offload; its VLAN filter
-            // (VIRTIO_NET_F_CTRL_VLAN) is not driven. Merged RX buffers are chained packets.
+            // Stripping and insertion in software (crate::vlan): virtio-net has no VLAN offload.
+            // The filters through the control queue (filters.rs). Merged RX buffers are chained
+            // packets.
             capabilities: Capabilities::VLAN_STRIP
                 | Capabilities::VLAN_INSERT
                 | Capabilities::TX_MULTI_SEG
+                | filters::capabilities(self.offered, self.features)
                 | if self.features & feature::NET_MRG_RXBUF != 0 {
                     Capabilities::RX_SCATTER
                 } else {
@@ -634,6 +435,26 @@ impl Driver for VirtioDriver {
                     pool: config.mempool.name().to_string(),
                 },
             ));
+        }
+        if config.vlan_filter && !filters::offers_vlan_filter(self.offered) {
+            return Err(self.refused("configure", filters::NO_VLAN_FILTER));
+        }
+        // CTRL_VLAN only for a port that filters VLANs (a device with it negotiated drops every
+        // tagged frame of a VLAN not in the table), as DPDK's virtio PMD does in dev_configure:
+        // features other than the open's mean a reset and a new negotiation.
+        let wanted = Wanted {
+            packed: self.vopts.packed,
+            vlan_filter: config.vlan_filter,
+        };
+        let features = negotiate(self.name(), self.offered, wanted)
+            .map_err(|e| drv_err(self.name(), "negotiate features", e))?;
+        if features != self.features {
+            log::info!(
+                "{}: configure: features {features:#x} wanted (negotiated {:#x}): reset and negotiate again",
+                self.name(),
+                self.features
+            );
+            self.initialize(wanted)?;
         }
         let per = self.queue_bytes(config.rx_ring_size.max(config.tx_ring_size));
         let count = usize::from(config.rx_queues) + usize::from(config.tx_queues);
@@ -824,14 +645,9 @@ impl Driver for VirtioDriver {
             });
         }
         if self.driver_ok {
-            self.command(
-                "set promiscuous mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_PROMISC,
-                &[u8::from(on)],
-            )?;
+            self.send(&FilterCommand::promiscuous(on))?;
         }
-        self.promiscuous = on;
+        self.filters.promiscuous = on;
         Ok(())
     }
 
@@ -847,14 +663,36 @@ impl Driver for VirtioDriver {
             });
         }
         if self.driver_ok {
-            self.command(
-                "set all-multicast mode",
-                ctrlcmd::CLASS_RX,
-                ctrlcmd::RX_ALLMULTI,
-                &[u8::from(on)],
-            )?;
+            self.send(&FilterCommand::all_multicast(on))?;
         }
-        self.all_multicast = on;
+        self.filters.all_multicast = on;
+        Ok(())
+    }
+
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        let op = if on {
+            "add a VLAN filter"
+        } else {
+            "remove a VLAN filter"
+        };
+        if let Some(r) = filters::vlan_refusal(self.offered, self.features, vid) {
+            return Err(self.refused(op, r));
+        }
+        if self.driver_ok {
+            self.send(&FilterCommand::vlan(vid, on))?;
+        }
+        self.filters.set_vlan(vid, on);
+        Ok(())
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        if let Some(r) = filters::multicast_refusal(self.features, addrs.len()) {
+            return Err(self.refused("set the multicast address list", r));
+        }
+        if self.driver_ok {
+            self.send(&FilterCommand::mac_table(addrs))?;
+        }
+        self.filters.set_multicast(addrs);
         Ok(())
     }
 

@@ -122,8 +122,11 @@ pub mod feature {
     pub const NET_STATUS: u64 = 1 << 16;
     /// Control virtqueue.
     pub const NET_CTRL_VQ: u64 = 1 << 17;
-    /// Control of RX mode (promiscuous, all-multicast) through the control queue.
+    /// Control of RX mode (promiscuous, all-multicast) and of the MAC filter table through the
+    /// control queue.
     pub const NET_CTRL_RX: u64 = 1 << 18;
+    /// The VLAN filter table, through the control queue.
+    pub const NET_CTRL_VLAN: u64 = 1 << 19;
     /// Multi-queue (needs the control queue to pick the number of pairs).
     pub const NET_MQ: u64 = 1 << 22;
     /// MAC address set through the control queue.
@@ -145,6 +148,8 @@ pub mod feature {
         match bit {
             VERSION_1 => "VIRTIO_F_VERSION_1 (bit 32)",
             ACCESS_PLATFORM => "VIRTIO_F_ACCESS_PLATFORM (bit 33)",
+            NET_CTRL_RX => "VIRTIO_NET_F_CTRL_RX (bit 18)",
+            NET_CTRL_VLAN => "VIRTIO_NET_F_CTRL_VLAN (bit 19)",
             _ => "feature",
         }
     }
@@ -196,8 +201,17 @@ pub mod ctrl {
     pub const RX_ALLMULTI: u8 = 1;
     /// Class MAC.
     pub const CLASS_MAC: u8 = 1;
+    /// MAC: set the filter table: two `virtio_net_ctrl_mac` (le32 `entries`, then that many
+    /// 6-byte addresses), the unicast table first, then the multicast one.
+    pub const MAC_TABLE_SET: u8 = 0;
     /// MAC: set the address (6 bytes of data).
     pub const MAC_ADDR_SET: u8 = 1;
+    /// Class VLAN filter (with VIRTIO_NET_F_CTRL_VLAN).
+    pub const CLASS_VLAN: u8 = 2;
+    /// VLAN: let tagged frames of a VLAN id through (le16 data).
+    pub const VLAN_ADD: u8 = 0;
+    /// VLAN: drop tagged frames of a VLAN id again (le16 data).
+    pub const VLAN_DEL: u8 = 1;
     /// Class multi-queue.
     pub const CLASS_MQ: u8 = 4;
     /// MQ: number of queue pairs (le16 data).
