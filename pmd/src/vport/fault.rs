@@ -229,6 +229,28 @@ impl Driver for FaultDriver {
     fn xstats(&mut self, out: &mut Vec<crate::xstats::XStat>) -> Result<()> {
         self.inner.xstats(out)
     }
+
+    // The wrapper reports the inner device's capabilities, so it forwards every call they
+    // promise: a capability listed but refused would mislead the application.
+    fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+        self.inner.set_mtu(mtu)
+    }
+
+    fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+        self.inner.set_vlan_filter(vid, on)
+    }
+
+    fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+        self.inner.set_mc_addr_list(addrs)
+    }
+
+    fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {
+        self.inner.set_rss_reta(reta)
+    }
+
+    fn rss_key(&self) -> Option<Vec<u8>> {
+        self.inner.rss_key()
+    }
 }
 
 /// Most packets an RX queue takes from its inner queue per burst: with a copy per packet and one
@@ -417,5 +439,88 @@ mod tests {
         drop(a);
         assert_eq!(injected("fault:null901"), None);
         assert!(injected("fault:null901#2").is_some());
+    }
+
+    /// A null device that records the filter and table calls it receives.
+    struct Recording {
+        null: crate::vport::null::NullDriver,
+        calls: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Driver for Recording {
+        fn device_name(&self) -> &str {
+            self.null.device_name()
+        }
+        fn info(&self) -> DeviceInfo {
+            self.null.info()
+        }
+        fn configure(&mut self, config: &PortConfig) -> Result<()> {
+            self.null.configure(config)
+        }
+        fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
+            self.null.setup_rx_queue(setup)
+        }
+        fn setup_tx_queue(&mut self, setup: &TxQueueSetup<'_>) -> Result<Box<dyn TxQueueOps>> {
+            self.null.setup_tx_queue(setup)
+        }
+        fn start(&mut self) -> Result<()> {
+            self.null.start()
+        }
+        fn stop(&mut self) -> Result<()> {
+            self.null.stop()
+        }
+        fn link(&mut self) -> Result<LinkStatus> {
+            self.null.link()
+        }
+        fn mac_addr(&self) -> MacAddr {
+            self.null.mac_addr()
+        }
+        fn set_mac_addr(&mut self, mac: MacAddr) -> Result<()> {
+            self.null.set_mac_addr(mac)
+        }
+        fn set_promiscuous(&mut self, on: bool) -> Result<()> {
+            self.null.set_promiscuous(on)
+        }
+        fn set_all_multicast(&mut self, on: bool) -> Result<()> {
+            self.null.set_all_multicast(on)
+        }
+        fn set_mtu(&mut self, mtu: u16) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("mtu {mtu}"));
+            Ok(())
+        }
+        fn set_vlan_filter(&mut self, vid: u16, on: bool) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("vlan {vid} {on}"));
+            Ok(())
+        }
+        fn set_mc_addr_list(&mut self, addrs: &[MacAddr]) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("mc {}", addrs.len()));
+            Ok(())
+        }
+        fn set_rss_reta(&mut self, reta: &[u16]) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("reta {}", reta.len()));
+            Ok(())
+        }
+        fn rss_key(&self) -> Option<Vec<u8>> {
+            Some(vec![7; 40])
+        }
+    }
+
+    #[test]
+    fn filter_and_table_calls_reach_the_inner_device() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let inner = Recording {
+            null: crate::vport::null::NullDriver::new(902, 64),
+            calls: Arc::clone(&calls),
+        };
+        let mut f = FaultDriver::new(FaultSpec::default(), Box::new(inner));
+        f.set_mtu(9000).unwrap();
+        f.set_vlan_filter(100, true).unwrap();
+        f.set_mc_addr_list(&[MacAddr([1, 0, 0x5e, 0, 0, 1])]).unwrap();
+        f.set_rss_reta(&[0; 128]).unwrap();
+        assert_eq!(f.rss_key(), Some(vec![7; 40]));
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["mtu 9000", "vlan 100 true", "mc 1", "reta 128"]
+        );
     }
 }
