@@ -8,6 +8,7 @@
 //!
 //! Other xtask modules run commands in the guest through [`run_in_guest`].
 
+mod console;
 mod dpdk;
 mod guest;
 mod qmp;

@@ -8,7 +8,7 @@
 //! channel between the two markers. console.log in the run directory holds both.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::console::{Event, KERNEL_CONSOLE_FILE, follow_kernel_console, push_tail, read_command_channel};
 use super::topology::Topology;
 use super::{GuestOptions, GuestOutput, Machine, Paths};
 
@@ -171,15 +172,6 @@ fn write_cmd_script(
     fs::write(&path, s).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
-enum Event {
-    /// A line of the command channel (the second serial port): init's markers and the command's output.
-    Console(String),
-    /// The command channel closed (QEMU exited).
-    ConsoleClosed,
-    /// A line the guest kernel printed on its console (the first serial port).
-    Kernel(String),
-}
-
 fn qemu_args(
     paths: &Paths,
     topology: &Topology,
@@ -323,10 +315,6 @@ const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
 const FROZEN: &str = "the guest froze (RCU stall) while running the command";
 
-/// The kernel console's file in the run directory (the first serial port; console.log merges it
-/// with the command channel).
-pub const KERNEL_CONSOLE_FILE: &str = "kernel-console.log";
-
 /// How many times a stuck boot or a frozen guest is tried again, each in a fresh VM. Two: the
 /// TCG freeze (a halted vCPU whose timer never fires) was seen twice in one suite run of about 30
 /// VMs on an idle host, so one retry leaves a suite failure every few runs; the cause is open
@@ -444,22 +432,7 @@ pub fn run_once(
         );
         thread::spawn(move || follow_kernel_console(path, tx, stop))
     };
-    let console_thread = thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if tx.send(Event::Console(clean_line(&buf))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = tx.send(Event::ConsoleClosed);
-    });
+    let console_thread = thread::spawn(move || read_command_channel(stdout, tx));
     let echo_stderr = opts.echo;
     let stderr_thread = thread::spawn(move || {
         // Streamed as it comes (IOMMU faults show next to the output that caused them), and kept.
@@ -735,60 +708,6 @@ pub fn run_once(
             run_dir.join("console.log").display()
         )),
     }
-}
-
-/// Keeps the last 60 console lines (shown when the run fails before or outside the command).
-fn push_tail(tail: &mut Vec<String>, line: &str) {
-    tail.push(line.to_string());
-    if tail.len() > 60 {
-        tail.remove(0);
-    }
-}
-
-/// Follows the kernel console file QEMU writes ([`KERNEL_CONSOLE_FILE`]), sending each whole line
-/// as it appears; once `stop` is set it sends what is left and returns.
-fn follow_kernel_console(path: PathBuf, tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) {
-    let mut file = None;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
-        if file.is_none() {
-            file = fs::File::open(&path).ok();
-        }
-        let mut got = 0;
-        if let Some(f) = file.as_mut() {
-            while let Ok(n) = f.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                got += n;
-                pending.extend_from_slice(&buf[..n]);
-            }
-        }
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            if tx.send(Event::Kernel(clean_line(&line))).is_err() {
-                return;
-            }
-        }
-        if stopping {
-            if !pending.is_empty() {
-                let _ = tx.send(Event::Kernel(clean_line(&pending)));
-            }
-            return;
-        }
-        if got == 0 {
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A console line without its line ending and carriage returns.
-fn clean_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .trim_end_matches(['\n', '\r'])
-        .replace('\r', "")
 }
 
 fn emit(opts: &GuestOptions, output: &mut String, line: &str) {
