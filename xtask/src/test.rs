@@ -180,6 +180,17 @@ pub fn main(args: &[String]) -> ExitCode {
         &mut tally,
         Counting::Libtest,
     );
+    // pktgen's frame, rate and option logic has unit tests, which `cargo test` does not run for
+    // an example; `test = true` in the manifest would run them but then build pktgen only as a
+    // test, and the integration tests run the plain binary.
+    ok &= run_step(
+        "pktgen's unit tests",
+        Command::new(&cargo)
+            .args(["test", "--example", "pktgen"])
+            .env(SKIPS_FILE_ENV, &skips_file),
+        &mut tally,
+        Counting::Libtest,
+    );
     for (what, test) in [
         ("loom model test of the ring", "loom_ring"),
         ("loom model test of the mempool's lifetime", "loom_mempool"),
