@@ -1,9 +1,10 @@
 //! vm-topology: pair
 //!
 //! TCP segmentation offload against the guest kernel on the other end of the link: our igb port
-//! (OXPMD_PORT0) sends one 20 000-byte TCP payload per address family as a single chained
-//! packet flagged `TX_TCP_SEG` (MSS 1448 over IPv4, 1428 over IPv6); the kernel's igb port
-//! (OXPMD_PORT1, GRO off) is captured by a live tshark, which must see the segments the device cut:
+//! (OXPMD_PORT0), or our igbvf on a VF of that port with the kernel's igb as its PF, sends one
+//! 20 000-byte TCP payload per address family as a single chained packet flagged `TX_TCP_SEG`
+//! (MSS 1448 over IPv4, 1428 over IPv6); the kernel's igb port (OXPMD_PORT1, GRO off) is captured
+//! by a live tshark, which must see the segments the device cut:
 //! each at most the MSS, consecutive sequence numbers, valid IPv4 header and TCP checksums, and
 //! the payload byte-exact once put back together. Run with `cargo xtask vm test vm_tso`.
 
@@ -29,6 +30,8 @@ const SPORT: u16 = 7200;
 const PROBE_SPORT: u16 = 7201;
 const DPORT: u16 = 5400;
 const PAYLOAD: usize = 20_000;
+/// The MAC the kernel's PF gives its VF (locally administered).
+const VF_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0x80, 0x01]);
 
 /// The payload of the stream of family `v6`.
 fn payload(v6: bool) -> Vec<u8> {
@@ -328,27 +331,47 @@ fn check_family(tx: &mut TxQueue, pool: &Mempool, iface: &str, macs: (MacAddr, M
     );
 }
 
+/// Both families' TSO packets from our port `ours` (opened and started) to the kernel's igb on
+/// `peer_addr`, whose MAC is `peer_mac`.
+fn tso_to_the_kernel(ours: OpenedPort, peer_addr: &str, peer_mac: MacAddr) {
+    let (mut port, pool, rx, mut tx) = ours;
+    assert!(port.info().capabilities.contains(Capabilities::TCP_TSO));
+    let our_mac = port.mac_addr();
+    let peer = KernelPort::bind(peer_addr);
+    let iface = peer.iface.as_str();
+    // GRO would merge the segments before the capture sees them.
+    run("ethtool", &["-K", iface, "gro", "off"]);
+    run("ip", &["link", "set", "dev", iface, "up"]);
+    wait_carrier(iface);
+    println!(
+        "ours {} ({}, {our_mac}); kernel {peer_addr} is {iface} ({peer_mac}), GRO off",
+        port.name(),
+        port.info().driver
+    );
+    let tx = &mut tx;
+    check_family(tx, &pool, iface, (peer_mac, our_mac), false, 1448);
+    check_family(tx, &pool, iface, (peer_mac, our_mac), true, 1428);
+    drop(rx);
+    port.stop().unwrap();
+}
+
 #[test]
 #[ignore = "needs the test VM: cargo xtask vm test"]
 fn igb_tso_segments_reach_the_kernel_valid_over_ipv4_and_ipv6() {
-    let (ours, peer_addr) = (env("OXPMD_PORT0"), env("OXPMD_PORT1"));
-    assert_eq!(env("OXPMD_PORT0_MODEL"), "igb");
-    let peer_mac: MacAddr = env("OXPMD_PORT1_MAC").parse().unwrap();
-    let (mut port, pool, _rx, mut tx) = open_started(&ours, "vm_tso", |c| c);
-    assert!(port.info().capabilities.contains(Capabilities::TCP_TSO));
-    let our_mac = port.mac_addr();
+    let (ours, peer_addr, peer_mac) = linked_ports(0, "igb", 1);
+    tso_to_the_kernel(open_started(&ours, "vm_tso", |c| c), &peer_addr, peer_mac);
+}
 
-    let iface = kernel_igb(&peer_addr, &[]);
-    // GRO would merge the segments before the capture sees them.
-    run("ethtool", &["-K", &iface, "gro", "off"]);
-    run("ip", &["link", "set", "dev", &iface, "up"]);
-    wait_carrier(&iface);
-    println!("ours {ours} ({our_mac}); kernel {peer_addr} is {iface} ({peer_mac}), GRO off");
-    let tx = &mut tx;
-    check_family(tx, &pool, &iface, (peer_mac, our_mac), false, 1448);
-    check_family(tx, &pool, &iface, (peer_mac, our_mac), true, 1428);
-    drop(_rx);
-    port.stop().unwrap();
-    drop(port);
-    release(&peer_addr);
+/// Our igbvf on a VF of port 0 whose PF is the kernel's igb (standard MTU), port 1 the kernel's
+/// capturing peer.
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn igbvf_on_the_kernel_pf_tso_segments_reach_the_kernel_valid_over_ipv4_and_ipv6() {
+    let (pf, peer_addr, peer_mac) = linked_ports(0, "igb", 1);
+    let vf = KernelPfVf::ready(&pf, VF_MAC, 1500);
+    println!("kernel PF {pf} is {}, its VF {} ({VF_MAC})", vf.pf.iface, vf.vf);
+    let ours = open_started(&vf.vf, "vm_tso", |c| c);
+    assert_eq!(ours.0.info().driver, "igbvf");
+    assert_eq!(ours.0.mac_addr(), VF_MAC, "the MAC the kernel's PF gave the VF");
+    tso_to_the_kernel(ours, &peer_addr, peer_mac);
 }

@@ -13,6 +13,24 @@ pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
 }
 
+/// Ports `ours` (of `model`) and `peer` (igb) of the topology, linked to each other: their PCI
+/// addresses and the peer's MAC.
+pub fn linked_ports(ours: usize, model: &str, peer: usize) -> (String, String, oxpmd_pmd::MacAddr) {
+    assert_eq!(env(&format!("OXPMD_PORT{ours}_MODEL")), model);
+    assert_eq!(env(&format!("OXPMD_PORT{peer}_MODEL")), "igb");
+    assert_eq!(
+        env(&format!("OXPMD_PORT{ours}_PEER")),
+        peer.to_string(),
+        "port {ours} is linked to port {peer}"
+    );
+    let mac = env(&format!("OXPMD_PORT{peer}_MAC")).parse().unwrap();
+    (
+        env(&format!("OXPMD_PORT{ours}")),
+        env(&format!("OXPMD_PORT{peer}")),
+        mac,
+    )
+}
+
 /// The sysfs directory of PCI device `addr`.
 pub fn dev(addr: &str) -> PathBuf {
     Path::new("/sys/bus/pci/devices").join(addr)
@@ -194,4 +212,122 @@ pub fn receive_matching<T>(
         got.extend(b.drain().filter_map(|p| pick(&p)));
     }
     got
+}
+
+/// Gives `addr` back to no driver, its `driver_override` cleared (what an earlier test's
+/// `Port::open` set to vfio-pci): the kernel's igb can bind it then, and a later `Port::open`
+/// binds it to vfio-pci again.
+pub fn unbind_any(addr: &str) {
+    let sys = oxpmd_vfio::pci::Sysfs::new();
+    let a = oxpmd_vfio::PciAddress::parse(addr).unwrap();
+    sys.unbind(a).unwrap_or_else(|e| panic!("unbind {addr}: {e}"));
+    sys.set_driver_override(a, None)
+        .unwrap_or_else(|e| panic!("clear the driver_override of {addr}: {e}"));
+}
+
+/// The kernel's igb on a device of the topology (the link peer, or a VF's PF), given back unbound
+/// when dropped: on a failing test's path too, so the next test of the binary finds the device as
+/// it expects.
+pub struct KernelPort {
+    pub addr: String,
+    pub iface: String,
+}
+
+impl KernelPort {
+    /// Takes `addr` from whatever driver has it, binds it to the kernel's igb (see [`kernel_igb`])
+    /// and returns its interface (down, no address).
+    pub fn bind(addr: &str) -> KernelPort {
+        if driver_of(addr).as_deref() != Some("igb") {
+            unbind_any(addr);
+        }
+        let iface = kernel_igb(addr, &[]);
+        KernelPort {
+            addr: addr.to_string(),
+            iface,
+        }
+    }
+}
+
+impl Drop for KernelPort {
+    fn drop(&mut self) {
+        if driver_of(&self.addr).is_some()
+            && let Err(e) = std::fs::write(dev(&self.addr).join("driver/unbind"), &self.addr)
+        {
+            eprintln!("{}: unbind on cleanup: {e}", self.addr);
+        }
+    }
+}
+
+/// The kernel's igb as the PF of one VF, for our igbvf against a PF driver we did not write.
+/// Create it before the port that opens the VF, so that the port (and its VFIO device) is dropped
+/// first: removing a VF vfio-pci still holds waits for its release. Dropping it (on a failing
+/// test's path too) removes the VF (`sriov_numvfs` 0), then gives the PF back unbound.
+pub struct KernelPfVf {
+    /// The PF on the kernel's igb.
+    pub pf: KernelPort,
+    /// The VF's PCI address (no driver until `Port::open` binds it to vfio-pci).
+    pub vf: String,
+}
+
+impl KernelPfVf {
+    /// The kernel's igb on `pf` with one VF (`sriov_numvfs`), the PF's interface down and the VF
+    /// without a MAC: see [`KernelPfVf::set_vf_mac`] and [`KernelPfVf::up`], or
+    /// [`KernelPfVf::ready`].
+    pub fn create(pf: &str) -> KernelPfVf {
+        let pf = KernelPort::bind(pf);
+        let sys = oxpmd_vfio::pci::Sysfs::new();
+        let pf_addr = oxpmd_vfio::PciAddress::parse(&pf.addr).unwrap();
+        let mut this = KernelPfVf {
+            pf,
+            vf: String::new(),
+        };
+        sys.set_num_vfs(pf_addr, 1)
+            .unwrap_or_else(|e| panic!("one VF on the kernel's PF {}: {e}", this.pf.addr));
+        let vfs = sys.device(pf_addr).unwrap().virtfns;
+        assert_eq!(vfs.len(), 1, "{}: one VF", this.pf.addr);
+        this.vf = vfs[0].to_string();
+        assert_eq!(driver_of(&this.vf), None, "the VF {} has no driver", this.vf);
+        this
+    }
+
+    /// The PF gives the VF `mac` (`ip link set PF vf 0 mac`): the kernel's PF answers the VF's
+    /// reset with it (and refuses the VF's own SET_MAC_ADDR from then on).
+    pub fn set_vf_mac(&self, mac: oxpmd_pmd::MacAddr) {
+        let iface = self.pf.iface.as_str();
+        run(
+            "ip",
+            &["link", "set", "dev", iface, "vf", "0", "mac", &mac.to_string()],
+        );
+    }
+
+    /// The PF's MTU `mtu`, its interface up with its carrier: the kernel's PF releases its VFs
+    /// from reset (CTRL_EXT.PFRSTD) and answers their mailbox only while its interface is open.
+    pub fn up(&self, mtu: u16) {
+        let iface = self.pf.iface.as_str();
+        run(
+            "ip",
+            &["link", "set", "dev", iface, "mtu", &mtu.to_string(), "up"],
+        );
+        wait_carrier(iface);
+    }
+
+    /// [`KernelPfVf::create`], the VF's MAC `vf_mac`, the PF up with MTU `pf_mtu`.
+    pub fn ready(pf: &str, vf_mac: oxpmd_pmd::MacAddr, pf_mtu: u16) -> KernelPfVf {
+        let this = Self::create(pf);
+        this.set_vf_mac(vf_mac);
+        this.up(pf_mtu);
+        this
+    }
+}
+
+impl Drop for KernelPfVf {
+    fn drop(&mut self) {
+        let sys = oxpmd_vfio::pci::Sysfs::new();
+        if let Ok(pf) = oxpmd_vfio::PciAddress::parse(&self.pf.addr)
+            && let Err(e) = sys.set_num_vfs(pf, 0)
+        {
+            eprintln!("{}: sriov_numvfs 0 on cleanup: {e}", self.pf.addr);
+        }
+        // `self.pf` gives the PF back when it drops, after this.
+    }
 }
