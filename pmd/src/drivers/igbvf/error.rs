@@ -50,11 +50,15 @@ pub enum IgbvfError {
     /// The PF never released the VF from reset.
     #[error(
         "the PF did not release the VF from reset within {0:?} (V2PMAILBOX.RSTI stays set): start the \
-         PF manager (examples/sriov-pf) first"
+         PF's driver first (`oxpmd sriov serve` for a userspace PF; with the kernel's igb as the PF, \
+         bring its interface up: `ip link set dev PF up`, which releases its VFs)"
     )]
     NotReleased(Duration),
     /// The PF refused a request.
-    #[error("the PF refused {what} (NACK); its log names the reason")]
+    #[error(
+        "the PF refused {what} (NACK): `oxpmd sriov serve` logs the reason; the kernel's igb refuses a \
+         VF's reset while it has no MAC for it (`ip link set dev PF vf N mac ...`)"
+    )]
     Refused {
         /// The request.
         what: &'static str,

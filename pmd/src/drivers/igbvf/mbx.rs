@@ -52,8 +52,8 @@ pub enum MbxError {
     },
     /// No answer in time.
     #[error(
-        "no {what} from the PF within {waited:?}: is the PF manager running and serving this VF \
-         (examples/sriov-pf)?"
+        "no {what} from the PF within {waited:?}: is the PF's driver running and serving this VF \
+         (`oxpmd sriov serve`, or the kernel's igb with its interface up)?"
     )]
     Timeout {
         /// What was awaited.
@@ -404,6 +404,6 @@ mod tests {
         let m = Arc::new(MailboxModel::new());
         let vf = VfMailbox::new(ModelVf(m, 0), Duration::from_millis(20));
         let e = vf.request(&[1]).unwrap_err();
-        assert!(e.to_string().contains("PF manager"), "{e}");
+        assert!(e.to_string().contains("PF's driver"), "{e}");
     }
 }
