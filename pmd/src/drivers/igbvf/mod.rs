@@ -118,19 +118,20 @@ pub fn token_from(opts: &OpenOptions) -> std::result::Result<Option<VfToken>, Ig
     Ok(None)
 }
 
-/// The VF's rolling counters (32-bit, wrapping) read at one moment.
+/// The VF's good-frame counters as 64-bit totals since the port was opened (the registers are
+/// 32-bit and wrap; the totals are the xstats' own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IgbvfHwStats {
     /// Good packets received.
-    pub gprc: u32,
+    pub gprc: u64,
     /// Good packets transmitted.
-    pub gptc: u32,
+    pub gptc: u64,
     /// Good octets received.
-    pub gorc: u32,
+    pub gorc: u64,
     /// Good octets transmitted.
-    pub gotc: u32,
+    pub gotc: u64,
     /// Multicast packets received.
-    pub mprc: u32,
+    pub mprc: u64,
 }
 
 /// What the driver and its queues share.
@@ -161,17 +162,16 @@ impl VfShared {
         t.clone()
     }
 
+    /// The counters as 64-bit totals since the port's open, from the same running totals as
+    /// the xstats (the registers are 32 bits and wrap; a PF pool port has none: all zero).
     fn hw_stats(&self) -> IgbvfHwStats {
-        let Some(v) = self.regs.vf() else {
-            // A PF pool port: the VF counters are not in this BAR.
-            return IgbvfHwStats::default();
-        };
+        let t = self.totals();
         IgbvfHwStats {
-            gprc: v.read(stats::GPRC),
-            gptc: v.read(stats::GPTC),
-            gorc: v.read(stats::GORC),
-            gotc: v.read(stats::GOTC),
-            mprc: v.read(stats::MPRC),
+            gprc: t.total_of(stats::GPRC),
+            gptc: t.total_of(stats::GPTC),
+            gorc: t.total_of(stats::GORC),
+            gotc: t.total_of(stats::GOTC),
+            mprc: t.total_of(stats::MPRC),
         }
     }
 }

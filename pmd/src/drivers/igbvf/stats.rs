@@ -55,6 +55,14 @@ impl VfTotals {
         }
     }
 
+    /// The total of counter `reg` (0 for a register that is not one of the counters).
+    pub(crate) fn total_of(&self, reg: VfReg) -> u64 {
+        COUNTERS
+            .iter()
+            .position(|(_, r)| *r == reg)
+            .map_or(0, |i| self.total[i])
+    }
+
     /// Appends every total under its xstats name.
     pub(crate) fn append(&self, out: &mut Vec<XStat>) {
         for ((name, _), v) in COUNTERS.iter().zip(&self.total) {
@@ -81,5 +89,9 @@ mod tests {
             Some(u64::from(u32::MAX - 5) + 16)
         );
         assert_eq!(v.len(), COUNTERS.len());
+        // hw_stats reads the same totals.
+        assert_eq!(t.total_of(GPRC), u64::from(u32::MAX - 5) + 16);
+        assert_eq!(t.total_of(GPTC), 0);
+        assert_eq!(t.total_of(VfReg::new(0x0010)), 0, "not a counter");
     }
 }
