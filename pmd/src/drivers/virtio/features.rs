@@ -11,6 +11,8 @@ pub const OPTIONAL_FEATURES: u64 = feature::NET_MAC
     | feature::NET_MRG_RXBUF
     | feature::NET_MTU
     | feature::NET_CSUM
+    | feature::NET_HOST_TSO4
+    | feature::NET_HOST_TSO6
     | feature::NET_CTRL_VQ
     | (CTRL_VQ_FEATURES & !feature::NET_CTRL_VLAN);
 /// Features that need the control virtqueue (dropped when it is not offered).
@@ -65,6 +67,10 @@ pub fn negotiate(device: &str, offered: u64, wanted: Wanted) -> std::result::Res
     }
     if f & feature::NET_CTRL_VQ == 0 {
         f &= !CTRL_VQ_FEATURES;
+    }
+    // The device's segmentation needs its checksum offload (virtio 1.2, 5.1.3.1).
+    if f & feature::NET_CSUM == 0 {
+        f &= !(feature::NET_HOST_TSO4 | feature::NET_HOST_TSO6);
     }
     Ok(f)
 }

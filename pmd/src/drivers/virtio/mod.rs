@@ -411,6 +411,13 @@ impl Driver for VirtioDriver {
                     Capabilities::RX_SCATTER
                 } else {
                     Capabilities::NONE
+                }
+                // The device's segmentation, for the families it negotiated (a TSO packet of the
+                // other is refused and counted).
+                | if self.features & (feature::NET_HOST_TSO4 | feature::NET_HOST_TSO6) != 0 {
+                    Capabilities::TCP_TSO
+                } else {
+                    Capabilities::NONE
                 },
             reta_size: 0,
             rss_key_len: 0,
@@ -539,6 +546,10 @@ impl Driver for VirtioDriver {
             &format!("TX queue {q}"),
         );
         let csum = self.features & feature::NET_CSUM != 0;
+        let tso = (
+            self.features & feature::NET_HOST_TSO4 != 0,
+            self.features & feature::NET_HOST_TSO6 != 0,
+        );
         let check: Option<Box<dyn TxAddressCheck>> = Some(Box::new(check));
         if self.packed() {
             let ring = PackedRing::new(mem, size).ok_or_else(|| {
@@ -549,7 +560,8 @@ impl Driver for VirtioDriver {
                 )
             })?;
             let txq = VirtioTxQueue::new(ring, hdr, bell, csum, check)
-                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
+                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?
+                .with_tso(tso.0, tso.1);
             let r = txq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Ok(Box::new(TxQueueBox(txq)))
@@ -557,7 +569,8 @@ impl Driver for VirtioDriver {
             let ring = SplitRing::new(mem, size)
                 .map_err(|e| drv_err(self.name(), "set up TX queue", queue::QueueError::Ring(e)))?;
             let txq = VirtioTxQueue::new(ring, hdr, bell, csum, check)
-                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?;
+                .map_err(|e| drv_err(self.name(), "set up TX queue", e))?
+                .with_tso(tso.0, tso.1);
             let r = txq.ring();
             self.enable_queue(index, size, r.desc_iova(), r.avail_iova(), r.used_iova())?;
             Ok(Box::new(TxQueueBox(txq)))

@@ -13,7 +13,10 @@
 //!   per-slot table in the ring memory. Checksum offload: `TX_TCP_CKSUM` / `TX_UDP_CKSUM` become
 //!   `NEEDS_CSUM` with `csum_start` / `csum_offset` (the application has put the pseudo-header
 //!   sum in the checksum field, as for the Intel NICs); `TX_IP_CKSUM` is computed here in
-//!   software (virtio has no IPv4 header checksum offload).
+//!   software (virtio has no IPv4 header checksum offload). TSO (`TX_TCP_SEG` with a segment
+//!   size): when the device negotiated VIRTIO_NET_F_HOST_TSO4 / 6 (with NET_CSUM), the header
+//!   carries `gso_type` TCPV4 / TCPV6, `hdr_len` and `gso_size` and the device cuts the packet
+//!   (up to [`MAX_TSO_LEN`]); any other TSO packet is refused and counted.
 //! - The doorbell is rung once per burst, and only when the device asks for it (used ring flag).
 //! - Teardown (invariant 3): a queue's `Drop` first calls [`Doorbell::stop_device`] (virtio 1.0
 //!   has no per-queue stop: the device is reset, which stops all its DMA), then frees its buffers.
@@ -41,6 +44,26 @@ use crate::stats::QueueCounters;
 pub const MAX_TX_LEN: usize = 9728;
 /// Most segments of one TX packet (each is one descriptor, after the header's).
 pub const MAX_TX_SEGS: usize = 32;
+/// Longest TSO packet the TX path gives the device to segment (headers included): 64 KiB, the
+/// most a GSO packet of Linux's virtio-net carries and what QEMU's device takes.
+pub const MAX_TSO_LEN: usize = 64 * 1024;
+
+/// The headers of a TSO packet when the device negotiated segmentation for its family
+/// (`tso[0]` IPv4, `tso[1]` IPv6): TCP, every header in the first segment, an MSS of
+/// 1..=[`MAX_TX_LEN`] less the headers, the whole packet at most [`MAX_TSO_LEN`].
+fn tso_layout(p: &Packet, tso: [bool; 2]) -> Option<HeaderLayout> {
+    let h = HeaderLayout::parse(p.data()).filter(HeaderLayout::is_tcp)?;
+    let family = match h.l3 {
+        L3::Ipv4 => tso[0],
+        L3::Ipv6 => tso[1],
+    };
+    let mss = usize::from(p.tso_segsz());
+    let fits = family
+        && (1..=MAX_TX_LEN - h.header_len()).contains(&mss)
+        && p.len() > h.header_len()
+        && p.len() <= MAX_TSO_LEN;
+    fits.then_some(h)
+}
 
 /// What a queue needs from the device besides its ring memory.
 ///
@@ -481,6 +504,8 @@ pub struct VirtioTxQueue<D: Doorbell, Q: Virtqueue, H: RingMemory> {
     hdr_ptr: *mut u8,
     hdr_iova: u64,
     csum: bool,
+    /// The device segments TCP over IPv4 / IPv6 (VIRTIO_NET_F_HOST_TSO4 / 6 negotiated).
+    tso: [bool; 2],
     scratch: Box<[RawBuffer]>,
     /// Where cleanup frees the sent buffers: the cache of each buffer's own pool, in bulk.
     caches: PoolCaches,
@@ -499,9 +524,26 @@ unsafe impl<D: Doorbell, Q: Virtqueue, H: RingMemory> Send for VirtioTxQueue<D, 
 /// Fills a 12-byte net header for `pkt` (flags, csum fields), computing the IPv4 header
 /// checksum in software when asked.
 #[inline(always)]
-fn net_header(pkt: &mut Packet, csum: bool) -> [u8; nethdr::LEN] {
+fn net_header(pkt: &mut Packet, csum: bool, tso: [bool; 2]) -> [u8; nethdr::LEN] {
     let mut h = [0u8; nethdr::LEN];
     let flags = pkt.flags();
+    if flags.contains(OffloadFlags::TX_TCP_SEG)
+        && let Some(l) = tso_layout(pkt, tso)
+    {
+        // The device cuts the payload into `gso_size` pieces and writes each segment's IP
+        // lengths, IPv4 id and checksum, TCP sequence number and checksum; the TCP checksum
+        // field holds the pseudo-header sum without the length, as for the Intel devices.
+        h[nethdr::FLAGS] = nethdr::F_NEEDS_CSUM;
+        h[nethdr::GSO_TYPE] = match l.l3 {
+            L3::Ipv4 => nethdr::GSO_TCPV4,
+            L3::Ipv6 => nethdr::GSO_TCPV6,
+        };
+        h[nethdr::HDR_LEN..nethdr::HDR_LEN + 2].copy_from_slice(&(l.header_len() as u16).to_le_bytes());
+        h[nethdr::GSO_SIZE..nethdr::GSO_SIZE + 2].copy_from_slice(&pkt.tso_segsz().to_le_bytes());
+        h[nethdr::CSUM_START..nethdr::CSUM_START + 2].copy_from_slice(&(l.l4_offset() as u16).to_le_bytes());
+        h[nethdr::CSUM_OFFSET..nethdr::CSUM_OFFSET + 2].copy_from_slice(&16u16.to_le_bytes());
+        return h;
+    }
     let wants = OffloadFlags(
         flags.bits()
             & (OffloadFlags::TX_IP_CKSUM | OffloadFlags::TX_TCP_CKSUM | OffloadFlags::TX_UDP_CKSUM).bits(),
@@ -566,6 +608,7 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             hdr_ptr,
             hdr_iova,
             csum,
+            tso: [false; 2],
             scratch: vec![RawBuffer::NULL; size].into_boxed_slice(),
             caches: PoolCaches::new(),
             heads: vec![0; MAX_BURST.max(size)].into_boxed_slice(),
@@ -574,6 +617,14 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
             broken_reported: false,
             doorbell,
         })
+    }
+
+    /// Lets TSO packets (`TX_TCP_SEG`) of IPv4 (`v4`) and IPv6 (`v6`) through to the device,
+    /// which negotiated VIRTIO_NET_F_HOST_TSO4 / 6 (and NET_CSUM, which they need); any other TSO
+    /// packet stays refused and counted.
+    pub fn with_tso(mut self, v4: bool, v6: bool) -> Self {
+        self.tso = [v4 && self.csum, v6 && self.csum];
+        self
     }
 
     /// The ring (addresses for the device).
@@ -642,11 +693,13 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
         let mut refused = 0usize;
         // Invariant 5: lengths the device must not be given are freed and counted, and so are
         // packets asking for a VLAN tag they have no room for.
-        // TX_TCP_SEG: the device's TSO (VIRTIO_NET_F_HOST_TSO4/6) is not driven.
+        // TX_TCP_SEG: only what the device negotiated to segment (tso_layout).
+        let tso = self.tso;
         let unsendable = |p: &Packet| {
+            let seg = p.flags().contains(OffloadFlags::TX_TCP_SEG);
             p.is_empty()
-                || p.flags().contains(OffloadFlags::TX_TCP_SEG)
-                || p.len() > MAX_TX_LEN
+                || (seg && tso_layout(p, tso).is_none())
+                || (!seg && p.len() > MAX_TX_LEN)
                 || (!p.is_contiguous() && (p.nb_segs() > MAX_TX_SEGS || p.segments().any(<[u8]>::is_empty)))
                 || (p.flags().contains(OffloadFlags::TX_VLAN_INSERT) && !crate::vlan::can_insert_tag(p))
         };
@@ -695,7 +748,7 @@ impl<D: Doorbell, Q: Virtqueue, H: RingMemory> VirtioTxQueue<D, Q, H> {
                 let inserted = crate::vlan::insert_tag(pkt);
                 debug_assert!(inserted);
             }
-            let h = net_header(pkt, self.csum);
+            let h = net_header(pkt, self.csum, self.tso);
             let len = pkt.len();
             // The chain: the header (in the packet's headroom, or in the header table), then
             // one descriptor per segment.

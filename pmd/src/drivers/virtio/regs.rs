@@ -114,6 +114,11 @@ pub mod feature {
     pub const NET_GUEST_CSUM: u64 = 1 << 1;
     /// Device config has a MAC address.
     pub const NET_MAC: u64 = 1 << 5;
+    /// VIRTIO_NET_F_HOST_TSO4: the device takes TCP over IPv4 packets to segment (GSO in the
+    /// header); only with NET_CSUM.
+    pub const NET_HOST_TSO4: u64 = 1 << 11;
+    /// VIRTIO_NET_F_HOST_TSO6: the same for TCP over IPv6.
+    pub const NET_HOST_TSO6: u64 = 1 << 12;
     /// VIRTIO_NET_F_MTU: the device advises its largest MTU (`mtu` in the config).
     pub const NET_MTU: u64 = 1 << 3;
     /// Driver can merge receive buffers (`num_buffers` in the header).
@@ -150,6 +155,8 @@ pub mod feature {
             ACCESS_PLATFORM => "VIRTIO_F_ACCESS_PLATFORM (bit 33)",
             NET_CTRL_RX => "VIRTIO_NET_F_CTRL_RX (bit 18)",
             NET_CTRL_VLAN => "VIRTIO_NET_F_CTRL_VLAN (bit 19)",
+            NET_HOST_TSO4 => "VIRTIO_NET_F_HOST_TSO4 (bit 11)",
+            NET_HOST_TSO6 => "VIRTIO_NET_F_HOST_TSO6 (bit 12)",
             _ => "feature",
         }
     }
@@ -177,6 +184,10 @@ pub mod nethdr {
     pub const FLAGS: usize = 0;
     /// gso_type (u8).
     pub const GSO_TYPE: usize = 1;
+    /// hdr_len (le16): bytes of the headers of a GSO packet.
+    pub const HDR_LEN: usize = 2;
+    /// gso_size (le16): payload bytes of each segment (the MSS).
+    pub const GSO_SIZE: usize = 4;
     /// csum_start (le16).
     pub const CSUM_START: usize = 6;
     /// csum_offset (le16).
@@ -189,6 +200,10 @@ pub mod nethdr {
     pub const F_DATA_VALID: u8 = 2;
     /// gso_type: none.
     pub const GSO_NONE: u8 = 0;
+    /// gso_type: TCP over IPv4.
+    pub const GSO_TCPV4: u8 = 1;
+    /// gso_type: TCP over IPv6.
+    pub const GSO_TCPV6: u8 = 4;
 }
 
 /// Control virtqueue commands.

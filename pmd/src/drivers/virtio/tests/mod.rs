@@ -30,4 +30,5 @@ mod negotiation;
 mod rings;
 mod rx;
 mod teardown;
+mod tso;
 mod tx;

@@ -146,3 +146,21 @@ fn vlan_filter_table_is_negotiated_only_when_the_port_filters() {
     assert_eq!(f & feature::NET_CTRL_VLAN, 0);
     assert_eq!(f, at_open);
 }
+
+#[test]
+fn segmentation_is_taken_only_with_checksum_offload() {
+    let tso = feature::NET_HOST_TSO4 | feature::NET_HOST_TSO6;
+    let f = negotiate(DEV, QEMU | feature::NET_CSUM | tso, PLAIN).unwrap();
+    assert_eq!(
+        f & tso,
+        tso,
+        "a vnet-header backend's device: both families taken"
+    );
+    let f = negotiate(DEV, QEMU | tso, PLAIN).unwrap();
+    assert_eq!(f & tso, 0, "HOST_TSO4/6 need NET_CSUM (virtio 1.2, 5.1.3.1)");
+    assert_eq!(
+        negotiate(DEV, QEMU, PLAIN).unwrap() & tso,
+        0,
+        "the test VM's devices offer none"
+    );
+}
