@@ -11,6 +11,7 @@
 mod console;
 mod dpdk;
 mod guest;
+mod host_link;
 mod qmp;
 pub(crate) mod setup;
 mod stall;

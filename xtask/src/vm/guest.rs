@@ -179,6 +179,7 @@ fn qemu_args(
     nonce: &str,
     results: Option<&Path>,
     machine: &Machine,
+    taps: Option<[&str; 2]>,
 ) -> Vec<String> {
     // no_timer_check: under TCG on a loaded host the kernel's boot-time check that the timer
     // interrupt arrives through the IO-APIC can miss it, and with interrupt remapping (the
@@ -285,7 +286,7 @@ fn qemu_args(
             format!("virtio-9p-pci,fsdev=results,mount_tag=results,addr={RESULTS_SHARE_SLOT:02x}.0"),
         ]);
     }
-    a.extend(topology.qemu_args());
+    a.extend(topology.qemu_args(taps));
     a.extend(super::qmp::qemu_args(&super::qmp::socket_path(run_dir, nonce)));
     a
 }
@@ -396,6 +397,13 @@ pub fn run_once(
         }
     }
     write_cmd_script(&run_dir, topology, cmd, opts)?;
+    // Lives until QEMU is gone (the end of this function), then removes the taps and the bridge.
+    let host_link = match topology.host_link {
+        Some(_) => Some(super::host_link::HostLink::create(
+            &nonce[nonce.len().saturating_sub(8)..],
+        )?),
+        None => None,
+    };
     let args = qemu_args(
         paths,
         topology,
@@ -403,6 +411,7 @@ pub fn run_once(
         &nonce,
         results.as_deref(),
         &opts.machine,
+        host_link.as_ref().map(super::host_link::HostLink::taps),
     );
     fs::write(run_dir.join("qemu-args.txt"), args.join("\n") + "\n")
         .map_err(|e| format!("write qemu-args.txt: {e}"))?;

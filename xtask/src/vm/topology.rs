@@ -75,6 +75,13 @@ pub struct Topology {
     /// that our driver refuses it. Not a port (no link, not in `OXPMD_PORTS`): exported as
     /// `OXPMD_VIRTIO_NO_IOMMU`.
     pub virtio_no_iommu: Option<u8>,
+    /// The link (named by its lower port index) that runs through the host instead of a QEMU hub:
+    /// each end on a tap device of the host, the two taps in a bridge ([`super::host_link`]).
+    /// The virtio end's tap takes vnet headers, so QEMU's virtio-net offers its checksum and
+    /// segmentation offloads (it clears them with a hub: hw/net/virtio-net.c,
+    /// `virtio_net_get_features`), and the host kernel segments what reaches the igb end's tap,
+    /// which takes none. Needs root on the host.
+    pub host_link: Option<usize>,
 }
 
 /// QEMU's device for [`Topology::virtio_no_iommu`]: modern-only (1af4:1041), no ACCESS_PLATFORM.
@@ -83,7 +90,7 @@ const VIRTIO_NO_IOMMU_DEVICE: &str = "virtio-net-pci,disable-legacy=on";
 const VIRTIO_NO_IOMMU_HUB: usize = 99;
 
 /// The topology names `--topology` accepts.
-pub const NAMES: [&str; 3] = ["pair", "quad", "virtio"];
+pub const NAMES: [&str; 4] = ["pair", "quad", "virtio", "virtio-tap"];
 
 fn port(index: usize, model: Model, slot: u8, peer: usize, role: &'static str) -> Port {
     Port {
@@ -105,6 +112,7 @@ impl Topology {
                 description: "two igb ports linked back to back (0 <-> 1)",
                 ports: vec![port(0, Igb, 0x02, 1, "a"), port(1, Igb, 0x06, 0, "b")],
                 virtio_no_iommu: None,
+                host_link: None,
             },
             "quad" => Topology {
                 name: "quad",
@@ -116,6 +124,7 @@ impl Topology {
                     port(3, Igb, 0x0c, 1, "dut"),
                 ],
                 virtio_no_iommu: None,
+                host_link: None,
             },
             "virtio" => Topology {
                 name: "virtio",
@@ -128,6 +137,20 @@ impl Topology {
                     port(3, VirtioNet, 0x08, 2, "b"),
                 ],
                 virtio_no_iommu: Some(0x09),
+                host_link: None,
+            },
+            "virtio-tap" => Topology {
+                name: "virtio-tap",
+                description: "igb 0 <-> igb 1, and igb 2 <-> virtio-net 3 through two host taps in a \
+                              bridge (the virtio end with vnet headers: checksum and TSO offloads)",
+                ports: vec![
+                    port(0, Igb, 0x02, 1, "a"),
+                    port(1, Igb, 0x06, 0, "b"),
+                    port(2, Igb, 0x0a, 3, "a"),
+                    port(3, VirtioNet, 0x08, 2, "b"),
+                ],
+                virtio_no_iommu: None,
+                host_link: Some(2),
             },
             other => {
                 return Err(format!(
@@ -139,14 +162,25 @@ impl Topology {
         Ok(t)
     }
 
-    /// QEMU arguments for the NICs and their links: one hub per link, nothing but loopback.
-    pub fn qemu_args(&self) -> Vec<String> {
+    /// QEMU arguments for the NICs and their links: one hub per link, nothing but loopback;
+    /// the [`Topology::host_link`] on the taps of `taps` (lower port's, higher port's).
+    pub fn qemu_args(&self, taps: Option<[&str; 2]>) -> Vec<String> {
         let mut args = Vec::new();
         for p in &self.ports {
             // The hub id is the lower index of the two ends, so both ends join the same hub.
             let hub = p.index.min(p.peer);
             args.push("-netdev".into());
-            args.push(format!("hubport,id=port{},hubid={hub}", p.index));
+            match (self.host_link, taps) {
+                (Some(link), Some(taps)) if link == hub => {
+                    let tap = if p.index == hub { taps[0] } else { taps[1] };
+                    let vnet = if p.model == Model::VirtioNet { "on" } else { "off" };
+                    args.push(format!(
+                        "tap,id=port{},ifname={tap},script=no,downscript=no,vnet_hdr={vnet}",
+                        p.index
+                    ));
+                }
+                _ => args.push(format!("hubport,id=port{},hubid={hub}", p.index)),
+            }
             args.push("-device".into());
             args.push(format!(
                 // No option ROM: the kernel is booted directly, and the firmware has less to run.

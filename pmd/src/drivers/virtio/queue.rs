@@ -532,7 +532,25 @@ fn net_header(pkt: &mut Packet, csum: bool, tso: [bool; 2]) -> [u8; nethdr::LEN]
     {
         // The device cuts the payload into `gso_size` pieces and writes each segment's IP
         // lengths, IPv4 id and checksum, TCP sequence number and checksum; the TCP checksum
-        // field holds the pseudo-header sum without the length, as for the Intel devices.
+        // field holds the pseudo-header sum without the length, as for the Intel devices. The
+        // big packet's own IPv4 header checksum is made valid here when asked: a device that
+        // hands the packet to a host stack whole (QEMU with a tap) may have it checked there
+        // (a Linux bridge's netfilter drops a bad one) before it is cut.
+        if flags.contains(OffloadFlags::TX_IP_CKSUM) && l.l3 == L3::Ipv4 {
+            ipv4_header_checksum(pkt.data_mut(), l.l2_len, l.l3_len);
+        }
+        // The application put the pseudo-header sum without the length in the TCP checksum
+        // field (the Intel convention, as DPDK's); a virtio device, like Linux's GSO, takes it
+        // with the length of the whole TCP segment and adjusts it per segment: add it.
+        let at = l.l4_offset() + 16;
+        let tcp_len = pkt.len() - l.l4_offset();
+        let d = pkt.data_mut();
+        let old = u32::from(u16::from_be_bytes([d[at], d[at + 1]]));
+        let mut sum = old + (tcp_len as u32 & 0xFFFF) + (tcp_len as u32 >> 16);
+        while sum >> 16 != 0 {
+            sum = (sum & 0xFFFF) + (sum >> 16);
+        }
+        d[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
         h[nethdr::FLAGS] = nethdr::F_NEEDS_CSUM;
         h[nethdr::GSO_TYPE] = match l.l3 {
             L3::Ipv4 => nethdr::GSO_TCPV4,

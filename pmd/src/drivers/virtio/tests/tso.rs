@@ -78,6 +78,12 @@ fn tso_packets_carry_the_gso_header_of_their_family<K: Kind>() {
             usize::from(hdrs) + 20_000,
             "the whole packet, for the device to cut"
         );
+        let at = usize::from(hdrs) - 20 + 16;
+        assert_eq!(
+            u16::from_be_bytes([f[at], f[at + 1]]),
+            20 + 20_000,
+            "the pseudo-header sum (0 here) gains the TCP length, as virtio's GSO wants"
+        );
     }
 }
 
