@@ -102,10 +102,21 @@ fn port(index: usize, model: Model, slot: u8, peer: usize, role: &'static str) -
     }
 }
 
+/// The ports of the `virtio` and `virtio-tap` topologies: igb 0 <-> igb 1, igb 2 <-> virtio-net 3.
+fn virtio_ports() -> Vec<Port> {
+    use Model::{Igb, VirtioNet};
+    vec![
+        port(0, Igb, 0x02, 1, "a"),
+        port(1, Igb, 0x06, 0, "b"),
+        port(2, Igb, 0x0a, 3, "a"),
+        port(3, VirtioNet, 0x08, 2, "b"),
+    ]
+}
+
 impl Topology {
     /// Looks a topology up by name.
     pub fn by_name(name: &str) -> Result<Topology, String> {
-        use Model::{Igb, VirtioNet};
+        use Model::Igb;
         let t = match name {
             "pair" => Topology {
                 name: "pair",
@@ -130,12 +141,7 @@ impl Topology {
                 name: "virtio",
                 description: "igb 0 <-> igb 1, and igb 2 <-> virtio-net 3 (plus a virtio-net without \
                               iommu_platform at 09.0, not a port)",
-                ports: vec![
-                    port(0, Igb, 0x02, 1, "a"),
-                    port(1, Igb, 0x06, 0, "b"),
-                    port(2, Igb, 0x0a, 3, "a"),
-                    port(3, VirtioNet, 0x08, 2, "b"),
-                ],
+                ports: virtio_ports(),
                 virtio_no_iommu: Some(0x09),
                 host_link: None,
             },
@@ -143,12 +149,7 @@ impl Topology {
                 name: "virtio-tap",
                 description: "igb 0 <-> igb 1, and igb 2 <-> virtio-net 3 through two host taps in a \
                               bridge (the virtio end with vnet headers: checksum and TSO offloads)",
-                ports: vec![
-                    port(0, Igb, 0x02, 1, "a"),
-                    port(1, Igb, 0x06, 0, "b"),
-                    port(2, Igb, 0x0a, 3, "a"),
-                    port(3, VirtioNet, 0x08, 2, "b"),
-                ],
+                ports: virtio_ports(),
                 virtio_no_iommu: None,
                 host_link: Some(2),
             },
