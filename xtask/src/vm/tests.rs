@@ -359,16 +359,20 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
                 bin.name, bin.package, topo.name, listed
             );
             print!("{}", topo.describe());
-            if topo.host_link.is_some() && !super::setup::is_root() {
-                // The environment cannot build the topology: its tests are skipped, not passed.
+            // A topology the host cannot build (not root, no tap or bridge support): its tests
+            // are skipped, not passed, with the reason.
+            let cannot = match topo.host_link {
+                Some(_) => super::host_link::HostLink::create(&format!("{:08x}", std::process::id())).err(),
+                None => None,
+            };
+            if let Some(why) = cannot {
                 println!(
-                    "vm test: {}: SKIPPED {listed} test(s): topology {} needs root on the host (tap \
-                     devices and a bridge)",
+                    "vm test: {}: SKIPPED {listed} test(s): topology {}: {why}",
                     bin.name, topo.name
                 );
                 skipped += u32::try_from(*listed).unwrap_or(u32::MAX);
                 rows.push(format!(
-                    "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  (not root)",
+                    "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  ({why})",
                     bin.name, topo.name, "SKIPPED", 0, 0, listed
                 ));
                 continue;
