@@ -10,6 +10,7 @@
 
 mod console;
 mod dpdk;
+mod freeze;
 mod guest;
 mod host_link;
 mod qmp;

@@ -15,6 +15,15 @@ use std::time::Duration;
 /// with the command channel).
 pub const KERNEL_CONSOLE_FILE: &str = "kernel-console.log";
 
+/// QEMU's standard error, kept whole in the run directory (the failure text carries its tail).
+pub const QEMU_STDERR_FILE: &str = "qemu-stderr.log";
+
+/// The last `n` non-empty lines of `text`, joined by newlines.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 pub enum Event {
     /// A line of the command channel (the second serial port): init's markers and the command's output.
     Console(String),
@@ -94,4 +103,17 @@ fn clean_line(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw)
         .trim_end_matches(['\n', '\r'])
         .replace('\r', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn last_lines_keeps_the_tail_and_drops_blank_lines() {
+        let text = "a\nb\n\nc\nd\n\n";
+        assert_eq!(last_lines(text, 2), "c\nd");
+        assert_eq!(last_lines(text, 10), "a\nb\nc\nd");
+        assert_eq!(last_lines("", 3), "");
+    }
 }

@@ -16,7 +16,10 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::console::{Event, KERNEL_CONSOLE_FILE, follow_kernel_console, push_tail, read_command_channel};
+use super::console::{
+    Event, KERNEL_CONSOLE_FILE, QEMU_STDERR_FILE, follow_kernel_console, last_lines, push_tail,
+    read_command_channel,
+};
 use super::topology::Topology;
 use super::{GuestOptions, GuestOutput, Machine, Paths};
 
@@ -302,6 +305,10 @@ const BOOT_STALL: &str = "the guest did not reach the command within";
 /// mid-test too), the command gets this long to finish; a guest that has not by then is frozen
 /// (it repeats the stall report every ~21 s and makes no progress) and is killed.
 const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
+/// After a stall report, the local APICs are read at once and again this much later: a vCPU
+/// halted with a lost timer event in both, its timer not programmed again in between, is frozen
+/// and the guest is killed then, without waiting out [`FROZEN_AFTER_STALL`] (`super::freeze`).
+const STALL_CONFIRM: Duration = Duration::from_secs(15);
 /// A guest whose QEMU used less than [`IDLE_CPU`] of CPU time over this long, with no console
 /// output, while the command runs, is frozen too: halted vCPUs waiting for a timer interrupt that
 /// never comes (the TCG stall seen in CI, sometimes without any stall report). A running test
@@ -474,6 +481,10 @@ pub fn run_once(
     let mut boot_stalled = false;
     let mut frozen = false;
     let mut stall_seen: Option<Instant> = None;
+    // The local APICs when the stall was reported, until the second look (STALL_CONFIRM).
+    let mut stall_snapshot: Option<String> = None;
+    let mut frozen_vcpus: Vec<u32> = Vec::new();
+    let qmp_socket = super::qmp::socket_path(&run_dir, &nonce);
     let qemu_pid = child.id();
     // (when, QEMU CPU time then) at the start of the current idle window; reset by console output.
     let mut idle_since: Option<(Instant, Duration)> = None;
@@ -505,6 +516,29 @@ pub fn run_once(
             stop_now = true;
             break;
         }
+        if let Some(t) = stall_seen
+            && exit_code.is_none()
+            && now >= t + STALL_CONFIRM
+            && let Some(first) = stall_snapshot.take()
+        {
+            let second = super::qmp::frozen_state(&qmp_socket, opts.machine.cpus).unwrap_or_default();
+            frozen_vcpus = super::freeze::frozen_vcpus(
+                &super::freeze::parse_snapshot(&first),
+                &super::freeze::parse_snapshot(&second),
+            );
+            if !frozen_vcpus.is_empty() {
+                let _ = fs::write(
+                    run_dir.join(FROZEN_STATE_FILE),
+                    format!(
+                        "=== at the stall report\n{first}\n=== {} s later\n{second}",
+                        STALL_CONFIRM.as_secs()
+                    ),
+                );
+                frozen = true;
+                stop_now = true;
+                break;
+            }
+        }
         let wait_until = if started.is_none() && exit_code.is_none() {
             deadline.min(boot_deadline.max(now + Duration::from_millis(10)))
         } else {
@@ -527,7 +561,14 @@ pub fn run_once(
         // Wake up now and then to look at QEMU's CPU time.
         let wait_until = wait_until.min(now + Duration::from_secs(5));
         let wait_until = match stall_seen {
-            Some(t) if exit_code.is_none() => wait_until.min((t + FROZEN_AFTER_STALL).max(now)),
+            Some(t) if exit_code.is_none() => {
+                let next_look = if stall_snapshot.is_some() {
+                    t + STALL_CONFIRM
+                } else {
+                    t + FROZEN_AFTER_STALL
+                };
+                wait_until.min(next_look.max(now))
+            }
             _ => wait_until,
         };
         match rx.recv_timeout(wait_until - now) {
@@ -538,6 +579,7 @@ pub fn run_once(
                 if line.contains(RCU_STALL_LINE) {
                     if started.is_some() && stall_seen.is_none() {
                         stall_seen = Some(Instant::now());
+                        stall_snapshot = super::qmp::frozen_state(&qmp_socket, opts.machine.cpus).ok();
                     }
                 } else {
                     idle_since = None;
@@ -601,7 +643,7 @@ pub fn run_once(
             }
         }
     }
-    if frozen || boot_stalled {
+    if (frozen && frozen_vcpus.is_empty()) || boot_stalled {
         // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study.
         let state = super::qmp::frozen_state(&super::qmp::socket_path(&run_dir, &nonce), opts.machine.cpus)
             .unwrap_or_else(|e| format!("QMP: {e}\n"));
@@ -626,13 +668,19 @@ pub fn run_once(
         }
     }
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
+    let _ = fs::write(run_dir.join(QEMU_STDERR_FILE), &qemu_stderr);
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
     let boot_to_command = started.unwrap_or_default();
     if frozen {
         return Err(format!(
             "{FROZEN}: {}; QEMU killed. Console log: {}",
-            if stall_seen.is_some() {
+            if !frozen_vcpus.is_empty() {
+                format!(
+                    "vCPU {frozen_vcpus:?} halted with its timer event lost, unchanged {} s after the kernel's stall report",
+                    STALL_CONFIRM.as_secs()
+                )
+            } else if stall_seen.is_some() {
                 format!(
                     "no exit {} s after the kernel's stall report",
                     FROZEN_AFTER_STALL.as_secs()
@@ -704,10 +752,12 @@ pub fn run_once(
                     .to_string(),
                 None => "QEMU did not exit and was killed".to_string(),
             },
-            if qemu_stderr.trim().is_empty() || opts.echo {
+            // Even when echoed: a CI log may show only the summary, and an abort's reason
+            // (a device model's assertion) is QEMU's last words.
+            if qemu_stderr.trim().is_empty() {
                 String::new()
             } else {
-                format!("\nQEMU said: {}", qemu_stderr.trim())
+                format!("\nQEMU said (last lines): {}", last_lines(&qemu_stderr, 6))
             },
             if tail.is_empty() || (started.is_some() && opts.echo) {
                 String::new()

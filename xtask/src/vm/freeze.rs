@@ -1,0 +1,219 @@
+//! Telling a frozen TCG guest from a slow one, from two snapshots of its vCPUs' local APICs.
+//!
+//! Under TCG a vCPU sometimes stops taking timer interrupts for good (docs/testvm.md, "Frozen
+//! guests: the stall study"). Two shapes have been dumped, both with the vCPU halted (`HLT=1`):
+//!
+//! - **lost one-shot event**: the LAPIC timer is one-shot, its count has run out
+//!   (`current_count = 0`), and nothing is pending or in service. Linux believes the event it
+//!   programmed is still to come, so it never reprograms the timer: every later timer on that CPU
+//!   queues behind an expiry that has passed;
+//! - **timer vector stuck in service**: the timer's vector is in `ISR`, so the processor priority
+//!   blocks it and every device interrupt below it.
+//!
+//! A snapshot alone proves nothing (an idle NOHZ CPU with no timers queued looks like the first
+//! shape), so the harness takes one when the kernel reports an RCU stall and another some seconds
+//! later: a vCPU in one of these shapes in both, with the very same timer programming, after the
+//! kernel said that CPU's timer wakeup did not happen, is frozen. Both snapshots are the QEMU
+//! monitor's text (`info lapic`, `info registers`; hw/intc/apic.c is where the LAPIC timer of a
+//! TCG guest lives).
+
+/// What one vCPU's local APIC timer and halt state looked like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuTimer {
+    pub cpu: u32,
+    pub halted: bool,
+    pub one_shot: bool,
+    /// The vector the timer's LVT delivers.
+    pub vector: Option<u16>,
+    pub initial_count: Option<u64>,
+    pub current_count: Option<u64>,
+    pub isr: Vec<u16>,
+    pub irr: Vec<u16>,
+}
+
+impl VcpuTimer {
+    /// Halted with a one-shot event that ran out and nothing pending, or halted with the timer
+    /// vector stuck in service.
+    fn looks_dead(&self) -> bool {
+        if !self.halted {
+            return false;
+        }
+        let stuck_in_service = self.vector.is_some_and(|v| self.isr.contains(&v));
+        let lost_event =
+            self.one_shot && self.current_count == Some(0) && self.irr.is_empty() && self.isr.is_empty();
+        stuck_in_service || lost_event
+    }
+}
+
+/// Parses the text [`super::qmp::frozen_state`] returns (`--- cpu N: info lapic` and
+/// `--- cpu N: info registers` sections) into one entry per vCPU seen.
+pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
+    let mut out: Vec<VcpuTimer> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("--- cpu ") {
+            let cpu = rest.split(':').next().and_then(|n| n.trim().parse::<u32>().ok());
+            current = cpu.map(|cpu| match out.iter().position(|v| v.cpu == cpu) {
+                Some(i) => i,
+                None => {
+                    out.push(VcpuTimer {
+                        cpu,
+                        halted: false,
+                        one_shot: false,
+                        vector: None,
+                        initial_count: None,
+                        current_count: None,
+                        isr: Vec::new(),
+                        irr: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            });
+            continue;
+        }
+        let Some(v) = current.map(|i| &mut out[i]) else {
+            continue;
+        };
+        let word = line.split_whitespace().next().unwrap_or("");
+        match word {
+            "LVTT" => {
+                v.one_shot = line.contains("one-shot");
+                v.vector = number_after(line, "(vec ").map(|n| n as u16);
+            }
+            "Timer" => {
+                v.initial_count = number_after(line, "initial_count = ");
+                v.current_count = number_after(line, "current_count = ");
+            }
+            "ISR" => v.isr = vectors(line),
+            "IRR" => v.irr = vectors(line),
+            _ => {
+                if line.contains(" HLT=") {
+                    v.halted = line.contains(" HLT=1");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The vCPUs dead in both snapshots with the same timer programming: frozen, not slow.
+pub fn frozen_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<u32> {
+    first
+        .iter()
+        .filter(|a| a.looks_dead())
+        .filter(|a| {
+            second.iter().any(|b| {
+                b.cpu == a.cpu
+                    && b.looks_dead()
+                    && b.initial_count == a.initial_count
+                    && b.one_shot == a.one_shot
+                    && b.isr == a.isr
+            })
+        })
+        .map(|a| a.cpu)
+        .collect()
+}
+
+/// The decimal number right after `key` in `line`.
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The vectors of an `ISR`/`IRR` line (`(none)` is none).
+fn vectors(line: &str) -> Vec<u16> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shaped as the monitor prints it (a frozen vm_sriov_traffic guest, 2026-12-03): vCPU 0 lost
+    /// its one-shot event, vCPU 1 is idle with its next event 4 s away.
+    fn lost_event(cpu0_initial: u64, cpu1_current: u64) -> String {
+        format!(
+            "query-cpus-fast: []\n\
+             --- cpu 0: info lapic\n\
+             LVTT\t 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)\n\
+             Timer\t DCR=0x3 (divide by 16) initial_count = {cpu0_initial} current_count = 0\n\
+             ISR\t (none)\n\
+             IRR\t (none)\n\
+             --- cpu 0: info registers\n\
+             RIP=ffffffffb88e705f RFL=00000206 [-----P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n\
+             --- cpu 1: info lapic\n\
+             LVTT\t 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)\n\
+             Timer\t DCR=0x3 (divide by 16) initial_count = 249935713 current_count = {cpu1_current}\n\
+             ISR\t (none)\n\
+             IRR\t (none)\n\
+             --- cpu 1: info registers\n\
+             RIP=ffffffffb88e705f RFL=00000202 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=1\n"
+        )
+    }
+
+    #[test]
+    fn parses_the_monitors_text() {
+        let s = parse_snapshot(&lost_event(34296, 84374346));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0],
+            VcpuTimer {
+                cpu: 0,
+                halted: true,
+                one_shot: true,
+                vector: Some(236),
+                initial_count: Some(34296),
+                current_count: Some(0),
+                isr: vec![],
+                irr: vec![],
+            }
+        );
+        assert_eq!(s[1].current_count, Some(84374346));
+    }
+
+    #[test]
+    fn a_lost_event_unchanged_between_snapshots_is_frozen() {
+        let a = parse_snapshot(&lost_event(34296, 84374346));
+        let b = parse_snapshot(&lost_event(34296, 11));
+        assert_eq!(frozen_vcpus(&a, &b), vec![0]);
+    }
+
+    #[test]
+    fn a_timer_programmed_again_between_snapshots_is_alive() {
+        // An idle CPU that ran its event and later got a new one is not frozen, though each
+        // snapshot alone looks like the lost-event shape.
+        let a = parse_snapshot(&lost_event(34296, 5));
+        let b = parse_snapshot(&lost_event(51200, 5));
+        assert!(frozen_vcpus(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn a_running_vcpu_or_a_pending_interrupt_is_alive() {
+        let running = lost_event(34296, 5).replacen("HLT=1", "HLT=0", 1);
+        let a = parse_snapshot(&running);
+        assert!(frozen_vcpus(&a, &a).is_empty());
+        let pending = lost_event(34296, 5).replacen("IRR\t (none)", "IRR\t 236", 1);
+        let a = parse_snapshot(&pending);
+        assert!(frozen_vcpus(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn the_timer_vector_stuck_in_service_is_frozen() {
+        // The boot freeze of the stall study: periodic timer counting, 236 in service and pending.
+        let text = "--- cpu 0: info lapic\n\
+             LVTT\t 0x000200ec active-hi edge                 periodic     Fixed  (vec 236)\n\
+             Timer\t DCR=0x3 (divide by 16) initial_count = 249996 current_count = 232413\n\
+             ISR\t 236\n\
+             IRR\t 33 34 36 236\n\
+             --- cpu 0: info registers\n\
+             RIP=ffffffffb40e705f RFL=00000212 [----A--] CPL=0 II=0 A20=1 SMM=0 HLT=1\n";
+        let a = parse_snapshot(text);
+        assert_eq!(a[0].isr, vec![236]);
+        assert_eq!(a[0].irr, vec![33, 34, 36, 236]);
+        assert_eq!(frozen_vcpus(&a, &a), vec![0]);
+    }
+}
