@@ -1,4 +1,4 @@
-//! The l2fwd forwarding engine (DPDK `examples/l2fwd` behaviour), shared by `examples/l2fwd.rs`
+//! The l2fwd forwarding engine (DPDK `examples/l2fwd` behaviour), shared by `examples/l2fwd/`
 //! and the tests.
 //!
 //! Each worker owns the RX queues it polls and the TX queues of their destination ports. Received

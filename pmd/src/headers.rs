@@ -101,6 +101,16 @@ impl HeaderLayout {
     pub fn is_udp(&self) -> bool {
         self.proto == PROTO_UDP && self.l4_len == 8
     }
+
+    /// The headers of a packet a device is to cut into TCP segments (TSO), when every one of
+    /// them is at the start of `d` (the first segment), it is TCP, and segments of `mss` payload
+    /// bytes make frames of at most `max_frame` bytes. What else a device bounds (the whole
+    /// packet's length, its field widths, the families it negotiated) its driver checks.
+    pub fn for_tso(d: &[u8], mss: u16, max_frame: usize) -> Option<HeaderLayout> {
+        let h = HeaderLayout::parse(d).filter(HeaderLayout::is_tcp)?;
+        let mss = usize::from(mss);
+        (mss >= 1 && h.header_len() + mss <= max_frame).then_some(h)
+    }
 }
 
 #[cfg(test)]
@@ -174,5 +184,19 @@ mod tests {
                 assert!(h.header_len() <= n);
             }
         }
+    }
+
+    #[test]
+    fn tso_needs_tcp_and_a_segment_that_fits() {
+        let f = frame(ETHERTYPE_IPV4, false, &ipv4(5, PROTO_TCP), &tcp(5));
+        // 14 + 20 + 20 bytes of headers: an MSS of 1446 makes 1500-byte frames.
+        assert_eq!(
+            HeaderLayout::for_tso(&f, 1446, 1500).map(|h| h.header_len()),
+            Some(54)
+        );
+        assert!(HeaderLayout::for_tso(&f, 1447, 1500).is_none());
+        assert!(HeaderLayout::for_tso(&f, 0, 1500).is_none());
+        let udp = frame(ETHERTYPE_IPV4, false, &ipv4(5, PROTO_UDP), &[0; 8]);
+        assert!(HeaderLayout::for_tso(&udp, 100, 1500).is_none());
     }
 }

@@ -6,11 +6,11 @@
 //! - [`Driver`]: what a device driver implements (igb, igbvf, virtio-net); [`drivers::REGISTRY`]
 //!   maps PCI ids to drivers.
 //! - [`adv_ring`]: the 16-byte advanced descriptor ring shared by igb / igbvf / ixgbe, testable
-//!   against a fake device ([`adv_ring::fake`]).
+//!   against a fake device (`adv_ring::fake`, with the `test-support` feature).
 //! - [`vport`]: virtual ports `null` and `ring`.
 //! - [`link_events`]: link-state changes as events, from the device's link-change interrupt.
 //! - [`rx_interrupt`]: sleeping on RX queues' interrupts until frames arrive.
-//! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd.rs` and its tests.
+//! - [`forward`]: the l2fwd forwarding engine used by `examples/l2fwd/` and its tests.
 
 pub mod adv_ring;
 pub mod burst;
@@ -31,6 +31,8 @@ pub mod rx_interrupt;
 pub mod signal;
 pub mod sriov;
 pub mod stats;
+#[cfg(test)]
+mod test_rng;
 pub mod vlan;
 pub mod vport;
 pub mod xstats;

@@ -172,10 +172,12 @@ pub(crate) unsafe fn write_u64(base: *mut u8, idx: usize, off: usize, v: u64) {
     unsafe { field::<u64>(base, idx, off).write_volatile(v.to_le()) }
 }
 
-/// Volatile load of a little-endian u64 field.
+/// Volatile load of a little-endian u64 field (the device's side: only the fake device reads
+/// what the driver wrote).
 ///
 /// # Safety
 /// As [`field`]; `off` is 8-byte aligned.
+#[cfg(any(test, feature = "test-support"))]
 #[inline(always)]
 pub(crate) unsafe fn read_u64(base: *mut u8, idx: usize, off: usize) -> u64 {
     // SAFETY: in bounds and aligned per the caller's contract.

@@ -26,6 +26,8 @@ pub mod desc;
 mod rx;
 mod tx;
 
+/// Test support: not part of the API (the crate's own tests, and others' with `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 
 pub use rx::{AdvRxRing, MIN_RX_BUFFER, RxRingError};
@@ -168,6 +170,8 @@ pub fn check_ring_size(n: usize) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(test)]
+mod device_fault_tests;
 #[cfg(test)]
 mod reset_tests;
 #[cfg(test)]

@@ -44,14 +44,9 @@ fn sendable(p: &Packet) -> bool {
 /// header in the first segment, an MSS of 1..=[`MAX_TX_LEN`] less the headers, a payload up to
 /// [`MAX_TSO_PAYLOAD`], and header lengths the context descriptor's fields can hold.
 fn tso_layout(p: &Packet) -> Option<HeaderLayout> {
-    let h = HeaderLayout::parse(p.data()).filter(HeaderLayout::is_tcp)?;
-    let mss = usize::from(p.tso_segsz());
+    let h = HeaderLayout::for_tso(p.data(), p.tso_segsz(), MAX_TX_LEN)?;
     let payload = p.len().checked_sub(h.header_len())?;
-    let fits = (1..=MAX_TX_LEN - h.header_len()).contains(&mss)
-        && payload <= MAX_TSO_PAYLOAD
-        && h.l2_len < 128
-        && h.l3_len < 512
-        && h.l4_len < 256;
+    let fits = payload <= MAX_TSO_PAYLOAD && h.l2_len < 128 && h.l3_len < 512 && h.l4_len < 256;
     fits.then_some(h)
 }
 

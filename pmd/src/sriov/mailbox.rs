@@ -592,13 +592,8 @@ mod tests {
     #[test]
     fn random_mailboxes_never_panic() {
         // A deterministic fuzz loop (xorshift): random words, biased towards the known ids.
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut rng = crate::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         let mut accepted = 0;
         for _ in 0..200_000 {
             let mut w = [0u32; MBX_WORDS];

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,6 +324,12 @@ const RCU_STALL_LINE: &str = "rcu_preempt detected stalls";
 /// How the error of a frozen guest starts (the retry looks for it).
 const FROZEN: &str = "the guest froze (RCU stall) while running the command";
 
+/// How the error of a QEMU that died of a signal it did not get from the harness starts (an
+/// assertion of a device model aborts it: its last words are in the error). Seen once in CI
+/// (SIGABRT during vm_sriov_traffic, its stderr not kept then; none in the runs since), so the
+/// run is tried again like a frozen guest, and the error with QEMU's words is printed first.
+const QEMU_CRASHED: &str = "QEMU died";
+
 /// How many times a stuck boot or a frozen guest is tried again, each in a fresh VM. Two: the
 /// TCG freeze (a halted vCPU whose timer never fires) was seen twice in one suite run of about 30
 /// VMs on an idle host, so one retry leaves a suite failure every few runs; the cause is open
@@ -347,7 +354,7 @@ pub fn run(
             Err(e) if e.starts_with(BOOT_STALL) && attempt <= MAX_RERUNS => {
                 eprintln!("vm: {e}\nvm: booting a fresh VM once more ({attempt} of {MAX_RERUNS})");
             }
-            Err(e) if e.starts_with(FROZEN) && attempt <= MAX_RERUNS => {
+            Err(e) if (e.starts_with(FROZEN) || e.starts_with(QEMU_CRASHED)) && attempt <= MAX_RERUNS => {
                 eprintln!(
                     "vm: {e}\nvm: RERUN: running the command once more in a fresh VM ({attempt} of {MAX_RERUNS})"
                 );
@@ -746,6 +753,7 @@ pub fn run_once(
         None => Err(format!(
             "{}{}{}\nconsole log: {}",
             match &status {
+                Some(s) if s.signal().is_some() => format!("{QEMU_CRASHED} ({s})"),
                 Some(s) if !s.success() => format!("QEMU failed ({s})"),
                 Some(_) => "the guest stopped without reporting the command's exit status \
                             (a kernel panic or reboot?)"

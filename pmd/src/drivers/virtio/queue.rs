@@ -36,7 +36,7 @@ use super::regs::nethdr;
 use super::split::{Seg, Used, Virtqueue};
 use crate::adv_ring::RingMemory;
 use crate::burst::{Burst, MAX_BURST};
-use crate::checksum::{complete_l4_checksum_packet, ipv4_header_checksum};
+use crate::checksum::{Checksum, complete_l4_checksum_packet, ipv4_header_checksum};
 use crate::headers::{HeaderLayout, L3};
 use crate::stats::QueueCounters;
 
@@ -52,16 +52,12 @@ pub const MAX_TSO_LEN: usize = 64 * 1024;
 /// (`tso[0]` IPv4, `tso[1]` IPv6): TCP, every header in the first segment, an MSS of
 /// 1..=[`MAX_TX_LEN`] less the headers, the whole packet at most [`MAX_TSO_LEN`].
 fn tso_layout(p: &Packet, tso: [bool; 2]) -> Option<HeaderLayout> {
-    let h = HeaderLayout::parse(p.data()).filter(HeaderLayout::is_tcp)?;
+    let h = HeaderLayout::for_tso(p.data(), p.tso_segsz(), MAX_TX_LEN)?;
     let family = match h.l3 {
         L3::Ipv4 => tso[0],
         L3::Ipv6 => tso[1],
     };
-    let mss = usize::from(p.tso_segsz());
-    let fits = family
-        && (1..=MAX_TX_LEN - h.header_len()).contains(&mss)
-        && p.len() > h.header_len()
-        && p.len() <= MAX_TSO_LEN;
+    let fits = family && p.len() > h.header_len() && p.len() <= MAX_TSO_LEN;
     fits.then_some(h)
 }
 
@@ -545,12 +541,10 @@ fn net_header(pkt: &mut Packet, csum: bool, tso: [bool; 2]) -> [u8; nethdr::LEN]
         let at = l.l4_offset() + 16;
         let tcp_len = pkt.len() - l.l4_offset();
         let d = pkt.data_mut();
-        let old = u32::from(u16::from_be_bytes([d[at], d[at + 1]]));
-        let mut sum = old + (tcp_len as u32 & 0xFFFF) + (tcp_len as u32 >> 16);
-        while sum >> 16 != 0 {
-            sum = (sum & 0xFFFF) + (sum >> 16);
-        }
-        d[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+        let mut sum = Checksum::new();
+        sum.add(&d[at..at + 2]);
+        sum.add(&(tcp_len as u32).to_be_bytes());
+        d[at..at + 2].copy_from_slice(&sum.folded().to_be_bytes());
         h[nethdr::FLAGS] = nethdr::F_NEEDS_CSUM;
         h[nethdr::GSO_TYPE] = match l.l3 {
             L3::Ipv4 => nethdr::GSO_TCPV4,

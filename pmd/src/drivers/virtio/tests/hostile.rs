@@ -14,24 +14,14 @@ use crate::drivers::virtio::split::{DESC_F_NEXT, Seg, SplitRing, Used};
 use crate::stats::QueueCounters;
 use crate::vport::virtual_pool;
 
-/// A small xorshift generator (deterministic).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use crate::test_rng::TestRng as Rng;
 
 impl FakeDevice {
     /// Rewrites `next` and `flags` of every descriptor with garbage: out-of-range indices
     /// (up to 0xFFFF) and in-range ones pointing into other chains.
     fn scribble(&self, rng: &mut Rng) {
         for i in 0..self.layout.size {
-            let r = rng.next();
+            let r = rng.next_u64();
             let next = if r & 1 == 0 {
                 0x8000 | (r >> 8) as u16
             } else {
@@ -65,7 +55,7 @@ fn hostile_split_device_cannot_steer_the_free_list() {
     let size = 16;
     let mut ring = SplitRing::new(ring_mem(size), size).unwrap();
     let mut dev = FakeDevice::new(&ring);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     // Chains in flight (published): head -> (descriptors, writable room).
     let mut in_flight: std::collections::HashMap<u16, (Vec<u16>, u32)> = Default::default();
     let mut bogus = 0u64;
@@ -74,7 +64,7 @@ fn hostile_split_device_cannot_steer_the_free_list() {
         // Add chains of 1..=3 descriptors while they fit; check the chain the driver wrote
         // (before the device scribbles on it) uses free descriptors only.
         loop {
-            let n = 1 + (rng.next() % 3) as usize;
+            let n = 1 + (rng.next_u64() % 3) as usize;
             let segs: Vec<Seg> = (0..n)
                 .map(|k| Seg {
                     addr: round * 64 + k as u64,
@@ -118,10 +108,10 @@ fn hostile_split_device_cannot_steer_the_free_list() {
         // Return some chains (in any order), mixed with bogus entries.
         let heads: Vec<u16> = in_flight.keys().copied().collect();
         for h in heads {
-            if rng.next() % 2 == 0 {
+            if rng.next_u64() % 2 == 0 {
                 continue;
             }
-            match rng.next() % 5 {
+            match rng.next_u64() % 5 {
                 0 => {
                     dev.push_used(0x1_0000 + u32::from(h), 1); // out of range
                     bogus += 1;
@@ -168,7 +158,7 @@ fn hostile_split_device_rx_no_panic_no_leak_no_double_free() {
     let bell = FakeBell::default();
     let mut q = rx_queue::<Split>(&pool, 64, &bell);
     let mut dev = FakeDevice::new(q.ring());
-    let mut rng = Rng(0xDEAD_BEEF_1234_5678);
+    let mut rng = Rng::new(0xDEAD_BEEF_1234_5678);
     let mut c = QueueCounters::default();
     let mut burst = Burst::new();
     let mut posted: Vec<u16> = Vec::new();
@@ -180,9 +170,9 @@ fn hostile_split_device_rx_no_panic_no_leak_no_double_free() {
             posted.push(h);
         }
         for _ in 0..8 {
-            match rng.next() % 6 {
+            match rng.next_u64() % 6 {
                 0 => {
-                    dev.push_used(u32::MAX - (rng.next() as u32 % 1000), 64);
+                    dev.push_used(u32::MAX - (rng.next_u64() as u32 % 1000), 64);
                     bogus += 1;
                 }
                 1 if !posted.is_empty() => {

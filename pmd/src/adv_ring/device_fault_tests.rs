@@ -17,12 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 use oxpmd_dma::{IdentityMap, Mempool, MempoolConfig, Packet, PageSize, RawBuffer, RegionOptions};
-use oxpmd_pmd::QueueCounters;
-use oxpmd_pmd::adv_ring::desc::{rx_status, rx_wb};
-use oxpmd_pmd::adv_ring::fake::FakeDevice;
-use oxpmd_pmd::adv_ring::{AdvRxRing, HeapRingMemory, RingMemory};
-use oxpmd_pmd::burst::Burst;
 use proptest::prelude::*;
+
+use super::desc::{rx_status, rx_wb};
+use super::fake::FakeDevice;
+use super::{AdvRxRing, HeapRingMemory, RingMemory};
+use crate::QueueCounters;
+use crate::burst::Burst;
+use crate::test_rng::TestRng as Rng;
 
 fn pool(name: &str, capacity: usize) -> Mempool {
     let cfg = MempoolConfig {
@@ -36,17 +38,6 @@ fn pool(name: &str, capacity: usize) -> Mempool {
     Mempool::new(&cfg, Arc::new(IdentityMap)).expect("test pool")
 }
 
-/// A small deterministic generator for the device's writes (proptest picks the seed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Writes `n` random bytes at random offsets of the pool's DMA region (IdentityMap: IOVA = VA),
 /// and now and then a whole random run. Returns the number of bytes written.
 ///
@@ -56,15 +47,15 @@ unsafe fn scribble(pool: &Mempool, rng: &mut Rng, n: usize) -> u64 {
     let (base, len) = (pool.region().as_ptr(), pool.region().len());
     let mut written = 0;
     for _ in 0..n {
-        let off = rng.next() as usize % len;
-        let run = if rng.next() % 8 == 0 {
-            (rng.next() as usize % 256).min(len - off)
+        let off = rng.next_u64() as usize % len;
+        let run = if rng.next_u64() % 8 == 0 {
+            (rng.next_u64() as usize % 256).min(len - off)
         } else {
             1
         };
         for k in 0..run {
             // SAFETY: off + k < len: inside the region; no reference to it is live (contract).
-            unsafe { base.add(off + k).write_volatile(rng.next() as u8) };
+            unsafe { base.add(off + k).write_volatile(rng.next_u64() as u8) };
         }
         written += run as u64;
     }
@@ -269,7 +260,7 @@ fn run_case(seed: u64, threads: Vec<Vec<Op>>, totals: &Totals) {
         }
         // The device: writes over both pools' regions until the workers are done.
         s.spawn(|| {
-            let mut rng = Rng(seed | 1);
+            let mut rng = Rng::new(seed);
             while done.load(Ordering::Acquire) < n_threads {
                 {
                     let _dev = gate.write().unwrap_or_else(|e| e.into_inner());
@@ -394,7 +385,7 @@ fn rx_case(seed: u64, faults: &[RxFault], totals: &Mutex<RxTotals>) -> Result<()
         let dev = unsafe { FakeDevice::new(base, COUNT) };
         let mut ring = AdvRxRing::new(mem, dev.rx_regs(), &p, COUNT, 1, 0).unwrap();
         ring.arm();
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         let mut c = QueueCounters::default();
         let mut burst = Burst::new();
         let mut handed_out = 0u64;
