@@ -127,25 +127,32 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             .max(8192)
     });
     let map = ports.iter().find_map(|p| p.dma_map());
+    // An xdp: port's pool is its UMEM: one pool for all ports is then chunk-aligned (4096-byte
+    // buffers with the default data room), which every other port takes as well.
+    let chunk_aligned = ports.iter().any(|p| p.info().needs_chunk_aligned_pool);
+    let config = |region| MempoolConfig {
+        cache_size: cache,
+        region,
+        chunk_aligned,
+        ..MempoolConfig::new("l2fwd", pool_size)
+    };
+    let identity =
+        || -> std::sync::Arc<dyn oxpmd::dma::DmaMap> { std::sync::Arc::new(oxpmd::dma::IdentityMap) };
     let pool: Mempool = match (opts.pages, map) {
         (Some(page_size), map) => Mempool::new(
-            &MempoolConfig {
-                cache_size: cache,
-                region: RegionOptions {
-                    page_size,
-                    allow_4k_fallback: false,
-                },
-                ..MempoolConfig::new("l2fwd", pool_size)
-            },
-            map.unwrap_or_else(|| std::sync::Arc::new(oxpmd::dma::IdentityMap)),
+            &config(RegionOptions {
+                page_size,
+                allow_4k_fallback: false,
+            }),
+            map.unwrap_or_else(identity),
         )?,
-        (None, Some(map)) => Mempool::new(
-            &MempoolConfig {
-                cache_size: cache,
-                region: RegionOptions::default(),
-                ..MempoolConfig::new("l2fwd", pool_size)
-            },
-            map,
+        (None, Some(map)) => Mempool::new(&config(RegionOptions::default()), map)?,
+        (None, None) if chunk_aligned => Mempool::new(
+            &config(RegionOptions {
+                page_size: PageSize::Huge2M,
+                allow_4k_fallback: true,
+            }),
+            identity(),
         )?,
         (None, None) => virtual_pool("l2fwd", pool_size, cache)?,
     };

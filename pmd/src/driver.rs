@@ -87,6 +87,11 @@ pub struct DeviceInfo {
     pub rss_hash: crate::rss::RssHash,
     /// The largest MTU ([`Port::set_mtu`](crate::Port::set_mtu)).
     pub max_mtu: u16,
+    /// The port takes only a chunk-aligned pool of 2048- or 4096-byte buffers
+    /// ([`MempoolConfig::chunk_aligned`](oxpmd_dma::MempoolConfig::chunk_aligned)): an AF_XDP
+    /// port, whose pool is its UMEM. An application with one pool for all its ports makes it so
+    /// when any port asks (a chunk-aligned pool suits every other port too).
+    pub needs_chunk_aligned_pool: bool,
 }
 
 impl DeviceInfo {
@@ -106,6 +111,7 @@ impl DeviceInfo {
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
             max_mtu: DEFAULT_MTU,
+            needs_chunk_aligned_pool: false,
         }
     }
 }

@@ -338,6 +338,7 @@ impl Driver for IgbDriver {
             rss_key_len: rss::KEY_LEN,
             rss_hash: rss::supported(),
             max_mtu: MAX_MTU,
+            needs_chunk_aligned_pool: false,
         }
     }
 

@@ -411,6 +411,7 @@ impl Driver for IgbvfDriver {
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
             max_mtu: MAX_MTU,
+            needs_chunk_aligned_pool: false,
         }
     }
 

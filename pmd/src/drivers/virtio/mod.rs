@@ -423,6 +423,7 @@ impl Driver for VirtioDriver {
             rss_key_len: 0,
             rss_hash: crate::rss::RssHash::NONE,
             max_mtu: self.max_mtu,
+            needs_chunk_aligned_pool: false,
         }
     }
 

@@ -281,6 +281,8 @@ impl Driver for XdpDriver {
                 .mtu()
                 .and_then(|m| u16::try_from(m).ok())
                 .unwrap_or(crate::driver::DEFAULT_MTU),
+            // The pool is the UMEM (check_pool).
+            needs_chunk_aligned_pool: true,
             ..DeviceInfo::basic(self.mode_name())
         }
     }
