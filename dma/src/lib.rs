@@ -48,7 +48,7 @@ pub use mempool::{
 };
 pub use packet::{
     ChainBuilder, DmaSegments, EthernetHeader, MAX_PKT_LEN, MAX_SEGS, META_SIZE, OffloadFlags, Packet,
-    PacketError, RawBuffer, Segments, SegmentsMut,
+    PacketError, RawBuffer, Segments, SegmentsMut, drop_packets,
 };
 pub use region::{DmaRegion, PageSize, RegionError, RegionOptions};
 pub use ring::{Consumer, Producer, QueueBehavior, RING_MAX_SIZE, Ring, RingError, SyncMode};

@@ -80,9 +80,9 @@ pub use cache::MempoolCache;
 use layout::{BufferLayout, LayoutError};
 pub use pool_caches::{MAX_POOL_CACHES, PoolCaches};
 pub(crate) use shared::PoolShared;
-pub(crate) use thread_cache::return_one;
 use thread_cache::{POOLS_CLOSED, remove_thread_cache, with_thread_cache};
 pub use thread_cache::{flush_thread_caches, release_closed_pool_caches};
+pub(crate) use thread_cache::{pool_of, return_one, return_run};
 
 use crate::arena::MetaArena;
 use crate::map::{DmaMap, DmaMapError};

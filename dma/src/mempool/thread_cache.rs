@@ -181,3 +181,35 @@ pub(crate) fn return_one(meta: NonNull<BufMeta>) {
         unsafe { PoolShared::ring_put(shared, &raw, 1) };
     }
 }
+
+/// Returns `bufs`, single-segment buffers all of the pool `shared`, in one operation of this
+/// thread's cache of it (the bulk form of [`return_one`]).
+///
+/// # Safety
+/// Every buffer of `bufs` is live, of the pool `shared`, not part of a chain, and given up by the
+/// caller (no `Packet` of it remains).
+#[inline]
+pub(crate) unsafe fn return_run(shared: NonNull<PoolShared>, bufs: &[RawBuffer]) {
+    // SAFETY: the pool is alive while these buffers are out.
+    if unsafe { PoolShared::get(shared) }.handles.load(Ordering::Relaxed) == 0 {
+        remove_thread_cache(shared);
+        // SAFETY: we give the buffers up.
+        unsafe { PoolShared::ring_put(shared, bufs.as_ptr(), bufs.len()) };
+        return;
+    }
+    // SAFETY: as in `return_one`; the caller gives the buffers up.
+    if unsafe { with_thread_cache(shared, |c| c.put(bufs.as_ptr(), bufs.len())) }.is_none() {
+        // SAFETY: we give the buffers up.
+        unsafe { PoolShared::ring_put(shared, bufs.as_ptr(), bufs.len()) };
+    }
+}
+
+/// The pool a live buffer belongs to.
+///
+/// # Safety
+/// `meta` is the metadata of a live buffer.
+#[inline(always)]
+pub(crate) unsafe fn pool_of(meta: NonNull<BufMeta>) -> NonNull<PoolShared> {
+    // SAFETY: forwarded.
+    unsafe { PoolShared::of(RawBuffer(meta.as_ptr())) }
+}

@@ -489,6 +489,50 @@ impl Packet {
     }
 }
 
+/// Most buffers one bulk return of [`drop_packets`] gathers.
+const DROP_RUN: usize = 64;
+
+/// Drops every packet of `pkts`, leaving it empty: what dropping each one does, but a run of
+/// single-segment packets of one pool goes back to it in one operation of this thread's cache
+/// instead of one per packet (a TX queue freeing what it sent, a burst cleared).
+pub fn drop_packets(pkts: &mut Vec<Packet>) {
+    let n = pkts.len();
+    // The vector forgets its packets first: each is read out and given up exactly once below,
+    // and a panic on the way leaks the rest rather than dropping one twice.
+    // SAFETY: 0 <= the current length; the elements stay initialised in the buffer.
+    unsafe { pkts.set_len(0) };
+    let base = pkts.as_ptr();
+    let mut run = [RawBuffer(core::ptr::null_mut()); DROP_RUN];
+    let mut run_len = 0;
+    let mut run_pool = None;
+    for i in 0..n {
+        // SAFETY: i < n, the old length: an initialised element the vector no longer owns.
+        let p = unsafe { core::ptr::read(base.add(i)) };
+        if p.meta().nb_segs != 1 {
+            drop(p);
+            continue;
+        }
+        let meta = p.meta;
+        core::mem::forget(p);
+        // SAFETY: the packet owned this live buffer until just above.
+        let pool = unsafe { crate::mempool::pool_of(meta) };
+        if run_pool != Some(pool) || run_len == DROP_RUN {
+            if let Some(prev) = run_pool {
+                // SAFETY: every buffer of the run is live, of `prev`, single-segment and given up.
+                unsafe { crate::mempool::return_run(prev, &run[..run_len]) };
+            }
+            run_pool = Some(pool);
+            run_len = 0;
+        }
+        run[run_len] = RawBuffer(meta.as_ptr());
+        run_len += 1;
+    }
+    if let Some(prev) = run_pool {
+        // SAFETY: as above.
+        unsafe { crate::mempool::return_run(prev, &run[..run_len]) };
+    }
+}
+
 impl Drop for Packet {
     #[inline]
     fn drop(&mut self) {
