@@ -5,9 +5,11 @@
 //! `RUN_DIR/qmp/` for request files and answers each one:
 //!
 //! - the guest writes `qmp/req-ID` (ID: 1..=64 of `[A-Za-z0-9_-]`; written under another name and
-//!   renamed, so the relay never reads half a request) holding one line, `set_link NIC on|off`,
-//!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`);
-//! - the relay removes the request, sends QMP's `set_link`, and writes `qmp/resp-ID` (again by a
+//!   renamed, so the relay never reads half a request) holding one line: `set_link NIC on|off`,
+//!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`),
+//!   or `trace-mmio on|off` (QEMU's trace of every MMIO access into `mmio-trace.log` of the run
+//!   directory, for the register counts of `cargo xtask bench mmio-vm`);
+//! - the relay removes the request, sends the QMP commands, and writes `qmp/resp-ID` (again by a
 //!   rename): `ok`, or `error: WHY`.
 //!
 //! Anything else in a request (another command, an unknown NIC, more than one line) is refused
@@ -126,7 +128,11 @@ fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
         let _ = fs::remove_file(&path);
         let reply = match text {
             Ok(t) => match parse_request(&t, nics) {
-                Ok((nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
+                Ok(Request::SetLink(nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
+                Ok(Request::TraceMmio(on)) => {
+                    let file = dir.parent().unwrap_or(dir).join(MMIO_TRACE_FILE);
+                    trace_mmio(socket, &file, on).map(|()| "ok".to_string())
+                }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -153,8 +159,22 @@ fn read_bounded(path: &Path) -> Result<String, String> {
     Ok(s)
 }
 
-/// `set_link NIC on|off` (one line) → (NIC, up).
-fn parse_request(text: &str, nics: &HashSet<String>) -> Result<(String, bool), String> {
+/// What the guest may ask of the monitor.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// `set_link NIC on|off`.
+    SetLink(String, bool),
+    /// `trace-mmio on|off`: QEMU's trace of every MMIO access (`memory_region_ops_read` and
+    /// `_write`: vCPU, absolute address, value, size, region name) into [`MMIO_TRACE_FILE`] of
+    /// the run directory, for counting a driver's register accesses (`cargo xtask bench mmio-vm`).
+    TraceMmio(bool),
+}
+
+/// Where `trace-mmio on` writes, in the run directory.
+pub const MMIO_TRACE_FILE: &str = "mmio-trace.log";
+
+/// One request line → what it asks.
+fn parse_request(text: &str, nics: &HashSet<String>) -> Result<Request, String> {
     let line = text.strip_suffix('\n').unwrap_or(text);
     if line.contains('\n') {
         return Err("one request per file, one line".into());
@@ -172,10 +192,12 @@ fn parse_request(text: &str, nics: &HashSet<String>) -> Result<(String, bool), S
                 "off" => false,
                 other => return Err(format!("link state {other:?}: expected on or off")),
             };
-            Ok((nic.to_string(), up))
+            Ok(Request::SetLink(nic.to_string(), up))
         }
+        ["trace-mmio", "on"] => Ok(Request::TraceMmio(true)),
+        ["trace-mmio", "off"] => Ok(Request::TraceMmio(false)),
         [cmd, ..] => Err(format!(
-            "command {cmd:?} is not relayed; only `set_link NIC on|off`"
+            "command {cmd:?} is not relayed; only `set_link NIC on|off` and `trace-mmio on|off`"
         )),
         [] => Err("empty request".into()),
     }
@@ -190,6 +212,32 @@ fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
         &serde_json::json!({"execute": "set_link", "arguments": {"name": nic, "up": up}}),
     )
     .map(|_| ())
+}
+
+/// Starts or stops QEMU's MMIO trace into `file` (its log backend writes trace events to the
+/// monitor's log file; switching the log file away closes and flushes the trace).
+fn trace_mmio(socket: &Path, file: &Path, on: bool) -> Result<(), String> {
+    let (mut w, mut r) = connect(socket)?;
+    let hmp = |w: &mut UnixStream, r: &mut BufReader<UnixStream>, line: String| {
+        exchange(
+            w,
+            r,
+            &serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": line}}),
+        )
+    };
+    if on {
+        hmp(&mut w, &mut r, format!("logfile {}", file.display()))?;
+    }
+    exchange(
+        &mut w,
+        &mut r,
+        &serde_json::json!({"execute": "trace-event-set-state",
+            "arguments": {"name": "memory_region_ops_*", "enable": on}}),
+    )?;
+    if !on {
+        hmp(&mut w, &mut r, "logfile /dev/null".into())?;
+    }
+    Ok(())
 }
 
 /// A QMP connection past the greeting and the capabilities negotiation.
@@ -279,11 +327,19 @@ mod tests {
     fn only_set_link_on_a_known_nic_is_relayed() {
         assert_eq!(
             parse_request("set_link nic1 off\n", &nics()),
-            Ok(("nic1".into(), false))
+            Ok(Request::SetLink("nic1".into(), false))
         );
         assert_eq!(
             parse_request("set_link nic0 on", &nics()),
-            Ok(("nic0".into(), true))
+            Ok(Request::SetLink("nic0".into(), true))
+        );
+        assert_eq!(
+            parse_request("trace-mmio on\n", &nics()),
+            Ok(Request::TraceMmio(true))
+        );
+        assert_eq!(
+            parse_request("trace-mmio off", &nics()),
+            Ok(Request::TraceMmio(false))
         );
         for bad in [
             "",
@@ -293,6 +349,9 @@ mod tests {
             "set_link nic0",
             "set_link nic0 on\nquit",
             "system_powerdown nic0 on",
+            "trace-mmio",
+            "trace-mmio maybe",
+            "trace-mmio on /etc/passwd",
         ] {
             assert!(parse_request(bad, &nics()).is_err(), "{bad:?} accepted");
         }
