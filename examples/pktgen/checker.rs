@@ -1,6 +1,7 @@
 //! The receive-side check: loss, duplicates, reordering, corruption and latency per stream.
 
 use crate::frame::parse_frame;
+use crate::histogram::LatencyHistogram;
 use oxpmd::dma::{OffloadFlags, Packet};
 use oxpmd::pmd::MacAddr;
 
@@ -22,6 +23,9 @@ pub struct RxResult {
     pub reordered: u64,
     pub corrupted: u64,
     pub foreign: u64,
+    /// Intact test frames of other stream ids than this run's (an earlier trial's, arriving
+    /// late): not counted as received. Only in a trial ([`Checker::for_trial`]).
+    pub stale: u64,
     pub bytes: u64,
     pub lat_min_ns: u64,
     pub lat_max_ns: u64,
@@ -38,6 +42,10 @@ pub struct Checker {
     pub src: Option<MacAddr>,
     /// A chained frame, copied out whole to be checked.
     jumbo: Vec<u8>,
+    /// In a trial: the first stream id of this trial (other ids are stale, not corrupted).
+    stream_base: Option<u16>,
+    /// Every intact frame's latency, when asked for.
+    pub latency: Option<LatencyHistogram>,
 }
 
 impl Checker {
@@ -56,7 +64,17 @@ impl Checker {
                 lat_min_ns: u64::MAX,
                 ..RxResult::default()
             },
+            stream_base: None,
+            latency: None,
         }
+    }
+
+    /// The checker of one trial, whose frames carry the stream ids from `stream_base` on; with
+    /// `latency`, it also counts every intact frame's latency in a histogram.
+    pub fn for_trial(mut self, stream_base: u16, latency: bool) -> Self {
+        self.stream_base = Some(stream_base);
+        self.latency = latency.then(LatencyHistogram::new);
+        self
     }
 
     /// Up to `limit` (stream, seq) pairs sent but not seen, given `sent` frames spread
@@ -110,6 +128,17 @@ impl Checker {
             }
             Some(Ok(f)) => f,
         };
+        let stream = match self.stream_base {
+            Some(base) => {
+                let s = f.stream.wrapping_sub(base);
+                if usize::from(s) >= self.streams.len() {
+                    self.r.stale += 1;
+                    return;
+                }
+                s
+            }
+            None => f.stream,
+        };
         self.r.received += 1;
         self.r.bytes += pkt.len() as u64 + 4;
         if self.r.first_ns == 0 {
@@ -121,7 +150,7 @@ impl Checker {
             self.r.corrupted += 1;
             return;
         }
-        let Some(st) = self.streams.get_mut(usize::from(f.stream)) else {
+        let Some(st) = self.streams.get_mut(usize::from(stream)) else {
             self.r.corrupted += 1;
             return;
         };
@@ -129,6 +158,9 @@ impl Checker {
         self.r.lat_min_ns = self.r.lat_min_ns.min(lat);
         self.r.lat_max_ns = self.r.lat_max_ns.max(lat);
         self.r.lat_sum_ns += lat;
+        if let Some(h) = self.latency.as_mut() {
+            h.record(lat);
+        }
         let seq = u64::from(f.seq);
         let bit = |s: u64| ((s % WINDOW / 64) as usize, 1u64 << (s % 64));
         match st.max {
@@ -165,5 +197,37 @@ impl Checker {
                 self.r.unique += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::build_frame;
+    use oxpmd::pmd::vport::virtual_pool;
+
+    #[test]
+    fn a_trial_counts_other_stream_ids_as_stale_and_keeps_its_latencies() {
+        let pool = virtual_pool("checker-test", 64, 0).unwrap();
+        let (dst, src) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let frame = |stream: u16, seq: u32, ts: u64| {
+            let mut p = pool.alloc().unwrap();
+            build_frame(p.append(60).unwrap(), dst, src, stream, seq, ts);
+            p
+        };
+        // Trial with 2 streams from id 10: ids 10 and 11 are its own, 8 (an earlier trial's) is stale.
+        let mut c = Checker::new(2, None, None).for_trial(10, true);
+        c.check(&frame(10, 0, 1_000), 5_000);
+        c.check(&frame(11, 0, 1_000), 9_000);
+        c.check(&frame(8, 0, 1_000), 9_000);
+        c.check(&frame(12, 0, 1_000), 9_000);
+        assert_eq!((c.r.received, c.r.unique, c.r.stale, c.r.corrupted), (2, 2, 2, 0));
+        let h = c.latency.as_ref().unwrap();
+        assert_eq!((h.samples(), h.min(), h.max()), (2, Some(4_000), Some(8_000)));
+        // Outside a trial, an unknown stream id is a corruption, as before.
+        let mut c = Checker::new(2, None, None);
+        c.check(&frame(8, 0, 1_000), 9_000);
+        assert_eq!((c.r.received, c.r.corrupted, c.r.stale), (1, 1, 0));
+        assert!(c.latency.is_none());
     }
 }

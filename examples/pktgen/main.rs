@@ -5,6 +5,9 @@
 //!     [--rate PPS] [--count N | --duration SECS] [--drain SECS] [--streams N] [--dst-mac MAC|broadcast]
 //!     [-P] [--link-speed MBPS] [--expect-all] [--burst N] [--ring-size N] [--cores LIST] [-T SECS]
 //!     [--gap N:SECS]
+//! cargo run --release --example pktgen -- --tx-port DEV --rx-port DEV --rfc2544 [--sizes LIST]
+//!     [--trial SECS] [--loss-tolerance PCT] [--resolution PCT] [--max-rate PPS]
+//!     [--latency-fraction F] [--json FILE]
 //! ```
 //! Frames are Ethernet + IPv4 + UDP (correct checksums) carrying an 18-byte test header at offset 42:
 //! magic `0x0C5A` (u16), stream id (u16), sequence number (u32, per stream), TX timestamp (u64, ns
@@ -29,6 +32,11 @@
 //! (port 0, as built and handed to the TX queue) and receives (the RX port, as received): the
 //! workers copy them into preallocated records of `oxpmd::pmd::capture` and a writer thread writes
 //! the file; when the writer is behind, frames are not captured and counted (`pcap_dropped`).
+//! `--rfc2544` searches, per frame size, the highest rate a device under test forwards within a
+//! loss tolerance, then measures the latency at a fraction of it, on the ports opened once
+//! (rfc2544.rs the search, trial.rs one trial, histogram.rs the latencies, rfc2544_report.rs the
+//! table and JSON; docs/rfc2544.md).
+//!
 //! `--stats-json` prints one JSON object per `-T` period (default 1 s) and a final one on stdout,
 //! and sends every text line to stderr. Set-up steps print their durations on stderr. See
 //! docs/capture.md.
@@ -37,27 +45,31 @@ mod checker;
 #[path = "../common/mod.rs"]
 mod common;
 mod frame;
+mod histogram;
 mod options;
+mod ports;
 mod rate;
 mod report;
+mod rfc2544;
+mod rfc2544_report;
+mod rfc2544_run;
 mod rx;
+mod trial;
 mod tx;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use checker::RxResult;
-use common::{BoxError, finish_capture, install_signal_handlers, ports_json, say, start_capture, step};
+use checker::{Checker, RxResult};
+use common::{BoxError, finish_capture, install_signal_handlers, ports_json, say, start_capture};
 use options::{Options, USAGE, parse_args};
-use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::pmd::PortStats;
 use oxpmd::pmd::capture::{Capture, json_escape};
-use oxpmd::pmd::vport::fault::{self, FaultCounts};
-use oxpmd::pmd::vport::virtual_pool;
-use oxpmd::pmd::{DeviceSpec, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, PortStats, RxQueue};
+use ports::Setup;
 use report::report;
-use rx::rx_loop;
-use tx::{TxResult, tx_loop};
+use rx::{rx_loop, say_missing};
+use tx::{Traffic, TxResult, tx_loop};
 
 fn main() -> ExitCode {
     common::init_logger(log::LevelFilter::Warn);
@@ -83,125 +95,25 @@ pub struct Live {
     pub tx_done: AtomicBool,
 }
 
-fn innermost(spec: &DeviceSpec) -> &DeviceSpec {
-    match spec {
-        DeviceSpec::Fault { inner, .. } => innermost(inner),
-        other => other,
-    }
-}
-
 fn run(opts: &Options) -> Result<bool, BoxError> {
     install_signal_handlers()?;
     common::JSON_MODE.store(opts.stats_json, Ordering::Relaxed);
-    // The same device for TX and RX: one port. Two ring ports of one name are the pair's two ends.
-    let tx_spec = DeviceSpec::parse(&opts.tx_port)?;
-    let same = opts
-        .rx_port
-        .as_deref()
-        .map(DeviceSpec::parse)
-        .transpose()?
-        .as_ref()
-        == Some(&tx_spec)
-        && !matches!(innermost(&tx_spec), DeviceSpec::Ring { .. });
-    let mut ports: Vec<Port> = Vec::new();
-    let t = Instant::now();
-    ports.push(Port::open_spec(
-        &tx_spec,
-        &OpenOptions {
-            port_id: 0,
-            ..OpenOptions::default()
-        },
-    )?);
-    if let (Some(rx), false) = (&opts.rx_port, same) {
-        ports.push(Port::open_spec(
-            &DeviceSpec::parse(rx)?,
-            &OpenOptions {
-                port_id: 1,
-                ..OpenOptions::default()
-            },
-        )?);
+    let setup = ports::open(opts)?;
+    if let Some(r) = &opts.rfc2544 {
+        return rfc2544_run::run(opts, r, setup);
     }
-    step("pktgen", &format!("open {} port(s)", ports.len()), t);
-    let t = Instant::now();
-    let pool_size = (ports.len() * 2 * opts.ring_size + 4 * MAX_BURST + 2048).max(8192);
-    let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
-        Some(map) => Mempool::new(
-            &MempoolConfig {
-                cache_size: 256,
-                region: RegionOptions::default(),
-                ..MempoolConfig::new("pktgen", pool_size)
-            },
-            map,
-        )?,
-        None => virtual_pool("pktgen", pool_size, 256)?,
-    };
-    step(
-        "pktgen",
-        &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
-        t,
-    );
-    let t = Instant::now();
-    let cfg = PortConfig::new(pool.clone())
-        .ring_sizes(opts.ring_size, opts.ring_size)
-        .mtu(opts.mtu());
-    for p in ports.iter_mut() {
-        p.configure(&cfg)?;
-    }
-    let rx_idx = if opts.rx_port.is_some() {
-        Some(ports.len() - 1)
-    } else {
-        None
-    };
-    if let (Some(i), true) = (rx_idx, opts.promiscuous) {
-        ports[i].set_promiscuous(true)?;
-    }
-    for p in ports.iter_mut() {
-        p.start()?;
-    }
-    step("pktgen", "configure and start the ports", t);
-    let mut speed = 0u64;
-    for (i, p) in ports.iter_mut().enumerate() {
-        let t = Instant::now();
-        match p.wait_link_up(Duration::from_secs(30)) {
-            Ok(l) => {
-                say!(
-                    "port {} ({}): MAC {} link {l} (waited {:.3} s)",
-                    p.id(),
-                    p.name(),
-                    p.mac_addr(),
-                    t.elapsed().as_secs_f64()
-                );
-                step("pktgen", &format!("link wait, port {} ({})", p.id(), p.name()), t);
-                if i == 0 {
-                    speed = u64::from(l.speed_mbps);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let speed_mbps = opts.link_speed.unwrap_or(if speed == 0 { 10_000 } else { speed });
-    let mut link_events = common::take_link_events(&mut ports);
-    let src = ports[0].mac_addr();
-    let dst = opts.dst_mac.unwrap_or_else(|| match (rx_idx, same) {
-        (Some(i), false) => ports[i].mac_addr(),
-        _ => MacAddr([0xFF; 6]),
-    });
-    let (rx0, mut txqs) = ports[0].take_queues()?;
-    let rxqs: Option<Vec<RxQueue>> = match (rx_idx, same) {
-        (Some(_), true) => Some(rx0),
-        (Some(i), false) => {
-            drop(rx0);
-            let (r, t) = ports[i].take_queues()?;
-            drop(t);
-            Some(r)
-        }
-        (None, _) => {
-            drop(rx0);
-            None
-        }
-    };
-    let txq = txqs.remove(0);
-    drop(txqs);
+    let Setup {
+        mut ports,
+        pool,
+        cfg,
+        rx_idx,
+        speed_mbps,
+        src,
+        dst,
+        mut txq,
+        mut rxqs,
+        mut link_events,
+    } = setup;
     // Capture: TX frames of port 0, RX frames of the RX port, each if chosen.
     let rx_port_id = rx_idx.map(|i| ports[i].id());
     let chosen = |id: u16| opts.pcap_ports.as_ref().is_none_or(|l| l.contains(&id));
@@ -226,20 +138,24 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     );
     let t0 = Instant::now();
     let live = Live::default();
+    let traffic = Traffic::of(opts);
     let (txr, rxr) = std::thread::scope(|s| -> Result<(TxResult, Option<RxResult>), BoxError> {
         let tx_pool = pool.clone();
-        let live_ref = &live;
+        let (live_ref, traffic, txq) = (&live, &traffic, &mut txq);
         let tx = std::thread::Builder::new()
             .name("pktgen-tx".into())
             .spawn_scoped(s, move || {
-                tx_loop(txq, tx_pool, opts, dst, src, t0, live_ref, tx_tap)
+                tx_loop(txq, tx_pool, opts, traffic, dst, src, t0, live_ref, tx_tap)
             })?;
-        let rx = match rxqs {
-            Some(q) => Some(
-                std::thread::Builder::new()
-                    .name("pktgen-rx".into())
-                    .spawn_scoped(s, move || rx_loop(q, opts, t0, live_ref, rx_tap))?,
-            ),
+        let rx = match rxqs.as_deref_mut() {
+            Some(q) => {
+                let checker = Checker::new(opts.streams, opts.expect_rx_dst, opts.expect_rx_src);
+                Some(
+                    std::thread::Builder::new()
+                        .name("pktgen-rx".into())
+                        .spawn_scoped(s, move || rx_loop(q, checker, opts, t0, live_ref, rx_tap))?,
+                )
+            }
             None => None,
         };
         let mut last = (Instant::now(), 0u64, 0u64);
@@ -273,11 +189,17 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
         }
         let txr = tx.join().map_err(|_| "the TX thread panicked")?;
         let rxr = match rx {
-            Some(h) => Some(h.join().map_err(|_| "the RX thread panicked")?),
+            Some(h) => {
+                let checker = h.join().map_err(|_| "the RX thread panicked")?;
+                say_missing(&checker, txr.sent);
+                Some(checker.r)
+            }
             None => None,
         };
         Ok((txr, rxr))
     })?;
+    drop(txq);
+    drop(rxqs);
     let cap_report = finish_capture("pktgen: ", capture, opts.pcap.as_deref())?;
     let final_ports = if opts.stats_json {
         let mut none: Vec<Option<PortStats>> = ports.iter().map(|_| None).collect();
@@ -289,50 +211,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
     } else {
         None
     };
-    let mut injected = FaultCounts::default();
-    for p in ports.iter_mut() {
-        p.stop()?;
-        if let Some(c) = fault::injected(p.name()) {
-            for (dir, d) in [("rx", &c.rx), ("tx", &c.tx)] {
-                say!(
-                    "port {} ({}): {dir} faults injected: seen {} dropped {} corrupted {} duplicated {} \
-                     reordered {} rate_dropped {} dup_no_buffer {}",
-                    p.id(),
-                    p.name(),
-                    d.seen,
-                    d.dropped,
-                    d.corrupted,
-                    d.duplicated,
-                    d.reordered,
-                    d.rate_dropped,
-                    d.dup_no_buffer
-                );
-                injected.seen += d.seen;
-                injected.dropped += d.dropped;
-                injected.corrupted += d.corrupted;
-                injected.duplicated += d.duplicated;
-                injected.reordered += d.reordered;
-                injected.rate_dropped += d.rate_dropped;
-                injected.dup_no_buffer += d.dup_no_buffer;
-            }
-        }
-        match p.stats() {
-            Ok(st) => say!(
-                "port {} ({}): ipackets {} opackets {} imissed {} ierrors {} oerrors {} rx_nombuf {} \
-                 rx_multiseg_dropped {}",
-                p.id(),
-                p.name(),
-                st.ipackets,
-                st.opackets,
-                st.imissed,
-                st.ierrors,
-                st.oerrors,
-                st.rx_nombuf,
-                st.rx_multiseg_dropped
-            ),
-            Err(e) => say!("port {} ({}): statistics: {e}", p.id(), p.name()),
-        }
-    }
+    let injected = ports::stop(&mut ports)?;
     drop(ports);
     drop(cfg);
     oxpmd::dma::flush_thread_caches();

@@ -38,6 +38,16 @@ pub const USAGE: &str = "usage: pktgen --tx-port DEV [options]
   --pcap-slots N       capture records in flight, a power of two (default 4096); beyond, frames are
                        not captured and counted as capture drops
   --stats-json         stdout: one JSON object per stats period and a final one; text goes to stderr
+  RFC 2544 (docs/rfc2544.md; needs --rx-port; excludes --size, --rate, --count, --duration, --gap):
+  --rfc2544            for each size, search the highest rate losing at most --loss-tolerance, then
+                       measure the latency at --latency-fraction of it
+  --sizes LIST         frame sizes with FCS (default 64,128,256,512,1024,1280,1518; up to 9018)
+  --trial SECS         length of a trial (default 2), followed by --drain
+  --loss-tolerance PCT frames a passing trial may lose, percent (default 0)
+  --resolution PCT     stop when the search interval is PCT percent of the maximum (default 1)
+  --max-rate PPS       upper bound of the search (default and cap: the size's line rate)
+  --latency-fraction F rate of the latency trial, a fraction of the throughput (default 0.9)
+  --json FILE          write the results to FILE as one JSON document
   Environment: OXPMD_LOG=error|warn|info|debug|trace (default warn).";
 
 /// Frame sizes to send (with FCS).
@@ -98,6 +108,23 @@ impl Sizes {
     }
 }
 
+/// The RFC 2544 run (`--rfc2544`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rfc2544Options {
+    /// Frame sizes with FCS, in the order given.
+    pub sizes: Vec<usize>,
+    pub trial_secs: f64,
+    pub loss_tolerance_pct: f64,
+    pub resolution_pct: f64,
+    /// `--max-rate` (None: the line rate of each size).
+    pub max_rate: Option<f64>,
+    pub latency_fraction: f64,
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// The RFC 2544 frame sizes (RFC 2544 section 9.1, Ethernet).
+pub const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
+
 #[derive(Debug)]
 pub struct Options {
     pub tx_port: String,
@@ -128,13 +155,128 @@ pub struct Options {
     pub gap: Option<(u64, Duration)>,
     /// `--mtu` (None: what the largest frame needs, at least 1500).
     pub mtu: Option<u16>,
+    /// `--rfc2544` and its options.
+    pub rfc2544: Option<Rfc2544Options>,
 }
 
 impl Options {
     /// The ports' MTU: `--mtu`, else the standard 1500 or what the largest frame needs.
     pub fn mtu(&self) -> u16 {
         self.mtu
-            .unwrap_or_else(|| (self.sizes.largest().saturating_sub(18)).max(1500) as u16)
+            .unwrap_or_else(|| (self.largest_size().saturating_sub(18)).max(1500) as u16)
+    }
+
+    /// The largest frame sent (with FCS), by `--size` or, with `--rfc2544`, `--sizes`.
+    pub fn largest_size(&self) -> usize {
+        match &self.rfc2544 {
+            Some(r) => r.sizes.iter().copied().max().unwrap_or(MIN_SIZE),
+            None => self.sizes.largest(),
+        }
+    }
+}
+
+/// The options given on the command line that only `--rfc2544` takes, as given.
+#[derive(Default)]
+struct Rfc2544Args {
+    on: bool,
+    sizes: Option<String>,
+    trial: Option<f64>,
+    loss_tolerance: Option<f64>,
+    resolution: Option<f64>,
+    max_rate: Option<f64>,
+    latency_fraction: Option<f64>,
+    json: Option<std::path::PathBuf>,
+}
+
+/// The `--sizes` list: each 64..=9018, none twice.
+fn parse_sizes(v: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for s in v.split(',') {
+        let n = parse_num("--sizes", Some(s.trim()), MIN_SIZE..=MAX_SIZE)?;
+        if out.contains(&n) {
+            return Err(format!("--sizes: {n} is listed twice"));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+impl Rfc2544Args {
+    /// The options of an RFC 2544 run, or None without `--rfc2544`; refuses what conflicts.
+    fn finish(self, o: &Options, given: &[&str]) -> Result<Option<Rfc2544Options>, String> {
+        let own = [
+            ("--sizes", self.sizes.is_some()),
+            ("--trial", self.trial.is_some()),
+            ("--loss-tolerance", self.loss_tolerance.is_some()),
+            ("--resolution", self.resolution.is_some()),
+            ("--max-rate", self.max_rate.is_some()),
+            ("--latency-fraction", self.latency_fraction.is_some()),
+            ("--json", self.json.is_some()),
+        ];
+        if !self.on {
+            return match own.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(format!("{name} needs --rfc2544 (it sets up the RFC 2544 search)")),
+                None => Ok(None),
+            };
+        }
+        for other in [
+            "--size",
+            "--rate",
+            "--count",
+            "--duration",
+            "--gap",
+            "--expect-all",
+            "--expect-injected",
+            "--pcap",
+            "--stats-json",
+        ] {
+            if given.contains(&other) {
+                let fix = match other {
+                    "--size" => "give the frame sizes with --sizes LIST",
+                    "--rate" => "the search sets the rates; bound it with --max-rate PPS",
+                    "--count" | "--duration" => "the length of a trial is --trial SECS",
+                    "--stats-json" => "write the results with --json FILE",
+                    _ => "drop it",
+                };
+                return Err(format!("--rfc2544 excludes {other}: {fix}"));
+            }
+        }
+        if o.rx_port.is_none() {
+            return Err("--rfc2544 needs --rx-port DEV (the port behind the device under test)".into());
+        }
+        let sizes = match &self.sizes {
+            Some(v) => parse_sizes(v)?,
+            None => RFC2544_SIZES.to_vec(),
+        };
+        if let Some(mtu) = o.mtu {
+            if let Some(&big) = sizes.iter().find(|&&s| s > usize::from(mtu) + 18) {
+                return Err(format!(
+                    "--sizes: {big} needs an MTU of {}, --mtu is {mtu}: raise --mtu or drop that size",
+                    big - 18
+                ));
+            }
+        }
+        let latency_fraction = self.latency_fraction.unwrap_or(0.9);
+        if !(latency_fraction > 0.0 && latency_fraction <= 1.0) {
+            return Err(format!(
+                "--latency-fraction: {latency_fraction} is outside (0, 1]: give a fraction of the throughput, e.g. 0.9"
+            ));
+        }
+        let resolution_pct = self.resolution.unwrap_or(1.0);
+        if resolution_pct <= 0.0 {
+            return Err(format!(
+                "--resolution: {resolution_pct} must be above 0 percent, e.g. 1"
+            ));
+        }
+        Ok(Some(Rfc2544Options {
+            sizes,
+            trial_secs: self.trial.unwrap_or(2.0),
+            loss_tolerance_pct: self.loss_tolerance.unwrap_or(0.0),
+            resolution_pct,
+            max_rate: self.max_rate,
+            latency_fraction,
+            json: self.json,
+        }))
     }
 }
 
@@ -166,12 +308,16 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         stats_json: false,
         gap: None,
         mtu: None,
+        rfc2544: None,
     };
+    let mut rfc = Rfc2544Args::default();
+    let mut given: Vec<&str> = Vec::new();
     let mut it = args.iter();
     let val = |it: &mut std::slice::Iter<'_, String>, opt: &str| -> Result<String, String> {
         it.next().cloned().ok_or_else(|| format!("{opt}: missing value"))
     };
     while let Some(a) = it.next() {
+        given.push(a.as_str());
         match a.as_str() {
             "--tx-port" => o.tx_port = val(&mut it, a)?,
             "--rx-port" => o.rx_port = Some(val(&mut it, a)?),
@@ -233,6 +379,14 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 let secs = parse_num(a, Some(secs), 0.0f64..=3600.0)?;
                 o.gap = Some((n, Duration::from_secs_f64(secs)));
             }
+            "--rfc2544" => rfc.on = true,
+            "--sizes" => rfc.sizes = Some(val(&mut it, a)?),
+            "--trial" => rfc.trial = Some(parse_num(a, it.next(), 0.01f64..=3600.0)?),
+            "--loss-tolerance" => rfc.loss_tolerance = Some(parse_num(a, it.next(), 0.0f64..=99.0)?),
+            "--resolution" => rfc.resolution = Some(parse_num(a, it.next(), 0.0f64..=100.0)?),
+            "--max-rate" => rfc.max_rate = Some(parse_num(a, it.next(), 1.0f64..=1e9)?),
+            "--latency-fraction" => rfc.latency_fraction = Some(parse_num(a, it.next(), 0.0f64..=1.0)?),
+            "--json" => rfc.json = Some(val(&mut it, a)?.into()),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -255,6 +409,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     if o.stats_json && o.period == 0 {
         o.period = 1;
     }
+    o.rfc2544 = rfc.finish(&o, &given)?;
     Ok(o)
 }
 
@@ -272,6 +427,105 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn args(a: &[&str]) -> Result<Options, String> {
+        let mut v: Vec<String> = ["--tx-port", "ring:a", "--rx-port", "ring:a"]
+            .map(String::from)
+            .to_vec();
+        v.extend(a.iter().map(|s| s.to_string()));
+        parse_args(&v)
+    }
+
+    #[test]
+    fn rfc2544_defaults() {
+        let r = args(&["--rfc2544"]).unwrap().rfc2544.unwrap();
+        assert_eq!(r.sizes, RFC2544_SIZES);
+        assert_eq!(
+            (
+                r.trial_secs,
+                r.loss_tolerance_pct,
+                r.resolution_pct,
+                r.max_rate,
+                r.latency_fraction
+            ),
+            (2.0, 0.0, 1.0, None, 0.9)
+        );
+        assert!(args(&[]).unwrap().rfc2544.is_none());
+        let o = args(&[
+            "--rfc2544",
+            "--sizes",
+            "64,9018",
+            "--trial",
+            "1",
+            "--json",
+            "/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(o.mtu(), 9000, "the MTU follows the largest size");
+        assert_eq!(o.rfc2544.unwrap().sizes, [64, 9018]);
+    }
+
+    #[test]
+    fn rfc2544_conflicts_are_refused_naming_the_option_and_the_fix() {
+        for (a, want) in [
+            (
+                &["--rfc2544", "--count", "10"][..],
+                "--rfc2544 excludes --count: the length of a trial is --trial",
+            ),
+            (&["--rfc2544", "--duration", "1"], "excludes --duration"),
+            (
+                &["--rfc2544", "--rate", "1000"],
+                "excludes --rate: the search sets the rates; bound it with --max-rate",
+            ),
+            (
+                &["--rfc2544", "--size", "128"],
+                "excludes --size: give the frame sizes with --sizes",
+            ),
+            (&["--rfc2544", "--stats-json"], "excludes --stats-json"),
+            (
+                &["--rfc2544", "--sizes", "63"],
+                "--sizes: 63 out of range 64..=9018",
+            ),
+            (&["--rfc2544", "--sizes", "64,9019"], "--sizes: 9019 out of range"),
+            (&["--rfc2544", "--sizes", "64,64"], "--sizes: 64 is listed twice"),
+            (&["--rfc2544", "--sizes", "64,x"], "--sizes: `x` is not a number"),
+            (
+                &["--rfc2544", "--sizes", "9018", "--mtu", "1500"],
+                "--sizes: 9018 needs an MTU of 9000, --mtu is 1500",
+            ),
+            (
+                &["--rfc2544", "--latency-fraction", "0"],
+                "--latency-fraction: 0 is outside (0, 1]",
+            ),
+            (
+                &["--rfc2544", "--latency-fraction", "1.5"],
+                "--latency-fraction: 1.5 out of range",
+            ),
+            (
+                &["--rfc2544", "--resolution", "0"],
+                "--resolution: 0 must be above 0",
+            ),
+            (
+                &["--rfc2544", "--loss-tolerance", "100"],
+                "--loss-tolerance: 100 out of range",
+            ),
+            (&["--sizes", "64"], "--sizes needs --rfc2544"),
+            (&["--json", "/tmp/x"], "--json needs --rfc2544"),
+        ] {
+            let e = args(a).unwrap_err();
+            assert!(e.contains(want), "{a:?}: `{e}` lacks `{want}`");
+        }
+        let e = parse_args(&["--tx-port", "ring:a", "--rfc2544"].map(String::from)).unwrap_err();
+        assert!(e.contains("--rfc2544 needs --rx-port"), "{e}");
+        assert_eq!(
+            args(&["--rfc2544", "--latency-fraction", "1"])
+                .unwrap()
+                .rfc2544
+                .unwrap()
+                .latency_fraction,
+            1.0
+        );
     }
 
     #[test]

@@ -3,22 +3,24 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::checker::{Checker, RxResult};
+use crate::checker::Checker;
 use crate::common::say;
 use crate::options::Options;
 use crate::{Live, pin};
 use oxpmd::pmd::capture::{CaptureTap, now_ns as wall_ns};
 use oxpmd::pmd::{Burst, RxQueue};
 
+/// Receives on `qs` and checks with `checker` until the TX side is done and the drain time
+/// has passed (or every frame sent arrived); returns the checker.
 pub fn rx_loop(
-    mut qs: Vec<RxQueue>,
+    qs: &mut [RxQueue],
+    mut checker: Checker,
     opts: &Options,
     t0: Instant,
     live: &Live,
     mut tap: Option<CaptureTap>,
-) -> RxResult {
+) -> Checker {
     pin(&opts.cores, 1, "pktgen rx");
-    let mut checker = Checker::new(opts.streams, opts.expect_rx_dst, opts.expect_rx_src);
     let mut burst = Burst::new();
     let mut tx_done_at: Option<Instant> = None;
     loop {
@@ -58,12 +60,15 @@ pub fn rx_loop(
         }
     }
     drop(tap);
-    drop(qs);
     oxpmd::dma::flush_thread_caches();
-    let missing = checker.missing(live.sent.load(Ordering::Relaxed), 10);
+    checker
+}
+
+/// Says the first frames of the `sent` that `checker` did not see.
+pub fn say_missing(checker: &Checker, sent: u64) {
+    let missing = checker.missing(sent, 10);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|(s, q)| format!("{s}:{q}")).collect();
         say!("pktgen: first missing frames (stream:seq): {}", list.join(" "));
     }
-    checker.r
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{STOP, say};
 use crate::frame::build_frame;
-use crate::options::Options;
+use crate::options::{Options, Sizes};
 use crate::rate::allowed_now;
 use crate::{Live, pin};
 use oxpmd::dma::{ChainBuilder, Mempool, Packet};
@@ -27,6 +27,31 @@ fn chained(mut first: Packet, frame: &[u8], pool: &Mempool) -> Option<Packet> {
     chain.take()
 }
 
+/// What one run of the TX loop sends: frame sizes, pace, length and stream ids.
+pub struct Traffic {
+    pub sizes: Sizes,
+    /// Frames per second (None: as fast as possible).
+    pub rate: Option<f64>,
+    pub count: Option<u64>,
+    /// Seconds to send for (None: until `count`, or until stopped).
+    pub duration: Option<f64>,
+    /// Stream ids sent: `stream_base..stream_base + --streams`, each from sequence number 0.
+    pub stream_base: u16,
+}
+
+impl Traffic {
+    /// The traffic the command line asks for (`--size`, `--rate`, `--count`, `--duration`).
+    pub fn of(opts: &Options) -> Traffic {
+        Traffic {
+            sizes: opts.sizes.clone(),
+            rate: opts.rate.map(|r| r as f64),
+            count: opts.count,
+            duration: opts.duration,
+            stream_base: 0,
+        }
+    }
+}
+
 pub struct TxResult {
     pub sent: u64,
     pub bytes: u64,
@@ -38,9 +63,10 @@ pub struct TxResult {
 
 #[allow(clippy::too_many_arguments)]
 pub fn tx_loop(
-    mut q: TxQueue,
+    q: &mut TxQueue,
     pool: Mempool,
     opts: &Options,
+    traffic: &Traffic,
     dst: MacAddr,
     src: MacAddr,
     t0: Instant,
@@ -56,7 +82,7 @@ pub fn tx_loop(
     let mut bytes = 0u64;
     let start = t0.elapsed();
     let start_ns = start.as_nanos() as u64;
-    let deadline = opts.duration.map(|d| start + Duration::from_secs_f64(d));
+    let deadline = traffic.duration.map(|d| start + Duration::from_secs_f64(d));
     let mut last_publish = 0u64;
     // Since when TX has taken nothing although frames were waiting (pool empty or ring full).
     let mut no_progress_since: Option<Duration> = None;
@@ -68,7 +94,7 @@ pub fn tx_loop(
         if STOP.load(Ordering::Relaxed) {
             break;
         }
-        if opts.count.is_some_and(|c| i >= c) {
+        if traffic.count.is_some_and(|c| i >= c) {
             break;
         }
         let now = t0.elapsed();
@@ -77,14 +103,14 @@ pub fn tx_loop(
         }
         // How many frames the rate allows now.
         let mut want = opts.burst as u64;
-        if let Some(rate) = opts.rate {
+        if let Some(rate) = traffic.rate {
             want = want.min(allowed_now(rate, now - start, i));
             if want == 0 {
                 std::hint::spin_loop();
                 continue;
             }
         }
-        if let Some(c) = opts.count {
+        if let Some(c) = traffic.count {
             want = want.min(c - i);
         }
         if let Some((every, idle)) = opts.gap {
@@ -105,17 +131,31 @@ pub fn tx_loop(
         let cap_ts = if tap.is_some() { wall_ns() } else { 0 };
         while burst.len() < want as usize {
             let Some(mut p) = pool.alloc() else { break };
-            let size = opts.sizes.nth(i + burst.len() as u64) - 4;
+            let size = traffic.sizes.nth(i + burst.len() as u64) - 4;
             let stream = ((i + burst.len() as u64) % u64::from(opts.streams)) as usize;
             if let Some(room) = p.append(size) {
-                build_frame(room, dst, src, stream as u16, seqs[stream], now_ns);
+                build_frame(
+                    room,
+                    dst,
+                    src,
+                    traffic.stream_base + stream as u16,
+                    seqs[stream],
+                    now_ns,
+                );
                 if let Some(t) = tap.as_mut() {
                     t.capture(room, cap_ts);
                 }
             } else {
                 // Larger than one buffer: built whole, then carried over a chain.
                 let f = &mut jumbo[..size];
-                build_frame(f, dst, src, stream as u16, seqs[stream], now_ns);
+                build_frame(
+                    f,
+                    dst,
+                    src,
+                    traffic.stream_base + stream as u16,
+                    seqs[stream],
+                    now_ns,
+                );
                 if let Some(t) = tap.as_mut() {
                     t.capture(f, cap_ts);
                 }
@@ -176,7 +216,6 @@ pub fn tx_loop(
     live.tx_done.store(true, Ordering::Release);
     let end_ns = t0.elapsed().as_nanos() as u64;
     drop(tap);
-    drop(q);
     oxpmd::dma::flush_thread_caches();
     TxResult {
         sent: i,
