@@ -228,3 +228,45 @@ pub fn print_link_events(events: &mut [(u16, LinkEvents)]) {
         }
     }
 }
+
+/// The one pool of an application's ports: mapped for the first port with a DMA map (the
+/// VFIO ports share its container), on `pages` when given (else 2 MiB hugepages; virtual ports
+/// alone fall back to 4 KiB), and chunk-aligned when a port says it needs that (an `xdp:` port,
+/// whose pool is its UMEM: 4096-byte buffers with the default data room, which every other port
+/// takes as well).
+pub fn ports_pool(
+    name: &str,
+    ports: &[Port],
+    size: usize,
+    cache: usize,
+    pages: Option<oxpmd::dma::PageSize>,
+) -> Result<oxpmd::dma::Mempool, oxpmd::dma::MempoolError> {
+    use oxpmd::dma::{DmaMap, IdentityMap, Mempool, MempoolConfig, PageSize, RegionOptions};
+    let map = ports.iter().find_map(|p| p.dma_map());
+    let chunk_aligned = ports.iter().any(|p| p.info().needs_chunk_aligned_pool);
+    let config = |region| MempoolConfig {
+        cache_size: cache,
+        region,
+        chunk_aligned,
+        ..MempoolConfig::new(name, size)
+    };
+    let identity = || -> std::sync::Arc<dyn DmaMap> { std::sync::Arc::new(IdentityMap) };
+    match (pages, map) {
+        (Some(page_size), map) => Mempool::new(
+            &config(RegionOptions {
+                page_size,
+                allow_4k_fallback: false,
+            }),
+            map.unwrap_or_else(identity),
+        ),
+        (None, Some(map)) => Mempool::new(&config(RegionOptions::default()), map),
+        (None, None) if chunk_aligned => Mempool::new(
+            &config(RegionOptions {
+                page_size: PageSize::Huge2M,
+                allow_4k_fallback: true,
+            }),
+            identity(),
+        ),
+        (None, None) => oxpmd::pmd::vport::virtual_pool(name, size, cache),
+    }
+}

@@ -36,11 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{BoxError, STOP, finish_capture, install_signal_handlers, ports_json, say, start_capture, step};
-use oxpmd::dma::{Mempool, MempoolConfig, PageSize, RegionOptions};
+use oxpmd::dma::{Mempool, PageSize};
 use oxpmd::pmd::capture::Capture;
 use oxpmd::pmd::forward::l2fwd_dst_mac;
 use oxpmd::pmd::forward::{Forwarder, FwdConfig, FwdCounters, FwdSnapshot, l2fwd_pairs};
-use oxpmd::pmd::vport::virtual_pool;
 use oxpmd::pmd::{DeviceSpec, MAX_BURST, OpenOptions, Port, PortConfig, PortStats};
 
 mod capture_loop;
@@ -126,36 +125,7 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             + workers_needed * 2 * MAX_BURST)
             .max(8192)
     });
-    let map = ports.iter().find_map(|p| p.dma_map());
-    // An xdp: port's pool is its UMEM: one pool for all ports is then chunk-aligned (4096-byte
-    // buffers with the default data room), which every other port takes as well.
-    let chunk_aligned = ports.iter().any(|p| p.info().needs_chunk_aligned_pool);
-    let config = |region| MempoolConfig {
-        cache_size: cache,
-        region,
-        chunk_aligned,
-        ..MempoolConfig::new("l2fwd", pool_size)
-    };
-    let identity =
-        || -> std::sync::Arc<dyn oxpmd::dma::DmaMap> { std::sync::Arc::new(oxpmd::dma::IdentityMap) };
-    let pool: Mempool = match (opts.pages, map) {
-        (Some(page_size), map) => Mempool::new(
-            &config(RegionOptions {
-                page_size,
-                allow_4k_fallback: false,
-            }),
-            map.unwrap_or_else(identity),
-        )?,
-        (None, Some(map)) => Mempool::new(&config(RegionOptions::default()), map)?,
-        (None, None) if chunk_aligned => Mempool::new(
-            &config(RegionOptions {
-                page_size: PageSize::Huge2M,
-                allow_4k_fallback: true,
-            }),
-            identity(),
-        )?,
-        (None, None) => virtual_pool("l2fwd", pool_size, cache)?,
-    };
+    let pool: Mempool = common::ports_pool("l2fwd", &ports, pool_size, cache, opts.pages)?;
     let pages = match pool.region().page_size() {
         PageSize::Huge2M => "2 MiB pages",
         PageSize::Huge1G => "1 GiB pages",

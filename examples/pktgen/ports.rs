@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, BoxError, say, step};
 use crate::options::Options;
-use oxpmd::dma::{Mempool, MempoolConfig, RegionOptions};
+use oxpmd::dma::Mempool;
 use oxpmd::pmd::vport::fault::{self, FaultCounts};
-use oxpmd::pmd::vport::virtual_pool;
 use oxpmd::pmd::{
     DeviceSpec, LinkEvents, MAX_BURST, MacAddr, OpenOptions, Port, PortConfig, RxQueue, TxQueue,
 };
@@ -70,17 +69,7 @@ pub fn open(opts: &Options) -> Result<Setup, BoxError> {
     step("pktgen", &format!("open {} port(s)", ports.len()), t);
     let t = Instant::now();
     let pool_size = (ports.len() * 2 * opts.ring_size + 4 * MAX_BURST + 2048).max(8192);
-    let pool: Mempool = match ports.iter().find_map(|p| p.dma_map()) {
-        Some(map) => Mempool::new(
-            &MempoolConfig {
-                cache_size: 256,
-                region: RegionOptions::default(),
-                ..MempoolConfig::new("pktgen", pool_size)
-            },
-            map,
-        )?,
-        None => virtual_pool("pktgen", pool_size, 256)?,
-    };
+    let pool: Mempool = crate::common::ports_pool("pktgen", &ports, pool_size, 256, None)?;
     step(
         "pktgen",
         &format!("mempool of {pool_size} buffers (hugepage allocation, DMA mapping)"),
