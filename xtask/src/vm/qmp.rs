@@ -7,8 +7,9 @@
 //! - the guest writes `qmp/req-ID` (ID: 1..=64 of `[A-Za-z0-9_-]`; written under another name and
 //!   renamed, so the relay never reads half a request) holding one line: `set_link NIC on|off`,
 //!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`),
-//!   or `trace-mmio on|off` (QEMU's trace of every MMIO access into `mmio-trace.log` of the run
-//!   directory, for the register counts of `cargo xtask bench mmio-vm`);
+//!   or `trace-mmio on LABEL` / `trace-mmio off` (QEMU's trace of every MMIO access into
+//!   `mmio-LABEL.log` of the run directory, LABEL as an ID, for the register counts of
+//!   `cargo xtask bench mmio-vm`);
 //! - the relay removes the request, sends the QMP commands, and writes `qmp/resp-ID` (again by a
 //!   rename): `ok`, or `error: WHY`.
 //!
@@ -129,9 +130,9 @@ fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
         let reply = match text {
             Ok(t) => match parse_request(&t, nics) {
                 Ok(Request::SetLink(nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
-                Ok(Request::TraceMmio(on)) => {
-                    let file = dir.parent().unwrap_or(dir).join(MMIO_TRACE_FILE);
-                    trace_mmio(socket, &file, on).map(|()| "ok".to_string())
+                Ok(Request::TraceMmio(label)) => {
+                    let file = label.map(|l| dir.parent().unwrap_or(dir).join(mmio_trace_file(&l)));
+                    trace_mmio(socket, file.as_deref()).map(|()| "ok".to_string())
                 }
                 Err(e) => Err(e),
             },
@@ -164,14 +165,17 @@ fn read_bounded(path: &Path) -> Result<String, String> {
 enum Request {
     /// `set_link NIC on|off`.
     SetLink(String, bool),
-    /// `trace-mmio on|off`: QEMU's trace of every MMIO access (`memory_region_ops_read` and
-    /// `_write`: vCPU, absolute address, value, size, region name) into [`MMIO_TRACE_FILE`] of
-    /// the run directory, for counting a driver's register accesses (`cargo xtask bench mmio-vm`).
-    TraceMmio(bool),
+    /// `trace-mmio on LABEL` / `trace-mmio off`: QEMU's trace of every MMIO access
+    /// (`memory_region_ops_read` and `_write`: vCPU, absolute address, value, size, region name)
+    /// into [`mmio_trace_file`]`(LABEL)` of the run directory, for counting a driver's register
+    /// accesses (`cargo xtask bench mmio-vm`).
+    TraceMmio(Option<String>),
 }
 
-/// Where `trace-mmio on` writes, in the run directory.
-pub const MMIO_TRACE_FILE: &str = "mmio-trace.log";
+/// Where `trace-mmio on LABEL` writes, in the run directory.
+pub fn mmio_trace_file(label: &str) -> String {
+    format!("mmio-{label}.log")
+}
 
 /// One request line → what it asks.
 fn parse_request(text: &str, nics: &HashSet<String>) -> Result<Request, String> {
@@ -194,10 +198,11 @@ fn parse_request(text: &str, nics: &HashSet<String>) -> Result<Request, String> 
             };
             Ok(Request::SetLink(nic.to_string(), up))
         }
-        ["trace-mmio", "on"] => Ok(Request::TraceMmio(true)),
-        ["trace-mmio", "off"] => Ok(Request::TraceMmio(false)),
+        ["trace-mmio", "on", label] if valid_id(label) => Ok(Request::TraceMmio(Some(label.to_string()))),
+        ["trace-mmio", "off"] => Ok(Request::TraceMmio(None)),
         [cmd, ..] => Err(format!(
-            "command {cmd:?} is not relayed; only `set_link NIC on|off` and `trace-mmio on|off`"
+            "command {cmd:?} is not relayed; only `set_link NIC on|off`, `trace-mmio on LABEL` and \
+             `trace-mmio off`"
         )),
         [] => Err("empty request".into()),
     }
@@ -214,9 +219,10 @@ fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
     .map(|_| ())
 }
 
-/// Starts or stops QEMU's MMIO trace into `file` (its log backend writes trace events to the
-/// monitor's log file; switching the log file away closes and flushes the trace).
-fn trace_mmio(socket: &Path, file: &Path, on: bool) -> Result<(), String> {
+/// Starts QEMU's MMIO trace into `file`, or stops it (`None`). Its log backend writes trace
+/// events to the monitor's log file; switching the log file away closes and flushes the trace.
+fn trace_mmio(socket: &Path, file: Option<&Path>) -> Result<(), String> {
+    let on = file.is_some();
     let (mut w, mut r) = connect(socket)?;
     let hmp = |w: &mut UnixStream, r: &mut BufReader<UnixStream>, line: String| {
         exchange(
@@ -225,7 +231,7 @@ fn trace_mmio(socket: &Path, file: &Path, on: bool) -> Result<(), String> {
             &serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": line}}),
         )
     };
-    if on {
+    if let Some(file) = file {
         hmp(&mut w, &mut r, format!("logfile {}", file.display()))?;
     }
     exchange(
@@ -334,12 +340,12 @@ mod tests {
             Ok(Request::SetLink("nic0".into(), true))
         );
         assert_eq!(
-            parse_request("trace-mmio on\n", &nics()),
-            Ok(Request::TraceMmio(true))
+            parse_request("trace-mmio on ours\n", &nics()),
+            Ok(Request::TraceMmio(Some("ours".into())))
         );
         assert_eq!(
             parse_request("trace-mmio off", &nics()),
-            Ok(Request::TraceMmio(false))
+            Ok(Request::TraceMmio(None))
         );
         for bad in [
             "",
@@ -350,8 +356,10 @@ mod tests {
             "set_link nic0 on\nquit",
             "system_powerdown nic0 on",
             "trace-mmio",
+            "trace-mmio on",
             "trace-mmio maybe",
-            "trace-mmio on /etc/passwd",
+            "trace-mmio on ../../etc/passwd",
+            "trace-mmio on a b",
         ] {
             assert!(parse_request(bad, &nics()).is_err(), "{bad:?} accepted");
         }
