@@ -34,7 +34,8 @@ options:
   --no-install     do not install the Debian dpdk/dpdk-dev packages when dpdk-test is missing
 
 Needs two CPUs for the two-core rows; DPDK runs with --no-huge --no-pci on lcores 0 and 1.
-Method and figures: docs/benchmarks.md. (`bench l2fwd-null` and `bench l2fwd-vm` are separate tasks.)";
+Method and figures: docs/benchmarks.md. (`bench l2fwd-null`, `bench l2fwd-vm`, `bench rfc2544-vm` and `bench rfc2544-chart`
+are separate tasks, each with its own --help.)";
 
 /// Options shared by the bench commands.
 #[derive(Debug, Clone)]

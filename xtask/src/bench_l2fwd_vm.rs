@@ -28,11 +28,11 @@
 //! offered rate); the line before it gives each row's (`rows: igb X, virtio Y`).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::vm::{GuestOptions, Paths, run_in_guest};
+use crate::dut::{BenchPorts, Dut, WAIT_FOR_SH, build_examples};
+use crate::vm::{GuestOptions, Paths, Topology, run_in_guest};
 
 const USAGE: &str = "\
 usage: cargo xtask bench l2fwd-vm [--duration SECS] [--rates LIST] [--runs N] [--size BYTES] [--rows LIST] [--no-build]
@@ -73,12 +73,13 @@ impl Row {
         }
     }
 
-    /// Shell that sets D0i and D1i, the topology indices of the two DUT ports.
-    fn dut_ports(self) -> &'static str {
+    /// The DUT and generator ports of the row.
+    fn ports(self) -> Result<BenchPorts, String> {
+        let t = Topology::by_name(self.topology())?;
         match self {
-            Row::Igb => "set -- $(port_of_role dut); D0i=$1; D1i=$2",
+            Row::Igb => BenchPorts::by_role(&t),
             // igb 1 (peer igb 0) and virtio-net 3 (peer igb 2).
-            Row::Virtio => "D0i=1; D1i=3",
+            Row::Virtio => BenchPorts::new(&t, 1, 3),
         }
     }
 }
@@ -158,49 +159,35 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 
 /// The guest script: our drivers bind the unbound ports to vfio-pci themselves, testpmd finds
 /// them bound. For each run and rate: ours, then DPDK, each section between `=== SIDE RATE RUN`.
-fn guest_script(o: &Opts, row: Row) -> String {
+fn guest_script(o: &Opts, ports: &BenchPorts) -> String {
     let rates: Vec<String> = o
         .rates
         .iter()
         .map(|r| r.map_or("max".to_string(), |n| n.to_string()))
         .collect();
+    let sessions: String = Dut::ALL
+        .iter()
+        .map(|d| {
+            format!(
+                "    echo \"=== {} $rate $run\"\n{}",
+                d.name(),
+                d.session_sh(ports, "pktgen $rate")
+            )
+        })
+        .collect();
     format!(
         r#"set -u
 dur={dur}
 size={size}
-port_of_role() {{ i=0; while [ $i -lt "$OXPMD_NUM_PORTS" ]; do
-    eval r=\$OXPMD_PORT${{i}}_ROLE; [ "$r" = "$1" ] && echo $i; i=$((i+1)); done; }}
-{duts}
-eval D0=\$OXPMD_PORT$D0i; eval D1=\$OXPMD_PORT$D1i; eval D0MAC=\$OXPMD_PORT${{D0i}}_MAC
-eval P0i=\$OXPMD_PORT${{D0i}}_PEER; eval P1i=\$OXPMD_PORT${{D1i}}_PEER
-eval P0=\$OXPMD_PORT$P0i; eval P1=\$OXPMD_PORT$P1i
-echo "bench: pktgen $P0 -> DUT $D0 => DUT $D1 -> pktgen $P1, $size-byte frames, $dur s per rate"
-wait_for() {{ n=0; while ! grep -q "$2" "$1" 2>/dev/null; do n=$((n+1)); [ $n -gt 900 ] && return 1; sleep 0.2; done; }}
-pktgen() {{
+echo "bench: pktgen {tx} -> DUT {d0} => DUT {d1} -> pktgen {rx}, $size-byte frames, $dur s per rate"
+{WAIT_FOR_SH}pktgen() {{
     if [ "$1" = max ]; then r=""; else r="--rate $1"; fi
-    target/release/examples/pktgen --tx-port $P0 --rx-port $P1 --dst-mac $D0MAC -P --size $size \
-        --duration $dur --drain 2 --cores 0 $r
+    {pktgen} --size $size --duration $dur --drain 2 $r
 }}
 run=1
 while [ $run -le {runs} ]; do
   for rate in {rates}; do
-    echo "=== ours $rate $run"
-    target/release/examples/l2fwd --port $D0 --port $D1 -q 2 --cores 1 -T 0 --no-mac-updating > /tmp/l2fwd.log 2>&1 &
-    pid=$!
-    wait_for /tmp/l2fwd.log "workers" || echo "bench: l2fwd did not start"
-    pktgen $rate
-    kill -INT $pid; wait $pid; echo "l2fwd exit $?"
-    cat /tmp/l2fwd.log
-    echo "=== dpdk $rate $run"
-    dpdk-testpmd -l 0,1 -n 1 --in-memory -a $D0 -a $D1 -- --forward-mode=io --auto-start \
-        --stats-period 5 --rxd=1024 --txd=1024 --burst=32 > /tmp/testpmd.log 2>&1 &
-    pid=$!
-    wait_for /tmp/testpmd.log "packet forwarding" || echo "bench: testpmd did not start"
-    sleep 1
-    pktgen $rate
-    kill -INT $pid; wait $pid; echo "testpmd exit $?"
-    sed -n '/Accumulated forward statistics/,$p' /tmp/testpmd.log | grep -E "Accumulated|RX-packets|TX-packets" | head -3
-  done
+{sessions}  done
   run=$((run+1))
 done
 echo "=== end"
@@ -209,7 +196,11 @@ echo "=== end"
         size = o.size,
         runs = o.runs,
         rates = rates.join(" "),
-        duts = row.dut_ports(),
+        tx = ports.gen_tx,
+        rx = ports.gen_rx,
+        d0 = ports.dut[0],
+        d1 = ports.dut[1],
+        pktgen = ports.pktgen_command(),
     )
 }
 
@@ -283,33 +274,10 @@ fn best(rs: &[Sample]) -> Option<&Sample> {
     rs.iter().max_by_key(|s| s.forwarded.unwrap_or(0))
 }
 
-fn build(ws: &Path) -> Result<(), String> {
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(ws)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "oxpmd",
-            "--example",
-            "l2fwd",
-            "--example",
-            "pktgen",
-        ])
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo build --release of the examples failed ({st})"))
-    }
-}
-
 fn run(o: &Opts) -> Result<bool, String> {
     let paths = Paths::new();
     if o.build {
-        build(&paths.workspace)?;
+        build_examples(&paths.workspace)?;
     }
     let mut ratios = Vec::new();
     for &row in &o.rows {
@@ -333,8 +301,7 @@ fn run(o: &Opts) -> Result<bool, String> {
 
 /// One row in its own VM boot; its ratio (medians, highest offered rate measured on both sides).
 fn run_row(o: &Opts, row: Row, paths: &Paths) -> Result<f64, String> {
-    let ws = paths.workspace.to_string_lossy().to_string();
-    let script = guest_script(o, row);
+    let script = guest_script(o, &row.ports()?);
     let opts = GuestOptions {
         timeout: Duration::from_secs((2 * o.duration + 240) * u64::from(o.runs) + 120),
         cwd: Some(paths.workspace.clone()),
@@ -343,9 +310,7 @@ fn run_row(o: &Opts, row: Row, paths: &Paths) -> Result<f64, String> {
         label: format!("bench-l2fwd-vm-{}", row.name()),
         ..GuestOptions::default()
     };
-    // The script gets the workspace as $1 through `sh -c SCRIPT sh WS`.
-    let cmd = vec![format!("set -- {}; {script}", shell_word(&ws))];
-    let out = run_in_guest(row.topology(), &cmd, &opts)?;
+    let out = run_in_guest(row.topology(), &[script], &opts)?;
     if out.exit_code != 0 {
         return Err(format!(
             "the guest script exited with {} (logs in {})",
@@ -437,10 +402,6 @@ fn run_row(o: &Opts, row: Row, paths: &Paths) -> Result<f64, String> {
     })
 }
 
-fn shell_word(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// Entry point of `cargo xtask bench l2fwd-vm ARGS`.
 pub fn vm(args: &[String]) -> ExitCode {
     let o = match parse(args) {
@@ -511,11 +472,11 @@ mod tests {
         assert_eq!(best(&ours).unwrap().forwarded, Some(7));
         assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
         assert_eq!(median(&[1.0, 3.0]), 2.0);
-        let script = guest_script(&parse(&[]).unwrap(), Row::Igb);
+        let script = guest_script(&parse(&[]).unwrap(), &Row::Igb.ports().unwrap());
         assert!(script.contains("--forward-mode=io") && script.contains("for rate in 50000 max"));
-        assert!(script.contains("port_of_role dut"));
-        let script = guest_script(&parse(&[]).unwrap(), Row::Virtio);
-        assert!(script.contains("D0i=1; D1i=3") && !script.contains("port_of_role dut)"));
+        assert!(script.contains("=== ours $rate $run\"\ntarget/release/examples/l2fwd --port 0000:00:0a.0"));
+        let script = guest_script(&parse(&[]).unwrap(), &Row::Virtio.ports().unwrap());
+        assert!(script.contains("--tx-port 0000:00:02.0 --rx-port 0000:00:0a.0"));
         let r = parse(&["--rows".into(), "virtio".into()]).unwrap();
         assert_eq!(r.rows, vec![Row::Virtio]);
         assert!(parse(&["--rows".into(), "ixgbe".into()]).is_err());

@@ -11,8 +11,10 @@
 mod bench;
 mod bench_l2fwd;
 mod bench_l2fwd_vm;
+mod dut;
 mod l2fwd;
 mod memcheck;
+mod rfc2544;
 mod skips;
 mod soak;
 mod test;
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
         "bench" => match rest.split_first() {
             Some((sub, args)) if sub == "l2fwd-null" => bench_l2fwd::null(args),
             Some((sub, args)) if sub == "l2fwd-vm" => bench_l2fwd_vm::vm(args),
+            Some((sub, args)) if sub == "rfc2544-vm" => rfc2544::vm(args),
+            Some((sub, args)) if sub == "rfc2544-chart" => rfc2544::chart(args),
             _ => bench::main(rest),
         },
         "test" => test::main(rest),

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
+pub(crate) use guest::shell_quote;
 pub use topology::Topology;
 
 const USAGE: &str = "\
