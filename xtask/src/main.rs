@@ -11,9 +11,11 @@
 mod bench;
 mod bench_l2fwd;
 mod bench_l2fwd_vm;
+mod bench_mmio_vm;
 mod dut;
 mod l2fwd;
 mod memcheck;
+mod mmio_count;
 mod rfc2544;
 mod skips;
 mod soak;
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
             Some((sub, args)) if sub == "l2fwd-vm" => bench_l2fwd_vm::vm(args),
             Some((sub, args)) if sub == "rfc2544-vm" => rfc2544::vm(args),
             Some((sub, args)) if sub == "rfc2544-chart" => rfc2544::chart(args),
+            Some((sub, args)) if sub == "mmio-vm" => bench_mmio_vm::main(args),
             _ => bench::main(rest),
         },
         "test" => test::main(rest),

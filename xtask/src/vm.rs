@@ -24,6 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 pub(crate) use guest::shell_quote;
+pub use qmp::mmio_trace_file;
 pub use topology::Topology;
 
 const USAGE: &str = "\
