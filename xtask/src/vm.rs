@@ -60,7 +60,8 @@ usage: cargo xtask vm <command> ...
 pub struct Paths {
     /// The workspace root.
     pub workspace: PathBuf,
-    /// `target/testvm` (or `$CARGO_TARGET_DIR/testvm`).
+    /// `target/testvm` (or `$CARGO_TARGET_DIR/testvm`, or `$OXPMD_VM_DIR`: another guest kernel's
+    /// set-up beside the usual one, see docs/testvm.md).
     pub testvm: PathBuf,
 }
 
@@ -75,10 +76,11 @@ impl Paths {
             .map(PathBuf::from)
             .map(|t| if t.is_absolute() { t } else { workspace.join(t) })
             .unwrap_or_else(|| workspace.join("target"));
-        Paths {
-            workspace,
-            testvm: target.join("testvm"),
-        }
+        let testvm = std::env::var_os("OXPMD_VM_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute())
+            .unwrap_or_else(|| target.join("testvm"));
+        Paths { workspace, testvm }
     }
 
     /// The guest kernel image.

@@ -106,9 +106,32 @@ pub(super) fn download_package(dir: &Path, pkg: &str) -> Result<(), String> {
     )
 }
 
+/// Names the kernel packages to use instead of Debian's 6.12 one: comma-separated `.deb` files
+/// unpacked into one tree (a newer Debian splits a kernel into `linux-binary-*` and
+/// `linux-modules-*`). For trying another guest kernel in its own target directory, e.g. one
+/// whose drivers have AF_XDP zero copy (docs/testvm.md); the suite is written for 6.12.
+pub(super) const KERNEL_DEBS_ENV: &str = "OXPMD_VM_KERNEL_DEBS";
+
 /// Downloads and unpacks the guest kernel if the cached one is not the current package.
 pub(super) fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelInfo, String> {
-    let (mut pkg, mut version) = resolve_kernel_package()?;
+    let local: Vec<std::path::PathBuf> = std::env::var(KERNEL_DEBS_ENV)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(std::path::PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mut pkg, mut version) = if local.is_empty() {
+        resolve_kernel_package()?
+    } else {
+        let names: Vec<String> = local
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        (format!("local {}", names.join(",")), String::from("(given)"))
+    };
     let mut package = format!("{pkg} {version}");
     let kdir = paths.testvm.join("kernel");
     if let Ok(info) = read_kernel_info(paths)
@@ -124,8 +147,18 @@ pub(super) fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelI
     let work = paths.testvm.join("download");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
-    println!("vm setup: downloading {pkg} {version}");
-    if let Err(e) = download_package(&work, &pkg) {
+    for deb in &local {
+        let to = work.join(deb.file_name().unwrap_or_default());
+        fs::copy(deb, &to).map_err(|e| format!("{KERNEL_DEBS_ENV}: copy {}: {e}", deb.display()))?;
+    }
+    if !local.is_empty() {
+        println!("vm setup: guest kernel from {KERNEL_DEBS_ENV}: {pkg}");
+    } else {
+        println!("vm setup: downloading {pkg} {version}");
+    }
+    if local.is_empty()
+        && let Err(e) = download_package(&work, &pkg)
+    {
         // Stale package lists name a file the archive no longer has: refresh them, resolve again, retry.
         if !is_root() {
             return Err(e);
@@ -136,20 +169,26 @@ pub(super) fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelI
         package = format!("{pkg} {version}");
         download_package(&work, &pkg)?;
     }
-    let deb = fs::read_dir(&work)
+    let debs: Vec<std::path::PathBuf> = fs::read_dir(&work)
         .map_err(|e| format!("read {}: {e}", work.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    let deb = debs
+        .first()
+        .cloned()
         .ok_or_else(|| format!("apt-get download {pkg} left no .deb in {}", work.display()))?;
     let tree = work.join("tree");
-    run_checked(
-        Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&tree)
-            .stdin(Stdio::null()),
-        &format!("dpkg-deb -x {}", deb.display()),
-    )?;
+    for d in &debs {
+        run_checked(
+            Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(d)
+                .arg(&tree)
+                .stdin(Stdio::null()),
+            &format!("dpkg-deb -x {}", d.display()),
+        )?;
+    }
     // The release is the one directory under (usr/)lib/modules: no parsing of the package name.
     let mut releases = Vec::new();
     for base in ["lib/modules", "usr/lib/modules"] {
@@ -177,10 +216,19 @@ pub(super) fn ensure_kernel(paths: &Paths, changed: &mut bool) -> Result<KernelI
             ));
         }
     };
-    let vmlinuz = tree.join(format!("boot/vmlinuz-{release}"));
-    if !vmlinuz.is_file() {
-        return Err(format!("{}: no boot/vmlinuz-{release}", deb.display()));
-    }
+    // Debian 12 ships the image in /boot; later releases beside the modules.
+    let vmlinuz = [
+        tree.join(format!("boot/vmlinuz-{release}")),
+        modules_dir.join("vmlinuz"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        format!(
+            "{}: no boot/vmlinuz-{release} nor lib/modules/{release}/vmlinuz",
+            deb.display()
+        )
+    })?;
     let mut wanted: Vec<&str> = BOOT_MODULES.iter().map(|(m, _)| *m).collect();
     wanted.extend_from_slice(ON_DEMAND_MODULES);
     let index = index_modules(&modules_dir)?;
