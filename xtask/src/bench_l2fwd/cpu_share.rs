@@ -119,7 +119,8 @@ fn collect(mut child: Child) -> std::io::Result<Output> {
 }
 
 /// Runs `cmd` (which stops itself after `duration` seconds) to its end, like `Command::output`,
-/// and samples the threads named `prefix...` from 1.5 s after the start to 0.5 s before the end.
+/// and samples the threads named `prefix...` from 1.5 s after the start (or from when they
+/// appear) to 0.5 s before the end.
 pub(super) fn output_sampled(
     cmd: &mut Command,
     duration: u64,
@@ -133,8 +134,17 @@ pub(super) fn output_sampled(
         std::thread::spawn(move || {
             let end = Duration::from_millis(duration * 1000 - 500);
             std::thread::sleep(Duration::from_millis(1500));
-            let p = worker_process(pid);
-            let (t0, before) = (Instant::now(), snapshot(p));
+            // A slow start (DPDK's EAL mapping its memory on a busy machine) may not have
+            // made the forwarding threads yet: wait for them, until a second before the end.
+            let (mut p, mut t0, mut before) = (pid, Instant::now(), Vec::new());
+            while start.elapsed() + Duration::from_secs(1) < end {
+                p = worker_process(pid);
+                (t0, before) = (Instant::now(), snapshot(p));
+                if before.iter().any(|t| t.name.starts_with(&prefix)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             std::thread::sleep(end.saturating_sub(start.elapsed()));
             let (t1, after) = (Instant::now(), snapshot(p));
             shares(&before, &after, t1 - t0, &prefix)
