@@ -68,8 +68,10 @@ fn shares(before: &[ThreadTime], after: &[ThreadTime], wall: Duration, prefix: &
     v
 }
 
-/// The shares as printed after a run's rate: `on CPU 99% 97%, waiting 0% 2%`.
-pub(super) fn describe(v: &[Share]) -> String {
+/// The shares as printed after a run's `rate` (Mpps): `forwarding threads on CPU 99% 97%,
+/// waiting for one 0% 2%: 150.1 Mpps per CPU`, the last the rate over the threads' summed
+/// on-CPU share: what the forwarding costs, whatever time a neighbour took.
+pub(super) fn describe(rate: f64, v: &[Share]) -> String {
     if v.is_empty() {
         return "forwarding threads not sampled".into();
     }
@@ -77,8 +79,14 @@ pub(super) fn describe(v: &[Share]) -> String {
         let p: Vec<String> = v.iter().map(|s| format!("{:.0}%", 100.0 * f(s))).collect();
         p.join(" ")
     };
+    let cpus: f64 = v.iter().map(|s| s.on_cpu).sum();
+    let per_cpu = if cpus > 0.0 {
+        format!("{:.1} Mpps per CPU", rate / cpus)
+    } else {
+        "never on a CPU".into()
+    };
     format!(
-        "forwarding threads on CPU {}, waiting for one {}",
+        "forwarding threads on CPU {}, waiting for one {}: {per_cpu}",
         pct(&|s| s.on_cpu),
         pct(&|s| s.waiting)
     )
@@ -208,10 +216,15 @@ mod tests {
             ]
         );
         assert_eq!(
-            describe(&s),
-            "forwarding threads on CPU 50% 90%, waiting for one 25% 10%"
+            describe(140.0, &s),
+            "forwarding threads on CPU 50% 90%, waiting for one 25% 10%: 100.0 Mpps per CPU"
         );
-        assert_eq!(describe(&[]), "forwarding threads not sampled");
+        assert_eq!(describe(1.0, &[]), "forwarding threads not sampled");
+        let idle = shares(&before[1..2], &before[1..2], Duration::from_secs(1), "l2fwd-");
+        assert_eq!(
+            describe(1.0, &idle),
+            "forwarding threads on CPU 0%, waiting for one 0%: never on a CPU"
+        );
     }
 
     #[test]

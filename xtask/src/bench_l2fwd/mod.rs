@@ -25,7 +25,8 @@
 //! Each side runs for `--duration` seconds (default 10); its rate is the median of its per-second
 //! forwarded-packet rates (sum over both ports of packets sent), the first second excluded. Each
 //! run's line also gives the share of the run its forwarding threads spent on a CPU and waiting
-//! for one (`/proc/PID/task/TID/schedstat`): on a shared machine that is the noise, shown.
+//! for one (`/proc/PID/task/TID/schedstat`), and the rate per CPU of forwarding thread time: on a
+//! shared machine the first is the noise, shown, the second what the forwarding costs despite it.
 //!
 //! Both sides run on the same kind of memory, one block per kind (`--memory`, default both):
 //! 2 MiB hugepages (ours `--pages 2m`, DPDK `--in-memory`, hugepages reserved for the run and the
@@ -116,12 +117,12 @@ fn run(o: &Opts) -> Result<(), String> {
                 let (ours, threads) = run_ours(&l2fwd, p, o.duration, mem, run == 1)?;
                 println!(
                     "run {run}: ours  {ours:.3} Mpps ({what_ours}); {}",
-                    cpu_share::describe(&threads)
+                    cpu_share::describe(ours, &threads)
                 );
                 let (dpdk, threads) = run_dpdk(&testpmd, p, o.duration, mem, run == 1)?;
                 println!(
                     "run {run}: dpdk  {dpdk:.3} Mpps ({what_dpdk}); {}",
-                    cpu_share::describe(&threads)
+                    cpu_share::describe(dpdk, &threads)
                 );
                 best.add(ours, dpdk);
             }
