@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! cargo run --release --example l2fwd -- --port null0 --port null1 [-p PORTMASK] [-q N] [-T SECS]
-//!     [--no-mac-updating] [-P] [--cores LIST] [--duration SECS] [--burst N] [--ring-size N]
-//!     [--pool-size N] [--rx-interrupt[=N]]
+//!     [--no-mac-updating] [-P] [--cores LIST] [--main-core N] [--duration SECS] [--burst N]
+//!     [--ring-size N] [--pool-size N] [--rx-interrupt[=N]]
 //! ```
 //! Ports are given by PCI address (`0000:00:02.0`) or virtual name (`null0`, `net_null1`,
 //! `ring:NAME`), and numbered 0, 1, ... in the order given. Enabled ports (PORTMASK, default all)
 //! are paired 0<->1, 2<->3; each worker (one per core, pinned) polls `-q` ports and forwards what
 //! they receive to their partners, rewriting MACs (src = TX port MAC, dst = 02:00:00:00:00:<txport>)
-//! unless `--no-mac-updating`. TX is buffered per port and drained every 100 us. Every `-T`
+//! unless `--no-mac-updating`. TX is buffered per port and drained every 100 us. `--main-core N`
+//! pins the main thread (set-up, stats) like DPDK's main lcore, alone or beside a worker. Every `-T`
 //! seconds a stats table is printed; Ctrl-C (SIGINT / SIGTERM) or `--duration` stops it with final
 //! stats and a check that every buffer is back in the pool.
 //!
@@ -101,6 +102,17 @@ fn run(opts: &Options) -> Result<bool, BoxError> {
             cores.len()
         )
         .into());
+    }
+    // The main thread where DPDK's main lcore would be. The workers pin themselves to their own
+    // cores, whatever mask they inherit from it.
+    if let Some(m) = opts.main_core {
+        if !available.contains(&m) {
+            return Err(format!("--main-core: core {m} is not available (have {available:?})").into());
+        }
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: m }) {
+            return Err(format!("--main-core: could not pin the main thread to core {m}").into());
+        }
+        say!("main thread: core {m}");
     }
 
     // Open the ports.

@@ -16,6 +16,8 @@ pub(crate) const USAGE: &str = "usage: l2fwd --port DEV [--port DEV ...] [option
   --mac-updating      rewrite MACs (the default)
   -P                  promiscuous mode on every port
   --cores LIST        cores for the workers, e.g. 1 or 0,2-3 (default: all, in order)
+  --main-core N       pin the main thread (set-up, stats, link events) to core N, like DPDK's
+                      main lcore (default: not pinned); it may be one of the workers' cores
   --duration SECS     stop after SECS seconds (default: run until Ctrl-C)
   --burst N           RX burst and TX buffer size, 1..=512 (default 32)
   --ring-size N       RX/TX descriptors per queue (default 1024)
@@ -49,6 +51,8 @@ pub(crate) struct Options {
     pub(crate) mac_updating: bool,
     pub(crate) promiscuous: bool,
     pub(crate) cores: Option<Vec<usize>>,
+    /// `--main-core`: the main thread's core.
+    pub(crate) main_core: Option<usize>,
     pub(crate) duration: Option<u64>,
     pub(crate) burst: usize,
     pub(crate) ring_size: usize,
@@ -108,6 +112,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Options, String> {
         mac_updating: true,
         promiscuous: false,
         cores: None,
+        main_core: None,
         duration: None,
         burst: 32,
         ring_size: 1024,
@@ -141,6 +146,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Options, String> {
             "--mac-updating" => o.mac_updating = true,
             "-P" => o.promiscuous = true,
             "--cores" => o.cores = Some(parse_cores(it.next().ok_or("--cores: missing list")?)?),
+            "--main-core" => o.main_core = Some(parse_num("--main-core", it.next(), 0..=4095)?),
             "--duration" => o.duration = Some(parse_num("--duration", it.next(), 1..=31_536_000)?),
             "--burst" => o.burst = parse_num("--burst", it.next(), 1..=MAX_BURST)?,
             "--ring-size" => o.ring_size = parse_num("--ring-size", it.next(), 64..=4096)?,
