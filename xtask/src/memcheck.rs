@@ -1,6 +1,6 @@
 //! `cargo xtask memcheck`: the unit tests of the crates that hold the packet memory (dma, and pmd's
-//! modules that share memory with a device or the kernel) and the device fault-injection test, run
-//! under valgrind's memcheck.
+//! modules that share memory with a device or the kernel, the descriptor rings' device
+//! fault-injection tests among them), run under valgrind's memcheck.
 //!
 //! Those tests drive every `unsafe` access to buffer and ring memory, with fake devices writing
 //! into it from other threads; memcheck reports any read of freed or unmapped memory, any
@@ -20,8 +20,6 @@ const CARGO_TEST_ARGS: &[&str] = &[
     "-p",
     "oxpmd-pmd",
     "--lib",
-    "--test",
-    "device_faults",
 ];
 
 /// The exit status valgrind gives when memcheck found an error (distinct from a test failure's 101).

@@ -13,7 +13,10 @@
 //! A snapshot alone proves nothing (an idle NOHZ CPU with no timers queued looks like the first
 //! shape), so the harness takes one when the kernel reports an RCU stall and another some seconds
 //! later: a vCPU in one of these shapes in both, with the very same timer programming, after the
-//! kernel said that CPU's timer wakeup did not happen, is frozen. Both snapshots are the QEMU
+//! kernel said that CPU's timer wakeup did not happen, is frozen. The second shape needs no
+//! report (no healthy vCPU halts inside its timer handler), and a freeze may come without one
+//! (seen in CI: the stuck vCPU was the one that would have reported): the harness also looks
+//! when the console has been silent a while, and then counts only that shape. Both snapshots are the QEMU
 //! monitor's text (`info lapic`, `info registers`; hw/intc/apic.c is where the LAPIC timer of a
 //! TCG guest lives).
 
@@ -32,16 +35,24 @@ pub struct VcpuTimer {
 }
 
 impl VcpuTimer {
-    /// Halted with a one-shot event that ran out and nothing pending, or halted with the timer
-    /// vector stuck in service.
+    /// Halted with the timer vector in service: a healthy vCPU never halts inside its timer
+    /// handler, so this alone, seen twice, is a freeze.
+    fn stuck_in_service(&self) -> bool {
+        self.halted && self.vector.is_some_and(|v| self.isr.contains(&v))
+    }
+
+    /// Halted with a one-shot event that ran out and nothing pending: also what an idle vCPU
+    /// with no timer queued looks like, so a freeze only after the kernel's stall report.
+    fn lost_event(&self) -> bool {
+        self.halted
+            && self.one_shot
+            && self.current_count == Some(0)
+            && self.irr.is_empty()
+            && self.isr.is_empty()
+    }
+
     fn looks_dead(&self) -> bool {
-        if !self.halted {
-            return false;
-        }
-        let stuck_in_service = self.vector.is_some_and(|v| self.isr.contains(&v));
-        let lost_event =
-            self.one_shot && self.current_count == Some(0) && self.irr.is_empty() && self.isr.is_empty();
-        stuck_in_service || lost_event
+        self.stuck_in_service() || self.lost_event()
     }
 }
 
@@ -96,15 +107,27 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
     out
 }
 
-/// The vCPUs dead in both snapshots with the same timer programming: frozen, not slow.
+/// The vCPUs dead in both snapshots with the same timer programming: frozen, not slow. For
+/// after the kernel's stall report.
 pub fn frozen_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<u32> {
+    dead_in_both(first, second, VcpuTimer::looks_dead)
+}
+
+/// The vCPUs halted with the timer vector in service in both snapshots: frozen even without a
+/// stall report (when the stuck vCPU is the one that would have reported, or the other's tick
+/// is stopped, none comes).
+pub fn stuck_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<u32> {
+    dead_in_both(first, second, VcpuTimer::stuck_in_service)
+}
+
+fn dead_in_both(first: &[VcpuTimer], second: &[VcpuTimer], dead: fn(&VcpuTimer) -> bool) -> Vec<u32> {
     first
         .iter()
-        .filter(|a| a.looks_dead())
+        .filter(|a| dead(a))
         .filter(|a| {
             second.iter().any(|b| {
                 b.cpu == a.cpu
-                    && b.looks_dead()
+                    && dead(b)
                     && b.initial_count == a.initial_count
                     && b.one_shot == a.one_shot
                     && b.isr == a.isr
@@ -199,6 +222,20 @@ mod tests {
         let pending = lost_event(34296, 5).replacen("IRR\t (none)", "IRR\t 236", 1);
         let a = parse_snapshot(&pending);
         assert!(frozen_vcpus(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn without_a_stall_report_only_the_stuck_vector_counts() {
+        let a = parse_snapshot(&lost_event(34296, 5));
+        assert!(
+            stuck_vcpus(&a, &a).is_empty(),
+            "an idle vCPU without timers is not frozen"
+        );
+        let stuck = lost_event(34296, 5)
+            .replacen("ISR\t (none)", "ISR\t 236", 1)
+            .replacen("IRR\t (none)", "IRR\t 37 236", 1);
+        let a = parse_snapshot(&stuck);
+        assert_eq!(stuck_vcpus(&a, &a), vec![0]);
     }
 
     #[test]

@@ -310,6 +310,10 @@ const FROZEN_AFTER_STALL: Duration = Duration::from_secs(180);
 /// halted with a lost timer event in both, its timer not programmed again in between, is frozen
 /// and the guest is killed then, without waiting out [`FROZEN_AFTER_STALL`] (`super::freeze`).
 const STALL_CONFIRM: Duration = Duration::from_secs(15);
+/// A console silent this long while the command runs gets the same two looks, counting only a
+/// vCPU halted with its timer vector in service (no healthy vCPU is seen so, and such a freeze
+/// can come without a stall report: seen in CI, the stuck vCPU being the one that would report).
+const SILENT_LOOK: Duration = Duration::from_secs(30);
 /// A guest whose QEMU used less than [`IDLE_CPU`] of CPU time over this long, with no console
 /// output, while the command runs, is frozen too: halted vCPUs waiting for a timer interrupt that
 /// never comes (the TCG stall seen in CI, sometimes without any stall report). A running test
@@ -491,6 +495,10 @@ pub fn run_once(
     // The local APICs when the stall was reported, until the second look (STALL_CONFIRM).
     let mut stall_snapshot: Option<String> = None;
     let mut frozen_vcpus: Vec<u32> = Vec::new();
+    // Last console or kernel line, and the local APICs read once the console was silent for
+    // SILENT_LOOK (with when), until the second look.
+    let mut last_output = Instant::now();
+    let mut silent_snapshot: Option<(Instant, String)> = None;
     let qmp_socket = super::qmp::socket_path(&run_dir, &nonce);
     let qemu_pid = child.id();
     // (when, QEMU CPU time then) at the start of the current idle window; reset by console output.
@@ -546,6 +554,39 @@ pub fn run_once(
                 break;
             }
         }
+        if started.is_some() && exit_code.is_none() && stall_seen.is_none() {
+            match silent_snapshot.take() {
+                None if now >= last_output + SILENT_LOOK => {
+                    silent_snapshot = super::qmp::frozen_state(&qmp_socket, opts.machine.cpus)
+                        .ok()
+                        .map(|t| (now, t));
+                }
+                Some((at, first)) if now >= at + STALL_CONFIRM => {
+                    let second = super::qmp::frozen_state(&qmp_socket, opts.machine.cpus).unwrap_or_default();
+                    frozen_vcpus = super::freeze::stuck_vcpus(
+                        &super::freeze::parse_snapshot(&first),
+                        &super::freeze::parse_snapshot(&second),
+                    );
+                    if !frozen_vcpus.is_empty() && last_output < at {
+                        let _ = fs::write(
+                            run_dir.join(FROZEN_STATE_FILE),
+                            format!(
+                                "=== the console silent {} s\n{first}\n=== {} s later\n{second}",
+                                SILENT_LOOK.as_secs(),
+                                STALL_CONFIRM.as_secs()
+                            ),
+                        );
+                        frozen = true;
+                        stop_now = true;
+                        break;
+                    }
+                    frozen_vcpus.clear();
+                    // Looked: the next pair of looks after another silent SILENT_LOOK.
+                    last_output = now;
+                }
+                other => silent_snapshot = other,
+            }
+        }
         let wait_until = if started.is_none() && exit_code.is_none() {
             deadline.min(boot_deadline.max(now + Duration::from_millis(10)))
         } else {
@@ -581,6 +622,10 @@ pub fn run_once(
         match rx.recv_timeout(wait_until - now) {
             Ok(Event::Kernel(line)) => {
                 let _ = writeln!(console_log, "{line}");
+                if !line.contains(RCU_STALL_LINE) {
+                    last_output = Instant::now();
+                    silent_snapshot = None;
+                }
                 // Kernel output: not idle (the window starts again), but a stall report is no sign
                 // of life.
                 if line.contains(RCU_STALL_LINE) {
@@ -603,6 +648,8 @@ pub fn run_once(
             Ok(Event::Console(line)) => {
                 let _ = writeln!(console_log, "{line}");
                 idle_since = None;
+                last_output = Instant::now();
+                silent_snapshot = None;
                 if exit_code.is_none() {
                     push_tail(&mut tail, &line);
                 }
@@ -682,7 +729,14 @@ pub fn run_once(
     if frozen {
         return Err(format!(
             "{FROZEN}: {}; QEMU killed. Console log: {}",
-            if !frozen_vcpus.is_empty() {
+            if !frozen_vcpus.is_empty() && stall_seen.is_none() {
+                format!(
+                    "vCPU {frozen_vcpus:?} halted with its timer vector in service, unchanged over {} s of a \
+                     console silent for {} s",
+                    STALL_CONFIRM.as_secs(),
+                    SILENT_LOOK.as_secs()
+                )
+            } else if !frozen_vcpus.is_empty() {
                 format!(
                     "vCPU {frozen_vcpus:?} halted with its timer event lost, unchanged {} s after the kernel's stall report",
                     STALL_CONFIRM.as_secs()
