@@ -13,14 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 /// The packages and test targets run under memcheck.
-const CARGO_TEST_ARGS: &[&str] = &[
-    "test",
-    "-p",
-    "oxpmd-dma",
-    "-p",
-    "oxpmd-pmd",
-    "--lib",
-];
+const CARGO_TEST_ARGS: &[&str] = &["test", "-p", "oxpmd-dma", "-p", "oxpmd-pmd", "--lib"];
 
 /// The exit status valgrind gives when memcheck found an error (distinct from a test failure's 101).
 const VALGRIND_ERROR_EXIT: i32 = 99;
