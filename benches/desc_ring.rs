@@ -79,6 +79,26 @@ fn median(v: &mut [u64]) -> f64 {
     v[v.len() / 2] as f64
 }
 
+/// Keeps burst sample `d` (while there is room) and returns it, for the total.
+fn record(samples: &mut Vec<u64>, d: u64) -> u64 {
+    if samples.len() < samples.capacity() {
+        samples.push(d);
+    }
+    d
+}
+
+/// Prints one figure: cycles per packet, the mean over bursts not preempted, then the median and
+/// the raw mean; `what` says what the timed window holds beyond the burst call.
+fn report(name: &str, what: &str, samples: &mut [u64], cycles: u64, pkts: u64) {
+    println!(
+        "{name}: {:.1} cycles/pkt (mean of bursts not preempted), {:.1} median, {:.1} raw mean (burst {BURST}, \
+         rdtsc{what})",
+        robust_mean(samples) / BURST as f64,
+        median(samples) / BURST as f64,
+        cycles as f64 / pkts.max(1) as f64
+    );
+}
+
 fn pool() -> Mempool {
     virtual_pool("desc-ring-bench", 8192, 256).expect("bench pool")
 }
@@ -112,11 +132,7 @@ fn bench(c: &mut Criterion) {
                 let n = rx.rx_burst(&mut out, &mut cnt);
                 let t1 = tsc();
                 assert_eq!(n, BURST);
-                let d = (t1 - t0).saturating_sub(overhead);
-                total += d;
-                if rx_samples.len() < rx_samples.capacity() {
-                    rx_samples.push(d);
-                }
+                total += record(&mut rx_samples, (t1 - t0).saturating_sub(overhead));
                 out.clear();
             }
             rx_cycles += total;
@@ -124,12 +140,7 @@ fn bench(c: &mut Criterion) {
             to_dur(total)
         })
     });
-    println!(
-        "rx: {:.1} cycles/pkt (mean of bursts not preempted), {:.1} median, {:.1} raw mean (burst {BURST}, rdtsc)",
-        robust_mean(&rx_samples) / BURST as f64,
-        median(&mut rx_samples) / BURST as f64,
-        rx_cycles as f64 / rx_pkts.max(1) as f64
-    );
+    report("rx", "", &mut rx_samples, rx_cycles, rx_pkts);
     drop(rx);
 
     // TX
@@ -155,11 +166,7 @@ fn bench(c: &mut Criterion) {
                 let n = tx.tx_burst(&mut out, &mut cnt);
                 let t1 = tsc();
                 assert_eq!(n, BURST);
-                let d = (t1 - t0).saturating_sub(overhead);
-                total += d;
-                if tx_samples.len() < tx_samples.capacity() {
-                    tx_samples.push(d);
-                }
+                total += record(&mut tx_samples, (t1 - t0).saturating_sub(overhead));
                 wb.tx_done(pos, pos + BURST);
                 pos += BURST;
             }
@@ -168,12 +175,12 @@ fn bench(c: &mut Criterion) {
             to_dur(total)
         })
     });
-    println!(
-        "tx: {:.1} cycles/pkt (mean of bursts not preempted), {:.1} median, {:.1} raw mean (burst {BURST}, \
-         rdtsc, includes cleanup and freeing)",
-        robust_mean(&tx_samples) / BURST as f64,
-        median(&mut tx_samples) / BURST as f64,
-        tx_cycles as f64 / tx_pkts.max(1) as f64
+    report(
+        "tx",
+        ", includes cleanup and freeing",
+        &mut tx_samples,
+        tx_cycles,
+        tx_pkts,
     );
     drop(tx);
 
@@ -209,11 +216,7 @@ fn bench(c: &mut Criterion) {
                 let sent = tx.tx_burst(&mut out, &mut cnt);
                 let t1 = tsc();
                 assert_eq!((n, sent), (BURST, BURST));
-                let d = (t1 - t0).saturating_sub(overhead);
-                total += d;
-                if fwd_samples.len() < fwd_samples.capacity() {
-                    fwd_samples.push(d);
-                }
+                total += record(&mut fwd_samples, (t1 - t0).saturating_sub(overhead));
                 tx_wb.tx_done(pos, pos + BURST);
                 pos += BURST;
             }
@@ -222,12 +225,12 @@ fn bench(c: &mut Criterion) {
             to_dur(total)
         })
     });
-    println!(
-        "forward: {:.1} cycles/pkt (mean of bursts not preempted), {:.1} median, {:.1} raw mean (burst \
-         {BURST}, rdtsc; RX with refill, TX with cleanup and freeing, no MAC rewrite)",
-        robust_mean(&fwd_samples) / BURST as f64,
-        median(&mut fwd_samples) / BURST as f64,
-        fwd_cycles as f64 / fwd_pkts.max(1) as f64
+    report(
+        "forward",
+        "; RX with refill, TX with cleanup and freeing, no MAC rewrite",
+        &mut fwd_samples,
+        fwd_cycles,
+        fwd_pkts,
     );
     drop(rx);
     drop(tx);
