@@ -7,7 +7,7 @@
 //! between the two DUT ports, the forwarding core on vCPU 1) forwards `--count` 64-byte frames
 //! that pktgen (vCPU 0) sends at `--rate`. Around pktgen's run the guest asks the QMP relay for
 //! `trace-mmio on DUT` / `off` (QEMU's `memory_region_ops_read/_write` events into
-//! `mmio-DUT.log` of the run directory), so the trace holds what happened while the traffic
+//! `mmio-DUT.log` beside the run directory), so the trace holds what happened while the traffic
 //! flowed. The host then counts the
 //! accesses to the two DUT ports' BAR 0 (their ranges read from the guest's sysfs) made by vCPU 1,
 //! divides by the frames the DUT forwarded (what pktgen received) and prints, per DUT, reads and
@@ -72,7 +72,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 const QMP_REQ_SH: &str = "qmp_req() { id=mmio-$$-$req_n; req_n=$((req_n+1)); d=$OXPMD_VM_RUN_DIR/qmp; \
      echo \"$*\" > $d/.req-$id.tmp && mv $d/.req-$id.tmp $d/req-$id; n=0; \
      while [ ! -f $d/resp-$id ]; do n=$((n+1)); [ $n -gt 200 ] && { echo \"bench: no QMP answer\"; return 1; }; \
-     sleep 0.05; done; cat $d/resp-$id; rm -f $d/resp-$id; }\nreq_n=0\n";
+     sleep 0.05; done; a=$(cat $d/resp-$id); rm -f $d/resp-$id; echo \"qmp $*: $a\"; [ \"$a\" = ok ]; }\n\
+     req_n=0\n";
 
 /// The guest script: the DUT ports' BAR 0, then each DUT with the trace around pktgen's run,
 /// its trace renamed after it.
@@ -208,7 +209,7 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     println!("\nbench mmio-vm: DUT ports' BAR 0: {bars:?}");
     for dut in Dut::ALL {
-        let trace_file = out.run_dir.join(crate::vm::mmio_trace_file(dut.name()));
+        let trace_file = crate::vm::mmio_trace_path(&out.run_dir, dut.name());
         let trace = std::fs::read_to_string(&trace_file).map_err(|e| {
             format!(
                 "{}: {e} (did the guest's trace-mmio requests work?)",
@@ -217,10 +218,18 @@ fn run(o: &Opts) -> Result<(), String> {
         })?;
         let forwarded = received(&out.output, dut)
             .ok_or_else(|| format!("no pktgen result in the {} section", dut.name()))?;
-        print!(
-            "{}",
-            report(dut, &Counts::from_trace(&trace, &bars, DUT_CPU), forwarded)
-        );
+        let counts = Counts::from_trace(&trace, &bars, DUT_CPU);
+        let t = counts.totals();
+        if t.reads + t.writes == 0 {
+            return Err(format!(
+                "{}: no access to the DUT ports' registers in {} ({} bytes): was the trace on \
+                 while pktgen ran? (the guest's `qmp trace-mmio` lines above say)",
+                dut.program(),
+                trace_file.display(),
+                trace.len()
+            ));
+        }
+        print!("{}", report(dut, &counts, forwarded));
     }
     Ok(())
 }

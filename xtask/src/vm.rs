@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 pub(crate) use guest::shell_quote;
-pub use qmp::mmio_trace_file;
+pub use qmp::mmio_trace_path;
 pub use topology::Topology;
 
 const USAGE: &str = "\
@@ -76,9 +76,11 @@ impl Paths {
             .map(PathBuf::from)
             .map(|t| if t.is_absolute() { t } else { workspace.join(t) })
             .unwrap_or_else(|| workspace.join("target"));
+        // Relative to the workspace when relative (as CARGO_TARGET_DIR above), never ignored: a
+        // set-up meant for another kernel must not land in the usual directory.
         let testvm = std::env::var_os("OXPMD_VM_DIR")
             .map(PathBuf::from)
-            .filter(|d| d.is_absolute())
+            .map(|d| if d.is_absolute() { d } else { workspace.join(d) })
             .unwrap_or_else(|| target.join("testvm"));
         Paths { workspace, testvm }
     }

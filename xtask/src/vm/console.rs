@@ -18,6 +18,20 @@ pub const KERNEL_CONSOLE_FILE: &str = "kernel-console.log";
 /// QEMU's standard error, kept whole in the run directory (the failure text carries its tail).
 pub const QEMU_STDERR_FILE: &str = "qemu-stderr.log";
 
+/// Writes `contents` to `path` in the run directory, which the guest shares writable: whatever
+/// the guest left there under that name (a symbolic link to a host file, say) is removed first
+/// and the file is created anew (`create_new`: O_CREAT|O_EXCL, which follows no link), so the
+/// harness never writes through a name the guest chose.
+pub fn write_run_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?
+        .write_all(contents.as_bytes())
+}
+
 /// The last `n` non-empty lines of `text`, joined by newlines.
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -108,6 +122,21 @@ fn clean_line(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::last_lines;
+
+    #[test]
+    fn a_run_file_replaces_a_link_instead_of_writing_through_it() {
+        let dir = std::env::temp_dir().join(format!("oxpmd-run-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let name = dir.join("qemu-stderr.log");
+        std::os::unix::fs::symlink(&victim, &name).unwrap();
+        super::write_run_file(&name, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&name).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&name).unwrap().file_type().is_symlink());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn last_lines_keeps_the_tail_and_drops_blank_lines() {

@@ -13,7 +13,9 @@
 //! A snapshot alone proves nothing (an idle NOHZ CPU with no timers queued looks like the first
 //! shape), so the harness takes one when the kernel reports an RCU stall and another some seconds
 //! later: a vCPU in one of these shapes in both, with the very same timer programming, after the
-//! kernel said that CPU's timer wakeup did not happen, is frozen. The second shape needs no
+//! kernel reported a stall, is frozen (the vCPU is not matched to the one the report names: a
+//! halted vCPU whose armed timer ran out without an interrupt for 15 s is a freeze whichever it
+//! is). The second shape needs no
 //! report (no healthy vCPU halts inside its timer handler), and a freeze may come without one
 //! (seen in CI: the stuck vCPU was the one that would have reported): the harness also looks
 //! when the console has been silent a while, and then counts only that shape. Both snapshots are the QEMU
@@ -26,6 +28,8 @@ pub struct VcpuTimer {
     pub cpu: u32,
     pub halted: bool,
     pub one_shot: bool,
+    /// The timer's LVT masked (what Linux leaves on a CPU whose timer it stopped).
+    pub masked: bool,
     /// The vector the timer's LVT delivers.
     pub vector: Option<u16>,
     pub initial_count: Option<u64>,
@@ -44,8 +48,12 @@ impl VcpuTimer {
     /// Halted with a one-shot event that ran out and nothing pending: also what an idle vCPU
     /// with no timer queued looks like, so a freeze only after the kernel's stall report.
     fn lost_event(&self) -> bool {
+        // Armed (unmasked, a count programmed): Linux stops an idle CPU's timer with nothing
+        // queued by masking it and writing a count of 0, which is healthy.
         self.halted
             && self.one_shot
+            && !self.masked
+            && self.initial_count.is_some_and(|c| c > 0)
             && self.current_count == Some(0)
             && self.irr.is_empty()
             && self.isr.is_empty()
@@ -71,6 +79,7 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
                         cpu,
                         halted: false,
                         one_shot: false,
+                        masked: false,
                         vector: None,
                         initial_count: None,
                         current_count: None,
@@ -89,6 +98,7 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
         match word {
             "LVTT" => {
                 v.one_shot = line.contains("one-shot");
+                v.masked = line.split_whitespace().any(|w| w == "masked");
                 v.vector = number_after(line, "(vec ").map(|n| n as u16);
             }
             "Timer" => {
@@ -188,6 +198,7 @@ mod tests {
                 cpu: 0,
                 halted: true,
                 one_shot: true,
+                masked: false,
                 vector: Some(236),
                 initial_count: Some(34296),
                 current_count: Some(0),
@@ -212,6 +223,21 @@ mod tests {
         let a = parse_snapshot(&lost_event(34296, 5));
         let b = parse_snapshot(&lost_event(51200, 5));
         assert!(frozen_vcpus(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn a_stopped_timer_is_an_idle_vcpu_not_a_lost_event() {
+        // Linux's shutdown of the LAPIC timer: LVT masked, count 0.
+        let stopped = lost_event(0, 5).replacen(
+            "0x000000ec active-hi edge                 one-shot",
+            "0x000100ec active-hi edge  masked         one-shot",
+            1,
+        );
+        let a = parse_snapshot(&stopped);
+        assert!(a[0].masked);
+        assert!(frozen_vcpus(&a, &a).is_empty());
+        let unmasked_zero = parse_snapshot(&lost_event(0, 5));
+        assert!(frozen_vcpus(&unmasked_zero, &unmasked_zero).is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::console::{
     Event, KERNEL_CONSOLE_FILE, QEMU_STDERR_FILE, follow_kernel_console, last_lines, push_tail,
-    read_command_channel,
+    read_command_channel, write_run_file,
 };
 use super::topology::Topology;
 use super::{GuestOptions, GuestOutput, Machine, Paths};
@@ -542,9 +542,9 @@ pub fn run_once(
                 &super::freeze::parse_snapshot(&second),
             );
             if !frozen_vcpus.is_empty() {
-                let _ = fs::write(
-                    run_dir.join(FROZEN_STATE_FILE),
-                    format!(
+                let _ = write_run_file(
+                    &run_dir.join(FROZEN_STATE_FILE),
+                    &format!(
                         "=== at the stall report\n{first}\n=== {} s later\n{second}",
                         STALL_CONFIRM.as_secs()
                     ),
@@ -568,9 +568,9 @@ pub fn run_once(
                         &super::freeze::parse_snapshot(&second),
                     );
                     if !frozen_vcpus.is_empty() && last_output < at {
-                        let _ = fs::write(
-                            run_dir.join(FROZEN_STATE_FILE),
-                            format!(
+                        let _ = write_run_file(
+                            &run_dir.join(FROZEN_STATE_FILE),
+                            &format!(
                                 "=== the console silent {} s\n{first}\n=== {} s later\n{second}",
                                 SILENT_LOOK.as_secs(),
                                 STALL_CONFIRM.as_secs()
@@ -701,7 +701,7 @@ pub fn run_once(
         // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study.
         let state = super::qmp::frozen_state(&super::qmp::socket_path(&run_dir, &nonce), opts.machine.cpus)
             .unwrap_or_else(|e| format!("QMP: {e}\n"));
-        let _ = fs::write(run_dir.join(FROZEN_STATE_FILE), state);
+        let _ = write_run_file(&run_dir.join(FROZEN_STATE_FILE), &state);
     }
     if stop_now {
         let _ = child.kill();
@@ -722,7 +722,7 @@ pub fn run_once(
         }
     }
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
-    let _ = fs::write(run_dir.join(QEMU_STDERR_FILE), &qemu_stderr);
+    let _ = write_run_file(&run_dir.join(QEMU_STDERR_FILE), &qemu_stderr);
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
     let boot_to_command = started.unwrap_or_default();

@@ -8,8 +8,8 @@
 //!   renamed, so the relay never reads half a request) holding one line: `set_link NIC on|off`,
 //!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`),
 //!   or `trace-mmio on LABEL` / `trace-mmio off` (QEMU's trace of every MMIO access into
-//!   `mmio-LABEL.log` of the run directory, LABEL as an ID, for the register counts of
-//!   `cargo xtask bench mmio-vm`);
+//!   `mmio-LABEL.log` of `RUN_DIR.host`, which the guest cannot reach, LABEL as an ID, for the
+//!   register counts of `cargo xtask bench mmio-vm`);
 //! - the relay removes the request, sends the QMP commands, and writes `qmp/resp-ID` (again by a
 //!   rename): `ok`, or `error: WHY`.
 //!
@@ -131,7 +131,7 @@ fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
             Ok(t) => match parse_request(&t, nics) {
                 Ok(Request::SetLink(nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
                 Ok(Request::TraceMmio(label)) => {
-                    let file = label.map(|l| dir.parent().unwrap_or(dir).join(mmio_trace_file(&l)));
+                    let file = label.map(|l| mmio_trace_path(dir.parent().unwrap_or(dir), &l));
                     trace_mmio(socket, file.as_deref()).map(|()| "ok".to_string())
                 }
                 Err(e) => Err(e),
@@ -167,14 +167,18 @@ enum Request {
     SetLink(String, bool),
     /// `trace-mmio on LABEL` / `trace-mmio off`: QEMU's trace of every MMIO access
     /// (`memory_region_ops_read` and `_write`: vCPU, absolute address, value, size, region name)
-    /// into [`mmio_trace_file`]`(LABEL)` of the run directory, for counting a driver's register
-    /// accesses (`cargo xtask bench mmio-vm`).
+    /// into [`mmio_trace_path`]`(RUN_DIR, LABEL)`, for counting a driver's register accesses
+    /// (`cargo xtask bench mmio-vm`).
     TraceMmio(Option<String>),
 }
 
-/// Where `trace-mmio on LABEL` writes, in the run directory.
-pub fn mmio_trace_file(label: &str) -> String {
-    format!("mmio-{label}.log")
+/// Where `trace-mmio on LABEL` writes: `mmio-LABEL.log` in a directory beside the run directory
+/// (`RUN_DIR.host`) that the guest does not share, since QEMU opens the file by name and would
+/// follow a link the guest made in a directory it can write.
+pub fn mmio_trace_path(run_dir: &Path, label: &str) -> PathBuf {
+    let mut host = run_dir.as_os_str().to_owned();
+    host.push(".host");
+    PathBuf::from(host).join(format!("mmio-{label}.log"))
 }
 
 /// One request line → what it asks.
@@ -223,13 +227,30 @@ fn set_link(socket: &Path, nic: &str, up: bool) -> Result<(), String> {
 /// events to the monitor's log file; switching the log file away closes and flushes the trace.
 fn trace_mmio(socket: &Path, file: Option<&Path>) -> Result<(), String> {
     let on = file.is_some();
+    if let Some(f) = file {
+        // The monitor's command line splits on blanks and reads quotes: a path it would take
+        // apart is refused, not passed.
+        let text = f.to_string_lossy();
+        if text.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+            return Err(format!(
+                "trace file {text:?}: a path with blanks, quotes or backslashes"
+            ));
+        }
+        let dir = f.parent().ok_or("trace file without a directory")?;
+        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
     let (mut w, mut r) = connect(socket)?;
+    // A monitor command's failure comes back as its text, with QMP's success: any text is one.
     let hmp = |w: &mut UnixStream, r: &mut BufReader<UnixStream>, line: String| {
-        exchange(
+        let out = exchange(
             w,
             r,
             &serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": line}}),
-        )
+        )?;
+        match out.as_str().map(str::trim) {
+            Some("") | None => Ok(()),
+            Some(err) => Err(format!("monitor `{line}`: {err}")),
+        }
     };
     if let Some(file) = file {
         hmp(&mut w, &mut r, format!("logfile {}", file.display()))?;
