@@ -17,6 +17,8 @@ use crate::vm_link_common::report;
 const WAKE_BOUND: Duration = Duration::from_secs(10);
 /// An idle gap: the wait must time out with nothing.
 const IDLE: Duration = Duration::from_millis(300);
+/// Early wake-ups with no frame allowed in the idle gaps of the whole test (see the gap).
+const MAX_STALE_WAKES: u32 = 2;
 /// How long the sender of a "while it sleeps" burst waits before sending.
 const SEND_DELAY: Duration = Duration::from_millis(100);
 
@@ -100,14 +102,31 @@ pub fn bursts_and_idle_gaps(s0: Side<'_>, s1: Side<'_>, names: [&str; 2]) {
     drain(&mut rx1, u32::MAX);
     let sizes = [1usize, 7, 32, 100, 3, 64];
     let (mut waits, mut total, mut idle_ok) = (0u32, 0usize, 0u32);
+    let mut stale_wakes = 0u32;
     let mut sleeping_latency = [Vec::new(), Vec::new()];
     for round in 0..12u32 {
         let n = sizes[round as usize % sizes.len()];
         let forward = round % 2 == 0;
         let early = round % 4 < 2;
-        // The idle gap first: nothing is on the way, so the wait must time out empty.
+        // The idle gap first: nothing is on the way, so the wait must time out empty. One early
+        // wake-up with no frame is allowed now and then (an interrupt of the last burst whose
+        // signal reached the eventfd after the driver last read it: the host delivers it
+        // asynchronously), at most MAX_STALE_WAKES over the test; a driver that left its cause
+        // set would wake in every gap.
         let t = Instant::now();
-        let idle = wait_for_rx(&mut [&mut rx0, &mut rx1], IDLE).unwrap();
+        let mut idle = wait_for_rx(&mut [&mut rx0, &mut rx1], IDLE).unwrap();
+        if !idle.is_empty() && stale_wakes < MAX_STALE_WAKES {
+            let frames = drain(&mut rx0, round) + drain(&mut rx1, round);
+            assert_eq!(
+                frames, 0,
+                "round {round}: {frames} frames in an idle gap (woken for {idle:?})"
+            );
+            stale_wakes += 1;
+            report(&format!(
+                "round {round}: an early wake-up for {idle:?} with no frame in the idle gap"
+            ));
+            idle = wait_for_rx(&mut [&mut rx0, &mut rx1], IDLE.saturating_sub(t.elapsed())).unwrap();
+        }
         assert!(idle.is_empty(), "round {round}: woken in an idle gap: {idle:?}");
         assert!(t.elapsed() >= IDLE);
         idle_ok += 1;

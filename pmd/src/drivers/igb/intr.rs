@@ -159,11 +159,16 @@ impl IgbRxInterrupt {
     }
 
     /// Unmasks the vector. Its EICR bit is cleared first: frames the last poll already took
-    /// left it set, and unmasking would then raise a wake-up for nothing; a frame written since is
-    /// in the ring, where the caller looks next.
+    /// left it set, and unmasking would then raise a wake-up for nothing. So is a count the
+    /// eventfd got after the last disarm took it (an interrupt raised just before that mask,
+    /// whose signal came through the host later): it too announced frames the poll took. A frame
+    /// written since is in the ring, where the caller looks next.
     pub(crate) fn arm(&self) -> Result<()> {
         let bit = 1 << self.vector;
         self.shared.write(interrupt::EICR, bit);
+        self.irqs
+            .take_count(self.vector as usize)
+            .map_err(|e| drv_err(&self.shared.name, "read the RX interrupt", e))?;
         self.shared.write(interrupt::EIMS, bit);
         Ok(())
     }

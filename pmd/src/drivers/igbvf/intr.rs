@@ -54,11 +54,15 @@ impl VfRxInterrupt {
         Ok(VfRxInterrupt { shared, regs, irqs })
     }
 
-    /// Unmasks the vector, its cause cleared first (frames the last poll took left it set).
+    /// Unmasks the vector, its cause cleared first (frames the last poll took left it set), and
+    /// with it any count the eventfd got after the last disarm took it (as igb's `arm` says).
     pub(crate) fn arm(&self) -> Result<()> {
         let bit = 1u32 << RX_VECTOR;
         let b = &self.regs;
         b.write(VTEICR, bit);
+        self.irqs
+            .take_count(RX_VECTOR as usize)
+            .map_err(|e| drv_err(&self.shared.name, "read the RX interrupt", vfio(e)))?;
         b.write(VTEIMS, bit);
         Ok(())
     }
