@@ -42,9 +42,9 @@ mod sync;
 
 pub use map::{DmaMap, DmaMapError, IdentityMap, IovaAllocator, IovaError};
 pub use mempool::{
-    DEFAULT_CACHE_SIZE, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, Exhausted, ForeignBuffer, MAX_CACHE_SIZE,
-    MAX_POOL_CACHES, Mempool, MempoolCache, MempoolConfig, MempoolError, PoolCaches, flush_thread_caches,
-    region_len, release_closed_pool_caches,
+    DEFAULT_CACHE_SIZE, DEFAULT_DATA_ROOM, DEFAULT_HEADROOM, Exhausted, FillError, FillTemplate,
+    ForeignBuffer, MAX_CACHE_SIZE, MAX_POOL_CACHES, Mempool, MempoolCache, MempoolConfig, MempoolError,
+    PoolCaches, flush_thread_caches, region_len, release_closed_pool_caches,
 };
 pub use packet::{
     ChainBuilder, DmaSegments, EthernetHeader, MAX_PKT_LEN, MAX_SEGS, META_SIZE, OffloadFlags, Packet,

@@ -216,6 +216,14 @@ fn run(o: &Opts) -> Result<(), String> {
                 trace_file.display()
             )
         })?;
+        if trace.lines().any(|l| l == crate::vm::MMIO_TRACE_CUT) {
+            return Err(format!(
+                "{}: the harness stopped this trace at its size limit ({} bytes), so its counts \
+                 are partial: measure a shorter window",
+                trace_file.display(),
+                crate::vm::MMIO_TRACE_MAX_BYTES
+            ));
+        }
         let forwarded = received(&out.output, dut)
             .ok_or_else(|| format!("no pktgen result in the {} section", dut.name()))?;
         let counts = Counts::from_trace(&trace, &bars, DUT_CPU);

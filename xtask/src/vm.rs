@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 pub(crate) use guest::shell_quote;
-pub use qmp::mmio_trace_path;
+pub use qmp::{MMIO_TRACE_CUT, MMIO_TRACE_MAX_BYTES, mmio_trace_path};
 pub use topology::Topology;
 
 const USAGE: &str = "\

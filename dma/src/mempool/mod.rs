@@ -233,6 +233,47 @@ pub enum MempoolError {
 #[error("mempool exhausted: not enough free buffers (raise the capacity or return packets sooner)")]
 pub struct Exhausted;
 
+/// What [`Mempool::alloc_bulk_filled`] writes into each packet it hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillTemplate {
+    /// Bytes of data (the packet's length), from the default data offset on.
+    pub data_len: u16,
+    /// Port the packet is marked as received on.
+    pub port: u16,
+    /// Queue the packet is marked as received on.
+    pub queue: u16,
+}
+
+/// Why [`Mempool::alloc_bulk_filled`] took nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FillError {
+    /// Not enough free buffers.
+    #[error(transparent)]
+    Exhausted(#[from] Exhausted),
+    /// The vector has less spare capacity than the packets asked for (it is never grown).
+    #[error(
+        "mempool alloc_bulk_filled: {want} packets asked for, room for {spare} in the vector \
+         (reserve capacity first: the datapath never allocates)"
+    )]
+    NoRoom {
+        /// Packets asked for.
+        want: usize,
+        /// Spare capacity of the vector.
+        spare: usize,
+    },
+    /// The template's data length does not fit a buffer's data room.
+    #[error(
+        "mempool alloc_bulk_filled: data length {len} exceeds the pool's data room of {room} \
+         bytes (use a pool with a larger data room)"
+    )]
+    TooLong {
+        /// The template's data length.
+        len: usize,
+        /// The pool's data room.
+        room: usize,
+    },
+}
+
 /// A buffer given back to a pool it does not belong to (nothing was taken).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("mempool put: buffer at index {index} does not belong to this pool (refused)")]
@@ -526,14 +567,66 @@ impl Mempool {
         let (dst, n) = (out.as_mut_ptr().cast::<RawBuffer>(), out.len());
         // SAFETY: Option<Packet> has the layout of a nullable pointer (Packet is a
         // repr(transparent) NonNull), so `out` is room for n RawBuffers.
-        let ok = unsafe { with_thread_cache(self.shared, |c| c.get(dst, n)) }.unwrap_or_else(|| {
-            // SAFETY: as above.
-            unsafe { PoolShared::ring_get(self.shared, dst, n, QueueBehavior::Fixed) == n }
-        });
-        if !ok {
+        if !unsafe { self.take_raw(dst, n) } {
             return Err(Exhausted);
         }
         reset_slots(out);
+        Ok(())
+    }
+}
+
+impl Mempool {
+    /// Takes `n` buffers into `dst` through this thread's cache (the ring when the thread has
+    /// none), or none; false when the pool has fewer than `n` free.
+    ///
+    /// # Safety
+    /// `dst` is room for `n` RawBuffers; the buffers written there are the caller's.
+    #[inline(always)]
+    unsafe fn take_raw(&self, dst: *mut RawBuffer, n: usize) -> bool {
+        // SAFETY: forwarded.
+        unsafe { with_thread_cache(self.shared, |c| c.get(dst, n)) }.unwrap_or_else(|| {
+            // SAFETY: forwarded.
+            unsafe { PoolShared::ring_get(self.shared, dst, n, QueueBehavior::Fixed) == n }
+        })
+    }
+
+    /// Appends `n` packets to `out`, each reset as [`alloc`](Self::alloc) does but holding
+    /// `fill.data_len` bytes of data and marked with `fill`'s port and queue, or none: the
+    /// receive burst of a port whose frames the CPU makes (a null port), written in one pass
+    /// over the metadata, straight into the vector. `out` needs `n` of spare capacity: it is
+    /// never grown. The data length is checked against the data room once for the whole bulk.
+    #[inline]
+    pub fn alloc_bulk_filled(
+        &self,
+        out: &mut Vec<Packet>,
+        n: usize,
+        fill: FillTemplate,
+    ) -> Result<(), FillError> {
+        let room = self.data_room();
+        if usize::from(fill.data_len) > room {
+            return Err(FillError::TooLong {
+                len: usize::from(fill.data_len),
+                room,
+            });
+        }
+        let (len, spare) = (out.len(), out.capacity() - out.len());
+        if n > spare {
+            return Err(FillError::NoRoom { want: n, spare });
+        }
+        // SAFETY: len + n <= capacity, so [len, len + n) is the vector's own spare room; a
+        // Packet is a RawBuffer in layout (both a transparent pointer to the metadata).
+        let dst = unsafe { out.as_mut_ptr().add(len) }.cast::<RawBuffer>();
+        // SAFETY: `dst` is room for n RawBuffers (above).
+        if !unsafe { self.take_raw(dst, n) } {
+            return Err(Exhausted.into());
+        }
+        for i in 0..n {
+            // SAFETY: slot i now holds a buffer just taken from this pool: its metadata is live
+            // and ours alone; the data length fits its data room (checked above).
+            unsafe { (*(*dst.add(i)).0).reset_filled(&fill) };
+        }
+        // SAFETY: the n slots after the old length are initialised packets (taken and filled).
+        unsafe { out.set_len(len + n) };
         Ok(())
     }
 }

@@ -488,3 +488,64 @@ fn raw_round_trip_through_a_driver_ring() {
     drop(back);
     assert_eq!(p.in_use(), 0);
 }
+
+#[test]
+fn alloc_bulk_filled_appends_reset_packets_with_the_template_or_nothing() {
+    let p = pool("filled", 64, 16);
+    let fill = FillTemplate {
+        data_len: 60,
+        port: 3,
+        queue: 2,
+    };
+    // A used packet comes back with offsets, flags and user data changed: the fill resets them.
+    let mut used = p.alloc().unwrap();
+    used.set_len(100).unwrap();
+    used.set_user(7);
+    used.set_rss_hash(9);
+    used.set_flags(OffloadFlags::RX_RSS_HASH);
+    assert!(used.prepend(4).is_some());
+    drop(used);
+    let mut v: Vec<Packet> = Vec::with_capacity(40);
+    v.push(p.alloc().unwrap());
+    p.alloc_bulk_filled(&mut v, 39, fill).unwrap();
+    assert_eq!(v.len(), 40);
+    for pkt in &v[1..] {
+        assert_eq!((pkt.len(), pkt.port(), pkt.queue()), (60, 3, 2));
+        assert_eq!(
+            (pkt.rss_hash(), pkt.user(), pkt.flags()),
+            (0, 0, OffloadFlags::EMPTY)
+        );
+        assert_eq!(pkt.headroom(), p.headroom());
+        assert_eq!(pkt.data().len(), 60);
+    }
+    assert_eq!(
+        v[0].len(),
+        0,
+        "the packet already in the vector is left as it was"
+    );
+    assert_eq!(p.in_use(), 40);
+    // No room in the vector, a length past the data room, an empty pool: nothing taken.
+    assert_eq!(
+        p.alloc_bulk_filled(&mut v, 1, fill),
+        Err(FillError::NoRoom { want: 1, spare: 0 })
+    );
+    let mut w: Vec<Packet> = Vec::with_capacity(32);
+    let too_long = FillTemplate {
+        data_len: (p.data_room() + 1) as u16,
+        ..fill
+    };
+    assert!(matches!(
+        p.alloc_bulk_filled(&mut w, 1, too_long),
+        Err(FillError::TooLong { .. })
+    ));
+    assert_eq!(
+        p.alloc_bulk_filled(&mut w, 25, fill),
+        Err(FillError::Exhausted(Exhausted))
+    );
+    assert!(w.is_empty());
+    assert_eq!(p.in_use(), 40);
+    let too_long_text = p.alloc_bulk_filled(&mut w, 1, too_long).unwrap_err().to_string();
+    assert!(too_long_text.contains("data room"), "{too_long_text}");
+    drop(v);
+    assert_eq!(p.in_use(), 0);
+}

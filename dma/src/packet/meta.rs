@@ -102,4 +102,21 @@ impl BufMeta {
         self.vlan_tci = 0;
         self.user = 0;
     }
+
+    /// [`reset`](Self::reset), but with `fill`'s data length, port and queue in place of the
+    /// zeros, in the same pass. The caller has checked that `fill.data_len` fits the data room.
+    #[inline(always)]
+    pub(crate) fn reset_filled(&mut self, fill: &crate::mempool::FillTemplate) {
+        debug_assert!(self.next.is_null() && self.nb_segs == 1);
+        debug_assert!(self.headroom + fill.data_len <= self.buf_len);
+        self.data_off = self.headroom;
+        self.data_len = fill.data_len;
+        self.pkt_len = u32::from(fill.data_len);
+        self.port = fill.port;
+        self.queue = fill.queue;
+        self.rss_hash = 0;
+        self.flags = OffloadFlags::EMPTY;
+        self.vlan_tci = 0;
+        self.user = 0;
+    }
 }

@@ -489,9 +489,6 @@ impl Packet {
     }
 }
 
-/// Most buffers one bulk return of [`drop_packets`] gathers.
-const DROP_RUN: usize = 64;
-
 /// Drops every packet of `pkts`, leaving it empty: what dropping each one does, but a run of
 /// single-segment packets of one pool goes back to it in one operation of this thread's cache
 /// instead of one per packet (a TX queue freeing what it sent, a burst cleared).
@@ -501,35 +498,40 @@ pub fn drop_packets(pkts: &mut Vec<Packet>) {
     // and a panic on the way leaks the rest rather than dropping one twice.
     // SAFETY: 0 <= the current length; the elements stay initialised in the buffer.
     unsafe { pkts.set_len(0) };
-    let base = pkts.as_ptr();
-    let mut run = [RawBuffer(core::ptr::null_mut()); DROP_RUN];
-    let mut run_len = 0;
+    // A `Packet` is a `RawBuffer` in layout (both a transparent pointer to the metadata), so a
+    // run of the vector's own elements is handed to the pool's cache as it lies: no copy.
+    let base = pkts.as_ptr().cast::<RawBuffer>();
+    // The run: elements [start, i), all single-segment buffers of `run_pool`.
+    let mut start = 0;
     let mut run_pool = None;
     for i in 0..n {
-        // SAFETY: i < n, the old length: an initialised element the vector no longer owns.
-        let p = unsafe { core::ptr::read(base.add(i)) };
-        if p.meta().nb_segs != 1 {
-            drop(p);
-            continue;
-        }
-        let meta = p.meta;
-        core::mem::forget(p);
-        // SAFETY: the packet owned this live buffer until just above.
-        let pool = unsafe { crate::mempool::pool_of(meta) };
-        if run_pool != Some(pool) || run_len == DROP_RUN {
+        // SAFETY: i < n, the old length: an initialised element the vector no longer owns,
+        // read as the pointer it is; it is given up below (in a run, or dropped).
+        let raw = unsafe { base.add(i).read() };
+        // SAFETY: a packet's metadata is live while the packet is (not yet given up).
+        let chained = unsafe { (*raw.0).nb_segs } != 1;
+        // SAFETY: as above.
+        let pool = (!chained).then(|| unsafe { crate::mempool::pool_of(NonNull::new_unchecked(raw.0)) });
+        if pool != run_pool || chained {
             if let Some(prev) = run_pool {
-                // SAFETY: every buffer of the run is live, of `prev`, single-segment and given up.
-                unsafe { crate::mempool::return_run(prev, &run[..run_len]) };
+                // SAFETY: elements [start, i) are live single-segment buffers of `prev` that
+                // the vector no longer owns; they are given up here, once.
+                unsafe {
+                    crate::mempool::return_run(prev, core::slice::from_raw_parts(base.add(start), i - start))
+                };
             }
-            run_pool = Some(pool);
-            run_len = 0;
+            run_pool = pool;
+            start = i;
         }
-        run[run_len] = RawBuffer(meta.as_ptr());
-        run_len += 1;
+        if chained {
+            // SAFETY: the element is a packet the vector gave up (above); dropped once here.
+            drop(unsafe { core::ptr::read(base.add(i).cast::<Packet>()) });
+            start = i + 1;
+        }
     }
     if let Some(prev) = run_pool {
-        // SAFETY: as above.
-        unsafe { crate::mempool::return_run(prev, &run[..run_len]) };
+        // SAFETY: as above, for [start, n).
+        unsafe { crate::mempool::return_run(prev, core::slice::from_raw_parts(base.add(start), n - start)) };
     }
 }
 

@@ -18,7 +18,7 @@ use super::{QueueBehavior, Ring, Side, SyncMode, vec_dequeue, vec_enqueue};
 pub struct Producer<T> {
     ring: Arc<Ring<T>>,
     multi: bool,
-    /// Single mode: the consumer tail last read (see `Side`).
+    /// The consumer tail last read (see `Side`).
     cached: usize,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -29,7 +29,7 @@ pub struct Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Ring<T>>,
     multi: bool,
-    /// Single mode: the producer tail last read (see `Side`).
+    /// The producer tail last read (see `Side`).
     cached: usize,
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -66,7 +66,7 @@ macro_rules! handle_common {
             #[inline(always)]
             fn parts(&mut self) -> (&Ring<T>, Side<'_>) {
                 let side = if self.multi {
-                    Side::Multi
+                    Side::MultiCached(&mut self.cached)
                 } else {
                     Side::Single(&mut self.cached)
                 };

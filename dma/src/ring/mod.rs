@@ -24,10 +24,11 @@
 //! The methods on [`Ring`] itself (shared by `&self`) are always multi-producer /
 //! multi-consumer, and a split ring is no longer reachable as a `Ring`.
 //!
-//! A single-mode handle also caches the opposite side's tail (a value it loaded with
-//! `Acquire`, hence a lower bound of the current one) and reloads it only when the cached value
-//! shows too little room / too few elements, so across cores the shared line is read far less
-//! often.
+//! A handle also caches the opposite side's tail (a value it loaded with `Acquire`, hence a
+//! lower bound of the current one) and reloads it only when the cached value shows too little
+//! room / too few elements, so across cores the shared line is read far less often. In multi
+//! mode the other handles of its side move the head on meanwhile, so a cached tail more than a
+//! lap behind the head (its room or count computed past the capacity) is reloaded as well.
 
 use core::mem::MaybeUninit;
 use std::sync::Arc;
@@ -91,10 +92,21 @@ pub enum QueueBehavior {
 
 /// The protocol one operation uses: the CAS path, or the single-thread path, in which the
 /// (unique) handle caches the opposite side's tail so that it reads that shared cache line only
-/// when the cached value shows too little room / too few elements.
+/// when the cached value shows too little room / too few elements. A multi-mode handle caches
+/// the opposite tail the same way (`MultiCached`); the methods of a shared [`Ring`] have no
+/// place to keep it and load it on every attempt (`Multi`).
 enum Side<'a> {
     Multi,
+    MultiCached(&'a mut usize),
     Single(&'a mut usize),
+}
+
+impl Side<'_> {
+    /// Whether other threads may run the same side at once (CAS and ordered publication).
+    #[inline(always)]
+    fn is_multi(&self) -> bool {
+        !matches!(self, Side::Single(_))
+    }
 }
 
 struct HeadTail {
@@ -300,9 +312,27 @@ impl<T> Ring<T> {
             }
             return (old, n);
         }
+        let mut cached = match side {
+            Side::MultiCached(c) => Some(c),
+            _ => None,
+        };
         let mut old = self.prod.head.load(Ordering::Acquire);
         loop {
-            let cons_tail = self.cons.tail.load(Ordering::Acquire);
+            // A cached consumer tail is a value this handle loaded with Acquire: a lower bound
+            // whose released slots this thread has seen. Other producers move the head on
+            // without this handle, so the cached value may be more than a lap behind `old`:
+            // the room then wraps past `cap` and the tail is loaded afresh, as when it shows
+            // too little room. A stale `old` (fresh tail beyond it) fails the CAS below.
+            let cons_tail = match cached.as_deref_mut() {
+                Some(c) => {
+                    let free = cap.wrapping_add(*c).wrapping_sub(old);
+                    if free < n || free > cap {
+                        *c = self.cons.tail.load(Ordering::Acquire);
+                    }
+                    *c
+                }
+                None => self.cons.tail.load(Ordering::Acquire),
+            };
             let free = cap.wrapping_add(cons_tail).wrapping_sub(old);
             let n = Self::amount(behavior, n, free);
             if n == 0 {
@@ -341,9 +371,25 @@ impl<T> Ring<T> {
             }
             return (old, n);
         }
+        let cap = self.capacity();
+        let mut cached = match side {
+            Side::MultiCached(c) => Some(c),
+            _ => None,
+        };
         let mut old = self.cons.head.load(Ordering::Acquire);
         loop {
-            let prod_tail = self.prod.tail.load(Ordering::Acquire);
+            // As in move_prod_head: a cached producer tail more than a lap behind (other
+            // consumers moved the head past it) shows a count past `cap` and is reloaded.
+            let prod_tail = match cached.as_deref_mut() {
+                Some(c) => {
+                    let entries = c.wrapping_sub(old);
+                    if entries < n || entries > cap {
+                        *c = self.prod.tail.load(Ordering::Acquire);
+                    }
+                    *c
+                }
+                None => self.prod.tail.load(Ordering::Acquire),
+            };
             let entries = prod_tail.wrapping_sub(old);
             let n = Self::amount(behavior, n, entries);
             if n == 0 {
@@ -381,7 +427,7 @@ impl<T> Ring<T> {
     /// `Side::Single`, no other enqueue may ever run on this ring (a unique producer handle).
     #[inline(always)]
     unsafe fn enqueue_impl(&self, src: *const T, n: usize, behavior: QueueBehavior, side: Side<'_>) -> usize {
-        let multi = matches!(side, Side::Multi);
+        let multi = side.is_multi();
         let (old, n) = self.move_prod_head(n, behavior, side);
         if n == 0 {
             return 0;
@@ -409,7 +455,7 @@ impl<T> Ring<T> {
     /// `Side::Single`, no other dequeue may ever run on this ring (a unique consumer handle).
     #[inline(always)]
     unsafe fn dequeue_impl(&self, dst: *mut T, n: usize, behavior: QueueBehavior, side: Side<'_>) -> usize {
-        let multi = matches!(side, Side::Multi);
+        let multi = side.is_multi();
         let (old, n) = self.move_cons_head(n, behavior, side);
         if n == 0 {
             return 0;

@@ -298,3 +298,43 @@ fn slots_start_on_a_cache_line_pair_when_the_element_size_divides_it() {
         assert!(c.meta.slots().len() >= 16);
     }
 }
+
+#[test]
+fn multi_handles_reload_a_cached_tail_left_a_lap_behind() {
+    // Two producer and two consumer handles of one side each: the first of each pair moves the
+    // ring through several laps while the second's cached tail stays where it was (0), then the
+    // ring is left full (producer side) or empty (consumer side). The idle handles' cached
+    // values then show room or elements past the capacity, which must be reloaded: used as
+    // they are, the producer would overwrite unread slots and the consumer read stale ones.
+    let (mut p, mut c) = Ring::<u32>::new(4)
+        .unwrap()
+        .split(SyncMode::Multi, SyncMode::Multi);
+    let mut p_idle = p.try_clone().unwrap();
+    let mut c_idle = c.try_clone().unwrap();
+    let mut next = 0u32;
+    let mut out = [0u32; 4];
+    for _ in 0..3 {
+        assert!(p.enqueue_bulk(&[next, next + 1, next + 2, next + 3]));
+        assert!(c.dequeue_bulk(&mut out));
+        assert_eq!(out, [next, next + 1, next + 2, next + 3]);
+        next += 4;
+    }
+    assert!(p.enqueue_bulk(&[100, 101, 102, 103]));
+    assert!(!p_idle.enqueue_bulk(&[7]), "a full ring took an element");
+    assert_eq!(p_idle.enqueue_burst(&[7, 8]), 0);
+    // The idle consumer, a lap behind: it sees the four published elements, in order.
+    assert!(c_idle.dequeue_bulk(&mut out));
+    assert_eq!(out, [100, 101, 102, 103]);
+    // And on an empty ring its stale value (now behind the head the other consumer moved)
+    // gives nothing.
+    assert!(p.enqueue_bulk(&[1, 2]));
+    assert!(c.dequeue_bulk(&mut out[..2]));
+    assert!(
+        !c_idle.dequeue_bulk(&mut out[..1]),
+        "an empty ring gave an element"
+    );
+    assert_eq!(c_idle.dequeue_burst(&mut out), 0);
+    assert!(p_idle.enqueue_bulk(&[9, 9, 9, 9]));
+    assert!(c_idle.dequeue_bulk(&mut out));
+    assert_eq!(out, [9, 9, 9, 9]);
+}

@@ -2,9 +2,9 @@
 //! is given. Like DPDK's `net_null` with `copy=0`: packet metadata is written (length, port,
 //! offsets: a reset), packet data is never touched.
 
-use oxpmd_dma::{Mempool, Packet};
+use oxpmd_dma::{FillTemplate, Mempool};
 
-use crate::burst::{Burst, MAX_BURST};
+use crate::burst::Burst;
 use crate::driver::{DeviceInfo, Driver, LinkStatus, RxQueueOps, RxQueueSetup, TxQueueOps, TxQueueSetup};
 use crate::error::Result;
 use crate::mac::MacAddr;
@@ -57,10 +57,13 @@ impl Driver for NullDriver {
     fn setup_rx_queue(&mut self, setup: &RxQueueSetup<'_>) -> Result<Box<dyn RxQueueOps>> {
         Ok(Box::new(NullRxQueue {
             pool: setup.pool.clone(),
-            fresh: (0..MAX_BURST).map(|_| None).collect(),
-            size: self.size,
-            port_id: setup.port_id,
-            queue: setup.queue,
+            fill: FillTemplate {
+                // A size past u16 exceeds every data room, which configure has refused
+                // (`min_rx_buffer`); the pool checks the length again per burst.
+                data_len: u16::try_from(self.size).unwrap_or(u16::MAX),
+                port: setup.port_id,
+                queue: setup.queue,
+            },
         }))
     }
 
@@ -105,10 +108,8 @@ impl Driver for NullDriver {
 /// RX queue of a null port.
 struct NullRxQueue {
     pool: Mempool,
-    fresh: Box<[Option<Packet>]>,
-    size: usize,
-    port_id: u16,
-    queue: u16,
+    /// Each packet's length, port and queue, written by the pool as it hands the packet out.
+    fill: FillTemplate,
 }
 
 impl RxQueueOps for NullRxQueue {
@@ -118,23 +119,14 @@ impl RxQueueOps for NullRxQueue {
         if n == 0 {
             return 0;
         }
-        let fresh = &mut self.fresh[..n];
-        if self.pool.alloc_bulk(fresh).is_err() {
+        // The burst's vector has room for `n` (`room`); the data room was checked against the
+        // size at configure time, so only an empty pool makes this fail.
+        if self.pool.alloc_bulk_filled(out.vec_mut(), n, self.fill).is_err() {
             c.rx_nombuf += n as u64;
             return 0;
         }
-        let v = out.vec_mut();
-        for p in fresh.iter_mut() {
-            let Some(mut p) = p.take() else { continue };
-            // Metadata was reset by the pool; the data room was checked against `size` at
-            // configure time.
-            let _ = p.set_len(self.size);
-            p.set_port(self.port_id);
-            p.set_queue(self.queue);
-            v.push(p);
-        }
         c.packets += n as u64;
-        c.bytes += (n * self.size) as u64;
+        c.bytes += (n * usize::from(self.fill.data_len)) as u64;
         n
     }
 }

@@ -62,6 +62,53 @@ impl VcpuTimer {
     fn looks_dead(&self) -> bool {
         self.stuck_in_service() || self.lost_event()
     }
+
+    /// Which of the two shapes this vCPU shows (the stuck vector first: it holds whatever the
+    /// timer's count says).
+    fn shape(&self) -> Option<FreezeShape> {
+        if self.stuck_in_service() {
+            Some(FreezeShape::StuckInService)
+        } else if self.lost_event() {
+            Some(FreezeShape::LostEvent)
+        } else {
+            None
+        }
+    }
+}
+
+/// The two ways a frozen vCPU has been seen to sit (module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreezeShape {
+    /// Halted with the timer vector in service.
+    StuckInService,
+    /// Halted with an armed one-shot timer run out and nothing pending.
+    LostEvent,
+}
+
+/// One frozen vCPU and the shape it showed in the second look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrozenVcpu {
+    pub cpu: u32,
+    pub shape: FreezeShape,
+}
+
+impl std::fmt::Display for FrozenVcpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.shape {
+            FreezeShape::StuckInService => "its timer vector in service",
+            FreezeShape::LostEvent => "its one-shot timer run out and no interrupt raised",
+        };
+        write!(f, "vCPU {} halted with {how}", self.cpu)
+    }
+}
+
+/// The frozen vCPUs as one clause: "vCPU 0 halted with ..., vCPU 1 halted with ...".
+pub fn describe(frozen: &[FrozenVcpu]) -> String {
+    frozen
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses the text [`super::qmp::frozen_state`] returns (`--- cpu N: info lapic` and
@@ -119,23 +166,23 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
 
 /// The vCPUs dead in both snapshots with the same timer programming: frozen, not slow. For
 /// after the kernel's stall report.
-pub fn frozen_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<u32> {
+pub fn frozen_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<FrozenVcpu> {
     dead_in_both(first, second, VcpuTimer::looks_dead)
 }
 
 /// The vCPUs halted with the timer vector in service in both snapshots: frozen even without a
 /// stall report (when the stuck vCPU is the one that would have reported, or the other's tick
 /// is stopped, none comes).
-pub fn stuck_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<u32> {
+pub fn stuck_vcpus(first: &[VcpuTimer], second: &[VcpuTimer]) -> Vec<FrozenVcpu> {
     dead_in_both(first, second, VcpuTimer::stuck_in_service)
 }
 
-fn dead_in_both(first: &[VcpuTimer], second: &[VcpuTimer], dead: fn(&VcpuTimer) -> bool) -> Vec<u32> {
+fn dead_in_both(first: &[VcpuTimer], second: &[VcpuTimer], dead: fn(&VcpuTimer) -> bool) -> Vec<FrozenVcpu> {
     first
         .iter()
         .filter(|a| dead(a))
-        .filter(|a| {
-            second.iter().any(|b| {
+        .filter_map(|a| {
+            second.iter().find(|b| {
                 b.cpu == a.cpu
                     && dead(b)
                     && b.initial_count == a.initial_count
@@ -143,7 +190,7 @@ fn dead_in_both(first: &[VcpuTimer], second: &[VcpuTimer], dead: fn(&VcpuTimer) 
                     && b.isr == a.isr
             })
         })
-        .map(|a| a.cpu)
+        .filter_map(|b| b.shape().map(|shape| FrozenVcpu { cpu: b.cpu, shape }))
         .collect()
 }
 
@@ -213,7 +260,18 @@ mod tests {
     fn a_lost_event_unchanged_between_snapshots_is_frozen() {
         let a = parse_snapshot(&lost_event(34296, 84374346));
         let b = parse_snapshot(&lost_event(34296, 11));
-        assert_eq!(frozen_vcpus(&a, &b), vec![0]);
+        let frozen = frozen_vcpus(&a, &b);
+        assert_eq!(
+            frozen,
+            vec![FrozenVcpu {
+                cpu: 0,
+                shape: FreezeShape::LostEvent
+            }]
+        );
+        assert_eq!(
+            describe(&frozen),
+            "vCPU 0 halted with its one-shot timer run out and no interrupt raised"
+        );
     }
 
     #[test]
@@ -261,7 +319,13 @@ mod tests {
             .replacen("ISR\t (none)", "ISR\t 236", 1)
             .replacen("IRR\t (none)", "IRR\t 37 236", 1);
         let a = parse_snapshot(&stuck);
-        assert_eq!(stuck_vcpus(&a, &a), vec![0]);
+        assert_eq!(
+            stuck_vcpus(&a, &a),
+            vec![FrozenVcpu {
+                cpu: 0,
+                shape: FreezeShape::StuckInService
+            }]
+        );
     }
 
     #[test]
@@ -277,6 +341,18 @@ mod tests {
         let a = parse_snapshot(text);
         assert_eq!(a[0].isr, vec![236]);
         assert_eq!(a[0].irr, vec![33, 34, 36, 236]);
-        assert_eq!(frozen_vcpus(&a, &a), vec![0]);
+        // After a stall report too, the message names this shape, not the lost event.
+        let frozen = frozen_vcpus(&a, &a);
+        assert_eq!(
+            frozen,
+            vec![FrozenVcpu {
+                cpu: 0,
+                shape: FreezeShape::StuckInService
+            }]
+        );
+        assert_eq!(
+            describe(&frozen),
+            "vCPU 0 halted with its timer vector in service"
+        );
     }
 }

@@ -494,7 +494,7 @@ pub fn run_once(
     let mut stall_seen: Option<Instant> = None;
     // The local APICs when the stall was reported, until the second look (STALL_CONFIRM).
     let mut stall_snapshot: Option<String> = None;
-    let mut frozen_vcpus: Vec<u32> = Vec::new();
+    let mut frozen_vcpus: Vec<super::freeze::FrozenVcpu> = Vec::new();
     // Last console or kernel line, and the local APICs read once the console was silent for
     // SILENT_LOOK (with when), until the second look.
     let mut last_output = Instant::now();
@@ -731,14 +731,15 @@ pub fn run_once(
             "{FROZEN}: {}; QEMU killed. Console log: {}",
             if !frozen_vcpus.is_empty() && stall_seen.is_none() {
                 format!(
-                    "vCPU {frozen_vcpus:?} halted with its timer vector in service, unchanged over {} s of a \
-                     console silent for {} s",
+                    "{}, unchanged over {} s of a console silent for {} s",
+                    super::freeze::describe(&frozen_vcpus),
                     STALL_CONFIRM.as_secs(),
                     SILENT_LOOK.as_secs()
                 )
             } else if !frozen_vcpus.is_empty() {
                 format!(
-                    "vCPU {frozen_vcpus:?} halted with its timer event lost, unchanged {} s after the kernel's stall report",
+                    "{}, unchanged {} s after the kernel's stall report",
+                    super::freeze::describe(&frozen_vcpus),
                     STALL_CONFIRM.as_secs()
                 )
             } else if stall_seen.is_some() {

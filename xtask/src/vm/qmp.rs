@@ -9,7 +9,9 @@
 //!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`),
 //!   or `trace-mmio on LABEL` / `trace-mmio off` (QEMU's trace of every MMIO access into
 //!   `mmio-LABEL.log` of `RUN_DIR.host`, which the guest cannot reach, LABEL as an ID, for the
-//!   register counts of `cargo xtask bench mmio-vm`);
+//!   register counts of `cargo xtask bench mmio-vm`). A trace that grows past
+//!   [`MMIO_TRACE_MAX_BYTES`] is stopped by the relay, which then appends
+//!   [`MMIO_TRACE_CUT`] to it: a guest that never sends `off` cannot fill the host's disk;
 //! - the relay removes the request, sends the QMP commands, and writes `qmp/resp-ID` (again by a
 //!   rename): `ok`, or `error: WHY`.
 //!
@@ -25,6 +27,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+/// The size at which the relay stops an MMIO trace (about 10 million accesses: a bench's
+/// measured window at its rates writes a few hundred thousand).
+pub const MMIO_TRACE_MAX_BYTES: u64 = 1 << 30;
+
+/// The line the relay appends to an MMIO trace it stopped at [`MMIO_TRACE_MAX_BYTES`].
+pub const MMIO_TRACE_CUT: &str = "# oxpmd: trace stopped by the harness at its size limit";
 
 /// The run directory's subdirectory for requests and responses.
 pub const REQUEST_DIR: &str = "qmp";
@@ -75,8 +84,16 @@ impl Relay {
         let thread = thread::Builder::new()
             .name("qmp-relay".into())
             .spawn(move || {
+                // The trace file while a trace is on.
+                let mut tracing: Option<PathBuf> = None;
                 while !flag.load(Ordering::Relaxed) {
-                    serve_pending(&dir, &sock, &nics);
+                    serve_pending(&dir, &sock, &nics, &mut tracing);
+                    if let Some(file) = &tracing
+                        && fs::metadata(file).is_ok_and(|m| m.len() > MMIO_TRACE_MAX_BYTES)
+                    {
+                        cut_trace(&sock, file);
+                        tracing = None;
+                    }
                     thread::sleep(POLL);
                 }
             })
@@ -111,8 +128,27 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Answers every complete request in `dir`.
-fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
+/// Stops the trace into `file` that passed its size limit, and says so at its end.
+fn cut_trace(socket: &Path, file: &Path) {
+    if let Err(e) = trace_mmio(socket, None) {
+        eprintln!("vm: QMP relay: stopping the MMIO trace past its limit: {e}");
+    }
+    let marked = fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .and_then(|mut f| writeln!(f, "{MMIO_TRACE_CUT}"));
+    if let Err(e) = marked {
+        eprintln!("vm: QMP relay: marking {} as cut: {e}", file.display());
+    }
+    eprintln!(
+        "vm: QMP relay: the MMIO trace {} passed {} bytes and was stopped",
+        file.display(),
+        MMIO_TRACE_MAX_BYTES
+    );
+}
+
+/// Answers every complete request in `dir`; `tracing` follows the MMIO trace's file.
+fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>, tracing: &mut Option<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -132,7 +168,11 @@ fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>) {
                 Ok(Request::SetLink(nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
                 Ok(Request::TraceMmio(label)) => {
                     let file = label.map(|l| mmio_trace_path(dir.parent().unwrap_or(dir), &l));
-                    trace_mmio(socket, file.as_deref()).map(|()| "ok".to_string())
+                    let done = trace_mmio(socket, file.as_deref());
+                    if done.is_ok() {
+                        *tracing = file;
+                    }
+                    done.map(|()| "ok".to_string())
                 }
                 Err(e) => Err(e),
             },
@@ -407,7 +447,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("req-1"), "set_link nic0 off\n").unwrap();
         fs::write(dir.join("req-2"), "quit\n").unwrap();
-        serve_pending(&dir, &dir.join("absent.sock"), &nics());
+        serve_pending(&dir, &dir.join("absent.sock"), &nics(), &mut None);
         let r1 = fs::read_to_string(dir.join("resp-1")).unwrap();
         let r2 = fs::read_to_string(dir.join("resp-2")).unwrap();
         assert!(r1.starts_with("error: connect"), "{r1}");
