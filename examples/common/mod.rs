@@ -241,7 +241,7 @@ pub fn ports_pool(
     cache: usize,
     pages: Option<oxpmd::dma::PageSize>,
 ) -> Result<oxpmd::dma::Mempool, oxpmd::dma::MempoolError> {
-    use oxpmd::dma::{DmaMap, IdentityMap, Mempool, MempoolConfig, PageSize, RegionOptions};
+    use oxpmd::dma::{DmaMap, IdentityMap, Mempool, MempoolConfig, RegionOptions};
     let map = ports.iter().find_map(|p| p.dma_map());
     let chunk_aligned = ports.iter().any(|p| p.info().needs_chunk_aligned_pool);
     let config = |region| MempoolConfig {
@@ -260,13 +260,6 @@ pub fn ports_pool(
             map.unwrap_or_else(identity),
         ),
         (None, Some(map)) => Mempool::new(&config(RegionOptions::default()), map),
-        (None, None) if chunk_aligned => Mempool::new(
-            &config(RegionOptions {
-                page_size: PageSize::Huge2M,
-                allow_4k_fallback: true,
-            }),
-            identity(),
-        ),
-        (None, None) => oxpmd::pmd::vport::virtual_pool(name, size, cache),
+        (None, None) => oxpmd::pmd::vport::virtual_pool_with(&config(RegionOptions::default())),
     }
 }

@@ -35,17 +35,30 @@ pub fn virtual_pool(
     capacity: usize,
     cache_size: usize,
 ) -> Result<oxpmd_dma::Mempool, oxpmd_dma::MempoolError> {
+    virtual_pool_with(&oxpmd_dma::MempoolConfig {
+        cache_size,
+        ..oxpmd_dma::MempoolConfig::new(name, capacity)
+    })
+}
+
+/// [`virtual_pool`] for any pool configuration (a chunk-aligned pool, another data room): its
+/// region options are replaced by 2 MiB hugepages, then 4 KiB pages with a logged warning.
+pub fn virtual_pool_with(
+    config: &oxpmd_dma::MempoolConfig,
+) -> Result<oxpmd_dma::Mempool, oxpmd_dma::MempoolError> {
     use oxpmd_dma::{IdentityMap, Mempool, MempoolConfig, PageSize, RegionOptions};
     let with = |page_size| MempoolConfig {
-        cache_size,
         region: RegionOptions {
             page_size,
             allow_4k_fallback: false,
         },
-        ..MempoolConfig::new(name, capacity)
+        ..config.clone()
     };
     Mempool::new(&with(PageSize::Huge2M), std::sync::Arc::new(IdentityMap)).or_else(|huge| {
-        log::warn!("mempool `{name}` for virtual ports: {huge}; using 4 KiB pages instead");
+        log::warn!(
+            "mempool `{}` for virtual ports: {huge}; using 4 KiB pages instead",
+            config.name
+        );
         Mempool::new(&with(PageSize::Base4K), std::sync::Arc::new(IdentityMap))
     })
 }
