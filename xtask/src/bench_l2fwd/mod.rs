@@ -35,6 +35,11 @@
 //! two-core / one-core factor and the ratios; then `scaling: ours F1, dpdk F2`. The last line is
 //! `ratio: X` (ours / DPDK on one core) of the hugepage block when it ran (what DPDK
 //! applications use), else of the 4 KiB block.
+//!
+//! After the runs of each memory kind, one more testpmd run of the one-core case with
+//! `--record-core-cycles` gives DPDK's own count of cycles per forwarded packet, printed beside
+//! the clock it reports divided by each side's best rate (the whole forwarding cost per packet:
+//! RX with allocation, forwarding, TX with freeing).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -48,7 +53,7 @@ mod sides;
 use hugepages::{HUGEPAGES_NEEDED, HugepageReservation};
 use options::{Cores, Memory, Opts, USAGE, parse};
 use report::{Best, Results, case_lines, describe, main_thread_note};
-use sides::{Placement, run_dpdk, run_ours};
+use sides::{Placement, run_dpdk, run_dpdk_core_cycles, run_ours};
 
 /// Entry point: `cargo xtask bench l2fwd-null [options]`.
 pub fn null(args: &[String]) -> ExitCode {
@@ -132,6 +137,20 @@ fn run(o: &Opts) -> Result<(), String> {
                 println!("{l}");
             }
             results.push(mem, p.cores, *best);
+        }
+        // The whole forwarding cost per packet on one core: testpmd's own count, and the clock
+        // over each side's best rate (both forwarding threads are on a CPU all the time: their
+        // run lines say how much).
+        if let Some((p, best)) = placements.iter().zip(&bests).find(|(p, _)| p.cores == Cores::One) {
+            let (dpdk_count, mhz) = run_dpdk_core_cycles(&testpmd, p, o.duration, mem)?;
+            println!(
+                "{}: cycles per forwarded packet, one core: ours {:.1}, dpdk {:.1} (the {mhz:.0} MHz clock \
+                 testpmd reports over each side's best rate); testpmd's own count in the run above \
+                 (--record-core-cycles): {dpdk_count:.2}",
+                mem.label(),
+                mhz / best.ours,
+                mhz / best.dpdk
+            );
         }
     }
     for l in results.summary(o.runs) {

@@ -251,6 +251,39 @@ pub(super) fn run_dpdk(
     Ok((rate, shares))
 }
 
+/// testpmd's own count of the cycles it spends per forwarded packet, from one more run of the
+/// case with `--record-core-cycles` (kept out of the timed runs: it reads the TSC around every
+/// stream's poll, which costs DPDK some of its rate). Returns (cycles per packet, clock MHz).
+pub(super) fn run_dpdk_core_cycles(
+    testpmd: &str,
+    p: &Placement,
+    duration: u64,
+    mem: Memory,
+) -> Result<(f64, f64), String> {
+    let mut cmd = dpdk_command(testpmd, p, duration, mem);
+    cmd.arg("--record-core-cycles");
+    println!("{}", command_line(&cmd));
+    let out = cmd.output().map_err(|e| format!("{testpmd}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_core_cycles(&text).ok_or_else(|| {
+        format!(
+            "testpmd --record-core-cycles printed no `CPU cycles/packet=` line ({}):\n{text}",
+            out.status
+        )
+    })
+}
+
+/// (cycles per packet, MHz) from testpmd's `CPU cycles/packet=69.05 (total cycles=... / total io
+/// packets=...) at 2600 MHz Clock` line.
+fn parse_core_cycles(text: &str) -> Option<(f64, f64)> {
+    let line = text.lines().find(|l| l.contains("CPU cycles/packet="))?;
+    let (_, rest) = line.split_once("CPU cycles/packet=")?;
+    let cycles = rest.split_whitespace().next()?.parse().ok()?;
+    let (_, clock) = rest.split_once(" at ")?;
+    let mhz = clock.split_whitespace().next()?.parse().ok()?;
+    Some((cycles, mhz))
+}
+
 /// l2fwd's workers from its `worker W: core C, ports A->B ...` lines, in worker order.
 fn l2fwd_workers(text: &str) -> Assignment {
     text.lines()
@@ -434,6 +467,14 @@ mod tests {
             \x20 RX P=1/Q=0 (socket 0) -> TX P=0/Q=0 (socket 0) peer=02:00:00:00:00:00\n";
         assert_eq!(testpmd_streams(dpdk_one), one.expected(&one.dpdk_lcores()));
         assert!(testpmd_streams("no streams here\n").is_empty());
+    }
+
+    #[test]
+    fn parses_testpmds_cycle_count() {
+        let text = "  RX-packets: 110162176\n\n  CPU cycles/packet=69.05 (total cycles=7606580734 / total io \
+                    packets=110162176) at 2600 MHz Clock\n\nDone.\n";
+        assert_eq!(parse_core_cycles(text), Some((69.05, 2600.0)));
+        assert_eq!(parse_core_cycles("Done.\n"), None);
     }
 
     #[test]
