@@ -622,7 +622,8 @@ impl Mempool {
         }
         for i in 0..n {
             // SAFETY: slot i now holds a buffer just taken from this pool: its metadata is live
-            // and ours alone; the data length fits its data room (checked above).
+            // and ours alone; every buffer of a pool has headroom + data room = buf_len, and the
+            // data length fits the data room (checked above).
             unsafe { (*(*dst.add(i)).0).reset_filled(&fill) };
         }
         // SAFETY: the n slots after the old length are initialised packets (taken and filled).

@@ -104,9 +104,13 @@ impl BufMeta {
     }
 
     /// [`reset`](Self::reset), but with `fill`'s data length, port and queue in place of the
-    /// zeros, in the same pass. The caller has checked that `fill.data_len` fits the data room.
+    /// zeros, in the same pass.
+    ///
+    /// # Safety
+    /// `headroom + fill.data_len <= buf_len` (the length fits the data room): the packet's data
+    /// slices are made from these fields without another check.
     #[inline(always)]
-    pub(crate) fn reset_filled(&mut self, fill: &crate::mempool::FillTemplate) {
+    pub(crate) unsafe fn reset_filled(&mut self, fill: &crate::mempool::FillTemplate) {
         debug_assert!(self.next.is_null() && self.nb_segs == 1);
         debug_assert!(self.headroom + fill.data_len <= self.buf_len);
         self.data_off = self.headroom;

@@ -58,15 +58,26 @@ macro_rules! handle_common {
                 self.multi.then(|| $ty {
                     ring: self.ring.clone(),
                     multi: true,
-                    cached: 0,
+                    // A tail this handle loaded with Acquire: a lower bound for the clone too
+                    // (whatever hands the clone to its thread orders it after that load).
+                    cached: self.cached,
                     _not_sync: PhantomData,
                 })
             }
             /// The ring and the protocol this handle uses.
             #[inline(always)]
             fn parts(&mut self) -> (&Ring<T>, Side<'_>) {
+                // A cached tail is known to be stale only while it lags the head by less than the
+                // index width (a value a lap or more behind is reloaded because its room or count
+                // computes past the capacity). A handle idle for 2^32 operations of the others
+                // could come back within range on a 32-bit target, so there the tail is read on
+                // every attempt, as the shared ring's methods do.
                 let side = if self.multi {
-                    Side::MultiCached(&mut self.cached)
+                    if cfg!(target_pointer_width = "64") {
+                        Side::MultiCached(&mut self.cached)
+                    } else {
+                        Side::Multi
+                    }
                 } else {
                     Side::Single(&mut self.cached)
                 };

@@ -436,8 +436,9 @@ impl<T> Ring<T> {
         let idx = old & self.meta.mask;
         let first = n.min(size - idx);
         // SAFETY: slots [old, old+n) are reserved for us by the head move and are free (the
-        // consumer tail acquired above is at least old + n - size); the two chunks are in bounds;
-        // `src` holds n values (caller contract).
+        // consumer tail this thread acquired, in this call or, cached, in an earlier one, is at
+        // least old + n - size); the two chunks are in bounds; `src` holds n values (caller
+        // contract).
         unsafe {
             write_slots(self.meta.slots(), idx, src, first);
             if first < n {
@@ -463,8 +464,9 @@ impl<T> Ring<T> {
         let size = self.capacity();
         let idx = old & self.meta.mask;
         let first = n.min(size - idx);
-        // SAFETY: slots [old, old+n) are reserved for us and published (prod tail acquired above
-        // is >= old + n); in bounds; `dst` has room for n values (caller contract).
+        // SAFETY: slots [old, old+n) are reserved for us and published (the producer tail this
+        // thread acquired, in this call or, cached, in an earlier one, is >= old + n); in bounds;
+        // `dst` has room for n values (caller contract).
         unsafe {
             read_slots(self.meta.slots(), idx, dst, first);
             if first < n {

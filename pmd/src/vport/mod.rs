@@ -54,11 +54,15 @@ pub fn virtual_pool_with(
         },
         ..config.clone()
     };
-    Mempool::new(&with(PageSize::Huge2M), std::sync::Arc::new(IdentityMap)).or_else(|huge| {
-        log::warn!(
-            "mempool `{}` for virtual ports: {huge}; using 4 KiB pages instead",
-            config.name
-        );
-        Mempool::new(&with(PageSize::Base4K), std::sync::Arc::new(IdentityMap))
-    })
+    match Mempool::new(&with(PageSize::Huge2M), std::sync::Arc::new(IdentityMap)) {
+        // Only the region can be had on 4 KiB pages instead; a bad configuration is said as it is.
+        Err(huge @ oxpmd_dma::MempoolError::Region { .. }) => {
+            log::warn!(
+                "mempool `{}` for virtual ports: {huge}; using 4 KiB pages instead",
+                config.name
+            );
+            Mempool::new(&with(PageSize::Base4K), std::sync::Arc::new(IdentityMap))
+        }
+        other => other,
+    }
 }

@@ -121,7 +121,8 @@ impl RxQueueOps for NullRxQueue {
         }
         // The burst's vector has room for `n` (`room`); the data room was checked against the
         // size at configure time, so only an empty pool makes this fail.
-        if self.pool.alloc_bulk_filled(out.vec_mut(), n, self.fill).is_err() {
+        if let Err(e) = self.pool.alloc_bulk_filled(out.vec_mut(), n, self.fill) {
+            debug_assert!(matches!(e, oxpmd_dma::FillError::Exhausted(_)), "{e}");
             c.rx_nombuf += n as u64;
             return 0;
         }

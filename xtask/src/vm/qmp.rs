@@ -9,9 +9,10 @@
 //!   NIC being one of the topology's NIC ids (`OXPMD_PORTn_NIC`),
 //!   or `trace-mmio on LABEL` / `trace-mmio off` (QEMU's trace of every MMIO access into
 //!   `mmio-LABEL.log` of `RUN_DIR.host`, which the guest cannot reach, LABEL as an ID, for the
-//!   register counts of `cargo xtask bench mmio-vm`). A trace that grows past
-//!   [`MMIO_TRACE_MAX_BYTES`] is stopped by the relay, which then appends
-//!   [`MMIO_TRACE_CUT`] to it: a guest that never sends `off` cannot fill the host's disk;
+//!   register counts of `cargo xtask bench mmio-vm`). When a run's trace files together pass
+//!   [`MMIO_TRACE_MAX_BYTES`], the relay stops the trace, appends [`MMIO_TRACE_CUT`] to each
+//!   and refuses `trace-mmio on` for the rest of the run: a guest that never sends `off`, or
+//!   asks for one label after another, cannot fill the host's disk;
 //! - the relay removes the request, sends the QMP commands, and writes `qmp/resp-ID` (again by a
 //!   rename): `ok`, or `error: WHY`.
 //!
@@ -28,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// The size at which the relay stops an MMIO trace (about 10 million accesses: a bench's
-/// measured window at its rates writes a few hundred thousand).
+/// The bytes of MMIO trace one run may write, all its trace files together (about 10 million
+/// accesses: a bench's measured window at its rates writes a few hundred thousand).
 pub const MMIO_TRACE_MAX_BYTES: u64 = 1 << 30;
 
 /// The line the relay appends to an MMIO trace it stopped at [`MMIO_TRACE_MAX_BYTES`].
@@ -84,15 +85,11 @@ impl Relay {
         let thread = thread::Builder::new()
             .name("qmp-relay".into())
             .spawn(move || {
-                // The trace file while a trace is on.
-                let mut tracing: Option<PathBuf> = None;
+                let mut traces = TraceBudget::default();
                 while !flag.load(Ordering::Relaxed) {
-                    serve_pending(&dir, &sock, &nics, &mut tracing);
-                    if let Some(file) = &tracing
-                        && fs::metadata(file).is_ok_and(|m| m.len() > MMIO_TRACE_MAX_BYTES)
-                    {
-                        cut_trace(&sock, file);
-                        tracing = None;
+                    serve_pending(&dir, &sock, &nics, &mut traces);
+                    if traces.stop_pending || (!traces.cut && traces.bytes() > MMIO_TRACE_MAX_BYTES) {
+                        traces.cut(&sock);
                     }
                     thread::sleep(POLL);
                 }
@@ -128,27 +125,57 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Stops the trace into `file` that passed its size limit, and says so at its end.
-fn cut_trace(socket: &Path, file: &Path) {
-    if let Err(e) = trace_mmio(socket, None) {
-        eprintln!("vm: QMP relay: stopping the MMIO trace past its limit: {e}");
-    }
-    let marked = fs::OpenOptions::new()
-        .append(true)
-        .open(file)
-        .and_then(|mut f| writeln!(f, "{MMIO_TRACE_CUT}"));
-    if let Err(e) = marked {
-        eprintln!("vm: QMP relay: marking {} as cut: {e}", file.display());
-    }
-    eprintln!(
-        "vm: QMP relay: the MMIO trace {} passed {} bytes and was stopped",
-        file.display(),
-        MMIO_TRACE_MAX_BYTES
-    );
+/// The MMIO trace files of a run and whether they used up [`MMIO_TRACE_MAX_BYTES`].
+#[derive(Default)]
+struct TraceBudget {
+    /// Every file a `trace-mmio on` named (QEMU may be writing to any of them: a monitor command
+    /// that failed half-way may have switched the file and left the events on).
+    files: Vec<PathBuf>,
+    /// The budget was used up: `on` is refused from now on.
+    cut: bool,
+    /// The stop was asked for and QEMU has not confirmed it: asked again at every poll.
+    stop_pending: bool,
 }
 
-/// Answers every complete request in `dir`; `tracing` follows the MMIO trace's file.
-fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>, tracing: &mut Option<PathBuf>) {
+impl TraceBudget {
+    fn bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Stops the trace; once QEMU confirmed, appends the marker to every file.
+    fn cut(&mut self, socket: &Path) {
+        if !self.cut {
+            eprintln!(
+                "vm: QMP relay: the run's MMIO traces passed {MMIO_TRACE_MAX_BYTES} bytes: stopping them"
+            );
+        }
+        self.cut = true;
+        if let Err(e) = trace_mmio(socket, None) {
+            if !self.stop_pending {
+                eprintln!("vm: QMP relay: stopping the MMIO trace: {e} (asked again at every poll)");
+            }
+            self.stop_pending = true;
+            return;
+        }
+        self.stop_pending = false;
+        for file in &self.files {
+            let marked = fs::OpenOptions::new()
+                .append(true)
+                .open(file)
+                .and_then(|mut f| writeln!(f, "{MMIO_TRACE_CUT}"));
+            if let Err(e) = marked {
+                eprintln!("vm: QMP relay: marking {} as cut: {e}", file.display());
+            }
+        }
+    }
+}
+
+/// Answers every complete request in `dir`; `traces` follows the MMIO trace files.
+fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>, traces: &mut TraceBudget) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -168,11 +195,19 @@ fn serve_pending(dir: &Path, socket: &Path, nics: &HashSet<String>, tracing: &mu
                 Ok(Request::SetLink(nic, up)) => set_link(socket, &nic, up).map(|()| "ok".to_string()),
                 Ok(Request::TraceMmio(label)) => {
                     let file = label.map(|l| mmio_trace_path(dir.parent().unwrap_or(dir), &l));
-                    let done = trace_mmio(socket, file.as_deref());
-                    if done.is_ok() {
-                        *tracing = file;
+                    if file.is_some() && traces.cut {
+                        Err(format!(
+                            "the MMIO traces of this run passed {MMIO_TRACE_MAX_BYTES} bytes and were stopped; \
+                             no more tracing in this run"
+                        ))
+                    } else {
+                        if let Some(f) = &file
+                            && !traces.files.contains(f)
+                        {
+                            traces.files.push(f.clone());
+                        }
+                        trace_mmio(socket, file.as_deref()).map(|()| "ok".to_string())
                     }
-                    done.map(|()| "ok".to_string())
                 }
                 Err(e) => Err(e),
             },
@@ -442,12 +477,40 @@ mod tests {
     }
 
     #[test]
+    fn tracing_is_refused_once_the_runs_budget_is_used_up() {
+        let dir = std::env::temp_dir().join(format!("oxpmd-qmp-budget-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut traces = TraceBudget::default();
+        // Before the cut an `on` is tried (QEMU is absent here: a connect error) and its file
+        // is followed from then on, whatever QEMU answered.
+        fs::write(dir.join("req-a"), "trace-mmio on first\n").unwrap();
+        serve_pending(&dir, &dir.join("absent.sock"), &nics(), &mut traces);
+        assert!(fs::read_to_string(dir.join("resp-a")).unwrap().starts_with("error: connect"));
+        assert_eq!(traces.files.len(), 1);
+        traces.cut = true;
+        fs::write(dir.join("req-b"), "trace-mmio on second\n").unwrap();
+        serve_pending(&dir, &dir.join("absent.sock"), &nics(), &mut traces);
+        let refused = fs::read_to_string(dir.join("resp-b")).unwrap();
+        assert!(refused.contains("no more tracing in this run"), "{refused}");
+        assert_eq!(traces.files.len(), 1, "a refused trace is not followed");
+        // A stop QEMU does not confirm is asked for again.
+        traces.cut(&dir.join("absent.sock"));
+        assert!(traces.stop_pending);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_request_is_answered_with_an_error_when_qemu_is_not_there() {
         let dir = std::env::temp_dir().join(format!("oxpmd-qmp-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("req-1"), "set_link nic0 off\n").unwrap();
         fs::write(dir.join("req-2"), "quit\n").unwrap();
-        serve_pending(&dir, &dir.join("absent.sock"), &nics(), &mut None);
+        serve_pending(
+            &dir,
+            &dir.join("absent.sock"),
+            &nics(),
+            &mut TraceBudget::default(),
+        );
         let r1 = fs::read_to_string(dir.join("resp-1")).unwrap();
         let r2 = fs::read_to_string(dir.join("resp-2")).unwrap();
         assert!(r1.starts_with("error: connect"), "{r1}");
