@@ -485,7 +485,11 @@ mod tests {
         // is followed from then on, whatever QEMU answered.
         fs::write(dir.join("req-a"), "trace-mmio on first\n").unwrap();
         serve_pending(&dir, &dir.join("absent.sock"), &nics(), &mut traces);
-        assert!(fs::read_to_string(dir.join("resp-a")).unwrap().starts_with("error: connect"));
+        assert!(
+            fs::read_to_string(dir.join("resp-a"))
+                .unwrap()
+                .starts_with("error: connect")
+        );
         assert_eq!(traces.files.len(), 1);
         traces.cut = true;
         fs::write(dir.join("req-b"), "trace-mmio on second\n").unwrap();

@@ -7,8 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Modules loaded at boot, with parameters (dependencies are added from the modules' own metadata).
+///
+/// vfio_pci `disable_idle_d3=1`: vfio-pci puts a device it holds unopened into D3hot, and QEMU
+/// unmaps the BARs of a function not in D0 (hw/pci/pci.c `pci_update_mappings`), so every open
+/// and close of a port by a test remapped its BARs. Under multi-threaded TCG such a memory map
+/// change while another vCPU does MMIO can abort QEMU: that vCPU's TLB entry holds a section
+/// index of the old map, which `iotlb_to_section` (system/physmem.c) looks up in the new one
+/// before the TLB flush queued for it has run ("Assertion `section_index < d->map.sections_nb'
+/// failed", seen in a vm_l2fwd run). Kept in D0, the ports' BARs stay mapped from boot on; resets
+/// still remap them, far more rarely.
 pub(super) const BOOT_MODULES: &[(&str, &str)] = &[
-    ("vfio_pci", "enable_sriov=1"),
+    ("vfio_pci", "enable_sriov=1 disable_idle_d3=1"),
     ("vfio_iommu_type1", ""),
     ("9pnet_virtio", ""),
     ("9p", ""),
