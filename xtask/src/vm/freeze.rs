@@ -27,6 +27,8 @@
 pub struct VcpuTimer {
     pub cpu: u32,
     pub halted: bool,
+    /// Running user code (`CPL=3`).
+    pub user_mode: bool,
     pub one_shot: bool,
     /// The timer's LVT masked (what Linux leaves on a CPU whose timer it stopped).
     pub masked: bool,
@@ -39,10 +41,12 @@ pub struct VcpuTimer {
 }
 
 impl VcpuTimer {
-    /// Halted with the timer vector in service: a healthy vCPU never halts inside its timer
-    /// handler, so this alone, seen twice, is a freeze.
+    /// Halted, or running user code, with the timer vector in service: a healthy vCPU never
+    /// halts inside its timer handler, and Linux returns to user mode only after the handler's
+    /// end of interrupt, so this alone, seen twice, is a freeze (a vCPU of a busy-polling worker
+    /// was seen in user mode so, its tick gone, in a vm_l2fwd run).
     fn stuck_in_service(&self) -> bool {
-        self.halted && self.vector.is_some_and(|v| self.isr.contains(&v))
+        (self.halted || self.user_mode) && self.vector.is_some_and(|v| self.isr.contains(&v))
     }
 
     /// Halted with a one-shot event that ran out and nothing pending: also what an idle vCPU
@@ -90,15 +94,29 @@ pub enum FreezeShape {
 pub struct FrozenVcpu {
     pub cpu: u32,
     pub shape: FreezeShape,
+    /// Seen running user code rather than halted.
+    pub user_mode: bool,
 }
 
 impl std::fmt::Display for FrozenVcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let how = match self.shape {
-            FreezeShape::StuckInService => "its timer vector in service",
-            FreezeShape::LostEvent => "its one-shot timer run out and no interrupt raised",
-        };
-        write!(f, "vCPU {} halted with {how}", self.cpu)
+        match self.shape {
+            FreezeShape::StuckInService if self.user_mode => {
+                write!(
+                    f,
+                    "vCPU {} running user code with its timer vector in service",
+                    self.cpu
+                )
+            }
+            FreezeShape::StuckInService => {
+                write!(f, "vCPU {} halted with its timer vector in service", self.cpu)
+            }
+            FreezeShape::LostEvent => write!(
+                f,
+                "vCPU {} halted with its one-shot timer run out and no interrupt raised",
+                self.cpu
+            ),
+        }
     }
 }
 
@@ -125,6 +143,7 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
                     out.push(VcpuTimer {
                         cpu,
                         halted: false,
+                        user_mode: false,
                         one_shot: false,
                         masked: false,
                         vector: None,
@@ -157,6 +176,7 @@ pub fn parse_snapshot(text: &str) -> Vec<VcpuTimer> {
             _ => {
                 if line.contains(" HLT=") {
                     v.halted = line.contains(" HLT=1");
+                    v.user_mode = line.split_whitespace().any(|w| w == "CPL=3");
                 }
             }
         }
@@ -190,7 +210,13 @@ fn dead_in_both(first: &[VcpuTimer], second: &[VcpuTimer], dead: fn(&VcpuTimer) 
                     && b.isr == a.isr
             })
         })
-        .filter_map(|b| b.shape().map(|shape| FrozenVcpu { cpu: b.cpu, shape }))
+        .filter_map(|b| {
+            b.shape().map(|shape| FrozenVcpu {
+                cpu: b.cpu,
+                shape,
+                user_mode: b.user_mode,
+            })
+        })
         .collect()
 }
 
@@ -244,6 +270,7 @@ mod tests {
             VcpuTimer {
                 cpu: 0,
                 halted: true,
+                user_mode: false,
                 one_shot: true,
                 masked: false,
                 vector: Some(236),
@@ -265,7 +292,8 @@ mod tests {
             frozen,
             vec![FrozenVcpu {
                 cpu: 0,
-                shape: FreezeShape::LostEvent
+                shape: FreezeShape::LostEvent,
+                user_mode: false
             }]
         );
         assert_eq!(
@@ -323,8 +351,46 @@ mod tests {
             stuck_vcpus(&a, &a),
             vec![FrozenVcpu {
                 cpu: 0,
-                shape: FreezeShape::StuckInService
+                shape: FreezeShape::StuckInService,
+                user_mode: false
             }]
+        );
+    }
+
+    #[test]
+    fn user_code_running_with_the_timer_vector_in_service_is_frozen() {
+        // vCPU 1 of a frozen vm_l2fwd guest (2026-12-04): l2fwd's worker polling in user mode,
+        // 236 in service and pending again, PPR 0xe0; a vCPU in the kernel so is its handler.
+        let text = |cpl: u8| {
+            format!(
+                "--- cpu 1: info lapic\n\
+                 LVTT\t 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)\n\
+                 Timer\t DCR=0x3 (divide by 16) initial_count = 206999 current_count = 0\n\
+                 ISR\t 236 \n\
+                 IRR\t 36 236 \n\
+                 --- cpu 1: info registers\n\
+                 RIP=0000562a652442b0 RFL=00000216 [----AP-] CPL={cpl} II=0 A20=1 SMM=0 HLT=0\n"
+            )
+        };
+        let user = parse_snapshot(&text(3));
+        assert!(user[0].user_mode && !user[0].halted);
+        let frozen = stuck_vcpus(&user, &user);
+        assert_eq!(
+            frozen,
+            vec![FrozenVcpu {
+                cpu: 1,
+                shape: FreezeShape::StuckInService,
+                user_mode: true
+            }]
+        );
+        assert_eq!(
+            describe(&frozen),
+            "vCPU 1 running user code with its timer vector in service"
+        );
+        let kernel = parse_snapshot(&text(0));
+        assert!(
+            stuck_vcpus(&kernel, &kernel).is_empty(),
+            "a handler running in the kernel is alive"
         );
     }
 
@@ -347,7 +413,8 @@ mod tests {
             frozen,
             vec![FrozenVcpu {
                 cpu: 0,
-                shape: FreezeShape::StuckInService
+                shape: FreezeShape::StuckInService,
+                user_mode: false
             }]
         );
         assert_eq!(
