@@ -61,6 +61,10 @@ pub struct TxResult {
     pub stalled: bool,
 }
 
+/// How long the TX thread keeps calling a buffering queue at stop ([`TxQueue::held`]): past the
+/// fault port's reorder hold, after which it lets a held packet go in order.
+const HELD_FLUSH_MAX: Duration = Duration::from_millis(300);
+
 #[allow(clippy::too_many_arguments)]
 pub fn tx_loop(
     q: &mut TxQueue,
@@ -211,10 +215,25 @@ pub fn tx_loop(
     if unsent > 0 {
         log::debug!("pktgen tx: {unsent} built frames not sent at stop");
     }
+    let end_ns = t0.elapsed().as_nanos() as u64;
+    // A queue that buffers (a fault port: a packet held to reorder, packets its inner queue had
+    // no room for) passes what it took on in later calls: make them, with nothing new, so that
+    // every frame counted as sent leaves while the receiver still waits for stragglers.
+    let flush_until = Instant::now() + HELD_FLUSH_MAX;
+    while q.held() > 0 && Instant::now() < flush_until {
+        q.tx_burst(&mut burst);
+        q.reclaim();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if q.held() > 0 {
+        log::warn!(
+            "pktgen tx: {} frames still held by the TX queue at stop",
+            q.held()
+        );
+    }
     live.sent.store(i, Ordering::Relaxed);
     live.sent_bytes.store(bytes, Ordering::Relaxed);
     live.tx_done.store(true, Ordering::Release);
-    let end_ns = t0.elapsed().as_nanos() as u64;
     drop(tap);
     oxpmd::dma::flush_thread_caches();
     TxResult {

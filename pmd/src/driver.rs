@@ -216,6 +216,14 @@ pub trait TxQueueOps: Send {
     fn reclaim(&mut self) -> usize {
         0
     }
+
+    /// Packets this queue took from the application but has not handed on yet: a queue that
+    /// buffers (the fault port's, holding a packet to reorder or packets its inner queue had no
+    /// room for) passes them on in later `tx_burst` or `reclaim` calls. 0 for a device queue,
+    /// whose descriptors are the device's as soon as `tx_burst` returns.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 /// A device driver (igb, igbvf, virtio-net, the virtual ports).

@@ -205,6 +205,45 @@ fn ring_port_full_ring_leaves_the_rest_in_the_burst() {
 }
 
 #[test]
+fn a_fault_port_passes_on_what_it_holds_when_called_with_nothing_new() {
+    // Over a full inner ring, the fault port takes a burst it cannot pass on at once and holds
+    // it (`held`); once the other end made room, a call with an empty burst sends it, so an
+    // application that stops sending loses nothing it was told was taken.
+    let p = pool("faultheld", 8192);
+    let mut a = Port::open("fault:seed=1:ring:held", 0).unwrap();
+    let mut b = Port::open("ring:held", 1).unwrap();
+    a.configure(&PortConfig::new(p.clone())).unwrap();
+    b.configure(&PortConfig::new(p.clone())).unwrap();
+    let (_arx, mut atx) = a.take_queues().unwrap();
+    let (mut brx, _btx) = b.take_queues().unwrap();
+    let mut taken = 0;
+    let mut burst = Burst::new();
+    while atx[0].held() == 0 {
+        while !burst.is_full() {
+            burst.push(p.alloc().unwrap()).unwrap();
+        }
+        taken += atx[0].tx_burst(&mut burst);
+        assert!(
+            taken <= 2 * oxpmd_pmd::vport::ring::RING_PORT_CAPACITY,
+            "never held anything"
+        );
+    }
+    burst.clear();
+    let mut received = 0;
+    let mut rx = Burst::new();
+    for _ in 0..1000 {
+        received += brx[0].rx_burst(&mut rx);
+        rx.clear();
+        atx[0].tx_burst(&mut burst);
+        if atx[0].held() == 0 && received == taken {
+            break;
+        }
+    }
+    assert_eq!(atx[0].held(), 0);
+    assert_eq!(received, taken, "every packet the fault port took arrived");
+}
+
+#[test]
 fn pci_devices_without_a_driver_fail_clearly() {
     // No such device in sysfs here: the error names the address and the operation.
     match Port::open("0000:7f:1f.7", 0) {

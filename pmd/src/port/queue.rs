@@ -148,7 +148,8 @@ impl TxQueue {
     /// Returns how many were taken.
     #[inline]
     pub fn tx_burst(&mut self, pkts: &mut Burst) -> usize {
-        if pkts.is_empty() {
+        // An empty burst still reaches a queue that holds packets, which it then passes on.
+        if pkts.is_empty() && self.ops.held() == 0 {
             return 0;
         }
         let n = self.ops.tx_burst(pkts, &mut self.counters);
@@ -159,6 +160,14 @@ impl TxQueue {
     /// Frees buffers of packets the device has finished sending.
     pub fn reclaim(&mut self) -> usize {
         self.ops.reclaim()
+    }
+
+    /// Packets this queue took but has not handed to its device yet (a buffering queue, such as
+    /// a fault port's); they go out on later [`tx_burst`](Self::tx_burst) or
+    /// [`reclaim`](Self::reclaim) calls. An application that stops sending and wants every frame
+    /// it counted as sent to leave calls those while this is above 0.
+    pub fn held(&self) -> usize {
+        self.ops.held()
     }
 
     /// Port id.

@@ -183,6 +183,7 @@ impl Driver for FaultDriver {
             injector: Injector::new(&self.spec, 1, setup.queue, self.shared.tx.clone()),
             pool: setup.pool.clone(),
             out: Burst::with_capacity(MAX_BURST).unwrap_or_default(),
+            uncounted: QueueCounters::default(),
         }))
     }
 
@@ -307,10 +308,17 @@ struct FaultTxQueue {
     pool: Mempool,
     /// Delivered by the injector, not yet taken by the inner queue (sent first next time).
     out: Burst,
+    /// What the inner queue took during `reclaim`, which has no counters to add it to: added to
+    /// the next `tx_burst`'s.
+    uncounted: QueueCounters,
 }
 
 impl TxQueueOps for FaultTxQueue {
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
+        let late = core::mem::take(&mut self.uncounted);
+        c.packets += late.packets;
+        c.bytes += late.bytes;
+        c.ierrors += late.ierrors;
         if !self.out.is_empty() {
             self.inner.tx_burst(&mut self.out, c);
             if !self.out.is_empty() {
@@ -337,20 +345,18 @@ impl TxQueueOps for FaultTxQueue {
     }
 
     fn reclaim(&mut self) -> usize {
-        // An application that stopped sending gets a stale held packet out here (the inner
-        // queue's packet counters do not see it: reclaim carries none).
-        if self
-            .injector
-            .held_for(Instant::now())
-            .is_some_and(|d| d >= REORDER_HOLD_MAX)
-        {
-            self.release_stale(Instant::now());
-            if !self.out.is_empty() {
-                let mut c = QueueCounters::default();
-                self.inner.tx_burst(&mut self.out, &mut c);
-            }
+        // An application that stopped sending gets a stale held packet out here, and what the
+        // inner queue had no room for (the inner queue's packet counters do not see these:
+        // reclaim carries none).
+        self.release_stale(Instant::now());
+        if !self.out.is_empty() {
+            self.inner.tx_burst(&mut self.out, &mut self.uncounted);
         }
         self.inner.reclaim()
+    }
+
+    fn held(&self) -> usize {
+        self.out.len() + usize::from(self.injector.held_for(Instant::now()).is_some()) + self.inner.held()
     }
 }
 
