@@ -346,8 +346,8 @@ impl TxQueueOps for FaultTxQueue {
 
     fn reclaim(&mut self) -> usize {
         // An application that stopped sending gets a stale held packet out here, and what the
-        // inner queue had no room for (the inner queue's packet counters do not see these:
-        // reclaim carries none).
+        // inner queue had no room for; reclaim carries no counters, so what the inner queue
+        // takes here is counted with the next tx_burst (`uncounted`).
         self.release_stale(Instant::now());
         if !self.out.is_empty() {
             self.inner.tx_burst(&mut self.out, &mut self.uncounted);
