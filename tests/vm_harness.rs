@@ -13,6 +13,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "../pmd/tests/child_guard/mod.rs"]
+mod child_guard;
+
 const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// One port as the harness describes it in the environment.
@@ -259,4 +262,20 @@ fn ports_start_unbound_and_igb_loads_on_demand() {
         write(dev(&p.addr).join("driver/unbind"), &p.addr);
         assert_eq!(driver_of(&p.addr), None, "port {} unbound again", p.index);
     }
+}
+
+#[test]
+#[ignore = "needs the test VM: cargo xtask vm test"]
+fn a_hung_child_leaves_its_stacks_and_is_killed() {
+    // The tests' hang guard: what a hung pktgen waited for is read from these stacks.
+    let mut sleep = Command::new("sleep");
+    sleep.arg("600");
+    let g = child_guard::ChildGuard::spawn("sleep", &mut sleep, Duration::from_secs(600));
+    let stacks = child_guard::thread_stacks(g.pid());
+    assert!(
+        stacks.lines().any(|l| l.starts_with("#0")),
+        "gdb gave no stack of a sleeping child: {stacks}"
+    );
+    let status = g.wait_or_kill(Duration::from_secs(1));
+    assert!(!status.success() && g.timed_out(), "{status}");
 }

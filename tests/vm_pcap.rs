@@ -11,20 +11,22 @@ mod common;
 
 use std::process::Command;
 
-use common::{example, port, result};
+use common::child_guard::run_bounded;
+use common::{PKTGEN_LIMIT, port, result, run_pktgen};
 use oxpmd::pmd::capture::{LINKTYPE_ETHERNET, read_pcap};
 
 const N: u64 = 2000;
 
 /// `tshark -r FILE -T fields -e frame.number | wc -l`.
 fn tshark_frames(path: &str) -> u64 {
-    let out = Command::new("sh")
-        .args([
+    let out = run_bounded(
+        "tshark",
+        Command::new("sh").args([
             "-c",
             &format!("tshark -r '{path}' -T fields -e frame.number | wc -l"),
-        ])
-        .output()
-        .expect("run sh");
+        ]),
+        PKTGEN_LIMIT,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && Command::new("tshark").arg("-v").output().is_ok(),
@@ -40,21 +42,20 @@ fn pktgen_capture(pcap: &str, extra: &[&str]) -> std::collections::HashMap<Strin
     let (p0, _, peer) = port(0);
     assert_eq!(peer, 1, "pair topology: port 0 is linked to port 1");
     let (p1, _, _) = port(1);
-    let out = Command::new(example("pktgen"))
-        .args(["--tx-port", &p0, "--rx-port", &p1, "--count", &N.to_string()])
-        .args([
-            "--size",
-            "64-1518",
-            "--rate",
-            "20000",
-            "--drain",
-            "2",
-            "--expect-all",
-        ])
-        .args(["--cores", "0,1", "--pcap", pcap])
-        .args(extra)
-        .output()
-        .expect("run pktgen");
+    let count = N.to_string();
+    let mut args = vec!["--tx-port", &p0, "--rx-port", &p1, "--count", &count];
+    args.extend([
+        "--size",
+        "64-1518",
+        "--rate",
+        "20000",
+        "--drain",
+        "2",
+        "--expect-all",
+    ]);
+    args.extend(["--cores", "0,1", "--pcap", pcap]);
+    args.extend(extra);
+    let out = run_pktgen(&args);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -2,17 +2,13 @@
 //! the fault ports injected.
 
 use std::collections::HashMap;
-use std::process::Command;
 
-use super::{example, result};
+use super::{result, run_pktgen};
 
 /// Runs pktgen with `args`, prints its output, fails the test on a failed exit; returns its
 /// `pktgen-result` pairs and its whole output (stdout, then stderr).
 pub fn pktgen(args: &[&str]) -> (HashMap<String, String>, String) {
-    let out = Command::new(example("pktgen"))
-        .args(args)
-        .output()
-        .expect("run pktgen");
+    let out = run_pktgen(args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

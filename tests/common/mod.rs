@@ -5,6 +5,8 @@
 // Each test binary that includes this module uses a subset of it.
 #![allow(dead_code)]
 
+#[path = "../../pmd/tests/child_guard/mod.rs"]
+pub mod child_guard;
 pub mod injected;
 
 use std::collections::HashMap;
@@ -13,6 +15,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use child_guard::run_bounded;
+
+/// How long one pktgen (or tshark) run of a test may take: far longer than any does (seconds),
+/// far shorter than the VM harness's limit for a whole test binary, so a hung one fails its own
+/// test with its threads' stacks (a hang guard, never a timing assertion).
+pub const PKTGEN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs pktgen with `args` (stdin closed, output captured), killed after [`PKTGEN_LIMIT`].
+pub fn run_pktgen(args: &[&str]) -> std::process::Output {
+    run_bounded("pktgen", Command::new(example("pktgen")).args(args), PKTGEN_LIMIT)
+}
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run in the test VM"))
@@ -326,12 +340,11 @@ pub fn pktgen_exact(way: &Through, n: u64, extra: &[&str]) -> Vec<String> {
 pub fn pktgen_exact_result(way: &Through, n: u64, extra: &[&str]) -> (Vec<String>, HashMap<String, String>) {
     let (tx, rx) = (way.tx, way.rx);
     let mut failures = Vec::new();
-    let out = way
-        .pktgen(n)
-        .args(["--drain", "3", "--expect-all"])
-        .args(extra)
-        .output()
-        .expect("run pktgen");
+    let out = run_bounded(
+        "pktgen",
+        way.pktgen(n).args(["--drain", "3", "--expect-all"]).args(extra),
+        PKTGEN_LIMIT,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {

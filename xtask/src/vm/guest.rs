@@ -697,8 +697,10 @@ pub fn run_once(
             }
         }
     }
-    if (frozen && frozen_vcpus.is_empty()) || boot_stalled {
-        // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study.
+    if (frozen && frozen_vcpus.is_empty()) || boot_stalled || timed_out {
+        // Before QEMU goes: the vCPUs' and local APICs' state, for the stall study (and, for a
+        // command that ran out of time, to tell a guest that froze in a shape not yet known
+        // from one whose command hung).
         let state = super::qmp::frozen_state(&super::qmp::socket_path(&run_dir, &nonce), opts.machine.cpus)
             .unwrap_or_else(|e| format!("QMP: {e}\n"));
         let _ = write_run_file(&run_dir.join(FROZEN_STATE_FILE), &state);
@@ -772,9 +774,10 @@ pub fn run_once(
             "the guest did not reach the command"
         };
         return Err(format!(
-            "guest timed out after {} s ({phase}); QEMU killed. Console log: {}{}",
+            "guest timed out after {} s ({phase}); QEMU killed. Console log: {}; vCPU state: {}{}",
             opts.timeout.as_secs(),
             run_dir.join("console.log").display(),
+            run_dir.join(FROZEN_STATE_FILE).display(),
             if started.is_none() || !opts.echo {
                 format!("\nlast console lines:\n{}", tail.join("\n"))
             } else {
