@@ -13,6 +13,7 @@ mod dpdk;
 mod freeze;
 mod guest;
 mod host_link;
+mod launch;
 mod qmp;
 pub(crate) mod setup;
 mod stall;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-pub(crate) use guest::shell_quote;
+pub(crate) use launch::shell_quote;
 pub use qmp::{MMIO_TRACE_CUT, MMIO_TRACE_MAX_BYTES, mmio_trace_path};
 pub use topology::Topology;
 

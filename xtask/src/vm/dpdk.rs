@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::topology::Topology;
-use super::{Args, GuestOptions, Paths, exit_code, guest, parse_secs, setup, split_eq};
+use super::{Args, GuestOptions, Paths, exit_code, guest, launch, parse_secs, setup, split_eq};
 
 /// testpmd arguments used when none are given.
 pub const DEFAULT_TESTPMD_ARGS: &[&str] = &[
@@ -208,7 +208,7 @@ pub fn rate_report(stats: &BTreeMap<u32, PortStats>, topology: Option<&Topology>
 /// The guest script: bind the ports, run testpmd under `timeout -s INT`.
 pub fn testpmd_script(ports: &[String], duration: Duration, app_args: &[String]) -> String {
     let allow: Vec<String> = ports.iter().map(|p| format!("-a {p}")).collect();
-    let app: Vec<String> = app_args.iter().map(|a| guest::shell_quote(a)).collect();
+    let app: Vec<String> = app_args.iter().map(|a| launch::shell_quote(a)).collect();
     let lcores = "0,1";
     format!(
         "set -e\n{BIND_VFIO_SH}bind_vfio {ports}\n\

@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use super::topology::Topology;
-use super::{Args, GuestOptions, Paths, guest, parse_secs, setup, split_eq};
+use super::{Args, GuestOptions, Paths, guest, launch, parse_secs, setup, split_eq};
 use crate::skips::{PassedTests, Skips};
 
 /// The default topology of a VM test file.
@@ -198,7 +198,7 @@ fn run_binary(
             // Tests that passed but reported themselves skipped count as skipped.
             let mut passed_tests = PassedTests::default();
             passed_tests.add_text(&out.output);
-            let skips = Skips::settle_file(&out.run_dir.join(guest::SKIPS_FILE), &mut passed_tests)?;
+            let skips = Skips::settle_file(&out.run_dir.join(launch::SKIPS_FILE), &mut passed_tests)?;
             skips.print("vm test: ");
             let k = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
             let p = p - k;

@@ -303,10 +303,10 @@ mod tests {
             let mut fixed: Vec<(u8, String)> = vec![
                 (0x00, "host bridge".into()),
                 (0x1f, "ICH9 functions".into()),
-                (super::super::guest::WORKSPACE_SHARE_SLOT, "9p workspace".into()),
-                (super::super::guest::ROOT_SHARE_SLOT, "9p root".into()),
-                (super::super::guest::RUN_SHARE_SLOT, "9p run".into()),
-                (super::super::guest::RESULTS_SHARE_SLOT, "9p results".into()),
+                (super::super::launch::WORKSPACE_SHARE_SLOT, "9p workspace".into()),
+                (super::super::launch::ROOT_SHARE_SLOT, "9p root".into()),
+                (super::super::launch::RUN_SHARE_SLOT, "9p run".into()),
+                (super::super::launch::RESULTS_SHARE_SLOT, "9p results".into()),
             ];
             let mut all = slots(&t);
             if let Some(slot) = t.virtio_no_iommu {
