@@ -213,7 +213,9 @@ pub trait TxQueueOps: Send {
 
     /// Frees the buffers of packets the device has finished sending; returns how many
     /// descriptors were reclaimed. Optional: `tx_burst` reclaims by itself when it needs room.
-    fn reclaim(&mut self) -> usize {
+    /// A queue that buffers ([`held`](Self::held)) may pass packets on here too, and counts
+    /// them into `c` as `tx_burst` does.
+    fn reclaim(&mut self, _c: &mut QueueCounters) -> usize {
         0
     }
 

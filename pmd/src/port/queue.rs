@@ -159,7 +159,13 @@ impl TxQueue {
 
     /// Frees buffers of packets the device has finished sending.
     pub fn reclaim(&mut self) -> usize {
-        self.ops.reclaim()
+        let sent = self.counters.packets;
+        let n = self.ops.reclaim(&mut self.counters);
+        // Only a buffering queue sends here; a device queue's reclaim publishes nothing.
+        if self.counters.packets != sent {
+            self.shared.publish(&self.counters);
+        }
+        n
     }
 
     /// Packets this queue took but has not handed to its device yet (a buffering queue, such as

@@ -183,7 +183,6 @@ impl Driver for FaultDriver {
             injector: Injector::new(&self.spec, 1, setup.queue, self.shared.tx.clone()),
             pool: setup.pool.clone(),
             out: Burst::with_capacity(MAX_BURST).unwrap_or_default(),
-            uncounted: QueueCounters::default(),
         }))
     }
 
@@ -308,17 +307,10 @@ struct FaultTxQueue {
     pool: Mempool,
     /// Delivered by the injector, not yet taken by the inner queue (sent first next time).
     out: Burst,
-    /// What the inner queue took during `reclaim`, which has no counters to add it to: added to
-    /// the next `tx_burst`'s.
-    uncounted: QueueCounters,
 }
 
 impl TxQueueOps for FaultTxQueue {
     fn tx_burst(&mut self, pkts: &mut Burst, c: &mut QueueCounters) -> usize {
-        let late = core::mem::take(&mut self.uncounted);
-        c.packets += late.packets;
-        c.bytes += late.bytes;
-        c.ierrors += late.ierrors;
         if !self.out.is_empty() {
             self.inner.tx_burst(&mut self.out, c);
             if !self.out.is_empty() {
@@ -344,19 +336,19 @@ impl TxQueueOps for FaultTxQueue {
         n
     }
 
-    fn reclaim(&mut self) -> usize {
+    fn reclaim(&mut self, c: &mut QueueCounters) -> usize {
         // An application that stopped sending gets a stale held packet out here, and what the
-        // inner queue had no room for; reclaim carries no counters, so what the inner queue
-        // takes here is counted with the next tx_burst (`uncounted`).
+        // inner queue had no room for, counted as tx_burst counts them.
         self.release_stale(Instant::now());
+        let n = self.inner.reclaim(c);
         if !self.out.is_empty() {
-            self.inner.tx_burst(&mut self.out, &mut self.uncounted);
+            self.inner.tx_burst(&mut self.out, c);
         }
-        self.inner.reclaim()
+        n
     }
 
     fn held(&self) -> usize {
-        self.out.len() + usize::from(self.injector.held_for(Instant::now()).is_some()) + self.inner.held()
+        self.out.len() + usize::from(self.injector.is_holding()) + self.inner.held()
     }
 }
 
@@ -381,7 +373,7 @@ impl Drop for FaultTxQueue {
                 return;
             }
             self.inner.tx_burst(&mut self.out, &mut c);
-            self.inner.reclaim();
+            self.inner.reclaim(&mut c);
             if !self.out.is_empty() {
                 std::thread::sleep(Duration::from_micros(100));
             }

@@ -27,7 +27,7 @@ impl<R: QueueRegs> TxQueueOps for AdvTxQueue<R> {
         refused + self.ring.tx_burst(pkts, c)
     }
 
-    fn reclaim(&mut self) -> usize {
+    fn reclaim(&mut self, _c: &mut QueueCounters) -> usize {
         self.ring.cleanup()
     }
 }

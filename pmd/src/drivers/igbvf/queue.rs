@@ -247,11 +247,11 @@ impl TxQueueOps for VfTxQueue {
         self.inner.tx_burst(pkts, c)
     }
 
-    fn reclaim(&mut self) -> usize {
+    fn reclaim(&mut self, c: &mut QueueCounters) -> usize {
         let epoch = self.shared.recovery.epoch();
         if (epoch != self.epoch || self.state != Rebuild::Current) && !self.rebuild(epoch) {
             return 0;
         }
-        self.inner.reclaim()
+        self.inner.reclaim(c)
     }
 }

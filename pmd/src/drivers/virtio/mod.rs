@@ -154,7 +154,7 @@ impl<Q: Virtqueue> TxQueueOps for TxQueueBox<Q> {
         self.0.tx_burst(pkts, c)
     }
 
-    fn reclaim(&mut self) -> usize {
+    fn reclaim(&mut self, _c: &mut QueueCounters) -> usize {
         self.0.cleanup()
     }
 }

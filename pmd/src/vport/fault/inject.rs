@@ -271,6 +271,11 @@ impl Injector {
         }
     }
 
+    /// Whether a packet is held for reordering.
+    pub(super) fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// How long the held packet has waited, if there is one.
     pub(super) fn held_for(&self, now: Instant) -> Option<Duration> {
         self.held

@@ -141,7 +141,7 @@ impl TxQueueOps for XdpTxQueue {
         k
     }
 
-    fn reclaim(&mut self) -> usize {
+    fn reclaim(&mut self, _c: &mut QueueCounters) -> usize {
         if self.tx.needs_wakeup() && self.frames.out() > 0 {
             self.sock.wake(true);
         }
