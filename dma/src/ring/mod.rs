@@ -295,16 +295,13 @@ impl<T> Ring<T> {
     #[inline(always)]
     fn move_prod_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
         let cap = self.capacity();
+        let room = |old: usize, cons_tail: usize| cap.wrapping_add(cons_tail).wrapping_sub(old);
         if let Side::Single(cons_tail) = side {
             // Only this thread writes prod.head. `cons_tail` is a value of cons.tail loaded
             // (Acquire) earlier: a lower bound of the current one, so `free` is never
             // overestimated, and slots below it were released by the consumer before that load.
             let old = self.prod.head.load(Ordering::Relaxed);
-            let mut free = cap.wrapping_add(*cons_tail).wrapping_sub(old);
-            if free < n {
-                *cons_tail = self.cons.tail.load(Ordering::Acquire);
-                free = cap.wrapping_add(*cons_tail).wrapping_sub(old);
-            }
+            let free = counted_with(cons_tail, &self.cons.tail, n, cap, |t| room(old, t));
             debug_assert!(free <= cap, "single-producer cached consumer tail is ahead");
             let n = Self::amount(behavior, n, free);
             if n != 0 {
@@ -323,17 +320,10 @@ impl<T> Ring<T> {
             // without this handle, so the cached value may be more than a lap behind `old`:
             // the room then wraps past `cap` and the tail is loaded afresh, as when it shows
             // too little room. A stale `old` (fresh tail beyond it) fails the CAS below.
-            let cons_tail = match cached.as_deref_mut() {
-                Some(c) => {
-                    let free = cap.wrapping_add(*c).wrapping_sub(old);
-                    if free < n || free > cap {
-                        *c = self.cons.tail.load(Ordering::Acquire);
-                    }
-                    *c
-                }
-                None => self.cons.tail.load(Ordering::Acquire),
+            let free = match cached.as_deref_mut() {
+                Some(c) => counted_with(c, &self.cons.tail, n, cap, |t| room(old, t)),
+                None => room(old, self.cons.tail.load(Ordering::Acquire)),
             };
-            let free = cap.wrapping_add(cons_tail).wrapping_sub(old);
             let n = Self::amount(behavior, n, free);
             if n == 0 {
                 return (old, 0);
@@ -353,25 +343,19 @@ impl<T> Ring<T> {
     /// Reserves up to `n` elements for dequeue; returns (old head, count).
     #[inline(always)]
     fn move_cons_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
+        let cap = self.capacity();
+        let entries = |old: usize, prod_tail: usize| prod_tail.wrapping_sub(old);
         if let Side::Single(prod_tail) = side {
             // As in move_prod_head: a cached producer tail (Acquire-loaded) is a lower bound.
             let old = self.cons.head.load(Ordering::Relaxed);
-            let mut entries = prod_tail.wrapping_sub(old);
-            if entries < n {
-                *prod_tail = self.prod.tail.load(Ordering::Acquire);
-                entries = prod_tail.wrapping_sub(old);
-            }
-            debug_assert!(
-                entries <= self.capacity(),
-                "single-consumer cached producer tail is behind"
-            );
-            let n = Self::amount(behavior, n, entries);
+            let have = counted_with(prod_tail, &self.prod.tail, n, cap, |t| entries(old, t));
+            debug_assert!(have <= cap, "single-consumer cached producer tail is behind");
+            let n = Self::amount(behavior, n, have);
             if n != 0 {
                 self.cons.head.store(old.wrapping_add(n), Ordering::Relaxed);
             }
             return (old, n);
         }
-        let cap = self.capacity();
         let mut cached = match side {
             Side::MultiCached(c) => Some(c),
             _ => None,
@@ -380,18 +364,11 @@ impl<T> Ring<T> {
         loop {
             // As in move_prod_head: a cached producer tail more than a lap behind (other
             // consumers moved the head past it) shows a count past `cap` and is reloaded.
-            let prod_tail = match cached.as_deref_mut() {
-                Some(c) => {
-                    let entries = c.wrapping_sub(old);
-                    if entries < n || entries > cap {
-                        *c = self.prod.tail.load(Ordering::Acquire);
-                    }
-                    *c
-                }
-                None => self.prod.tail.load(Ordering::Acquire),
+            let have = match cached.as_deref_mut() {
+                Some(c) => counted_with(c, &self.prod.tail, n, cap, |t| entries(old, t)),
+                None => entries(old, self.prod.tail.load(Ordering::Acquire)),
             };
-            let entries = prod_tail.wrapping_sub(old);
-            let n = Self::amount(behavior, n, entries);
+            let n = Self::amount(behavior, n, have);
             if n == 0 {
                 return (old, 0);
             }
@@ -608,6 +585,26 @@ impl<T: Copy> Ring<T> {
         // SAFETY: as in dequeue_bulk.
         unsafe { self.dequeue_impl(out.as_mut_ptr(), out.len(), QueueBehavior::Variable, Side::Multi) }
     }
+}
+
+/// The count (free slots or elements) a handle's cached opposite tail gives, `count(tail)`: when
+/// it shows fewer than `n`, or more than `cap` (other handles of the same side moved the head a
+/// lap past a stale value), the tail is loaded afresh (Acquire) into the cache first. The one
+/// rule of every cached handle, single or multi.
+#[inline(always)]
+fn counted_with(
+    cached: &mut usize,
+    tail: &AtomicUsize,
+    n: usize,
+    cap: usize,
+    count: impl Fn(usize) -> usize,
+) -> usize {
+    let k = count(*cached);
+    if k >= n && k <= cap {
+        return k;
+    }
+    *cached = tail.load(Ordering::Acquire);
+    count(*cached)
 }
 
 /// Enqueues from the front of a Vec, then shifts the remainder down.
