@@ -295,64 +295,50 @@ impl<T> Ring<T> {
     #[inline(always)]
     fn move_prod_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
         let cap = self.capacity();
-        let room = |old: usize, cons_tail: usize| cap.wrapping_add(cons_tail).wrapping_sub(old);
-        if let Side::Single(cons_tail) = side {
-            // Only this thread writes prod.head. `cons_tail` is a value of cons.tail loaded
-            // (Acquire) earlier: a lower bound of the current one, so `free` is never
-            // overestimated, and slots below it were released by the consumer before that load.
-            let old = self.prod.head.load(Ordering::Relaxed);
-            let free = counted_with(cons_tail, &self.cons.tail, n, cap, |t| room(old, t));
-            debug_assert!(free <= cap, "single-producer cached consumer tail is ahead");
-            let n = Self::amount(behavior, n, free);
-            if n != 0 {
-                self.prod.head.store(old.wrapping_add(n), Ordering::Relaxed);
-            }
-            return (old, n);
-        }
-        let mut cached = match side {
-            Side::MultiCached(c) => Some(c),
-            _ => None,
-        };
-        let mut old = self.prod.head.load(Ordering::Acquire);
-        loop {
-            // A cached consumer tail is a value this handle loaded with Acquire: a lower bound
-            // whose released slots this thread has seen. Other producers move the head on
-            // without this handle, so the cached value may be more than a lap behind `old`:
-            // the room then wraps past `cap` and the tail is loaded afresh, as when it shows
-            // too little room. A stale `old` (fresh tail beyond it) fails the CAS below.
-            let free = match cached.as_deref_mut() {
-                Some(c) => counted_with(c, &self.cons.tail, n, cap, |t| room(old, t)),
-                None => room(old, self.cons.tail.load(Ordering::Acquire)),
-            };
-            let n = Self::amount(behavior, n, free);
-            if n == 0 {
-                return (old, 0);
-            }
-            match self.prod.head.compare_exchange_weak(
-                old,
-                old.wrapping_add(n),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return (old, n),
-                Err(cur) => old = cur,
-            }
-        }
+        // Free slots: the consumer tail is at most `cap` behind the producer head.
+        let free = move |old: usize, cons_tail: usize| cap.wrapping_add(cons_tail).wrapping_sub(old);
+        Self::move_head(&self.prod, &self.cons, cap, n, behavior, side, free)
     }
 
     /// Reserves up to `n` elements for dequeue; returns (old head, count).
     #[inline(always)]
     fn move_cons_head(&self, n: usize, behavior: QueueBehavior, side: Side<'_>) -> (usize, usize) {
-        let cap = self.capacity();
+        // Published elements: the producer tail is ahead of the consumer head.
         let entries = |old: usize, prod_tail: usize| prod_tail.wrapping_sub(old);
-        if let Side::Single(prod_tail) = side {
-            // As in move_prod_head: a cached producer tail (Acquire-loaded) is a lower bound.
-            let old = self.cons.head.load(Ordering::Relaxed);
-            let have = counted_with(prod_tail, &self.prod.tail, n, cap, |t| entries(old, t));
-            debug_assert!(have <= cap, "single-consumer cached producer tail is behind");
+        Self::move_head(
+            &self.cons,
+            &self.prod,
+            self.capacity(),
+            n,
+            behavior,
+            side,
+            entries,
+        )
+    }
+
+    /// Moves `own`'s head on by up to `n` (of what `count(head, other tail)` says is there);
+    /// returns (old head, count). The producer's and the consumer's reservation are this one
+    /// protocol, with the other side's tail as the bound.
+    #[inline(always)]
+    fn move_head(
+        own: &HeadTail,
+        other: &HeadTail,
+        cap: usize,
+        n: usize,
+        behavior: QueueBehavior,
+        side: Side<'_>,
+        count: impl Fn(usize, usize) -> usize,
+    ) -> (usize, usize) {
+        if let Side::Single(other_tail) = side {
+            // Only this thread writes own.head. `other_tail` is a value of the other side's
+            // tail loaded (Acquire) earlier: a lower bound of the current one, so the count is
+            // never overestimated, and what it covers was released before that load.
+            let old = own.head.load(Ordering::Relaxed);
+            let have = counted_with(other_tail, &other.tail, n, cap, |t| count(old, t));
+            debug_assert!(have <= cap, "a single handle's cached tail is out of range");
             let n = Self::amount(behavior, n, have);
             if n != 0 {
-                self.cons.head.store(old.wrapping_add(n), Ordering::Relaxed);
+                own.head.store(old.wrapping_add(n), Ordering::Relaxed);
             }
             return (old, n);
         }
@@ -360,19 +346,22 @@ impl<T> Ring<T> {
             Side::MultiCached(c) => Some(c),
             _ => None,
         };
-        let mut old = self.cons.head.load(Ordering::Acquire);
+        let mut old = own.head.load(Ordering::Acquire);
         loop {
-            // As in move_prod_head: a cached producer tail more than a lap behind (other
-            // consumers moved the head past it) shows a count past `cap` and is reloaded.
+            // A cached tail is a value this handle loaded with Acquire: a lower bound whose
+            // released slots this thread has seen. Other handles of this side move the head on
+            // without this one, so the cached value may be more than a lap behind `old`: the
+            // count then wraps past `cap` and the tail is loaded afresh, as when it shows too
+            // little. A stale `old` (fresh tail beyond it) fails the CAS below.
             let have = match cached.as_deref_mut() {
-                Some(c) => counted_with(c, &self.prod.tail, n, cap, |t| entries(old, t)),
-                None => entries(old, self.prod.tail.load(Ordering::Acquire)),
+                Some(c) => counted_with(c, &other.tail, n, cap, |t| count(old, t)),
+                None => count(old, other.tail.load(Ordering::Acquire)),
             };
             let n = Self::amount(behavior, n, have);
             if n == 0 {
                 return (old, 0);
             }
-            match self.cons.head.compare_exchange_weak(
+            match own.head.compare_exchange_weak(
                 old,
                 old.wrapping_add(n),
                 Ordering::AcqRel,
