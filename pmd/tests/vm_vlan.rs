@@ -134,6 +134,10 @@ fn kernel_peer(peer_addr: &str, our_mac: MacAddr) -> Peer {
         );
     }
     wait_carrier(&peer.iface);
+    // A VLAN interface's carrier follows its link's, through the same deferred link-watch work.
+    for vid in [100u16, 200] {
+        wait_carrier(&peer.vlan_iface(vid));
+    }
     peer
 }
 

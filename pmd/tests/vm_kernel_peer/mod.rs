@@ -90,11 +90,32 @@ pub fn kernel_igb(peer: &str, modules: &[&str]) -> String {
     iface
 }
 
-/// Waits for `iface`'s carrier (the link to our port is up on the kernel's side).
+/// Waits until the kernel can send on `iface`: its carrier is up (the link to our port) and the
+/// kernel has acted on it. The carrier bit is set at once, but the transmit queues are activated
+/// later by the kernel's link-watch work, which sets the operstate and then replaces the `noop`
+/// qdisc that drops every frame (net/core/link_watch.c); frames sent in between are lost without
+/// an error (a UDP send still succeeds), so the qdisc is what is waited for.
 pub fn wait_carrier(iface: &str) {
-    wait_for("the kernel sees its carrier", || {
-        std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
+    wait_for("the kernel sees its carrier and can send", || {
+        let carrier =
+            std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1");
+        let up = std::fs::read_to_string(format!("/sys/class/net/{iface}/operstate"))
+            .is_ok_and(|s| s.trim() == "up");
+        carrier && up && root_qdisc(iface).is_none_or(|q| q != "noop")
     });
+}
+
+/// The kind of `iface`'s root qdisc (`tc qdisc show dev IFACE`: `qdisc KIND HANDLE root ...`).
+fn root_qdisc(iface: &str) -> Option<String> {
+    let out = std::process::Command::new("tc")
+        .args(["qdisc", "show", "dev", iface])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(" root "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
 }
 
 /// Gives the peer's device back (unbound), as later tests of the binary expect.
