@@ -30,6 +30,16 @@ impl PassedTests {
         text.lines().for_each(|l| self.add_line(l));
     }
 
+    /// The names of the tests seen passing.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// How many passes were seen (a name seen twice counts twice).
+    pub fn total(&self) -> u32 {
+        self.0.values().sum()
+    }
+
     /// Takes one passed test of this name, if there is one left.
     fn take(&mut self, name: &str) -> bool {
         match self.0.get_mut(name) {

@@ -10,7 +10,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -85,18 +85,59 @@ pub fn run(
     cmd: &[String],
     opts: &GuestOptions,
 ) -> Result<GuestOutput, String> {
+    run_resuming(paths, topology, cmd, opts, &|_, _| None).map(|(out, _)| out)
+}
+
+/// What an attempt the harness gave up on (a frozen guest, a QEMU that died) had done: the
+/// command's output until then and its run directory.
+#[derive(Debug)]
+pub struct Attempt {
+    pub output: String,
+    pub run_dir: PathBuf,
+}
+
+/// How a rerun takes up after a frozen attempt: given the command and its output so far, the
+/// command to run instead and a phrase saying what it leaves out.
+pub type Resume<'a> = dyn Fn(&[String], &str) -> Option<(Vec<String>, String)> + 'a;
+
+/// [`run`], where the command of a rerun may take up after what the frozen attempt finished:
+/// `resume(command, output so far)` gives the command to run instead (a test binary skipping the
+/// tests that passed) and what it leaves out, or `None` to run the same one again. Returns the last attempt's output
+/// with the attempts whose work a resumed command skipped, oldest first.
+pub fn run_resuming(
+    paths: &Paths,
+    topology: &Topology,
+    cmd: &[String],
+    opts: &GuestOptions,
+    resume: &Resume<'_>,
+) -> Result<(GuestOutput, Vec<Attempt>), String> {
+    let mut cmd = cmd.to_vec();
+    let mut taken_up = Vec::new();
     let mut attempt = 1;
     loop {
-        match run_once(paths, topology, cmd, opts) {
+        let mut partial = Attempt {
+            output: String::new(),
+            run_dir: PathBuf::new(),
+        };
+        match run_attempt(paths, topology, &cmd, opts, &mut partial) {
             Err(e) if e.starts_with(BOOT_STALL) && attempt <= MAX_RERUNS => {
                 eprintln!("vm: {e}\nvm: booting a fresh VM once more ({attempt} of {MAX_RERUNS})");
             }
             Err(e) if (e.starts_with(FROZEN) || e.starts_with(QEMU_CRASHED)) && attempt <= MAX_RERUNS => {
+                let how = match resume(&cmd, &partial.output) {
+                    Some((next, left_out)) => {
+                        cmd = next;
+                        taken_up.push(partial);
+                        format!(", {left_out}")
+                    }
+                    None => String::new(),
+                };
                 eprintln!(
-                    "vm: {e}\nvm: RERUN: running the command once more in a fresh VM ({attempt} of {MAX_RERUNS})"
+                    "vm: {e}\nvm: RERUN: running the command once more in a fresh VM ({attempt} of {MAX_RERUNS}){how}"
                 );
             }
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(out) => return Ok((out, taken_up)),
         }
         attempt += 1;
     }
@@ -119,6 +160,22 @@ pub fn run_once(
     cmd: &[String],
     opts: &GuestOptions,
 ) -> Result<GuestOutput, String> {
+    let mut partial = Attempt {
+        output: String::new(),
+        run_dir: PathBuf::new(),
+    };
+    run_attempt(paths, topology, cmd, opts, &mut partial)
+}
+
+/// [`run_once`], leaving in `partial` the command's output and the run directory whatever the
+/// outcome (what a rerun of a frozen attempt may take up after).
+fn run_attempt(
+    paths: &Paths,
+    topology: &Topology,
+    cmd: &[String],
+    opts: &GuestOptions,
+    partial: &mut Attempt,
+) -> Result<GuestOutput, String> {
     if cmd.is_empty() {
         return Err("no command to run in the guest".into());
     }
@@ -135,6 +192,7 @@ pub fn run_once(
     };
     let (run_dir, nonce) = unique_run_dir(paths, &opts.label)?;
     let run_dir = fs::canonicalize(&run_dir).map_err(|e| format!("resolve {}: {e}", run_dir.display()))?;
+    partial.run_dir = run_dir.clone();
     for (what, p) in [("run directory", &run_dir), ("workspace", &paths.workspace)]
         .into_iter()
         .chain(results.as_ref().map(|r| ("results directory", r)))
@@ -458,6 +516,7 @@ pub fn run_once(
     }
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
     let _ = write_run_file(&run_dir.join(QEMU_STDERR_FILE), &qemu_stderr);
+    partial.output.clone_from(&output);
     let total = start.elapsed();
     let dmesg_path = run_dir.join("dmesg.txt");
     let boot_to_command = started.unwrap_or_default();

@@ -122,8 +122,8 @@ fn select(binaries: Vec<VmTestBinary>, filter: Option<&str>) -> (Vec<VmTestBinar
     }
 }
 
-/// Number of ignored tests in a binary that match the filter, listed on the host (nothing runs).
-fn count_listed(bin: &VmTestBinary, filter: Option<&str>) -> Result<usize, String> {
+/// The ignored tests of a binary that match the filter, listed on the host (nothing runs).
+fn list_tests(bin: &VmTestBinary, filter: Option<&str>) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(&bin.executable);
     cmd.args(["--list", "--ignored", "--format", "terse"]);
     if let Some(f) = filter {
@@ -143,8 +143,35 @@ fn count_listed(bin: &VmTestBinary, filter: Option<&str>) -> Result<usize, Strin
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.ends_with(": test"))
-        .count())
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The command of a rerun after a frozen attempt whose `output` shows tests passed: `cmd` with a
+/// `--skip NAME` for each, so the fresh VM takes up where the frozen one stopped (each test of a
+/// binary runs on its own too: `vm test FILTER`). libtest's `--skip` matches substrings, so a
+/// test whose name is inside another listed test's name is run again rather than skipped with
+/// it. `None` when nothing passed.
+fn resume_after_passed(cmd: &[String], output: &str, listed: &[String]) -> Option<(Vec<String>, String)> {
+    let mut passed = PassedTests::default();
+    passed.add_text(output);
+    let mut skip: Vec<&str> = passed
+        .names()
+        .filter(|n| !listed.iter().any(|o| o != n && o.contains(n)))
+        .collect();
+    if skip.is_empty() {
+        return None;
+    }
+    skip.sort_unstable();
+    let mut next = cmd.to_vec();
+    for n in &skip {
+        next.extend(["--skip".to_string(), (*n).to_string()]);
+    }
+    Some((
+        next,
+        format!("skipping the {} test(s) that passed before it froze", skip.len()),
+    ))
 }
 
 /// What one run of one VM test binary gave.
@@ -165,6 +192,7 @@ fn run_binary(
     bin: &VmTestBinary,
     topo: &Topology,
     filter: Option<&str>,
+    listed: &[String],
     timeout: Duration,
     verbose: bool,
 ) -> Result<BinaryRun, String> {
@@ -186,8 +214,9 @@ fn run_binary(
     };
     let started = Instant::now();
     let mut why = None;
-    let (status, p, f, k, boot) = match guest::run(paths, topo, &cmd, &opts) {
-        Ok(out) => {
+    let resume = |cmd: &[String], output: &str| resume_after_passed(cmd, output, listed);
+    let (status, p, f, k, boot) = match guest::run_resuming(paths, topo, &cmd, &opts, &resume) {
+        Ok((out, taken_up)) => {
             let counts = libtest_counts(&out.output);
             let (p, f) = match counts {
                 Some((p, f)) if out.exit_code == 0 || f > 0 => (p, f),
@@ -195,13 +224,26 @@ fn run_binary(
                 Some((p, f)) => (p, f + 1),
                 None => (0, 1),
             };
+            // The tests a frozen attempt finished before a rerun took up after them.
+            let mut p = p;
+            let mut k = 0;
+            for a in &taken_up {
+                let mut passed_tests = PassedTests::default();
+                passed_tests.add_text(&a.output);
+                let n = passed_tests.total();
+                let skips = Skips::settle_file(&a.run_dir.join(launch::SKIPS_FILE), &mut passed_tests)?;
+                skips.print("vm test: ");
+                let ka = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(n);
+                p += n - ka;
+                k += ka;
+            }
             // Tests that passed but reported themselves skipped count as skipped.
             let mut passed_tests = PassedTests::default();
             passed_tests.add_text(&out.output);
             let skips = Skips::settle_file(&out.run_dir.join(launch::SKIPS_FILE), &mut passed_tests)?;
             skips.print("vm test: ");
-            let k = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
-            let p = p - k;
+            let kl = u32::try_from(skips.counted.len()).unwrap_or(u32::MAX).min(p);
+            let (p, k) = (p - kl, k + kl);
             let status = if out.exit_code == 0 && f == 0 {
                 "ok"
             } else {
@@ -323,8 +365,8 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
     // Each binary with its topology and the number of its tests the filter selects.
     let mut selected = Vec::new();
     for bin in &binaries {
-        let listed = count_listed(bin, filter)?;
-        if listed == 0 {
+        let listed = list_tests(bin, filter)?;
+        if listed.is_empty() {
             println!(
                 "vm test: {} ({}): no test matches, skipped",
                 bin.name, bin.package
@@ -356,7 +398,10 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
         for (i, (bin, topo, listed)) in selected.iter().enumerate() {
             println!(
                 "\n==== vm test: {} ({}), topology {}, {} test(s) ====",
-                bin.name, bin.package, topo.name, listed
+                bin.name,
+                bin.package,
+                topo.name,
+                listed.len()
             );
             print!("{}", topo.describe());
             // A topology the host cannot build (not root, no tap or bridge support): its tests
@@ -367,17 +412,24 @@ pub fn cmd_test(rest: &[String]) -> Result<ExitCode, String> {
             };
             if let Some(why) = cannot {
                 println!(
-                    "vm test: {}: SKIPPED {listed} test(s): topology {}: {why}",
-                    bin.name, topo.name
+                    "vm test: {}: SKIPPED {} test(s): topology {}: {why}",
+                    bin.name,
+                    listed.len(),
+                    topo.name
                 );
-                skipped += u32::try_from(*listed).unwrap_or(u32::MAX);
+                skipped += u32::try_from(listed.len()).unwrap_or(u32::MAX);
                 rows.push(format!(
                     "  {:<28} {:<8} {:<7} {:>3} passed {:>3} failed {:>3} skipped  ({why})",
-                    bin.name, topo.name, "SKIPPED", 0, 0, listed
+                    bin.name,
+                    topo.name,
+                    "SKIPPED",
+                    0,
+                    0,
+                    listed.len()
                 ));
                 continue;
             }
-            let r = run_binary(&paths, bin, topo, filter, timeout, verbose)?;
+            let r = run_binary(&paths, bin, topo, filter, listed, timeout, verbose)?;
             passed += r.passed;
             failed += r.failed;
             skipped += r.skipped;
@@ -481,6 +533,24 @@ mod unit_tests {
         assert_eq!((b.len(), f), (2, Some("token")));
         let (b, f) = select(vec![bin("vm_harness")], None);
         assert_eq!((b.len(), f), (1, None));
+    }
+
+    #[test]
+    fn a_rerun_skips_what_passed_before_the_freeze() {
+        let listed: Vec<String> = ["a_b", "a_b_c", "d", "e"].map(String::from).to_vec();
+        let cmd: Vec<String> = ["bin", "--ignored"].map(String::from).to_vec();
+        let out = "running 4 tests\ntest a_b ... ok\ntest a_b_c ... ok\ntest d ... FAILED\ntest e ... ";
+        let (next, said) = resume_after_passed(&cmd, out, &listed).unwrap();
+        // `a_b` is inside `a_b_c`: skipping it would skip both, so it runs again.
+        assert_eq!(next, ["bin", "--ignored", "--skip", "a_b_c"]);
+        assert_eq!(said, "skipping the 1 test(s) that passed before it froze");
+        // A second freeze adds to the skips of the first.
+        let (again, _) = resume_after_passed(&next, "test e ... ok\n", &listed).unwrap();
+        assert_eq!(again, ["bin", "--ignored", "--skip", "a_b_c", "--skip", "e"]);
+        assert_eq!(
+            resume_after_passed(&cmd, "running 4 tests\ntest d ... ", &listed),
+            None
+        );
     }
 
     #[test]
