@@ -148,9 +148,9 @@ fn list_tests(bin: &VmTestBinary, filter: Option<&str>) -> Result<Vec<String>, S
         .collect())
 }
 
-/// The command of a rerun after a frozen attempt whose `output` shows tests passed: `cmd` with a
-/// `--skip NAME` for each, so the fresh VM takes up where the frozen one stopped (each test of a
-/// binary runs on its own too: `vm test FILTER`). libtest's `--skip` matches substrings, so a
+/// The command of a rerun after a frozen or crashed attempt whose `output` shows tests passed:
+/// `cmd` with a `--skip NAME` for each, so the fresh VM takes up where the last one stopped (each
+/// test of a binary runs on its own too: `vm test FILTER`). libtest's `--skip` matches substrings, so a
 /// test whose name is inside another listed test's name is run again rather than skipped with
 /// it. `None` when nothing passed.
 fn resume_after_passed(cmd: &[String], output: &str, listed: &[String]) -> Option<(Vec<String>, String)> {
@@ -170,7 +170,10 @@ fn resume_after_passed(cmd: &[String], output: &str, listed: &[String]) -> Optio
     }
     Some((
         next,
-        format!("skipping the {} test(s) that passed before it froze", skip.len()),
+        format!(
+            "skipping the {} test(s) that passed before that VM stopped",
+            skip.len()
+        ),
     ))
 }
 
@@ -543,7 +546,7 @@ mod unit_tests {
         let (next, said) = resume_after_passed(&cmd, out, &listed).unwrap();
         // `a_b` is inside `a_b_c`: skipping it would skip both, so it runs again.
         assert_eq!(next, ["bin", "--ignored", "--skip", "a_b_c"]);
-        assert_eq!(said, "skipping the 1 test(s) that passed before it froze");
+        assert_eq!(said, "skipping the 1 test(s) that passed before that VM stopped");
         // A second freeze adds to the skips of the first.
         let (again, _) = resume_after_passed(&next, "test e ... ok\n", &listed).unwrap();
         assert_eq!(again, ["bin", "--ignored", "--skip", "a_b_c", "--skip", "e"]);
