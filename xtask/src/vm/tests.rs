@@ -150,9 +150,9 @@ fn list_tests(bin: &VmTestBinary, filter: Option<&str>) -> Result<Vec<String>, S
 
 /// The command of a rerun after a frozen or crashed attempt whose `output` shows tests passed:
 /// `cmd` with a `--skip NAME` for each, so the fresh VM takes up where the last one stopped (each
-/// test of a binary runs on its own too: `vm test FILTER`). libtest's `--skip` matches substrings, so a
-/// test whose name is inside another listed test's name is run again rather than skipped with
-/// it. `None` when nothing passed.
+/// test of a binary runs on its own too: `vm test FILTER`). libtest's `--skip` matches
+/// substrings, so a test whose name is inside another listed test's name is run again rather
+/// than skipped with it. `None` when nothing passed.
 fn resume_after_passed(cmd: &[String], output: &str, listed: &[String]) -> Option<(Vec<String>, String)> {
     let mut passed = PassedTests::default();
     passed.add_text(output);
